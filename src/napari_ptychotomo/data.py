@@ -1,0 +1,498 @@
+"""Plain data objects shared by every layer of the package.
+
+Each object holds numpy arrays (or lazy h5py datasets for big raw data) with units in the
+field names or docstrings, and a ``validate()`` method that raises ``ValueError`` naming the
+field, what was expected and what was found. Engines move arrays to torch themselves.
+
+Conventions (see DESIGN.md): lengths in Å, energies in eV, convergence semi-angle and
+specimen mistilt in mrad, tomographic angles in degrees, real-space arrays ``(..., y, x)``,
+volumes ``(z, y, x)``, positions ``(n, 2)`` as ``(y, x)``, diffraction patterns centred.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Calibration",
+    "ScanData",
+    "DefocusSeries",
+    "TiltSeries",
+    "MSPResult",
+    "Alignment",
+    "Volume",
+    "Resolution",
+    "Atoms",
+    "Project",
+]
+
+_ABERRATION_NAMES = {
+    "C10", "C12", "phi12", "C21", "phi21", "C23", "phi23", "C30", "C32", "phi32",
+    "C34", "phi34", "C50",
+}
+
+
+def _shape_error(name: str, found: Any, expected: str) -> ValueError:
+    return ValueError(f"{name} has shape {tuple(np.shape(found))}; expected {expected}")
+
+
+def _check_finite(name: str, array: Any) -> None:
+    values = np.asarray(array)
+    if values.size and not np.all(np.isfinite(values)):
+        bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+
+
+def _positive(name: str, value: float, unit: str) -> None:
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} = {value!r}; expected a positive number in {unit}")
+
+
+@dataclass
+class Calibration:
+    """Microscope and detector calibration of one 4D-STEM scan.
+
+    Parameters
+    ----------
+    energy_eV : beam energy in eV.
+    semiangle_mrad : probe-forming aperture semi-angle in mrad.
+    detector_sampling_mrad : detector pixel size in mrad (square pixels).
+    defocus : defocus in Å; positive is underfocus (C10 = -defocus, as in abTEM).
+    scan_step : raster step in Å (used when positions are not given).
+    aberrations : further aberration coefficients in Å and angles in rad, keyed
+        ``C12``, ``phi12``, ``C21``, ``phi21``, ``C23``, ``phi23``, ``C30`` (Cs), ...
+        ``C10`` here overrides ``defocus``.
+    scan_rotation_deg : rotation of the scan axes against the detector axes.
+    """
+
+    energy_eV: float
+    semiangle_mrad: float
+    detector_sampling_mrad: float
+    defocus: float = 0.0
+    scan_step: float | None = None
+    aberrations: dict[str, float] = field(default_factory=dict)
+    scan_rotation_deg: float = 0.0
+
+    @property
+    def wavelength(self) -> float:
+        """Relativistic electron wavelength in Å."""
+        from .physics.optics import wavelength
+
+        return float(wavelength(self.energy_eV))
+
+    @property
+    def detector_sampling(self) -> float:
+        """Detector pixel size in Å⁻¹."""
+        return self.detector_sampling_mrad * 1e-3 / self.wavelength
+
+    def aberration_dict(self) -> dict[str, float]:
+        """All aberration coefficients with ``C10 = -defocus`` filled in."""
+        out = {"C10": -float(self.defocus)}
+        out.update({k: float(v) for k, v in self.aberrations.items()})
+        return out
+
+    def pixel_size(self, detector_shape: tuple[int, int]) -> tuple[float, float]:
+        """Real-space sampling (y, x) in Å of a reconstruction on this detector."""
+        ky, kx = detector_shape
+        dk = self.detector_sampling
+        return 1.0 / (ky * dk), 1.0 / (kx * dk)
+
+    def validate(self) -> "Calibration":
+        _positive("energy_eV", self.energy_eV, "eV")
+        if self.energy_eV < 1e3 or self.energy_eV > 3e6:
+            raise ValueError(
+                f"energy_eV = {self.energy_eV!r}; expected a beam energy in eV "
+                "(e.g. 300e3 for 300 keV)"
+            )
+        _positive("semiangle_mrad", self.semiangle_mrad, "mrad")
+        _positive("detector_sampling_mrad", self.detector_sampling_mrad, "mrad per pixel")
+        if not np.isfinite(self.defocus):
+            raise ValueError(f"defocus = {self.defocus!r}; expected a finite length in Å")
+        if self.scan_step is not None:
+            _positive("scan_step", self.scan_step, "Å")
+        unknown = set(self.aberrations) - _ABERRATION_NAMES
+        if unknown:
+            raise ValueError(
+                f"aberrations has unknown key(s) {sorted(unknown)}; "
+                f"allowed: {sorted(_ABERRATION_NAMES)}"
+            )
+        return self
+
+
+@dataclass
+class ScanData:
+    """One 4D-STEM scan: centred diffraction intensities at known probe positions.
+
+    ``intensities`` is ``(Ny, Nx, Ky, Kx)`` or ``(n, Ky, Kx)`` and may be a lazy h5py
+    dataset. ``positions`` is ``(n, 2)`` in Å as ``(y, x)``; when ``None`` the raster of
+    ``calibration.scan_step`` is used. ``tilt_deg`` is the stage tilt of this scan in a
+    series. ``truth`` carries simulator ground truth (mistilt, thickness, positions, ...).
+    """
+
+    intensities: Any
+    calibration: Calibration
+    positions: np.ndarray | None = None
+    tilt_deg: float = 0.0
+    scan_shape: tuple[int, int] | None = None
+    truth: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.intensities.shape)
+        if self.scan_shape is None and len(shape) == 4:
+            self.scan_shape = (int(shape[0]), int(shape[1]))
+
+    @property
+    def num_positions(self) -> int:
+        shape = tuple(self.intensities.shape)
+        return int(np.prod(shape[:-2]))
+
+    @property
+    def detector_shape(self) -> tuple[int, int]:
+        shape = tuple(self.intensities.shape)
+        return int(shape[-2]), int(shape[-1])
+
+    def patterns(self, index: Any = slice(None)) -> np.ndarray:
+        """Diffraction patterns ``(m, Ky, Kx)`` as float32; reads only what is asked for."""
+        data = self.intensities
+        if len(data.shape) == 4:
+            ny, nx = data.shape[:2]
+            if isinstance(index, slice) and index == slice(None):
+                out = np.asarray(data[()])
+                return out.reshape(ny * nx, *self.detector_shape).astype(np.float32, copy=False)
+            flat = np.arange(ny * nx)[index]
+            flat = np.atleast_1d(flat)
+            order = np.argsort(flat)
+            iy, ix = np.divmod(flat[order], nx)
+            rows = [np.asarray(data[y, x]) for y, x in zip(iy, ix)]
+            out = np.empty((len(flat), *self.detector_shape), np.float32)
+            out[order] = np.stack(rows) if rows else out[order]
+            return out
+        if isinstance(index, slice):
+            return np.asarray(data[index], dtype=np.float32)
+        idx = np.atleast_1d(np.asarray(index))
+        order = np.argsort(idx)
+        out = np.empty((len(idx), *self.detector_shape), np.float32)
+        out[order] = np.asarray(data[np.sort(idx).tolist()], dtype=np.float32)
+        return out
+
+    def positions_angstrom(self) -> np.ndarray:
+        """Probe positions ``(n, 2)`` in Å as (y, x): given, or the raster of the scan step."""
+        if self.positions is not None:
+            return np.asarray(self.positions, dtype=np.float64)
+        if self.scan_shape is None or self.calibration.scan_step is None:
+            raise ValueError(
+                "positions are missing: give positions (n, 2) in Å, or a 4D intensity "
+                "array (Ny, Nx, Ky, Kx) together with calibration.scan_step"
+            )
+        ny, nx = self.scan_shape
+        step = float(self.calibration.scan_step)
+        yy, xx = np.meshgrid(np.arange(ny) * step, np.arange(nx) * step, indexing="ij")
+        return np.stack([yy.ravel(), xx.ravel()], axis=1)
+
+    def validate(self, check_values: bool = True) -> "ScanData":
+        """Check shapes, calibration and (on a sample of patterns) the counts."""
+        self.calibration.validate()
+        shape = tuple(self.intensities.shape)
+        if len(shape) not in (3, 4):
+            raise _shape_error(
+                "intensities", self.intensities, "(Ny, Nx, Ky, Kx) or (n, Ky, Kx) diffraction patterns"
+            )
+        if min(shape) < 1 or shape[-1] < 8 or shape[-2] < 8:
+            raise _shape_error("intensities", self.intensities, "at least 8×8 detector pixels")
+        if self.positions is not None:
+            pos = np.asarray(self.positions)
+            if pos.shape != (self.num_positions, 2):
+                raise _shape_error(
+                    "positions", pos, f"({self.num_positions}, 2) in Å as (y, x)"
+                )
+            _check_finite("positions", pos)
+        elif self.scan_shape is None or self.calibration.scan_step is None:
+            self.positions_angstrom()  # raises the explanatory error
+        if check_values:
+            n = self.num_positions
+            sample = np.unique(np.linspace(0, n - 1, min(n, 64)).astype(int))
+            values = self.patterns(sample)
+            _check_finite("intensities", values)
+            if np.any(values < 0):
+                raise ValueError(
+                    f"intensities has negative counts (minimum {values.min():.3g}); "
+                    "subtract the dark reference and clip before reconstruction"
+                )
+        return self
+
+
+@dataclass
+class DefocusSeries:
+    """Plane-wave (HRTEM) images of one tilt at several defoci.
+
+    ``images`` is ``(n_defocus, ny, nx)`` intensities normalised to a unit incident beam,
+    ``defocus`` the defocus of each image in Å (positive is underfocus), ``pixel_size`` Å.
+    """
+
+    images: Any
+    defocus: np.ndarray
+    pixel_size: float
+    energy_eV: float
+    tilt_deg: float = 0.0
+
+    def validate(self) -> "DefocusSeries":
+        shape = tuple(self.images.shape)
+        if len(shape) != 3:
+            raise _shape_error("images", self.images, "(n_defocus, ny, nx)")
+        if np.shape(self.defocus) != (shape[0],):
+            raise _shape_error("defocus", self.defocus, f"({shape[0]},) in Å, one per image")
+        _positive("pixel_size", self.pixel_size, "Å")
+        _positive("energy_eV", self.energy_eV, "eV")
+        _check_finite("images", self.images)
+        return self
+
+
+@dataclass
+class TiltSeries:
+    """Scans (4D-STEM) or defocus series (plane wave) at nominal stage tilts in degrees."""
+
+    scans: list[Any]
+    angles_deg: Any
+    truth: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.scans)
+
+    def validate(self, check_values: bool = True) -> "TiltSeries":
+        angles = np.asarray(self.angles_deg, dtype=float)
+        if angles.ndim != 1 or len(angles) != len(self.scans):
+            raise ValueError(
+                f"angles_deg has {angles.size} value(s) but the series has "
+                f"{len(self.scans)} scan(s); give one tilt angle in degrees per scan"
+            )
+        _check_finite("angles_deg", angles)
+        if np.any(np.abs(angles) > 90):
+            raise ValueError(
+                f"angles_deg ranges to {np.abs(angles).max():.1f}; expected stage tilts "
+                "in degrees within ±90 (did you pass radians times 57?)"
+            )
+        if not self.scans:
+            raise ValueError("scans is empty; a tilt series needs at least one scan")
+        for k, scan in enumerate(self.scans):
+            try:
+                if isinstance(scan, ScanData):
+                    scan.validate(check_values=check_values)
+                else:
+                    scan.validate()
+            except ValueError as exc:
+                raise ValueError(f"scan {k} (tilt {angles[k]:g}°): {exc}") from None
+        return self
+
+
+@dataclass
+class MSPResult:
+    """Result of multislice ptychography on one scan.
+
+    ``object`` is the complex projected potential per slice ``(n_slices, ny, nx)`` in V·Å
+    (transmission exp(iσV)); ``probe`` the probe modes ``(n_modes, Ky, Kx)`` in real space;
+    ``positions`` ``(n, 2)`` in Å in the object frame; ``tilt_mrad`` the fitted specimen
+    mistilt (θx, θy); ``slice_thickness`` in Å; ``tilt_map`` ``(n, 2)`` per-position
+    (θx, θy) in mrad or ``None``; ``pixel_size`` the object sampling in Å.
+    """
+
+    object: np.ndarray
+    probe: np.ndarray
+    positions: np.ndarray
+    tilt_mrad: np.ndarray
+    slice_thickness: float
+    pixel_size: float
+    energy_eV: float
+    tilt_map: np.ndarray | None = None
+    loss_history: list[float] = field(default_factory=list)
+    tilt_deg: float = 0.0
+    scan_shape: tuple[int, int] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def phase(self) -> np.ndarray:
+        """Summed object phase ``(ny, nx)`` in rad: σ · Σ Re V."""
+        from .physics.optics import interaction_constant
+
+        sigma = float(interaction_constant(self.energy_eV))
+        return (sigma * np.real(np.asarray(self.object)).sum(axis=0)).astype(np.float32)
+
+    def validate(self) -> "MSPResult":
+        obj = np.asarray(self.object)
+        if obj.ndim != 3:
+            raise _shape_error("object", obj, "(n_slices, ny, nx) complex V·Å")
+        if np.asarray(self.probe).ndim != 3:
+            raise _shape_error("probe", self.probe, "(n_modes, Ky, Kx) complex")
+        if np.asarray(self.positions).ndim != 2 or np.shape(self.positions)[1] != 2:
+            raise _shape_error("positions", self.positions, "(n, 2) in Å as (y, x)")
+        if np.shape(self.tilt_mrad) != (2,):
+            raise _shape_error("tilt_mrad", self.tilt_mrad, "(2,) as (θx, θy) in mrad")
+        if self.tilt_map is not None and np.shape(self.tilt_map) != (len(self.positions), 2):
+            raise _shape_error(
+                "tilt_map", self.tilt_map, f"({len(self.positions)}, 2) as (θx, θy) in mrad"
+            )
+        _positive("slice_thickness", self.slice_thickness, "Å")
+        _positive("pixel_size", self.pixel_size, "Å")
+        _check_finite("object", obj)
+        return self
+
+
+@dataclass
+class Alignment:
+    """Rigid alignment of a tilt series.
+
+    ``euler_deg`` ``(n_tilts, 3)`` as (φ, θ, ψ) in degrees with R = R_z(ψ) R_y(θ) R_x(φ);
+    ``shifts`` ``(n_tilts, 2)`` in Å as (y, x), the shift found in each projection.
+    """
+
+    euler_deg: np.ndarray
+    shifts: np.ndarray
+
+    @classmethod
+    def from_angles(cls, angles_deg: Any) -> "Alignment":
+        """Nominal alignment: stage tilts about y, no in-plane error, zero shifts."""
+        angles = np.asarray(angles_deg, dtype=np.float64)
+        euler = np.zeros((len(angles), 3))
+        euler[:, 1] = angles
+        return cls(euler_deg=euler, shifts=np.zeros((len(angles), 2)))
+
+    def validate(self) -> "Alignment":
+        euler = np.asarray(self.euler_deg)
+        if euler.ndim != 2 or euler.shape[1] != 3:
+            raise _shape_error("euler_deg", euler, "(n_tilts, 3) as (φ, θ, ψ) in degrees")
+        if np.shape(self.shifts) != (len(euler), 2):
+            raise _shape_error("shifts", self.shifts, f"({len(euler)}, 2) in Å as (y, x)")
+        _check_finite("euler_deg", euler)
+        _check_finite("shifts", self.shifts)
+        return self
+
+
+@dataclass
+class Volume:
+    """A 3D volume ``(nz, ny, nx)`` with cubic voxels of ``voxel_size`` Å.
+
+    ``data`` is real (e.g. a phase or potential in V) or complex (complex potential, Im =
+    absorption). ``origin`` is the position in Å of voxel (0, 0, 0)'s centre as (z, y, x).
+    ``halves`` optionally holds two independent half-data reconstructions for FSC.
+    """
+
+    data: Any
+    voxel_size: float
+    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    halves: tuple[Any, Any] | None = None
+    units: str = "V"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
+
+    def validate(self) -> "Volume":
+        if len(self.data.shape) != 3:
+            raise _shape_error("data", self.data, "(nz, ny, nx)")
+        _positive("voxel_size", self.voxel_size, "Å")
+        if np.shape(self.origin) != (3,):
+            raise _shape_error("origin", self.origin, "(3,) in Å as (z, y, x)")
+        if self.halves is not None:
+            if len(self.halves) != 2:
+                raise ValueError(f"halves has {len(self.halves)} entries; expected 2")
+            for k, half in enumerate(self.halves):
+                if tuple(half.shape) != tuple(self.data.shape):
+                    raise _shape_error(f"halves[{k}]", half, f"{tuple(self.data.shape)} like data")
+        _check_finite("data", self.data)
+        return self
+
+
+@dataclass
+class Resolution:
+    """Fourier shell correlation and the resolution read from it.
+
+    ``frequency`` shell centres in 1/Å, ``fsc`` the correlation per shell, ``thresholds``
+    threshold curves per shell (``"one_bit"``, ``"half_bit"``, ``"0.143"``), ``crossings``
+    the first crossing of each as a resolution in Å (``nan`` when none), ``directional``
+    optional per-direction results ``{name: {"frequency", "fsc", "crossings"}}``.
+    """
+
+    frequency: np.ndarray
+    fsc: np.ndarray
+    crossings: dict[str, float]
+    thresholds: dict[str, np.ndarray] = field(default_factory=dict)
+    shell_counts: np.ndarray | None = None
+    directional: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> "Resolution":
+        if np.shape(self.fsc) != np.shape(self.frequency):
+            raise _shape_error("fsc", self.fsc, f"{np.shape(self.frequency)} like frequency")
+        for name, curve in self.thresholds.items():
+            if np.shape(curve) != np.shape(self.frequency):
+                raise _shape_error(f"thresholds[{name!r}]", curve, "one value per shell")
+        return self
+
+
+@dataclass
+class Atoms:
+    """Atoms in a volume: ``positions`` ``(n, 3)`` in Å as (z, y, x) in the volume frame
+    (origin at the centre of voxel (0, 0, 0)); ``species`` integer classes ordered by
+    increasing scattering strength; ``intensities`` integrated intensity per atom;
+    ``widths`` fitted Gaussian σ in Å; ``names`` optional element symbol per class.
+    """
+
+    positions: np.ndarray
+    species: np.ndarray
+    intensities: np.ndarray | None = None
+    widths: np.ndarray | None = None
+    names: list[str] | None = None
+
+    def __len__(self) -> int:
+        return int(np.shape(self.positions)[0])
+
+    def symbols(self) -> list[str]:
+        """Element symbol (or ``X<class>``) of every atom."""
+        species = np.asarray(self.species, dtype=int)
+        if self.names:
+            return [self.names[s] if 0 <= s < len(self.names) else f"X{s}" for s in species]
+        return [f"X{s}" for s in species]
+
+    def validate(self) -> "Atoms":
+        pos = np.asarray(self.positions)
+        if pos.ndim != 2 or pos.shape[1] != 3:
+            raise _shape_error("positions", pos, "(n, 3) in Å as (z, y, x)")
+        n = len(pos)
+        if np.shape(self.species) != (n,):
+            raise _shape_error("species", self.species, f"({n},) class labels")
+        for name in ("intensities", "widths"):
+            value = getattr(self, name)
+            if value is not None and np.shape(value) != (n,):
+                raise _shape_error(name, value, f"({n},) one per atom")
+        _check_finite("positions", pos)
+        return self
+
+
+@dataclass
+class Project:
+    """Everything of one study: the tilt series and each step's results.
+
+    ``msp`` maps tilt index → MSPResult; ``volumes`` maps a name (``"linear"``,
+    ``"end-to-end"``, ``"truth"``) → Volume; ``atoms`` maps a name → Atoms.
+    """
+
+    series: TiltSeries | None = None
+    msp: dict[int, MSPResult] = field(default_factory=dict)
+    alignment: Alignment | None = None
+    volumes: dict[str, Volume] = field(default_factory=dict)
+    resolution: dict[str, Resolution] = field(default_factory=dict)
+    atoms: dict[str, Atoms] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> "Project":
+        if self.series is not None:
+            self.series.validate(check_values=False)
+        for k, result in self.msp.items():
+            result.validate()
+        if self.alignment is not None:
+            self.alignment.validate()
+        for group in (self.volumes, self.resolution, self.atoms):
+            for item in group.values():
+                item.validate()
+        return self
