@@ -1,1 +1,8 @@
-"""tomo"""
+"""Sequential ptychographic tomography: rotation and projection, denoising, rigid
+alignment with linear tomography (You et al. 2025, Algorithm 2; Romanov et al. 2025),
+support masks, and the bridge from MSP results."""
+
+from .projector import project
+from .rotation import bin_along_beam, rotate_volume, rotation_matrix
+
+__all__ = ["project", "rotate_volume", "rotation_matrix", "bin_along_beam"]
