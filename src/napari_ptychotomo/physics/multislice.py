@@ -1,0 +1,142 @@
+"""Multislice forward model: transmission, propagation, far-field intensities.
+
+The batched form used by ptychography and the 4D-STEM simulator works on a batch of probe
+positions at once: object patches are cropped at the integer part of each position, the
+sub-pixel remainder is applied to the probe as a Fourier phase ramp, then every probe mode
+is transmitted through every slice and propagated to the next (transmit, then propagate,
+as abTEM), and the far field is returned centred.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .grids import band_limit_mask
+
+__all__ = [
+    "transmission",
+    "crop_patches",
+    "shift_waves",
+    "propagate",
+    "exit_wave",
+    "far_field",
+    "forward_intensities",
+]
+
+
+def transmission(
+    potential: torch.Tensor, sigma: float, sampling=None, band_limit: bool = True
+) -> torch.Tensor:
+    """Transmission function exp(iσV) of projected potential slices ``V`` (V·Å).
+
+    ``V`` may be complex (Im V = absorption: exp(iσV) = exp(iσ Re V − σ Im V)). With
+    ``band_limit`` the result is limited to 2/3 of Nyquist (the ratio needs no sampling
+    when pixels are square; pass ``sampling`` (dy, dx) otherwise).
+    """
+    potential = torch.as_tensor(potential)
+    if potential.is_complex():
+        t = torch.exp(1j * sigma * potential)
+    else:
+        t = torch.polar(torch.ones_like(potential), sigma * potential)
+    if t.dtype != torch.complex128:
+        t = t.to(torch.complex64)
+    if band_limit:
+        mask = band_limit_mask(t.shape[-2:], sampling if sampling is not None else 1.0, device=t.device)
+        t = torch.fft.ifft2(torch.fft.fft2(t) * mask)
+    return t
+
+
+def crop_patches(obj: torch.Tensor, corners: torch.Tensor, size) -> torch.Tensor:
+    """Patches ``(B, S, n, m)`` of ``obj (S, H, W)`` with top-left ``corners (B, 2)`` (int).
+
+    One gather for the whole batch (differentiable; gradients of overlapping patches add).
+    """
+    n, m = (size, size) if isinstance(size, int) else size
+    height, width = obj.shape[-2:]
+    if corners.numel() and (
+        int(corners[:, 0].min()) < 0 or int(corners[:, 1].min()) < 0
+        or int(corners[:, 0].max()) + n > height or int(corners[:, 1].max()) + m > width
+    ):
+        raise ValueError(
+            f"probe window of {n}×{m} px at the given positions leaves the object "
+            f"({height}×{width} px); pad the object or move the positions inside it"
+        )
+    rows = corners[:, 0, None] + torch.arange(n, device=obj.device)  # (B, n)
+    cols = corners[:, 1, None] + torch.arange(m, device=obj.device)  # (B, m)
+    patches = obj[:, rows[:, :, None], cols[:, None, :]]  # (S, B, n, m)
+    return patches.transpose(0, 1)
+
+
+def shift_waves(waves: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
+    """Shift waves by ``shifts_px (B, 2)`` pixels (y, x) with a Fourier phase ramp
+    (periodic, sub-pixel exact).
+
+    ``waves`` is ``(n, m)`` → ``(B, n, m)``, ``(M, n, m)`` → ``(B, M, n, m)`` (one set of
+    modes for every position) or already batched ``(B, M, n, m)`` → ``(B, M, n, m)``.
+    """
+    n, m = waves.shape[-2:]
+    device = waves.device
+    real = torch.float64 if waves.dtype == torch.complex128 else torch.float32
+    fy = torch.fft.fftfreq(n, device=device, dtype=real)[:, None]
+    fx = torch.fft.fftfreq(m, device=device, dtype=real)[None, :]
+    shape = (-1, 1, 1) if waves.ndim == 2 else (-1, 1, 1, 1)
+    sy = shifts_px[:, 0].reshape(shape).to(real)
+    sx = shifts_px[:, 1].reshape(shape).to(real)
+    ramp = torch.polar(torch.ones((), device=device, dtype=real), -2.0 * math.pi * (fy * sy + fx * sx))
+    return torch.fft.ifft2(torch.fft.fft2(waves) * ramp)
+
+
+def propagate(wave: torch.Tensor, propagator: torch.Tensor) -> torch.Tensor:
+    """Apply a Fresnel propagator (fftfreq order, broadcastable) to ``wave``."""
+    return torch.fft.ifft2(torch.fft.fft2(wave) * propagator)
+
+
+def exit_wave(
+    transmission_slices: torch.Tensor, wave: torch.Tensor, propagator: torch.Tensor
+) -> torch.Tensor:
+    """Full-field multislice: transmit ``wave (..., H, W)`` through each slice of
+    ``transmission_slices (S, H, W)`` and propagate after each (plane-wave / HRTEM use)."""
+    for t in transmission_slices:
+        wave = propagate(wave * t, propagator)
+    return wave
+
+
+def far_field(wave: torch.Tensor) -> torch.Tensor:
+    """Far-field (diffraction-plane) wave, centred (zero frequency at N//2), unitary."""
+    return torch.fft.fftshift(torch.fft.fft2(wave, norm="ortho"), dim=(-2, -1))
+
+
+def forward_intensities(
+    transmission_slices: torch.Tensor,
+    probes: torch.Tensor,
+    positions_px: torch.Tensor,
+    propagator: torch.Tensor,
+    return_exit_waves: bool = False,
+):
+    """Far-field intensities ``(B, n, n)`` of a batch of probe positions, summed over modes.
+
+    Parameters
+    ----------
+    transmission_slices : (S, H, W) complex transmission of each slice.
+    probes : (M, n, n) probe modes, centred at pixel (n//2, n//2); or (B, M, n, n).
+    positions_px : (B, 2) probe centres (y, x) in object pixels (float, differentiable).
+    propagator : (n, n) or (B, n, n) slice-to-slice propagator (fftfreq order).
+
+    The probe centre lands at object pixel ``positions_px``: the patch corner is
+    ``floor(p) − n//2`` and the remainder ``p − floor(p)`` shifts the probe.
+    """
+    n, m = probes.shape[-2:]
+    whole = torch.floor(positions_px.detach())
+    corners = whole.long() - torch.tensor([n // 2, m // 2], device=positions_px.device)
+    patches = crop_patches(transmission_slices, corners, (n, m))  # (B, S, n, m)
+    fraction = positions_px - whole
+    waves = shift_waves(probes, fraction)  # (B, M, n, m)
+    prop = propagator if propagator.ndim == 2 else propagator[:, None]
+    for s in range(patches.shape[1]):
+        waves = propagate(waves * patches[:, s, None], prop)
+    intensities = torch.sum(torch.abs(far_field(waves)) ** 2, dim=1)
+    if return_exit_waves:
+        return intensities, waves
+    return intensities
