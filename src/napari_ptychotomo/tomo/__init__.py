@@ -6,3 +6,7 @@ from .projector import project
 from .rotation import bin_along_beam, rotate_volume, rotation_matrix
 
 __all__ = ["project", "rotate_volume", "rotation_matrix", "bin_along_beam"]
+
+from .denoise import denoise_projections, estimate_noise, fourier_sparsity_filter
+
+__all__ += ["denoise_projections", "estimate_noise", "fourier_sparsity_filter"]
