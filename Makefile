@@ -1,0 +1,59 @@
+# Two commands on a fresh Debian / Ubuntu machine with Python >= 3.11:
+#   make demo   set up .venv with the GUI extra and run the whole chain on the default sample
+#   make test   set up .venv with the test extras (and a virtual X server) and run every test
+#
+# TORCH picks the torch requirement installed first; CI pins the CPU build
+# (make test TORCH=torch==2.13.0); users get the normal torch wheel.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch
+PYTEST_ARGS ?=
+DEMO_OUTPUT ?= demo-output
+
+# Debian packages for a virtual X server with Mesa OpenGL and the Qt 6 xcb platform
+SYSTEM_PACKAGES := xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-cursor0 \
+	libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 \
+	libxcb-shape0 libxcb-xinerama0 libxcb-xfixes0 libdbus-1-3 libfontconfig1
+
+.PHONY: demo test test-quick system-deps benchmarks clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.gui-installed: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[gui]"
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.gui-installed
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: $(VENV)/.gui-installed
+	$(PY) -m napari_ptychotomo.demo --output $(DEMO_OUTPUT)
+
+test: system-deps $(VENV)/.test-installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quick: $(VENV)/.test-installed
+	$(PY) -m pytest -m "not slow and not gui" -x -q $(PYTEST_ARGS)
+
+benchmarks: $(VENV)/.gui-installed
+	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUTPUT) build dist src/*.egg-info .pytest_cache
