@@ -1,0 +1,121 @@
+"""File-level helpers of the native format: atomic writes, the sidecar name, wrapping
+single objects into a Project and back."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid as uuidlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+
+from ..data import (
+    Alignment, Atoms, DefocusSeries, MSPResult, Project, Resolution, ScanData,
+    TiltSeries, Volume,
+)
+from .errors import PtychoFormatError
+
+__all__ = ["atomic_h5", "atomic_file", "sidecar_path", "wrap", "unwrap", "check", "RESULT_FIELDS", "NAMED"]
+
+RESULT_FIELDS = ("msp", "alignment", "volumes", "resolution", "atoms", "provenance")
+_LIBVER = ("v110", "v110")  # readable by HDF5 >= 1.10, checksummed metadata
+_SUFFIX = ".ptycho.h5"
+
+
+def sidecar_path(path: Any) -> Path:
+    """The results sidecar of project file ``path``: ``<stem>.ptycho-results.h5``."""
+    path = Path(path)
+    name = path.name
+    stem = name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name
+    return path.with_name(f"{stem}.ptycho-results.h5")
+
+
+@contextlib.contextmanager
+def atomic_h5(path: Path) -> Iterator[h5py.File]:
+    """Write an HDF5 file to a temporary name in the same folder, then rename it in place."""
+    with atomic_file(path) as tmp:
+        with h5py.File(tmp, "w", libver=_LIBVER, track_order=True, locking=False) as fh:
+            yield fh
+            fh.flush()
+
+
+@contextlib.contextmanager
+def atomic_file(path: Any) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success fsync it and rename it to ``path``.
+
+    The temporary file is named ``.<name>.<pid>.<random>.tmp`` in the same folder (so the
+    rename is atomic on one file system); on any error it is removed and ``path`` is left
+    as it was. A process killed mid-write leaves the temporary file behind, never a
+    damaged ``path``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuidlib.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        with contextlib.suppress(OSError):  # make the rename durable (POSIX)
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def wrap(obj: Any, name: Any) -> tuple[Project, str]:
+    """Put a single data object into a Project; return it and the object's kind."""
+    kind = type(obj).__name__
+    if isinstance(obj, Project):
+        return obj, kind
+    if isinstance(obj, TiltSeries):
+        return Project(series=obj), kind
+    if isinstance(obj, (ScanData, DefocusSeries)):
+        return Project(series=TiltSeries(scans=[obj], angles_deg=[float(obj.tilt_deg)])), kind
+    if isinstance(obj, MSPResult):
+        return Project(msp={0 if name is None else int(name): obj}), kind
+    if isinstance(obj, Alignment):
+        return Project(alignment=obj), kind
+    for cls, field, default in NAMED:
+        if isinstance(obj, cls):
+            return Project(**{field: {default if name is None else str(name): obj}}), kind
+    raise TypeError(f"cannot save a {kind}; expected a data object of napari_ptychotomo.data")
+
+
+NAMED = ((Volume, "volumes", "volume"), (Resolution, "resolution", "resolution"),
+          (Atoms, "atoms", "atoms"))
+
+
+def unwrap(project: Project, kind: str) -> Any:
+    if kind == "Project":
+        return project
+    if kind == "TiltSeries":
+        return project.series
+    if kind in ("ScanData", "DefocusSeries"):
+        return project.series.scans[0]
+    if kind == "MSPResult":
+        return next(iter(project.msp.values()))
+    if kind == "Alignment":
+        return project.alignment
+    for cls, field, _ in NAMED:
+        if kind == cls.__name__:
+            return next(iter(getattr(project, field).values()))
+    raise KeyError(f"unknown root_object {kind!r}")
+
+
+def check(obj: Any, path: Any) -> None:
+    try:
+        obj.validate()
+    except ValueError as exc:
+        raise PtychoFormatError(path, f"cannot save an invalid {type(obj).__name__}: {exc}") from None
+
+

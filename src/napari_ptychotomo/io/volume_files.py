@@ -1,0 +1,163 @@
+"""Volumes and image stacks as MRC (mrcfile) and TIFF (tifffile).
+
+MRC: voxel size in Å in the header (``voxel_size``), the origin in Å as (x, y, z) in the
+header ``origin``, mode 2 (float32), 4 (complex64) or the integer modes; volumes have space
+group 1, image stacks (tilt series of projections) space group 0. A label line
+``napari-ptychotomo units=<unit>`` keeps the unit of the values.
+
+TIFF: an ImageJ hyperstack (axes ZYX) with ``spacing`` and ``unit=angstrom``, the X/Y
+resolution tags in pixels per Å, and keys ``ptycho_type`` (``Volume`` or ``ndarray``),
+``voxel_size``, ``origin`` (z y x in Å) and ``units`` in the ImageJ description, so Fiji
+shows the physical scale. ImageJ stores uint8, uint16 and float32; other real types are
+written as float32 with a warning, complex volumes are refused.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Volume
+from .errors import PtychoFormatError
+from .native_files import atomic_file
+from .scan_input import length_to_angstrom
+
+__all__ = ["save_mrc", "load_mrc", "save_tiff", "load_tiff"]
+
+_MRC_TYPES = {np.dtype(t) for t in (np.float32, np.int8, np.int16, np.uint8, np.uint16,
+                                    np.complex64, np.float16)}
+
+
+def _as_volume_parts(obj: Any, path: Path, voxel_size: float | None) -> tuple[np.ndarray, float, np.ndarray, str, bool]:
+    """(data, voxel size Å, origin (z, y, x) Å, value unit, is_volume) of what is saved."""
+    if isinstance(obj, Volume):
+        try:
+            obj.validate()
+        except ValueError as exc:
+            raise PtychoFormatError(path, f"cannot save an invalid Volume: {exc}") from None
+        return np.asarray(obj.data), float(obj.voxel_size), np.asarray(obj.origin, float), obj.units, True
+    data = np.asarray(obj)
+    if data.ndim not in (2, 3):
+        raise PtychoFormatError(path, f"array has shape {data.shape}; expected an image (ny, nx) "
+                                "or a stack (n, ny, nx)")
+    return data, float(voxel_size or 1.0), np.zeros(3), "", False
+
+
+def save_mrc(obj: Any, path: Any, *, voxel_size: float | None = None) -> Path:
+    """Write a Volume (space group 1) or an image stack ndarray (space group 0) to MRC."""
+    import mrcfile
+
+    path = Path(path)
+    data, voxel, origin, units, is_volume = _as_volume_parts(obj, path, voxel_size)
+    if data.dtype not in _MRC_TYPES:
+        target = np.complex64 if np.iscomplexobj(data) else np.float32
+        warnings.warn(f"{path}: MRC has no {data.dtype}; writing {np.dtype(target)}")
+        data = data.astype(target)
+    with atomic_file(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(data))
+            if is_volume:
+                mrc.set_volume()
+            elif data.ndim == 3:
+                mrc.set_image_stack()
+            mrc.voxel_size = voxel
+            mrc.header.origin = tuple(float(v) for v in origin[::-1])
+            mrc.add_label(f"napari-ptychotomo units={units}")
+    return path
+
+
+def load_mrc(path: Any, *, voxel_size: float | None = None, as_array: bool = False) -> Any:
+    """Read an MRC file: a Volume for a volume, an ndarray for images / image stacks."""
+    import mrcfile
+
+    path = Path(path)
+    if not path.exists():
+        raise PtychoFormatError(path, "file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, permissive=False) as mrc:
+                data = np.array(mrc.data)
+                stack = mrc.is_image_stack() or data.ndim == 2
+                vs = mrc.voxel_size
+                sizes = (float(vs.x), float(vs.y), float(vs.z))
+                origin = np.array([float(mrc.header.origin[a]) for a in ("z", "y", "x")])
+                labels = [bytes(label).decode("ascii", "replace").strip() for label in
+                          mrc.header.label[: int(mrc.header.nlabl)]]
+    except Exception as exc:
+        raise PtychoFormatError(path, f"not a readable MRC file (truncated or corrupt?): {exc}") from None
+    if stack or as_array:
+        return data
+    units = next((lab.split("units=", 1)[1] for lab in labels
+                  if lab.startswith("napari-ptychotomo units=")), "")
+    voxel = voxel_size or sizes[0]
+    if not voxel:
+        raise PtychoFormatError(path, "missing voxel size (0 in the header); pass voxel_size= in Å")
+    if voxel_size is None and not np.allclose(sizes, sizes[0], rtol=1e-4):
+        raise PtychoFormatError(path, f"voxels are not cubic: (x, y, z) = {sizes} Å; pass "
+                                "voxel_size= to override or resample first")
+    return Volume(data=data, voxel_size=float(voxel), origin=origin, units=units)
+
+
+def save_tiff(obj: Any, path: Any, *, voxel_size: float | None = None) -> Path:
+    """Write a Volume or an image stack as an ImageJ TIFF with its scale in Å."""
+    import tifffile
+
+    path = Path(path)
+    data, voxel, origin, units, is_volume = _as_volume_parts(obj, path, voxel_size)
+    if np.iscomplexobj(data):
+        raise PtychoFormatError(path, "TIFF cannot hold complex values; save np.real / np.imag "
+                                "separately, or use .mrc or .ptycho.h5")
+    if data.dtype not in (np.uint8, np.uint16, np.float32):
+        warnings.warn(f"{path}: ImageJ TIFF has no {data.dtype}; writing float32")
+        data = data.astype(np.float32)
+    metadata = {"axes": "ZYX" if data.ndim == 3 else "YX", "spacing": voxel, "unit": "angstrom",
+                "ptycho_type": "Volume" if is_volume else "ndarray", "voxel_size": repr(voxel),
+                "origin": " ".join(repr(float(v)) for v in origin), "units": units}
+    with atomic_file(path) as tmp:
+        tifffile.imwrite(tmp, data, imagej=True, resolution=(1.0 / voxel, 1.0 / voxel),
+                         metadata=metadata)
+    return path
+
+
+def load_tiff(path: Any, *, voxel_size: float | None = None, as_array: bool = False) -> Any:
+    """Read a TIFF: a Volume for a 3D stack with a known voxel size, else an ndarray.
+
+    The voxel size comes from ``voxel_size`` (Å), the keys written by :func:`save_tiff`,
+    or ImageJ's ``spacing`` / resolution with a length ``unit``.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.exists():
+        raise PtychoFormatError(path, "file not found")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            meta = dict(tif.imagej_metadata or {})
+            page = tif.pages[0]
+            xres = page.tags.get("XResolution")
+            xres = xres.value if xres is not None else None
+    except Exception as exc:
+        raise PtychoFormatError(path, f"not a readable TIFF file (truncated or corrupt?): {exc}") from None
+    if as_array or data.ndim != 3 or meta.get("ptycho_type") == "ndarray":
+        return data
+    voxel = voxel_size
+    if voxel is None and "voxel_size" in meta:
+        voxel = float(meta["voxel_size"])
+    if voxel is None:
+        factor = length_to_angstrom(meta.get("unit", ""))
+        if factor and meta.get("spacing"):
+            voxel = float(meta["spacing"]) * factor
+        elif factor and xres and xres[0]:
+            voxel = xres[1] / xres[0] * factor
+    if not voxel:
+        raise PtychoFormatError(path, "3D TIFF without a voxel size in a length unit; pass "
+                                "voxel_size= in Å (or as_array=True for a plain image stack)")
+    origin = np.zeros(3)
+    if "origin" in meta:
+        origin = np.array([float(v) for v in str(meta["origin"]).split()])
+    return Volume(data=data, voxel_size=float(voxel), origin=origin, units=str(meta.get("units", "")))
