@@ -13,6 +13,19 @@ from .potentials import (
     atom_projected_potential,
     projected_potential_slices,
 )
+from .specimens import (
+    Specimen,
+    amorphous_blob,
+    core_shell_particle,
+    crystal,
+    fcc_nanoparticle,
+    fcc_slab,
+    rotation_matrix,
+    silicon_slab,
+    srtio3_slab,
+    two_grain_specimen,
+)
+from .stem import default_sample, simulate_hrtem_series, simulate_scan, simulate_tilt_series
 from .volume import potential_volume
 
 __all__ = [
@@ -24,4 +37,18 @@ __all__ = [
     "atom_projected_potential",
     "projected_potential_slices",
     "potential_volume",
+    "Specimen",
+    "rotation_matrix",
+    "crystal",
+    "srtio3_slab",
+    "fcc_slab",
+    "silicon_slab",
+    "fcc_nanoparticle",
+    "core_shell_particle",
+    "amorphous_blob",
+    "two_grain_specimen",
+    "simulate_scan",
+    "simulate_tilt_series",
+    "simulate_hrtem_series",
+    "default_sample",
 ]
