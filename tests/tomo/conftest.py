@@ -1,4 +1,8 @@
-"""Synthetic specimens for the tomography tests: small particles of Gaussian 'atoms'."""
+"""Synthetic specimens for the tomography tests: small particles of Gaussian 'atoms'.
+
+Projections are computed analytically (a Gaussian atom projects to a 2D Gaussian at its
+rotated position), independently of the projector under test.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +10,50 @@ import numpy as np
 import pytest
 import torch
 
-from napari_ptychotomo.tomo import project
+from napari_ptychotomo.tomo import rotation_matrix
 
 
-def particle_volume(n=40, spacing=2.6, sigma=0.9, semi_axes=(10.0, 7.0, 8.0), seed=0):
-    """A faceted ~2 nm particle: Gaussian atoms (σ in voxels) on a slightly jittered
-    cubic lattice inside an ellipsoid with ``semi_axes`` (x, y, z) in voxels, in an
-    (n, n, n) float64 volume (z, y, x) centred at (n - 1) / 2."""
+def particle_atoms(spacing=3.6, semi_axes=(11.0, 8.0, 10.0), seed=0):
+    """(n, 3) atom positions (x, y, z) in voxels from the volume centre: a slightly
+    jittered cubic lattice inside an ellipsoid with ``semi_axes`` (x, y, z)."""
     rng = np.random.default_rng(seed)
     r = np.arange(-12, 13) * spacing
     x, y, z = np.meshgrid(r, r, r, indexing="ij")
     xyz = np.stack([x.ravel(), y.ravel(), z.ravel()], 1) + 0.5
-    ax = np.asarray(semi_axes)
-    xyz = xyz[((xyz / ax) ** 2).sum(1) <= 1]
-    xyz += rng.normal(scale=0.1, size=xyz.shape)
-    c = (n - 1) / 2
-    axis = np.arange(n) - c
-    # separable Gaussians, summed over atoms without a Python loop per voxel
-    gx = np.exp(-((axis[None] - xyz[:, :1]) ** 2) / (2 * sigma**2))
-    gy = np.exp(-((axis[None] - xyz[:, 1:2]) ** 2) / (2 * sigma**2))
-    gz = np.exp(-((axis[None] - xyz[:, 2:3]) ** 2) / (2 * sigma**2))
+    xyz = xyz[((xyz / np.asarray(semi_axes)) ** 2).sum(1) <= 1]
+    return xyz + rng.normal(scale=0.1, size=xyz.shape)
+
+
+def _gauss(axis, centres, sigma):
+    return np.exp(-((axis[None] - centres[:, None]) ** 2) / (2 * sigma**2))
+
+
+def particle_volume(n=40, sigma=0.9, atoms=None):
+    """(n, n, n) float64 volume (z, y, x) of unit-height Gaussian atoms (σ in voxels)."""
+    xyz = particle_atoms() if atoms is None else atoms
+    axis = np.arange(n) - (n - 1) / 2
+    gx, gy, gz = (_gauss(axis, xyz[:, k], sigma) for k in range(3))
     return np.einsum("az,ay,ax->zyx", gz, gy, gx)
 
 
-def tilt_series(volume, angles_deg, psi_deg=0.0, shifts_px=None, noise=0.0, seed=0):
-    """Projections (T, n, n) float64 of ``volume`` at stage tilts with an in-plane axis
-    error ψ, shifts (T, 2) in px and Gaussian noise of ``noise`` × the projections' std."""
+def tilt_series(n, angles_deg, psi_deg=0.0, shifts_px=None, noise=0.0, sigma=0.9, atoms=None, seed=0):
+    """Analytic projections (T, n, n) of :func:`particle_volume` at stage tilts θ with an
+    in-plane axis error ψ (R = R_z(ψ) R_y(θ)), shifts (T, 2) (y, x) in px, and Gaussian
+    noise of ``noise`` × the projections' standard deviation."""
     rng = np.random.default_rng(seed)
+    xyz = particle_atoms() if atoms is None else atoms
     euler = np.zeros((len(angles_deg), 3))
     euler[:, 1] = angles_deg
     euler[:, 2] = psi_deg
-    shifts = np.zeros((len(angles_deg), 2)) if shifts_px is None else shifts_px
-    proj = project(
-        torch.as_tensor(volume, dtype=torch.float64),
-        torch.as_tensor(np.deg2rad(euler)),
-        torch.as_tensor(shifts, dtype=torch.float64),
-    ).numpy()
+    rot = rotation_matrix(torch.as_tensor(np.deg2rad(euler))).numpy()  # (T, 3, 3)
+    shifts = np.zeros((len(angles_deg), 2)) if shifts_px is None else np.asarray(shifts_px)
+    axis = np.arange(n) - (n - 1) / 2
+    proj = np.empty((len(angles_deg), n, n))
+    for k in range(len(angles_deg)):
+        moved = xyz @ rot[k].T
+        gx = _gauss(axis, moved[:, 0] + shifts[k, 1], sigma)
+        gy = _gauss(axis, moved[:, 1] + shifts[k, 0], sigma)
+        proj[k] = np.sqrt(2 * np.pi) * sigma * np.einsum("ay,ax->yx", gy, gx)
     if noise:
         proj = proj + noise * proj.std() * rng.normal(size=proj.shape)
     return proj

@@ -16,7 +16,7 @@ def psnr(img, truth):
 
 @pytest.fixture(scope="module")
 def clean_and_noisy(particle, make_tilt_series):
-    clean = make_tilt_series(particle, [-40.0, 0.0, 35.0])
+    clean = make_tilt_series(particle.shape[-1], [-40.0, 0.0, 35.0])
     rng = np.random.default_rng(1)
     sigma = 0.1 * clean.max()
     return clean, clean + sigma * rng.normal(size=clean.shape), sigma

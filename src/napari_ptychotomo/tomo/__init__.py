@@ -10,3 +10,11 @@ __all__ = ["project", "rotate_volume", "rotation_matrix", "bin_along_beam"]
 from .denoise import denoise_projections, estimate_noise, fourier_sparsity_filter
 
 __all__ += ["denoise_projections", "estimate_noise", "fourier_sparsity_filter"]
+
+from .align import AlignStage, align_tilt_series, align_tilt_series_steps
+from .reconstruct import reconstruct_linear, reconstruct_linear_steps
+
+__all__ += [
+    "AlignStage", "align_tilt_series", "align_tilt_series_steps", "reconstruct_linear",
+    "reconstruct_linear_steps",
+]
