@@ -41,3 +41,42 @@ def not_blank():
 def viewer(make_napari_viewer):
     """A real napari viewer, shown on the virtual display (a hidden viewer screenshots blank)."""
     return make_napari_viewer(show=True)
+
+
+def _calibration(**overrides):
+    from napari_ptychotomo.data import Calibration
+
+    values = dict(energy_eV=300e3, semiangle_mrad=20.0, detector_sampling_mrad=2.5,
+                  defocus=100.0, scan_step=0.5)
+    values.update(overrides)
+    return Calibration(**values)
+
+
+@pytest.fixture
+def tiny_scan():
+    """A 6×5 raster of 16×16 random patterns with a brighter central disk (seed 0)."""
+    from napari_ptychotomo.data import ScanData
+
+    rng = np.random.default_rng(0)
+    patterns = rng.poisson(5.0, size=(6, 5, 16, 16)).astype(np.float32)
+    patterns[..., 6:10, 6:10] += 50.0
+    return ScanData(intensities=patterns, calibration=_calibration(), tilt_deg=10.0)
+
+
+@pytest.fixture
+def tiny_msp():
+    """An MSPResult of 3 slices 32×32, 2 probe modes, a 4×4 raster and a tilt map."""
+    from napari_ptychotomo.data import MSPResult
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:4, :4]
+    positions = 8.0 + 0.6 * np.stack([yy.ravel(), xx.ravel()], axis=1)
+    tilt_map = np.stack([np.where(xx.ravel() < 2, 3.0, -3.0), 0.5 * np.ones(16)], axis=1)
+    obj = (rng.normal(size=(3, 32, 32)) + 1j * np.abs(rng.normal(size=(3, 32, 32))) * 0.1)
+    return MSPResult(
+        object=obj.astype(np.complex64),
+        probe=(rng.normal(size=(2, 16, 16)) + 1j * rng.normal(size=(2, 16, 16))).astype(np.complex64),
+        positions=positions, tilt_mrad=np.array([0.0, 0.5]), slice_thickness=20.0,
+        pixel_size=0.3, energy_eV=300e3, tilt_map=tilt_map, loss_history=[1.0, 0.5],
+        tilt_deg=-20.0, scan_shape=(4, 4),
+    )

@@ -1,0 +1,271 @@
+"""Data objects → napari layer-data tuples ``(data, kwargs, layer_type)``.
+
+Pure functions, no napari import: readers, ``show`` and the widgets all build their layers
+here, so every result looks the same wherever it comes from. Every layer has a physical
+``scale`` (Å for real space, mrad for diffraction), ``axis_labels``, ``units`` and the data
+object it shows in ``metadata["result"]`` (``metadata["kind"]`` names what it is).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..data import Alignment, Atoms, MSPResult, Project, Resolution, ScanData, TiltSeries, Volume
+from .scan_views import scan_step_angstrom, scan_views
+
+__all__ = [
+    "LayerData",
+    "scan_layers",
+    "msp_layers",
+    "volume_layers",
+    "atoms_layers",
+    "project_layers",
+    "layers_for",
+    "SPECIES_COLOURS",
+]
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+ANGSTROM = "angstrom"
+MRAD = "milliradian"
+INDEX = "pixel"
+
+#: RGBA colour of species class 0, 1, 2, ... (light to heavy), cycling.
+SPECIES_COLOURS = np.array(
+    [
+        [0.40, 0.76, 1.00, 1.0],
+        [1.00, 0.35, 0.25, 1.0],
+        [1.00, 0.85, 0.20, 1.0],
+        [0.45, 0.90, 0.45, 1.0],
+        [0.80, 0.45, 1.00, 1.0],
+        [0.95, 0.95, 0.95, 1.0],
+    ],
+    dtype=np.float32,
+)
+
+
+def _meta(obj: Any, kind: str, **extra: Any) -> dict[str, Any]:
+    return {"result": obj, "kind": kind, **extra}
+
+
+def scan_layers(data: ScanData | TiltSeries) -> list[LayerData]:
+    """Virtual bright-field image(s) and mean diffraction pattern(s) of a scan or series.
+
+    A series whose scans share one raster becomes ``Virtual bright field``
+    ``(n_tilts, Ny, Nx)`` and ``Mean diffraction`` ``(n_tilts, Ky, Kx)`` with the tilt as
+    the slider axis; otherwise one pair of layers per tilt (``… [tilt k]``). Scan axes are
+    scaled by the scan step in Å, detector axes by the detector sampling in mrad.
+    Plane-wave (defocus) series show their images ``(n_defocus, ny, nx)`` per tilt.
+    """
+    scans = list(data.scans) if isinstance(data, TiltSeries) else [data]
+    angles = (
+        [float(a) for a in np.asarray(data.angles_deg, dtype=float)]
+        if isinstance(data, TiltSeries)
+        else [float(data.tilt_deg)]
+    )
+    if not all(isinstance(s, ScanData) for s in scans):
+        return _defocus_layers(data, scans, angles)
+    views = [scan_views(s) for s in scans]
+    steps = [scan_step_angstrom(s) for s in scans]
+    shapes = {(v[0].shape, v[1].shape, st) for v, st in zip(views, steps)}
+    common = {"metadata": _meta(data, "scan", angles_deg=angles)}
+    if len(shapes) == 1 and views[0][0].ndim == 2:
+        (dy, dx), dk = steps[0], scans[0].calibration.detector_sampling_mrad
+        bright = np.stack([v[0] for v in views])
+        mean = np.stack([v[1] for v in views])
+        return [
+            (bright, {"name": "Virtual bright field", "scale": (1.0, dy, dx),
+                      "axis_labels": ("tilt", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
+                      "colormap": "gray", **common}, "image"),
+            (mean, {"name": "Mean diffraction", "scale": (1.0, dk, dk),
+                    "axis_labels": ("tilt", "k_y", "k_x"), "units": (INDEX, MRAD, MRAD),
+                    "colormap": "magma", "gamma": 0.5, **common}, "image"),
+        ]
+    layers: list[LayerData] = []
+    for k, (scan, (bright, mean), (dy, dx)) in enumerate(zip(scans, views, steps)):
+        suffix = f" [tilt {k}]" if len(scans) > 1 else ""
+        dk = scan.calibration.detector_sampling_mrad
+        if bright.ndim == 2:
+            layers.append((bright, {"name": f"Virtual bright field{suffix}", "scale": (dy, dx),
+                                    "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM),
+                                    "colormap": "gray", **common}, "image"))
+        else:  # scattered positions: one point per pattern, coloured by its bright field
+            layers.append((scan.positions_angstrom(), {
+                "name": f"Virtual bright field{suffix}", "features": {"bright_field": bright},
+                "face_color": "bright_field", "face_colormap": "gray", "size": dy,
+                "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM), **common}, "points"))
+        layers.append((mean, {"name": f"Mean diffraction{suffix}", "scale": (dk, dk),
+                              "axis_labels": ("k_y", "k_x"), "units": (MRAD, MRAD),
+                              "colormap": "magma", "gamma": 0.5, **common}, "image"))
+    return layers
+
+
+def _defocus_layers(data: Any, series: list[Any], angles: list[float]) -> list[LayerData]:
+    layers = []
+    for k, item in enumerate(series):
+        p = float(item.pixel_size)
+        layers.append((np.asarray(item.images), {
+            "name": f"Defocus images [tilt {k}]", "scale": (1.0, p, p),
+            "axis_labels": ("defocus", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
+            "colormap": "gray", "metadata": _meta(data, "defocus", angles_deg=angles)}, "image"))
+    return layers
+
+
+def _raster(positions: np.ndarray, scan_shape: tuple[int, int] | None):
+    """(translate, step) in Å of positions lying on a ``scan_shape`` raster, else None."""
+    if scan_shape is None or int(np.prod(scan_shape)) != len(positions):
+        return None
+    ny, nx = scan_shape
+    grid = np.asarray(positions, dtype=np.float64).reshape(ny, nx, 2)
+    dy = np.median(np.diff(grid[:, :, 0], axis=0)) if ny > 1 else np.nan
+    dx = np.median(np.diff(grid[:, :, 1], axis=1)) if nx > 1 else np.nan
+    dy, dx = (dx if not dy > 0 else dy), (dy if not dx > 0 else dx)
+    if not (dy > 0 and dx > 0):
+        return None
+    return tuple(float(v) for v in grid[0, 0]), (float(dy), float(dx))
+
+
+def msp_layers(result: MSPResult, tilt_index: int = 0) -> list[LayerData]:
+    """Layers of one multislice-ptychography result.
+
+    ``MSP phase [tilt k]``: per-slice phase σ·Re V ``(n_slices, ny, nx)`` in rad, z scaled
+    by the slice thickness; ``MSP probe [tilt k]``: probe-mode amplitudes
+    ``(n_modes, Ky, Kx)``; ``MSP positions [tilt k]``: probe positions (Points, Å);
+    ``MSP tilt map [tilt k]`` when present: ``(2, Ny, Nx)`` (θx, θy) in mrad with a
+    diverging colormap centred on zero (Points coloured by θx off a raster).
+    """
+    from ..physics.optics import interaction_constant
+
+    sigma = float(interaction_constant(result.energy_eV))
+    p, dz = float(result.pixel_size), float(result.slice_thickness)
+    tag = f" [tilt {tilt_index}]"
+    meta = _meta(result, "msp", tilt_index=tilt_index, tilt_deg=float(result.tilt_deg))
+    phase = (sigma * np.real(np.asarray(result.object))).astype(np.float32)
+    probe = np.abs(np.asarray(result.probe)).astype(np.float32)
+    positions = np.asarray(result.positions, dtype=np.float64)
+    layers: list[LayerData] = [
+        (phase, {"name": f"MSP phase{tag}", "scale": (dz, p, p), "axis_labels": ("z", "y", "x"),
+                 "units": (ANGSTROM, ANGSTROM, ANGSTROM), "colormap": "gray",
+                 "metadata": meta}, "image"),
+        (probe, {"name": f"MSP probe{tag}", "scale": (1.0, p, p),
+                 "axis_labels": ("mode", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
+                 "colormap": "inferno", "metadata": meta}, "image"),
+        (positions, {"name": f"MSP positions{tag}", "size": max(2 * p, 0.1), "face_color": "cyan",
+                     "border_width": 0.0, "opacity": 0.6, "axis_labels": ("y", "x"),
+                     "units": (ANGSTROM, ANGSTROM), "metadata": meta}, "points"),
+    ]
+    if result.tilt_map is not None:
+        tilt_map = np.asarray(result.tilt_map, dtype=np.float32)
+        limit = float(np.max(np.abs(tilt_map))) or 1.0
+        raster = _raster(positions, result.scan_shape)
+        if raster is not None:
+            (ty, tx), (dy, dx) = raster
+            ny, nx = result.scan_shape
+            image = np.moveaxis(tilt_map.reshape(ny, nx, 2), -1, 0)
+            layers.append((image, {
+                "name": f"MSP tilt map{tag}", "scale": (1.0, dy, dx), "translate": (0.0, ty, tx),
+                "axis_labels": ("θ (x, y)", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
+                "colormap": "PiYG", "contrast_limits": (-limit, limit), "metadata": meta}, "image"))
+        else:
+            layers.append((positions, {
+                "name": f"MSP tilt map{tag}", "size": max(4 * p, 0.2),
+                "features": {"theta_x_mrad": tilt_map[:, 0], "theta_y_mrad": tilt_map[:, 1]},
+                "face_color": "theta_x_mrad", "face_colormap": "PiYG",
+                "face_contrast_limits": (-limit, limit), "axis_labels": ("y", "x"),
+                "units": (ANGSTROM, ANGSTROM), "metadata": meta}, "points"))
+    return layers
+
+
+def volume_layers(volume: Volume, name: str = "linear") -> list[LayerData]:
+    """``Volume (name)`` ``(nz, ny, nx)`` scaled by the voxel size in Å and placed at its
+    origin; a complex volume adds ``Volume (name, absorption)`` for its imaginary part."""
+    data = volume.data
+    s = float(volume.voxel_size)
+    common = {"scale": (s, s, s), "translate": tuple(float(v) for v in np.asarray(volume.origin)),
+              "axis_labels": ("z", "y", "x"), "units": (ANGSTROM, ANGSTROM, ANGSTROM)}
+    meta = _meta(volume, "volume", volume_name=name)
+    if np.iscomplexobj(np.empty(0, dtype=data.dtype)):
+        values = np.asarray(data)
+        return [
+            (values.real.astype(np.float32), {"name": f"Volume ({name})", "colormap": "gray",
+                                              "metadata": meta, **common}, "image"),
+            (values.imag.astype(np.float32), {"name": f"Volume ({name}, absorption)",
+                                              "colormap": "magma", "metadata": meta,
+                                              **common}, "image"),
+        ]
+    return [(data, {"name": f"Volume ({name})", "colormap": "gray", "metadata": meta, **common},
+             "image")]
+
+
+def atoms_layers(atoms: Atoms, name: str = "traced", translate=(0.0, 0.0, 0.0)) -> list[LayerData]:
+    """``Atoms (name)``: Points at the atom positions (z, y, x) in Å, size 1 Å + 0.3 Å per
+    species class, colour by species (:data:`SPECIES_COLOURS`); features ``species``,
+    ``element``, ``intensity`` and ``width`` (Å, NaN when not fitted)."""
+    positions = np.asarray(atoms.positions, dtype=np.float64).reshape(-1, 3)
+    n = len(positions)
+    species = np.asarray(atoms.species, dtype=int).reshape(n)
+    nan = np.full(n, np.nan)
+    features = {
+        "species": species,
+        "element": np.asarray(atoms.symbols(), dtype=object),
+        "intensity": nan if atoms.intensities is None else np.asarray(atoms.intensities, float),
+        "width": nan if atoms.widths is None else np.asarray(atoms.widths, float),
+    }
+    colours = SPECIES_COLOURS[np.mod(species, len(SPECIES_COLOURS))] if n else np.zeros((0, 4))
+    return [(positions, {
+        "name": f"Atoms ({name})", "ndim": 3, "features": features, "face_color": colours,
+        "size": 1.0 + 0.3 * species if n else 1.0, "border_width": 0.0,
+        "translate": tuple(float(v) for v in translate), "axis_labels": ("z", "y", "x"),
+        "units": (ANGSTROM, ANGSTROM, ANGSTROM),
+        "metadata": _meta(atoms, "atoms", atoms_name=name)}, "points")]
+
+
+def project_layers(project: Project) -> list[LayerData]:
+    """Every layer of a project: the series, each MSP result, each volume (with the
+    alignment and the resolution of the same name in its metadata) and each atom set
+    (placed in the frame of the volume of the same name, else of the first volume)."""
+    layers: list[LayerData] = []
+    if project.series is not None:
+        layers += scan_layers(project.series)
+        for _data, kwargs, _type in layers:
+            kwargs["metadata"]["alignment"] = project.alignment
+    for k in sorted(project.msp):
+        layers += msp_layers(project.msp[k], tilt_index=k)
+    first = next(iter(project.volumes.values()), None)
+    for name, volume in project.volumes.items():
+        for data, kwargs, kind in volume_layers(volume, name):
+            kwargs["metadata"]["alignment"] = project.alignment
+            resolution = project.resolution.get(name)
+            if resolution is None and len(project.volumes) == len(project.resolution) == 1:
+                resolution = next(iter(project.resolution.values()))
+            kwargs["metadata"]["resolution"] = resolution
+            layers.append((data, kwargs, kind))
+    for name, atoms in project.atoms.items():
+        frame = project.volumes.get(name, first)
+        origin = (0.0, 0.0, 0.0) if frame is None else np.asarray(frame.origin, dtype=float)
+        layers += atoms_layers(atoms, name, translate=origin)
+    return layers
+
+
+def layers_for(obj: Any, name: str | None = None) -> list[LayerData]:
+    """Layers of any data object (``name`` names a volume or an atom set). Alignment and
+    Resolution have no layer of their own: they travel in ``metadata`` (see
+    :func:`project_layers`), so they give an empty list here."""
+    if isinstance(obj, Project):
+        return project_layers(obj)
+    if isinstance(obj, (ScanData, TiltSeries)):
+        return scan_layers(obj)
+    if isinstance(obj, MSPResult):
+        return msp_layers(obj, tilt_index=int(name) if name is not None else 0)
+    if isinstance(obj, Volume):
+        return volume_layers(obj, name or "linear")
+    if isinstance(obj, Atoms):
+        return atoms_layers(obj, name or "traced")
+    if isinstance(obj, (Alignment, Resolution)):
+        return []
+    raise TypeError(
+        f"cannot show a {type(obj).__name__}; expected a Project, ScanData, TiltSeries, "
+        "MSPResult, Volume, Atoms, Alignment or Resolution"
+    )
