@@ -1,9 +1,12 @@
 """Resolution (FSC, directional FSC, per-axis power spectra) and atom tracing
 (tracing, species, lattice registration, scoring) of reconstructed volumes."""
 
+from .atom_tracing import trace_atoms, trace_atoms_steps
 from .directional import directional_fsc
 from .fsc import fsc, resolution_of, threshold_curve
 from .power_spectra import axis_power_spectra
+from .scoring import match_atoms, score_atoms
+from .species import classify_species
 
 __all__ = [
     "fsc",
@@ -11,4 +14,9 @@ __all__ = [
     "threshold_curve",
     "directional_fsc",
     "axis_power_spectra",
+    "trace_atoms",
+    "trace_atoms_steps",
+    "classify_species",
+    "score_atoms",
+    "match_atoms",
 ]
