@@ -41,7 +41,7 @@ import numpy as np
 
 from .errors import PtychoFormatError
 
-__all__ = ["write_value", "read_value", "write_dataset", "set_text", "get_text", "COMPRESSION"]
+__all__ = ["write_value", "read_value", "write_dataset", "copy_dataset", "copy_group", "set_text", "get_text", "COMPRESSION"]
 
 COMPRESSION: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 _SMALL = 4096  # bytes: number lists up to this size are attributes
@@ -89,8 +89,7 @@ def write_dataset(
     if isinstance(chunks, tuple):
         chunks = tuple(min(c, s) for c, s in zip(chunks, shape))
     if isinstance(array, h5py.Dataset) and _same_layout(array, chunks, opts):
-        group.file.copy(array, group, name=name, without_attrs=True)
-        dset = group[name]
+        dset = copy_dataset(array, group, name, with_attrs=False)
     else:
         dset = group.create_dataset(
             name, shape=shape, dtype=dtype, chunks=chunks, fletcher32=True, **opts
@@ -108,6 +107,44 @@ def write_dataset(
     if units is not None:
         set_text(dset, "units", units)
     return dset
+
+
+def copy_dataset(source: h5py.Dataset, group: h5py.Group, name: str, *,
+                 with_attrs: bool = True) -> h5py.Dataset:
+    """Copy a dataset chunk by chunk, compressed bytes as they are (no recompression).
+
+    (``H5Ocopy`` would do the same, but in HDF5 2.0 / h5py 3.16 it corrupts the heap when
+    the source's chunks were read before; direct chunk I/O is safe and as fast.)
+    """
+    if source.chunks is None:
+        dset = group.create_dataset(name, data=source[()])
+    else:
+        dset = group.create_dataset(
+            name, shape=source.shape, dtype=source.dtype, chunks=source.chunks,
+            compression=source.compression, compression_opts=source.compression_opts,
+            shuffle=source.shuffle, fletcher32=source.fletcher32)
+        for index in range(source.id.get_num_chunks()):
+            offset = source.id.get_chunk_info(index).chunk_offset
+            mask, data = source.id.read_direct_chunk(offset)
+            dset.id.write_direct_chunk(offset, data, mask)
+    if with_attrs:
+        for key, value in source.attrs.items():
+            dset.attrs[key] = value
+    return dset
+
+
+def copy_group(source: h5py.Group, group: h5py.Group, name: str) -> h5py.Group:
+    """Copy a group recursively (attributes, subgroups, datasets chunk by chunk)."""
+    out = group.create_group(name, track_order=True)
+    for key, value in source.attrs.items():
+        out.attrs[key] = value
+    for key in source:
+        member = source[key]
+        if isinstance(member, h5py.Group):
+            copy_group(member, out, key)
+        elif isinstance(member, h5py.Dataset):
+            copy_dataset(member, out, key)
+    return out
 
 
 def _same_layout(source: h5py.Dataset, chunks: Any, opts: dict[str, Any]) -> bool:
@@ -160,6 +197,11 @@ def write_value(
     if special is not None:
         tag = special(group, name, value)
         if tag is not None:
+            if units is not None:
+                _add_unit(group, key, units)
+                member = group.get(name)
+                if isinstance(member, h5py.Dataset) and "units" not in member.attrs:
+                    set_text(member, "units", units)
             return [name, key, tag]
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
         value = value.detach().cpu().numpy()

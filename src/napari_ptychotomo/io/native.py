@@ -27,8 +27,8 @@ no journal, and a process killed while it updates a file in place can leave the 
 half-written and the whole file (raw data included) unreadable. Instead the results live
 in a sidecar ``<stem>.ptycho-results.h5`` next to the project, which holds the *complete*
 current set of results (msp, alignment, volumes, resolution, atoms, provenance) and is
-itself replaced atomically: earlier results are copied chunk by chunk with ``H5Ocopy``
-(no recompression), the raw intensities are never copied or touched. The sidecar records
+itself replaced atomically: earlier results are copied chunk by chunk (no
+recompression), the raw intensities are never copied or touched. The sidecar records
 the ``uuid`` of the project file it belongs to; when present and matching, its results
 supersede those stored in the project file; a sidecar left from an older project file of
 the same name is ignored. A full :func:`save_native` writes one self-contained file and

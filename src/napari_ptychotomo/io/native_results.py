@@ -12,7 +12,7 @@ import h5py
 
 from ..data import Alignment, MSPResult, Project
 from .errors import PtychoFormatError
-from .h5tree import get_text, set_text, write_value
+from .h5tree import copy_group, get_text, set_text, write_value
 from .lazy import open_h5
 from .native_files import NAMED, RESULT_FIELDS, atomic_h5, check, sidecar_path
 from .native_schema import FORMAT_VERSION, Codec
@@ -64,7 +64,7 @@ def append_result(path: Any, obj: Any, *, name: Any = None, compression: dict | 
                 for field_name in RESULT_FIELDS:
                     entry = next((e for e in entries if e[1] == field_name), None)
                     if entry is not None and entry[2] != "none":
-                        source.copy(source[entry[0]], out, name=field_name)
+                        copy_group(source[entry[0]], out, field_name)
                         members.append([field_name, field_name, entry[2]])
                     else:
                         empty = {} if field_name != "alignment" else None

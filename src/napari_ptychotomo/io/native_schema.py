@@ -78,8 +78,9 @@ def intensity_chunks(shape: tuple[int, ...], itemsize: int, target: int = 1 << 2
 
 
 def _is_array_like(value: Any) -> bool:
-    return (not isinstance(value, np.ndarray) and hasattr(value, "shape")
-            and hasattr(value, "dtype") and hasattr(value, "__getitem__"))
+    return (not isinstance(value, (np.ndarray, np.generic)) and hasattr(value, "shape")
+            and hasattr(value, "dtype") and hasattr(value, "__getitem__")
+            and len(value.shape) > 0 and 0 not in tuple(value.shape))
 
 
 class Codec:
