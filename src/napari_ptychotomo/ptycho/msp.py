@@ -1,0 +1,271 @@
+"""Multislice ptychography with the adaptive propagator (APP) as an engine generator.
+
+The object is a stack of complex projected potentials V (V·Å, transmission exp(iσV));
+the forward model is the physics core's batched multislice
+(:func:`~napari_ptychotomo.physics.forward_intensities`) with the tilted Fresnel
+propagator of Sha et al. (2022, eq. 3), whose tilt (θx, θy) and slice thickness Δz are
+learned with the object, the mixed-state probe (Thibault & Menzel 2013) and the scan
+positions, by minibatch gradient descent (Adam) on the amplitude loss
+Σ (√I_model − √I_measured)² (You et al. 2025, Algorithm 1). With ``tilt_map`` a tilt
+offset per scan position is learned as well, with a smoothness penalty between
+neighbouring positions (Sha et al. 2022, extended APP).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generator
+
+import numpy as np
+import torch
+
+from ..data import MSPResult, ScanData
+from ..engine import EngineError, Progress, resolve_device, run
+from ..physics import (
+    forward_intensities,
+    fresnel_propagator,
+    interaction_constant,
+    orthogonalize_modes,
+    transmission,
+    wavelength,
+)
+from .batches import adjacent_batches, neighbour_pairs
+from .params import MSPParams
+from .state import choose_batch_size, initial_probe, make_geometry
+
+__all__ = ["msp_steps", "reconstruct_msp"]
+
+_PREVIEW_SIDE = 128
+
+
+def _start_defocus(scan: ScanData, params: MSPParams) -> float:
+    if params.defocus is None:
+        return float(scan.calibration.defocus)
+    if isinstance(params.defocus, str):  # "estimate": bright-field start
+        from .bright_field import estimate_defocus
+
+        return float(estimate_defocus(scan)["defocus"])
+    return float(params.defocus)
+
+
+class _State:
+    """The learned tensors of one reconstruction (object V, probe, positions, tilt,
+    thickness, tilt-map offsets)."""
+
+    names = ("object", "probe", "positions", "tilt", "thickness", "tilt_map")
+
+    def __init__(self, **tensors: torch.Tensor):
+        self.tensors = tensors
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["tensors"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.tensors.items()}
+
+    def finite(self) -> bool:
+        return all(bool(torch.isfinite(torch.view_as_real(v) if v.is_complex() else v).all())
+                   for v in self.tensors.values())
+
+
+def _result(values: dict[str, torch.Tensor], scan: ScanData, params: MSPParams, geometry,
+            losses: list[float], provenance: dict[str, Any]) -> MSPResult:
+    tilt = values["tilt"].cpu().numpy().astype(np.float64)
+    tilt_map = None
+    if params.tilt_map:
+        tilt_map = tilt[None, :] + values["tilt_map"].cpu().numpy().astype(np.float64)
+    return MSPResult(
+        object=values["object"].cpu().numpy().astype(np.complex64),
+        probe=values["probe"].cpu().numpy().astype(np.complex64),
+        positions=values["positions"].cpu().numpy().astype(np.float64) * geometry.pixel_size,
+        tilt_mrad=tilt,
+        slice_thickness=float(values["thickness"]),
+        pixel_size=geometry.pixel_size,
+        energy_eV=float(scan.calibration.energy_eV),
+        tilt_map=tilt_map,
+        loss_history=list(losses),
+        tilt_deg=float(scan.tilt_deg),
+        scan_shape=scan.scan_shape,
+        provenance=dict(provenance),
+    )
+
+
+def _preview(state: _State, sigma: float, losses: list[float]) -> dict[str, Any]:
+    with torch.no_grad():
+        phase_slices = sigma * state.object.real
+        stride = max(1, int(np.ceil(max(phase_slices.shape[-2:]) / _PREVIEW_SIDE)))
+        return {
+            "phase": phase_slices.sum(0).cpu().numpy(),
+            "slices": phase_slices[:, ::stride, ::stride].cpu().numpy(),
+            "probe_intensity": (torch.abs(state.probe) ** 2).cpu().numpy(),
+            "loss_history": np.asarray(losses, dtype=np.float64),
+            "tilt_mrad": state.tilt.detach().cpu().numpy().copy(),
+            "slice_thickness": float(state.thickness),
+        }
+
+
+def _optimizer(state: _State, params: MSPParams, geometry, probe_scale: float):
+    learned = {
+        "object": True,
+        "probe": params.learn_probe,
+        "positions": params.learn_positions,
+        "tilt": params.learn_tilt,
+        "thickness": params.learn_thickness,
+        "tilt_map": params.tilt_map,
+    }
+    scale = {"probe": probe_scale, "positions": 1.0 / geometry.pixel_size}
+    groups = []
+    for name in _State.names:
+        if learned[name] and params.rate(name).step > 0:
+            tensor = state.tensors[name]
+            tensor.requires_grad_(True)
+            groups.append({"params": [tensor], "lr": params.rate(name).step * scale.get(name, 1.0),
+                           "name": name, "start": params.rate(name).start})
+    if params.optimizer == "adam":
+        return torch.optim.Adam(groups)
+    return torch.optim.SGD(groups)
+
+
+def msp_steps(
+    scan: ScanData, params: MSPParams | None = None, *, device: Any = "auto", seed: int = 0
+) -> Generator[Progress, None, MSPResult]:
+    """Multislice ptychography of one scan, one :class:`Progress` per iteration.
+
+    Parameters
+    ----------
+    scan : 4D-STEM scan; patterns ``(n, K, K)`` centred, positions in Å.
+    params : :class:`MSPParams`; ``None`` takes ``MSPParams.from_calibration``.
+    device : ``"auto"``, ``"cpu"``, ``"cuda:0"``, ...
+    seed : seeds the order of the minibatches (the only random choice).
+
+    Yields ``Progress(step, total, loss, preview)`` with ``loss`` the relative amplitude
+    error Σ(√I − √I_meas)² / Σ I_meas of the iteration and ``preview`` a dict: ``phase``
+    (H, W) summed phase in rad, ``slices`` (S, h, w) per-slice phase (subsampled to at
+    most 128 px), ``probe_intensity`` (M, K, K), ``loss_history``, ``tilt_mrad`` (2,),
+    ``slice_thickness`` Å. Returns the :class:`~napari_ptychotomo.data.MSPResult`.
+    Raises :class:`~napari_ptychotomo.engine.EngineError` (with ``.partial``, the last
+    good result) when the reconstruction diverges.
+    """
+    scan.validate()
+    params = (params or MSPParams.from_calibration(scan.calibration)).validate()
+    dev = resolve_device(device)
+    geometry = make_geometry(scan, params)
+    n_pos = scan.num_positions
+    batch_size = choose_batch_size(params, geometry, n_pos, dev)
+
+    cal = scan.calibration
+    sigma = float(interaction_constant(cal.energy_eV))
+    lam = float(wavelength(cal.energy_eV))
+    patterns = torch.as_tensor(scan.patterns(), device=dev)
+    amplitudes = torch.sqrt(torch.clamp(patterns, min=0.0))
+    del patterns
+    total_power = float(torch.sum(amplitudes**2))
+    mean_counts = total_power / n_pos
+    defocus = _start_defocus(scan, params)
+    probe = initial_probe(scan, geometry, params, defocus, mean_counts, dev)
+    probe_scale = float(torch.abs(probe).max())
+
+    S, (H, W) = params.num_slices, geometry.object_shape
+    state = _State(
+        object=torch.zeros((S, H, W), dtype=torch.complex64, device=dev),
+        probe=probe,
+        positions=torch.as_tensor(geometry.positions_px, dtype=torch.float32, device=dev).clone(),
+        tilt=torch.as_tensor(params.tilt_mrad, dtype=torch.float32, device=dev).clone(),
+        thickness=torch.tensor(float(params.slice_thickness), dtype=torch.float32, device=dev),
+        tilt_map=torch.zeros((n_pos, 2), dtype=torch.float32, device=dev),
+    )
+    start_positions = state.positions.detach().clone()
+    optimizer = _optimizer(state, params, geometry, probe_scale)
+    batches = adjacent_batches(geometry.positions_px, batch_size)
+    pairs = torch.as_tensor(neighbour_pairs(geometry.positions_px), device=dev)
+    rng = np.random.default_rng(seed)
+    max_step_px = params.max_position_step / geometry.pixel_size
+    limit_lo = torch.tensor(geometry.window, device=dev) // 2 + 1.0
+    limit_hi = torch.tensor(geometry.object_shape, device=dev) - limit_lo - 1.0
+    provenance = {"engine": "msp", "params": params.to_dict(), "seed": int(seed),
+                  "batch_size": batch_size, "defocus_start": defocus,
+                  "object_origin": [float(v) for v in geometry.origin],
+                  "start_positions": (start_positions.cpu().numpy() * geometry.pixel_size).tolist()}
+    losses: list[float] = []
+    good = state.snapshot()
+
+    def fail(message: str):
+        partial = _result(good, scan, params, geometry, losses, provenance)
+        return EngineError(message, partial=partial)
+
+    for iteration in range(params.iterations):
+        error_sum = 0.0
+        for group in optimizer.param_groups:
+            group["active"] = iteration >= group["start"]
+        for b in rng.permutation(len(batches)):
+            index = torch.as_tensor(batches[b], device=dev)
+            tilt = state.tilt
+            if params.tilt_map:
+                tilt = tilt[None, :] + state.tilt_map[index]
+            propagator = fresnel_propagator(geometry.window, geometry.pixel_size, lam,
+                                            state.thickness, tilt, device=dev)
+            t = transmission(state.object, sigma, band_limit=False)
+            model = forward_intensities(t, state.probe, state.positions[index], propagator)
+            residual = torch.sqrt(model + 1e-8) - amplitudes[index]
+            data_error = torch.sum(residual**2)
+            loss = data_error / (len(index) * mean_counts)
+            if params.z_smoothness > 0 and S > 1:
+                obj = state.object
+                jump = torch.sum(torch.abs(obj[1:] - obj[:-1]) ** 2)
+                loss = loss + params.z_smoothness * jump / (torch.sum(torch.abs(obj) ** 2).detach() + 1e-6)
+            if params.tilt_map and len(pairs) and params.tilt_map_smoothness > 0:
+                diff = state.tilt_map[pairs[:, 0]] - state.tilt_map[pairs[:, 1]]
+                loss = loss + params.tilt_map_smoothness * len(index) / n_pos * torch.sum(diff**2)
+            if not torch.isfinite(loss):
+                raise fail(f"reconstruction diverged (loss is {float(loss)}) in iteration "
+                           f"{iteration + 1}; stopped with the state of iteration {iteration}. "
+                           "Lower the step sizes in params.rates.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for group in optimizer.param_groups:
+                if not group["active"]:
+                    for p in group["params"]:
+                        p.grad = None
+            before = state.positions.detach().clone()
+            optimizer.step()
+            with torch.no_grad():
+                if params.learn_positions:
+                    step = torch.clamp(state.positions - before, -max_step_px, max_step_px)
+                    state.positions.copy_(torch.maximum(torch.minimum(before + step, limit_hi), limit_lo))
+                state.object.imag.clamp_(min=0.0)  # absorption is non-negative
+                state.thickness.clamp_(min=0.05 * params.slice_thickness)
+                if params.tilt_map:
+                    mean = state.tilt_map.mean(0)
+                    state.tilt_map.sub_(mean)
+                    state.tilt.add_(mean)
+            error_sum += float(data_error.detach())
+        with torch.no_grad():
+            if params.num_modes > 1 and params.learn_probe:
+                state.probe.copy_(orthogonalize_modes(state.probe))
+        if not state.finite():
+            raise fail(f"reconstruction produced NaN or infinite values in iteration "
+                       f"{iteration + 1}; stopped with the state of iteration {iteration}. "
+                       "Lower the step sizes in params.rates.")
+        losses.append(error_sum / total_power)
+        good = state.snapshot()
+        yield Progress(step=iteration + 1, total=params.iterations, loss=losses[-1],
+                       preview=_preview(state, sigma, losses),
+                       message=f"iteration {iteration + 1}/{params.iterations}: error {losses[-1]:.4g}")
+    return _result(good, scan, params, geometry, losses, provenance)
+
+
+def reconstruct_msp(
+    scan: ScanData,
+    params: MSPParams | None = None,
+    *,
+    device: Any = "auto",
+    seed: int = 0,
+    callback: Callable[[Progress], None] | None = None,
+) -> MSPResult:
+    """Multislice ptychography of ``scan``: drains :func:`msp_steps` and returns the
+    :class:`~napari_ptychotomo.data.MSPResult` (complex V·Å slices, probe modes,
+    positions Å in the object frame, tilt mrad, slice thickness Å, tilt map, losses).
+    ``callback`` receives every :class:`~napari_ptychotomo.engine.Progress`."""
+    return run(msp_steps(scan, params, device=device, seed=seed), callback)

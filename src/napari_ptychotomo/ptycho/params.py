@@ -1,0 +1,174 @@
+"""Parameters of multislice ptychography: every learned quantity in one place.
+
+Following PtyRAD's model parameters, each quantity that the reconstruction learns has a
+step size (Adam learning rate, or gradient-descent step) and the iteration at which it
+starts to be learned; everything is checked by :meth:`MSPParams.validate` before any
+computation, with messages that name the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MSPParams", "LearningRate"]
+
+
+@dataclass
+class LearningRate:
+    """Step size and first iteration (0-based) of one learned quantity.
+
+    ``step`` is in the quantity's unit per update: V·Å for the object, relative probe
+    amplitude for the probe, Å for positions, mrad for the tilt and the tilt map, Å for
+    the slice thickness.
+    """
+
+    step: float
+    start: int = 0
+
+
+def _default_rates() -> dict[str, LearningRate]:
+    return {
+        "object": LearningRate(4.0, 0),
+        "probe": LearningRate(2e-3, 2),
+        "positions": LearningRate(0.02, 5),
+        "tilt": LearningRate(0.1, 2),
+        "thickness": LearningRate(0.1, 2),
+        "tilt_map": LearningRate(0.1, 5),
+    }
+
+
+@dataclass
+class MSPParams:
+    """Settings of :func:`~napari_ptychotomo.ptycho.reconstruct_msp`.
+
+    Parameters
+    ----------
+    num_slices : number of object slices along the beam.
+    slice_thickness : start value of the slice thickness in Å.
+    num_modes : number of mixed-state probe modes.
+    iterations : passes over all scan positions.
+    batch_size : positions per update (adjacent positions, batches shuffled); ``None``
+        picks one from the available memory.
+    tilt_mrad : start value of the specimen mistilt (θx, θy) in mrad.
+    learn_tilt, learn_thickness : learn the global tilt / slice thickness (adaptive
+        propagator, Sha et al. 2022).
+    tilt_map : learn a per-position tilt offset on top of the global tilt.
+    z_smoothness : weight of the penalty Σ|V_{s+1} − V_s|² / Σ|V_s|² between adjacent
+        slices. A free multislice object can mimic a tilt exactly by shifting its slices
+        laterally (the tilted propagator is the untilted one times a shift), so without a
+        coupling between slices the tilt is not determined by the data; this prior, a
+        simple form of the k_z regularisation of You et al. (2025), makes it so.
+    tilt_map_smoothness : weight of the squared-difference penalty between the tilts of
+        neighbouring scan positions, in (loss units) per mrad².
+    learn_positions : refine the scan positions.
+    max_position_step : largest change of a position per update, Å.
+    learn_probe : refine the probe modes.
+    optimizer : ``"adam"`` or ``"sgd"`` (plain gradient descent).
+    rates : :class:`LearningRate` per quantity: ``object``, ``probe``, ``positions``,
+        ``tilt``, ``thickness``, ``tilt_map``.
+    defocus : start defocus in Å for the probe (positive = underfocus); ``None`` takes the
+        calibration's value.
+    probe_mode_power : fraction of the power put in the higher modes at start.
+    object_padding : extra object pixels around the scanned area beyond half a window.
+    """
+
+    num_slices: int = 6
+    slice_thickness: float = 15.0
+    num_modes: int = 1
+    iterations: int = 30
+    batch_size: int | None = None
+    tilt_mrad: tuple[float, float] = (0.0, 0.0)
+    learn_tilt: bool = True
+    learn_thickness: bool = True
+    tilt_map: bool = False
+    tilt_map_smoothness: float = 1e-3
+    z_smoothness: float = 0.01
+    learn_positions: bool = False
+    max_position_step: float = 0.05
+    learn_probe: bool = True
+    optimizer: str = "adam"
+    rates: dict[str, LearningRate] = field(default_factory=_default_rates)
+    defocus: float | None = None
+    probe_mode_power: float = 0.1
+    object_padding: int = 2
+
+    @classmethod
+    def from_calibration(cls, calibration: Any, thickness: float | None = None, **overrides) -> "MSPParams":
+        """Defaults for a scan with this calibration.
+
+        ``thickness`` (Å), when known, is split into ``num_slices`` slices (default 6,
+        about one slice per 2 nm for thick specimens); other fields as keywords.
+        """
+        calibration.validate()
+        num_slices = int(overrides.pop("num_slices", 6))
+        if thickness is None:
+            thickness = 15.0 * num_slices
+        params = cls(num_slices=num_slices, slice_thickness=float(thickness) / num_slices,
+                     defocus=float(calibration.defocus))
+        rates = overrides.pop("rates", None)
+        params = replace(params, **overrides)
+        if rates:
+            merged = dict(params.rates)
+            merged.update(rates)
+            params.rates = merged
+        return params.validate()
+
+    def rate(self, name: str) -> LearningRate:
+        return self.rates[name]
+
+    def validate(self) -> "MSPParams":
+        """Check every field; raise ``ValueError`` naming the field."""
+        def positive_int(name):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} = {value!r}; expected a positive integer")
+
+        for name in ("num_slices", "num_modes", "iterations"):
+            positive_int(name)
+        if self.batch_size is not None:
+            positive_int("batch_size")
+        if not (np.isfinite(self.slice_thickness) and self.slice_thickness > 0):
+            raise ValueError(f"slice_thickness = {self.slice_thickness!r}; expected a positive length in Å")
+        tilt = np.asarray(self.tilt_mrad, dtype=float)
+        if tilt.shape != (2,) or not np.all(np.isfinite(tilt)):
+            raise ValueError(f"tilt_mrad = {self.tilt_mrad!r}; expected (θx, θy) in mrad")
+        if np.any(np.abs(tilt) > 200):
+            raise ValueError(f"tilt_mrad = {self.tilt_mrad!r}; a specimen mistilt above 200 mrad "
+                             "is not a small mistilt (did you give degrees?)")
+        if not (self.max_position_step > 0):
+            raise ValueError(f"max_position_step = {self.max_position_step!r}; expected a positive length in Å")
+        if not (self.z_smoothness >= 0):
+            raise ValueError(f"z_smoothness = {self.z_smoothness!r}; expected ≥ 0")
+        if self.tilt_map_smoothness < 0:
+            raise ValueError(f"tilt_map_smoothness = {self.tilt_map_smoothness!r}; expected ≥ 0")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer = {self.optimizer!r}; expected 'adam' or 'sgd'")
+        if not (0 <= self.probe_mode_power < 1):
+            raise ValueError(f"probe_mode_power = {self.probe_mode_power!r}; expected a fraction in [0, 1)")
+        if self.object_padding < 0:
+            raise ValueError(f"object_padding = {self.object_padding!r}; expected ≥ 0 pixels")
+        if self.defocus is not None and not np.isfinite(self.defocus):
+            raise ValueError(f"defocus = {self.defocus!r}; expected a finite length in Å")
+        expected = set(_default_rates())
+        missing = expected - set(self.rates)
+        unknown = set(self.rates) - expected
+        if missing or unknown:
+            raise ValueError(f"rates has keys {sorted(self.rates)}; expected {sorted(expected)}")
+        for name, rate in self.rates.items():
+            if isinstance(rate, (tuple, list)):
+                rate = self.rates[name] = LearningRate(*rate)
+            if not (np.isfinite(rate.step) and rate.step >= 0):
+                raise ValueError(f"rates[{name!r}].step = {rate.step!r}; expected ≥ 0")
+            if not isinstance(rate.start, (int, np.integer)) or rate.start < 0:
+                raise ValueError(f"rates[{name!r}].start = {rate.start!r}; expected an iteration ≥ 0")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary (for provenance and config files)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rates"}
+        out["tilt_mrad"] = [float(v) for v in self.tilt_mrad]
+        out["rates"] = {k: {"step": v.step, "start": v.start} for k, v in self.rates.items()}
+        return out

@@ -1,0 +1,116 @@
+"""Starting state of multislice ptychography: object grid, positions, probe, memory.
+
+The object grid has the reconstruction's pixel size (set by the detector: Δx = 1/(K Δk))
+and is padded so that every probe window of ``K`` pixels centred on a scan position fits
+with ``object_padding`` pixels to spare, also after positions move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..engine import check_memory
+from ..physics import make_probe, orthogonalize_modes, probe_modes
+from .params import MSPParams
+
+__all__ = ["MSPGeometry", "make_geometry", "initial_probe", "choose_batch_size", "memory_per_pattern"]
+
+
+@dataclass
+class MSPGeometry:
+    """Object grid of one reconstruction.
+
+    ``pixel_size`` Å; ``window`` (K, K) probe window = detector shape; ``object_shape``
+    (H, W) pixels; ``origin`` Å, the scan coordinate (y, x) of object pixel (0, 0);
+    ``positions_px`` (n, 2) start probe centres in object pixels.
+    """
+
+    pixel_size: float
+    window: tuple[int, int]
+    object_shape: tuple[int, int]
+    origin: np.ndarray
+    positions_px: np.ndarray
+
+
+def make_geometry(scan: Any, params: MSPParams) -> MSPGeometry:
+    """Object grid holding every probe window of ``scan`` (positions in Å, raster or
+    given) with ``params.object_padding`` spare pixels on each side."""
+    window = scan.detector_shape
+    dy, dx = scan.calibration.pixel_size(window)
+    if abs(dy - dx) > 1e-6 * dx:
+        raise ValueError(f"detector shape {window} gives non-square pixels ({dy:.4g}, {dx:.4g}) Å; "
+                         "use a square detector (crop or pad the patterns)")
+    positions = scan.positions_angstrom()
+    lo = positions.min(axis=0)
+    span = (positions.max(axis=0) - lo) / dx
+    margin = np.array(window) // 2 + params.object_padding + 1
+    shape = np.ceil(span).astype(int) + 2 * margin + 1
+    origin = lo - margin * dx
+    return MSPGeometry(
+        pixel_size=float(dx),
+        window=(int(window[0]), int(window[1])),
+        object_shape=(int(shape[0]), int(shape[1])),
+        origin=origin,
+        positions_px=(positions - origin) / dx,
+    )
+
+
+def initial_probe(scan: Any, geometry: MSPGeometry, params: MSPParams, defocus: float,
+                  mean_counts: float, device) -> torch.Tensor:
+    """Probe modes ``(M, K, K)`` complex64 from the calibration with ``defocus`` Å,
+    orthogonal, with total power equal to the mean counts of a pattern."""
+    cal = scan.calibration
+    aberrations = cal.aberration_dict()
+    aberrations["C10"] = -float(defocus)
+    probe = make_probe(geometry.window, geometry.pixel_size, cal.energy_eV, cal.semiangle_mrad,
+                       aberrations, device=device)
+    probe = probe * float(np.sqrt(mean_counts))
+    modes = probe_modes(probe, params.num_modes, params.probe_mode_power)
+    return orthogonalize_modes(modes).to(torch.complex64)
+
+
+def memory_per_pattern(params: MSPParams, window: tuple[int, int]) -> float:
+    """Bytes one diffraction pattern of a batch needs during a forward + backward pass.
+
+    Autograd keeps, per mode and slice, the incoming wave, its transform and the
+    propagated wave, plus the object patch of every slice (complex64, 8 bytes/pixel).
+    """
+    pixels = window[0] * window[1]
+    waves = params.num_modes * (4 * params.num_slices + 6)
+    patches = 3 * params.num_slices
+    return 8.0 * pixels * (waves + patches)
+
+
+def fixed_memory(params: MSPParams, geometry: MSPGeometry, num_positions: int) -> float:
+    """Bytes independent of the batch: object with gradient and optimiser moments (×6),
+    measured amplitudes, probe modes."""
+    h, w = geometry.object_shape
+    obj = 8.0 * params.num_slices * h * w * 6
+    data = 4.0 * num_positions * geometry.window[0] * geometry.window[1]
+    probe = 8.0 * params.num_modes * geometry.window[0] * geometry.window[1] * 6
+    return obj + data + probe
+
+
+def choose_batch_size(params: MSPParams, geometry: MSPGeometry, num_positions: int, device) -> int:
+    """The batch size to use: ``params.batch_size`` if it fits (else ``MemoryError`` with
+    one that does), or, when ``None``, about an eighth of the scan (16 to 256
+    patterns), reduced to what fits in memory."""
+    per = memory_per_pattern(params, geometry.window)
+    fixed = fixed_memory(params, geometry, num_positions)
+    if params.batch_size is not None:
+        check_memory("multislice ptychography", fixed, per, min(params.batch_size, num_positions), device)
+        return min(params.batch_size, num_positions)
+    batch = int(np.clip(num_positions // 8, 16, 256))
+    batch = min(batch, num_positions)
+    while batch > 1:
+        try:
+            check_memory("multislice ptychography", fixed, per, batch, device)
+            return batch
+        except MemoryError:
+            batch //= 2
+    check_memory("multislice ptychography", fixed, per, 1, device)
+    return 1
