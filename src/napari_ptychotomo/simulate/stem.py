@@ -173,7 +173,9 @@ def _rotated(specimen: Specimen, euler, shift, depth) -> Specimen:
 
 def _truth_volume(specimen: Specimen, voxel_size: float, parameterisation: str) -> Volume:
     shape = tuple(int(math.ceil(c / voxel_size)) + 1 for c in specimen.cell)
-    data = potential_volume(specimen.positions, specimen.numbers, shape, voxel_size, parameterisation)
+    data = potential_volume(
+        specimen.positions, specimen.numbers, shape, voxel_size, parameterisation, cutoff=3.0
+    )
     return Volume(data=data, voxel_size=voxel_size, units="V",
                   provenance={"source": "simulate", "parameterisation": parameterisation})
 

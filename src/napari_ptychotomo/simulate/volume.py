@@ -57,7 +57,9 @@ def _evaluate(r: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
     """V at distances ``r`` (B, P) for per-atom coefficients ``terms`` (B, 5, 5)."""
     A, B, beta, G, gamma = (terms[:, k, :, None] for k in range(5))  # (B, 5, 1)
     r = r[:, None, :]
-    value = (A / r + B) * torch.exp(-beta * r) + G * torch.exp(-gamma * r * r)
+    value = (A / r + B) * torch.exp(-beta * r)
+    if bool(G.any()):  # Gaussian terms exist only in Kirkland's form
+        value = value + G * torch.exp(-gamma * r * r)
     return value.sum(dim=1)
 
 
