@@ -119,6 +119,8 @@ def copy_dataset(source: h5py.Dataset, group: h5py.Group, name: str, *,
     if source.chunks is None:
         dset = group.create_dataset(name, data=source[()])
     else:
+        if source.file.mode == "r+":
+            source.file.flush()  # raw chunk reads see only what is on disk
         dset = group.create_dataset(
             name, shape=source.shape, dtype=source.dtype, chunks=source.chunks,
             compression=source.compression, compression_opts=source.compression_opts,

@@ -216,14 +216,21 @@ def _validate_loaded(project: Project, path: Any, full: bool) -> None:
 
 
 def _check_counts(scan: ScanData, path: Any, k: int, full: bool) -> None:
+    """Check counts are finite and >= 0: every pattern, or a few spread over the scan."""
+    data = scan.intensities
     n = scan.num_positions
+    pattern_bytes = int(np.prod(scan.detector_shape)) * np.dtype(data.dtype).itemsize
     if full:
-        batches = [slice(i, min(n, i + 256)) for i in range(0, n, 256)]
-    else:
-        batches = [np.unique(np.linspace(0, n - 1, min(n, 8)).astype(int))]
+        batches: list[Any] = [slice(i, min(n, i + 256)) for i in range(0, n, 256)]
+    else:  # up to 8 patterns and about 4 MiB per scan, so opening stays fast
+        count = min(n, 8, max(2, (4 << 20) // max(1, pattern_bytes)))
+        batches = np.unique(np.linspace(0, n - 1, count).astype(int)).tolist()
     for index in batches:
-        values = scan.patterns(index)
-        if not np.all(np.isfinite(values)):
+        if isinstance(index, slice):
+            values = scan.patterns(index)
+        else:
+            values = np.asarray(data[divmod(index, data.shape[1]) if len(data.shape) == 4 else index])
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
             raise PtychoFormatError(path, f"scan {k}: intensities contain NaN or inf")
         if values.size and values.min() < 0:
             raise PtychoFormatError(
