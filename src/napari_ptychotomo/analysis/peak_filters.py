@@ -78,3 +78,20 @@ def robust_sigma(values: torch.Tensor) -> float:
         flat = flat[::step]
     median = flat.median()
     return float(1.4826 * (flat - median).abs().median())
+
+
+def filter_gain(filter_fn, device, size: int = 25) -> float:
+    """Standard deviation that a linear filter gives unit white noise: the root sum of
+    squares of its impulse response (measured on a centred delta)."""
+    delta = torch.zeros((size, size, size), device=device)
+    delta[size // 2, size // 2, size // 2] = 1.0
+    return float(filter_fn(delta).pow(2).sum().sqrt())
+
+
+def white_noise_sigma(volume: torch.Tensor) -> float:
+    """Per-voxel σ of white noise in a volume of sparse peaks: the robust spread of its
+    high-pass part (volume minus a 1-voxel blur), divided by that filter's noise gain."""
+    def high_pass(v):
+        return v - gaussian_blur(v, 1.0)
+
+    return robust_sigma(high_pass(volume)) / filter_gain(high_pass, volume.device)

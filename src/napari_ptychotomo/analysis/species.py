@@ -27,8 +27,9 @@ def classify_species(intensities, n_species: int = 2, iterations: int = 200, tol
     if len(x) == 0:
         return np.zeros(0, int), np.zeros(n_species), np.zeros(n_species), np.zeros(n_species)
     k = min(int(n_species), len(np.unique(x)))
-    # start from equally populated intensity ranges
-    means = np.quantile(x, (np.arange(k) + 0.5) / k)
+    # start from means spread evenly over the bulk of the range (robust to unequal classes)
+    low, high = np.quantile(x, [0.02, 0.98])
+    means = np.linspace(low, high, k) if k > 1 else np.array([np.mean(x)])
     spread = max(np.std(x), 1e-12 * max(np.abs(x).max(), 1.0))
     stds = np.full(k, spread / k)
     weights = np.full(k, 1.0 / k)

@@ -1,0 +1,144 @@
+"""Atom tracing on simulated two-species potential volumes (Lobato potentials, Pt and O),
+scored against the true atoms with the columns of Ren et al. 2018, Table I."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ptychotomo import Atoms, Volume, score_atoms, trace_atoms
+from napari_ptychotomo.analysis import classify_species
+from napari_ptychotomo.analysis.peak_filters import gaussian_blur
+
+VOXEL = 0.33  # Å
+SHAPE = (56, 56, 56)
+
+
+def random_atoms(n, low, high, min_distance, rng):
+    """Up to n uniform random positions (z, y, x) in Å, no two closer than min_distance."""
+    from scipy.spatial import cKDTree
+
+    candidates = rng.uniform(low, high, size=(n * 20, 3))
+    keep = np.zeros(len(candidates), bool)
+    tree = cKDTree(candidates)
+    taken = np.zeros(len(candidates), bool)  # blocked by an accepted neighbour
+    for k in range(len(candidates)):  # test set-up only
+        if taken[k]:
+            continue
+        keep[k] = True
+        taken[tree.query_ball_point(candidates[k], min_distance)] = True
+        if keep.sum() == n:
+            break
+    return candidates[keep]
+
+
+@pytest.fixture(scope="module")
+def specimen():
+    """About 170 Pt and O atoms (40 % Pt) at least 2.2 Å apart in an 18.5 Å box."""
+    from napari_ptychotomo.simulate import potential_volume
+
+    rng = np.random.default_rng(7)
+    box = SHAPE[0] * VOXEL
+    positions = random_atoms(170, 1.0, box - 1.0, 2.2, rng)
+    heavy = rng.random(len(positions)) < 0.4
+    numbers = np.where(heavy, 78, 8)
+    volume = potential_volume(positions, numbers, SHAPE, VOXEL, parameterisation="lobato")
+    truth = Atoms(positions=positions, species=heavy.astype(int), names=["O", "Pt"])
+    return volume, truth
+
+
+def test_noise_free_tracing_meets_the_targets(specimen):
+    volume, truth = specimen
+    traced = trace_atoms(Volume(volume, voxel_size=VOXEL), names=["O", "Pt"])
+    score = score_atoms(traced, truth, radius=0.6)
+    assert score["recall"] >= 0.995
+    assert score["false_positive_rate"] <= 0.005
+    assert score["rms_error_3d"] <= 0.05
+    assert score["species_accuracy"] >= 0.97
+    assert traced.symbols()[0] in ("O", "Pt")
+    # the heavier class is the brighter one
+    assert np.median(traced.intensities[traced.species == 1]) > 3 * np.median(traced.intensities[traced.species == 0])
+
+
+@pytest.mark.parametrize(
+    "noise, blur, recall, fp, rms, species",
+    [
+        # pinned: noise σ in V per voxel on the true potential (peaks: O ≈ 400 V, Pt ≈ 2000 V)
+        (25.0, 0.0, 0.995, 0.005, 0.05, 0.97),
+        # a reconstruction-like 0.3 Å Gaussian blur plus 10 V noise
+        (10.0, 0.3, 0.98, 0.01, 0.06, 0.97),
+    ],
+)
+def test_noisy_tracing_at_pinned_levels(specimen, noise, blur, recall, fp, rms, species):
+    volume, truth = specimen
+    if blur:
+        volume = gaussian_blur(torch.as_tensor(volume), blur / VOXEL).numpy()
+    rng = np.random.default_rng(11)
+    noisy = volume + noise * rng.standard_normal(volume.shape).astype(np.float32)
+    score = score_atoms(trace_atoms(noisy, voxel_size=VOXEL), truth, radius=0.6)
+    assert score["recall"] >= recall
+    assert score["false_positive_rate"] <= fp
+    assert score["rms_error_3d"] <= rms
+    assert score["species_accuracy"] >= species
+
+
+def test_tracer_beats_peak_local_max_with_centre_of_mass(specimen):
+    from skimage.feature import peak_local_max
+    from scipy.ndimage import center_of_mass, label
+
+    volume, truth = specimen
+    rng = np.random.default_rng(5)
+    noisy = volume + 25.0 * rng.standard_normal(volume.shape).astype(np.float32)
+    peaks = peak_local_max(noisy, min_distance=3, threshold_abs=5 * 25.0)
+    # centre of mass of the 3×3×3 voxels around each peak
+    offsets = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    windows = np.clip(peaks[:, None, :] + offsets, 0, np.array(SHAPE) - 1)
+    weights = np.clip(noisy[windows[..., 0], windows[..., 1], windows[..., 2]], 0, None)
+    baseline = (windows * weights[..., None]).sum(1) / weights.sum(1)[:, None] * VOXEL
+    ours = score_atoms(trace_atoms(noisy, voxel_size=VOXEL), truth, radius=0.6)
+    plain = score_atoms(baseline, truth, radius=0.6)
+    assert ours["rms_error_3d"] < plain["rms_error_3d"]
+    assert ours["recall"] >= plain["recall"]
+
+
+def test_positions_are_in_the_volume_frame_with_its_origin():
+    from napari_ptychotomo.simulate import potential_volume
+
+    true = np.array([[3.1, 4.2, 5.3], [6.4, 3.3, 4.0]])
+    origin = np.array([10.0, -2.0, 1.0])
+    data = potential_volume(true + origin, [29, 29], (32, 32, 32), 0.3, origin=origin)
+    traced = trace_atoms(Volume(data, voxel_size=0.3, origin=origin))
+    score = score_atoms(traced, true + origin, radius=0.5)
+    assert score["n_matched"] == 2 and score["false_positives"] == 0
+    assert score["rms_error_3d"] < 0.05
+
+
+def test_species_mixture_orders_classes_by_intensity():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(10, 1, 300), rng.normal(40, 3, 100), rng.normal(25, 2, 50)])
+    labels, means, _, weights = classify_species(values, 3)
+    assert np.all(np.diff(means) > 0)
+    assert np.mean(labels[:300] == 0) > 0.99 and np.mean(labels[300:400] == 2) >= 0.98
+    assert weights.sum() == pytest.approx(1.0)
+
+
+def test_score_uses_one_to_one_matching_within_radius():
+    truth = (np.array([[0.0, 0, 0], [0, 0, 1.0], [5, 5, 5]]), np.array([0, 1, 0]))
+    # two traced atoms near the first pair (crossed over), one far false positive
+    traced = (np.array([[0.0, 0, 0.9], [0, 0, 0.1], [9, 9, 9]]), np.array([1, 0, 0]))
+    score = score_atoms(traced, truth, radius=0.5)
+    assert score["n_matched"] == 2 and score["missing"] == 1 and score["false_positives"] == 1
+    assert score["rms_error_3d"] == pytest.approx(0.1)
+    assert score["rms_error_zyx"] == pytest.approx([0, 0, 0.1])
+    assert score["species_accuracy"] == 1.0
+    assert score["recall"] == pytest.approx(2 / 3)
+
+
+def test_bad_parameters_are_reported():
+    with pytest.raises(ValueError, match="unknown trace_atoms parameter"):
+        trace_atoms(np.zeros((8, 8, 8), np.float32), voxel_size=0.3, window_size=3)
+    with pytest.raises(ValueError, match="voxel_size"):
+        trace_atoms(np.zeros((8, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="radius"):
+        score_atoms(np.zeros((1, 3)), np.zeros((1, 3)), radius=-1)
