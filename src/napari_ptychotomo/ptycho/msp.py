@@ -30,6 +30,7 @@ from ..physics import (
 )
 from .batches import adjacent_batches, neighbour_pairs
 from .params import MSPParams
+from .slice_alignment import shift_slices, slice_drift
 from .state import choose_batch_size, initial_probe, make_geometry
 
 __all__ = ["msp_steps", "reconstruct_msp"]
@@ -190,6 +191,12 @@ def msp_steps(
                   "start_positions": (start_positions.cpu().numpy() * geometry.pixel_size).tolist()}
     losses: list[float] = []
     good = state.snapshot()
+    align_slices = params.learn_tilt and S > 1
+    scan_lo = np.floor(geometry.positions_px.min(0)).astype(int)
+    scan_hi = np.ceil(geometry.positions_px.max(0)).astype(int) + 1
+    if np.any(scan_hi - scan_lo < 8):  # too small an area to register slices on
+        scan_lo = np.zeros(2, int)
+        scan_hi = np.array(geometry.object_shape)
 
     def fail(message: str):
         partial = _result(good, scan, params, geometry, losses, provenance)
@@ -219,7 +226,7 @@ def msp_steps(
                 diff = state.tilt_map[pairs[:, 0]] - state.tilt_map[pairs[:, 1]]
                 loss = loss + params.tilt_map_smoothness * len(index) / n_pos * torch.sum(diff**2)
             if not torch.isfinite(loss):
-                raise fail(f"reconstruction diverged (loss is {float(loss)}) in iteration "
+                raise fail(f"reconstruction diverged (loss is {float(loss.detach())}) in iteration "
                            f"{iteration + 1}; stopped with the state of iteration {iteration}. "
                            "Lower the step sizes in params.rates.")
             optimizer.zero_grad(set_to_none=True)
@@ -244,6 +251,11 @@ def msp_steps(
         with torch.no_grad():
             if params.num_modes > 1 and params.learn_probe:
                 state.probe.copy_(orthogonalize_modes(state.probe))
+            if align_slices and iteration >= params.rate("tilt").start:
+                drift = slice_drift(state.object.real, scan_lo, scan_hi)
+                state.object.copy_(shift_slices(state.object, drift))
+                tan = drift.flip(0).to(state.tilt) * geometry.pixel_size / state.thickness
+                state.tilt.add_(torch.atan(tan) * 1e3)
         if not state.finite():
             raise fail(f"reconstruction produced NaN or infinite values in iteration "
                        f"{iteration + 1}; stopped with the state of iteration {iteration}. "

@@ -31,11 +31,11 @@ class LearningRate:
 
 def _default_rates() -> dict[str, LearningRate]:
     return {
-        "object": LearningRate(4.0, 0),
+        "object": LearningRate(10.0, 0),
         "probe": LearningRate(2e-3, 2),
-        "positions": LearningRate(0.02, 5),
-        "tilt": LearningRate(0.1, 2),
-        "thickness": LearningRate(0.1, 2),
+        "positions": LearningRate(0.01, 3),
+        "tilt": LearningRate(0.2, 2),
+        "thickness": LearningRate(0.1, 15),
         "tilt_map": LearningRate(0.1, 5),
     }
 
@@ -85,7 +85,7 @@ class MSPParams:
     learn_thickness: bool = True
     tilt_map: bool = False
     tilt_map_smoothness: float = 1e-3
-    z_smoothness: float = 0.01
+    z_smoothness: float = 0.03
     learn_positions: bool = False
     max_position_step: float = 0.05
     learn_probe: bool = True

@@ -1,0 +1,103 @@
+"""Defocus from the bright-field disc: tilt-corrected bright field (parallax).
+
+Each detector pixel inside the bright-field disc, at angle α, gives a virtual image of the
+specimen shifted by the gradient of the aberration phase, ∇χ/2π = −λ Δf k = −Δf α for
+defocus Δf (C10 = −Δf). Shifting every virtual image back by Δf·α and summing gives the
+tilt-corrected bright-field image, whose contrast is largest at the true defocus
+(You et al. 2025, workflow step (a); the parallax method of Yu et al.). The search runs
+coarse-to-fine over Δf on the Fourier transforms of the virtual images, so each trial
+costs one multiply-and-sum.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..engine import resolve_device
+
+__all__ = ["estimate_defocus"]
+
+
+def _virtual_images(scan, inner_fraction: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Virtual bright-field images (nk, ny, nx) (contrast, zero mean) and the detector
+    angle (nk, 2) as (y, x) in rad of each."""
+    if scan.scan_shape is None or scan.num_positions != scan.scan_shape[0] * scan.scan_shape[1]:
+        raise ValueError("estimate_defocus needs a raster scan: give intensities as "
+                         "(Ny, Nx, Ky, Kx) or set scan_shape")
+    ny, nx = scan.scan_shape
+    ky, kx = scan.detector_shape
+    cal = scan.calibration
+    patterns = torch.as_tensor(scan.patterns(), device=device).reshape(ny, nx, ky, kx)
+    mean = patterns.mean(dim=(0, 1))
+    ay = (torch.arange(ky, device=device) - ky // 2) * cal.detector_sampling_mrad * 1e-3
+    ax = (torch.arange(kx, device=device) - kx // 2) * cal.detector_sampling_mrad * 1e-3
+    angle = torch.sqrt(ay[:, None] ** 2 + ax[None, :] ** 2)
+    inside = (angle <= inner_fraction * cal.semiangle_mrad * 1e-3) & (mean > 0.2 * mean.max())
+    if int(inside.sum()) < 5:
+        raise ValueError(
+            f"only {int(inside.sum())} detector pixels lie inside the bright-field disc of "
+            f"{cal.semiangle_mrad} mrad at {cal.detector_sampling_mrad} mrad per pixel; "
+            "check semiangle_mrad and detector_sampling_mrad")
+    iy, ix = torch.nonzero(inside, as_tuple=True)
+    images = patterns[:, :, iy, ix].permute(2, 0, 1)  # (nk, ny, nx)
+    images = images / images.mean(dim=(-2, -1), keepdim=True).clamp(min=1e-12) - 1.0
+    angles = torch.stack([ay[iy], ax[ix]], dim=1)
+    return images.float(), angles.float()
+
+
+def _contrast(spectra, fy, fx, angles, step, defoci):
+    """Variance of the tilt-corrected sum for each trial defocus (Parseval)."""
+    out = []
+    for df in defoci:
+        shift = df * angles / step  # pixels (y, x) by which image k is moved back
+        ramp = torch.exp(2j * math.pi * (fy[None] * shift[:, 0, None, None] + fx[None] * shift[:, 1, None, None]))
+        total = torch.sum(spectra * ramp, dim=0)
+        out.append(float(torch.sum(torch.abs(total) ** 2)))
+    return np.asarray(out)
+
+
+def estimate_defocus(
+    scan: Any, search_range: tuple[float, float] = (-1000.0, 1000.0), device: Any = "auto"
+) -> dict[str, float]:
+    """Defocus of the probe (Å, positive = underfocus) from the bright-field disc alone.
+
+    Parameters
+    ----------
+    scan : raster :class:`~napari_ptychotomo.data.ScanData` (positions on a regular grid
+        with ``calibration.scan_step``).
+    search_range : defoci (Å) searched.
+
+    Returns ``{"defocus": Å, "contrast_gain": contrast at the optimum / at zero defocus}``;
+    two-fold astigmatism is not estimated (C12 keeps the calibration's value).
+    """
+    scan.validate()
+    dev = resolve_device(device)
+    step = scan.calibration.scan_step
+    if step is None:
+        raise ValueError("calibration.scan_step is None; estimate_defocus needs the raster step in Å")
+    images, angles = _virtual_images(scan, 0.9, dev)
+    ny, nx = images.shape[-2:]
+    taper = (torch.hann_window(ny, periodic=False, dtype=torch.float32, device=dev)[:, None]
+             * torch.hann_window(nx, periodic=False, dtype=torch.float32, device=dev)[None, :])
+    padded = (2 * ny, 2 * nx)  # zero padding: shifted images do not wrap onto each other
+    spectra = torch.fft.fft2(images * taper, s=padded)
+    fy = torch.fft.fftfreq(padded[0], device=dev, dtype=torch.float32)[:, None]
+    fx = torch.fft.fftfreq(padded[1], device=dev, dtype=torch.float32)[None, :]
+    lo, hi = (float(v) for v in search_range)
+    # the finest useful step: the largest parallax shift changes by ~¼ scan pixel
+    fine = 0.25 * step / float(torch.max(torch.linalg.vector_norm(angles, dim=1)))
+    grid = np.linspace(lo, hi, int(np.clip((hi - lo) / (8 * fine), 16, 120)) + 1)
+    scores = _contrast(spectra, fy, fx, angles, step, grid)
+    best = grid[int(np.argmax(scores))]
+    width = grid[1] - grid[0]
+    while width > fine:
+        grid = np.linspace(best - width, best + width, 9)
+        scores = _contrast(spectra, fy, fx, angles, step, grid)
+        best = grid[int(np.argmax(scores))]
+        width = grid[1] - grid[0]
+    zero = _contrast(spectra, fy, fx, angles, step, [0.0])[0]
+    return {"defocus": float(best), "contrast_gain": float(scores.max() / max(zero, 1e-30))}
