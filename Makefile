@@ -44,7 +44,7 @@ system-deps:
 	fi
 
 demo: $(VENV)/.gui-installed
-	$(PY) -m napari_ptychotomo.demo --output $(DEMO_OUTPUT)
+	$(VENV)/bin/ptychotomo demo --output $(DEMO_OUTPUT)
 
 test: system-deps $(VENV)/.test-installed
 	$(PY) -m pytest $(PYTEST_ARGS)

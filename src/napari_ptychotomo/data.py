@@ -348,6 +348,7 @@ class Alignment:
 
     euler_deg: np.ndarray
     shifts: np.ndarray
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_angles(cls, angles_deg: Any) -> "Alignment":
@@ -420,6 +421,7 @@ class Resolution:
     thresholds: dict[str, np.ndarray] = field(default_factory=dict)
     shell_counts: np.ndarray | None = None
     directional: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "Resolution":
         if np.shape(self.fsc) != np.shape(self.frequency):
@@ -443,6 +445,7 @@ class Atoms:
     intensities: np.ndarray | None = None
     widths: np.ndarray | None = None
     names: list[str] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(np.shape(self.positions)[0])

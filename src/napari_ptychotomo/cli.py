@@ -1,0 +1,240 @@
+"""The ``ptychotomo`` command line.
+
+Exit codes: 0 success, 2 bad usage or configuration, 3 bad input data, 4 a reconstruction
+failed (diverged, out of memory), 130 interrupted (results up to the last checkpoint are
+kept; re-run with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_USAGE, EXIT_DATA, EXIT_ENGINE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+STEP_COMMANDS = {"msp": "msp", "denoise": "denoise", "align": "align", "linear": "linear",
+                 "end-to-end": "end_to_end", "resolution": "resolution", "atoms": "atoms",
+                 "bright-field": "bright_field"}
+
+
+def _parse_value(text: str) -> Any:
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"--set {pair!r}: expected key=value (TOML value), e.g. iterations=20")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+class _Bars:
+    """tqdm progress bars, one per engine label."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, label: str, progress) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(label)
+        if bar is None or bar.total != progress.total:
+            if bar is not None:
+                bar.close()
+            bar = self.bars[label] = tqdm(total=progress.total, desc=label, leave=False, file=sys.stderr)
+        bar.n = progress.step
+        if progress.loss == progress.loss:
+            bar.set_postfix(loss=f"{progress.loss:.4g}", refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def _pipeline(config: dict, quiet: bool):
+    from .pipeline import Pipeline
+
+    bars = _Bars(enabled=not quiet and sys.stderr.isatty())
+    return Pipeline(config, report=(lambda m: None) if quiet else print, progress=bars), bars
+
+
+def cmd_config(args) -> int:
+    from .pipeline import template
+
+    if not args.template:
+        print("use: ptychotomo config --template > run.toml")
+        return EXIT_USAGE
+    sys.stdout.write(template())
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from .pipeline import load_config
+
+    config = load_config(args.config)
+    if args.device:
+        config["run"]["device"] = args.device
+    pipeline, bars = _pipeline(config, args.quiet)
+    if args.dry_run:
+        print(f"project: {pipeline.path}   device: {pipeline.device}   seed: {pipeline.seed}")
+        for k, planned in enumerate(pipeline.plan(resume=args.resume), 1):
+            print(f"{k}. {planned.step:<13} {planned.status:<28} {planned.detail}")
+        return EXIT_OK
+    try:
+        pipeline.run(resume=args.resume)
+    finally:
+        bars.close()
+    print(f"results in {pipeline.path}")
+    return EXIT_OK
+
+
+def cmd_step(args) -> int:
+    from .pipeline import validate_config
+
+    step = STEP_COMMANDS[args.command]
+    config = validate_config({
+        "run": {"project": str(args.project), "device": args.device or "auto", "seed": args.seed,
+                "steps": [step]},
+        "input": {"simulate": "none"},
+        step: _settings(args.set),
+    })
+    pipeline, bars = _pipeline(config, args.quiet)
+    try:
+        pipeline.run(resume=args.resume)
+    finally:
+        bars.close()
+    return EXIT_OK
+
+
+def cmd_simulate(args) -> int:
+    from .io import save
+    from .pipeline import make_input
+
+    project = make_input({"simulate": args.sample}, seed=args.seed)
+    path = save(project, args.output)
+    print(f"{args.sample} sample → {path}")
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    from .io import load
+    from .pipeline.summary import describe
+
+    print(describe(load(args.file), args.file))
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .pipeline.demo import demo_config, write_outputs
+
+    config = demo_config(args.output, device=args.device or "auto", fast=args.fast)
+    pipeline, bars = _pipeline(config, args.quiet)
+    try:
+        project = pipeline.run(resume=args.resume)
+    finally:
+        bars.close()
+    written = write_outputs(project, Path(args.output))
+    print("wrote " + ", ".join(str(p) for p in written))
+    if args.no_viewer or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        from .pipeline.overview import write_overview
+
+        png = write_overview(project, Path(args.output) / "overview.png")
+        print(f"no display: wrote an overview of every result to {png}")
+        return EXIT_OK
+    import napari
+
+    from ._napari.show import show
+
+    viewer = napari.Viewer(title="napari-ptychotomo demo")
+    show(project, viewer=viewer)
+    napari.run()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ptychotomo", description=(
+        "3D phase-contrast electron microscopy from 4D-STEM tilt series: multislice "
+        "ptychography, ptychographic tomography, resolution and atom tracing."))
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("config", help="print a commented configuration template")
+    p.add_argument("--template", action="store_true")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("run", help="run the pipeline of a TOML configuration")
+    p.add_argument("config", type=Path)
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
+    p.add_argument("--resume", action="store_true", help="keep finished steps and tilts")
+    p.add_argument("--device", help='"auto", "cpu", "cuda", "cuda:1" (overrides run.device)')
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("simulate", help="simulate a sample into a new project file")
+    p.add_argument("output", type=Path)
+    p.add_argument("--sample", default="default", choices=("default", "nanoparticle", "core_shell"))
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("info", help="describe a project or data file")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="the whole chain on the default sample")
+    p.add_argument("--output", default="demo-output")
+    p.add_argument("--device")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--fast", action="store_true", help="fewer iterations (for tests)")
+    p.add_argument("--no-viewer", action="store_true", help="write the PNG overview, open no window")
+    p.set_defaults(func=cmd_demo)
+
+    for name, step in STEP_COMMANDS.items():
+        p = sub.add_parser(name, help=f"run the {step} step on a project")
+        p.add_argument("project", type=Path)
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help=f"a [{step}] setting (TOML value), repeatable")
+        p.add_argument("--device")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--resume", action="store_true")
+        p.set_defaults(func=cmd_step)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .engine import EngineError
+    from .pipeline import ConfigError
+
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: results up to the last checkpoint are kept; re-run with --resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (EngineError, MemoryError) as exc:
+        print(f"reconstruction failed: {exc}", file=sys.stderr)
+        return EXIT_ENGINE
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""The run configuration: one TOML file, validated in full before any computation.
+
+Sections: ``[run]`` (project file, device, seed, steps), ``[input]`` (simulate a sample or
+import a file) and one section per step. A step section's keys are the fields of that
+engine's parameter dataclass or the keywords of its function, so the schema follows the
+engines; types are checked against the defaults, unknown keys are refused with the allowed
+ones (and the closest match), and every message names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["ConfigError", "STEP_ORDER", "SAMPLES", "load_config", "validate_config", "template"]
+
+STEP_ORDER = ("bright_field", "msp", "denoise", "align", "linear", "end_to_end", "resolution", "atoms")
+SAMPLES = ("default", "nanoparticle", "core_shell", "none")
+CHOICES = {
+    ("run", "device"): None,  # checked by engine.resolve_device
+    ("input", "simulate"): SAMPLES,
+    ("denoise", "method"): ("bm3d", "nlm", "tv"),
+    ("msp", "optimizer"): ("adam", "sgd"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the field."""
+
+
+# --- where each step's settings come from --------------------------------------------
+
+def _msp_params():
+    from ..ptycho import MSPParams
+
+    return MSPParams
+
+
+def _joint_params():
+    from ..joint import JointParams
+
+    return JointParams
+
+
+def _function(module: str, name: str) -> Callable[[], Callable]:
+    def get():
+        import importlib
+
+        return getattr(importlib.import_module(module, __package__), name)
+
+    return get
+
+
+def _tracing_defaults() -> dict[str, Any]:
+    from ..analysis import atom_tracing
+
+    return dict(atom_tracing._DEFAULTS)
+
+
+# step -> (source of the engine's settings, positional names that the pipeline fills in,
+#          extra keys the pipeline itself understands with their defaults and help)
+STEP_SOURCES: dict[str, tuple[Callable[[], Any], tuple[str, ...], dict[str, tuple[Any, str]]]] = {
+    "bright_field": (_function("..ptycho", "estimate_defocus"), ("scan",),
+                     {"use_for_msp": (True, "start MSP from the estimated defocus")}),
+    "msp": (_msp_params, ("rates",),
+            {"tilts": ("all", 'tilt indices to reconstruct, or "all"'),
+             "rates": ({}, "per quantity [step, start iteration], e.g. object = [4.0, 0]")}),
+    "denoise": (_function("..tomo", "denoise_projections"), ("stack",), {}),
+    "align": (_function("..tomo", "align_tilt_series_steps"), ("projections", "angles_deg", "pixel_size"), {}),
+    "linear": (_function("..tomo", "reconstruct_linear_steps"), ("projections", "alignment", "pixel_size"), {}),
+    "end_to_end": (_joint_params, (), {}),
+    "resolution": (_function("..analysis", "fsc"), ("volume1", "volume2", "voxel_size"),
+                   {"volume": ("end-to-end", "name of the volume whose halves are compared")}),
+    "atoms": (_tracing_defaults, ("volume",),
+              {"volume": ("end-to-end", "name of the volume to trace"),
+               "score_radius": (0.5, "match radius in Å when the project holds true atoms")}),
+}
+
+RUN_KEYS: dict[str, tuple[Any, str]] = {
+    "project": ("", "the .ptycho.h5 project every step reads from and writes to"),
+    "device": ("auto", '"auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...'),
+    "seed": (0, "seed of every random choice (runs are reproducible)"),
+    "steps": (list(STEP_ORDER), "steps to run, in pipeline order"),
+}
+INPUT_KEYS: dict[str, tuple[Any, str]] = {
+    "simulate": ("default", f"simulate a sample: {', '.join(SAMPLES)}"),
+    "path": ("", "or import data: a .ptycho.h5 / .npy / EMD file or a folder of scans"),
+    "angles": ("", "angles file (degrees, one per line) for a folder of scans"),
+}
+
+
+def _docstring_help(obj: Any) -> dict[str, str]:
+    """``name : text`` entries of a numpydoc Parameters section."""
+    doc = inspect.getdoc(obj) or ""
+    found: dict[str, str] = {}
+    for match in re.finditer(r"^([\w, ]+?) : (.+?)(?=^\S|\Z)", doc, re.M | re.S):
+        text = " ".join(match.group(2).split())
+        for name in match.group(1).split(","):
+            found[name.strip()] = text
+    return found
+
+
+def step_settings(step: str) -> dict[str, tuple[Any, str]]:
+    """Allowed keys of a step section: name → (default, help)."""
+    source, filled, extra = STEP_SOURCES[step]
+    try:
+        target = source()
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"[{step}]: this installation cannot run the step ({exc})") from None
+    helps = _docstring_help(target)
+    settings: dict[str, tuple[Any, str]] = {}
+    if isinstance(target, dict):
+        for name, default in target.items():
+            settings[name] = (default, "")
+    elif dataclasses.is_dataclass(target):
+        for f in dataclasses.fields(target):
+            if f.name in filled:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            settings[f.name] = (default, helps.get(f.name, ""))
+    else:
+        for p in inspect.signature(target).parameters.values():
+            if p.name in filled or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            default = None if p.default is inspect.Parameter.empty else p.default
+            if p.name in ("device", "seed", "callback"):
+                continue
+            settings[p.name] = (default, helps.get(p.name, ""))
+    settings.update(extra)
+    return settings
+
+
+# --- validation ------------------------------------------------------------------------
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _check_value(field: str, value: Any, default: Any) -> None:
+    choices = CHOICES.get(tuple(field.split(".", 1)))  # type: ignore[arg-type]
+    if choices and value not in choices:
+        raise ConfigError(f"{field} = {value!r}; allowed values: {', '.join(map(repr, choices))}")
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, want = isinstance(value, str) or (field == "msp.tilts" and isinstance(value, list)), "a string"
+    elif isinstance(default, (tuple, list)):
+        ok, want = isinstance(value, (list, tuple)), f"a list like {list(default)!r}"
+        if ok and isinstance(default, tuple) and len(default) and len(value) != len(default):
+            ok, want = False, f"a list of {len(default)} values like {list(default)!r}"
+    elif isinstance(default, dict):
+        ok, want = isinstance(value, dict), "a table"
+    else:
+        return
+    if not ok:
+        raise ConfigError(f"{field}: expected {want}, got {_describe(value)}")
+
+
+def _check_section(name: str, table: Any, allowed: dict[str, tuple[Any, str]]) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] must be a table of settings, got {_describe(table)}")
+    for key, value in table.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{name}.{key} is not a setting{hint} Allowed: {', '.join(sorted(allowed))}"
+            )
+        _check_value(f"{name}.{key}", value, allowed[key][0])
+
+
+def validate_config(config: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
+    """Check a parsed configuration; return it with defaults filled in ``run`` and ``input``.
+
+    Raises :class:`ConfigError` naming the first wrong field.
+    """
+    known = {"run", "input", *STEP_ORDER}
+    for section in config:
+        if section not in known:
+            close = difflib.get_close_matches(section, known, n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else ""
+            raise ConfigError(f"[{section}] is not a section{hint} Allowed: {', '.join(sorted(known))}")
+    run = dict(config.get("run", {}))
+    _check_section("run", run, RUN_KEYS)
+    if not run.get("project"):
+        raise ConfigError("run.project is missing: the .ptycho.h5 file the steps read and write")
+    steps = run.setdefault("steps", list(STEP_ORDER))
+    for step in steps:
+        if step not in STEP_ORDER:
+            raise ConfigError(f"run.steps: {step!r} is not a step; allowed: {', '.join(STEP_ORDER)}")
+    run["steps"] = [s for s in STEP_ORDER if s in steps]
+    run.setdefault("device", "auto")
+    run.setdefault("seed", 0)
+    try:
+        from ..engine import resolve_device
+
+        resolve_device(run["device"])
+    except ValueError as exc:
+        raise ConfigError(f"run.device: {exc}") from None
+    source = dict(config.get("input", {}))
+    _check_section("input", source, INPUT_KEYS)
+    if source.get("path"):
+        source.setdefault("simulate", "none")
+        path = Path(source["path"])
+        if base is not None and not path.is_absolute():
+            path = base / path
+        if not path.exists():
+            raise ConfigError(f"input.path = {source['path']!r}: no such file or folder")
+        source["path"] = str(path)
+    else:
+        source.setdefault("simulate", "default")
+    project = Path(run["project"])
+    if base is not None and not project.is_absolute():
+        run["project"] = str(base / project)
+    if source["simulate"] == "none" and not source.get("path") and not Path(run["project"]).exists():
+        raise ConfigError("input: give input.path or input.simulate, or an existing run.project")
+    out = {"run": run, "input": source}
+    for step in STEP_ORDER:
+        table = config.get(step, {})
+        if step in run["steps"] or table:
+            _check_section(step, table, step_settings(step))
+        out[step] = dict(table)
+    if "msp" in out and "rates" in out["msp"]:
+        for key, value in out["msp"]["rates"].items():
+            if not (isinstance(value, list) and len(value) == 2):
+                raise ConfigError(f"msp.rates.{key}: expected [step, start iteration], got {_describe(value)}")
+    return out
+
+
+def load_config(path: Any) -> dict[str, Any]:
+    """Read and validate a TOML configuration file (paths in it are relative to it)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return validate_config(raw, base=path.parent)
+
+
+# --- the commented template ------------------------------------------------------------
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{}"
+    return repr(value)
+
+
+def _section_lines(name: str, settings: dict[str, tuple[Any, str]]) -> list[str]:
+    lines = [f"[{name}]"]
+    for key, (default, text) in settings.items():
+        comment = f"  # {text}" if text else ""
+        if default is None:
+            lines.append(f"# {key} ={comment or '  # (optional)'}")
+        elif dataclasses.is_dataclass(default) or (isinstance(default, dict) and default):
+            lines.append(f"# {key}: see the documentation{comment}")
+        else:
+            lines.append(f"# {key} = {_toml_value(default)}{comment}")
+    return lines
+
+
+def template() -> str:
+    """A commented configuration template listing every setting with its default."""
+    lines = [
+        "# napari-ptychotomo run configuration (TOML). Lengths in Å, angles in degrees,",
+        "# mistilt in mrad. Uncomment a setting to change it from its default.",
+        "",
+        "[run]",
+        'project = "run.ptycho.h5"  # the project file every step reads from and writes to',
+        '# device = "auto"  # "auto" (CUDA if available), "cpu", "cuda:1"',
+        "# seed = 0",
+        f"# steps = {_toml_value(list(STEP_ORDER))}",
+        "",
+    ]
+    lines += _section_lines("input", INPUT_KEYS)
+    for step in STEP_ORDER:
+        lines += ["", *_section_lines(step, step_settings(step))]
+    return "\n".join(lines) + "\n"

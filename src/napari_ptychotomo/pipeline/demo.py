@@ -1,0 +1,56 @@
+"""The demo run of ``make demo`` / ``ptychotomo demo``: the whole chain on the default
+simulated sample, and its results as files other tools read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..data import Project
+from .config import STEP_ORDER, validate_config
+
+__all__ = ["demo_config", "write_outputs"]
+
+
+def demo_config(output: Any, device: str = "auto", fast: bool = False) -> dict[str, Any]:
+    """Configuration of the demo (``fast`` cuts iterations further, for tests)."""
+    scale = 0.34 if fast else 1.0
+
+    def its(n: int) -> int:
+        return max(2, int(round(n * scale)))
+
+    raw = {
+        "run": {"project": str(Path(output) / "demo.ptycho.h5"), "device": device, "seed": 0,
+                "steps": list(STEP_ORDER)},
+        "input": {"simulate": "default"},
+        "msp": {"iterations": its(12), "num_slices": 4},
+        "denoise": {"method": "tv"},
+        "align": {},
+        "linear": {"n_iter": its(60)},
+        "end_to_end": {"iterations": its(3), "half_data": True},
+        "resolution": {"volume": "end-to-end"},
+        "atoms": {"volume": "end-to-end"},
+    }
+    return validate_config(raw)
+
+
+def write_outputs(project: Project, folder: Path) -> list[Path]:
+    """Volumes as MRC and atoms as extended XYZ next to the project file."""
+    from ..io import save
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, volume in project.volumes.items():
+        if volume.provenance.get("axes", "").startswith("tilt"):
+            continue  # projection stacks stay in the project
+        path = folder / f"volume-{name.replace(' ', '-').replace('(', '').replace(')', '')}.mrc"
+        if volume.data.dtype.kind == "c":
+            import dataclasses
+
+            import numpy as np
+
+            volume = dataclasses.replace(volume, data=np.real(np.asarray(volume.data)), halves=None)
+        written.append(save(volume, path))
+    for name, atoms in project.atoms.items():
+        written.append(save(atoms, folder / f"atoms-{name.replace(' ', '-')}.xyz"))
+    return written

@@ -1,0 +1,171 @@
+"""Running the pipeline over one project: plan, input, steps, resume, distributed ranks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..data import Project
+from ..engine import Progress, resolve_device
+from .config import STEP_ORDER, validate_config
+from .steps import STEPS, StepContext, step_outputs_present
+
+__all__ = ["PlannedStep", "Pipeline", "make_input"]
+
+
+@dataclass
+class PlannedStep:
+    step: str
+    status: str  # "run", "skip (done)", "run (partial: resumes)"
+    detail: str = ""
+
+
+def make_input(source: dict[str, Any], seed: int = 0) -> Project:
+    """The project's starting content: a simulated sample or an imported file."""
+    if source.get("path"):
+        from ..io import load, load_tilt_series
+
+        path = Path(source["path"])
+        if path.is_dir():
+            series = load_tilt_series(path, angles=source.get("angles") or None)
+            return Project(series=series)
+        loaded = load(path)
+        if isinstance(loaded, Project):
+            return loaded
+        from ..data import ScanData, TiltSeries
+
+        if isinstance(loaded, ScanData):
+            return Project(series=TiltSeries(scans=[loaded], angles_deg=[loaded.tilt_deg]))
+        if isinstance(loaded, TiltSeries):
+            return Project(series=loaded)
+        raise ValueError(f"input.path = {path}: holds a {type(loaded).__name__}, not 4D-STEM data")
+    from .. import simulate
+
+    name = source.get("simulate", "default")
+    if name == "default":
+        series = simulate.default_sample(seed=seed)
+    elif name == "nanoparticle":
+        import numpy as np
+
+        particle = simulate.fcc_nanoparticle("Pt", size=20.0, shape="octahedron", vacuum=2.0)
+        series = simulate.simulate_tilt_series(particle, np.linspace(-60, 60, 9), seed=seed,
+                                               scan_shape=(20, 20), scan_step=0.5,
+                                               detector_shape=(64, 64), num_slices=4, dose=1e5)
+    elif name == "core_shell":
+        import numpy as np
+
+        particle = simulate.core_shell_particle()
+        series = simulate.simulate_tilt_series(particle, np.linspace(-60, 60, 9), seed=seed,
+                                               scan_shape=(20, 20), scan_step=0.5,
+                                               detector_shape=(64, 64), num_slices=4, dose=1e5)
+    else:
+        raise ValueError(f"input.simulate = {name!r}; nothing to simulate")
+    return Project(series=series)
+
+
+class Pipeline:
+    """The chain of steps over one ``.ptycho.h5`` project.
+
+    ``config`` is a validated configuration (:func:`~.config.load_config`). ``report``
+    receives one-line messages, ``progress`` every engine :class:`Progress` with a label.
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) each rank takes its share of the per-tilt MSP
+    and the end-to-end step all-reduces its gradients; only rank 0 writes files.
+    """
+
+    def __init__(self, config: dict[str, Any], *, report: Callable[[str], None] = print,
+                 progress: Callable[[str, Progress], None] | None = None):
+        self.config = validate_config(config) if "run" not in config or "input" not in config else config
+        self.path = Path(self.config["run"]["project"])
+        self.device = resolve_device(self.config["run"]["device"])
+        self.seed = int(self.config["run"]["seed"])
+        self.report = report
+        self.progress = progress or (lambda label, p: None)
+        self.rank, self.world = 0, 1
+
+    # -- planning ---------------------------------------------------------------------
+    def _load(self) -> Project | None:
+        if not self.path.exists():
+            return None
+        from ..io import load
+
+        return load(self.path, as_project=True, validate="none")
+
+    def plan(self, resume: bool = False, steps: list[str] | None = None) -> list[PlannedStep]:
+        """What :meth:`run` would do, without computing anything."""
+        project = self._load()
+        planned = []
+        if project is None:
+            source = self.config["input"]
+            what = source.get("path") or f"simulate the {source['simulate']!r} sample"
+            planned.append(PlannedStep("input", "run", f"{what} → {self.path}"))
+        for step in steps or self.config["run"]["steps"]:
+            options = self.config.get(step, {})
+            done = project is not None and step_outputs_present(step, project, options)
+            status = "skip (done)" if (resume and done) else "run"
+            if resume and step == "msp" and project is not None and project.msp and not done:
+                status = f"run (resumes: {len(project.msp)} tilt(s) done)"
+            planned.append(PlannedStep(step, status, ", ".join(f"{k}={v}" for k, v in options.items())))
+        return planned
+
+    # -- running ----------------------------------------------------------------------
+    def _start_distributed(self) -> None:
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        if self.device.type == "cuda":
+            import torch
+
+            self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def run(self, resume: bool = False, steps: list[str] | None = None) -> Project:
+        """Run the configured steps (or ``steps``) and return the project as saved."""
+        self._start_distributed()
+        if self.rank == 0 and (not self.path.exists() or not resume) and self._needs_input(resume):
+            from ..io import save
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.report(f"input → {self.path}")
+            save(make_input(self.config["input"], self.seed), self.path)
+        self._barrier()
+        from ..io import load
+
+        ctx = StepContext(path=self.path, project=load(self.path, as_project=True, validate="none"),
+                          options={}, device=self.device, seed=self.seed, resume=resume,
+                          rank=self.rank, world=self.world, report=self._say, progress=self.progress)
+        for step in steps or self.config["run"]["steps"]:
+            ctx.options = dict(self.config.get(step, {}))
+            if resume and step_outputs_present(step, ctx.project, ctx.options):
+                self._say(f"{step}: done already (resume)")
+                continue
+            self._say(f"{step} ...")
+            STEPS[step](ctx)
+            self._barrier()
+            ctx.reload()
+        return ctx.project
+
+    def _needs_input(self, resume: bool) -> bool:
+        if not self.path.exists():
+            return True
+        # an existing project is reused unless the configuration names fresh input
+        return not resume and bool(self.config["input"].get("path")) is False and \
+            self.config["input"].get("simulate", "none") != "none" and self._project_empty()
+
+    def _project_empty(self) -> bool:
+        project = self._load()
+        return project is None or project.series is None
+
+    def _say(self, message: str) -> None:
+        if self.rank == 0:
+            self.report(message)

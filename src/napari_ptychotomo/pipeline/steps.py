@@ -1,0 +1,287 @@
+"""The pipeline's steps. Each reads its inputs from the project and writes its outputs
+into it (through :func:`napari_ptychotomo.io.append_result`, which never rewrites the raw
+data), so any step can be re-run alone with new parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data import Project, Volume
+from ..engine import Progress
+from .provenance import plain, provenance, timed
+
+__all__ = ["StepContext", "STEPS", "step_outputs_present"]
+
+PROJECTIONS = "projections"
+DENOISED = "projections (denoised)"
+
+
+@dataclass
+class StepContext:
+    """What a step needs: the project (path and loaded view), its settings, the device,
+    the seed, resume mode, this process's rank, and callbacks for messages and progress."""
+
+    path: Path
+    project: Project
+    options: dict[str, Any]
+    device: Any
+    seed: int
+    resume: bool = False
+    rank: int = 0
+    world: int = 1
+    report: Callable[[str], None] = print
+    progress: Callable[[str, Progress], None] = lambda label, p: None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, obj: Any, name: Any = None) -> None:
+        from ..io import append_result
+
+        if self.rank == 0:
+            append_result(self.path, obj, name=name)
+
+    def reload(self) -> None:
+        from ..io import load
+
+        self.project = load(self.path, as_project=True, validate="none")
+
+
+def _series(ctx: StepContext):
+    if ctx.project.series is None:
+        raise ValueError(f"{ctx.path}: the project holds no tilt series to reconstruct")
+    return ctx.project.series
+
+
+def _angles(ctx: StepContext) -> np.ndarray:
+    return np.asarray(_series(ctx).angles_deg, dtype=float)
+
+
+def _tilts(ctx: StepContext, option: Any) -> list[int]:
+    count = len(_series(ctx))
+    if option in (None, "all"):
+        return list(range(count))
+    tilts = [int(k) for k in option]
+    bad = [k for k in tilts if not 0 <= k < count]
+    if bad:
+        raise ValueError(f"msp.tilts: {bad} out of range; the series has tilts 0..{count - 1}")
+    return tilts
+
+
+def run_bright_field(ctx: StepContext) -> None:
+    """Bright-field (parallax) defocus estimate of every tilt; MSP starts from it."""
+    from ..ptycho import estimate_defocus
+
+    estimates = {}
+    for k, scan in enumerate(_series(ctx).scans):
+        estimate = estimate_defocus(scan)
+        estimates[k] = {key: float(v) for key, v in estimate.items() if np.isscalar(v)}
+        ctx.report(f"tilt {k}: bright-field defocus {estimates[k].get('defocus', float('nan')):.1f} Å")
+    if ctx.options.get("use_for_msp", True):
+        ctx.state["bright_field"] = estimates
+
+
+def run_msp(ctx: StepContext) -> None:
+    """Multislice ptychography of each tilt; a checkpoint after every tilt."""
+    import torch.distributed as dist
+
+    from ..ptycho import MSPParams, reconstruct_msp
+    from ..ptycho.params import LearningRate
+
+    options = dict(ctx.options)
+    tilts = _tilts(ctx, options.pop("tilts", "all"))
+    rates = {k: LearningRate(*v) for k, v in options.pop("rates", {}).items()}
+    todo = [k for k in tilts if not (ctx.resume and k in ctx.project.msp)]
+    mine = todo[ctx.rank::ctx.world]
+    done = []
+    for k in mine:
+        scan = _series(ctx).scans[k]
+        extra = dict(options)
+        estimate = ctx.state.get("bright_field", {}).get(k)
+        if estimate and "defocus" not in extra:
+            extra["defocus"] = estimate["defocus"]
+        params = MSPParams.from_calibration(scan.calibration, **extra)
+        if rates:
+            params.rates.update(rates)
+        with timed() as seconds:
+            result = reconstruct_msp(scan, params, device=ctx.device, seed=ctx.seed + k,
+                                     callback=lambda p, k=k: ctx.progress(f"MSP tilt {k}", p))
+        result.provenance = provenance("msp", params, ctx.device, seconds[0], ctx.seed + k)
+        ctx.report(f"tilt {k}: tilt ({result.tilt_mrad[0]:.2f}, {result.tilt_mrad[1]:.2f}) mrad, "
+                   f"slice {result.slice_thickness:.2f} Å, loss {result.loss_history[-1]:.4g}, "
+                   f"{seconds[0]:.1f} s")
+        if ctx.world == 1:
+            ctx.save(result, name=k)  # checkpoint: a killed run resumes after this tilt
+        else:
+            done.append((k, result))
+    if ctx.world > 1:  # rank 0 writes what every rank computed
+        gathered = [None] * ctx.world if ctx.rank == 0 else None
+        dist.gather_object(done, gathered, dst=0)
+        if ctx.rank == 0:
+            for k, result in sorted(item for part in gathered for item in part):
+                ctx.save(result, name=k)
+        dist.barrier()
+
+
+def _msp_projections(ctx: StepContext) -> tuple[np.ndarray, float]:
+    from ..tomo import projections_from_msp
+
+    count = len(_series(ctx))
+    missing = [k for k in range(count) if k not in ctx.project.msp]
+    if missing:
+        raise ValueError(f"{ctx.path}: MSP results missing for tilt(s) {missing}; run the msp step first")
+    results = [ctx.project.msp[k] for k in range(count)]
+    stack = np.asarray(projections_from_msp(results), dtype=np.float32)
+    return stack, float(results[0].pixel_size)
+
+
+def _projection_volume(stack: np.ndarray, pixel_size: float, prov: dict) -> Volume:
+    return Volume(data=stack.astype(np.float32), voxel_size=pixel_size, units="rad",
+                  provenance={**prov, "axes": "tilt, y, x (a projection stack, not a volume)"})
+
+
+def run_denoise(ctx: StepContext) -> None:
+    """Summed MSP phase per tilt, denoised (BM3D / NLM / TV + Fourier sparsity)."""
+    from ..tomo import denoise_projections
+
+    stack, pixel_size = _msp_projections(ctx)
+    with timed() as seconds:
+        denoised = denoise_projections(stack, **ctx.options)
+    prov = provenance("denoise", ctx.options, "cpu", seconds[0], ctx.seed)
+    ctx.save(_projection_volume(stack, pixel_size, prov), name=PROJECTIONS)
+    ctx.save(_projection_volume(np.asarray(denoised), pixel_size, prov), name=DENOISED)
+
+
+def _projections(ctx: StepContext) -> tuple[np.ndarray, float]:
+    for name in (DENOISED, PROJECTIONS):
+        if name in ctx.project.volumes:
+            vol = ctx.project.volumes[name]
+            return np.asarray(vol.data, dtype=np.float32), float(vol.voxel_size)
+    return _msp_projections(ctx)
+
+
+def run_align(ctx: StepContext) -> None:
+    """Joint rigid alignment and low-resolution tomography (You et al. 2025, Algorithm 2)."""
+    from ..engine import run
+    from ..tomo import align_tilt_series_steps
+
+    stack, pixel_size = _projections(ctx)
+    with timed() as seconds:
+        alignment, volume = run(
+            align_tilt_series_steps(stack, _angles(ctx), pixel_size, **ctx.options),
+            lambda p: ctx.progress("align", p))
+    alignment.provenance = provenance("align", ctx.options, ctx.device, seconds[0], ctx.seed)
+    volume.provenance = dict(alignment.provenance)
+    ctx.save(alignment)
+    ctx.save(volume, name="aligned (low resolution)")
+    ctx.report(f"alignment: shifts RMS {np.sqrt(np.mean(alignment.shifts ** 2)):.2f} Å, {seconds[0]:.1f} s")
+
+
+def run_linear(ctx: StepContext) -> None:
+    """Full-resolution linear tomography with the alignment fixed."""
+    from ..data import Alignment
+    from ..engine import run
+    from ..tomo import reconstruct_linear_steps
+
+    stack, pixel_size = _projections(ctx)
+    alignment = ctx.project.alignment or Alignment.from_angles(_angles(ctx))
+    with timed() as seconds:
+        volume = run(reconstruct_linear_steps(stack, alignment, pixel_size, **ctx.options),
+                     lambda p: ctx.progress("linear", p))
+    volume.provenance = provenance("linear", ctx.options, ctx.device, seconds[0], ctx.seed)
+    ctx.save(volume, name="linear")
+
+
+def run_end_to_end(ctx: StepContext) -> None:
+    """End-to-end ptycho-tomography from all 4D-STEM data (You et al. 2025, Algorithm 3)."""
+    from ..engine import run
+    from ..joint import JointParams
+    from ..joint.end_to_end import joint_steps
+
+    params = JointParams(**ctx.options)
+    init: list[Any] = []
+    if ctx.project.msp:
+        init.append(dict(ctx.project.msp))
+    if ctx.project.alignment is not None:
+        init.append(ctx.project.alignment)
+    with timed() as seconds:
+        result = run(joint_steps(_series(ctx), init or None, params, device=ctx.device, seed=ctx.seed),
+                     lambda p: ctx.progress("end-to-end", p))
+    volume = result.volume
+    volume.provenance = provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
+    ctx.save(volume, name="end-to-end")
+
+
+def run_resolution(ctx: StepContext) -> None:
+    """FSC of the half-data volumes (one-bit, half-bit, 0.143) and its directional form."""
+    from ..analysis import resolution_of
+
+    options = dict(ctx.options)
+    name = options.pop("volume", "end-to-end")
+    volume = ctx.project.volumes.get(name)
+    if volume is None or volume.halves is None:
+        ctx.report(f"resolution: volume {name!r} has no half-data reconstructions; skipped "
+                   "(set end_to_end.half_data = true)")
+        return
+    with timed() as seconds:
+        result = resolution_of(volume, directions=("x", "y", "z"), **options)
+    result.provenance = provenance("resolution", ctx.options, ctx.device, seconds[0], ctx.seed)
+    ctx.save(result, name=name)
+    ctx.report("resolution: " + ", ".join(f"{k} {v:.2f} Å" for k, v in result.crossings.items()))
+
+
+def run_atoms(ctx: StepContext) -> None:
+    """Atom tracing of a volume, scored against true atoms when the project has them."""
+    from ..analysis import trace_atoms
+
+    options = dict(ctx.options)
+    name = options.pop("volume", "end-to-end")
+    radius = options.pop("score_radius", 0.5)
+    volume = ctx.project.volumes.get(name)
+    if volume is None:
+        raise ValueError(f"atoms.volume = {name!r}: the project has no such volume "
+                         f"(it has {sorted(ctx.project.volumes)})")
+    with timed() as seconds:
+        atoms = trace_atoms(volume, device=ctx.device, **options)
+    atoms.provenance = provenance("atoms", ctx.options, ctx.device, seconds[0], ctx.seed)
+    atoms.provenance["score_radius"] = radius
+    ctx.save(atoms, name=name)
+    ctx.report(f"atoms: {len(atoms)} traced in {name!r}")
+
+
+STEPS: dict[str, Callable[[StepContext], None]] = {
+    "bright_field": run_bright_field,
+    "msp": run_msp,
+    "denoise": run_denoise,
+    "align": run_align,
+    "linear": run_linear,
+    "end_to_end": run_end_to_end,
+    "resolution": run_resolution,
+    "atoms": run_atoms,
+}
+
+
+def step_outputs_present(step: str, project: Project, options: dict[str, Any]) -> bool:
+    """Whether the project already holds this step's results (for ``--resume``)."""
+    count = len(project.series) if project.series is not None else 0
+    if step == "bright_field":
+        return False
+    if step == "msp":
+        return count > 0 and all(k in project.msp for k in range(count))
+    if step == "denoise":
+        return DENOISED in project.volumes
+    if step == "align":
+        return project.alignment is not None
+    if step == "linear":
+        return "linear" in project.volumes
+    if step == "end_to_end":
+        return "end-to-end" in project.volumes
+    if step == "resolution":
+        return options.get("volume", "end-to-end") in project.resolution
+    if step == "atoms":
+        return options.get("volume", "end-to-end") in project.atoms
+    return False
