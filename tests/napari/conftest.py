@@ -12,13 +12,17 @@ import pytest
 
 
 def assert_not_blank(viewer, min_levels: int = 2, min_fraction: float = 0.01) -> np.ndarray:
-    """Take a canvas screenshot and assert it shows something.
+    """Take a canvas screenshot with every slider at the middle of its range and assert
+    it shows something (the first slice of a volume is often empty vacuum).
 
     The screenshot must contain at least ``min_levels`` distinct grey levels and at least
     ``min_fraction`` of its pixels must differ from the most common (background) colour.
     Returns the RGBA screenshot ``(h, w, 4)`` uint8.
     """
-    viewer.reset_view()
+    for axis in viewer.dims.not_displayed:
+        start, stop, step = viewer.dims.range[axis]
+        viewer.dims.set_point(axis, start + step * round((stop - start) / step / 2))
+    _fit_visible(viewer)
     shot = np.asarray(viewer.screenshot(canvas_only=True, flash=False))
     assert shot.ndim == 3 and shot.shape[-1] in (3, 4), f"screenshot shape {shot.shape}"
     grey = shot[..., :3].astype(np.int32) @ np.array([1, 256, 65536])
@@ -29,6 +33,20 @@ def assert_not_blank(viewer, min_levels: int = 2, min_fraction: float = 0.01) ->
         f"screenshot is nearly blank: only {foreground:.2%} of pixels differ from the background"
     )
     return shot
+
+
+def _fit_visible(viewer) -> None:
+    """Centre and zoom the 2D camera on the visible layers only (napari's reset_view fits
+    hidden layers too, e.g. a mean diffraction pattern in mrad beside an image in Å)."""
+    viewer.reset_view()
+    boxes = [layer.extent.world[:, -2:] for layer in viewer.layers if layer.visible]
+    if not boxes or viewer.dims.ndisplay != 2:
+        return
+    lo = np.min([b[0] for b in boxes], axis=0)
+    hi = np.max([b[1] for b in boxes], axis=0)
+    viewer.camera.center = tuple((lo + hi) / 2)
+    size = np.asarray(viewer.canvas.size, dtype=float)
+    viewer.camera.zoom = 0.9 * float(np.min(size / np.maximum(hi - lo, 1e-9)))
 
 
 @pytest.fixture

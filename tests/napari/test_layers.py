@@ -78,20 +78,21 @@ def test_scattered_positions_become_points_coloured_by_bright_field(tiny_scan):
 
 def test_msp_layers_show_phase_slices_probe_positions_and_tilt_map(tiny_msp):
     layers = {kw["name"]: (data, kw, kind) for data, kw, kind in msp_layers(tiny_msp, 3)}
-    assert set(layers) == {"MSP phase [tilt 3]", "MSP probe [tilt 3]",
-                           "MSP positions [tilt 3]", "MSP tilt map [tilt 3]"}
+    assert set(layers) == {"MSP phase [tilt 3]", "MSP probe [tilt 3]", "MSP positions [tilt 3]",
+                           "MSP tilt map θx [tilt 3]", "MSP tilt map θy [tilt 3]"}
     phase, kw, _ = layers["MSP phase [tilt 3]"]
     sigma = float(interaction_constant(300e3))
     np.testing.assert_allclose(phase, sigma * tiny_msp.object.real, rtol=1e-5)
     assert kw["scale"] == (20.0, 0.3, 0.3) and kw["axis_labels"] == ("z", "y", "x")
     assert kw["metadata"]["result"] is tiny_msp and kw["metadata"]["tilt_index"] == 3
-    probe = layers["MSP probe [tilt 3]"][0]
-    np.testing.assert_allclose(probe, np.abs(tiny_msp.probe), rtol=1e-6)
-    tilt, kw, kind = layers["MSP tilt map [tilt 3]"]
-    assert kind == "image" and tilt.shape == (2, 4, 4)
-    assert tilt[0, 0, 0] == 3.0 and tilt[0, 0, 3] == -3.0 and np.all(tilt[1] == 0.5)
+    probe = layers["MSP probe [tilt 3]"][0]  # modes side by side
+    np.testing.assert_allclose(probe[:, 16:], np.abs(tiny_msp.probe[1]), rtol=1e-6)
+    theta_x, kw, kind = layers["MSP tilt map θx [tilt 3]"]
+    theta_y = layers["MSP tilt map θy [tilt 3]"][0]
+    assert kind == "image" and theta_x.shape == (4, 4)
+    assert theta_x[0, 0] == 3.0 and theta_x[0, 3] == -3.0 and np.all(theta_y == 0.5)
     assert kw["colormap"] == "PiYG" and kw["contrast_limits"] == (-3.0, 3.0)
-    assert kw["scale"][1:] == pytest.approx((0.6, 0.6)) and kw["translate"][1:] == (8.0, 8.0)
+    assert kw["scale"] == pytest.approx((0.6, 0.6)) and kw["translate"] == (8.0, 8.0)
     positions, _, kind = layers["MSP positions [tilt 3]"]
     assert kind == "points" and positions.shape == (16, 2)
 

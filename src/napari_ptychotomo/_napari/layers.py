@@ -56,7 +56,9 @@ def scan_layers(data: ScanData | TiltSeries) -> list[LayerData]:
     A series whose scans share one raster becomes ``Virtual bright field``
     ``(n_tilts, Ny, Nx)`` and ``Mean diffraction`` ``(n_tilts, Ky, Kx)`` with the tilt as
     the slider axis; otherwise one pair of layers per tilt (``… [tilt k]``). Scan axes are
-    scaled by the scan step in Å, detector axes by the detector sampling in mrad.
+    scaled by the scan step in Å, detector axes by the detector sampling in mrad. The
+    diffraction layer starts hidden: napari has one world for all layers, and a pattern
+    spanning ~100 mrad would cover an image a few Å across.
     Plane-wave (defocus) series show their images ``(n_defocus, ny, nx)`` per tilt.
     """
     scans = list(data.scans) if isinstance(data, TiltSeries) else [data]
@@ -71,7 +73,7 @@ def scan_layers(data: ScanData | TiltSeries) -> list[LayerData]:
     steps = [scan_step_angstrom(s) for s in scans]
     shapes = {(v[0].shape, v[1].shape, st) for v, st in zip(views, steps)}
     common = {"metadata": _meta(data, "scan", angles_deg=angles)}
-    if len(shapes) == 1 and views[0][0].ndim == 2:
+    if len(scans) > 1 and len(shapes) == 1 and views[0][0].ndim == 2:
         (dy, dx), dk = steps[0], scans[0].calibration.detector_sampling_mrad
         bright = np.stack([v[0] for v in views])
         mean = np.stack([v[1] for v in views])
@@ -81,7 +83,7 @@ def scan_layers(data: ScanData | TiltSeries) -> list[LayerData]:
                       "colormap": "gray", **common}, "image"),
             (mean, {"name": "Mean diffraction", "scale": (1.0, dk, dk),
                     "axis_labels": ("tilt", "k_y", "k_x"), "units": (INDEX, MRAD, MRAD),
-                    "colormap": "magma", "gamma": 0.5, **common}, "image"),
+                    "colormap": "magma", "gamma": 0.5, "visible": False, **common}, "image"),
         ]
     layers: list[LayerData] = []
     for k, (scan, (bright, mean), (dy, dx)) in enumerate(zip(scans, views, steps)):
@@ -98,7 +100,8 @@ def scan_layers(data: ScanData | TiltSeries) -> list[LayerData]:
                 "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM), **common}, "points"))
         layers.append((mean, {"name": f"Mean diffraction{suffix}", "scale": (dk, dk),
                               "axis_labels": ("k_y", "k_x"), "units": (MRAD, MRAD),
-                              "colormap": "magma", "gamma": 0.5, **common}, "image"))
+                              "colormap": "magma", "gamma": 0.5, "visible": False,
+                              **common}, "image"))
     return layers
 
 
@@ -131,9 +134,10 @@ def msp_layers(result: MSPResult, tilt_index: int = 0) -> list[LayerData]:
     """Layers of one multislice-ptychography result.
 
     ``MSP phase [tilt k]``: per-slice phase σ·Re V ``(n_slices, ny, nx)`` in rad, z scaled
-    by the slice thickness; ``MSP probe [tilt k]``: probe-mode amplitudes
-    ``(n_modes, Ky, Kx)``; ``MSP positions [tilt k]``: probe positions (Points, Å);
-    ``MSP tilt map [tilt k]`` when present: ``(2, Ny, Nx)`` (θx, θy) in mrad with a
+    by the slice thickness; ``MSP probe [tilt k]``: the probe-mode amplitudes side by side
+    ``(Ky, n_modes·Kx)`` (2D, so it never shares a slider with z); ``MSP positions [tilt
+    k]``: probe positions (Points, Å); when a tilt map is present, ``MSP tilt map θx [tilt
+    k]`` and ``MSP tilt map θy [tilt k]``: ``(Ny, Nx)`` in mrad on the scan raster with a
     diverging colormap centred on zero (Points coloured by θx off a raster).
     """
     from ..physics.optics import interaction_constant
@@ -143,38 +147,37 @@ def msp_layers(result: MSPResult, tilt_index: int = 0) -> list[LayerData]:
     tag = f" [tilt {tilt_index}]"
     meta = _meta(result, "msp", tilt_index=tilt_index, tilt_deg=float(result.tilt_deg))
     phase = (sigma * np.real(np.asarray(result.object))).astype(np.float32)
-    probe = np.abs(np.asarray(result.probe)).astype(np.float32)
+    modes = np.abs(np.asarray(result.probe)).astype(np.float32)
+    probe = np.concatenate(list(modes), axis=-1)
     positions = np.asarray(result.positions, dtype=np.float64)
+    plane = {"axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM)}
     layers: list[LayerData] = [
         (phase, {"name": f"MSP phase{tag}", "scale": (dz, p, p), "axis_labels": ("z", "y", "x"),
                  "units": (ANGSTROM, ANGSTROM, ANGSTROM), "colormap": "gray",
                  "metadata": meta}, "image"),
-        (probe, {"name": f"MSP probe{tag}", "scale": (1.0, p, p),
-                 "axis_labels": ("mode", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
-                 "colormap": "inferno", "metadata": meta}, "image"),
+        (probe, {"name": f"MSP probe{tag}", "scale": (p, p), "colormap": "inferno",
+                 "metadata": meta, **plane}, "image"),
         (positions, {"name": f"MSP positions{tag}", "size": max(2 * p, 0.1), "face_color": "cyan",
-                     "border_width": 0.0, "opacity": 0.6, "axis_labels": ("y", "x"),
-                     "units": (ANGSTROM, ANGSTROM), "metadata": meta}, "points"),
+                     "border_width": 0.0, "opacity": 0.6, "metadata": meta, **plane}, "points"),
     ]
     if result.tilt_map is not None:
         tilt_map = np.asarray(result.tilt_map, dtype=np.float32)
         limit = float(np.max(np.abs(tilt_map))) or 1.0
         raster = _raster(positions, result.scan_shape)
-        if raster is not None:
-            (ty, tx), (dy, dx) = raster
-            ny, nx = result.scan_shape
-            image = np.moveaxis(tilt_map.reshape(ny, nx, 2), -1, 0)
-            layers.append((image, {
-                "name": f"MSP tilt map{tag}", "scale": (1.0, dy, dx), "translate": (0.0, ty, tx),
-                "axis_labels": ("θ (x, y)", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
-                "colormap": "PiYG", "contrast_limits": (-limit, limit), "metadata": meta}, "image"))
-        else:
+        if raster is None:
             layers.append((positions, {
                 "name": f"MSP tilt map{tag}", "size": max(4 * p, 0.2),
                 "features": {"theta_x_mrad": tilt_map[:, 0], "theta_y_mrad": tilt_map[:, 1]},
                 "face_color": "theta_x_mrad", "face_colormap": "PiYG",
-                "face_contrast_limits": (-limit, limit), "axis_labels": ("y", "x"),
-                "units": (ANGSTROM, ANGSTROM), "metadata": meta}, "points"))
+                "face_contrast_limits": (-limit, limit), "metadata": meta, **plane}, "points"))
+            return layers
+        translate, step = raster
+        grid = tilt_map.reshape(*result.scan_shape, 2)
+        for axis, label in enumerate(("θx", "θy")):
+            layers.append((grid[..., axis], {
+                "name": f"MSP tilt map {label}{tag}", "scale": step, "translate": translate,
+                "colormap": "PiYG", "contrast_limits": (-limit, limit), "metadata": meta,
+                **plane}, "image"))
     return layers
 
 
