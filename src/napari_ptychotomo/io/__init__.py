@@ -176,13 +176,12 @@ def save(obj: Any, path: Any, **kwargs: Any) -> Path:
 
         return save_csv(obj, path, **kwargs)
     if suffix == ".npy":
-        from .stem_numpy import save_stem_numpy
+        from .stem_numpy import save_array, save_stem_numpy
 
         if isinstance(obj, ScanData):
             return save_stem_numpy(obj, path)
         if isinstance(obj, np.ndarray):
-            np.save(path, obj)
-            return path
+            return save_array(obj, path)
         raise PtychoFormatError(path, f".npy holds a ScanData or an ndarray, not a {type(obj).__name__}")
     raise PtychoFormatError(path, f"cannot write {suffix or '(no extension)'!r}; supported: "
                             f"{', '.join(WRITE_EXTENSIONS)}")

@@ -12,9 +12,10 @@ import numpy as np
 
 from ..data import ScanData
 from .errors import PtychoFormatError
+from .native_files import atomic_file
 from .scan_input import make_scan
 
-__all__ = ["load_stem_numpy", "save_stem_numpy"]
+__all__ = ["load_stem_numpy", "save_stem_numpy", "save_array"]
 
 
 def load_stem_numpy(path: Any, *, validate: str = "sample", **kwargs: Any) -> ScanData:
@@ -54,11 +55,21 @@ def load_stem_numpy(path: Any, *, validate: str = "sample", **kwargs: Any) -> Sc
 def save_stem_numpy(scan: ScanData, path: Any) -> Path:
     """Write ``scan`` as ``<stem>.npy`` (intensities) plus its ``<stem>.json`` calibration."""
     path = Path(path)
-    np.save(path, np.asarray(scan.intensities))
+    save_array(np.asarray(scan.intensities), path)
     values: dict[str, Any] = dataclasses.asdict(scan.calibration)
     values["tilt_deg"] = float(scan.tilt_deg)
     if scan.positions is not None:
         values["positions"] = np.asarray(scan.positions).tolist()
     side = path.with_name(path.name.split(".")[0] + ".json")
-    side.write_text(json.dumps(values, indent=1), encoding="utf-8")
+    with atomic_file(side) as tmp:
+        tmp.write_text(json.dumps(values, indent=1), encoding="utf-8")
+    return path
+
+
+def save_array(array: np.ndarray, path: Any) -> Path:
+    """``np.save`` through a temporary file renamed into place."""
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
     return path
