@@ -1,0 +1,194 @@
+"""The frame every step widget shares: Run / Stop, a progress bar, a status line.
+
+An engine is a generator yielding :class:`~napari_ptychotomo.engine.Progress` and returning
+its result (DESIGN.md, "Engines: one contract"). :class:`EngineRunner` runs one in
+``napari.qt.threading.thread_worker`` (as stardist-napari relays its progress generator)
+and hands every step to the widget's callbacks on the GUI thread. Runs are tagged with an
+id, as in napari-cryoet-data-portal's task worker: a new Run cancels the old one and
+anything the old one still sends is dropped. Stop keeps the partial result: the last
+``Progress.result`` when there is one, else the widget builds it from the last
+``Progress.preview``. ``synchronous=True`` runs the generator in the calling thread (tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generator
+
+__all__ = ["EngineRunner", "format_progress"]
+
+StartFn = Callable[[], Generator]
+
+
+def format_progress(progress: Any) -> str:
+    """One status line: ``message`` or ``step k/n``, and the loss when it is finite."""
+    text = progress.message or f"step {progress.step}/{progress.total}"
+    loss = float(progress.loss)
+    if loss == loss and "error" not in text and "loss" not in text:  # not NaN
+        text += f", loss {loss:.4g}"
+    return text
+
+
+def _relay(generator: Generator) -> Generator:
+    """Yield every Progress of ``generator`` and return its return value."""
+    return (yield from generator)
+
+
+class EngineRunner:
+    """Run / Stop controls for one engine, as a magicgui ``Container`` (``.widget``).
+
+    Parameters
+    ----------
+    start : called on Run (GUI thread); checks the widget's inputs and returns the engine
+        generator. A ``ValueError`` it raises is shown in the status line.
+    on_progress : called with every :class:`Progress` (GUI thread), e.g. to update preview
+        layers.
+    on_result : called with the final result, or with the partial one after Stop or an
+        :class:`~napari_ptychotomo.engine.EngineError` that carries one.
+    on_stopped : called with the last Progress after Stop when it has no ``result``;
+        returns the partial result to hand to ``on_result`` (or ``None``).
+    synchronous : run in the calling thread instead of a worker thread.
+    """
+
+    def __init__(
+        self,
+        start: StartFn,
+        on_progress: Callable[[Any], None] | None = None,
+        on_result: Callable[[Any], None] | None = None,
+        on_stopped: Callable[[Any], Any] | None = None,
+        synchronous: bool = False,
+        run_text: str = "Run",
+    ):
+        from magicgui.widgets import Container, Label, ProgressBar, PushButton
+
+        self._start, self._on_progress = start, on_progress
+        self._on_result, self._on_stopped = on_result, on_stopped
+        self.synchronous = synchronous
+        self.run_button = PushButton(text=run_text, name="run")
+        self.stop_button = PushButton(text="Stop", name="stop", enabled=False)
+        self.progress = ProgressBar(name="progress", min=0, max=1, value=0)
+        self.status = Label(name="status", value="ready")
+        self.widget = Container(
+            widgets=[Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
+                               labels=False), self.progress, self.status],
+            labels=False, name="runner",
+        )
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.stop)
+        self.worker: Any = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.last: Any = None
+        self._run_id = 0
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ control
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def run(self, *_args: Any) -> None:
+        """Start a run (cancelling the one in progress, whose output is then dropped)."""
+        self._cancel_worker()
+        self._run_id += 1
+        self.result, self.error, self.last, self._stop_requested = None, None, None, False
+        try:
+            generator = self._start()
+        except (ValueError, TypeError, MemoryError) as exc:
+            self._finish(f"cannot start: {exc}", error=exc)
+            return
+        self.progress.max, self.progress.value = 1, 0
+        self.status.value = "starting…"
+        self.run_button.enabled, self.stop_button.enabled = True, True
+        if self.synchronous:
+            self._run_here(generator, self._run_id)
+            return
+        from napari.qt.threading import thread_worker
+
+        run_id = self._run_id
+        worker = thread_worker(_relay, start_thread=False)(generator)
+        worker.yielded.connect(lambda p: self._progress(p, run_id))
+        worker.returned.connect(lambda r: self._returned(r, run_id))
+        worker.errored.connect(lambda e: self._errored(e, run_id))
+        worker.aborted.connect(lambda: self._aborted(run_id))
+        self.worker = worker
+        worker.start()
+
+    def stop(self, *_args: Any) -> None:
+        """Stop after the current step and keep the partial result."""
+        self._stop_requested = True
+        if self.worker is not None:
+            self.status.value = "stopping after this step…"
+            self.worker.quit()
+
+    def _cancel_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+            self.worker = None
+
+    def _run_here(self, generator: Generator, run_id: int) -> None:
+        while True:
+            try:
+                progress = next(generator)
+            except StopIteration as stop:
+                self._returned(stop.value, run_id)
+                return
+            except Exception as exc:  # noqa: BLE001 (shown to the user, as a worker would)
+                self._errored(exc, run_id)
+                return
+            self._progress(progress, run_id)
+            if self._stop_requested:
+                generator.close()
+                self._aborted(run_id)
+                return
+
+    # ------------------------------------------------------------------ events
+    def _progress(self, progress: Any, run_id: int) -> None:
+        if run_id != self._run_id:
+            return
+        self.last = progress
+        self.progress.max = max(int(progress.total), 1)
+        self.progress.value = min(int(progress.step), self.progress.max)
+        self.status.value = format_progress(progress)
+        if self._on_progress is not None:
+            self._on_progress(progress)
+
+    def _returned(self, value: Any, run_id: int) -> None:
+        if run_id != self._run_id:
+            return
+        if value is None and self.last is not None:
+            value = self.last.result
+        self.progress.value = self.progress.max
+        self._deliver(value)
+        self._finish("done" if self.last is None else f"done: {format_progress(self.last)}")
+
+    def _aborted(self, run_id: int) -> None:
+        if run_id != self._run_id:
+            return
+        partial = None
+        if self.last is not None:
+            partial = self.last.result
+            if partial is None and self._on_stopped is not None:
+                partial = self._on_stopped(self.last)
+        self._deliver(partial)
+        where = "" if self.last is None else f" at step {self.last.step}/{self.last.total}"
+        self._finish(f"stopped{where}; partial result kept" if partial is not None else "stopped")
+
+    def _errored(self, exc: BaseException, run_id: int) -> None:
+        if run_id != self._run_id:
+            return
+        partial = getattr(exc, "partial", None)
+        if partial is not None:
+            self._deliver(partial)
+        kept = "; last good state kept" if partial is not None else ""
+        self._finish(f"failed: {exc}{kept}", error=exc)
+
+    def _deliver(self, value: Any) -> None:
+        self.result = value
+        if value is not None and self._on_result is not None:
+            self._on_result(value)
+
+    def _finish(self, text: str, error: BaseException | None = None) -> None:
+        self.error = error
+        self.worker = None
+        self.status.value = text
+        self.run_button.enabled, self.stop_button.enabled = True, False

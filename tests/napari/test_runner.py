@@ -1,0 +1,105 @@
+"""The Run / Stop frame: relays engine progress, keeps partial results, drops stale runs."""
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_ptychotomo.engine import EngineError, Progress
+from napari_ptychotomo._napari._runner import EngineRunner
+
+
+def counting_engine(n, tag="A", delay=0.0, fail_at=None):
+    """An engine of ``n`` steps whose preview is the step number and whose result is ``tag``."""
+    for k in range(n):
+        if delay:
+            time.sleep(delay)
+        if fail_at == k + 1:
+            raise EngineError(f"diverged at step {k + 1}", partial=f"{tag} partial {k}")
+        yield Progress(step=k + 1, total=n, loss=1.0 / (k + 1), preview=(tag, k + 1),
+                       message=f"{tag} step {k + 1}/{n}")
+    return f"{tag} final"
+
+
+class Recorder:
+    def __init__(self):
+        self.progress, self.results = [], []
+
+    def runner(self, start, **kwargs):
+        return EngineRunner(start, on_progress=self.progress.append, on_result=self.results.append,
+                            on_stopped=lambda p: f"from preview {p.preview}", **kwargs)
+
+
+def test_synchronous_run_relays_every_step_and_delivers_the_result(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(5), synchronous=True)
+    runner.run_button.clicked.emit()
+    assert [p.step for p in rec.progress] == [1, 2, 3, 4, 5]
+    assert rec.results == ["A final"]
+    assert runner.progress.value == runner.progress.max == 5
+    assert runner.status.value.startswith("done") and not runner.stop_button.enabled
+
+
+def test_stop_keeps_the_partial_result_built_from_the_last_preview(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(10), synchronous=True)
+
+    def press_stop_at_step_3(progress):
+        rec.progress.append(progress)
+        if progress.step == 3:
+            runner.stop()
+
+    runner._on_progress = press_stop_at_step_3
+    runner.run()
+    assert rec.results == ["from preview ('A', 3)"]
+    assert "stopped at step 3/10" in runner.status.value
+
+
+def test_engine_error_keeps_the_last_good_state_and_says_why(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(10, fail_at=4), synchronous=True)
+    runner.run()
+    assert rec.results == ["A partial 3"]
+    assert "diverged at step 4" in runner.status.value and isinstance(runner.error, EngineError)
+
+
+def test_bad_input_is_reported_in_the_status_line(qtbot):
+    def start():
+        raise ValueError("num_slices = 0; expected a positive integer")
+
+    runner = Recorder().runner(start, synchronous=True)
+    runner.run()
+    assert runner.status.value.startswith("cannot start: num_slices = 0")
+
+
+def test_threaded_run_finishes_and_delivers_on_the_gui_thread(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(4, delay=0.01))
+    runner.run()
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    assert rec.results == ["A final"] and [p.step for p in rec.progress] == [1, 2, 3, 4]
+
+
+def test_threaded_stop_keeps_partial_result(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(1000, delay=0.01))
+    runner.run()
+    qtbot.waitUntil(lambda: len(rec.progress) >= 2, timeout=10000)
+    runner.stop_button.clicked.emit()
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    assert len(rec.results) == 1 and rec.results[0].startswith("from preview ('A'")
+    assert "stopped" in runner.status.value and len(rec.progress) < 1000
+
+
+def test_a_new_run_cancels_the_old_one_and_drops_its_output(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(200, tag="A", delay=0.01))
+    runner.run()
+    qtbot.waitUntil(lambda: len(rec.progress) >= 1, timeout=10000)
+    runner._start = lambda: counting_engine(3, tag="B", delay=0.01)
+    runner.run()
+    seen = len(rec.progress)
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    qtbot.wait(100)  # let anything the cancelled run still emits arrive (and be dropped)
+    assert rec.results == ["B final"]
+    assert all(p.preview[0] == "B" for p in rec.progress[seen:])
