@@ -1,0 +1,101 @@
+"""Multislice ptychography benchmark: speed against the FFT floor, and the full case 1.
+
+Case 1 of issue 4: SrTiO3-like slab (tests/ptycho/msp_data.py), 300 keV, 25 mrad, 51
+atomic planes (99.6 Å), 24×24 scan at 0.4 Å, 64×64 detector at 1.6 mrad/px, 1e5 e/Å²,
+mistilt (4, 0) mrad; 6 slices. Measured: seconds per iteration and patterns per second
+with 1 and 3 probe modes, peak resident memory, and the FFT floor: (2 FFTs per slice
+propagation + 1 to the detector) × 2 for the backward pass × patterns × modes, timed as
+batched complex64 ``torch.fft.fft2`` of the same size. With ``--accuracy`` also the full
+reconstruction from (0, 0) mrad and 80 % thickness (tilt, thickness, Pearson r).
+
+Run: ``python benchmarks/msp.py [--accuracy]``; writes benchmarks/results/msp.json.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "ptycho"))
+
+from msp_data import make_scan, pearson_over_scan  # noqa: E402
+
+from napari_ptychotomo.ptycho import MSPParams, msp_steps, reconstruct_msp  # noqa: E402
+
+SLICES = 6
+
+
+def case_one(seed=0):
+    return make_scan(scan_shape=(24, 24), step=0.4, detector=64, mrad_per_px=1.6, planes=51,
+                     mistilt=(4.0, 0.0), dose=1e5, seed=seed)
+
+
+def fft_seconds(batch: int, n: int, repeats: int = 5) -> float:
+    """Seconds per single n×n complex64 FFT, from batched ``torch.fft.fft2``."""
+    x = torch.randn(batch, n, n, dtype=torch.complex64)
+    torch.fft.fft2(x)
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.fft.fft2(x)
+        best = min(best, time.perf_counter() - start)
+    return best / batch
+
+
+def time_iterations(scan, modes: int, iterations: int = 3) -> dict:
+    params = MSPParams.from_calibration(scan.calibration, thickness=0.8 * scan.truth["thickness"],
+                                        num_slices=SLICES, num_modes=modes, iterations=iterations + 1,
+                                        learn_positions=True,
+                                        rates={"probe": (2e-3, 0), "tilt": (0.2, 0), "thickness": (0.1, 0)})
+    steps = msp_steps(scan, params, device="cpu")
+    next(steps)  # warm-up iteration
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(iterations):
+        next(steps)
+    seconds = (time.perf_counter() - start) / iterations
+    cpu_seconds = (time.process_time() - cpu) / iterations  # wall ≫ cpu/threads: a shared machine
+    n = scan.num_positions
+    k = scan.detector_shape[0]
+    ffts = (2 * SLICES + 1) * 2 * n * modes
+    floor = ffts * fft_seconds(min(n * modes, 256), k)
+    return {"modes": modes, "slices": SLICES, "patterns": n, "seconds_per_iteration": seconds,
+            "cpu_seconds_per_iteration": cpu_seconds,
+            "patterns_per_second": n / seconds, "ffts_per_iteration": ffts,
+            "fft_floor_seconds": floor, "ratio_to_fft_floor": seconds / floor}
+
+
+def accuracy(scan, iterations: int = 40) -> dict:
+    params = MSPParams.from_calibration(scan.calibration, thickness=0.8 * scan.truth["thickness"],
+                                        num_slices=SLICES, iterations=iterations)
+    start = time.perf_counter()
+    result = reconstruct_msp(scan, params, device="cpu")
+    return {"iterations": iterations, "seconds": time.perf_counter() - start,
+            "tilt_mrad": result.tilt_mrad.tolist(), "true_tilt_mrad": [4.0, 0.0],
+            "thickness": result.slice_thickness * SLICES, "true_thickness": scan.truth["thickness"],
+            "pearson_r": pearson_over_scan(result, scan), "final_error": result.loss_history[-1]}
+
+
+def main():
+    scan = case_one()
+    out = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "case": "issue 4 case 1 (scaled specimen model, see docstring)"}
+    out["timing"] = [time_iterations(scan, modes) for modes in (1, 3)]
+    if "--accuracy" in sys.argv:
+        out["accuracy"] = accuracy(scan)
+    out["peak_memory_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    path = ROOT / "benchmarks" / "results" / "msp.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
