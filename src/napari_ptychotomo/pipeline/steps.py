@@ -111,13 +111,13 @@ def run_msp(ctx: StepContext) -> None:
             result = reconstruct_msp(scan, params, device=ctx.device, seed=ctx.seed + k,
                                      callback=lambda p, k=k: ctx.progress(f"MSP tilt {k}", p))
         result.provenance = provenance("msp", params, ctx.device, seconds[0], ctx.seed + k)
-        ctx.report(f"tilt {k}: tilt ({result.tilt_mrad[0]:.2f}, {result.tilt_mrad[1]:.2f}) mrad, "
-                   f"slice {result.slice_thickness:.2f} Å, loss {result.loss_history[-1]:.4g}, "
-                   f"{seconds[0]:.1f} s")
         if ctx.world == 1:
             ctx.save(result, name=k)  # checkpoint: a killed run resumes after this tilt
         else:
             done.append((k, result))
+        ctx.report(f"tilt {k}: tilt ({result.tilt_mrad[0]:.2f}, {result.tilt_mrad[1]:.2f}) mrad, "
+                   f"slice {result.slice_thickness:.2f} Å, loss {result.loss_history[-1]:.4g}, "
+                   f"{seconds[0]:.1f} s")
     if ctx.world > 1:  # rank 0 writes what every rank computed
         gathered = [None] * ctx.world if ctx.rank == 0 else None
         dist.gather_object(done, gathered, dst=0)

@@ -1,0 +1,87 @@
+"""The run configuration is validated before any compute, with errors that name the field."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from napari_ptychotomo.pipeline import ConfigError, STEP_ORDER, template, validate_config
+
+
+def _base(**sections):
+    config = {"run": {"project": "x.ptycho.h5", "steps": ["msp"]}, "input": {"simulate": "default"}}
+    config.update(sections)
+    return config
+
+
+def test_template_is_valid_toml_listing_every_step_and_validates():
+    text = template()
+    parsed = tomllib.loads(text)
+    for step in STEP_ORDER:
+        assert f"[{step}]" in text
+    validated = validate_config(parsed)
+    assert validated["run"]["steps"] == list(STEP_ORDER)
+    assert "# iterations = 30" in text  # defaults come from the engines' own parameters
+
+
+@pytest.mark.parametrize(
+    "sections, message",
+    [
+        ({"msp": {"iteratons": 3}}, "msp.iteratons is not a setting; did you mean 'iterations'?"),
+        ({"msp": {"iterations": "ten"}}, "msp.iterations: expected an integer, got 'ten'"),
+        ({"msp": {"tilt_mrad": [1.0]}}, "msp.tilt_mrad: expected a list of 2 values"),
+        ({"msp": {"learn_tilt": 1}}, "msp.learn_tilt: expected true or false"),
+        ({"denoise": {"method": "wavelet"}}, "denoise.method = 'wavelet'; allowed values: 'bm3d', 'nlm', 'tv'"),
+        ({"run": {"project": "x.ptycho.h5", "steps": ["msp", "magic"]}}, "run.steps: 'magic' is not a step"),
+        ({"run": {"project": "x.ptycho.h5", "device": "tpu"}}, "run.device"),
+        ({"run": {"steps": ["msp"]}}, "run.project is missing"),
+        ({"mps": {}}, "[mps] is not a section; did you mean [msp]?"),
+        ({"input": {"simulate": "graphene"}}, "input.simulate = 'graphene'; allowed values"),
+    ],
+)
+def test_config_errors_name_the_field_and_the_allowed_values(sections, message):
+    with pytest.raises(ConfigError) as info:
+        validate_config(_base(**sections))
+    assert message in str(info.value)
+
+
+def test_steps_run_in_pipeline_order_whatever_order_is_given():
+    config = validate_config(_base(run={"project": "p.ptycho.h5", "steps": ["atoms", "msp", "denoise"]}))
+    assert config["run"]["steps"] == ["msp", "denoise", "atoms"]
+
+
+def test_missing_input_file_is_refused_before_compute(tmp_path):
+    with pytest.raises(ConfigError, match="input.path = 'nowhere.npy': no such file"):
+        validate_config({"run": {"project": "p.ptycho.h5"}, "input": {"path": "nowhere.npy"}}, base=tmp_path)
+
+
+def _cli(*args, cwd=None):
+    exe = Path(sys.executable).with_name("ptychotomo")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_template_and_dry_run_print_the_plan_without_computing(tmp_path):
+    done = _cli("config", "--template")
+    assert done.returncode == 0 and "[end_to_end]" in done.stdout
+    config = tmp_path / "run.toml"
+    config.write_text(done.stdout)
+    done = _cli("run", config, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "simulate the 'default' sample" in done.stdout
+    for step in ("msp", "align", "end_to_end", "atoms"):
+        assert step in done.stdout
+    assert not (tmp_path / "run.ptycho.h5").exists()
+
+
+def test_cli_exit_codes_say_what_went_wrong(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[run]\nproject = "p.ptycho.h5"\n[msp]\niterations = "many"\n')
+    done = _cli("run", config)
+    assert done.returncode == 2 and "msp.iterations" in done.stderr
+    assert _cli("run", tmp_path / "absent.toml").returncode == 2
+    broken = tmp_path / "broken.ptycho.h5"
+    broken.write_bytes(b"not an HDF5 file at all")
+    done = _cli("info", broken)
+    assert done.returncode == 3 and "broken.ptycho.h5" in done.stderr

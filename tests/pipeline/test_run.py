@@ -1,0 +1,98 @@
+"""Running steps over a project: provenance, re-running a step, resume after SIGKILL, torchrun."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_ptychotomo import load
+from napari_ptychotomo.pipeline import Pipeline, load_config
+
+BIN = Path(sys.executable).parent
+MSP = {"iterations": 2, "num_slices": 2}
+
+
+def _copy(project, folder):
+    target = folder / "study.ptycho.h5"
+    shutil.copy(project, target)
+    return target
+
+
+def _same_msp(a, b):
+    assert sorted(a.msp) == sorted(b.msp)
+    for k in a.msp:
+        np.testing.assert_allclose(a.msp[k].object, b.msp[k].object, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(a.msp[k].probe, b.msp[k].probe, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(a.msp[k].tilt_mrad, b.msp[k].tilt_mrad, atol=1e-6)
+
+
+def test_msp_step_stores_every_tilt_with_provenance(tmp_path, tiny_project, write_config):
+    project = _copy(tiny_project, tmp_path)
+    config = load_config(write_config(tmp_path / "run.toml", project, msp=MSP))
+    messages = []
+    result = Pipeline(config, report=messages.append).run()
+    assert sorted(result.msp) == [0, 1, 2]
+    prov = load(project).msp[1].provenance
+    assert prov["step"] == "msp" and prov["device"] == "cpu" and prov["seconds"] > 0
+    assert prov["parameters"]["iterations"] == 2 and "torch" in prov["versions"]
+    assert any(m.startswith("tilt 2:") for m in messages)
+
+
+def test_a_step_reruns_alone_with_new_parameters(tmp_path, tiny_project, write_config):
+    project = _copy(tiny_project, tmp_path)
+    exe = BIN / "ptychotomo"
+    done = subprocess.run([exe, "msp", project, "--set", "iterations=1", "--set", "num_slices=2",
+                           "--set", "tilts=[1]"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    first = load(project).msp[1]
+    assert sorted(load(project).msp) == [1] and len(first.loss_history) == 1
+    done = subprocess.run([exe, "msp", project, "--set", "iterations=2", "--set", "num_slices=2",
+                           "--set", "tilts=[1]"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(load(project).msp[1].loss_history) == 2  # replaced, not piled up
+
+
+def test_run_killed_mid_step_resumes_to_the_same_result(tmp_path, tiny_project, write_config):
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    reference_dir.mkdir(), killed_dir.mkdir()
+    reference = _copy(tiny_project, reference_dir)
+    Pipeline(load_config(write_config(reference_dir / "run.toml", reference, msp=MSP)),
+             report=lambda m: None).run()
+
+    killed = _copy(tiny_project, killed_dir)
+    config = write_config(killed_dir / "run.toml", killed, msp=MSP)
+    process = subprocess.Popen([BIN / "ptychotomo", "run", config], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:  # kill right after the first tilt's checkpoint
+        if line.startswith("tilt 0:"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    partial = load(killed)
+    assert 0 in partial.msp and len(partial.msp) < 3
+
+    done = subprocess.run([BIN / "ptychotomo", "run", config, "--resume"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    _same_msp(load(killed), load(reference))
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_give_the_same_result_as_one_process(tmp_path, tiny_project, write_config):
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    one_dir.mkdir(), two_dir.mkdir()
+    one = _copy(tiny_project, one_dir)
+    Pipeline(load_config(write_config(one_dir / "run.toml", one, msp=MSP)), report=lambda m: None).run()
+    two = _copy(tiny_project, two_dir)
+    config = write_config(two_dir / "run.toml", two, msp=MSP)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([BIN / "torchrun", "--nproc_per_node=2", "--master_port=29531",
+                           "-m", "napari_ptychotomo.cli", "run", str(config)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    _same_msp(load(two), load(one))
