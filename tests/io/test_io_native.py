@@ -53,7 +53,7 @@ def test_file_is_versioned_self_describing_and_chunked_per_pattern(tmp_path, pro
         assert fh.attrs["root_object"] == b"Project"
         cal = fh["series/scans/0/calibration"]
         assert cal.attrs["energy_eV"] == 300e3
-        units = json.loads(cal.attrs["units"])
+        units = json.loads(cal.attrs["field_units"])
         assert units["energy_eV"] == "eV" and units["semiangle_mrad"] == "mrad"
         assert units["defocus"] == "angstrom"
         intensities = fh["series/scans/0/intensities"]
@@ -64,7 +64,9 @@ def test_file_is_versioned_self_describing_and_chunked_per_pattern(tmp_path, pro
         assert fh["msp/1/object"].attrs["units"] == b"V*angstrom"
         assert fh["volumes/linear/data"].attrs["units"] == b"V"
         assert fh["volumes/linear/halves/1"].shape == (4, 5, 6)
-        assert json.loads(fh["alignment"].attrs["units"])["euler_deg"] == "deg"
+        assert json.loads(fh["alignment"].attrs["field_units"])["euler_deg"] == "deg"
+        assert fh["volumes/linear"].attrs["units"] == b"V"  # Volume.units, the value unit
+        assert fh["volumes/linear/halves/0"].attrs["units"] == b"V"
 
 
 def test_intensities_load_lazily_and_read_only_requested_patterns(tmp_path, project):

@@ -26,8 +26,8 @@ tag                 stored as
 Strings are fixed-length (no variable-length strings on the global heap) and every piece of
 metadata sits in an object header, so with ``libver >= v18`` all metadata is covered by
 HDF5's own checksums and all bulk data by Fletcher-32: a damaged file is detected, not
-misread. Each group also carries ``units``, a JSON map member key -> unit, and every dataset
-a ``units`` attribute of its own.
+misread. Each group also carries ``field_units``, a JSON map member key -> unit, and every
+dataset a ``units`` attribute of its own.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ __all__ = ["write_value", "read_value", "write_dataset", "copy_dataset", "copy_g
 
 _SMALL = 4096  # bytes: number lists up to this size are attributes
 # attribute names with a meaning of their own; members never take them
-RESERVED = {"members", "units", "ptycho_type", "format_version", "creator", "uuid",
+RESERVED = {"members", "field_units", "ptycho_type", "format_version", "creator", "uuid",
             "root_object", "created", "parent_uuid", "description"}
 
 
@@ -135,8 +135,11 @@ def write_value(
         tag = f"{type(value).__name__}[{kind}]"
     elif isinstance(value, (dict, list, tuple)):
         sub = group.create_group(name, track_order=True)
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        write_members(sub, items, special=special)
+        if isinstance(value, dict):
+            write_members(sub, value.items(), special=special)
+        else:  # the items of a list / tuple share its unit (e.g. Volume.halves)
+            per_item = {str(i): units for i in range(len(value))} if units else None
+            write_members(sub, enumerate(value), units=per_item, special=special)
         tag = type(value).__name__
     else:
         warnings.warn(
@@ -151,9 +154,9 @@ def write_value(
 
 
 def _add_unit(group: h5py.Group, key: Any, unit: str) -> None:
-    units = json.loads(get_text(group, "units", "{}"))
+    units = json.loads(get_text(group, "field_units", "{}"))
     units[str(key)] = unit
-    set_text(group, "units", json.dumps(units, ensure_ascii=False))
+    set_text(group, "field_units", json.dumps(units, ensure_ascii=False))
 
 
 def write_members(

@@ -1,8 +1,8 @@
 """How each data object of :mod:`..data` is laid out in a ``.ptycho.h5`` file.
 
 A data object is one HDF5 group with the text attribute ``ptycho_type`` (the class name),
-``members`` (field order and tags, see :mod:`.h5tree`) and ``units`` (JSON map field ->
-unit); each dataclass field is a member of the group: arrays are datasets with their own
+``members`` (field order and tags, see :mod:`.h5tree`) and ``field_units`` (JSON map
+field -> unit); each dataclass field is a member of the group: arrays are datasets with their own
 ``units`` attribute, scalars and strings are attributes, nested objects and dicts are
 subgroups. 4D-STEM intensities are chunked per diffraction pattern (or per batch of
 patterns for small detectors, about 1 MiB a chunk) and read back lazily.
