@@ -200,3 +200,21 @@ def test_scan_validation_on_load_reports_negative_counts(tmp_path):
     with pytest.raises(PtychoFormatError, match="negative counts"):
         load(path)
     assert load(path, validate="none").intensities.shape == (2, 2, 8, 8)
+
+
+def test_the_file_stays_open_exactly_as_long_as_lazy_arrays_live(tmp_path, project):
+    import gc
+
+    def open_files():
+        return h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
+
+    path = save(project, tmp_path / "study.ptycho.h5")
+    baseline = open_files()
+    loaded = load(path)
+    gc.collect()
+    assert open_files() == baseline + 1
+    del loaded
+    gc.collect()
+    assert open_files() == baseline
+    load(path, lazy=False)
+    assert open_files() == baseline
