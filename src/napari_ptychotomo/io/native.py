@@ -4,7 +4,7 @@ Layout (HDF5 ≥ 1.10 object headers, so all metadata is checksummed)::
 
     /                         root = the Project; attributes format_version, creator,
                               uuid, created, root_object, ptycho_type="Project",
-                              members, units
+                              members (JSON: field order and type tags)
     /series                   TiltSeries: angles_deg (deg), truth, scans/<k>
     /series/scans/<k>         ScanData: intensities (lazy, chunked per pattern), positions
                               (angstrom), tilt_deg, scan_shape, truth, calibration/
@@ -33,7 +33,10 @@ the ``uuid`` of the project file it belongs to; when present and matching, its r
 supersede those stored in the project file; a sidecar left from an older project file of
 the same name is ignored. A full :func:`save_native` writes one self-contained file and
 removes the sidecar. Keep the sidecar next to the project when moving it (or call
-``save_native(load_native(path), new_path)`` to consolidate into one file).
+``save_native(load_native(path), new_path)`` to consolidate into one file). Appends are
+not meant to run concurrently: two processes appending at once may lose one result
+(the last rename wins); neither file is damaged. On Windows, a project cannot be
+replaced while it is open (lazy arrays alive): close it first (:func:`close`).
 """
 
 from __future__ import annotations
