@@ -1,0 +1,236 @@
+"""End-to-end ptycho-tomography from a 4D-STEM tilt series (You et al. 2025, Algorithm 3).
+
+One complex potential volume is fitted directly to the diffraction patterns of all tilts:
+for every pass and every tilt in turn, minibatches of adjacent scan positions (batch order
+reshuffled) update the volume with the amplitude loss ‖√I_m − √I‖² of the forward model of
+eq. 14-15 (:mod:`.forward`) by gradient descent (the step is given in V: the largest
+voxel change of the first update); after a start iteration the tilt's probe modes, its probe
+positions and, as our step beyond the paper, its Euler angles and shift are refined too.
+Regularisers (:mod:`.regularizers`) follow each minibatch (L1 shrinkage of Im V,
+non-negativity) or each tilt (k_z kernel on the tilt's update, Butterworth, TV).
+Gradients come from autograd (eq. 18-19 are what it computes); each quantity has its own
+per-tilt quantity has its own Adam optimiser per tilt.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+import numpy as np
+import torch
+
+from ..data import Alignment, TiltSeries, Volume
+from ..engine import EngineError, Progress, resolve_device, run
+from ..physics import fresnel_propagator, interaction_constant, wavelength
+from ..tomo.rotation import rotation_matrix
+from . import regularizers as reg
+from .distributed import all_reduce_grads, init_from_environment, rank_device, world
+from .memory import choose_batch_size, stem_bytes
+from .params import JointParams
+from .result import JointResult, orthogonal_slices
+from .setup import half_indices, start_state
+
+__all__ = ["joint_steps", "reconstruct_joint"]
+
+_EPS = 1e-10
+
+
+def _check_series(series: Any) -> TiltSeries:
+    if not isinstance(series, TiltSeries):
+        raise ValueError(f"series is a {type(series).__name__}; expected a TiltSeries of ScanData")
+    from ..data import DefocusSeries
+
+    if any(isinstance(s, DefocusSeries) for s in series.scans):
+        raise ValueError("series holds DefocusSeries (plane-wave data); use reconstruct_plane_wave")
+    return series.validate()
+
+
+def joint_steps(
+    series: TiltSeries,
+    init: Any = None,
+    params: JointParams | None = None,
+    *,
+    device: Any = "auto",
+    seed: int = 0,
+) -> Generator[Progress, None, JointResult]:
+    """Generator form of :func:`reconstruct_joint`: yields one Progress per tilt (preview:
+    orthogonal slices of Re V and the loss of each tilt), returns the JointResult."""
+    params = (params or JointParams()).validate()
+    series = _check_series(series)
+    dev = resolve_device(device)
+    init_from_environment(dev)
+    dev = rank_device(dev)
+    state = start_state(series, init, params.num_modes, params.num_slices, params.volume_shape)
+    if not params.half_data:
+        result = yield from _fit(series, state, params, dev, seed, None)
+        return result
+    first = yield from _fit(series, state, params, dev, seed, 0)
+    second = yield from _fit(series, state, params, dev, seed + 1, 1)
+    a, b = first.volume.data, second.volume.data
+    first.volume.data = ((a + b) / 2).astype(np.complex64)
+    first.volume.halves = (a, b)
+    first.volume.provenance["half_data"] = True
+    for k, pos in enumerate(first.positions):
+        n = len(pos)
+        odd = half_indices(n, series.scans[k].scan_shape, 1)
+        pos[odd] = second.positions[k][odd]
+    first.loss_history = first.loss_history + second.loss_history
+    return first
+
+
+def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
+    rank, size = world()
+    scans = series.scans
+    n_tilts = len(scans)
+    cal = scans[0].calibration
+    voxel = state.voxel_size
+    sigma = float(interaction_constant(cal.energy_eV))
+    window = scans[0].detector_shape[0]
+    num_modes = state.probes[0].shape[0]
+    fixed, per_position = stem_bytes(state.shape, window, num_modes, params.num_slices)
+    batch_size = choose_batch_size(
+        "end-to-end ptycho-tomography", fixed, per_position, params.batch_size, dev, most=64
+    )
+    slice_thickness = state.shape[0] / params.num_slices * voxel
+    propagator = fresnel_propagator((window, window), voxel, wavelength(cal.energy_eV), slice_thickness, device=dev)
+
+    # data stay on the host, normalised so that each tilt's mean pattern sum is 1
+    subsets, amplitudes = [], []
+    for k, scan in enumerate(scans):
+        n = scan.num_positions
+        subsets.append(np.arange(n) if half is None else half_indices(n, scan.scan_shape, half))
+        patterns = torch.from_numpy(scan.patterns())
+        scale = float(patterns.sum((-2, -1)).mean()) or 1.0
+        amplitudes.append(torch.sqrt(torch.clamp(patterns / scale, min=0)))
+
+    volume = torch.tensor(state.volume, device=dev).requires_grad_(True)
+    probes = [torch.tensor(p, device=dev).requires_grad_(True) for p in state.probes]
+    positions = [torch.tensor(p, dtype=torch.float32, device=dev).requires_grad_(True) for p in state.positions_px]
+    euler = [torch.tensor(np.deg2rad(e), dtype=torch.float32, device=dev).requires_grad_(True) for e in state.alignment.euler_deg]
+    shifts = [torch.tensor(s / voxel, dtype=torch.float32, device=dev).requires_grad_(True) for s in state.alignment.shifts]
+    rates = params.rates
+    volume_scale = None  # max |∂L/∂V| of the first minibatch: rates['volume'].step is in V
+    velocity = torch.zeros_like(volume)
+    opt_probe = [torch.optim.Adam([p], lr=rates["probe"].step * float(p.detach().abs().max())) for p in probes]
+    opt_pos = [torch.optim.Adam([p], lr=rates["positions"].step / voxel) for p in positions]
+    opt_euler = [torch.optim.Adam([e], lr=np.deg2rad(rates["euler"].step)) for e in euler]
+    opt_shift = [torch.optim.Adam([s], lr=rates["shifts"].step / voxel) for s in shifts]
+
+    rng = np.random.default_rng(seed)
+    losses = np.full((params.iterations, n_tilts), np.nan)
+    total = params.iterations * n_tilts
+    last_good = volume.detach().clone()
+    for it in range(params.iterations):
+        learn = {name: params.learns(name, it) for name in ("probe", "positions", "euler", "shifts")}
+        for k in range(n_tilts):
+            before = volume.detach().clone()
+            index = subsets[k]
+            batches = [index[i : i + batch_size] for i in range(0, len(index), batch_size)]
+            tilt_loss = 0.0
+            for b in rng.permutation(len(batches)):
+                batch = batches[b]
+                local = torch.as_tensor(batch[rank::size], dtype=torch.long)
+                loss = torch.zeros((), device=dev)
+                if len(local):
+                    model = _intensities(volume, euler[k], shifts[k], probes[k], positions[k][local.to(dev)],
+                                         propagator, params.num_slices, voxel, sigma)
+                    target = amplitudes[k][local].to(dev)
+                    loss = torch.sum((torch.sqrt(model + _EPS) - target) ** 2) / len(batch)
+                tensors = [volume, probes[k], positions[k], euler[k], shifts[k]]
+                for t in tensors:
+                    t.grad = None
+                loss.backward()
+                all_reduce_grads(tensors)
+                with torch.no_grad():
+                    if volume_scale is None:
+                        volume_scale = float(volume.grad.abs().max()) or 1.0
+                    velocity.mul_(params.momentum).add_(volume.grad, alpha=rates["volume"].step / volume_scale)
+                    volume -= velocity
+                for name, opts in (("probe", opt_probe), ("positions", opt_pos), ("euler", opt_euler), ("shifts", opt_shift)):
+                    if learn[name]:
+                        opts[k].step()
+                with torch.no_grad():
+                    if params.l1_imag and it >= params.l1_start:
+                        volume.copy_(reg.shrink_imag(volume, params.l1_imag))
+                    if params.nonnegative and it >= params.nonnegative_start:
+                        volume.copy_(reg.clip_negative(volume))
+                tilt_loss += float(_sum_ranks(loss.detach()))
+            with torch.no_grad():
+                if params.kz_beta and it >= params.kz_start:
+                    beam = rotation_matrix(euler[k].detach())[2]  # beam direction in the volume frame
+                    volume.copy_(before + reg.kz_filter(volume - before, beam, params.kz_beta))
+                if params.butterworth_cutoff is not None and it >= params.butterworth_start:
+                    volume.copy_(reg.butterworth_lowpass(volume, params.butterworth_cutoff, params.butterworth_order, voxel))
+                if params.tv_weight and it >= params.tv_start:
+                    volume.copy_(reg.tv_prox(volume, params.tv_weight))
+            tilt_loss /= max(len(batches), 1)
+            if not np.isfinite(tilt_loss) or not bool(torch.isfinite(volume.detach()).all()):
+                partial = _result(last_good, probes, positions, euler, shifts, state, losses, params, half)
+                raise EngineError(
+                    f"end-to-end reconstruction diverged at pass {it}, tilt {k} (loss {tilt_loss}); "
+                    "lower rates['volume'].step. The last good state is in .partial", partial=partial)
+            last_good = volume.detach().clone()
+            losses[it, k] = tilt_loss
+            step = it * n_tilts + k + 1
+            preview = None
+            if step % params.preview_every == 0 or step == total:
+                preview = dict(orthogonal_slices(volume.detach().cpu().numpy()), loss_per_tilt=losses[it].copy())
+            yield Progress(step, total, tilt_loss, preview=preview, message=f"pass {it + 1}, tilt {k + 1}/{n_tilts}")
+    return _result(volume.detach(), probes, positions, euler, shifts, state, losses, params, half)
+
+
+def _intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma):
+    from .forward import stem_intensities
+
+    return stem_intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma)
+
+
+def _sum_ranks(value: torch.Tensor) -> torch.Tensor:
+    from .distributed import all_reduce_sum
+
+    return all_reduce_sum(value.clone())
+
+
+def _result(volume, probes, positions, euler, shifts, state, losses, params, half) -> JointResult:
+    voxel = state.voxel_size
+    middle = np.array([(state.shape[1] - 1) / 2, (state.shape[2] - 1) / 2])
+    pos_angstrom = [
+        (p.detach().cpu().numpy().astype(float) - middle) * voxel + c for p, c in zip(positions, state.centres)
+    ]
+    alignment = Alignment(
+        euler_deg=np.rad2deg(np.stack([e.detach().cpu().numpy() for e in euler]).astype(float)),
+        shifts=np.stack([s.detach().cpu().numpy() for s in shifts]).astype(float) * voxel,
+    )
+    finished = losses[~np.isnan(losses).any(1)] if losses.size else losses
+    vol = Volume(
+        data=volume.cpu().numpy().astype(np.complex64), voxel_size=voxel, units="V",
+        provenance={"step": "end-to-end ptycho-tomography", "params": params.as_dict(), "half": half},
+    )
+    return JointResult(
+        volume=vol, probes=np.stack([p.detach().cpu().numpy() for p in probes]), positions=pos_angstrom,
+        alignment=alignment, loss_history=[float(v) for v in finished.mean(1)], loss_per_tilt=losses,
+        provenance={"num_slices": params.num_slices, "world_size": world()[1]},
+    )
+
+
+def reconstruct_joint(series: TiltSeries, init: Any = None, params: JointParams | None = None, *,
+                      device: Any = "auto", seed: int = 0) -> JointResult:
+    """End-to-end ptycho-tomography of a 4D-STEM tilt series (You et al. 2025, Algorithm 3).
+
+    Parameters
+    ----------
+    series : :class:`~napari_ptychotomo.data.TiltSeries` of ScanData (centred patterns,
+        positions in Å), one per tilt.
+    init : MSP results (dict tilt -> MSPResult, or a list), an Alignment, a starting
+        Volume (complex potential in V on the reconstruction voxel grid), or a list of
+        those; missing parts start from the calibration probe, the nominal tilts with zero
+        shifts and a zero volume.
+    params : :class:`JointParams`; device : ``"auto"``, ``"cpu"``, ``"cuda"``; seed : batch order.
+
+    Returns
+    -------
+    JointResult with the volume (complex potential in V, voxel size in Å), refined probes,
+    positions and alignment, and the loss history. Under ``torchrun`` each minibatch's
+    positions are shared among the ranks and the gradients summed.
+    """
+    return run(joint_steps(series, init, params, device=device, seed=seed))

@@ -1,0 +1,115 @@
+"""Forward models of the end-to-end step: one tilt of a complex potential volume.
+
+Both modes share the first half (You et al. 2025, eq. 14): rotate the volume by the tilt's
+Euler angles (:func:`~napari_ptychotomo.tomo.rotate_volume`, DESIGN.md convention), bin it
+along the beam into slices (:func:`~napari_ptychotomo.tomo.bin_along_beam`) and turn the
+projected slices into transmission functions exp(iσV) (:func:`~napari_ptychotomo.physics.transmission`).
+
+* 4D-STEM (You et al. eq. 14-15): crop a patch per probe position, mixed-state multislice,
+  far-field intensity summed over the probe modes
+  (:func:`~napari_ptychotomo.physics.forward_intensities`).
+* Plane wave (Ren et al. 2018): a unit plane wave through all slices
+  (:func:`~napari_ptychotomo.physics.exit_wave`), shifted, then imaged through the
+  coherent transfer function at each defocus (:func:`~napari_ptychotomo.physics.ctf`).
+  The defocus refers to the exit surface of the volume, as in abTEM's HRTEM images.
+
+The alignment shift t (Å, content moves by +t after projection) enters the 4D-STEM model
+as probe positions moved by −t, and the plane-wave model as a Fourier shift of the exit wave.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..physics import ctf, exit_wave, forward_intensities, shift_waves, spatial_frequencies, transmission
+from ..tomo.rotation import bin_along_beam, rotate_volume
+
+__all__ = ["tilt_slices", "stem_intensities", "defocus_transfer", "plane_wave_images"]
+
+
+def tilt_slices(
+    volume: torch.Tensor, euler_rad: torch.Tensor, num_slices: int, voxel_size: float
+) -> torch.Tensor:
+    """Projected potential slices ``(num_slices, ny, nx)`` in V·Å of the rotated volume.
+
+    ``volume`` is ``(nz, ny, nx)`` complex potential in V with cubic voxels of
+    ``voxel_size`` Å; ``euler_rad`` ``(3,)`` = (φ, θ, ψ) in rad.
+    """
+    rotated = rotate_volume(volume, euler_rad)
+    return bin_along_beam(rotated, num_slices) * voxel_size
+
+
+def stem_intensities(
+    volume: torch.Tensor,
+    euler_rad: torch.Tensor,
+    shift: torch.Tensor,
+    probes: torch.Tensor,
+    positions_px: torch.Tensor,
+    propagator: torch.Tensor,
+    num_slices: int,
+    voxel_size: float,
+    sigma: float,
+) -> torch.Tensor:
+    """Model diffraction intensities ``(B, n, n)``, centred, of one tilt (You et al. eq. 15).
+
+    Parameters
+    ----------
+    volume : (nz, ny, nx) complex potential in V.
+    euler_rad : (3,) Euler angles (φ, θ, ψ) in rad.
+    shift : (2,) alignment shift (y, x) in voxels (content moves by +shift).
+    probes : (M, n, n) probe modes in real space, centred at pixel n//2.
+    positions_px : (B, 2) probe centres (y, x) in voxels of the rotated volume's lateral grid.
+    propagator : (n, n) Fresnel propagator over one slice (fftfreq order).
+    num_slices, voxel_size, sigma : binning, voxel size in Å, interaction constant
+        in rad/(V·Å).
+    """
+    slices = tilt_slices(volume, euler_rad, num_slices, voxel_size)
+    trans = transmission(slices, sigma)
+    return forward_intensities(trans, probes, positions_px - shift, propagator)
+
+
+def defocus_transfer(
+    shape: tuple[int, int],
+    voxel_size: float,
+    wavelength: float,
+    defocus,
+    aperture_mrad: float | None = None,
+    device=None,
+) -> torch.Tensor:
+    """Coherent transfer functions ``(D, ny, nx)`` (fftfreq order) for each defocus in Å
+    (positive = underfocus), with an optional objective aperture semi-angle in mrad."""
+    ky, kx = spatial_frequencies(shape, voxel_size, device=device)
+    defocus = torch.as_tensor(defocus, dtype=torch.float32, device=device).reshape(-1, 1, 1)
+    transfer = ctf(ky, kx, wavelength, {"C10": -defocus})
+    if aperture_mrad is not None:
+        inside = wavelength * torch.sqrt(ky**2 + kx**2) <= aperture_mrad * 1e-3
+        transfer = transfer * inside
+    return transfer
+
+
+def plane_wave_images(
+    volume: torch.Tensor,
+    euler_rad: torch.Tensor,
+    shift: torch.Tensor,
+    transfer: torch.Tensor,
+    propagator: torch.Tensor,
+    num_slices: int,
+    voxel_size: float,
+    sigma: float,
+) -> torch.Tensor:
+    """Model HRTEM images ``(D, ny, nx)`` of one tilt for a unit plane wave (Ren et al. 2018).
+
+    Parameters
+    ----------
+    volume : (nz, ny, nx) complex potential in V.
+    euler_rad : (3,) Euler angles in rad; shift : (2,) (y, x) in voxels.
+    transfer : (D, ny, nx) transfer function per defocus from :func:`defocus_transfer`
+        (defocus measured from the exit surface of the volume).
+    propagator : (ny, nx) Fresnel propagator over one slice.
+    """
+    slices = tilt_slices(volume, euler_rad, num_slices, voxel_size)
+    trans = transmission(slices, sigma)
+    wave = exit_wave(trans, torch.ones_like(trans[0]), propagator)
+    wave = shift_waves(wave, shift[None])[0]
+    images = torch.fft.ifft2(torch.fft.fft2(wave) * transfer)
+    return images.real**2 + images.imag**2

@@ -1,0 +1,165 @@
+"""Parameters of end-to-end ptycho-tomography: every learned quantity and regulariser in one place.
+
+As in PtyRAD's model parameters, each quantity that the reconstruction learns has a step
+size and the iteration (pass over all tilts, 0-based) at which it starts to be learned;
+each regulariser has a weight and a start iteration. :meth:`JointParams.validate` checks
+everything before any computation, with messages that name the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = ["JointParams", "Rate"]
+
+
+@dataclass
+class Rate:
+    """Step size and first iteration (0-based) of one learned quantity.
+
+    ``step`` is the Adam learning rate in the quantity's unit per update: V for the volume
+    (a voxel's potential), relative amplitude for the probe, Å for positions and shifts,
+    degrees for Euler angles.
+    """
+
+    step: float
+    start: int = 0
+
+
+def _default_rates() -> dict[str, Rate]:
+    return {
+        "volume": Rate(0.5, 0),
+        "probe": Rate(1e-3, 3),
+        "positions": Rate(0.02, 5),
+        "euler": Rate(0.05, 5),
+        "shifts": Rate(0.05, 2),
+    }
+
+
+_LEARNED = ("volume", "probe", "positions", "euler", "shifts")
+
+
+@dataclass
+class JointParams:
+    """Settings of :func:`~napari_ptychotomo.joint.reconstruct_joint` (You et al. 2025,
+    Algorithm 3) and of the plane-wave mode (Ren et al. 2018).
+
+    Parameters
+    ----------
+    iterations : passes over all tilts (E of Algorithm 3).
+    num_slices : slices the rotated volume is binned into along the beam (operator B_b of
+        You et al. eq. 14; N_B of Ren et al.); must divide the volume depth.
+    batch_size : scan positions per minibatch (adjacent positions; batch order reshuffled
+        every pass); ``None`` picks the largest that fits in memory, at most 64.
+    num_modes : mixed-state probe modes when the probe starts from the calibration.
+    volume_shape : (nz, ny, nx) voxels; ``None`` makes a cube that holds the scan and the
+        probe window (4D-STEM) or the images (plane wave).
+    rates : :class:`Rate` per learned quantity: ``volume``, ``probe``, ``positions``,
+        ``euler``, ``shifts``. A quantity is learned only when listed in ``learn``.
+    learn : the learned quantities (``volume`` always). The paper keeps Euler angles and
+        shifts fixed; refining them is this package's step beyond it.
+    l1_imag, l1_start : weight (V per update, the shrinkage threshold of You et al. eq. 17)
+        and start iteration of the L1 shrinkage of Im V.
+    nonnegative, nonnegative_start : clip Re V and Im V at zero after each update.
+    butterworth_cutoff, butterworth_order, butterworth_start : 3D Butterworth low-pass of
+        Re V (cut-off in Å⁻¹; Im V kept), after each tilt; ``None`` disables.
+    kz_beta, kz_start : strength of the k_z regularisation kernel
+        w = 1 − (2/π) arctan(β² k_∥² / k_⊥²) applied to each tilt's volume update along that
+        tilt's beam (Tsai et al. 2016 as used by You et al.); 0 disables.
+    tv_weight, tv_start : weight (V) of the proximal total variation of Re V after each
+        tilt (4D-STEM) or each FISTA step (plane wave).
+    half_data : reconstruct two independent halves of the data (alternate positions or
+        defocus images) for the FSC; the result volume is their mean, ``halves`` both.
+    fista : Nesterov (FISTA) acceleration in the plane-wave mode (Ren et al. 2018).
+    plane_wave_step : gradient step of the plane-wave mode in V per unit normalised
+        gradient.
+    momentum : heavy-ball momentum of the volume's gradient descent (0 = the paper's plain
+        gradient step).
+    preview_every : yield a volume preview every this many tilts.
+    """
+
+    iterations: int = 10
+    num_slices: int = 4
+    batch_size: int | None = None
+    num_modes: int = 1
+    volume_shape: tuple[int, int, int] | None = None
+    rates: dict[str, Rate] = field(default_factory=_default_rates)
+    learn: tuple[str, ...] = ("volume",)
+    l1_imag: float = 0.0
+    l1_start: int = 0
+    nonnegative: bool = True
+    nonnegative_start: int = 0
+    butterworth_cutoff: float | None = None
+    butterworth_order: int = 2
+    butterworth_start: int = 0
+    kz_beta: float = 0.0
+    kz_start: int = 0
+    tv_weight: float = 0.0
+    tv_start: int = 0
+    half_data: bool = False
+    fista: bool = True
+    plane_wave_step: float = 1.0
+    momentum: float = 0.0
+    preview_every: int = 1
+
+    def validate(self) -> "JointParams":
+        """Raise ``ValueError`` naming the first bad field; return ``self``."""
+        for name in ("iterations", "num_slices", "num_modes", "preview_every"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} = {value!r}; expected a positive integer")
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1
+        ):
+            raise ValueError(f"batch_size = {self.batch_size!r}; expected a positive integer or None")
+        if self.volume_shape is not None:
+            shape = tuple(self.volume_shape)
+            if len(shape) != 3 or min(shape) < 2:
+                raise ValueError(f"volume_shape = {self.volume_shape!r}; expected (nz, ny, nx) voxels")
+            if shape[0] % self.num_slices:
+                raise ValueError(
+                    f"num_slices = {self.num_slices} does not divide the volume depth "
+                    f"nz = {shape[0]} of volume_shape; choose a divisor of nz"
+                )
+        unknown = set(self.learn) - set(_LEARNED)
+        if unknown or "volume" not in self.learn:
+            raise ValueError(
+                f"learn = {self.learn!r}; expected a tuple of {_LEARNED} that contains 'volume'"
+            )
+        for name in _LEARNED:
+            rate = self.rates.get(name)
+            if not isinstance(rate, Rate):
+                raise ValueError(f"rates[{name!r}] = {rate!r}; expected Rate(step, start)")
+            if not (np.isfinite(rate.step) and rate.step >= 0) or rate.start < 0:
+                raise ValueError(
+                    f"rates[{name!r}] = {rate!r}; expected a step >= 0 and a start iteration >= 0"
+                )
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum = {self.momentum!r}; expected 0 <= momentum < 1")
+        for name in ("l1_imag", "kz_beta", "tv_weight", "plane_wave_step"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} = {value!r}; expected a number >= 0")
+        if self.butterworth_cutoff is not None and not self.butterworth_cutoff > 0:
+            raise ValueError(
+                f"butterworth_cutoff = {self.butterworth_cutoff!r}; expected a frequency in Å⁻¹ > 0 or None"
+            )
+        if self.butterworth_order < 1:
+            raise ValueError(f"butterworth_order = {self.butterworth_order!r}; expected >= 1")
+        for f in fields(self):
+            if f.name.endswith("_start") and getattr(self, f.name) < 0:
+                raise ValueError(f"{f.name} = {getattr(self, f.name)!r}; expected an iteration >= 0")
+        return self
+
+    def learns(self, name: str, iteration: int) -> bool:
+        """Whether ``name`` is learned at pass ``iteration``."""
+        return name in self.learn and iteration >= self.rates[name].start and self.rates[name].step > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (rates as ``{name: (step, start)}``) for provenance."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["rates"] = {k: (r.step, r.start) for k, r in self.rates.items()}
+        return out

@@ -1,0 +1,213 @@
+"""Plane-wave (HRTEM) multislice tomography from a tilt × defocus series (Ren et al. 2018).
+
+The same complex potential volume, rotation, slice binning and multislice as the 4D-STEM
+mode (:mod:`.forward`), illuminated by a unit plane wave and imaged through the coherent
+transfer function at each defocus. The amplitude cost Σ‖√I_model − √I‖² over all tilts
+and defoci is minimised by proximal gradient descent: a gradient step (autograd gives the
+back-propagated gradient of Ren et al.), then the proximal operators of TV, the L1 norm of
+Im V and positivity, with Nesterov (FISTA) acceleration (Beck & Teboulle 2009). Each
+gradient covers every tilt; under ``torchrun`` the tilts are shared among the ranks and
+the volume gradients summed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Generator
+
+import numpy as np
+import torch
+
+from ..data import Alignment, DefocusSeries, TiltSeries, Volume
+from ..engine import EngineError, Progress, resolve_device, run
+from ..physics import fresnel_propagator, interaction_constant, wavelength
+from . import regularizers as reg
+from .distributed import all_reduce_grads, all_reduce_sum, init_from_environment, rank_device, world
+from .forward import defocus_transfer, plane_wave_images
+from .memory import choose_batch_size, plane_wave_bytes
+from .params import JointParams
+from .result import JointResult, orthogonal_slices
+from .setup import split_init
+
+__all__ = ["plane_wave_steps", "reconstruct_plane_wave"]
+
+_EPS = 1e-10
+
+
+def _check(series: Any) -> tuple[int, int, float, float]:
+    if not isinstance(series, TiltSeries) or not all(isinstance(s, DefocusSeries) for s in series.scans):
+        raise ValueError("series must be a TiltSeries of DefocusSeries (one defocus stack per tilt)")
+    series.validate()
+    first = series.scans[0]
+    shape = tuple(first.images.shape[-2:])
+    for k, s in enumerate(series.scans):
+        if tuple(s.images.shape[-2:]) != shape or not math.isclose(s.pixel_size, first.pixel_size, rel_tol=1e-6) \
+                or s.energy_eV != first.energy_eV:
+            raise ValueError(
+                f"tilt {k} has images {tuple(s.images.shape[-2:])} of {s.pixel_size} Å at {s.energy_eV} eV; "
+                f"expected {shape} of {first.pixel_size} Å at {first.energy_eV} eV like tilt 0"
+            )
+    return shape[0], shape[1], float(first.pixel_size), float(first.energy_eV)
+
+
+def plane_wave_steps(
+    series: TiltSeries, init: Any = None, params: JointParams | None = None, *,
+    device: Any = "auto", seed: int = 0,
+) -> Generator[Progress, None, JointResult]:
+    """Generator form of :func:`reconstruct_plane_wave`; one Progress per iteration."""
+    params = (params or JointParams(tv_weight=1.0)).validate()
+    ny, nx, voxel, energy = _check(series)
+    dev = resolve_device(device)
+    init_from_environment(dev)
+    dev = rank_device(dev)
+    _msp, alignment, start = split_init(init)
+    shape = tuple(params.volume_shape) if params.volume_shape else (nx + (-nx) % params.num_slices, ny, nx)
+    if shape[1:] != (ny, nx):
+        raise ValueError(f"volume_shape {shape} must have the images' lateral shape ({ny}, {nx})")
+    alignment = alignment or Alignment.from_angles(series.angles_deg)
+    alignment.validate()
+    if len(alignment.euler_deg) != len(series):
+        raise ValueError(f"init alignment has {len(alignment.euler_deg)} tilts; the series has {len(series)}")
+    data = np.zeros(shape, np.complex64)
+    if start is not None:
+        start.validate()
+        if start.shape != shape:
+            raise ValueError(f"init volume has shape {start.shape}; expected {shape}")
+        data = np.asarray(start.data).astype(np.complex64)
+    fixed, per_tilt = plane_wave_bytes(shape, params.num_slices, max(len(s.defocus) for s in series.scans))
+    choose_batch_size("plane-wave tomography", fixed, per_tilt, 1, dev, most=1)
+    halves = [None] if not params.half_data else [0, 1]
+    results = []
+    for h in halves:
+        result = yield from _fit(series, data, alignment, params, shape, voxel, energy, dev, h)
+        results.append(result)
+    if len(results) == 1:
+        return results[0]
+    a, b = results[0].volume.data, results[1].volume.data
+    out = results[0]
+    out.volume.data = ((a + b) / 2).astype(np.complex64)
+    out.volume.halves = (a, b)
+    out.loss_history = out.loss_history + results[1].loss_history
+    return out
+
+
+def _subset(series: TiltSeries, half):
+    """Per tilt the indices of the defocus images used (alternate images in half-data mode;
+    alternate tilts when a tilt has a single image)."""
+    out = []
+    for k, s in enumerate(series.scans):
+        n = len(s.defocus)
+        idx = np.arange(n)
+        if half is not None:
+            idx = idx[idx % 2 == half] if n > 1 else (idx if k % 2 == half else idx[:0])
+        out.append(idx)
+    return out
+
+
+def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev, half):
+    rank, size = world()
+    n_tilts = len(series)
+    lam, sigma = float(wavelength(energy)), float(interaction_constant(energy))
+    propagator = fresnel_propagator(shape[1:], voxel, lam, shape[0] / params.num_slices * voxel, device=dev)
+    subsets = _subset(series, half)
+    mine = [k for k in range(n_tilts) if k % size == rank and len(subsets[k])]
+    targets = {k: torch.sqrt(torch.as_tensor(np.asarray(series.scans[k].images)[subsets[k]], dtype=torch.float32).clamp(min=0)).to(dev) for k in mine}
+    transfers = {k: defocus_transfer(shape[1:], voxel, lam, np.asarray(series.scans[k].defocus)[subsets[k]], device=dev) for k in mine}
+    n_images = sum(len(s) for s in subsets)
+    x = torch.tensor(data, device=dev)
+    y = x.clone().requires_grad_(True)
+    euler = [torch.tensor(np.deg2rad(e), dtype=torch.float32, device=dev).requires_grad_(True) for e in alignment.euler_deg]
+    shifts = [torch.tensor(s / voxel, dtype=torch.float32, device=dev).requires_grad_(True) for s in alignment.shifts]
+    opt_euler = [torch.optim.Adam([e], lr=np.deg2rad(params.rates["euler"].step)) for e in euler]
+    opt_shift = [torch.optim.Adam([s], lr=params.rates["shifts"].step / voxel) for s in shifts]
+    t_momentum, scale, previous = 1.0, None, math.inf
+    losses = np.full((params.iterations, n_tilts), np.nan)
+    for it in range(params.iterations):
+        for t in [y, *euler, *shifts]:
+            t.grad = None
+        per_tilt = torch.zeros(n_tilts, device=dev)
+        for k in mine:
+            model = plane_wave_images(y, euler[k], shifts[k], transfers[k], propagator, params.num_slices, voxel, sigma)
+            loss = torch.sum((torch.sqrt(model + _EPS) - targets[k]) ** 2) / (n_images * shape[1] * shape[2])
+            loss.backward()
+            per_tilt[k] = loss.detach()
+        all_reduce_grads([y, *euler, *shifts])
+        all_reduce_sum(per_tilt)
+        total = float(per_tilt.sum())
+        if not math.isfinite(total):
+            partial = _result(x, euler, shifts, voxel, losses, params, half)
+            raise EngineError(f"plane-wave tomography diverged at iteration {it}; lower plane_wave_step. "
+                              "The last good state is in .partial", partial=partial)
+        losses[it] = per_tilt.cpu().numpy() * n_tilts
+        with torch.no_grad():
+            if scale is None:
+                scale = float(y.grad.abs().max()) or 1.0
+            new = y - (params.plane_wave_step / scale) * y.grad
+            new = _prox(new, params, it, voxel)
+            if total > previous:  # adaptive restart (O'Donoghue & Candès 2015)
+                t_momentum = 1.0
+            previous = total
+            if params.fista:
+                t_next = (1 + math.sqrt(1 + 4 * t_momentum**2)) / 2
+                momentum = (t_momentum - 1) / t_next
+                t_momentum = t_next
+            else:
+                momentum = 0.0
+            y.copy_(new + momentum * (new - x))
+            x = new
+            for name, opts in (("euler", opt_euler), ("shifts", opt_shift)):
+                if params.learns(name, it):
+                    for k in range(n_tilts):
+                        opts[k].step()
+        preview = None
+        if (it + 1) % params.preview_every == 0 or it + 1 == params.iterations:
+            preview = dict(orthogonal_slices(x.cpu().numpy()), loss_per_tilt=losses[it].copy())
+        yield Progress(it + 1, params.iterations, total, preview=preview, message=f"iteration {it + 1}")
+    return _result(x, euler, shifts, voxel, losses, params, half)
+
+
+def _prox(volume, params: JointParams, it: int, voxel: float):
+    """Proximal / projection steps after a gradient step (Ren et al. 2018)."""
+    if params.tv_weight and it >= params.tv_start:
+        volume = reg.tv_prox(volume, params.tv_weight)
+    if params.l1_imag and it >= params.l1_start:
+        volume = reg.shrink_imag(volume, params.l1_imag)
+    if params.butterworth_cutoff is not None and it >= params.butterworth_start:
+        volume = reg.butterworth_lowpass(volume, params.butterworth_cutoff, params.butterworth_order, voxel)
+    if params.nonnegative and it >= params.nonnegative_start:
+        volume = reg.clip_negative(volume)
+    return volume
+
+
+def _result(x, euler, shifts, voxel, losses, params, half) -> JointResult:
+    alignment = Alignment(
+        euler_deg=np.rad2deg(np.stack([e.detach().cpu().numpy() for e in euler]).astype(float)),
+        shifts=np.stack([s.detach().cpu().numpy() for s in shifts]).astype(float) * voxel,
+    )
+    done = losses[~np.isnan(losses).any(1)]
+    volume = Volume(data=x.detach().cpu().numpy().astype(np.complex64), voxel_size=voxel, units="V",
+                    provenance={"step": "plane-wave tomography", "params": params.as_dict(), "half": half})
+    return JointResult(volume=volume, probes=None, positions=None, alignment=alignment,
+                       loss_history=[float(v) for v in done.mean(1)], loss_per_tilt=losses,
+                       provenance={"num_slices": params.num_slices, "world_size": world()[1]})
+
+
+def reconstruct_plane_wave(series: TiltSeries, init: Any = None, params: JointParams | None = None, *,
+                           device: Any = "auto", seed: int = 0) -> JointResult:
+    """Plane-wave multislice tomography of an HRTEM tilt × defocus series (Ren et al. 2018).
+
+    Parameters
+    ----------
+    series : TiltSeries of :class:`~napari_ptychotomo.data.DefocusSeries` (images
+        normalised to a unit incident beam, defocus in Å from the volume's exit surface,
+        pixel size in Å = voxel size), one per tilt.
+    init : an Alignment and/or a starting Volume (complex potential in V).
+    params : :class:`JointParams` (``iterations``, ``num_slices`` = N_B, ``plane_wave_step``,
+        ``fista``, ``tv_weight``, ``l1_imag``, ``nonnegative``, ``learn``); default TV 1 V.
+    device : ``"auto"``, ``"cpu"``, ``"cuda"``; seed : unused (the method is deterministic).
+
+    Returns
+    -------
+    JointResult with the volume (complex potential in V) and the alignment.
+    """
+    return run(plane_wave_steps(series, init, params, device=device, seed=seed))

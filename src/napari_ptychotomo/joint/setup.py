@@ -1,0 +1,150 @@
+"""Starting state of the end-to-end step from a tilt series and whatever earlier steps gave.
+
+``init`` may hold MSP results (probes, positions), an :class:`~napari_ptychotomo.data.Alignment`
+and a starting :class:`~napari_ptychotomo.data.Volume`; what is missing starts from the
+calibration (probe), the nominal tilt angles with zero shifts, and a zero volume.
+
+Geometry: the volume has cubic voxels of the reconstruction pixel size of the detector
+(``Calibration.pixel_size``); the centre of each tilt's scan (the mean of its positions)
+sees the volume centre, the point about which the volume is rotated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import Alignment, MSPResult, TiltSeries, Volume
+from ..physics import make_probe, probe_modes
+
+__all__ = ["StartState", "split_init", "start_state", "half_indices"]
+
+
+@dataclass
+class StartState:
+    """Everything a 4D-STEM joint run starts from (numpy, host)."""
+
+    voxel_size: float
+    shape: tuple[int, int, int]
+    probes: list[np.ndarray]  # per tilt (M, n, n) complex, unit total power
+    positions_px: list[np.ndarray]  # per tilt (K, 2) voxels in the rotated lateral grid
+    centres: list[np.ndarray]  # per tilt (2,) Å, mean of the given positions
+    alignment: Alignment
+    volume: np.ndarray  # (nz, ny, nx) complex64 in V
+
+
+def split_init(init: Any) -> tuple[dict[int, MSPResult], Alignment | None, Volume | None]:
+    """Sort ``init`` (one object, a list or a dict) into MSP results, alignment and volume."""
+    msp: dict[int, MSPResult] = {}
+    alignment = volume = None
+    items = init if isinstance(init, (list, tuple)) else [init]
+    if isinstance(init, dict):
+        items = []
+        for key, value in init.items():
+            if isinstance(key, (int, np.integer)) and isinstance(value, MSPResult):
+                msp[int(key)] = value
+            else:
+                items.append(value)
+    for k, item in enumerate(items):
+        if item is None:
+            continue
+        if isinstance(item, MSPResult):
+            msp[k] = item
+        elif isinstance(item, Alignment):
+            alignment = item
+        elif isinstance(item, Volume):
+            volume = item
+        elif isinstance(item, (list, tuple)) and all(isinstance(m, MSPResult) for m in item):
+            msp.update(enumerate(item))
+        else:
+            raise ValueError(
+                f"init holds a {type(item).__name__}; expected MSPResult(s) (a dict tilt -> "
+                "MSPResult or a list), an Alignment, a Volume, or a list of those"
+            )
+    return msp, alignment, volume
+
+
+def half_indices(n: int, scan_shape, half: int) -> np.ndarray:
+    """Indices of one half (0 or 1) of ``n`` positions: a checkerboard on a raster scan,
+    alternate positions otherwise."""
+    index = np.arange(n)
+    if scan_shape is not None and int(np.prod(scan_shape)) == n:
+        iy, ix = np.divmod(index, scan_shape[1])
+        return index[(iy + ix) % 2 == half]
+    return index[index % 2 == half]
+
+
+def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
+                volume_shape=None) -> StartState:
+    """Check the series against ``init`` and build the starting state."""
+    msp, alignment, volume = split_init(init)
+    scans = series.scans
+    first = scans[0]
+    det = first.detector_shape
+    cal = first.calibration
+    for k, scan in enumerate(scans):
+        if scan.detector_shape != det:
+            raise ValueError(
+                f"scan {k} has detector shape {scan.detector_shape}; expected {det} like scan 0"
+            )
+        if scan.calibration.energy_eV != cal.energy_eV:
+            raise ValueError(f"scan {k} has energy {scan.calibration.energy_eV} eV; expected {cal.energy_eV} like scan 0")
+    if det[0] != det[1]:
+        raise ValueError(f"detector shape {det}; the end-to-end step needs a square detector")
+    dy, dx = cal.pixel_size(det)
+    if not math.isclose(dy, dx, rel_tol=1e-4):
+        raise ValueError(f"reconstruction pixels are {dy:.4g} × {dx:.4g} Å; expected square voxels")
+    voxel = float(dx)
+    n = det[0]
+    bad = [k for k in msp if not 0 <= k < len(scans)]
+    if bad:
+        raise ValueError(f"init has MSP results for tilt(s) {bad}; the series has {len(scans)} tilts")
+    positions, centres, probes = [], [], []
+    for k, scan in enumerate(scans):
+        pos = np.asarray(msp[k].positions if k in msp else scan.positions_angstrom(), float)
+        if pos.shape != (scan.num_positions, 2):
+            raise ValueError(f"init MSP result of tilt {k} has positions {pos.shape}; expected ({scan.num_positions}, 2)")
+        centre = pos.mean(0)
+        positions.append((pos - centre) / voxel)
+        centres.append(centre)
+        if k in msp and np.shape(msp[k].probe)[-2:] == det:
+            probe = torch.as_tensor(np.asarray(msp[k].probe), dtype=torch.complex64)
+        else:
+            aberrations = scan.calibration.aberration_dict()
+            single = make_probe(det, voxel, cal.energy_eV, scan.calibration.semiangle_mrad, aberrations)
+            probe = probe_modes(single, num_modes)
+        probe = probe / torch.sqrt(torch.sum(torch.abs(probe) ** 2))
+        probes.append(probe.numpy())
+    extent = max(float(np.ptp(p, axis=0).max()) for p in positions)
+    side = int(math.ceil(extent + n + 4))
+    side += (-side) % num_slices
+    shape = tuple(int(s) for s in volume_shape) if volume_shape is not None else (side, side, side)
+    need = extent + n + 2
+    if min(shape[1:]) < need:
+        raise ValueError(
+            f"volume_shape {shape} is too small laterally for the scan ({extent:.0f} px) plus "
+            f"the probe window ({n} px); use at least {int(math.ceil(need))} voxels in y and x"
+        )
+    middle = np.array([(shape[1] - 1) / 2, (shape[2] - 1) / 2])
+    positions = [p + middle for p in positions]
+    if alignment is None:
+        alignment = Alignment.from_angles(series.angles_deg)
+    alignment.validate()
+    if len(alignment.euler_deg) != len(scans):
+        raise ValueError(f"init alignment has {len(alignment.euler_deg)} tilts; the series has {len(scans)}")
+    if volume is None:
+        data = np.zeros(shape, np.complex64)
+    else:
+        volume.validate()
+        if volume.shape != shape or not math.isclose(volume.voxel_size, voxel, rel_tol=1e-3):
+            raise ValueError(
+                f"init volume is {volume.shape} voxels of {volume.voxel_size:.4g} Å; expected "
+                f"{shape} voxels of {voxel:.4g} Å (the detector's reconstruction pixel size)"
+            )
+        data = np.asarray(volume.data).astype(np.complex64)
+    return StartState(voxel, shape, probes, positions, centres,
+                      Alignment(np.array(alignment.euler_deg, float), np.array(alignment.shifts, float)), data)
