@@ -69,3 +69,13 @@ def test_estimate_defocus_needs_a_raster():
     scan.scan_shape = None
     with pytest.raises(ValueError, match="raster"):
         estimate_defocus(scan)
+
+
+def test_reconstruction_can_start_from_the_bright_field_estimate():
+    scan = make_scan(scan_shape=(20, 20), step=0.8, detector=64, mrad_per_px=2.0, planes=2,
+                     defocus=200.0, mistilt=(0.0, 0.0), seed=1)
+    scan.calibration.defocus = 0.0  # the calibration does not know it
+    params = MSPParams.from_calibration(scan.calibration, thickness=4.0, num_slices=1, iterations=1,
+                                        defocus="estimate", learn_tilt=False, learn_thickness=False)
+    result = reconstruct_msp(scan, params, device="cpu")
+    assert abs(result.provenance["defocus_start"] / 200.0 - 1) < 0.10

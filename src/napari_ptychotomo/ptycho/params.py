@@ -70,7 +70,8 @@ class MSPParams:
     rates : :class:`LearningRate` per quantity: ``object``, ``probe``, ``positions``,
         ``tilt``, ``thickness``, ``tilt_map``.
     defocus : start defocus in Å for the probe (positive = underfocus); ``None`` takes the
-        calibration's value.
+        calibration's value; ``"estimate"`` the bright-field estimate of
+        :func:`~napari_ptychotomo.ptycho.estimate_defocus` (needs a raster scan).
     probe_mode_power : fraction of the power put in the higher modes at start.
     object_padding : extra object pixels around the scanned area beyond half a window.
     """
@@ -91,7 +92,7 @@ class MSPParams:
     learn_probe: bool = True
     optimizer: str = "adam"
     rates: dict[str, LearningRate] = field(default_factory=_default_rates)
-    defocus: float | None = None
+    defocus: float | str | None = None
     probe_mode_power: float = 0.1
     object_padding: int = 2
 
@@ -150,7 +151,10 @@ class MSPParams:
             raise ValueError(f"probe_mode_power = {self.probe_mode_power!r}; expected a fraction in [0, 1)")
         if self.object_padding < 0:
             raise ValueError(f"object_padding = {self.object_padding!r}; expected ≥ 0 pixels")
-        if self.defocus is not None and not np.isfinite(self.defocus):
+        if isinstance(self.defocus, str):
+            if self.defocus != "estimate":
+                raise ValueError(f"defocus = {self.defocus!r}; expected a length in Å, None or 'estimate'")
+        elif self.defocus is not None and not np.isfinite(self.defocus):
             raise ValueError(f"defocus = {self.defocus!r}; expected a finite length in Å")
         expected = set(_default_rates())
         missing = expected - set(self.rates)
