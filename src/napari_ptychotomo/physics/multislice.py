@@ -134,8 +134,10 @@ def forward_intensities(
     fraction = positions_px - whole
     waves = shift_waves(probes, fraction)  # (B, M, n, m)
     prop = propagator if propagator.ndim == 2 else propagator[:, None]
-    for s in range(patches.shape[1]):
-        waves = propagate(waves * patches[:, s, None], prop)
+    # unbind, not patches[:, s]: its backward stacks the slice gradients once instead of
+    # filling and copying a zero tensor of all slices per slice
+    for patch in patches.unbind(1):
+        waves = propagate(waves * patch[:, None], prop)
     intensities = torch.sum(torch.abs(far_field(waves)) ** 2, dim=1)
     if return_exit_waves:
         return intensities, waves
