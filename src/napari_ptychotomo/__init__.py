@@ -32,6 +32,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": ".io",
     "save": ".io",
+    "append_result": ".io",
+    "load_tilt_series": ".io",
+    "PtychoFormatError": ".io",
     "reconstruct_msp": ".ptycho",
     "MSPParams": ".ptycho",
     "estimate_defocus": ".ptycho",
