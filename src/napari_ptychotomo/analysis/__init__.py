@@ -4,6 +4,7 @@
 from .atom_tracing import trace_atoms, trace_atoms_steps
 from .directional import directional_fsc
 from .fsc import fsc, resolution_of, threshold_curve
+from .lattice_registration import LatticeRegistration, register_lattice
 from .power_spectra import axis_power_spectra
 from .scoring import match_atoms, score_atoms
 from .species import classify_species
@@ -19,4 +20,6 @@ __all__ = [
     "classify_species",
     "score_atoms",
     "match_atoms",
+    "register_lattice",
+    "LatticeRegistration",
 ]

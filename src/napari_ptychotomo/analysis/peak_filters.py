@@ -8,7 +8,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gaussian_blur", "difference_of_gaussians", "local_maxima", "robust_sigma"]
+__all__ = [
+    "gaussian_blur", "difference_of_gaussians", "local_maxima", "robust_sigma", "filter_gain",
+    "white_noise_sigma", "climb_to_maxima",
+]
 
 
 def _kernel_1d(sigma: float, device, dtype) -> torch.Tensor:
@@ -95,3 +98,22 @@ def white_noise_sigma(volume: torch.Tensor) -> float:
         return v - gaussian_blur(v, 1.0)
 
     return robust_sigma(high_pass(volume)) / filter_gain(high_pass, volume.device)
+
+
+def climb_to_maxima(volume: torch.Tensor, start: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steepest-ascent walk on the voxel grid from each start voxel to a local maximum
+    (the local-maximum search of Romanov et al. 2025, started at lattice sites).
+
+    Each voxel points at the largest voxel of its 3³ neighbourhood (one max-pool); the
+    walk follows these pointers, all starts at once. Returns the end voxels (m, 3) as
+    (z, y, x) and whether each walk reached a maximum within ``steps`` moves.
+    """
+    _, pointer = F.max_pool3d(volume[None, None], 3, stride=1, padding=1, return_indices=True)
+    pointer = pointer.view(-1)
+    ny, nx = volume.shape[1], volume.shape[2]
+    current = (start[:, 0] * ny + start[:, 1]) * nx + start[:, 2]
+    for _ in range(steps):
+        current = pointer[current]
+    converged = pointer[current] == current
+    end = torch.stack([current // (ny * nx), (current // nx) % ny, current % nx], -1)
+    return end, converged
