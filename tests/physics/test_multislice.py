@@ -133,3 +133,29 @@ def test_forward_model_gradients_agree_with_finite_differences_in_float64():
         if analytic.is_complex():  # d/d(real part) of a real loss = 2 Re(conj-Wirtinger grad)
             analytic = analytic.real
         assert float(analytic) == pytest.approx(numeric, rel=1e-5, abs=1e-9), (which, index)
+
+
+@pytest.mark.parametrize("per_position_propagator", [False, True])
+def test_fused_backward_equals_autograd_of_the_plain_loop(per_position_propagator):
+    from napari_ptychotomo.physics.fused import multislice_intensities
+    from napari_ptychotomo.physics.multislice import propagate
+
+    torch.manual_seed(2)
+    b, m, s, n = 3, 2, 3, 12
+    waves = torch.randn(b, m, n, n, dtype=torch.complex128, requires_grad=True)
+    patches = torch.randn(b, s, n, n, dtype=torch.complex128, requires_grad=True)
+    shape = (b, n, n) if per_position_propagator else (n, n)
+    prop = torch.randn(*shape, dtype=torch.complex128, requires_grad=True)
+    weights = torch.rand(b, n, n, dtype=torch.float64)
+
+    fused = torch.sum(weights * multislice_intensities(waves, patches, prop))
+    fused_grads = torch.autograd.grad(fused, (waves, patches, prop))
+
+    psi, p = waves, (prop if prop.ndim == 2 else prop[:, None])
+    for k in range(s):
+        psi = propagate(psi * patches[:, k, None], p)
+    plain = torch.sum(weights * torch.sum(torch.abs(far_field(psi)) ** 2, dim=1))
+    plain_grads = torch.autograd.grad(plain, (waves, patches, prop))
+    assert float(fused) == pytest.approx(float(plain), rel=1e-12)
+    for a, b_ in zip(fused_grads, plain_grads):
+        assert torch.allclose(a, b_, rtol=1e-10, atol=1e-12)

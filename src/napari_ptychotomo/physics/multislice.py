@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from .fused import multislice_intensities
 from .grids import band_limit_mask
 
 __all__ = [
@@ -125,7 +126,9 @@ def forward_intensities(
     propagator : (n, n) or (B, n, n) slice-to-slice propagator (fftfreq order).
 
     The probe centre lands at object pixel ``positions_px``: the patch corner is
-    ``floor(p) − n//2`` and the remainder ``p − floor(p)`` shifts the probe.
+    ``floor(p) − n//2`` and the remainder ``p − floor(p)`` shifts the probe. The slices are
+    passed by :func:`.fused.multislice_intensities` (a hand-written backward);
+    ``return_exit_waves`` takes the plain autograd loop and also returns the exit waves.
     """
     n, m = probes.shape[-2:]
     whole = torch.floor(positions_px.detach())
@@ -133,12 +136,9 @@ def forward_intensities(
     patches = crop_patches(transmission_slices, corners, (n, m))  # (B, S, n, m)
     fraction = positions_px - whole
     waves = shift_waves(probes, fraction)  # (B, M, n, m)
+    if not return_exit_waves:
+        return multislice_intensities(waves, patches, propagator)
     prop = propagator if propagator.ndim == 2 else propagator[:, None]
-    # unbind, not patches[:, s]: its backward stacks the slice gradients once instead of
-    # filling and copying a zero tensor of all slices per slice
     for patch in patches.unbind(1):
         waves = propagate(waves * patch[:, None], prop)
-    intensities = torch.sum(torch.abs(far_field(waves)) ** 2, dim=1)
-    if return_exit_waves:
-        return intensities, waves
-    return intensities
+    return torch.sum(torch.abs(far_field(waves)) ** 2, dim=1), waves
