@@ -156,6 +156,6 @@ def test_fused_backward_equals_autograd_of_the_plain_loop(per_position_propagato
         psi = propagate(psi * patches[:, k, None], p)
     plain = torch.sum(weights * torch.sum(torch.abs(far_field(psi)) ** 2, dim=1))
     plain_grads = torch.autograd.grad(plain, (waves, patches, prop))
-    assert float(fused) == pytest.approx(float(plain), rel=1e-12)
+    assert fused.item() == pytest.approx(plain.item(), rel=1e-12)
     for a, b_ in zip(fused_grads, plain_grads):
         assert torch.allclose(a, b_, rtol=1e-10, atol=1e-12)
