@@ -25,7 +25,8 @@ from .specimens import (
     srtio3_slab,
     two_grain_specimen,
 )
-from .stem import default_sample, simulate_hrtem_series, simulate_scan, simulate_tilt_series
+from .hrtem import default_hrtem_sample, simulate_hrtem_series
+from .stem import default_sample, simulate_scan, simulate_tilt_series
 from .volume import potential_volume
 
 __all__ = [
@@ -51,4 +52,5 @@ __all__ = [
     "simulate_tilt_series",
     "simulate_hrtem_series",
     "default_sample",
+    "default_hrtem_sample",
 ]

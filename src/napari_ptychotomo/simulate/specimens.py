@@ -27,12 +27,15 @@ __all__ = [
     "amorphous_blob",
     "two_grain_specimen",
     "LATTICE_CONSTANTS",
+    "DIAMOND_LATTICE_CONSTANTS",
 ]
 
 #: fcc lattice constants in Å (room temperature)
 LATTICE_CONSTANTS = {
     "Al": 4.046, "Ni": 3.524, "Cu": 3.615, "Pd": 3.891, "Ag": 4.086, "Pt": 3.924, "Au": 4.078,
 }
+#: diamond-structure lattice constants in Å
+DIAMOND_LATTICE_CONSTANTS = {"Si": 5.431, "Ge": 5.658, "C": 3.567}
 _FCC = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])  # (x, y, z)
 
 
@@ -144,10 +147,18 @@ def silicon_slab(repeats: tuple[int, int, int] = (3, 3, 4), a: float = 5.431) ->
 
 
 def _fcc_points(element: str, a: float | None, radius: float) -> tuple[np.ndarray, float]:
-    a = LATTICE_CONSTANTS[element] if a is None else a
+    """Lattice points (x, y, z) Å within about ``radius`` of the origin: fcc, or diamond for
+    the elements of ``DIAMOND_LATTICE_CONSTANTS``."""
+    diamond = element in DIAMOND_LATTICE_CONSTANTS
+    if a is None:
+        if element not in LATTICE_CONSTANTS and not diamond:
+            known = sorted(LATTICE_CONSTANTS) + sorted(DIAMOND_LATTICE_CONSTANTS)
+            raise ValueError(f"element = {element!r}; no lattice constant known (one of {known}, or pass a)")
+        a = DIAMOND_LATTICE_CONSTANTS[element] if diamond else LATTICE_CONSTANTS[element]
+    basis = np.concatenate([_FCC, _FCC + 0.25]) if diamond else _FCC
     n = int(np.ceil(radius / a)) + 1
     cells = np.stack(np.meshgrid(*[np.arange(-n, n + 1)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
-    return ((cells + _FCC[None]).reshape(-1, 3) * a), a
+    return ((cells + basis[None]).reshape(-1, 3) * a), a
 
 
 def fcc_nanoparticle(
@@ -221,9 +232,11 @@ def amorphous_blob(
 def core_shell_particle(
     core: str = "Pt", core_radius: float = 7.0, shell_thickness: float = 4.0,
     shell_density: float = 0.117, min_distance: float = 1.7, seed: int = 0, vacuum: float = 3.0,
+    shell_elements: Any = ("Al", "Al", "O", "O", "O"),
 ) -> Specimen:
-    """A Pt@Al₂O₃-like particle: a spherical fcc ``core`` in an amorphous Al₂O₃-like shell
-    (Al:O = 2:3, ``shell_density`` atoms/Å³, as alumina's 0.117)."""
+    """A Pt@Al₂O₃-like particle: a spherical crystalline ``core`` (fcc, or diamond for Si,
+    Ge, C) in an amorphous shell of ``shell_elements`` (cycled; default Al:O = 2:3 with
+    ``shell_density`` atoms/Å³, as alumina's 0.117; SiO₂-like: ("Si", "O", "O") at 0.066)."""
     rng = np.random.default_rng(seed)
     xyz, a = _fcc_points(core, None, core_radius)
     xyz = xyz[np.linalg.norm(xyz, axis=1) <= core_radius]
@@ -233,9 +246,11 @@ def core_shell_particle(
         rng, lambda m: _random_sphere_shell(rng, m, core_radius + 1.0, r_out), count,
         min_distance, existing=xyz,
     )
-    z_shell = np.resize(atomic_numbers(np.array(["Al", "Al", "O", "O", "O"])), len(shell))
+    z_shell = np.resize(atomic_numbers(np.asarray(list(shell_elements))), len(shell))
     z = np.concatenate([np.full(len(xyz), atomic_numbers(np.array([core]))[0]), z_shell])
-    info = {"name": f"{core}@Al2O3 core-shell", "core_atoms": len(xyz), "seed": seed, "a": a}
+    elements = list(shell_elements)
+    shell_name = "".join(e + (str(elements.count(e)) if elements.count(e) > 1 else "") for e in dict.fromkeys(elements))
+    info = {"name": f"{core}@{shell_name} core-shell", "core_atoms": len(xyz), "seed": seed, "a": a}
     spec = Specimen(np.concatenate([xyz, shell])[:, ::-1], z, np.zeros(3), info)
     return spec.padded(vacuum)
 

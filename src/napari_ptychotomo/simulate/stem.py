@@ -1,41 +1,35 @@
-"""4D-STEM scans and tilt series, and plane-wave (HRTEM) tilt × defocus series, with truth.
+"""4D-STEM scans and tilt series with their ground truth.
 
 Everything runs through the physics core shared with the reconstructions: the probe
 (:func:`physics.make_probe`), the tilted Fresnel propagator (Sha et al. 2022, eq. 3), the
-transmission exp(iσV) and the batched multislice forward model. Potentials come from
-:mod:`.potentials`; tilt-series rotations follow DESIGN.md (R = R_z(ψ) R_y(θ) R_x(φ) about
-the specimen centre, then projection along z, then in-plane shifts in Å).
+transmission exp(iσV) with complex V (Im V = absorption) and the batched multislice forward
+model. Potentials come from :mod:`.potentials`; the tilt geometry from
+:mod:`.series_geometry`.
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..data import Calibration, DefocusSeries, ScanData, TiltSeries, Volume
+from ..data import Calibration, ScanData, TiltSeries
 from ..engine import resolve_device
 from ..physics import (
-    ctf, exit_wave, forward_intensities, fresnel_propagator, interaction_constant, make_probe,
-    spatial_frequencies, transmission, wavelength,
+    forward_intensities, fresnel_propagator, interaction_constant, make_probe, transmission,
+    wavelength,
 )
 from .potentials import slices_tensor
+from .series_geometry import rotated, slicing, tilt_geometry, truth_volume
 from .specimens import Specimen, fcc_nanoparticle
-from .volume import potential_volume
+from .threads import cpu_threads
 
-__all__ = ["simulate_scan", "simulate_tilt_series", "simulate_hrtem_series", "default_sample"]
+__all__ = ["simulate_scan", "simulate_tilt_series", "default_sample"]
 
-
-def _slicing(thickness: float, num_slices: int | None, slice_thickness: float | None):
-    if slice_thickness is not None:
-        num = max(1, int(math.ceil(thickness / slice_thickness - 1e-9)))
-        return num, float(slice_thickness)
-    num = 6 if num_slices is None else int(num_slices)
-    if num < 1:
-        raise ValueError(f"num_slices = {num_slices!r}; expected at least 1")
-    return num, thickness / num
+_TAIL = 3.0  # Å of atoms outside the field whose potential still reaches into it
 
 
 def _source_offsets(source_size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +41,45 @@ def _source_offsets(source_size: float) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.meshgrid(nodes, nodes, indexing="ij")
     w = np.outer(weights, weights).ravel()
     return np.stack([yy.ravel(), xx.ravel()], 1) * source_size, w / w.sum()
+
+
+def _tilt_map(mistilt_mrad: Any, positions: np.ndarray, scan_shape: tuple[int, int]) -> np.ndarray:
+    """Specimen tilt (θ_x, θ_y) mrad at each probe position, ``(n, 2)`` float64.
+
+    ``mistilt_mrad``: (2,) for one tilt; ``(n, 2)`` or ``(Ny, Nx, 2)`` per position (raster
+    order); or a function of ``positions`` (n, 2) Å (y, x) in the specimen's frame
+    returning (n, 2) or (2,) mrad.
+    """
+    n = len(positions)
+    value = mistilt_mrad(positions.copy()) if callable(mistilt_mrad) else mistilt_mrad
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape == (2,):
+        arr = np.broadcast_to(arr, (n, 2))
+    elif arr.shape == (*scan_shape, 2):
+        arr = arr.reshape(n, 2)
+    if arr.shape != (n, 2) or not np.all(np.isfinite(arr)):
+        raise ValueError(
+            f"mistilt_mrad gives shape {np.shape(value)}; expected (θx, θy) in mrad as (2,), "
+            f"(n_positions={n}, 2) or {(*scan_shape, 2)}, or a function of positions (n, 2) Å"
+        )
+    return np.array(arr)
+
+
+def _field_potential(atoms, numbers, shape, pixel, dz, n_slices, parameterisation, device):
+    """Slices (S, H, W) V·Å of the atoms within the field of ``shape`` pixels.
+
+    The slices are periodic, so they are built on the field padded by ``_TAIL`` Å and
+    cropped: atoms just outside the field add their tails, atoms farther out are left out
+    instead of wrapping around into it.
+    """
+    pad = (int(math.ceil(_TAIL / pixel[0])), int(math.ceil(_TAIL / pixel[1])))
+    lo = -np.array(pad) * pixel
+    hi = (np.array(shape) + pad) * pixel
+    inside = np.all((atoms[:, 1:] >= lo) & (atoms[:, 1:] < hi), axis=1)
+    moved = atoms[inside] + np.array([0.0, pad[0] * pixel[0], pad[1] * pixel[1]])
+    big = (shape[0] + 2 * pad[0], shape[1] + 2 * pad[1])
+    slices = slices_tensor(moved, numbers[inside], big, pixel, dz, n_slices, parameterisation, device)
+    return slices[:, pad[0]:pad[0] + shape[0], pad[1]:pad[1] + shape[1]].contiguous()
 
 
 def simulate_scan(
@@ -69,33 +102,60 @@ def simulate_scan(
     tilt_deg: float = 0.0,
     parameterisation: str = "lobato",
     seed: int = 0,
-    batch_size: int = 128,
+    batch_size: int = 576,
     device: Any = "cpu",
+    absorption: float = 0.0,
+    num_threads: int | None = 1,
 ) -> ScanData:
     """One 4D-STEM scan of ``specimen`` by multislice.
 
     The scan raster (``scan_shape`` × ``scan_step`` Å) is centred on the specimen centre (y, x).
     Detector: ``detector_shape`` pixels of ``detector_sampling_mrad`` (default: the detector
     spans ±2 semi-angles); the object pixel size follows as 1/(N Δk). Slices: the cell's z
-    extent in ``num_slices`` slices (or slices of ``slice_thickness`` Å). The specimen
-    mistilt (θ_x, θ_y) mrad enters the propagator. ``dose`` e/Å² gives Poisson counts
-    (dose × scan_step² electrons per position); ``source_size`` Å is the std of a Gaussian
-    source (partial spatial coherence, incoherent sum over 9 probe shifts);
-    ``position_jitter`` Å the std of random errors of the true probe positions.
+    extent in ``num_slices`` slices (or slices of ``slice_thickness`` Å).
+
+    ``mistilt_mrad`` is the specimen tilt (θ_x, θ_y) in mrad in the propagator: one (2,)
+    tilt, a tilt map ``(n_positions, 2)`` or ``(Ny, Nx, 2)`` in raster order, or a function
+    of the true probe positions ``(n, 2)`` Å (y, x) in the specimen's frame returning
+    ``(n, 2)`` mrad. Each pattern is computed with the tilt at its position. (Tilted atoms,
+    as in :func:`two_grain_specimen`, need no map: the atom positions carry the tilt.)
+    ``absorption`` sets Im V = absorption · Re V (a fraction; 0.05-0.1 mimics the loss to
+    thermal diffuse scattering). ``dose`` e/Å² gives Poisson counts (dose × scan_step²
+    electrons per position); ``source_size`` Å is the std of a Gaussian source (partial
+    spatial coherence, incoherent sum over 9 probe shifts); ``position_jitter`` Å the std
+    of random errors of the true probe positions. ``num_threads``: torch CPU threads while
+    simulating (see :mod:`.threads`; ``None`` keeps torch's setting).
 
     Returns
     -------
     ScanData with intensities (Ny, Nx, Ky, Kx) float32 (unit incident intensity per pattern
     without ``dose``), nominal ``positions`` (n, 2) Å in the object frame, and ``truth``:
-    positions (true, Å), mistilt_mrad, thickness, slice_thickness, potential (S, H, W) V·Å,
-    pixel_size (dy, dx) Å, defocus, atoms (positions in the object frame, numbers), probe.
+    positions (true, Å), mistilt_mrad (2,) (the mean of the map), tilt_map_mrad (n, 2),
+    thickness, slice_thickness, num_slices, potential (S, H, W) V·Å (real part),
+    absorption, pixel_size (dy, dx) Å, defocus, atoms (positions in the object frame,
+    numbers), probe, specimen_offset (z, y, x) Å (object frame − specimen frame).
     """
     dev = resolve_device(device)
+    with cpu_threads(num_threads, dev):
+        return _simulate_scan(
+            specimen, dev, energy_eV, semiangle_mrad, defocus, aberrations, scan_shape, scan_step,
+            detector_shape, detector_sampling_mrad, num_slices, slice_thickness, mistilt_mrad,
+            dose, source_size, position_jitter, tilt_deg, parameterisation, seed, batch_size,
+            float(absorption),
+        )
+
+
+def _simulate_scan(specimen, dev, energy_eV, semiangle_mrad, defocus, aberrations, scan_shape,
+                   scan_step, detector_shape, detector_sampling_mrad, num_slices, slice_thickness,
+                   mistilt_mrad, dose, source_size, position_jitter, tilt_deg, parameterisation,
+                   seed, batch_size, absorption) -> ScanData:
     rng = np.random.default_rng(seed)
     ky_n, kx_n = (int(v) for v in detector_shape)
     lam = float(wavelength(energy_eV))
     if detector_sampling_mrad is None:
         detector_sampling_mrad = 4.0 * semiangle_mrad / min(ky_n, kx_n)
+    if not (np.isfinite(absorption) and absorption >= 0):
+        raise ValueError(f"absorption = {absorption!r}; expected Im V / Re V ≥ 0 (e.g. 0.05)")
     calibration = Calibration(
         energy_eV=energy_eV, semiangle_mrad=semiangle_mrad,
         detector_sampling_mrad=float(detector_sampling_mrad), defocus=float(defocus),
@@ -108,76 +168,56 @@ def simulate_scan(
     height = int(math.ceil(((ny_s - 1) * scan_step + 2 * margin) / dy)) + ky_n + 2
     width = int(math.ceil(((nx_s - 1) * scan_step + 2 * margin) / dx)) + kx_n + 2
     field_centre = np.array([(height // 2) * dy, (width // 2) * dx])
-    offset = field_centre - specimen.centre[1:]
-    atoms = specimen.positions + np.array([0.0, *offset])
+    offset = np.array([0.0, *(field_centre - specimen.centre[1:])])
+    atoms = specimen.positions + offset
     thickness = float(specimen.cell[0])
-    n_slices, dz = _slicing(thickness, num_slices, slice_thickness)
+    n_slices, dz = slicing(thickness, num_slices, slice_thickness)
     atoms[:, 0] = np.clip(atoms[:, 0], 0.0, n_slices * dz * (1 - 1e-9))
-    potential = slices_tensor(
-        atoms, specimen.numbers, (height, width), (dy, dx), dz, n_slices, parameterisation, dev
-    )
-    trans = transmission(potential, float(interaction_constant(energy_eV)), sampling=(dy, dx))
-    prop = fresnel_propagator((ky_n, kx_n), (dy, dx), lam, dz, tuple(mistilt_mrad), device=dev)
-    probe = make_probe((ky_n, kx_n), (dy, dx), energy_eV, semiangle_mrad,
-                       calibration.aberration_dict(), device=dev)
 
     iy, ix = np.meshgrid(np.arange(ny_s) - (ny_s - 1) / 2, np.arange(nx_s) - (nx_s - 1) / 2, indexing="ij")
     nominal = np.stack([iy.ravel(), ix.ravel()], 1) * scan_step + field_centre
-    true_positions = nominal + rng.normal(scale=position_jitter, size=nominal.shape) if position_jitter > 0 else nominal.copy()
+    true_positions = nominal.copy()
+    if position_jitter > 0:
+        true_positions += rng.normal(scale=position_jitter, size=nominal.shape)
+    tilts = _tilt_map(mistilt_mrad, true_positions - offset[1:], (ny_s, nx_s))
+    uniform = bool(np.all(tilts == tilts[0]))
+
+    potential = _field_potential(atoms, specimen.numbers, (height, width), (dy, dx), dz, n_slices,
+                                 parameterisation, dev)
+    complex_potential = potential * (1.0 + 1j * absorption) if absorption else potential
+    trans = transmission(complex_potential, float(interaction_constant(energy_eV)), sampling=(dy, dx))
+    probe = make_probe((ky_n, kx_n), (dy, dx), energy_eV, semiangle_mrad,
+                       calibration.aberration_dict(), device=dev)
+    tilt_t = torch.as_tensor(tilts, dtype=torch.float32, device=dev)
+    prop = fresnel_propagator((ky_n, kx_n), (dy, dx), lam, dz, tilt_t[0], device=dev) if uniform else None
     shifts, weights = _source_offsets(source_size)
     out = torch.zeros((len(nominal), ky_n, kx_n), dtype=torch.float32, device=dev)
     scale = torch.tensor([dy, dx], dtype=torch.float32, device=dev)
+    batch = max(1, int(batch_size))
     with torch.no_grad():
-        for shift, weight in zip(shifts, weights):
-            pos_px = torch.as_tensor(true_positions + shift, dtype=torch.float32, device=dev) / scale
-            for start in range(0, len(nominal), batch_size):
-                sl = slice(start, start + batch_size)
-                out[sl] += weight * forward_intensities(trans, probe[None], pos_px[sl], prop)
+        for start in range(0, len(nominal), batch):
+            sl = slice(start, start + batch)
+            p = prop if uniform else fresnel_propagator((ky_n, kx_n), (dy, dx), lam, dz, tilt_t[sl], device=dev)
+            for shift, weight in zip(shifts, weights):
+                pos_px = torch.as_tensor(true_positions[sl] + shift, dtype=torch.float32, device=dev) / scale
+                patterns = forward_intensities(trans, probe[None], pos_px, p)
+                out[sl] += patterns if weight == 1 else weight * patterns
     intensities = out.cpu().numpy()
     if dose is not None:
         electrons = float(dose) * scan_step**2
         intensities = rng.poisson(np.clip(intensities, 0, None) * electrons).astype(np.float32)
     truth = {
-        "positions": true_positions, "mistilt_mrad": np.asarray(mistilt_mrad, dtype=np.float64),
+        "positions": true_positions, "mistilt_mrad": tilts.mean(0), "tilt_map_mrad": tilts,
         "thickness": n_slices * dz, "slice_thickness": dz, "num_slices": n_slices,
-        "potential": potential.cpu().numpy(), "pixel_size": (dy, dx), "defocus": float(defocus),
-        "atoms": {"positions": atoms, "numbers": specimen.numbers.copy()},
+        "potential": potential.cpu().numpy(), "absorption": absorption, "pixel_size": (dy, dx),
+        "defocus": float(defocus), "atoms": {"positions": atoms, "numbers": specimen.numbers.copy()},
         "probe": probe.cpu().numpy(), "dose": dose, "source_size": source_size,
-        "position_jitter": position_jitter, "specimen_offset": np.array([0.0, *offset]),
+        "position_jitter": position_jitter, "specimen_offset": offset,
     }
     return ScanData(
         intensities=intensities.reshape(ny_s, nx_s, ky_n, kx_n), calibration=calibration,
         positions=nominal, tilt_deg=float(tilt_deg), scan_shape=(ny_s, nx_s), truth=truth,
     )
-
-
-def _tilt_geometry(specimen, angles_deg, euler_error_deg, tilt_axis_error_deg, shift_std, rng):
-    angles = np.asarray(angles_deg, dtype=np.float64).ravel()
-    euler = np.zeros((len(angles), 3))
-    euler[:, 1] = angles
-    euler[:, 2] = tilt_axis_error_deg
-    if euler_error_deg:
-        euler += rng.normal(scale=euler_error_deg, size=euler.shape)
-    shifts = rng.normal(scale=shift_std, size=(len(angles), 2)) if shift_std else np.zeros((len(angles), 2))
-    # one slab thickness for all tilts, the specimen centre at its mid-depth
-    radius = np.linalg.norm(specimen.positions - specimen.centre, axis=1).max() + 1.0
-    return angles, euler, shifts, 2.0 * radius
-
-
-def _rotated(specimen: Specimen, euler, shift, depth) -> Specimen:
-    turned = specimen.rotate(euler)
-    pos = turned.positions - turned.centre + np.array([depth / 2, 0.0, 0.0]) + np.array([0.0, *specimen.centre[1:]])
-    pos[:, 1:] += shift
-    return Specimen(pos, specimen.numbers, np.array([depth, *specimen.cell[1:]]), dict(specimen.info))
-
-
-def _truth_volume(specimen: Specimen, voxel_size: float, parameterisation: str) -> Volume:
-    shape = tuple(int(math.ceil(c / voxel_size)) + 1 for c in specimen.cell)
-    data = potential_volume(
-        specimen.positions, specimen.numbers, shape, voxel_size, parameterisation, cutoff=3.0
-    )
-    return Volume(data=data, voxel_size=voxel_size, units="V",
-                  provenance={"source": "simulate", "parameterisation": parameterisation})
 
 
 def simulate_tilt_series(
@@ -189,84 +229,52 @@ def simulate_tilt_series(
     shift_std: float = 0.0,
     voxel_size: float | None = None,
     seed: int = 0,
+    workers: int | None = None,
     **scan_options: Any,
 ) -> TiltSeries:
     """A 4D-STEM tilt series: at tilt k the atoms move to R_k·r about the specimen centre
     (R = R_z(ψ) R_y(θ) R_x(φ), θ = the nominal tilt plus errors), then shift by a random
     (y, x) of std ``shift_std`` Å, and are scanned by :func:`simulate_scan` (same options).
 
+    On a CPU the tilts are simulated ``workers`` at a time in threads, each with
+    ``num_threads`` torch threads (default 1; ``workers`` defaults to torch's thread count
+    divided by that, so the cores work on separate tilts rather than synchronising on
+    small operations). The result does not depend on ``workers``: each tilt has its own
+    seed.
+
     ``truth``: euler_deg (n, 3) as (φ, θ, ψ), shifts (n, 2) Å, volume (the unrotated
-    potential, :class:`Volume` in V with voxel ``voxel_size``, default the object pixel),
-    atoms (positions (z, y, x) in the volume frame, numbers).
+    potential, :class:`Volume` in V with voxel ``voxel_size``, default the object pixel;
+    complex with ``absorption``), atoms (positions (z, y, x) in the volume frame, numbers).
     """
     rng = np.random.default_rng(seed)
-    angles, euler, shifts, depth = _tilt_geometry(
+    angles, euler, shifts, depth = tilt_geometry(
         specimen, angles_deg, euler_error_deg, tilt_axis_error_deg, shift_std, rng
     )
-    scans = []
-    for k in range(len(angles)):
-        options = dict(scan_options, seed=seed + 1000 * (k + 1), tilt_deg=float(angles[k]))
-        scans.append(simulate_scan(_rotated(specimen, euler[k], shifts[k], depth), **options))
-    pixel = scans[0].truth["pixel_size"][0]
-    volume = _truth_volume(specimen, voxel_size or pixel, scan_options.get("parameterisation", "lobato"))
+    dev = resolve_device(scan_options.get("device", "cpu"))
+    threads = scan_options.get("num_threads", 1)
+    if workers is None:
+        workers = max(1, torch.get_num_threads() // threads) if dev.type == "cpu" and threads else 1
+    if int(workers) < 1:
+        raise ValueError(f"workers = {workers!r}; expected a positive number of threads")
+    workers = min(int(workers), len(angles))
+
+    def scan(k: int) -> ScanData:
+        options = dict(scan_options, seed=seed + 1000 * (k + 1), tilt_deg=float(angles[k]),
+                       num_threads=None)  # set once below: torch's thread count is global
+        return simulate_scan(rotated(specimen, euler[k], shifts[k], depth), **options)
+
+    with cpu_threads(threads, dev):
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                scans = list(pool.map(scan, range(len(angles))))
+        else:
+            scans = [scan(k) for k in range(len(angles))]
+        pixel = scans[0].truth["pixel_size"][0]
+        volume = truth_volume(specimen, voxel_size or pixel, scan_options.get("parameterisation", "lobato"),
+                              scan_options.get("absorption", 0.0))
     truth = {"euler_deg": euler, "shifts": shifts, "volume": volume,
              "atoms": {"positions": specimen.positions.copy(), "numbers": specimen.numbers.copy()}}
     return TiltSeries(scans=scans, angles_deg=angles, truth=truth)
-
-
-def simulate_hrtem_series(
-    specimen: Specimen,
-    angles_deg: Any,
-    defocus_values: Any,
-    *,
-    energy_eV: float = 300e3,
-    pixel_size: float = 0.2,
-    num_slices: int | None = None,
-    slice_thickness: float | None = 2.0,
-    dose: float | None = None,
-    euler_error_deg: float = 0.0,
-    shift_std: float = 0.0,
-    parameterisation: str = "lobato",
-    seed: int = 0,
-    device: Any = "cpu",
-) -> TiltSeries:
-    """Plane-wave tilt × defocus series: a unit plane wave through the rotated specimen
-    (multislice), then the CTF exp(−iχ) with C10 = −defocus for each defocus (Å, positive
-    underfocus), |ψ|², and Poisson noise at ``dose`` e/Å² (images stay normalised to a unit
-    incident beam). Returns a TiltSeries of :class:`DefocusSeries` with the truth of
-    :func:`simulate_tilt_series`."""
-    dev = resolve_device(device)
-    rng = np.random.default_rng(seed)
-    angles, euler, shifts, depth = _tilt_geometry(specimen, angles_deg, euler_error_deg, 0.0, shift_std, rng)
-    defoci = np.asarray(defocus_values, dtype=np.float64).ravel()
-    lam = float(wavelength(energy_eV))
-    shape = tuple(int(math.ceil(c / pixel_size)) for c in specimen.cell[1:])
-    ky, kx = spatial_frequencies(shape, pixel_size, device=dev)
-    n_slices, dz = _slicing(depth, num_slices, slice_thickness)
-    prop = fresnel_propagator(shape, pixel_size, lam, dz, device=dev)
-    sigma = float(interaction_constant(energy_eV))
-    series = []
-    for k in range(len(angles)):
-        turned = _rotated(specimen, euler[k], shifts[k], depth)
-        atoms = turned.positions.copy()
-        atoms[:, 0] = np.clip(atoms[:, 0], 0.0, n_slices * dz * (1 - 1e-9))
-        pot = slices_tensor(atoms, turned.numbers, shape, pixel_size, dz, n_slices, parameterisation, dev)
-        with torch.no_grad():
-            wave = exit_wave(transmission(pot, sigma), torch.ones(shape, dtype=torch.complex64, device=dev), prop)
-            spectrum = torch.fft.fft2(wave)
-            images = torch.stack([
-                torch.abs(torch.fft.ifft2(spectrum * ctf(ky, kx, lam, {"C10": -df}))) ** 2 for df in defoci
-            ]).cpu().numpy()
-        if dose is not None:
-            electrons = float(dose) * pixel_size**2
-            images = (rng.poisson(images * electrons) / electrons).astype(np.float32)
-        series.append(DefocusSeries(images=images.astype(np.float32), defocus=defoci, pixel_size=pixel_size,
-                                    energy_eV=energy_eV, tilt_deg=float(angles[k])))
-    truth = {"euler_deg": euler, "shifts": shifts,
-             "volume": _truth_volume(specimen, pixel_size, parameterisation),
-             "atoms": {"positions": specimen.positions.copy(), "numbers": specimen.numbers.copy()},
-             "slice_thickness": dz, "num_slices": n_slices}
-    return TiltSeries(scans=series, angles_deg=angles, truth=truth)
 
 
 def default_sample(seed: int = 0) -> TiltSeries:
