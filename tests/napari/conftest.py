@@ -98,3 +98,13 @@ def tiny_msp():
         pixel_size=0.3, energy_eV=300e3, tilt_map=tilt_map, loss_history=[1.0, 0.5],
         tilt_deg=-20.0, scan_shape=(4, 4),
     )
+
+
+@pytest.fixture(scope="session")
+def small_simulated_scan():
+    """SrTiO3 2×2×2 cells, 6×6 scan at 0.5 Å, 24×24 detector, 4 mrad mistilt (seed 0)."""
+    from napari_ptychotomo.simulate import simulate_scan, srtio3_slab
+
+    return simulate_scan(srtio3_slab((2, 2, 2)), scan_shape=(6, 6), scan_step=0.5,
+                         detector_shape=(24, 24), num_slices=2, mistilt_mrad=(4.0, 0.0),
+                         dose=1e5, seed=0)

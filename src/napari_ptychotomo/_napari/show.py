@@ -26,7 +26,7 @@ def put_layer(viewer: Any, layer_data: LayerData) -> Any:
     name = kwargs.get("name")
     if name is not None and name in viewer.layers:
         old = viewer.layers[name]
-        if old._type_string == layer_type and np.ndim(old.data) == np.ndim(data) and (
+        if type(old).__name__.lower() == layer_type and np.ndim(old.data) == np.ndim(data) and (
             layer_type != "points" or np.shape(old.data)[-1:] == np.shape(data)[-1:]
         ):
             for key in _UPDATABLE:

@@ -1,0 +1,189 @@
+"""Docked widget "Multislice ptychography": a thin shell over :func:`~napari_ptychotomo.ptycho.msp_steps`.
+
+Gathers the dataset, tilt(s) and :class:`~napari_ptychotomo.ptycho.MSPParams` (defaults
+from the scan's calibration), runs the engine with :class:`._runner.EngineRunner`, and
+shows the object phase (per slice) and probe modes live; the fitted tilt and slice
+thickness are in the status line. Results land as the layers of :func:`.layers.msp_layers`
+(``MSP phase [tilt k]``, ``MSP probe [tilt k]``, ``MSP positions [tilt k]``, ``MSP tilt
+map θx/θy [tilt k]``), replacing earlier ones. "All tilts" runs the series tilt by tilt;
+Stop keeps every finished tilt and the live preview of the current one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, SpinBox
+
+from ..data import ScanData, TiltSeries
+from ..engine import Progress
+from ._runner import EngineRunner
+from .choices import objects_in
+from .layers import msp_layers
+from .show import put_layer, put_layers
+
+__all__ = ["MSPWidget"]
+
+
+class MSPWidget(Container):
+    """Multislice ptychography of one tilt or of every tilt of a 4D-STEM dataset.
+
+    Parameters
+    ----------
+    viewer : the napari viewer (injected by napari, which matches the annotation's text
+        ``napari.viewer.Viewer``; annotations stay strings in this module).
+    synchronous : run in the GUI thread (tests); the default runs in a worker thread.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
+        self.viewer = viewer
+        self.dataset = ComboBox(label="dataset", choices=self._dataset_names, name="dataset")
+        self.tilt = SpinBox(label="tilt index", min=0, max=0, name="tilt")
+        self.all_tilts = CheckBox(text="all tilts", value=False, name="all_tilts")
+        self.iterations = SpinBox(label="iterations", min=1, max=10000, value=30, name="iterations")
+        self.num_slices = SpinBox(label="slices", min=1, max=500, value=6, name="num_slices")
+        self.slice_thickness = FloatSpinBox(label="slice thickness (Å)", min=0.1, max=1e4,
+                                            value=15.0, step=0.5, name="slice_thickness")
+        self.num_modes = SpinBox(label="probe modes", min=1, max=20, value=1, name="num_modes")
+        self.learn_tilt = CheckBox(text="learn tilt", value=True, name="learn_tilt")
+        self.learn_thickness = CheckBox(text="learn thickness", value=True, name="learn_thickness")
+        self.tilt_map = CheckBox(text="tilt map", value=False, name="tilt_map")
+        self.learn_positions = CheckBox(text="refine positions", value=False, name="learn_positions")
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
+                               name="device")
+        self.fitted = Label(value="", name="fitted")
+        self.runner = EngineRunner(self._start, on_progress=self._show_progress,
+                                   on_result=self._show_result, on_stopped=self._partial,
+                                   synchronous=synchronous)
+        super().__init__(widgets=[
+            self.dataset, self.tilt, self.all_tilts, self.iterations, self.num_slices,
+            self.slice_thickness, self.num_modes, self.learn_tilt, self.learn_thickness,
+            self.tilt_map, self.learn_positions, self.device, self.runner.widget, self.fitted,
+        ])
+        self.finished: dict[int, Any] = {}
+        self._current = 0
+        self.dataset.changed.connect(self._dataset_changed)
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+        self._refresh()
+
+    # ------------------------------------------------------------------ inputs
+    def _dataset_names(self, *_: Any) -> list[str]:
+        return [name for name, _ in objects_in(self.viewer, ScanData, TiltSeries)]
+
+    def _refresh(self, *_: Any) -> None:
+        self.dataset.reset_choices()
+        self._dataset_changed()
+
+    def selected(self) -> tuple[list[ScanData], np.ndarray]:
+        """The scans and tilt angles (degrees) of the chosen dataset."""
+        found = dict(objects_in(self.viewer, ScanData, TiltSeries))
+        data = found.get(self.dataset.value)
+        if data is None:
+            raise ValueError("no 4D-STEM dataset: open a scan or tilt series first "
+                             "(File > Open, or File > Open Sample > Ptycho-Tomo)")
+        if isinstance(data, TiltSeries):
+            if not all(isinstance(s, ScanData) for s in data.scans):
+                raise ValueError(f"{self.dataset.value!r} is a plane-wave series; multislice "
+                                 "ptychography needs 4D-STEM scans")
+            return list(data.scans), np.asarray(data.angles_deg, dtype=float)
+        return [data], np.array([float(data.tilt_deg)])
+
+    def _dataset_changed(self, *_: Any) -> None:
+        try:
+            scans, _angles = self.selected()
+        except ValueError:
+            return
+        self.tilt.max = len(scans) - 1
+        self.all_tilts.enabled = len(scans) > 1
+
+    def params(self, scan: ScanData):
+        """The :class:`MSPParams` of the widget's fields, defaults from ``scan``."""
+        from ..ptycho import MSPParams
+
+        slices = int(self.num_slices.value)
+        return MSPParams.from_calibration(
+            scan.calibration, thickness=float(self.slice_thickness.value) * slices,
+            num_slices=slices, iterations=int(self.iterations.value),
+            num_modes=int(self.num_modes.value), learn_tilt=bool(self.learn_tilt.value),
+            learn_thickness=bool(self.learn_thickness.value), tilt_map=bool(self.tilt_map.value),
+            learn_positions=bool(self.learn_positions.value),
+        )
+
+    # ------------------------------------------------------------------ engine
+    def _start(self) -> Generator:
+        scans, _angles = self.selected()
+        tilts = list(range(len(scans))) if self.all_tilts.value else [int(self.tilt.value)]
+        jobs = [(k, scans[k], self.params(scans[k])) for k in tilts]  # check all before running
+        self.finished = {}
+        return self._series(jobs, str(self.device.value))
+
+    def _series(self, jobs: list, device: str) -> Generator[Progress, None, dict]:
+        from ..ptycho import msp_steps
+
+        total = sum(p.iterations for _, _, p in jobs)
+        done = 0
+        results: dict[int, Any] = {}
+        for k, scan, params in jobs:
+            result = yield from self._tilt(k, msp_steps(scan, params, device=device), done, total)
+            results[k] = result
+            done += params.iterations
+            yield Progress(step=done, total=total, preview={"tilt_index": k, "result": result},
+                           message=f"tilt {k} done")
+        return results
+
+    @staticmethod
+    def _tilt(k: int, steps: Generator, done: int, total: int) -> Generator:
+        while True:
+            try:
+                progress = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            preview = dict(progress.preview or {}, tilt_index=k)
+            yield Progress(step=done + progress.step, total=total, loss=progress.loss,
+                           preview=preview, message=f"tilt {k}: {progress.message}")
+
+    # ------------------------------------------------------------------ display
+    def _show_progress(self, progress: Progress) -> None:
+        preview = progress.preview or {}
+        k = self._current = preview.get("tilt_index", 0)
+        if "result" in preview:
+            self.finished[k] = preview["result"]
+            put_layers(self.viewer, msp_layers(preview["result"], k))
+            return
+        if "slices" in preview:
+            self._show_preview(k, preview)
+
+    def _show_preview(self, k: int, preview: dict) -> None:
+        scans, _ = self.selected()
+        scan = scans[k]
+        pixel = scan.calibration.pixel_size(scan.detector_shape)[1]
+        stride = preview["phase"].shape[-1] / preview["slices"].shape[-1]
+        thickness = float(preview.get("slice_thickness", self.slice_thickness.value))
+        put_layer(self.viewer, (preview["slices"], {
+            "name": f"MSP phase [tilt {k}]", "scale": (thickness, pixel * stride, pixel * stride),
+            "axis_labels": ("z", "y", "x"), "colormap": "gray",
+            "metadata": {"kind": "msp-preview", "tilt_index": k}}, "image"))
+        amplitude = np.sqrt(np.asarray(preview["probe_intensity"], dtype=np.float32))
+        put_layer(self.viewer, (np.concatenate(list(amplitude), axis=-1), {
+            "name": f"MSP probe [tilt {k}]", "scale": (pixel, pixel), "axis_labels": ("y", "x"),
+            "colormap": "inferno", "metadata": {"kind": "msp-preview", "tilt_index": k}}, "image"))
+        tx, ty = (float(v) for v in preview.get("tilt_mrad", (np.nan, np.nan)))
+        self.fitted.value = f"tilt {k}: θ = ({tx:.2f}, {ty:.2f}) mrad, slice {thickness:.2f} Å"
+
+    def _show_result(self, results: Any) -> None:
+        from ..data import MSPResult
+
+        if isinstance(results, MSPResult):  # the last good state of a diverged tilt
+            results = {self._current: results}
+        if not isinstance(results, dict):
+            return
+        for k, result in results.items():
+            if result is not None and k not in self.finished:
+                self.finished[k] = result
+                put_layers(self.viewer, msp_layers(result, k))
+
+    def _partial(self, last: Progress) -> dict | None:
+        """After Stop: the finished tilts (the current tilt's live preview stays shown)."""
+        return dict(self.finished) or None

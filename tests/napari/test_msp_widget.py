@@ -1,0 +1,81 @@
+"""The "Multislice ptychography" widget on a tiny simulated scan in a real viewer."""
+
+import numpy as np
+import pytest
+
+from napari_ptychotomo.data import MSPResult, TiltSeries
+
+
+def make_widget(viewer, data, synchronous=True, iterations=2):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.msp_widget import MSPWidget
+
+    show(data, viewer)
+    widget = MSPWidget(viewer, synchronous=synchronous)
+    widget.iterations.value = iterations
+    widget.num_slices.value = 2
+    widget.slice_thickness.value = 4.0
+    widget.device.value = "cpu"
+    return widget
+
+
+@pytest.mark.gui
+def test_msp_widget_runs_and_shows_result_layers_in_angstrom(viewer, not_blank, small_simulated_scan):
+    widget = make_widget(viewer, small_simulated_scan)
+    assert widget.dataset.value == "Virtual bright field"
+    widget.runner.run_button.clicked.emit()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    phase = viewer.layers["MSP phase [tilt 0]"]
+    result = phase.metadata["result"]
+    assert isinstance(result, MSPResult) and len(result.loss_history) == 2
+    assert phase.data.shape == result.object.shape and phase.data.shape[0] == 2
+    assert tuple(phase.scale) == pytest.approx((result.slice_thickness, result.pixel_size, result.pixel_size))
+    assert "MSP probe [tilt 0]" in viewer.layers and "MSP positions [tilt 0]" in viewer.layers
+    assert "θ = (" in widget.fitted.value
+
+    count = len(viewer.layers)
+    widget.runner.run()  # re-running replaces the layers
+    assert len(viewer.layers) == count
+    for layer in viewer.layers:
+        layer.visible = layer.name == "MSP phase [tilt 0]"
+    not_blank(viewer)
+
+
+@pytest.mark.gui
+def test_msp_widget_all_tilts_with_stop_keeps_finished_tilts(viewer, small_simulated_scan):
+    series = TiltSeries(scans=[small_simulated_scan] * 3, angles_deg=[-20.0, 0.0, 20.0])
+    widget = make_widget(viewer, series, iterations=1)
+    widget.all_tilts.value = True
+
+    def stop_when_tilt_1_is_done(progress):
+        widget._show_progress(progress)
+        if "result" in (progress.preview or {}) and progress.preview["tilt_index"] == 1:
+            widget.runner.stop()
+
+    widget.runner._on_progress = stop_when_tilt_1_is_done
+    widget.runner.run()
+    assert "stopped" in widget.runner.status.value
+    assert sorted(widget.finished) == [0, 1]
+    assert "MSP phase [tilt 1]" in viewer.layers and "MSP phase [tilt 2]" not in viewer.layers
+    assert widget.runner.progress.max == 3
+
+
+@pytest.mark.gui
+def test_msp_widget_docks_from_the_manifest_and_runs_in_a_thread(viewer, qtbot, small_simulated_scan):
+    from napari_ptychotomo import show
+
+    show(small_simulated_scan, viewer)
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-ptychotomo", "Multislice ptychography")
+    widget.iterations.value, widget.num_slices.value, widget.device.value = 20, 2, "cpu"
+    show_progress = widget.runner._on_progress
+
+    def press_stop_on_first_step(progress):
+        show_progress(progress)
+        widget.runner.stop()
+
+    widget.runner._on_progress = press_stop_on_first_step
+    widget.runner.run()
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=120000)
+    assert "stopped" in widget.runner.status.value and widget.runner.last.step < 20
+    preview = viewer.layers["MSP phase [tilt 0]"]
+    assert preview.data.shape[0] == 2 and np.all(np.isfinite(preview.data))
