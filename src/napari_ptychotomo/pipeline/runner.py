@@ -132,7 +132,8 @@ class Pipeline:
     def run(self, resume: bool = False, steps: list[str] | None = None) -> Project:
         """Run the configured steps (or ``steps``) and return the project as saved."""
         self._start_distributed()
-        if self.rank == 0 and (not self.path.exists() or not resume) and self._needs_input(resume):
+        # the input section only creates the project; an existing project is reused
+        if self.rank == 0 and not self.path.exists():
             from ..io import save
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,17 +155,6 @@ class Pipeline:
             self._barrier()
             ctx.reload()
         return ctx.project
-
-    def _needs_input(self, resume: bool) -> bool:
-        if not self.path.exists():
-            return True
-        # an existing project is reused unless the configuration names fresh input
-        return not resume and bool(self.config["input"].get("path")) is False and \
-            self.config["input"].get("simulate", "none") != "none" and self._project_empty()
-
-    def _project_empty(self) -> bool:
-        project = self._load()
-        return project is None or project.series is None
 
     def _say(self, message: str) -> None:
         if self.rank == 0:
