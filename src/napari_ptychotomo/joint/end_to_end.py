@@ -4,7 +4,7 @@ One complex potential volume is fitted directly to the diffraction patterns of a
 for every pass and every tilt in turn, minibatches of adjacent scan positions (batch order
 reshuffled) update the volume with the amplitude loss ‖√I_m − √I‖² of the forward model of
 eq. 14-15 (:mod:`.forward`) by gradient descent (the step is given in V: the largest
-voxel change of the first update); after a start iteration the tilt's probe modes, its probe
+voxel change of an update, the gradient being divided by the largest gradient so far); after a start iteration the tilt's probe modes, its probe
 positions and, as our step beyond the paper, its Euler angles and shift are refined too.
 Regularisers (:mod:`.regularizers`) follow each minibatch (L1 shrinkage of Im V,
 non-negativity) or each tilt (k_z kernel on the tilt's update, Butterworth, TV).
@@ -109,7 +109,18 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
     euler = [torch.tensor(np.deg2rad(e), dtype=torch.float32, device=dev).requires_grad_(True) for e in state.alignment.euler_deg]
     shifts = [torch.tensor(s / voxel, dtype=torch.float32, device=dev).requires_grad_(True) for s in state.alignment.shifts]
     rates = params.rates
-    volume_scale = None  # max |∂L/∂V| of the first minibatch: rates['volume'].step is in V
+    # gradient scale: max |∂L/∂V| of a minibatch at V = 0 (then the largest seen), so that
+    # no voxel moves more than rates['volume'].step V in one update and a converged start stays put
+    probe_batch = subsets[0][:batch_size]
+    zero = torch.zeros_like(volume, requires_grad=True)
+    local0 = torch.as_tensor(probe_batch[rank::size], dtype=torch.long)
+    if len(local0):
+        model = _intensities(zero, euler[0].detach(), shifts[0].detach(), probes[0].detach(),
+                             positions[0].detach()[local0.to(dev)], propagator, params.num_slices, voxel, sigma)
+        torch.sum((torch.sqrt(model + _EPS) - amplitudes[0][local0].to(dev)) ** 2).div(len(probe_batch)).backward()
+    all_reduce_grads([zero])
+    volume_scale = float(zero.grad.abs().max()) if zero.grad is not None else 0.0
+    del zero
     velocity = torch.zeros_like(volume)
     opt_probe = [torch.optim.Adam([p], lr=rates["probe"].step * float(p.detach().abs().max())) for p in probes]
     opt_pos = [torch.optim.Adam([p], lr=rates["positions"].step / voxel) for p in positions]
@@ -142,8 +153,7 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
                 loss.backward()
                 all_reduce_grads(tensors)
                 with torch.no_grad():
-                    if volume_scale is None:
-                        volume_scale = float(volume.grad.abs().max()) or 1.0
+                    volume_scale = max(volume_scale, float(volume.grad.abs().max())) or 1.0
                     velocity.mul_(params.momentum).add_(volume.grad, alpha=rates["volume"].step / volume_scale)
                     volume -= velocity
                 for name, opts in (("probe", opt_probe), ("positions", opt_pos), ("euler", opt_euler), ("shifts", opt_shift)):

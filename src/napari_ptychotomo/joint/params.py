@@ -31,7 +31,7 @@ class Rate:
 
 def _default_rates() -> dict[str, Rate]:
     return {
-        "volume": Rate(0.5, 0),
+        "volume": Rate(5.0, 0),
         "probe": Rate(1e-3, 3),
         "positions": Rate(0.02, 5),
         "euler": Rate(0.05, 5),
@@ -102,7 +102,7 @@ class JointParams:
     half_data: bool = False
     fista: bool = True
     plane_wave_step: float = 1.0
-    momentum: float = 0.0
+    momentum: float = 0.5
     preview_every: int = 1
 
     def validate(self) -> "JointParams":
@@ -117,7 +117,7 @@ class JointParams:
             raise ValueError(f"batch_size = {self.batch_size!r}; expected a positive integer or None")
         if self.volume_shape is not None:
             shape = tuple(self.volume_shape)
-            if len(shape) != 3 or min(shape) < 2:
+            if len(shape) != 3 or shape[0] < 1 or min(shape[1:]) < 2:
                 raise ValueError(f"volume_shape = {self.volume_shape!r}; expected (nz, ny, nx) voxels")
             if shape[0] % self.num_slices:
                 raise ValueError(

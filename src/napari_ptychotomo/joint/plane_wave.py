@@ -120,7 +120,7 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
     shifts = [torch.tensor(s / voxel, dtype=torch.float32, device=dev).requires_grad_(True) for s in alignment.shifts]
     opt_euler = [torch.optim.Adam([e], lr=np.deg2rad(params.rates["euler"].step)) for e in euler]
     opt_shift = [torch.optim.Adam([s], lr=params.rates["shifts"].step / voxel) for s in shifts]
-    t_momentum, scale, previous = 1.0, None, math.inf
+    t_momentum, scale, previous = 1.0, 0.0, math.inf
     losses = np.full((params.iterations, n_tilts), np.nan)
     for it in range(params.iterations):
         for t in [y, *euler, *shifts]:
@@ -140,8 +140,7 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
                               "The last good state is in .partial", partial=partial)
         losses[it] = per_tilt.cpu().numpy() * n_tilts
         with torch.no_grad():
-            if scale is None:
-                scale = float(y.grad.abs().max()) or 1.0
+            scale = max(scale, float(y.grad.abs().max())) or 1.0
             new = y - (params.plane_wave_step / scale) * y.grad
             new = _prox(new, params, it, voxel)
             if total > previous:  # adaptive restart (O'Donoghue & Candès 2015)

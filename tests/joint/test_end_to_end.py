@@ -1,0 +1,142 @@
+"""End-to-end 4D-STEM engine: contract, inputs, memory, half data, recovery of a small volume.
+
+Small cases (24³–32³ voxels of 0.5 Å, 16×16 detector, 4×4–5×5 scans, a few tilts) so each
+test takes seconds on 2 shared cores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ptychotomo import JointParams, JointResult, Progress, reconstruct_joint
+from napari_ptychotomo.data import Alignment, DefocusSeries, TiltSeries, Volume
+from napari_ptychotomo.joint import joint_steps
+from napari_ptychotomo.joint.params import Rate
+
+from .conftest import gaussian_atoms, nrmse, particle_atoms, stem_series
+
+VOXEL = 0.5
+SHAPE = (24, 24, 24)
+
+
+@pytest.fixture(scope="module")
+def small_case():
+    rng = np.random.default_rng(3)
+    centre = (np.array(SHAPE) - 1) / 2 * VOXEL
+    atoms = particle_atoms(rng, 4, 2.0, centre)
+    volume = gaussian_atoms(SHAPE, VOXEL, atoms, 250.0)
+    series = stem_series(volume, VOXEL, [-30.0, 0.0, 30.0], window=16, scan=(4, 4), step=1.0)
+    return volume, series
+
+
+def _params(**kw):
+    p = JointParams(iterations=kw.pop("iterations", 4), num_slices=4, batch_size=8,
+                    volume_shape=SHAPE, momentum=0.5, **kw)
+    p.rates["volume"] = Rate(5.0, 0)
+    return p
+
+
+def test_params_validate_names_the_field():
+    with pytest.raises(ValueError, match="num_slices"):
+        JointParams(num_slices=5, volume_shape=(24, 24, 24)).validate()
+    with pytest.raises(ValueError, match="learn"):
+        JointParams(learn=("probe",)).validate()
+    with pytest.raises(ValueError, match="rates\\['shifts'\\]"):
+        JointParams(rates={**JointParams().rates, "shifts": Rate(-1.0)}).validate()
+    with pytest.raises(ValueError, match="momentum"):
+        JointParams(momentum=1.5).validate()
+
+
+def test_bad_inputs_get_clear_errors(small_case):
+    volume, series = small_case
+    with pytest.raises(ValueError, match="TiltSeries"):
+        reconstruct_joint([series.scans[0]], params=_params(), device="cpu")
+    images = DefocusSeries(np.ones((1, 16, 16)), np.zeros(1), VOXEL, 300e3)
+    with pytest.raises(ValueError, match="reconstruct_plane_wave"):
+        reconstruct_joint(TiltSeries([images], [0.0]), device="cpu")
+    with pytest.raises(ValueError, match="init holds a str"):
+        reconstruct_joint(series, init="volume.mrc", params=_params(), device="cpu")
+    wrong = Volume(np.zeros((8, 8, 8), np.complex64), VOXEL)
+    with pytest.raises(ValueError, match="init volume is"):
+        reconstruct_joint(series, init=wrong, params=_params(), device="cpu")
+    with pytest.raises(ValueError, match="too small laterally"):
+        reconstruct_joint(series, params=JointParams(volume_shape=(8, 8, 8), num_slices=4), device="cpu")
+
+
+def test_memory_refusal_suggests_a_batch_size(small_case, monkeypatch):
+    import napari_ptychotomo.engine as engine
+    import napari_ptychotomo.joint.memory as memory
+
+    _, series = small_case
+    fake = lambda device: 60e6  # noqa: E731  (60 MB free)
+    monkeypatch.setattr(engine, "available_memory", fake)
+    monkeypatch.setattr(memory, "available_memory", fake)
+    params = _params()
+    params.batch_size = 100_000
+    with pytest.raises(MemoryError, match=r"use batch_size=\d+"):
+        reconstruct_joint(series, params=params, device="cpu")
+
+
+def test_generator_yields_progress_with_orthogonal_slices_and_loss_per_tilt(small_case):
+    _, series = small_case
+    steps = list(joint_steps(series, params=_params(iterations=1), device="cpu"))
+    assert [p.step for p in steps] == [1, 2, 3] and all(isinstance(p, Progress) for p in steps)
+    preview = steps[-1].preview
+    assert preview["yx"].shape == (24, 24) and preview["zx"].shape == (24, 24)
+    assert preview["loss_per_tilt"].shape == (3,) and np.all(np.isfinite(preview["loss_per_tilt"]))
+
+
+def test_recovers_a_small_volume_and_lowers_the_loss(small_case):
+    volume, series = small_case
+    result = reconstruct_joint(series, params=_params(iterations=6), device="cpu")
+    assert isinstance(result, JointResult)
+    assert result.volume.shape == SHAPE and result.volume.voxel_size == pytest.approx(VOXEL, rel=1e-3)
+    assert np.iscomplexobj(result.volume.data)
+    assert result.loss_history[-1] < 0.1 * result.loss_history[0]
+    assert np.all(np.diff(result.loss_history) < 0)
+    # zero start has NRMSE 1; three tilts over ±30° leave a wide missing wedge
+    assert nrmse(result.volume.data, volume) < 0.9
+    # positions come back in the frame they were given in (unchanged when not learned)
+    assert np.allclose(result.positions[1], series.scans[1].positions, atol=1e-4)
+    assert np.allclose(result.alignment.euler_deg[:, 1], [-30, 0, 30])
+
+
+def test_starting_from_the_true_volume_keeps_it(small_case):
+    volume, series = small_case
+    start = Volume(volume, VOXEL)
+    init = [start, Alignment.from_angles(series.angles_deg)]
+    result = reconstruct_joint(series, init=init, params=_params(iterations=1), device="cpu")
+    assert nrmse(result.volume.data, volume) < 0.05
+    from_zero = reconstruct_joint(series, params=_params(iterations=1), device="cpu")
+    # what is left is the ~0.3 % of the beam the band limit scatters out of the patterns
+    assert result.loss_history[0] < 0.03 * from_zero.loss_history[0]
+
+
+def test_half_data_gives_two_independent_volumes_and_their_mean(small_case):
+    volume, series = small_case
+    params = _params(iterations=3, half_data=True)
+    result = reconstruct_joint(series, params=params, device="cpu")
+    a, b = result.volume.halves
+    assert not np.allclose(a, b)
+    assert np.allclose(result.volume.data, (a + b) / 2)
+    corr = np.corrcoef(a.real.ravel(), b.real.ravel())[0, 1]
+    assert corr > 0.5
+    assert len(result.positions[0]) == 16
+
+
+def test_same_seed_same_result(small_case):
+    _, series = small_case
+    a = reconstruct_joint(series, params=_params(iterations=1), device="cpu", seed=5)
+    b = reconstruct_joint(series, params=_params(iterations=1), device="cpu", seed=5)
+    assert np.array_equal(a.volume.data, b.volume.data)
+
+
+def test_top_level_name_points_to_the_joint_package():
+    import napari_ptychotomo
+    from napari_ptychotomo import joint
+
+    assert napari_ptychotomo.reconstruct_joint is joint.reconstruct_joint
+    assert napari_ptychotomo.JointParams is joint.JointParams
+    assert torch.get_default_dtype() == torch.float32
