@@ -1,0 +1,46 @@
+"""A tiny joint reconstruction run under ``torchrun`` by test_distributed.py.
+
+Usage: torchrun --nproc_per_node=N torchrun_case.py OUT.npz  (also runs as a plain script).
+Rank 0 writes the 4D-STEM and plane-wave volumes to OUT.npz.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest import gaussian_atoms, hrtem_series, particle_atoms, stem_series  # noqa: E402
+
+from napari_ptychotomo.joint import JointParams, reconstruct_joint, reconstruct_plane_wave  # noqa: E402
+from napari_ptychotomo.joint.distributed import world  # noqa: E402
+
+VOXEL, SHAPE = 0.5, (24, 24, 24)
+
+
+def case():
+    rng = np.random.default_rng(7)
+    centre = (np.array(SHAPE) - 1) / 2 * VOXEL
+    volume = gaussian_atoms(SHAPE, VOXEL, particle_atoms(rng, 3, 2.0, centre), 250.0)
+    stem = stem_series(volume, VOXEL, [-20.0, 20.0], window=16, scan=(3, 3), step=1.0)
+    hrtem = hrtem_series(volume, VOXEL, [-40.0, 0.0, 40.0], [0.0, 60.0])
+    stem_params = JointParams(iterations=2, num_slices=4, batch_size=5, volume_shape=SHAPE,
+                              learn=("volume", "probe", "positions", "shifts"))
+    for name in ("probe", "positions", "shifts"):
+        stem_params.rates[name].start = 1
+    pw_params = JointParams(iterations=3, num_slices=4, tv_weight=0.1, plane_wave_step=3.0)
+    a = reconstruct_joint(stem, params=stem_params, device="cpu")
+    b = reconstruct_plane_wave(hrtem, params=pw_params, device="cpu")
+    return a, b
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    a, b = case()
+    if world()[0] == 0:
+        np.savez(sys.argv[1], stem=a.volume.data, positions=a.positions[0], probes=a.probes,
+                 shifts=a.alignment.shifts, plane_wave=b.volume.data, world=world()[1])
