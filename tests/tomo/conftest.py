@@ -13,7 +13,7 @@ import torch
 from napari_ptychotomo.tomo import rotation_matrix
 
 
-def particle_atoms(spacing=3.6, semi_axes=(11.0, 8.0, 10.0), seed=0):
+def particle_atoms(spacing=3.6, semi_axes=(9.0, 7.0, 8.0), seed=0):
     """(n, 3) atom positions (x, y, z) in voxels from the volume centre: a slightly
     jittered cubic lattice inside an ellipsoid with ``semi_axes`` (x, y, z)."""
     rng = np.random.default_rng(seed)

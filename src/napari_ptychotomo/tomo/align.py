@@ -27,6 +27,7 @@ from ..data import Alignment, Volume
 from ..engine import EngineError, Progress, resolve_device, run
 from .projector import project
 from .reconstruct import fit_volume, reconstruct_linear_steps
+from .tilt_axis import estimate_tilt_axis
 
 __all__ = ["AlignStage", "align_tilt_series", "align_tilt_series_steps", "downsample", "remove_gauge"]
 
@@ -55,10 +56,12 @@ class AlignStage:
 
 
 def default_stages() -> list[AlignStage]:
-    """Translations at 10 % scale, then in-plane angle and shifts at 20 % (Romanov et al.)."""
+    """Translations at 10 % scale (at least 24 px), then shifts and the in-plane angle ψ at
+    20 % (at least 48 px), after Romanov et al. 2025. ψ needs the finer scale: its
+    signal is a sub-pixel displacement that interpolation errors swamp at coarse scales."""
     return [
-        AlignStage(scale=0.1, refine=("shifts",), n_outer=15),
-        AlignStage(scale=0.2, refine=("shifts", "psi"), n_outer=20),
+        AlignStage(scale=0.1, refine=("shifts",), n_outer=10, min_size=24),
+        AlignStage(scale=0.2, refine=("shifts", "psi"), n_outer=10, min_size=48),
     ]
 
 
@@ -120,11 +123,12 @@ def align_tilt_series_steps(
     pixel_size: float,
     stages: list[AlignStage] | None = None,
     threshold: float = 0.4,
+    estimate_axis: bool = True,
     initial: Alignment | None = None,
     nonnegative: bool = True,
     tv_weight: float = 0.0,
     edge_weight: float = 0.0,
-    final_n_iter: int = 60,
+    final_n_iter: int = 50,
     blur_sigma_px: float = 0.5,
     device: Any = "auto",
 ) -> Generator[Progress, None, tuple[Alignment, Volume]]:
@@ -150,15 +154,22 @@ def align_tilt_series_steps(
         initial.validate()
         euler = torch.as_tensor(np.deg2rad(initial.euler_deg), dtype=torch.float32, device=dev)
         shifts_full = torch.as_tensor(np.asarray(initial.shifts) / pixel_size, dtype=torch.float32, device=dev)
+    if estimate_axis and initial is None:
+        # common-line start: the axis direction ψ and the shifts along the axis
+        psi_deg, along = estimate_tilt_axis(proj_np)
+        psi = np.deg2rad(psi_deg)
+        euler[:, 2] += psi
+        along_t = torch.as_tensor(along, dtype=torch.float32, device=dev)
+        shifts_full = torch.stack([np.cos(psi) * along_t, -np.sin(psi) * along_t], 1)
     total = sum(s.n_outer for s in stages) + 1
     step = 0
     volume = None
 
-    def snapshot():
+    def snapshot(current=None):
         return {
             "volume_slice": volume[volume.shape[0] // 2].cpu().numpy(),
             "shifts": shifts_full.cpu().numpy() * pixel_size,
-            "euler_deg": np.rad2deg(euler.cpu().numpy()),
+            "euler_deg": np.rad2deg((euler if current is None else current).detach().cpu().numpy()),
         }
 
     for stage in stages:
@@ -206,7 +217,7 @@ def align_tilt_series_steps(
                     shift_param.copy_(remove_gauge(shift_param, current_euler[:, 1]))
             shifts_full = shift_param.detach() / factor
             step += 1
-            yield Progress(step, total, float(align_loss), preview=snapshot(),
+            yield Progress(step, total, float(align_loss.detach()), preview=snapshot(current_euler),
                            message=f"alignment at {size[1]}×{size[0]} px: {', '.join(stage.refine)}")
         euler = (euler + (delta * angle_mask).expand(t, 3)).detach()
     alignment = Alignment(
@@ -215,7 +226,7 @@ def align_tilt_series_steps(
     )
     result = None
     for progress in reconstruct_linear_steps(
-        proj_np, alignment, pixel_size, n_iter=final_n_iter, nonnegative=nonnegative,
+        proj_np, alignment, pixel_size, n_iter=final_n_iter, lr=0.2, nonnegative=nonnegative,
         tv_weight=tv_weight, edge_weight=edge_weight, blur_sigma_px=blur_sigma_px, device=dev,
     ):
         result = progress.result or result
@@ -239,6 +250,8 @@ def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> t
         and the in-plane angle ψ at 20 % (Romanov et al. 2025), floored at 24 px.
     threshold : fraction of the stack maximum below which projection values are zeroed
         before downsampling (Romanov et al.: 0.4; 0 disables).
+    estimate_axis : start from the common-line estimate of the in-plane axis angle ψ and
+        the shifts along the axis (:func:`.tilt_axis.estimate_tilt_axis`).
     initial : starting :class:`Alignment` (default: nominal tilts, zero shifts).
     nonnegative, tv_weight, edge_weight : volume constraint and penalties.
     final_n_iter, blur_sigma_px : the full-resolution reconstruction at the end.

@@ -18,7 +18,7 @@ import torch
 __all__ = ["estimate_tilt_axis"]
 
 
-def _axis_spectra(stack: torch.Tensor, psi_rad: float) -> torch.Tensor:
+def _axis_spectra(stack: torch.Tensor, psi_rad, k_max: float = 0.5) -> torch.Tensor:
     """Fourier transform (T, n) of each image's profile along the axis at angle ψ.
 
     By the central-slice theorem this is the image's 2D spectrum on the line through the
@@ -30,8 +30,10 @@ def _axis_spectra(stack: torch.Tensor, psi_rad: float) -> torch.Tensor:
     dev, dt = stack.device, stack.dtype
     y = torch.arange(ny, dtype=dt, device=dev) - (ny - 1) / 2
     x = torch.arange(nx, dtype=dt, device=dev) - (nx - 1) / 2
-    along = -np.sin(psi_rad) * x[None, :] + np.cos(psi_rad) * y[:, None]  # (ny, nx)
+    psi_rad = torch.as_tensor(psi_rad, dtype=dt, device=dev)
+    along = -torch.sin(psi_rad) * x[None, :] + torch.cos(psi_rad) * y[:, None]  # (ny, nx)
     k = torch.fft.fftfreq(ny, dtype=dt, device=dev)
+    k = k[k.abs() <= k_max]
     kernel = torch.exp(-2j * torch.pi * k[:, None, None] * along[None])  # (K, ny, nx)
     return torch.einsum("tyx,kyx->tk", stack.to(kernel.dtype), kernel)
 
@@ -67,6 +69,7 @@ def estimate_tilt_axis(
     search_deg: float = 10.0,
     step_deg: float = 0.5,
     fine_step_deg: float = 0.05,
+    k_max: float = 0.25,
 ) -> tuple[float, np.ndarray]:
     """In-plane angle ψ of the tilt axis and the shifts along it, from profile consistency.
 
@@ -76,6 +79,8 @@ def estimate_tilt_axis(
         is y.
     search_deg, step_deg : coarse grid ψ ∈ [−search, +search] in degrees.
     fine_step_deg : step of the fine grid around the coarse optimum.
+    k_max : highest profile frequency used, in cycles per pixel; frequencies near
+        Nyquist are aliased differently at different sub-pixel positions.
 
     Returns
     -------
@@ -87,12 +92,9 @@ def estimate_tilt_axis(
     if stack.ndim != 3:
         raise ValueError(f"projections has shape {tuple(stack.shape)}; expected (n_tilts, ny, nx)")
 
-    def profiles(psi_deg: float) -> torch.Tensor:
-        return torch.fft.ifft(_axis_spectra(stack, np.deg2rad(psi_deg))).real  # (T, ny)
-
     def misfit(psi_deg: float) -> float:
         # Fourier amplitudes of the profiles are blind to the shifts along the axis
-        amp = _axis_spectra(stack, np.deg2rad(psi_deg)).abs()
+        amp = _axis_spectra(stack, np.deg2rad(psi_deg), k_max).abs()
         return float((amp - amp.mean(0)).pow(2).mean() / amp.pow(2).mean())
 
     def search(grid):
@@ -110,5 +112,36 @@ def estimate_tilt_axis(
         denom = a - 2 * b + c
         if denom > 0:
             psi += 0.5 * fine_step_deg * (a - c) / denom
-    shifts, _ = _register_profiles(profiles(psi))
-    return psi, shifts.numpy()
+    profiles = torch.fft.ifft(_axis_spectra(stack, np.deg2rad(psi))).real  # (T, ny)
+    shifts, _ = _register_profiles(profiles)
+    return _refine(stack, psi, shifts, k_max)
+
+
+def _refine(stack: torch.Tensor, psi_deg: float, shifts: torch.Tensor, k_max: float, n_iter: int = 100):
+    """Least-squares consistency of the complex profile spectra over ψ and the shifts.
+
+    Minimises Σ_t Σ_k |F_t(k; ψ) exp(2πik s_t) − mean_t|² (phases included, unlike the
+    amplitude search) with L-BFGS, starting from the grid-search values.
+    """
+    k = torch.fft.fftfreq(stack.shape[1], dtype=stack.dtype)
+    k = k[k.abs() <= k_max]
+    psi = torch.tensor(psi_deg, dtype=stack.dtype, requires_grad=True)  # degrees: scaled like s
+    s = shifts.clone().requires_grad_(True)
+    with torch.no_grad():
+        norm = float(_axis_spectra(stack, np.deg2rad(psi_deg), k_max).abs().pow(2).mean())
+    opt = torch.optim.LBFGS(
+        [psi, s], lr=1, max_iter=n_iter, tolerance_grad=1e-12, tolerance_change=1e-15,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        spectra = _axis_spectra(stack, torch.deg2rad(psi), k_max)
+        spectra = spectra * torch.exp(2j * torch.pi * k * s[:, None])
+        loss = (spectra - spectra.mean(0)).abs().pow(2).mean() / norm
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    shifts = (s - s.mean()).detach()
+    return float(psi.detach()), shifts.numpy()
