@@ -21,14 +21,14 @@ from ..physics import (
 )
 from .potentials import slices_tensor
 from .series_geometry import rotated, slicing, tilt_geometry, truth_volume
-from .specimens import core_shell_particle
+from .specimens import Specimen, core_shell_particle
 from .threads import cpu_threads
 
 __all__ = ["simulate_hrtem_series", "default_hrtem_sample"]
 
 
 def simulate_hrtem_series(
-    specimen,
+    specimen: Specimen,
     angles_deg: Any,
     defocus_values: Any,
     *,
@@ -107,6 +107,9 @@ def default_hrtem_sample(seed: int = 0) -> TiltSeries:
     """
     particle = core_shell_particle("Si", core_radius=5.0, shell_thickness=3.0, shell_elements=("Si", "O", "O"),
                                    shell_density=0.066, min_distance=1.6, seed=seed, vacuum=4.0)
+    side = float(particle.cell.max())  # a cubic box: square images, room at every tilt
+    particle = Specimen(particle.positions + (side - particle.cell) / 2, particle.numbers,
+                        np.full(3, side), dict(particle.info, name="Si@SiO2 core-shell"))
     return simulate_hrtem_series(
         particle, np.linspace(-90.0, 90.0, 12, endpoint=False), [-100.0, 0.0, 100.0],
         pixel_size=0.25, slice_thickness=2.0, dose=1e4, absorption=0.05, shift_std=0.3, seed=seed,
