@@ -108,3 +108,19 @@ def small_simulated_scan():
     return simulate_scan(srtio3_slab((2, 2, 2)), scan_shape=(6, 6), scan_step=0.5,
                          detector_shape=(24, 24), num_slices=2, mistilt_mrad=(4.0, 0.0),
                          dose=1e5, seed=0)
+
+
+@pytest.fixture(scope="session")
+def blob_projections():
+    """Analytic projections (7, 24, 24) of three Gaussian blobs (σ = 1.5 px) at tilts
+    −60…60° about y (R_y acting on (x, y, z): x' = x cos θ + z sin θ), pixel 0.5 Å."""
+    angles = np.linspace(-60.0, 60.0, 7)
+    blobs = np.array([[0.0, 3.0, -4.0], [5.0, -4.0, 2.0], [-4.0, 0.0, 4.0]])  # (x, y, z) px
+    axis = np.arange(24) - 11.5
+    stack = []
+    for theta in np.deg2rad(angles):
+        x = blobs[:, 0] * np.cos(theta) + blobs[:, 2] * np.sin(theta)
+        gy = np.exp(-((axis[None] - blobs[:, 1, None]) ** 2) / (2 * 1.5**2))
+        gx = np.exp(-((axis[None] - x[:, None]) ** 2) / (2 * 1.5**2))
+        stack.append(np.einsum("ay,ax->yx", gy, gx))
+    return np.asarray(stack, np.float32), angles
