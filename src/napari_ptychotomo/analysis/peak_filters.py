@@ -117,3 +117,39 @@ def climb_to_maxima(volume: torch.Tensor, start: torch.Tensor, steps: int) -> tu
     converged = pointer[current] == current
     end = torch.stack([current // (ny * nx), (current // nx) % ny, current % nx], -1)
     return end, converged
+
+
+def _blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """(n, n) matrix of the 1D Gaussian blur of :func:`gaussian_blur` along an axis of n
+    voxels, including its reflected (then edge-replicated) borders."""
+    if sigma <= 0:
+        return np.eye(n)
+    kernel = _kernel_1d(sigma, "cpu", torch.float64).numpy()
+    radius = len(kernel) // 2
+    reflect = min(radius, n - 1)
+    index = np.arange(-radius, n + radius)
+    index = np.clip(index, -reflect, n - 1 + reflect)  # replicate beyond the reflected part
+    index = np.where(index < 0, -index, index)
+    index = np.where(index > n - 1, 2 * (n - 1) - index, index)
+    matrix = np.zeros((n, n))
+    rows = np.arange(n)
+    for t, weight in enumerate(kernel):
+        np.add.at(matrix, (rows, index[rows + t]), weight)
+    return matrix
+
+
+def dog_noise_map(shape, sigma_small: float, sigma_large: float) -> np.ndarray:
+    """Standard deviation (nz, ny, nx) of :func:`difference_of_gaussians` applied to unit
+    white noise, voxel by voxel: larger near the faces, where the reflected border
+    repeats voxels (exact, from the separable 1D operators; ``sigma_large`` 0 gives a
+    plain Gaussian blur)."""
+    small = [_blur_matrix(n, sigma_small) for n in shape]
+    large = [_blur_matrix(n, sigma_large) if sigma_large > 0 else None for n in shape]
+
+    def outer(factors):
+        return factors[0][:, None, None] * factors[1][None, :, None] * factors[2][None, None, :]
+
+    variance = outer([(m * m).sum(1) for m in small])
+    if sigma_large > 0:
+        variance = variance + outer([(m * m).sum(1) for m in large]) - 2 * outer([(a * b).sum(1) for a, b in zip(small, large)])
+    return np.sqrt(np.clip(variance, 0, None)).astype(np.float32)
