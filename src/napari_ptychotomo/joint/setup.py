@@ -119,23 +119,24 @@ def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
             probe = probe_modes(single, num_modes)
         probe = probe / torch.sqrt(torch.sum(torch.abs(probe) ** 2))
         probes.append(probe.numpy())
+    if alignment is None:
+        alignment = Alignment.from_angles(series.angles_deg)
+    alignment.validate()
+    if len(alignment.euler_deg) != len(scans):
+        raise ValueError(f"init alignment has {len(alignment.euler_deg)} tilts; the series has {len(scans)}")
     extent = max(float(np.ptp(p, axis=0).max()) for p in positions)
+    extent += 2 * float(np.abs(alignment.shifts).max(initial=0.0)) / voxel
     side = int(math.ceil(extent + n + 4))
     side += (-side) % num_slices
     shape = tuple(int(s) for s in volume_shape) if volume_shape is not None else (side, side, side)
     need = extent + n + 2
     if min(shape[1:]) < need:
         raise ValueError(
-            f"volume_shape {shape} is too small laterally for the scan ({extent:.0f} px) plus "
-            f"the probe window ({n} px); use at least {int(math.ceil(need))} voxels in y and x"
+            f"volume_shape {shape} is too small laterally for the scan and shifts ({extent:.0f} px) "
+            f"plus the probe window ({n} px); use at least {int(math.ceil(need))} voxels in y and x"
         )
     middle = np.array([(shape[1] - 1) / 2, (shape[2] - 1) / 2])
     positions = [p + middle for p in positions]
-    if alignment is None:
-        alignment = Alignment.from_angles(series.angles_deg)
-    alignment.validate()
-    if len(alignment.euler_deg) != len(scans):
-        raise ValueError(f"init alignment has {len(alignment.euler_deg)} tilts; the series has {len(scans)}")
     if volume is None:
         data = np.zeros(shape, np.complex64)
     else:
