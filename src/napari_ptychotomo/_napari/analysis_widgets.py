@@ -1,0 +1,203 @@
+"""Docked widgets "Resolution (FSC)" and "Atom tracing".
+
+Thin shells over :func:`~napari_ptychotomo.analysis.fsc` /
+:func:`~napari_ptychotomo.analysis.directional_fsc` and
+:func:`~napari_ptychotomo.analysis.trace_atoms_steps`. The FSC widget takes two volume
+layers (or the two half-data volumes a Volume carries in ``halves``), puts the
+:class:`~napari_ptychotomo.data.Resolution` into the first layer's ``metadata["resolution"]``,
+and shows the crossings per threshold and direction in a table (and the curves in a plot
+when matplotlib is installed). Atom tracing puts ``Atoms (traced)`` as Points (size and
+colour by species; features intensity, width) and, when the volume's provenance carries
+true atoms, a score line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, SpinBox
+
+from ..data import Atoms, Volume
+from ..engine import Progress
+from ._runner import EngineRunner
+from .choices import image_layers
+from .layers import atoms_layers
+from .show import put_layer, put_layers
+from .tomo_widgets import one_step
+
+__all__ = ["ResolutionWidget", "AtomTracingWidget", "layer_volume", "resolution_table"]
+
+
+def layer_volume(layer: Any) -> Volume:
+    """The Volume an image layer shows: its ``metadata["result"]`` when that is a Volume
+    of the same shape, else the layer data with the voxel size of its last ``scale``."""
+    result = layer.metadata.get("result")
+    if isinstance(result, Volume) and tuple(result.data.shape) == tuple(np.shape(layer.data)):
+        return result
+    scale = np.asarray(layer.scale, dtype=float)
+    if np.ndim(layer.data) != 3 or not np.allclose(scale, scale[-1], rtol=1e-6):
+        raise ValueError(f"layer {layer.name!r} has shape {np.shape(layer.data)} and scale "
+                         f"{tuple(scale)}; expected a volume (nz, ny, nx) with cubic voxels")
+    return Volume(data=np.asarray(layer.data, dtype=np.float32), voxel_size=float(scale[-1]),
+                  origin=np.asarray(layer.translate, dtype=float))
+
+
+def resolution_table(resolution: Any) -> str:
+    """Crossings in Å per threshold, overall and per direction, as lines of text."""
+    def fmt(value: float) -> str:
+        return "—" if not np.isfinite(value) else f"{value:.2f} Å"
+
+    names = list(resolution.crossings)
+    lines = ["threshold: " + ", ".join(names), "all: " + ", ".join(fmt(resolution.crossings[n]) for n in names)]
+    for direction, entry in (resolution.directional or {}).items():
+        if isinstance(entry, dict) and "crossings" in entry:
+            lines.append(f"{direction}: " + ", ".join(fmt(entry["crossings"].get(n, np.nan)) for n in names))
+    return "\n".join(lines)
+
+
+class _VolumeWidget(Container):
+    def __init__(self, viewer: Any, fields: list, synchronous: bool):
+        self.viewer = viewer
+        self.runner = EngineRunner(self._start, on_result=self._result,
+                                   on_progress=self._progress, synchronous=synchronous)
+        super().__init__(widgets=[*fields, self.runner.widget])
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+
+    def _names(self, *_: Any) -> list[str]:
+        return [name for name, _ in image_layers(self.viewer, ndim=3)]
+
+    def _layer(self, name: Any) -> Any:
+        if name is None or name not in self.viewer.layers:
+            raise ValueError("no volume: choose an image layer (nz, ny, nx)")
+        return self.viewer.layers[name]
+
+    def _refresh(self, *_: Any) -> None:
+        self.reset_choices()
+
+    def _progress(self, progress: Progress) -> None:
+        pass
+
+
+class ResolutionWidget(_VolumeWidget):
+    """FSC of two half-data volumes, with the one-bit, half-bit and 0.143 crossings."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
+        self.viewer = viewer  # the combo boxes list its layers as they are built
+        self.volume1 = ComboBox(label="volume 1", choices=self._names, name="volume1")
+        self.volume2 = ComboBox(label="volume 2", choices=self._names, name="volume2")
+        self.use_halves = CheckBox(text="use the halves of volume 1", value=False, name="use_halves")
+        self.directional = CheckBox(text="directional (x, y, z cones)", value=True, name="directional")
+        self.table = Label(value="", name="table")
+        super().__init__(viewer, [self.volume1, self.volume2, self.use_halves, self.directional],
+                         synchronous)
+        self.append(self.table)
+        self.figure = None
+
+    def _start(self) -> Generator:
+        from ..analysis import directional_fsc, fsc
+
+        self._target = self._layer(self.volume1.value)
+        first = layer_volume(self._target)
+        if self.use_halves.value:
+            if first.halves is None:
+                raise ValueError(f"{self._target.name!r} has no half-data volumes (halves)")
+            a, b = (Volume(data=np.asarray(h), voxel_size=first.voxel_size) for h in first.halves)
+        else:
+            a, b = first, layer_volume(self._layer(self.volume2.value))
+            if a.shape != b.shape:
+                raise ValueError(f"volumes have shapes {a.shape} and {b.shape}; expected equal")
+        with_directions = bool(self.directional.value)
+
+        def compute():
+            resolution = fsc(a, b)
+            if with_directions:
+                table = directional_fsc(a, b)
+                resolution.directional = {k: v for k, v in table.items() if isinstance(v, dict)
+                                          and "crossings" in v}
+            return resolution
+
+        return one_step(compute, message="Fourier shell correlation…")
+
+    def _result(self, resolution: Any) -> None:
+        self._target.metadata["resolution"] = resolution
+        self.table.value = resolution_table(resolution)
+        self._plot(resolution)
+
+    def _plot(self, resolution: Any) -> None:
+        try:
+            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+            from matplotlib.figure import Figure
+        except ImportError:  # the table is enough without matplotlib
+            return
+        if self.figure is None:
+            self.figure = Figure(figsize=(4, 3), tight_layout=True)
+            self.native.layout().addWidget(FigureCanvasQTAgg(self.figure))
+        self.figure.clear()
+        ax = self.figure.add_subplot(111)
+        ax.plot(resolution.frequency, resolution.fsc, label="FSC", color="k")
+        for name, curve in resolution.thresholds.items():
+            ax.plot(resolution.frequency, curve, "--", label=name)
+        for name, entry in (resolution.directional or {}).items():
+            ax.plot(entry["frequency"], entry["fsc"], lw=0.8, label=f"FSC {name}")
+        ax.set_xlabel("spatial frequency (1/Å)")
+        ax.set_ylabel("FSC")
+        ax.legend(fontsize=7)
+        self.figure.canvas.draw_idle()
+
+
+class AtomTracingWidget(_VolumeWidget):
+    """Trace atoms in a potential volume (Ren et al. 2018) and classify their species."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
+        self.viewer = viewer
+        self.volume = ComboBox(label="volume", choices=self._names, name="volume")
+        self.n_species = SpinBox(label="species", min=1, max=10, value=2, name="n_species")
+        self.threshold_sigma = FloatSpinBox(label="threshold (noise σ)", min=0.5, max=100.0,
+                                            value=5.0, step=0.5, name="threshold_sigma")
+        self.iterations = SpinBox(label="iterations", min=1, max=200, value=10, name="iterations")
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
+                               name="device")
+        self.score = Label(value="", name="score")
+        super().__init__(viewer, [self.volume, self.n_species, self.threshold_sigma,
+                                  self.iterations, self.device], synchronous)
+        self.append(self.score)
+
+    def _start(self) -> Generator:
+        from ..analysis import trace_atoms_steps
+
+        self._target = self._layer(self.volume.value)
+        self._volume = layer_volume(self._target)
+        return trace_atoms_steps(
+            self._volume, device=str(self.device.value), n_species=int(self.n_species.value),
+            threshold_sigma=float(self.threshold_sigma.value),
+            iterations=int(self.iterations.value))
+
+    def _progress(self, progress: Progress) -> None:
+        positions = progress.preview
+        if isinstance(positions, np.ndarray) and positions.ndim == 2 and positions.shape[1] == 3:
+            put_layer(self.viewer, (positions, {
+                "name": "Atoms (traced)", "ndim": 3, "size": 1.0, "face_color": "yellow",
+                "border_width": 0.0, "metadata": {"kind": "atoms-preview"}}, "points"))
+
+    def _result(self, atoms: Any) -> None:
+        layers = self.viewer.layers
+        if "Atoms (traced)" in layers and layers["Atoms (traced)"].metadata.get("kind") == "atoms-preview":
+            layers.remove(layers["Atoms (traced)"])  # the live preview gives way to the result
+        put_layers(self.viewer, atoms_layers(atoms, "traced"))
+        truth = self._truth()
+        if truth is not None:
+            from ..analysis import score_atoms
+
+            s = score_atoms(atoms, truth, radius=1.0)
+            self.score.value = (f"recall {s['recall']:.2f}, false positives {s['false_positives']}, "
+                                f"RMS error {s['rms_error_3d']:.2f} Å")
+
+    def _truth(self) -> Atoms | None:
+        """True atoms when known: an ``Atoms (truth)`` layer in the viewer."""
+        if "Atoms (truth)" in self.viewer.layers:
+            truth = self.viewer.layers["Atoms (truth)"].metadata.get("result")
+            if isinstance(truth, Atoms):
+                return truth
+        return None
