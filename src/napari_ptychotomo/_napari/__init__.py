@@ -1,7 +1,13 @@
 """napari interface: readers, writers, sample data, layers and widgets.
 
 The only part of the package that imports napari, magicgui or Qt, and only inside
-functions, so napari starts fast and ``import napari_ptychotomo`` stays GUI-free.
+functions or in widget modules that napari imports when a widget is opened, so napari
+starts fast and ``import napari_ptychotomo`` stays GUI-free.
+
+Modules: ``layers`` / ``scan_views`` (data objects → layer tuples, pure), ``show``
+(``show(obj, viewer)``), ``reader`` / ``writer`` / ``sample_data`` (npe2 contributions,
+pure), ``_runner`` (Run / Stop frame), ``msp_widget``, ``tomo_widgets``,
+``analysis_widgets`` (docked widgets), ``choices`` (layer look-ups for combo boxes).
 """
 
 from .show import show
