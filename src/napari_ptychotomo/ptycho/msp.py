@@ -30,7 +30,7 @@ from ..physics import (
 )
 from .batches import adjacent_batches, neighbour_pairs
 from .params import MSPParams
-from .slice_alignment import shift_slices, slice_drift
+from .slice_alignment import move_drift_into_tilt, move_local_drift_into_tilt_map
 from .state import choose_batch_size, initial_probe, make_geometry
 
 __all__ = ["msp_steps", "reconstruct_msp"]
@@ -192,6 +192,7 @@ def msp_steps(
     losses: list[float] = []
     good = state.snapshot()
     align_slices = params.learn_tilt and S > 1
+    map_slices = params.tilt_map and S > 1
     scan_lo = np.floor(geometry.positions_px.min(0)).astype(int)
     scan_hi = np.ceil(geometry.positions_px.max(0)).astype(int) + 1
     if np.any(scan_hi - scan_lo < 8):  # too small an area to register slices on
@@ -252,10 +253,12 @@ def msp_steps(
             if params.num_modes > 1 and params.learn_probe:
                 state.probe.copy_(orthogonalize_modes(state.probe))
             if align_slices and iteration >= params.rate("tilt").start:
-                drift = slice_drift(state.object.real, scan_lo, scan_hi)
-                state.object.copy_(shift_slices(state.object, drift))
-                tan = drift.flip(0).to(state.tilt) * geometry.pixel_size / state.thickness
-                state.tilt.add_(torch.atan(tan) * 1e3)
+                move_drift_into_tilt(state.object, state.tilt, state.thickness, geometry.pixel_size,
+                                     scan_lo, scan_hi)
+            if map_slices and iteration >= params.rate("tilt_map").start:
+                move_local_drift_into_tilt_map(
+                    state.object, state.tilt, state.tilt_map, state.positions, state.thickness,
+                    geometry.pixel_size, params.tilt_map_window / geometry.pixel_size, scan_lo, scan_hi)
         if not state.finite():
             raise fail(f"reconstruction produced NaN or infinite values in iteration "
                        f"{iteration + 1}; stopped with the state of iteration {iteration}. "

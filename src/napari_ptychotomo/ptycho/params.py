@@ -23,6 +23,11 @@ class LearningRate:
     ``step`` is in the quantity's unit per update: V·Å for the object, relative probe
     amplitude for the probe, Å for positions, mrad for the tilt and the tilt map, Å for
     the slice thickness.
+
+    For ``tilt_map`` the step is that of the gradient update of the per-position tilts
+    (default 0: the map comes from the local slice-drift step alone, which starts at
+    ``start``; the gradient is weak, since the object can mimic a local tilt, and its
+    smoothness penalty dominates it).
     """
 
     step: float
@@ -36,7 +41,7 @@ def _default_rates() -> dict[str, LearningRate]:
         "positions": LearningRate(0.01, 3),
         "tilt": LearningRate(0.2, 2),
         "thickness": LearningRate(0.1, 15),
-        "tilt_map": LearningRate(0.1, 5),
+        "tilt_map": LearningRate(0.0, 2),
     }
 
 
@@ -63,6 +68,9 @@ class MSPParams:
         simple form of the k_z regularisation of You et al. (2025), makes it so.
     tilt_map_smoothness : weight of the squared-difference penalty between the tilts of
         neighbouring scan positions, in (loss units) per mrad².
+    tilt_map_window : standard deviation (Å) of the Gaussian window over which the local
+        drift of adjacent slices is measured and moved into the tilt map each iteration
+        (:mod:`~napari_ptychotomo.ptycho.local_drift`); the lateral resolution of the map.
     learn_positions : refine the scan positions.
     max_position_step : largest change of a position per update, Å.
     learn_probe : refine the probe modes.
@@ -86,6 +94,7 @@ class MSPParams:
     learn_thickness: bool = True
     tilt_map: bool = False
     tilt_map_smoothness: float = 1e-3
+    tilt_map_window: float = 3.0
     z_smoothness: float = 0.03
     learn_positions: bool = False
     max_position_step: float = 0.05
@@ -145,6 +154,8 @@ class MSPParams:
             raise ValueError(f"z_smoothness = {self.z_smoothness!r}; expected ≥ 0")
         if self.tilt_map_smoothness < 0:
             raise ValueError(f"tilt_map_smoothness = {self.tilt_map_smoothness!r}; expected ≥ 0")
+        if not (np.isfinite(self.tilt_map_window) and self.tilt_map_window > 0):
+            raise ValueError(f"tilt_map_window = {self.tilt_map_window!r}; expected a positive length in Å")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer = {self.optimizer!r}; expected 'adam' or 'sgd'")
         if not (0 <= self.probe_mode_power < 1):

@@ -69,3 +69,35 @@ def shift_slices(potential: torch.Tensor, drift_px: torch.Tensor) -> torch.Tenso
     dy, dx = float(drift_px[0]), float(drift_px[1])
     ramp = torch.polar(torch.ones_like(fy * fx), 2.0 * math.pi * s * (fy * dy + fx * dx))
     return torch.fft.ifft2(torch.fft.fft2(potential) * ramp).to(potential.dtype)
+
+
+def move_drift_into_tilt(obj: torch.Tensor, tilt: torch.Tensor, thickness: torch.Tensor,
+                         pixel_size: float, lo, hi) -> None:
+    """In place: measure the mean slice drift of ``obj (S, H, W)`` over the pixel box
+    [lo, hi), shift the slices back and add the drift to ``tilt (2,)`` (θx, θy) mrad as
+    θ = atan(drift·pixel_size / Δz)."""
+    drift = slice_drift(obj.real, lo, hi)
+    obj.copy_(shift_slices(obj, drift))
+    tan = drift.flip(0).to(tilt) * pixel_size / thickness
+    tilt.add_(torch.atan(tan) * 1e3)
+
+
+def move_local_drift_into_tilt_map(obj: torch.Tensor, tilt: torch.Tensor, tilt_map: torch.Tensor,
+                                   positions_px: torch.Tensor, thickness: torch.Tensor,
+                                   pixel_size: float, window_px: float, lo, hi) -> None:
+    """In place: measure the local slice drift field of ``obj (S, H, W)`` (Gaussian window
+    of ``window_px`` pixels, scanned box [lo, hi)), warp the slices back, add the drift at
+    each of ``positions_px (n, 2)`` to ``tilt_map (n, 2)`` (θx, θy) mrad, then move the
+    map's mean into the global ``tilt (2,)``."""
+    from .local_drift import local_slice_drift, sample_field, warp_slices
+
+    mask = torch.zeros(obj.shape[-2:], device=obj.device)
+    mask[lo[0]:hi[0], lo[1]:hi[1]] = 1.0
+    field = local_slice_drift(obj.real, window_px, mask)
+    obj.copy_(warp_slices(obj, field))
+    drift = sample_field(field, positions_px.detach())  # (n, 2) (y, x) px per slice
+    tan = drift.flip(1).to(tilt_map) * pixel_size / thickness
+    tilt_map.add_(torch.atan(tan) * 1e3)
+    mean = tilt_map.mean(0)
+    tilt_map.sub_(mean)
+    tilt.add_(mean)
