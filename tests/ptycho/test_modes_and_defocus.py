@@ -79,3 +79,40 @@ def test_reconstruction_can_start_from_the_bright_field_estimate():
                                         defocus="estimate", learn_tilt=False, learn_thickness=False)
     result = reconstruct_msp(scan, params, device="cpu")
     assert abs(result.provenance["defocus_start"] / 200.0 - 1) < 0.10
+
+
+def _thin_scan_at(defocus, calibrated):
+    scan = make_scan(scan_shape=(20, 20), step=0.8, detector=64, mrad_per_px=2.0, planes=2,
+                     defocus=defocus, mistilt=(0.0, 0.0), seed=1)
+    scan.calibration.defocus = calibrated
+    return scan
+
+
+def test_default_start_is_the_bright_field_estimate_for_a_thin_specimen_on_a_raster():
+    scan = _thin_scan_at(200.0, 0.0)  # the calibration is wrong
+    params = MSPParams.from_calibration(scan.calibration, thickness=4.0, num_slices=1, iterations=1,
+                                        learn_tilt=False, learn_thickness=False)
+    assert params.defocus == "auto"
+    result = reconstruct_msp(scan, params, device="cpu")
+    assert result.provenance["defocus_source"] == "bright-field estimate"
+    assert abs(result.provenance["defocus_start"] / 200.0 - 1) < 0.10
+
+
+def test_default_start_is_the_calibration_for_a_thick_specimen_or_no_raster():
+    # a 78 Å slab at 40 Å defocus: the parallax refers the focus into the specimen
+    # (measured estimate −29 Å), so the calibration's 40 Å is kept
+    thick = make_scan(dose=None)
+    params = MSPParams.from_calibration(thick.calibration, thickness=78.0, num_slices=4, iterations=1)
+    result = reconstruct_msp(thick, params, device="cpu")
+    assert (result.provenance["defocus_source"], result.provenance["defocus_start"]) == ("calibration", 40.0)
+    scattered = make_scan(scan_shape=(4, 4), planes=2, dose=None)
+    scattered.intensities = scattered.intensities.reshape(16, 32, 32)
+    scattered.scan_shape = None
+    params = MSPParams.from_calibration(scattered.calibration, thickness=4.0, num_slices=1, iterations=1)
+    assert reconstruct_msp(scattered, params, device="cpu").provenance["defocus_source"] == "calibration"
+
+
+def test_bright_field_estimate_reports_its_reliability():
+    found = estimate_defocus(_thin_scan_at(200.0, 0.0))
+    # measured: spread 4.6 Å between the two half-disc estimates, gain 37
+    assert found["reliable"] and found["spread"] < 0.1 * 200.0

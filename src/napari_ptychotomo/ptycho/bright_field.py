@@ -61,8 +61,9 @@ def _contrast(spectra, fy, fx, angles, step, defoci):
 
 
 def estimate_defocus(
-    scan: Any, search_range: tuple[float, float] = (-1000.0, 1000.0), device: Any = "auto"
-) -> dict[str, float]:
+    scan: Any, search_range: tuple[float, float] = (-1000.0, 1000.0), device: Any = "auto",
+    min_gain: float = 2.0, max_spread: float = 0.15,
+) -> dict[str, Any]:
     """Defocus of the probe (Å, positive = underfocus) from the bright-field disc alone.
 
     Parameters
@@ -71,8 +72,14 @@ def estimate_defocus(
         with ``calibration.scan_step``).
     search_range : defoci (Å) searched.
 
-    Returns ``{"defocus": Å, "contrast_gain": contrast at the optimum / at zero defocus}``;
-    two-fold astigmatism is not estimated (C12 keeps the calibration's value).
+    min_gain, max_spread : the estimate is ``reliable`` when its contrast gain is at
+        least ``min_gain`` and the estimates from the two halves of the disc (detector
+        x < 0 and x ≥ 0) differ by at most ``max_spread`` × |defocus| (or 4 search steps).
+
+    Returns ``{"defocus": Å, "contrast_gain": contrast at the optimum / at zero defocus,
+    "spread": Å, |difference of the two half-disc estimates|, "reliable": bool}``; a
+    thick or tilted specimen, or a scan too small for the parallax, makes the halves
+    disagree. Two-fold astigmatism is not estimated (C12 keeps the calibration's value).
     """
     scan.validate()
     dev = resolve_device(device)
@@ -90,6 +97,19 @@ def estimate_defocus(
     lo, hi = (float(v) for v in search_range)
     # the finest useful step: the largest parallax shift changes by ~¼ scan pixel
     fine = 0.25 * step / float(torch.max(torch.linalg.vector_norm(angles, dim=1)))
+    best, gain = _search(spectra, fy, fx, angles, step, lo, hi, fine)
+    # the two halves of the disc (detector x < 0 and x ≥ 0) see opposite parallax; each
+    # alone determines the defocus, and their disagreement measures how well it is known
+    halves = [angles[:, 1] < 0, angles[:, 1] >= 0]
+    parts = [_search(spectra[h], fy, fx, angles[h], step, lo, hi, fine)[0] for h in halves]
+    spread = abs(parts[0] - parts[1])
+    return {"defocus": float(best), "contrast_gain": float(gain), "spread": float(spread),
+            "reliable": bool(gain >= min_gain and spread <= max(max_spread * abs(best), 4 * fine))}
+
+
+def _search(spectra, fy, fx, angles, step, lo, hi, fine) -> tuple[float, float]:
+    """Coarse-to-fine maximum of the tilt-corrected contrast over [lo, hi] Å; returns the
+    defocus and its contrast gain over zero defocus."""
     grid = np.linspace(lo, hi, int(np.clip((hi - lo) / (8 * fine), 16, 120)) + 1)
     scores = _contrast(spectra, fy, fx, angles, step, grid)
     best = grid[int(np.argmax(scores))]
@@ -100,4 +120,4 @@ def estimate_defocus(
         best = grid[int(np.argmax(scores))]
         width = grid[1] - grid[0]
     zero = _contrast(spectra, fy, fx, angles, step, [0.0])[0]
-    return {"defocus": float(best), "contrast_gain": float(scores.max() / max(zero, 1e-30))}
+    return float(best), float(scores.max() / max(zero, 1e-30))

@@ -38,14 +38,26 @@ __all__ = ["msp_steps", "reconstruct_msp"]
 _PREVIEW_SIDE = 128
 
 
-def _start_defocus(scan: ScanData, params: MSPParams) -> float:
+def _start_defocus(scan: ScanData, params: MSPParams) -> tuple[float, str]:
+    """Start defocus (Å) of the probe and where it came from (for the provenance)."""
     if params.defocus is None:
-        return float(scan.calibration.defocus)
-    if isinstance(params.defocus, str):  # "estimate": bright-field start
-        from .bright_field import estimate_defocus
+        return float(scan.calibration.defocus), "calibration"
+    if not isinstance(params.defocus, str):
+        return float(params.defocus), "given"
+    from .bright_field import estimate_defocus
 
-        return float(estimate_defocus(scan)["defocus"])
-    return float(params.defocus)
+    if params.defocus == "estimate":
+        return float(estimate_defocus(scan)["defocus"]), "bright-field estimate"
+    raster = (scan.scan_shape is not None and scan.calibration.scan_step is not None
+              and scan.num_positions == scan.scan_shape[0] * scan.scan_shape[1])
+    if raster:
+        estimate = estimate_defocus(scan)
+        # the parallax refers the focus to a plane within the specimen: trust it only
+        # when the specimen is thin against the defocus, and the estimate is consistent
+        thickness = params.num_slices * params.slice_thickness
+        if estimate["reliable"] and thickness < 0.5 * abs(estimate["defocus"]):
+            return float(estimate["defocus"]), "bright-field estimate"
+    return float(scan.calibration.defocus), "calibration"
 
 
 class _State:
@@ -164,7 +176,7 @@ def msp_steps(
     del patterns
     total_power = float(torch.sum(amplitudes**2))
     mean_counts = total_power / n_pos
-    defocus = _start_defocus(scan, params)
+    defocus, defocus_source = _start_defocus(scan, params)
     probe = initial_probe(scan, geometry, params, defocus, mean_counts, dev)
     probe_scale = float(torch.abs(probe).max())
 
@@ -187,6 +199,7 @@ def msp_steps(
     limit_hi = torch.tensor(geometry.object_shape, device=dev) - limit_lo - 1.0
     provenance = {"engine": "msp", "params": params.to_dict(), "seed": int(seed),
                   "batch_size": batch_size, "defocus_start": defocus,
+                  "defocus_source": defocus_source,
                   "object_origin": [float(v) for v in geometry.origin],
                   "start_positions": (start_positions.cpu().numpy() * geometry.pixel_size).tolist()}
     losses: list[float] = []

@@ -79,7 +79,12 @@ class MSPParams:
         ``tilt``, ``thickness``, ``tilt_map``.
     defocus : start defocus in Å for the probe (positive = underfocus); ``None`` takes the
         calibration's value; ``"estimate"`` the bright-field estimate of
-        :func:`~napari_ptychotomo.ptycho.estimate_defocus` (needs a raster scan).
+        :func:`~napari_ptychotomo.ptycho.estimate_defocus` (needs a raster scan);
+        ``"auto"`` (default) the estimate when the scan is a raster, the estimate is
+        ``reliable`` and the specimen (``num_slices × slice_thickness``) is thinner than
+        half the estimated defocus (the parallax refers the focus to a plane within the
+        specimen), else the calibration's value. The result's provenance records
+        ``defocus_start`` and ``defocus_source``.
     probe_mode_power : fraction of the power put in the higher modes at start.
     object_padding : extra object pixels around the scanned area beyond half a window.
     """
@@ -101,7 +106,7 @@ class MSPParams:
     learn_probe: bool = True
     optimizer: str = "adam"
     rates: dict[str, LearningRate] = field(default_factory=_default_rates)
-    defocus: float | str | None = None
+    defocus: float | str | None = "auto"
     probe_mode_power: float = 0.1
     object_padding: int = 2
 
@@ -116,8 +121,7 @@ class MSPParams:
         num_slices = int(overrides.pop("num_slices", 6))
         if thickness is None:
             thickness = 15.0 * num_slices
-        params = cls(num_slices=num_slices, slice_thickness=float(thickness) / num_slices,
-                     defocus=float(calibration.defocus))
+        params = cls(num_slices=num_slices, slice_thickness=float(thickness) / num_slices)
         rates = overrides.pop("rates", None)
         params = replace(params, **overrides)
         if rates:
@@ -163,8 +167,9 @@ class MSPParams:
         if self.object_padding < 0:
             raise ValueError(f"object_padding = {self.object_padding!r}; expected ≥ 0 pixels")
         if isinstance(self.defocus, str):
-            if self.defocus != "estimate":
-                raise ValueError(f"defocus = {self.defocus!r}; expected a length in Å, None or 'estimate'")
+            if self.defocus not in ("auto", "estimate"):
+                raise ValueError(f"defocus = {self.defocus!r}; expected a length in Å, None, 'auto' "
+                                 "or 'estimate'")
         elif self.defocus is not None and not np.isfinite(self.defocus):
             raise ValueError(f"defocus = {self.defocus!r}; expected a finite length in Å")
         expected = set(_default_rates())
