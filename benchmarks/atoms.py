@@ -1,5 +1,11 @@
-"""Atom tracing benchmark: accuracy against noise (tracer vs a plain baseline) and the
-time to trace 10⁴ atoms in a 256³ volume. Writes benchmarks/results/atoms.json.
+"""Atom tracing benchmark: accuracy against noise (tracer vs a plain baseline), the time
+to trace 10⁴ atoms in a 256³ volume on 2 threads, and a lattice registration case.
+Writes benchmarks/results/atoms.json.
+
+The two methods find different atoms at high noise (the baseline only the bright Pt), so
+the RMS error over each method's own matches compares unlike sets; ``rms_error_3d_common``
+is the RMS over the true atoms that both found, and ``tracer_beats_baseline`` asks for
+recall ≥, false positives ≤ and common RMS ≤ the baseline's.
 
 Run: ``python benchmarks/atoms.py [--quick]`` (a few minutes on 2 CPU cores).
 """
@@ -68,16 +74,30 @@ def noise_sweep(size, levels, blur, rng):
         volume = clean + noise * rng.standard_normal(clean.shape).astype(np.float32)
         traced = trace_atoms(volume, voxel_size=VOXEL)
         plain = baseline(volume, 5 * max(noise, 1.0))
-        rows.append({
-            "noise_V": noise, "blur_A": blur, "n_atoms": len(positions),
-            "tracer": summary(score_atoms(traced, truth, 0.6)),
-            "baseline": {**summary(score_atoms(plain, truth, 0.6)), "species_accuracy": None},
-        })
-        t, b = rows[-1]["tracer"], rows[-1]["baseline"]
+        ours, theirs = score_atoms(traced, truth, 0.6), score_atoms(plain, truth, 0.6)
+        common = np.intersect1d(ours["matches"][1], theirs["matches"][1])
+        t = {**summary(ours), "rms_error_3d_common": common_rms(traced.positions, ours, common, positions)}
+        b = {**summary(theirs), "species_accuracy": None,
+             "rms_error_3d_common": common_rms(plain, theirs, common, positions)}
+        beats = (t["recall"] >= b["recall"] and t["false_positives"] <= b["false_positives"]
+                 and t["rms_error_3d_common"] <= b["rms_error_3d_common"])
+        rows.append({"noise_V": noise, "blur_A": blur, "n_atoms": len(positions), "n_common": len(common),
+                     "tracer": t, "baseline": b, "tracer_beats_baseline": bool(beats)})
         print(f"noise {noise:5.1f} V blur {blur} Å: tracer recall {t['recall']:.4f} FP {t['false_positive_rate']:.4f} "
               f"RMS {t['rms_error_3d']:.4f} Å species {t['species_accuracy']:.4f} | baseline recall "
-              f"{b['recall']:.4f} FP {b['false_positive_rate']:.4f} RMS {b['rms_error_3d']:.4f} Å", flush=True)
+              f"{b['recall']:.4f} FP {b['false_positive_rate']:.4f} RMS {b['rms_error_3d']:.4f} Å | common RMS "
+              f"{t['rms_error_3d_common']:.4f} / {b['rms_error_3d_common']:.4f} Å {'beats' if beats else 'LOSES'}",
+              flush=True)
     return rows
+
+
+def common_rms(found, score, common, truth):
+    """RMS 3D error (Å) of ``found`` over the true atoms ``common`` (indices)."""
+    lookup = dict(zip(score["matches"][1], score["matches"][0]))
+    if len(common) == 0:
+        return float("nan")
+    error = found[[lookup[k] for k in common]] - truth[common]
+    return float(np.sqrt(np.mean(np.sum(error**2, axis=1))))
 
 
 def timing(size, n_atoms, rng):
@@ -86,14 +106,48 @@ def timing(size, n_atoms, rng):
     heavy = rng.random(len(positions)) < 0.4
     volume = potential_volume(positions, np.where(heavy, 78, 8), (size,) * 3, VOXEL)
     volume += 10.0 * rng.standard_normal(volume.shape).astype(np.float32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(2, threads))  # the target: under a minute on 2 cores
     start = time.perf_counter()
     traced = trace_atoms(volume, voxel_size=VOXEL, device="cpu")
     seconds = time.perf_counter() - start
+    torch.set_num_threads(threads)
     score = summary(score_atoms(traced, (positions, heavy.astype(int)), 0.6))
     print(f"{len(positions)} atoms in {size}³: {seconds:.1f} s on {torch.get_num_threads()} threads; "
           f"recall {score['recall']:.4f}, RMS {score['rms_error_3d']:.4f} Å", flush=True)
     return {"size": size, "n_atoms": len(positions), "seconds": seconds,
-            "threads": torch.get_num_threads(), "score": score}
+            "threads": min(2, threads), "score": score}
+
+
+def lattice(size, rng):
+    """register_lattice on a Pt fcc crystal filling the box, turned by (1.5, −2, 2.5)° and
+    shifted, with 10 vacancies and 10 V noise: orientation error, missing sites, time."""
+    from napari_ptychotomo import register_lattice
+    from napari_ptychotomo.simulate import fcc_slab, rotation_matrix
+
+    euler = (1.5, -2.0, 2.5)
+    slab = fcc_slab("Pt", (int(size * VOXEL / 3.924) + 4,) * 3)
+    box = size * VOXEL
+    positions = slab.rotate(euler).positions + box / 2 - slab.centre + np.array([0.37, -0.81, 0.52])
+    positions = positions[np.all((positions > -3) & (positions < box + 3), axis=1)]
+    core = np.flatnonzero(np.all((positions > 3) & (positions < box - 4), axis=1))
+    removed = rng.choice(core, 10, replace=False)
+    keep = np.ones(len(positions), bool)
+    keep[removed] = False
+    volume = potential_volume(positions[keep], np.full(keep.sum(), 78), (size,) * 3, VOXEL)
+    volume += 10.0 * rng.standard_normal(volume.shape).astype(np.float32)
+    start = time.perf_counter()
+    result = register_lattice(volume, 3.924, voxel_size=VOXEL, basis=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    seconds = time.perf_counter() - start
+    r = result.rotation @ rotation_matrix(euler).T
+    angle = float(np.rad2deg(np.arccos(np.clip((np.trace(r) - 1) / 2, -1, 1))))
+    gap = np.linalg.norm(result.missing_sites[:, None] - positions[removed][None], axis=-1)
+    row = {"size": size, "seconds": seconds, "rotation_error_deg": angle, "n_removed": 10,
+           "n_missing": result.n_missing, "missing_are_removed": int(np.sum(gap.min(1) < 0.05)),
+           **{k: v for k, v in result.summary().items() if k not in ("euler_deg", "translation_A")}}
+    print(f"lattice {size}³: {seconds:.1f} s, rotation error {angle:.4f}°, {result.n_missing} missing "
+          f"({row['missing_are_removed']} of them removed atoms), {result.n_found} found", flush=True)
+    return row
 
 
 def main():
@@ -109,6 +163,7 @@ def main():
         "noise_sweep_sharp": noise_sweep(size, levels, 0.0, rng),
         "noise_sweep_blurred": noise_sweep(size, [0.0, 5.0, 10.0, 20.0, 40.0], 0.3, rng),
     }
+    result["lattice_registration"] = lattice(48 if args.quick else 96, rng)
     if not args.quick:
         result["timing"] = timing(256, 10_000, rng)
     out = Path(__file__).parent / "results" / "atoms.json"

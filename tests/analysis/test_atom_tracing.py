@@ -127,6 +127,26 @@ def test_tracer_beats_peak_local_max_with_centre_of_mass_on_a_blurred_noisy_volu
     assert rms(mine) < 0.5 * rms(theirs)
 
 
+def test_residual_search_finds_oxygen_hidden_1_3_angstrom_from_platinum():
+    """After a 0.3 Å blur an O 1.3 Å from a Pt is no separate DoG maximum; the residual
+    search (the volume minus the fitted atoms) finds it, without false sites."""
+    from napari_ptychotomo.simulate import potential_volume
+
+    rng = np.random.default_rng(3)
+    platinum = random_atoms(25, 2.5, SHAPE[0] * VOXEL - 2.5, 4.5, rng)
+    direction = rng.normal(size=platinum.shape)
+    oxygen = platinum + 1.3 * direction / np.linalg.norm(direction, axis=1, keepdims=True)
+    positions = np.concatenate([platinum, oxygen])
+    species = np.repeat([1, 0], len(platinum))
+    volume = potential_volume(positions, np.where(species == 1, 78, 8), SHAPE, VOXEL)
+    volume = gaussian_blur(torch.as_tensor(volume), 0.3 / VOXEL).numpy()
+    without = score_atoms(trace_atoms(volume, voxel_size=VOXEL, residual_rounds=0), (positions, species), 0.6)
+    score = score_atoms(trace_atoms(volume, voxel_size=VOXEL), (positions, species), 0.6)
+    assert without["recall"] <= 0.6  # the O are lost in their Pt neighbours' peaks
+    assert score["recall"] >= 0.95 and score["false_positives"] == 0  # measured 0.964, 0
+    assert score["species_accuracy"] >= 0.97
+
+
 def test_pure_noise_gives_no_atoms_even_at_the_faces():
     """The candidate threshold follows the DoG's noise σ voxel by voxel (it is larger at
     the reflected faces), so white noise alone yields nothing."""

@@ -9,8 +9,9 @@
    a third of a weak atom's signal-to-noise ratio there;
 2. refinement: batched 3D Gaussian least squares with the other atoms' fitted Gaussians
    subtracted from each window (:mod:`.gaussian_fit`), iterated;
-3. residual search: after the first fits, local maxima of the residual volume far from
-   every traced atom become new candidates (atoms hidden next to bright neighbours);
+3. residual search: after the first fits, local maxima of the residual volume's DoG far
+   from every traced atom (and ``window`` voxels from the faces) become new candidates:
+   atoms hidden next to bright neighbours;
 4. criteria after each iteration: a fit that no longer sits on a significant DoG peak
    (``accept_fraction`` of the candidate threshold), too faint, too broad, or closer than ``min_distance``
    to a brighter site → removed (a merge keeps the brighter site, whose refit absorbs
@@ -49,7 +50,7 @@ _DEFAULTS = dict(
     fit_blur=0.7,
     window=2,
     iterations=10,
-    residual_rounds=0,
+    residual_rounds=1,
     tolerance=0.005,
     min_distance=None,
     min_relative_intensity=0.05,
@@ -111,6 +112,7 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
     start_width = float(np.hypot(p["fit_blur"], 0.5))
     offsets = window_offsets(int(p["window"]), dev)
     min_distance_vox = p["min_distance"] / size
+    extent = torch.as_tensor(raw.shape, device=dev, dtype=torch.float32) - 0.5
 
     def new_sites(index: torch.Tensor):
         centres = index.to(torch.float32)
@@ -135,6 +137,8 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
             keep &= intensity > p["min_relative_intensity"] * torch.quantile(intensity, 0.99)
         atom_width = torch.sqrt(torch.clamp(widths**2 - p["fit_blur"] ** 2, min=0)) * size
         keep &= atom_width <= p["max_width"]
+        # a centre beyond the outer voxels' edges is an extrapolation, not a measurement
+        keep &= ((centres >= -0.5) & (centres <= extent)).all(-1)
         keep_np = keep.cpu().numpy()
         merge = _merge_close(centres.cpu().numpy()[keep_np], intensity.cpu().numpy()[keep_np], min_distance_vox)
         keep_np[np.flatnonzero(keep_np)[~merge]] = False
@@ -152,7 +156,8 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
             # non-Gaussian (cusp-and-tail) atoms do not pass it, hidden atoms do
             residual_dog = difference_of_gaussians(residual, *p["dog_sigmas"])
             floor = dog_threshold
-            index = local_maxima(residual_dog, floor)
+            # not next to the faces, where fits of atoms cut by the face leave residue
+            index = local_maxima(residual_dog, floor, border=int(p["window"]))
             if len(index) and len(state[0]):
                 from scipy.spatial import cKDTree
 
@@ -197,9 +202,10 @@ def trace_atoms(volume: Any, *, voxel_size: float | None = None, device: Any = "
         the DoG; ``min_relative_peak`` (0.05) candidate threshold as a fraction of the
         strongest DoG peak (noise-free volumes); ``accept_fraction`` (0.5) of the
         candidate threshold the DoG must keep at a fitted centre; ``fit_blur`` (0.7 voxels); ``window`` (2: fit
-        windows of 5³ voxels); ``iterations`` (10); ``residual_rounds`` (0: residual searches for
-        hidden atoms; a heavy atom's non-Gaussian tail can then add false sites ~1.5 Å off);
-        ``tolerance`` (0.005 voxels RMS change to stop); ``min_distance`` (2.25 voxels but at least 1 Å;
+        windows of 5³ voxels); ``iterations`` (10); ``residual_rounds`` (1: residual searches for
+        atoms hidden next to bright neighbours, e.g. an O 1.3 Å from a Pt after a 0.3 Å blur;
+        fitted centres beyond the volume's faces are dropped, which keeps a heavy atom
+        cut by a face from leaving a false site); ``tolerance`` (0.005 voxels RMS change to stop); ``min_distance`` (2.25 voxels but at least 1 Å;
         in Å); ``min_relative_intensity`` (0.05 of the 99th-percentile intensity);
         ``max_width`` (1.5 Å fitted σ); ``n_species`` (2); ``names`` (element per class).
 
