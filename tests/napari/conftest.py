@@ -124,3 +124,70 @@ def blob_projections():
         gx = np.exp(-((axis[None] - x[:, None]) ** 2) / (2 * 1.5**2))
         stack.append(np.einsum("ay,ax->yx", gy, gx))
     return np.asarray(stack, np.float32), angles
+
+
+def _gaussian_volume(shape, voxel, atoms_zyx, width=0.5):
+    """Complex potential (V) of unit-height Gaussian atoms at ``atoms_zyx`` Å, Im = 0.05 Re."""
+    grids = np.meshgrid(*(np.arange(n) * voxel for n in shape), indexing="ij")
+    vol = np.zeros(shape)
+    for z, y, x in atoms_zyx:
+        vol += 20.0 * np.exp(-((grids[0] - z) ** 2 + (grids[1] - y) ** 2 + (grids[2] - x) ** 2)
+                             / (2 * width**2))
+    return (vol * (1 + 0.05j)).astype(np.complex64)
+
+
+@pytest.fixture(scope="session")
+def tiny_stem_series():
+    """3 tilts (−30, 0, 30°) of two Gaussian atoms ~1 Å from the centre of a 24³ volume
+    of 0.5 Å voxels, 3×3 scan at 1 Å, 16×16 detector, noise-free, from the package's own
+    forward model."""
+    import torch
+
+    from napari_ptychotomo.data import Calibration, ScanData, TiltSeries
+    from napari_ptychotomo.joint.forward import stem_intensities
+    from napari_ptychotomo.physics import fresnel_propagator, interaction_constant, make_probe, wavelength
+
+    energy, voxel, window, nz, slices = 300e3, 0.5, 16, 24, 4
+    volume = _gaussian_volume((nz, nz, nz), voxel, [(5.5, 5.0, 6.5), (6.0, 6.5, 5.0)])
+    lam = float(wavelength(energy))
+    cal = Calibration(energy, 12.0, 1e3 * lam / (window * voxel), scan_step=1.0)
+    probe = make_probe((window, window), voxel, energy, 12.0, cal.aberration_dict())[None]
+    prop = fresnel_propagator((window, window), voxel, lam, nz / slices * voxel)
+    yy, xx = np.meshgrid(np.arange(3.0), np.arange(3.0), indexing="ij")
+    pos = np.stack([yy.ravel(), xx.ravel()], 1)
+    centred = torch.tensor((pos - pos.mean(0)) / voxel + (nz - 1) / 2, dtype=torch.float32)
+    scans = []
+    for angle in (-30.0, 0.0, 30.0):
+        euler = torch.tensor(np.deg2rad([0.0, angle, 0.0]), dtype=torch.float32)
+        with torch.no_grad():
+            patterns = stem_intensities(torch.as_tensor(volume), euler, torch.zeros(2), probe, centred,
+                                        prop, slices, voxel, float(interaction_constant(energy)))
+        scans.append(ScanData(patterns.numpy().reshape(3, 3, window, window), cal,
+                              positions=pos.copy(), tilt_deg=angle))
+    return TiltSeries(scans, np.array([-30.0, 0.0, 30.0]), truth={"volume": volume})
+
+
+@pytest.fixture(scope="session")
+def tiny_hrtem_series():
+    """4 tilts over 180°, 2 defoci (0, 50 Å) of the same two atoms in a 16³ volume, 0.5 Å."""
+    import torch
+
+    from napari_ptychotomo.data import DefocusSeries, TiltSeries
+    from napari_ptychotomo.joint.forward import defocus_transfer, plane_wave_images
+    from napari_ptychotomo.physics import fresnel_propagator, interaction_constant, wavelength
+
+    energy, voxel, n, slices = 300e3, 0.5, 16, 4
+    volume = _gaussian_volume((n, n, n), voxel, [(3.5, 3.0, 4.5), (4.0, 4.5, 3.0)])
+    lam = float(wavelength(energy))
+    prop = fresnel_propagator((n, n), voxel, lam, n / slices * voxel)
+    defoci = np.array([0.0, 50.0])
+    transfer = defocus_transfer((n, n), voxel, lam, defoci)
+    angles = np.array([-90.0, -45.0, 0.0, 45.0])
+    stacks = []
+    for angle in angles:
+        euler = torch.tensor(np.deg2rad([0.0, angle, 0.0]), dtype=torch.float32)
+        with torch.no_grad():
+            images = plane_wave_images(torch.as_tensor(volume), euler, torch.zeros(2), transfer, prop,
+                                       slices, voxel, float(interaction_constant(energy)))
+        stacks.append(DefocusSeries(images.numpy(), defoci, voxel, energy, float(angle)))
+    return TiltSeries(stacks, angles, truth={"volume": volume})

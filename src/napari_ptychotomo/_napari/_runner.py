@@ -8,10 +8,17 @@ id, as in napari-cryoet-data-portal's task worker: a new Run cancels the old one
 anything the old one still sends is dropped. Stop keeps the partial result: the last
 ``Progress.result`` when there is one, else the widget builds it from the last
 ``Progress.preview``. ``synchronous=True`` runs the generator in the calling thread (tests).
+
+Previews are throttled: a threaded run hands at most one Progress per ``min_interval``
+seconds to ``on_progress`` (the progress bar and status line follow every step), so a
+fast engine cannot flood the GUI thread with layer updates; a Progress that
+``must_show`` accepts (by default one carrying a ``result``) always goes through, and the
+last one held back is handed over before the run finishes.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Generator
 
 __all__ = ["EngineRunner", "format_progress"]
@@ -47,6 +54,9 @@ class EngineRunner:
     on_stopped : called with the last Progress after Stop when it has no ``result``;
         returns the partial result to hand to ``on_result`` (or ``None``).
     synchronous : run in the calling thread instead of a worker thread.
+    min_interval : seconds between two ``on_progress`` calls of a threaded run (0: every
+        step); synchronous runs relay every step.
+    must_show : Progress that is never held back (default: one with a ``result``).
     """
 
     def __init__(
@@ -57,12 +67,19 @@ class EngineRunner:
         on_stopped: Callable[[Any], Any] | None = None,
         synchronous: bool = False,
         run_text: str = "Run",
+        min_interval: float = 0.5,
+        must_show: Callable[[Any], bool] | None = None,
     ):
         from magicgui.widgets import Container, Label, ProgressBar, PushButton
 
         self._start, self._on_progress = start, on_progress
         self._on_result, self._on_stopped = on_result, on_stopped
         self.synchronous = synchronous
+        self.min_interval = float(min_interval)
+        self._must_show = must_show or (lambda progress: progress.result is not None)
+        self._shown_at = -float("inf")
+        self._held: Any = None
+        self.clock = time.monotonic
         self.run_button = PushButton(text=run_text, name="run")
         self.stop_button = PushButton(text="Stop", name="stop", enabled=False)
         self.progress = ProgressBar(name="progress", min=0, max=1, value=0)
@@ -91,6 +108,7 @@ class EngineRunner:
         self._cancel_worker()
         self._run_id += 1
         self.result, self.error, self.last, self._stop_requested = None, None, None, False
+        self._held, self._shown_at = None, -float("inf")
         try:
             generator = self._start()
         except (ValueError, TypeError, MemoryError) as exc:
@@ -149,12 +167,26 @@ class EngineRunner:
         self.progress.max = max(int(progress.total), 1)
         self.progress.value = min(int(progress.step), self.progress.max)
         self.status.value = format_progress(progress)
-        if self._on_progress is not None:
+        if self._on_progress is None:
+            return
+        now = self.clock()
+        if (self.synchronous or now - self._shown_at >= self.min_interval
+                or self._must_show(progress)):
+            self._held, self._shown_at = None, now
             self._on_progress(progress)
+        else:
+            self._held = progress
+
+    def _flush(self) -> None:
+        """Hand the Progress held back by the throttle to ``on_progress``."""
+        held, self._held = self._held, None
+        if held is not None and self._on_progress is not None:
+            self._on_progress(held)
 
     def _returned(self, value: Any, run_id: int) -> None:
         if run_id != self._run_id:
             return
+        self._flush()
         if value is None and self.last is not None:
             value = self.last.result
         self.progress.value = self.progress.max
@@ -164,6 +196,7 @@ class EngineRunner:
     def _aborted(self, run_id: int) -> None:
         if run_id != self._run_id:
             return
+        self._flush()
         partial = None
         if self.last is not None:
             partial = self.last.result
@@ -176,6 +209,7 @@ class EngineRunner:
     def _errored(self, exc: BaseException, run_id: int) -> None:
         if run_id != self._run_id:
             return
+        self._flush()
         partial = getattr(exc, "partial", None)
         if partial is not None:
             self._deliver(partial)

@@ -106,6 +106,16 @@ def scan_layers(data: ScanData | TiltSeries) -> list[LayerData]:
 
 
 def _defocus_layers(data: Any, series: list[Any], angles: list[float]) -> list[LayerData]:
+    """One ``Defocus images`` layer (tilt, defocus, y, x) when every tilt has the same
+    stack shape and pixel size, else one ``Defocus images [tilt k]`` per tilt."""
+    shapes = {(tuple(np.shape(item.images)), float(item.pixel_size)) for item in series}
+    if len(series) > 1 and len(shapes) == 1:
+        p = float(series[0].pixel_size)
+        return [(np.stack([np.asarray(item.images) for item in series]), {
+            "name": "Defocus images", "scale": (1.0, 1.0, p, p),
+            "axis_labels": ("tilt", "defocus", "y", "x"),
+            "units": (INDEX, INDEX, ANGSTROM, ANGSTROM), "colormap": "gray",
+            "metadata": _meta(data, "defocus", angles_deg=angles)}, "image")]
     layers = []
     for k, item in enumerate(series):
         p = float(item.pixel_size)

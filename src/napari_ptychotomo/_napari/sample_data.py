@@ -11,7 +11,7 @@ import numpy as np
 
 from .layers import LayerData, atoms_layers, scan_layers, volume_layers
 
-__all__ = ["srtio3_scan", "nanoparticle_series", "core_shell_potential",
+__all__ = ["srtio3_scan", "nanoparticle_series", "core_shell_potential", "hrtem_series",
            "make_srtio3_scan", "make_nanoparticle_series", "make_core_shell_potential"]
 
 
@@ -72,3 +72,12 @@ def core_shell_potential() -> list[LayerData]:
     """Sample "Pt@Al2O3 ground-truth potential" (volume and atoms)."""
     volume, atoms = make_core_shell_potential()
     return volume_layers(volume, "truth") + atoms_layers(atoms, "truth")
+
+
+def hrtem_series() -> list[LayerData]:
+    """Sample "Si/SiO2 HRTEM tilt × defocus series": 12 tilts over 180°, 3 defoci each
+    (:func:`napari_ptychotomo.simulate.default_hrtem_sample`), as one ``Defocus images``
+    layer (tilt, defocus, y, x) for the "Plane-wave tomography" widget."""
+    from ..simulate import default_hrtem_sample
+
+    return scan_layers(default_hrtem_sample())

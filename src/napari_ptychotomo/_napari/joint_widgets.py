@@ -1,0 +1,302 @@
+"""Docked widgets "End-to-end ptycho-tomography" and "Plane-wave tomography".
+
+Thin shells over :func:`~napari_ptychotomo.joint.joint_steps` (You et al. 2025,
+Algorithm 3) and :func:`~napari_ptychotomo.joint.plane_wave_steps` (Ren et al. 2018). They
+start from what earlier steps left in the viewer: the tilt series of a layer's
+``metadata["result"]``, the MSP results of ``MSP … [tilt k]`` layers (probes, positions),
+an :class:`~napari_ptychotomo.data.Alignment` in any layer's ``metadata["alignment"]`` and
+optionally a start volume (e.g. the result of an earlier, stopped run). While running, the
+central planes of Re V show as one mosaic layer (``Volume (end-to-end, live)``, see
+:func:`.previews.orthogonal_mosaic`) and the loss of each tilt and of each step is
+plotted. The result is ``Volume (end-to-end)`` / ``Volume (plane-wave)`` (Re V) and
+``… absorption)`` (Im V) with the voxel size in Å, the refined alignment and the
+``JointResult`` in ``metadata``. Stop keeps the last good volume as the (partial) result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
+
+from ..data import Alignment, DefocusSeries, MSPResult, ScanData, TiltSeries, Volume
+from ..engine import Progress
+from ._runner import EngineRunner
+from .choices import objects_in
+from .layers import volume_layers
+from .plots import LivePlot, Panel
+from .previews import orthogonal_mosaic, suspended_tensor
+from .show import put_layer, put_layers
+
+__all__ = ["EndToEndWidget", "PlaneWaveWidget", "NOMINAL", "ZERO_VOLUME"]
+
+NOMINAL = "nominal tilts, no shifts"
+ZERO_VOLUME = "zero volume"
+
+
+class _JointWidget(Container):
+    """Inputs shared by both modes, the runner, the live preview and the loss plot."""
+
+    step_name = ""
+    state_names: tuple[str, ...] = ()
+    scan_type: type = ScanData
+
+    def __init__(self, viewer: Any, fields: list, synchronous: bool):
+        self.viewer = viewer
+        self.dataset = ComboBox(label="tilt series", choices=self._dataset_names, name="dataset")
+        self.alignment_from = ComboBox(label="alignment", choices=self._alignment_names,
+                                       name="alignment_from")
+        self.start_volume = ComboBox(label="start volume", choices=self._volume_names,
+                                     name="start_volume")
+        self.iterations = SpinBox(label="iterations (passes)", min=1, max=10000, value=10,
+                                  name="iterations")
+        self.num_slices = SpinBox(label="slices along the beam", min=1, max=1000, value=4,
+                                  name="num_slices")
+        self.tv_weight = FloatSpinBox(label="TV weight (V)", min=0.0, max=100.0, value=0.0,
+                                      step=0.1, name="tv_weight")
+        self.l1_imag = FloatSpinBox(label="L1 of Im V (V)", min=0.0, max=100.0, value=0.0,
+                                    step=0.01, name="l1_imag")
+        self.nonnegative = CheckBox(text="non-negative", value=True, name="nonnegative")
+        self.half_data = CheckBox(text="half-data volumes (for FSC)", value=False,
+                                  name="half_data")
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
+                               name="device")
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0, name="seed")
+        self.loss_plot = LivePlot(name="loss_plot")
+        self.runner = EngineRunner(self._start, on_progress=self._show_progress,
+                                   on_result=self._show_result, on_stopped=self._partial,
+                                   synchronous=synchronous)
+        super().__init__(widgets=[
+            self.dataset, self.alignment_from, self.start_volume, self.iterations,
+            self.num_slices, *fields, self.tv_weight, self.l1_imag, self.nonnegative,
+            self.half_data, self.device, self.seed, self.runner.widget, self.loss_plot])
+        self._state: Any = None
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+
+    # ------------------------------------------------------------------ choices
+    def _accepts(self, series: TiltSeries) -> bool:
+        return len(series.scans) > 0 and all(isinstance(s, self.scan_type) for s in series.scans)
+
+    def _dataset_names(self, *_: Any) -> list[str]:
+        return [name for name, obj in objects_in(self.viewer, TiltSeries) if self._accepts(obj)]
+
+    def _alignment_names(self, *_: Any) -> list[str]:
+        found = [layer.name for layer in self.viewer.layers
+                 if isinstance(layer.metadata.get("alignment"), Alignment)]
+        return [*found, NOMINAL]
+
+    def _volume_names(self, *_: Any) -> list[str]:
+        found = [layer.name for layer in self.viewer.layers
+                 if isinstance(layer.metadata.get("result"), Volume)
+                 and layer.metadata.get("kind") == "volume" and np.ndim(layer.data) == 3]
+        return [ZERO_VOLUME, *dict.fromkeys(found)]
+
+    def _refresh(self, *_: Any) -> None:
+        self.reset_choices()
+
+    # ------------------------------------------------------------------ inputs
+    def series(self) -> TiltSeries:
+        found = dict(objects_in(self.viewer, TiltSeries))
+        series = found.get(self.dataset.value)
+        if series is None or not self._accepts(series):
+            raise ValueError(f"no {self._data_words()}: open one first (File > Open, or "
+                             "File > Open Sample > Ptycho-Tomo)")
+        return series
+
+    def _data_words(self) -> str:
+        return "tilt series"
+
+    def alignment(self, n_tilts: int) -> Alignment | None:
+        """The chosen layer's Alignment (``None``: nominal tilts); checks the tilt count."""
+        name = self.alignment_from.value
+        if name in (None, NOMINAL) or name not in self.viewer.layers:
+            return None
+        alignment = self.viewer.layers[name].metadata.get("alignment")
+        if len(alignment.euler_deg) != n_tilts:
+            raise ValueError(f"the alignment of {name!r} has {len(alignment.euler_deg)} tilts; "
+                             f"the series has {n_tilts}")
+        return alignment
+
+    def start(self) -> Volume | None:
+        name = self.start_volume.value
+        if name in (None, ZERO_VOLUME) or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name].metadata["result"]
+
+    def common_params(self, **kwargs: Any):
+        from ..joint import JointParams
+
+        start = self.start()
+        return JointParams(
+            iterations=int(self.iterations.value), num_slices=int(self.num_slices.value),
+            tv_weight=float(self.tv_weight.value), l1_imag=float(self.l1_imag.value),
+            nonnegative=bool(self.nonnegative.value), half_data=bool(self.half_data.value),
+            volume_shape=None if start is None else start.shape, **kwargs).validate()
+
+    # ------------------------------------------------------------------ engine
+    def _start(self) -> Generator:
+        series = self.series()
+        self._angles = np.asarray(series.angles_deg, dtype=float)
+        self._voxel = self.voxel_size(series)
+        self._steps, self._losses, self._state = [], [], None
+        engine = self.engine(series)
+        return self._watch(engine)
+
+    def _watch(self, steps: Generator) -> Generator:
+        """Relay ``steps`` and remember the engine's last good volume after each step
+        (read in the worker thread, where the engine is suspended)."""
+        while True:
+            try:
+                progress = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            self._state = suspended_tensor(steps, self.state_names)
+            yield progress
+
+    # ------------------------------------------------------------------ display
+    def _show_progress(self, progress: Progress) -> None:
+        self._steps.append(progress.step)
+        self._losses.append(progress.loss)
+        preview = progress.preview or {}
+        if "yx" in preview:
+            v = self._voxel
+            put_layer(self.viewer, (orthogonal_mosaic(preview), {
+                "name": f"Volume ({self.step_name}, live)", "scale": (v, v),
+                "axis_labels": ("y | z", "x | z"), "units": ("angstrom", "angstrom"),
+                "colormap": "gray",
+                "metadata": {"kind": "preview"}}, "image"))
+        per_tilt = preview.get("loss_per_tilt")
+        panels = [Panel("step", "loss", {"loss": (self._steps, self._losses)}, log_y=True)]
+        summary = f"step {progress.step}/{progress.total}, loss {progress.loss:.4g}"
+        if per_tilt is not None and len(per_tilt) == len(self._angles):
+            panels.insert(0, Panel("tilt (°)", "loss this pass",
+                                   {"per tilt": (self._angles, np.asarray(per_tilt))}, style="o-"))
+        self.loss_plot.show(panels, summary)
+
+    def _show_result(self, result: Any) -> None:
+        from ..joint import JointResult
+
+        joint = result if isinstance(result, JointResult) else None
+        volume = joint.volume if joint is not None else result
+        if not isinstance(volume, Volume):
+            return
+        layers = volume_layers(volume, self.step_name)
+        for _data, kwargs, _kind in layers:
+            kwargs["metadata"]["joint"] = joint
+            if joint is not None:
+                kwargs["metadata"]["alignment"] = joint.alignment
+        put_layers(self.viewer, layers)
+        live = f"Volume ({self.step_name}, live)"
+        if live in self.viewer.layers:
+            self.viewer.layers[live].visible = False
+
+    def _partial(self, last: Progress) -> Volume | None:
+        """After Stop: the last good volume the engine held, as a Volume."""
+        state = self._state
+        if state is None:
+            return None
+        data = state.detach().cpu().numpy() if hasattr(state, "detach") else np.asarray(state)
+        return Volume(data=data.astype(np.complex64), voxel_size=self._voxel, units="V",
+                      provenance={"step": self.step_name, "partial": True,
+                                  "stopped_at": f"{last.step}/{last.total}"})
+
+
+class EndToEndWidget(_JointWidget):
+    """End-to-end ptycho-tomography of a 4D-STEM tilt series (You et al. 2025, Algorithm 3)."""
+
+    step_name = "end-to-end"
+    state_names = ("last_good",)
+    scan_type = ScanData
+
+    def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
+        self.use_msp = CheckBox(text="start from MSP results (probes, positions)", value=True,
+                                name="use_msp")
+        self.volume_step = FloatSpinBox(label="volume step (V)", min=0.01, max=1000.0, value=5.0,
+                                        step=0.5, name="volume_step")
+        self.batch_size = SpinBox(label="batch size (0 = auto)", min=0, max=100000, value=0,
+                                  name="batch_size")
+        self.num_modes = SpinBox(label="probe modes", min=1, max=20, value=1, name="num_modes")
+        self.learn_probe = CheckBox(text="refine probes", value=False, name="learn_probe")
+        self.learn_positions = CheckBox(text="refine positions", value=False,
+                                        name="learn_positions")
+        self.learn_alignment = CheckBox(text="refine Euler angles and shifts", value=False,
+                                        name="learn_alignment")
+        super().__init__(viewer, [self.use_msp, self.volume_step, self.batch_size, self.num_modes,
+                                  self.learn_probe, self.learn_positions, self.learn_alignment],
+                         synchronous)
+
+    def _data_words(self) -> str:
+        return "4D-STEM tilt series"
+
+    @staticmethod
+    def voxel_size(series: TiltSeries) -> float:
+        scan = series.scans[0]
+        return float(scan.calibration.pixel_size(scan.detector_shape)[1])
+
+    def msp_results(self, n_tilts: int) -> dict[int, MSPResult]:
+        """MSP results of the viewer's ``MSP … [tilt k]`` layers, by tilt index."""
+        found: dict[int, MSPResult] = {}
+        for layer in self.viewer.layers:
+            result, k = layer.metadata.get("result"), layer.metadata.get("tilt_index")
+            if isinstance(result, MSPResult) and k is not None and 0 <= int(k) < n_tilts:
+                found.setdefault(int(k), result)
+        return found
+
+    def params(self):
+        from ..joint import JointParams, Rate
+
+        rates = JointParams().rates
+        rates["volume"] = Rate(float(self.volume_step.value), 0)
+        learn = ["volume"]
+        learn += ["probe"] if self.learn_probe.value else []
+        learn += ["positions"] if self.learn_positions.value else []
+        learn += ["euler", "shifts"] if self.learn_alignment.value else []
+        return self.common_params(
+            batch_size=int(self.batch_size.value) or None, num_modes=int(self.num_modes.value),
+            rates=rates, learn=tuple(learn))
+
+    def engine(self, series: TiltSeries) -> Generator:
+        from ..joint import joint_steps
+
+        init: dict[Any, Any] = dict(self.msp_results(len(series))) if self.use_msp.value else {}
+        init.update(alignment=self.alignment(len(series)), volume=self.start())
+        return joint_steps(series, init, self.params(), device=str(self.device.value),
+                           seed=int(self.seed.value))
+
+
+class PlaneWaveWidget(_JointWidget):
+    """Plane-wave (HRTEM) tomography of a tilt × defocus series (Ren et al. 2018)."""
+
+    step_name = "plane-wave"
+    state_names = ("x",)
+    scan_type = DefocusSeries
+
+    def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
+        self.step = FloatSpinBox(label="gradient step (V)", min=0.001, max=1000.0, value=1.0,
+                                 step=0.1, name="step")
+        self.fista = CheckBox(text="FISTA acceleration", value=True, name="fista")
+        self.learn_alignment = CheckBox(text="refine Euler angles and shifts", value=False,
+                                        name="learn_alignment")
+        super().__init__(viewer, [self.step, self.fista, self.learn_alignment], synchronous)
+        self.iterations.value, self.tv_weight.value = 20, 1.0
+
+    def _data_words(self) -> str:
+        return "plane-wave tilt × defocus series"
+
+    @staticmethod
+    def voxel_size(series: TiltSeries) -> float:
+        return float(series.scans[0].pixel_size)
+
+    def params(self):
+        learn = ("volume", "euler", "shifts") if self.learn_alignment.value else ("volume",)
+        return self.common_params(plane_wave_step=float(self.step.value),
+                                  fista=bool(self.fista.value), learn=learn)
+
+    def engine(self, series: TiltSeries) -> Generator:
+        from ..joint import plane_wave_steps
+
+        init = {"alignment": self.alignment(len(series)), "volume": self.start()}
+        return plane_wave_steps(series, init, self.params(),
+                                device=str(self.device.value), seed=int(self.seed.value))

@@ -1,0 +1,87 @@
+"""Live line plots docked in widgets: a matplotlib canvas when matplotlib is importable
+(it is in the ``gui`` extra), else a one-line text summary.
+
+:class:`LivePlot` is a magicgui ``Container`` holding a summary ``Label`` and, with
+matplotlib, a ``FigureCanvasQTAgg``; :meth:`LivePlot.show` draws one or more panels of
+named curves. The curves drawn last stay in ``panels`` so tests (and scripts) can read
+what is shown without looking at pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import Container, Label
+
+__all__ = ["Panel", "LivePlot"]
+
+
+@dataclass
+class Panel:
+    """One axes: ``curves`` maps a label to ``(x, y)``; ``log_y`` for losses; ``style``
+    ``"-"`` for lines, ``"o-"`` for per-tilt values."""
+
+    xlabel: str
+    ylabel: str
+    curves: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    log_y: bool = False
+    style: str = "-"
+
+
+class LivePlot(Container):
+    """A small docked plot that widgets redraw from their engine's previews.
+
+    Parameters
+    ----------
+    name : widget name (tests find it as ``widget.<name>``).
+    height : figure height in inches.
+    text_only : never use matplotlib (the fallback, also for tests).
+    """
+
+    def __init__(self, name: str = "plot", height: float = 2.4, text_only: bool = False):
+        self.summary = Label(value="", name=f"{name}_summary")
+        super().__init__(widgets=[self.summary], labels=False, name=name)
+        self.panels: list[Panel] = []
+        self.figure = None
+        if text_only:
+            return
+        try:
+            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+            from matplotlib.figure import Figure
+        except ImportError:
+            return
+        self.figure = Figure(figsize=(4.0, height), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(int(height * 60))
+        self.native.layout().addWidget(self.canvas)
+
+    def show(self, panels: list[Panel], summary: str = "") -> None:
+        """Draw ``panels`` side by side (replacing what was drawn) and set the summary."""
+        self.panels = list(panels)
+        self.summary.value = summary
+        if self.figure is None:
+            return
+        self.figure.clear()
+        for index, panel in enumerate(self.panels):
+            ax = self.figure.add_subplot(1, len(self.panels), index + 1)
+            for label, (x, y) in panel.curves.items():
+                y = np.asarray(y, dtype=float)
+                if panel.log_y:
+                    y = np.where(y > 0, y, np.nan)
+                ax.plot(np.asarray(x, dtype=float), y, panel.style, label=label, ms=3, lw=1)
+            if panel.log_y and any(np.any(np.asarray(y, float) > 0) for _, y in panel.curves.values()):
+                ax.set_yscale("log")
+            ax.set_xlabel(panel.xlabel, fontsize=8)
+            ax.set_ylabel(panel.ylabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+            if len(panel.curves) > 1:
+                ax.legend(fontsize=6)
+        self.canvas.draw_idle()
+
+    def drawn_lines(self) -> int:
+        """Number of lines on the canvas (0 without matplotlib)."""
+        if self.figure is None:
+            return 0
+        return sum(len(ax.lines) for ax in self.figure.axes)

@@ -1,0 +1,140 @@
+"""End-to-end and plane-wave tomography widgets on tiny noise-free series."""
+
+import numpy as np
+import pytest
+
+from napari_ptychotomo.data import Alignment, Volume
+from napari_ptychotomo.engine import Progress
+from napari_ptychotomo._napari.layers import scan_layers
+from napari_ptychotomo._napari.previews import orthogonal_mosaic, suspended_tensor
+
+
+def test_orthogonal_mosaic_places_the_three_central_planes():
+    nz, ny, nx = 3, 4, 5
+    slices = {"yx": np.full((ny, nx), 1.0), "zx": np.full((nz, nx), 2.0), "zy": np.arange(nz * ny).reshape(nz, ny)}
+    mosaic = orthogonal_mosaic(slices, gap=1)
+    assert mosaic.shape == (ny + 1 + nz, nx + 1 + nz)
+    assert np.all(mosaic[:ny, :nx] == 1.0) and np.all(mosaic[ny + 1:, :nx] == 2.0)
+    np.testing.assert_array_equal(mosaic[:ny, nx + 1:], slices["zy"].T)  # y down, z across
+    assert mosaic[-1, -1] == 0.0  # the empty corner holds the smallest value
+    with pytest.raises(ValueError, match="expected"):
+        orthogonal_mosaic({"yx": np.zeros((4, 5)), "zx": np.zeros((3, 4)), "zy": np.zeros((3, 4))})
+
+
+def test_suspended_tensor_reads_the_innermost_generator_local():
+    def inner():
+        state = "first"
+        yield 1
+        state = "second"
+        yield 2
+
+    def outer():
+        return (yield from inner())
+
+    gen = outer()
+    next(gen)
+    assert suspended_tensor(gen, ("missing", "state")) == "first"
+    next(gen)
+    assert suspended_tensor(gen, ("state",)) == "second"
+    gen.close()
+    assert suspended_tensor(gen, ("state",)) is None
+
+
+def test_plane_wave_series_opens_as_one_tilt_defocus_layer(tiny_hrtem_series):
+    ((data, kwargs, kind),) = scan_layers(tiny_hrtem_series)
+    assert kind == "image" and data.shape == (4, 2, 16, 16)
+    assert kwargs["axis_labels"] == ("tilt", "defocus", "y", "x") and kwargs["scale"] == (1.0, 1.0, 0.5, 0.5)
+    assert kwargs["metadata"]["result"] is tiny_hrtem_series
+
+
+def centre_offset_of_maximum(volume):
+    """(z, y, x) Å of the brightest voxel of Re V from the volume centre."""
+    index = np.unravel_index(np.argmax(np.real(volume.data)), volume.shape)
+    return (np.array(index) - (np.array(volume.shape) - 1) / 2) * volume.voxel_size
+
+
+@pytest.mark.gui
+def test_end_to_end_widget_fits_the_series_from_viewer_layers(viewer, not_blank, tiny_stem_series):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.joint_widgets import NOMINAL, EndToEndWidget
+
+    show(tiny_stem_series, viewer)
+    # an alignment left by an earlier step in a layer's metadata is offered as the start
+    viewer.add_image(np.zeros((3, 4, 4)), name="phases",
+                     metadata={"alignment": Alignment.from_angles([-30.0, 0.0, 30.0])})
+    widget = EndToEndWidget(viewer, synchronous=True)
+    assert widget.dataset.value == "Virtual bright field"
+    assert list(widget.alignment_from.choices) == ["phases", NOMINAL]
+    widget.iterations.value, widget.device.value, widget.volume_step.value = 3, "cpu", 1.0
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    layer = viewer.layers["Volume (end-to-end)"]
+    joint = layer.metadata["joint"]
+    assert tuple(layer.scale) == pytest.approx((0.5,) * 3) and isinstance(layer.metadata["result"], Volume)
+    assert "Volume (end-to-end, absorption)" in viewer.layers
+    assert layer.metadata["alignment"] is joint.alignment
+    passes = np.nanmean(joint.loss_per_tilt, axis=1)
+    assert passes[-1] < 0.2 * passes[0], passes  # the data are fitted (measured: 0.05)
+    # the two atoms lie 0.8-1.1 Å from the volume centre: so does the brightest voxel
+    assert np.linalg.norm(centre_offset_of_maximum(joint.volume)) < 1.5
+    live = viewer.layers["Volume (end-to-end, live)"]
+    assert live.data.shape == (24 + 2 + 24, 24 + 2 + 24) and not live.visible
+    assert widget.loss_plot.panels[0].xlabel == "tilt (°)"
+    np.testing.assert_allclose(widget.loss_plot.panels[0].curves["per tilt"][0], [-30, 0, 30])
+    assert widget.loss_plot.drawn_lines() == 2
+    for other in viewer.layers:
+        other.visible = other is layer
+    not_blank(viewer)
+
+
+@pytest.mark.gui
+def test_end_to_end_stop_keeps_the_last_good_volume(viewer, tiny_stem_series):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.joint_widgets import EndToEndWidget
+
+    show(tiny_stem_series, viewer)
+    widget = EndToEndWidget(viewer, synchronous=True)
+    widget.iterations.value, widget.device.value = 5, "cpu"
+    relay = widget.runner._on_progress
+
+    def stop_at_step_2(progress: Progress):
+        relay(progress)
+        if progress.step == 2:
+            widget.runner.stop()
+
+    widget.runner._on_progress = stop_at_step_2
+    widget.runner.run()
+    assert "stopped at step 2/15; partial result kept" in widget.runner.status.value
+    volume = viewer.layers["Volume (end-to-end)"].metadata["result"]
+    assert volume.provenance["partial"] and volume.provenance["stopped_at"] == "2/15"
+    assert volume.shape == (24, 24, 24) and np.real(volume.data).max() > 0
+    # the partial volume is offered as the start of the next run
+    assert "Volume (end-to-end)" in widget.start_volume.choices
+
+
+@pytest.mark.gui
+def test_plane_wave_widget_reconstructs_the_tilt_defocus_series(viewer, tiny_hrtem_series):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.joint_widgets import PlaneWaveWidget
+
+    show(tiny_hrtem_series, viewer)
+    widget = PlaneWaveWidget(viewer, synchronous=True)
+    assert widget.dataset.value == "Defocus images"
+    widget.iterations.value, widget.tv_weight.value, widget.device.value = 8, 0.0, "cpu"
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    layer = viewer.layers["Volume (plane-wave)"]
+    joint = layer.metadata["joint"]
+    assert tuple(layer.scale) == pytest.approx((0.5,) * 3) and joint.volume.shape == (16, 16, 16)
+    assert joint.loss_history[-1] < 0.5 * joint.loss_history[0], joint.loss_history
+    assert np.linalg.norm(centre_offset_of_maximum(joint.volume)) < 1.5
+    assert len(widget.loss_plot.panels[0].curves["per tilt"][1]) == 4
+
+
+@pytest.mark.gui
+def test_joint_widget_explains_a_missing_series(viewer):
+    from napari_ptychotomo._napari.joint_widgets import EndToEndWidget
+
+    widget = EndToEndWidget(viewer, synchronous=True)
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("cannot start: no 4D-STEM tilt series")
