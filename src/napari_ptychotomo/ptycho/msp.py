@@ -25,6 +25,7 @@ from ..physics import (
     fresnel_propagator,
     interaction_constant,
     orthogonalize_modes,
+    propagate,
     transmission,
     wavelength,
 )
@@ -228,7 +229,13 @@ def msp_steps(
             propagator = fresnel_propagator(geometry.window, geometry.pixel_size, lam,
                                             state.thickness, tilt, device=dev)
             t = transmission(state.object, sigma, band_limit=False)
-            model = forward_intensities(t, state.probe, state.positions[index], propagator)
+            # each slice acts at its middle: the probe (given at the entrance surface)
+            # first travels half a slice, so the thickness is not biased by where the
+            # first slice sits (a thick slice's phase grating belongs at its centre)
+            half = fresnel_propagator(geometry.window, geometry.pixel_size, lam, 0.5 * state.thickness,
+                                      state.tilt, device=dev)
+            probe = propagate(state.probe, half)
+            model = forward_intensities(t, probe, state.positions[index], propagator)
             residual = torch.sqrt(model + 1e-8) - amplitudes[index]
             data_error = torch.sum(residual**2)
             loss = data_error / (len(index) * mean_counts)
