@@ -135,8 +135,8 @@ def _msp_projections(ctx: StepContext) -> tuple[np.ndarray, float]:
     if missing:
         raise ValueError(f"{ctx.path}: MSP results missing for tilt(s) {missing}; run the msp step first")
     results = [ctx.project.msp[k] for k in range(count)]
-    stack = np.asarray(projections_from_msp(results), dtype=np.float32)
-    return stack, float(results[0].pixel_size)
+    stack, _angles, pixel_size = projections_from_msp(results)
+    return np.asarray(stack, dtype=np.float32), float(pixel_size)
 
 
 def _projection_volume(stack: np.ndarray, pixel_size: float, prov: dict) -> Volume:
@@ -204,8 +204,8 @@ def run_end_to_end(ctx: StepContext) -> None:
 
     params = JointParams(**ctx.options)
     init: list[Any] = []
-    if ctx.project.msp:
-        init.append(dict(ctx.project.msp))
+    if ctx.project.msp and sorted(ctx.project.msp) == list(range(len(_series(ctx)))):
+        init.append([ctx.project.msp[k] for k in sorted(ctx.project.msp)])
     if ctx.project.alignment is not None:
         init.append(ctx.project.alignment)
     with timed() as seconds:
