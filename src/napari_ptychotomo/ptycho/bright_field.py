@@ -19,7 +19,7 @@ import torch
 
 from ..engine import resolve_device
 
-__all__ = ["estimate_defocus"]
+__all__ = ["estimate_defocus", "start_defocus"]
 
 
 def _virtual_images(scan, inner_fraction: float, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,3 +121,25 @@ def _search(spectra, fy, fx, angles, step, lo, hi, fine) -> tuple[float, float]:
         width = grid[1] - grid[0]
     zero = _contrast(spectra, fy, fx, angles, step, [0.0])[0]
     return float(best), float(scores.max() / max(zero, 1e-30))
+
+
+def start_defocus(scan: Any, params: Any) -> tuple[float, str]:
+    """Start defocus (Å) of the probe for ``params.defocus`` (see
+    :class:`~napari_ptychotomo.ptycho.MSPParams`) and where it came from: ``"given"``,
+    ``"calibration"`` or ``"bright-field estimate"`` (for the provenance)."""
+    if params.defocus is None:
+        return float(scan.calibration.defocus), "calibration"
+    if not isinstance(params.defocus, str):
+        return float(params.defocus), "given"
+    if params.defocus == "estimate":
+        return float(estimate_defocus(scan)["defocus"]), "bright-field estimate"
+    raster = (scan.scan_shape is not None and scan.calibration.scan_step is not None
+              and scan.num_positions == scan.scan_shape[0] * scan.scan_shape[1])
+    if raster:
+        estimate = estimate_defocus(scan)
+        # the parallax refers the focus to a plane within the specimen: trust it only
+        # when the specimen is thin against the defocus, and the estimate is consistent
+        thickness = params.num_slices * params.slice_thickness
+        if estimate["reliable"] and thickness < 0.5 * abs(estimate["defocus"]):
+            return float(estimate["defocus"]), "bright-field estimate"
+    return float(scan.calibration.defocus), "calibration"

@@ -7,8 +7,11 @@ propagator of Sha et al. (2022, eq. 3), whose tilt (θx, θy) and slice thicknes
 learned with the object, the mixed-state probe (Thibault & Menzel 2013) and the scan
 positions, by minibatch gradient descent (Adam) on the amplitude loss
 Σ (√I_model − √I_measured)² (You et al. 2025, Algorithm 1). With ``tilt_map`` a tilt
-offset per scan position is learned as well, with a smoothness penalty between
-neighbouring positions (Sha et al. 2022, extended APP).
+offset per scan position is learned as well (Sha et al. 2022, extended APP), from the
+local drift of adjacent slices (:mod:`.local_drift`) and optionally by gradient with a
+smoothness penalty between neighbouring positions. The probe is given at the entrance
+surface and travels half a slice before the first slice, so each slice acts at its
+centre (this removes a bias of the fitted thickness).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ..physics import (
     wavelength,
 )
 from .batches import adjacent_batches, neighbour_pairs
+from .bright_field import start_defocus
 from .params import MSPParams
 from .slice_alignment import move_drift_into_tilt, move_local_drift_into_tilt_map
 from .state import choose_batch_size, initial_probe, make_geometry
@@ -37,28 +41,6 @@ from .state import choose_batch_size, initial_probe, make_geometry
 __all__ = ["msp_steps", "reconstruct_msp"]
 
 _PREVIEW_SIDE = 128
-
-
-def _start_defocus(scan: ScanData, params: MSPParams) -> tuple[float, str]:
-    """Start defocus (Å) of the probe and where it came from (for the provenance)."""
-    if params.defocus is None:
-        return float(scan.calibration.defocus), "calibration"
-    if not isinstance(params.defocus, str):
-        return float(params.defocus), "given"
-    from .bright_field import estimate_defocus
-
-    if params.defocus == "estimate":
-        return float(estimate_defocus(scan)["defocus"]), "bright-field estimate"
-    raster = (scan.scan_shape is not None and scan.calibration.scan_step is not None
-              and scan.num_positions == scan.scan_shape[0] * scan.scan_shape[1])
-    if raster:
-        estimate = estimate_defocus(scan)
-        # the parallax refers the focus to a plane within the specimen: trust it only
-        # when the specimen is thin against the defocus, and the estimate is consistent
-        thickness = params.num_slices * params.slice_thickness
-        if estimate["reliable"] and thickness < 0.5 * abs(estimate["defocus"]):
-            return float(estimate["defocus"]), "bright-field estimate"
-    return float(scan.calibration.defocus), "calibration"
 
 
 class _State:
@@ -177,7 +159,7 @@ def msp_steps(
     del patterns
     total_power = float(torch.sum(amplitudes**2))
     mean_counts = total_power / n_pos
-    defocus, defocus_source = _start_defocus(scan, params)
+    defocus, defocus_source = start_defocus(scan, params)
     probe = initial_probe(scan, geometry, params, defocus, mean_counts, dev)
     probe_scale = float(torch.abs(probe).max())
 
