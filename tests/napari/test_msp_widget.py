@@ -32,6 +32,10 @@ def test_msp_widget_runs_and_shows_result_layers_in_angstrom(viewer, not_blank, 
     assert tuple(phase.scale) == pytest.approx((result.slice_thickness, result.pixel_size, result.pixel_size))
     assert "MSP probe [tilt 0]" in viewer.layers and "MSP positions [tilt 0]" in viewer.layers
     assert "θ = (" in widget.fitted.value
+    (panel,) = widget.loss_plot.panels  # the loss curve of the tilt, as the engine reports it
+    iterations, losses = panel.curves["tilt 0"]
+    np.testing.assert_allclose(losses, result.loss_history, rtol=1e-6)
+    assert list(iterations) == [1, 2] and widget.loss_plot.drawn_lines() == 1
 
     count = len(viewer.layers)
     widget.runner.run()  # re-running replaces the layers

@@ -26,6 +26,7 @@ class Recorder:
         self.progress, self.results = [], []
 
     def runner(self, start, **kwargs):
+        kwargs.setdefault("min_interval", 0.0)
         return EngineRunner(start, on_progress=self.progress.append, on_result=self.results.append,
                             on_stopped=lambda p: f"from preview {p.preview}", **kwargs)
 
@@ -103,3 +104,24 @@ def test_a_new_run_cancels_the_old_one_and_drops_its_output(qtbot):
     qtbot.wait(100)  # let anything the cancelled run still emits arrive (and be dropped)
     assert rec.results == ["B final"]
     assert all(p.preview[0] == "B" for p in rec.progress[seen:])
+
+
+def test_threaded_previews_are_throttled_but_the_last_one_arrives(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(60, delay=0.005), min_interval=0.1)
+    runner.run()
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    steps = [p.step for p in rec.progress]
+    # ~0.3 s of steps at most one per 0.1 s (+ the held-back last one); the bar saw all 60
+    assert 2 <= len(steps) <= 10 and steps[0] == 1 and steps[-1] == 60, steps
+    assert steps == sorted(steps) and runner.progress.value == 60
+    assert rec.results == ["A final"]
+
+
+def test_progress_that_must_show_is_never_held_back(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(30, delay=0.002), min_interval=10.0,
+                        must_show=lambda p: p.step % 10 == 0)
+    runner.run()
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    assert [p.step for p in rec.progress] == [1, 10, 20, 30]

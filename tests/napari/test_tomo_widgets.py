@@ -45,6 +45,7 @@ def test_linear_tomography_widget_reconstructs_blobs_at_their_places(viewer, not
     add_stack(viewer, blob_projections)
     widget = LinearTomographyWidget(viewer, synchronous=True)
     widget.iterations.value, widget.device.value = 40, "cpu"
+    widget.mask_projections.value = True
     widget.runner.run()
     assert widget.runner.status.value.startswith("done"), widget.runner.status.value
     layer = viewer.layers["Volume (linear)"]
@@ -57,7 +58,17 @@ def test_linear_tomography_widget_reconstructs_blobs_at_their_places(viewer, not
     found = np.array([x - (nx - 1) / 2, y - (ny - 1) / 2, z - (nz - 1) / 2])
     blobs = np.array([[0.0, 3.0, -4.0], [5.0, -4.0, 2.0], [-4.0, 0.0, 4.0]])
     assert np.min(np.linalg.norm(blobs - found, axis=1)) < 1.5
+    # the support mask holds the blobs and little else; masking the projections keeps them
+    mask_layer = viewer.layers["Support mask (linear)"]
+    assert type(mask_layer).__name__ == "Labels" and tuple(mask_layer.scale) == (0.5, 0.5, 0.5)
+    mask = mask_layer.data.astype(bool)
+    assert mask[z, y, x] and 0.005 < mask.mean() < 0.3, mask.mean()
+    stack = viewer.layers["phases"].data
+    masked = viewer.layers["phases (masked)"].data
+    assert masked.sum() > 0.9 * stack.sum() and np.all(masked <= stack + 1e-6)
+    assert np.mean(masked == 0) > 0.2  # what no ray through the support sees is cleared
     viewer.layers["phases"].visible = False
+    mask_layer.visible = False
     not_blank(viewer)
 
 
@@ -77,3 +88,38 @@ def test_align_widget_gives_alignment_volume_and_aligned_stack(viewer, blob_proj
     assert viewer.layers["Volume (aligned)"].metadata["alignment"] is alignment
     assert "Alignment preview (central z slice)" in viewer.layers
     assert widget.runner.progress.value == widget.runner.progress.max
+    shifts_panel, angles_panel = widget.shift_plot.panels  # the final alignment, per tilt
+    np.testing.assert_allclose(shifts_panel.curves["x"][1], alignment.shifts[:, 1])
+    np.testing.assert_allclose(angles_panel.curves["θ − nominal"][1],
+                               alignment.euler_deg[:, 1] - blob_projections[1], atol=1e-9)
+    assert widget.shift_plot.drawn_lines() == 5 and "RMS shift" in widget.shift_plot.summary.value
+
+
+@pytest.mark.gui
+def test_projections_from_msp_stack_the_summed_phases_with_their_tilts(viewer, tiny_msp):
+    from dataclasses import replace
+
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.msp_projections_widget import ProjectionsFromMSPWidget
+    from napari_ptychotomo._napari.tomo_widgets import DenoiseWidget
+    from napari_ptychotomo.tomo import projections_from_msp
+
+    widget = ProjectionsFromMSPWidget(viewer, synchronous=True)
+    assert widget.found.value.startswith("no MSP results")
+    # scans centred on the objects, so the common field is nearly the whole object
+    centred = tiny_msp.positions - tiny_msp.positions.mean(0) + 15.0 * tiny_msp.pixel_size
+    results = {k: replace(tiny_msp, tilt_deg=angle, positions=centred)
+               for k, angle in enumerate((-20.0, 0.0, 20.0))}
+    for k in (2, 0, 1):  # in any order: the stack follows the tilt index
+        show(results[k], viewer, name=str(k))
+    assert widget.found.value == "MSP results for tilts [0, 1, 2]"
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    layer = viewer.layers["MSP projections"]
+    stack, _angles, pixel = projections_from_msp(results)  # the widget relays the engine
+    np.testing.assert_array_equal(layer.data, stack)
+    assert layer.data.shape[1] >= 30 and tuple(layer.scale) == pytest.approx((1.0, pixel, pixel))
+    np.testing.assert_allclose(layer.metadata["angles_deg"], [-20, 0, 20])
+    denoise = DenoiseWidget(viewer, synchronous=True)
+    denoise.stack.value = "MSP projections"
+    assert denoise.angles.value == "-20, 0, 20"

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["objects_in", "image_layers"]
+__all__ = ["objects_in", "image_layers", "msp_results"]
 
 
 def objects_in(viewer: Any, *types: type) -> list[tuple[str, Any]]:
@@ -33,3 +33,17 @@ def image_layers(viewer: Any, ndim: int | None = None) -> list[tuple[str, Any]]:
         for layer in viewer.layers
         if type(layer).__name__ == "Image" and (ndim is None or np.ndim(layer.data) == ndim)
     ]
+
+
+def msp_results(viewer: Any, n_tilts: int | None = None) -> dict[int, Any]:
+    """MSP results of the viewer's ``MSP … [tilt k]`` layers by tilt index ``k`` (the
+    first layer of each index wins; indices ``>= n_tilts`` are left out when given)."""
+    from ..data import MSPResult
+
+    found: dict[int, Any] = {}
+    for layer in viewer.layers:
+        result, k = layer.metadata.get("result"), layer.metadata.get("tilt_index")
+        if isinstance(result, MSPResult) and k is not None and int(k) >= 0 and (
+                n_tilts is None or int(k) < n_tilts):
+            found.setdefault(int(k), result)
+    return dict(sorted(found.items()))

@@ -20,10 +20,10 @@ from typing import Any, Generator
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 
-from ..data import Alignment, DefocusSeries, MSPResult, ScanData, TiltSeries, Volume
+from ..data import Alignment, DefocusSeries, ScanData, TiltSeries, Volume
 from ..engine import Progress
 from ._runner import EngineRunner
-from .choices import objects_in
+from .choices import msp_results, objects_in
 from .layers import volume_layers
 from .plots import LivePlot, Panel
 from .previews import orthogonal_mosaic, suspended_tensor
@@ -235,15 +235,6 @@ class EndToEndWidget(_JointWidget):
         scan = series.scans[0]
         return float(scan.calibration.pixel_size(scan.detector_shape)[1])
 
-    def msp_results(self, n_tilts: int) -> dict[int, MSPResult]:
-        """MSP results of the viewer's ``MSP … [tilt k]`` layers, by tilt index."""
-        found: dict[int, MSPResult] = {}
-        for layer in self.viewer.layers:
-            result, k = layer.metadata.get("result"), layer.metadata.get("tilt_index")
-            if isinstance(result, MSPResult) and k is not None and 0 <= int(k) < n_tilts:
-                found.setdefault(int(k), result)
-        return found
-
     def params(self):
         from ..joint import JointParams, Rate
 
@@ -260,7 +251,7 @@ class EndToEndWidget(_JointWidget):
     def engine(self, series: TiltSeries) -> Generator:
         from ..joint import joint_steps
 
-        init: dict[Any, Any] = dict(self.msp_results(len(series))) if self.use_msp.value else {}
+        init: dict[Any, Any] = dict(msp_results(self.viewer, len(series))) if self.use_msp.value else {}
         init.update(alignment=self.alignment(len(series)), volume=self.start())
         return joint_steps(series, init, self.params(), device=str(self.device.value),
                            seed=int(self.seed.value))

@@ -2,8 +2,8 @@
 
 Gathers the dataset, tilt(s) and :class:`~napari_ptychotomo.ptycho.MSPParams` (defaults
 from the scan's calibration), runs the engine with :class:`._runner.EngineRunner`, and
-shows the object phase (per slice) and probe modes live; the fitted tilt and slice
-thickness are in the status line. Results land as the layers of :func:`.layers.msp_layers`
+shows the object phase (per slice), probe modes and the loss curve of each tilt live; the
+fitted tilt and slice thickness are in the status line. Results land as the layers of :func:`.layers.msp_layers`
 (``MSP phase [tilt k]``, ``MSP probe [tilt k]``, ``MSP positions [tilt k]``, ``MSP tilt
 map θx/θy [tilt k]``), replacing earlier ones. "All tilts" runs the series tilt by tilt;
 Stop keeps every finished tilt and the live preview of the current one.
@@ -21,6 +21,7 @@ from ..engine import Progress
 from ._runner import EngineRunner
 from .choices import objects_in
 from .layers import msp_layers
+from .plots import LivePlot, Panel
 from .show import put_layer, put_layers
 
 __all__ = ["MSPWidget"]
@@ -53,15 +54,19 @@ class MSPWidget(Container):
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
                                name="device")
         self.fitted = Label(value="", name="fitted")
+        self.loss_plot = LivePlot(name="loss_plot")
         self.runner = EngineRunner(self._start, on_progress=self._show_progress,
                                    on_result=self._show_result, on_stopped=self._partial,
-                                   synchronous=synchronous)
+                                   synchronous=synchronous,
+                                   must_show=lambda p: "result" in (p.preview or {}))
         super().__init__(widgets=[
             self.dataset, self.tilt, self.all_tilts, self.iterations, self.num_slices,
             self.slice_thickness, self.num_modes, self.learn_tilt, self.learn_thickness,
             self.tilt_map, self.learn_positions, self.device, self.runner.widget, self.fitted,
+            self.loss_plot,
         ])
         self.finished: dict[int, Any] = {}
+        self.loss_curves: dict[int, np.ndarray] = {}
         self._current = 0
         self.dataset.changed.connect(self._dataset_changed)
         viewer.layers.events.inserted.connect(self._refresh)
@@ -116,7 +121,7 @@ class MSPWidget(Container):
         scans, _angles = self.selected()
         tilts = list(range(len(scans))) if self.all_tilts.value else [int(self.tilt.value)]
         jobs = [(k, scans[k], self.params(scans[k])) for k in tilts]  # check all before running
-        self.finished = {}
+        self.finished, self.loss_curves = {}, {}
         return self._series(jobs, str(self.device.value))
 
     def _series(self, jobs: list, device: str) -> Generator[Progress, None, dict]:
@@ -154,6 +159,15 @@ class MSPWidget(Container):
             return
         if "slices" in preview:
             self._show_preview(k, preview)
+        if "loss_history" in preview:
+            self.loss_curves[k] = np.asarray(preview["loss_history"], dtype=float)
+            self._plot_losses(k)
+
+    def _plot_losses(self, k: int) -> None:
+        curves = {f"tilt {t}": (np.arange(1, len(c) + 1), c) for t, c in sorted(self.loss_curves.items())}
+        last = self.loss_curves[k]
+        self.loss_plot.show([Panel("iteration", "relative amplitude error", curves, log_y=True)],
+                            f"tilt {k}: iteration {len(last)}, loss {last[-1]:.4g}")
 
     def _show_preview(self, k: int, preview: dict) -> None:
         scans, _ = self.selected()

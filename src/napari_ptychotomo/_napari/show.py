@@ -38,7 +38,7 @@ def put_layer(viewer: Any, layer_data: LayerData) -> Any:
                 old.data = data
                 if "contrast_limits" in kwargs:
                     old.contrast_limits = kwargs["contrast_limits"]
-                else:
+                elif layer_type == "image":
                     old.reset_contrast_limits()
             old.refresh()
             return old

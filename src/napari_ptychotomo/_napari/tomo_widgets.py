@@ -7,7 +7,10 @@ Thin shells over :func:`~napari_ptychotomo.tomo.denoise_projections`,
 tilt angles (the layer's ``metadata["angles_deg"]``, or typed in), runs the engine with
 :class:`._runner.EngineRunner` and puts the results in layers: ``<stack> (denoised)``,
 ``<stack> (aligned)`` and ``Volume (aligned)`` (with the Alignment in ``metadata``), and
-``Volume (linear)``.
+``Volume (linear)`` with its support mask (:func:`~napari_ptychotomo.tomo.make_support_mask`)
+as the Labels layer ``Support mask (linear)`` and, on request, the projections multiplied by
+the mask's projections (:func:`~napari_ptychotomo.tomo.project_mask`) as ``<stack>
+(masked)``. The align widget plots the shifts (Å) and Euler angles (°) per tilt live.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..engine import Progress
 from ._runner import EngineRunner
 from .choices import image_layers
 from .layers import volume_layers
+from .plots import LivePlot, Panel
 from .show import put_layer, put_layers
 
 __all__ = ["DenoiseWidget", "AlignWidget", "LinearTomographyWidget", "parse_angles", "one_step"]
@@ -150,6 +154,8 @@ class AlignWidget(_StackWidget):
                                         name="final_iterations")
         super().__init__(viewer, [self.threshold, self.estimate_axis, self.outer_iterations,
                                   self.final_iterations], synchronous)
+        self.shift_plot = LivePlot(name="shift_plot")
+        self.append(self.shift_plot)
 
     def _start(self) -> Generator:
         from dataclasses import replace
@@ -158,6 +164,7 @@ class AlignWidget(_StackWidget):
         from ..tomo.align import default_stages
 
         self._layer, data, angles, self._pixel = self.inputs()
+        self._angles = angles
         stages = [replace(stage, n_outer=int(self.outer_iterations.value))
                   for stage in default_stages()]
         return align_tilt_series_steps(
@@ -174,11 +181,27 @@ class AlignWidget(_StackWidget):
                 "axis_labels": ("y", "x"), "colormap": "gray",
                 "metadata": {"kind": "preview", "shifts": preview.get("shifts"),
                              "euler_deg": preview.get("euler_deg")}}, "image"))
+        if preview.get("shifts") is not None and preview.get("euler_deg") is not None:
+            self.plot_alignment(np.asarray(preview["shifts"]), np.asarray(preview["euler_deg"]))
+
+    def plot_alignment(self, shifts: np.ndarray, euler_deg: np.ndarray) -> None:
+        """Shifts (y, x) in Å and the Euler angles' departure from the nominal tilts in
+        degrees (φ, θ − nominal, ψ), per tilt."""
+        a = self._angles
+        rms = float(np.sqrt(np.mean(np.sum(shifts**2, axis=1))))
+        self.shift_plot.show([
+            Panel("tilt (°)", "shift (Å)", {"y": (a, shifts[:, 0]), "x": (a, shifts[:, 1])},
+                  style="o-"),
+            Panel("tilt (°)", "angle (°)", {"φ": (a, euler_deg[:, 0]),
+                                            "θ − nominal": (a, euler_deg[:, 1] - a),
+                                            "ψ": (a, euler_deg[:, 2])}, style="o-"),
+        ], f"RMS shift {rms:.2f} Å, mean ψ {float(np.mean(euler_deg[:, 2])):.2f}°")
 
     def _result(self, result: Any) -> None:
         from scipy import ndimage
 
         alignment, volume = result
+        self.plot_alignment(np.asarray(alignment.shifts), np.asarray(alignment.euler_deg))
         layer = self._layer
         layer.metadata["alignment"] = alignment
         data = np.asarray(layer.data, dtype=np.float32)
@@ -202,7 +225,15 @@ class LinearTomographyWidget(_StackWidget):
         self.nonnegative = CheckBox(text="non-negative", value=True, name="nonnegative")
         self.tv_weight = FloatSpinBox(label="TV weight", min=0.0, max=10.0, value=0.0, step=0.01,
                                       name="tv_weight")
-        super().__init__(viewer, [self.iterations, self.nonnegative, self.tv_weight], synchronous)
+        self.support_mask = CheckBox(text="support mask (Labels layer)", value=True,
+                                     name="support_mask")
+        self.mask_threshold = FloatSpinBox(label="mask threshold (fraction of max)", min=0.01,
+                                           max=0.99, value=0.2, step=0.05, name="mask_threshold")
+        self.mask_projections = CheckBox(text="mask the projections too", value=False,
+                                         name="mask_projections")
+        super().__init__(viewer, [self.iterations, self.nonnegative, self.tv_weight,
+                                  self.support_mask, self.mask_threshold, self.mask_projections],
+                         synchronous)
 
     def alignment(self, layer: Any, angles: np.ndarray) -> Alignment:
         alignment = layer.metadata.get("alignment")
@@ -214,6 +245,7 @@ class LinearTomographyWidget(_StackWidget):
         from ..tomo import reconstruct_linear_steps
 
         self._layer, data, angles, pixel = self.inputs()
+        self._data, self._pixel = data, pixel
         self._alignment = self.alignment(self._layer, angles)
         return reconstruct_linear_steps(
             data, self._alignment, pixel, n_iter=int(self.iterations.value),
@@ -225,3 +257,20 @@ class LinearTomographyWidget(_StackWidget):
         for _data, kwargs, _kind in layers:
             kwargs["metadata"]["alignment"] = self._alignment
         put_layers(self.viewer, layers)
+        if self.support_mask.value:
+            self._show_mask(volume)
+
+    def _show_mask(self, volume: Any) -> None:
+        from ..tomo import make_support_mask, project_mask
+
+        mask = make_support_mask(volume, threshold=float(self.mask_threshold.value))
+        s = float(volume.voxel_size)
+        put_layer(self.viewer, (mask.astype(np.uint8), {
+            "name": "Support mask (linear)", "scale": (s, s, s),
+            "translate": tuple(float(v) for v in np.asarray(volume.origin)),
+            "axis_labels": ("z", "y", "x"), "opacity": 0.4,
+            "metadata": {"kind": "mask", "result": mask, "alignment": self._alignment}}, "labels"))
+        if self.mask_projections.value:
+            weights = project_mask(mask, self._alignment, self._pixel, out_shape=self._data.shape[1:])
+            self._output(self._layer, (self._data * weights).astype(np.float32), "masked",
+                         alignment=self._alignment)
