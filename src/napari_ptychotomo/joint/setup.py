@@ -60,6 +60,8 @@ def split_init(init: Any) -> tuple[dict[int, MSPResult], Alignment | None, Volum
             volume = item
         elif isinstance(item, (list, tuple)) and all(isinstance(m, MSPResult) for m in item):
             msp.update(enumerate(item))
+        elif isinstance(item, dict) and all(isinstance(m, MSPResult) for m in item.values()):
+            msp.update({int(key): value for key, value in item.items()})
         else:
             raise ValueError(
                 f"init holds a {type(item).__name__}; expected MSPResult(s) (a dict tilt -> "
