@@ -67,6 +67,7 @@ def test_save_layers_through_the_plugin_writers(viewer, tmp_path):
     ("srtio3_scan", {"Virtual bright field": (12, 12), "Mean diffraction": (32, 32)}),
     ("nanoparticle_series", {"Virtual bright field": (5, 10, 10), "Mean diffraction": (5, 32, 32)}),
     ("core_shell_potential", {"Volume (truth)": None, "Atoms (truth)": None}),
+    ("hrtem_series", {"Defocus images": (12, 3, 94, 94)}),
 ])
 def test_sample_data_opens_as_scaled_layers(viewer, not_blank, key, expected):
     viewer.open_sample(PLUGIN, key)
@@ -79,3 +80,22 @@ def test_sample_data_opens_as_scaled_layers(viewer, not_blank, key, expected):
     for layer in viewer.layers:
         layer.visible = layer.name == list(expected)[0]
     not_blank(viewer)
+
+
+def manifest_widgets():
+    import yaml
+    from pathlib import Path
+
+    import napari_ptychotomo
+
+    manifest = Path(napari_ptychotomo.__file__).parent / "napari.yaml"
+    return [w["display_name"] for w in yaml.safe_load(manifest.read_text())["contributions"]["widgets"]]
+
+
+@pytest.mark.gui
+def test_every_manifest_widget_docks_in_a_viewer(viewer):
+    names = manifest_widgets()
+    assert {"End-to-end ptycho-tomography", "Plane-wave tomography", "Inspect"} <= set(names)
+    for name in names:
+        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+        assert dock is not None and widget is not None, name

@@ -44,6 +44,7 @@ class LivePlot(Container):
         self.summary = Label(value="", name=f"{name}_summary")
         super().__init__(widgets=[self.summary], labels=False, name=name)
         self.panels: list[Panel] = []
+        self.images: dict[str, Any] = {}
         self.figure = None
         if text_only:
             return
@@ -78,6 +79,25 @@ class LivePlot(Container):
             ax.tick_params(labelsize=7)
             if len(panel.curves) > 1:
                 ax.legend(fontsize=6)
+        self.canvas.draw_idle()
+
+    def show_images(self, images: dict[str, tuple[Any, tuple[float, float, float, float], str, str]],
+                    summary: str = "", cmap: str = "gray") -> None:
+        """Draw images side by side: ``{title: (array (rows, cols), extent (left, right,
+        bottom, top) in physical units, xlabel, ylabel)}``; kept in ``self.images``."""
+        self.images = dict(images)
+        self.summary.value = summary
+        if self.figure is None:
+            return
+        self.figure.clear()
+        for index, (title, (array, extent, xlabel, ylabel)) in enumerate(self.images.items()):
+            ax = self.figure.add_subplot(1, len(self.images), index + 1)
+            ax.imshow(np.asarray(array, dtype=float), cmap=cmap, extent=extent, origin="upper",
+                      aspect="equal", interpolation="nearest")
+            ax.set_title(title, fontsize=8)
+            ax.set_xlabel(xlabel, fontsize=7)
+            ax.set_ylabel(ylabel, fontsize=7)
+            ax.tick_params(labelsize=6)
         self.canvas.draw_idle()
 
     def drawn_lines(self) -> int:
