@@ -57,14 +57,15 @@ def _plane_potential(shape, pixel_size, origin, layer, shift_x, shift_y):
 
 def make_scan(scan_shape=(16, 16), step=0.4, detector=32, mrad_per_px=3.2, energy=300e3,
               semiangle=25.0, defocus=40.0, planes=40, mistilt=(4.0, 0.0), grain_tilts=None,
-              dose=1e5, source_fwhm=0.0, position_error=0.0, seed=0):
+              dose=1e5, source_fwhm=0.0, position_error=0.0, aberrations=None, seed=0):
     """A noisy 4D-STEM scan of the SrTiO3-like slab with its ground truth.
 
     ``mistilt`` (θx, θy) mrad; ``grain_tilts`` (left, right) θx mrad of a two-grain
     specimen split at the middle of the scan (overrides ``mistilt``); ``dose`` e/Å²
     (Poisson noise; ``None`` for none); ``source_fwhm`` Å, a Gaussian source size making
     the data partially coherent; ``position_error`` Å RMS error of the positions given
-    with the scan (the data are taken at the raster).
+    with the scan (the data are taken at the raster); ``aberrations`` further C_nm / phi_nm
+    of the probe (e.g. ``{"C12": 50, "phi12": 0.3}``).
     """
     rng = np.random.default_rng(seed)
     cal = Calibration(energy_eV=energy, semiangle_mrad=semiangle, detector_sampling_mrad=mrad_per_px,
@@ -102,7 +103,7 @@ def make_scan(scan_shape=(16, 16), step=0.4, detector=32, mrad_per_px=3.2, energ
 
     sigma = interaction_constant(energy)
     t = transmission(torch.tensor(potential, dtype=torch.float32), sigma)
-    probe = make_probe((detector, detector), dx, energy, semiangle, {"C10": -defocus})
+    probe = make_probe((detector, detector), dx, energy, semiangle, {**(aberrations or {}), "C10": -defocus})
     prop = fresnel_propagator((detector, detector), dx, wavelength(energy), PLANE)
     centres = torch.tensor((raster - origin) / dx, dtype=torch.float32)
     with torch.no_grad():

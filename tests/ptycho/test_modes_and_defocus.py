@@ -116,3 +116,14 @@ def test_bright_field_estimate_reports_its_reliability():
     found = estimate_defocus(_thin_scan_at(200.0, 0.0))
     # measured: spread 4.6 Å between the two half-disc estimates, gain 37
     assert found["reliable"] and found["spread"] < 0.1 * 200.0
+
+
+def test_bright_field_estimates_two_fold_astigmatism_roughly():
+    # stated tolerance: C12 within 15 Å, φ12 within 0.25 rad, defocus within 10 %;
+    # measured: C12 66.0 Å, φ12 0.554 rad, defocus 200.3 Å for (60 Å, 0.4 rad, 200 Å);
+    # (40 Å, −1.0 rad) gives 22.6 Å, −1.017 rad: the magnitude is the weak part
+    scan = make_scan(scan_shape=(20, 20), step=0.8, detector=64, mrad_per_px=2.0, planes=2, defocus=200.0,
+                     mistilt=(0.0, 0.0), seed=1, aberrations={"C12": 60.0, "phi12": 0.4})
+    found = estimate_defocus(scan, astigmatism=True)
+    assert abs(found["C12"] - 60.0) < 15.0 and abs(found["phi12"] - 0.4) < 0.25
+    assert abs(found["defocus"] / 200.0 - 1) < 0.10

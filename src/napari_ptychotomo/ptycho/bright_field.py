@@ -49,20 +49,42 @@ def _virtual_images(scan, inner_fraction: float, device) -> tuple[torch.Tensor, 
     return images.float(), angles.float()
 
 
-def _contrast(spectra, fy, fx, angles, step, defoci):
-    """Variance of the tilt-corrected sum for each trial defocus (Parseval)."""
+def _contrast(spectra, fy, fx, angles, step, defoci, astigmatism=(0.0, 0.0)):
+    """Variance of the tilt-corrected sum for each trial defocus (Parseval).
+
+    Image k (detector angle α_k) is moved back by A·α_k / step pixels with
+    A = [[Δf + a, −b], [−b, Δf − a]] in (y, x) order, where (a, b) = C12 (cos 2φ12,
+    sin 2φ12): the parallax of χ = (π/λ) α² (C10 + C12 cos 2(φ − φ12)), C10 = −Δf.
+    """
+    a, b = astigmatism
     out = []
     for df in defoci:
-        shift = df * angles / step  # pixels (y, x) by which image k is moved back
-        ramp = torch.exp(2j * math.pi * (fy[None] * shift[:, 0, None, None] + fx[None] * shift[:, 1, None, None]))
+        sy = ((df + a) * angles[:, 0] - b * angles[:, 1]) / step
+        sx = (-b * angles[:, 0] + (df - a) * angles[:, 1]) / step
+        ramp = torch.exp(2j * math.pi * (fy[None] * sy[:, None, None] + fx[None] * sx[:, None, None]))
         total = torch.sum(spectra * ramp, dim=0)
         out.append(float(torch.sum(torch.abs(total) ** 2)))
     return np.asarray(out)
 
 
+def _astigmatism(spectra, fy, fx, angles, step, df, fine, extent) -> tuple[float, float]:
+    """(a, b) = C12 (cos 2φ12, sin 2φ12) in Å maximising the contrast at defocus ``df``,
+    by alternating coarse-to-fine searches over a and b within ±``extent`` Å."""
+    ab = [0.0, 0.0]
+    width = extent / 4
+    while width > fine / 2:
+        for i in (0, 1):
+            trials = ab[i] + np.linspace(-4 * width, 4 * width, 9)
+            scores = [_contrast(spectra, fy, fx, angles, step, [df],
+                                (t, ab[1]) if i == 0 else (ab[0], t))[0] for t in trials]
+            ab[i] = float(trials[int(np.argmax(scores))])
+        width /= 4
+    return ab[0], ab[1]
+
+
 def estimate_defocus(
     scan: Any, search_range: tuple[float, float] = (-1000.0, 1000.0), device: Any = "auto",
-    min_gain: float = 2.0, max_spread: float = 0.15,
+    min_gain: float = 2.0, max_spread: float = 0.15, astigmatism: bool = False,
 ) -> dict[str, Any]:
     """Defocus of the probe (Å, positive = underfocus) from the bright-field disc alone.
 
@@ -79,7 +101,10 @@ def estimate_defocus(
     Returns ``{"defocus": Å, "contrast_gain": contrast at the optimum / at zero defocus,
     "spread": Å, |difference of the two half-disc estimates|, "reliable": bool}``; a
     thick or tilted specimen, or a scan too small for the parallax, makes the halves
-    disagree. Two-fold astigmatism is not estimated (C12 keeps the calibration's value).
+    disagree. With ``astigmatism`` also two-fold astigmatism: ``"C12"`` Å and its azimuth
+    ``"phi12"`` rad (in (−π/2, π/2]; the convention of
+    :func:`~napari_ptychotomo.physics.aberration_phase`), from the same contrast
+    maximum with the parallax A·α of χ = (π/λ) α² (C10 + C12 cos 2(φ − φ12)).
     """
     scan.validate()
     dev = resolve_device(device)
@@ -103,20 +128,26 @@ def estimate_defocus(
     halves = [angles[:, 1] < 0, angles[:, 1] >= 0]
     parts = [_search(spectra[h], fy, fx, angles[h], step, lo, hi, fine)[0] for h in halves]
     spread = abs(parts[0] - parts[1])
-    return {"defocus": float(best), "contrast_gain": float(gain), "spread": float(spread),
-            "reliable": bool(gain >= min_gain and spread <= max(max_spread * abs(best), 4 * fine))}
+    out = {"defocus": float(best), "contrast_gain": float(gain), "spread": float(spread),
+           "reliable": bool(gain >= min_gain and spread <= max(max_spread * abs(best), 4 * fine))}
+    if astigmatism:
+        a, b = _astigmatism(spectra, fy, fx, angles, step, best, fine, max(abs(best), 50.0))
+        # with the astigmatism known, refine the defocus once more
+        best = _search(spectra, fy, fx, angles, step, best - 8 * fine, best + 8 * fine, fine, (a, b))[0]
+        out.update(defocus=float(best), C12=float(np.hypot(a, b)), phi12=float(0.5 * np.arctan2(b, a)))
+    return out
 
 
-def _search(spectra, fy, fx, angles, step, lo, hi, fine) -> tuple[float, float]:
+def _search(spectra, fy, fx, angles, step, lo, hi, fine, astigmatism=(0.0, 0.0)) -> tuple[float, float]:
     """Coarse-to-fine maximum of the tilt-corrected contrast over [lo, hi] Å; returns the
     defocus and its contrast gain over zero defocus."""
     grid = np.linspace(lo, hi, int(np.clip((hi - lo) / (8 * fine), 16, 120)) + 1)
-    scores = _contrast(spectra, fy, fx, angles, step, grid)
+    scores = _contrast(spectra, fy, fx, angles, step, grid, astigmatism)
     best = grid[int(np.argmax(scores))]
     width = grid[1] - grid[0]
     while width > fine:
         grid = np.linspace(best - width, best + width, 9)
-        scores = _contrast(spectra, fy, fx, angles, step, grid)
+        scores = _contrast(spectra, fy, fx, angles, step, grid, astigmatism)
         best = grid[int(np.argmax(scores))]
         width = grid[1] - grid[0]
     zero = _contrast(spectra, fy, fx, angles, step, [0.0])[0]
