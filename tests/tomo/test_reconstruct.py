@@ -68,13 +68,39 @@ def _msp(phase_value, tilt, shape=(20, 24), pixel_size=0.4):
 
 def test_projections_from_msp_sums_phase_and_crops_to_common_field():
     results = {1: _msp(0.5, 10.0, (22, 24)), 0: _msp(0.3, -10.0)}
-    stack, angles, pixel_size = projections_from_msp(results)
+    stack, angles, pixel_size = projections_from_msp(results, centre="array", background=None)
     assert stack.shape == (2, 20, 24) and stack.dtype == np.float32
     np.testing.assert_allclose(stack[:, 0, 0], [0.3, 0.5], rtol=1e-5)
     np.testing.assert_allclose(angles, [-10.0, 10.0])
     assert pixel_size == pytest.approx(0.4)
     with pytest.raises(ValueError, match="pixel_size"):
         projections_from_msp([_msp(0.3, 0.0), _msp(0.3, 5.0, pixel_size=0.5)])
+
+
+def test_projections_from_msp_put_each_scan_centre_on_the_middle_pixel():
+    """Objects of different sizes and scans at different places: a point feature at each
+    scan centre lands on pixel (n - 1)/2 of every projection, and the vacuum level of
+    each tilt (the constant MSP leaves free) is removed."""
+    sigma = float(interaction_constant(200e3))
+    results = []
+    for k, (shape, scan_centre) in enumerate((((30, 34), (12.3, 15.6)), ((28, 40), (14.8, 20.1)))):
+        yy, xx = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+        blob = np.exp(-((yy - scan_centre[0]) ** 2 + (xx - scan_centre[1]) ** 2) / (2 * 1.5**2))
+        phase = blob + 0.2 * (k + 1)  # a different constant per tilt
+        result = _msp(0.0, 10.0 * k, shape)
+        result.object = (phase / sigma)[None].astype(np.complex64)
+        offsets = np.array([[-3.0, -2.0], [3.0, 2.0], [-3.0, 2.0], [3.0, -2.0]])
+        result.positions = (np.asarray(scan_centre) + offsets) * result.pixel_size
+        results.append(result)
+    stack, _angles, _pixel = projections_from_msp(results, crop=(15, 17))
+    assert stack.shape == (2, 15, 17)
+    for image in stack:
+        peak = np.unravel_index(np.argmax(image), image.shape)
+        assert peak == (7, 8)
+        # symmetric about the middle pixel to sub-pixel accuracy
+        np.testing.assert_allclose(image[6, 8], image[8, 8], atol=2e-3)
+        np.testing.assert_allclose(image[7, 7], image[7, 9], atol=2e-3)
+        assert abs(np.median(np.r_[image[0], image[-1]])) < 0.02
 
 
 def test_reconstruct_rejects_mismatched_alignment(clean_series):

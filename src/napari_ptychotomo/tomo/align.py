@@ -152,6 +152,9 @@ def align_tilt_series_steps(
         bad = set(stage.refine) - {"shifts", *_ANGLES}
         if bad:
             raise ValueError(f"AlignStage.refine has {sorted(bad)}; allowed: shifts, {_ANGLES}")
+    if not stages and final_n_iter <= 0:
+        raise ValueError("stages is empty and final_n_iter = 0: nothing to reconstruct; "
+                         "give at least one AlignStage or final_n_iter > 0")
     full = torch.as_tensor(proj_np, dtype=torch.float32, device=dev)
     t, ny, nx = full.shape
     prepared = _threshold(full, threshold)
@@ -231,12 +234,17 @@ def align_tilt_series_steps(
         euler_deg=np.rad2deg(euler.cpu().numpy().astype(np.float64)),
         shifts=shifts_full.cpu().numpy().astype(np.float64) * pixel_size,
     )
-    result = None
-    for progress in reconstruct_linear_steps(
-        proj_np, alignment, pixel_size, n_iter=final_n_iter, lr=0.2, nonnegative=nonnegative,
-        tv_weight=tv_weight, edge_weight=edge_weight, blur_sigma_px=blur_sigma_px, device=dev,
-    ):
-        result = progress.result or result
+    if final_n_iter > 0:
+        result = None
+        for progress in reconstruct_linear_steps(
+            proj_np, alignment, pixel_size, n_iter=final_n_iter, lr=0.2, nonnegative=nonnegative,
+            tv_weight=tv_weight, edge_weight=edge_weight, blur_sigma_px=blur_sigma_px, device=dev,
+        ):
+            result = progress.result or result
+    else:  # the last stage's volume, at its coarse sampling (voxel = pixel × ny / size)
+        coarse = pixel_size * ny / volume.shape[1]
+        result = Volume(data=(volume / coarse).cpu().numpy().astype(np.float32), voxel_size=coarse,
+                        units="projection unit per Å", provenance={"step": "alignment volume"})
     result.provenance.update(step="aligned linear tomography (You et al. 2025, Algorithm 2)")
     yield Progress(total, total, preview={"volume_slice": result.data[result.shape[0] // 2],
                                           "shifts": alignment.shifts, "euler_deg": alignment.euler_deg},
@@ -261,7 +269,8 @@ def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> t
         the shifts along the axis (:func:`.tilt_axis.estimate_tilt_axis`).
     initial : starting :class:`Alignment` (default: nominal tilts, zero shifts).
     nonnegative, tv_weight, edge_weight : volume constraint and penalties.
-    final_n_iter, blur_sigma_px : the full-resolution reconstruction at the end.
+    final_n_iter, blur_sigma_px : the full-resolution reconstruction at the end;
+        ``final_n_iter=0`` skips it and returns the last stage's coarse volume.
     device : ``"auto"``, ``"cpu"``, ``"cuda"``...
 
     Returns

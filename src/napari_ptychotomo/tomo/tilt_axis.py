@@ -114,7 +114,13 @@ def estimate_tilt_axis(
             psi += 0.5 * fine_step_deg * (a - c) / denom
     profiles = torch.fft.ifft(_axis_spectra(stack, np.deg2rad(psi))).real  # (T, ny)
     shifts, _ = _register_profiles(profiles)
-    return _refine(stack, psi, shifts, k_max)
+    psi_refined, shifts_refined = _refine(stack, psi, shifts, k_max)
+    if abs(psi_refined - psi) > step_deg:
+        # the phase-sensitive fit left the amplitude optimum by more than a grid step:
+        # the profiles are not consistent enough to trust it (e.g. MSP phases whose low
+        # frequencies differ from tilt to tilt); keep the grid estimate
+        return psi, (shifts - shifts.mean()).numpy()
+    return psi_refined, shifts_refined
 
 
 def _refine(stack: torch.Tensor, psi_deg: float, shifts: torch.Tensor, k_max: float, n_iter: int = 100):

@@ -1,0 +1,151 @@
+"""Sequential ptychographic tomography in one call from a simulated 4D-STEM tilt series
+(issue 5, goal 2).
+
+A Pt cuboctahedron (55 atoms, ~1.1 nm across) is simulated with the physics core
+(:func:`napari_ptychotomo.simulate.simulate_tilt_series`: tabulated atomic potentials,
+multislice, Poisson noise), with random per-tilt shifts (0.5 Å std). MSP per tilt, the
+scan-centred phase projections, TV denoising, joint alignment and linear tomography then
+run in one call of :func:`sequential_tomography`.
+
+Comparison frame: the reconstruction's voxel (n − 1)/2 is the rotation centre, i.e. the
+specimen centre (the simulator scans each tilt centred on it, and the projections put the
+scan centre on pixel (n − 1)/2). The truth volume (voxel i at i·Δ Å, specimen centre at
+cell/2) is sampled at the reconstruction's voxel centres around cell/2. Both are
+band-limited by the same Gaussian (σ = 0.7 Å, about half the probe's λ/α ≈ 1.3 Å
+resolution) and the remaining rigid translation (alignment determines shifts only up to
+one) is removed by registration before the Pearson correlation r.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ptychotomo import Alignment, MSPParams, Volume
+from napari_ptychotomo.ptycho import LearningRate
+from napari_ptychotomo.simulate import fcc_nanoparticle, simulate_tilt_series
+from napari_ptychotomo.tomo import AlignStage, reconstruct_linear, sequential_tomography
+from napari_ptychotomo.tomo.align import remove_gauge
+
+BAND_SIGMA = 0.7  # Å
+
+
+def _series(n_tilts, seed=1):
+    particle = fcc_nanoparticle("Pt", size=14.0, shape="cuboctahedron", vacuum=2.0)
+    series = simulate_tilt_series(
+        particle, np.linspace(-60, 60, n_tilts), shift_std=0.5, seed=seed, scan_shape=(16, 16),
+        scan_step=1.0, defocus=80.0, detector_shape=(32, 32), semiangle_mrad=15.0, num_slices=2,
+        dose=1e6, workers=1,
+    )
+    return particle, series
+
+
+def _msp_params(series, iterations):
+    scan = series.scans[0]
+    params = MSPParams.from_calibration(
+        scan.calibration, thickness=scan.truth["thickness"], num_slices=2, iterations=iterations,
+        defocus=None, learn_thickness=False, learn_tilt=False,
+    )
+    params.rates["object"] = LearningRate(50.0, 0)  # Pt columns reach ~1000 V·Å
+    return params
+
+
+def truth_on_grid(truth: Volume, centre_A, volume: Volume) -> np.ndarray:
+    """The truth potential, band-limited, at the voxel centres of ``volume`` (whose voxel
+    (n − 1)/2 is the specimen point ``centre_A`` (z, y, x) Å)."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    blurred = gaussian_filter(np.asarray(truth.data, float), BAND_SIGMA / truth.voxel_size)
+    axes = [((np.arange(n) - (n - 1) / 2) * volume.voxel_size + c - o) / truth.voxel_size
+            for n, c, o in zip(volume.shape, centre_A, truth.origin)]
+    return map_coordinates(blurred, np.meshgrid(*axes, indexing="ij"), order=1)
+
+
+def registered_r(volume: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray]:
+    from scipy.ndimage import gaussian_filter, shift
+    from skimage.registration import phase_cross_correlation
+
+    volume = gaussian_filter(np.asarray(volume, float), BAND_SIGMA / VOXEL[0])
+    offset, _, _ = phase_cross_correlation(truth, volume, upsample_factor=20)
+    moved = shift(volume, offset, order=3)
+    a, b = moved - moved.mean(), truth - truth.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())), offset
+
+
+VOXEL = [0.0]
+
+
+@pytest.fixture(scope="module", params=[pytest.param("fast"), pytest.param("full", marks=pytest.mark.slow)])
+def chain(request):
+    torch.set_num_threads(1)
+    n_tilts, iterations = (9, 8) if request.param == "fast" else (13, 12)
+    particle, series = _series(n_tilts)
+    alignment, volume, results = sequential_tomography(
+        series, msp_params=_msp_params(series, iterations), denoise="tv", crop=(56, 56),
+        bin_factor=2, device="cpu",
+    )
+    VOXEL[0] = volume.voxel_size
+    return request.param, particle, series, alignment, volume, results
+
+
+def test_one_call_gives_volume_in_volts_on_the_binned_object_sampling(chain):
+    _name, _particle, series, alignment, volume, results = chain
+    pixel = series.scans[0].truth["pixel_size"][0]
+    assert len(results) == len(series.scans) and isinstance(alignment, Alignment)
+    assert volume.shape == (28, 28, 28) and volume.voxel_size == pytest.approx(2 * pixel)
+    assert volume.units == "V" and volume.data.min() >= 0
+    # the rotation centre, voxel (n - 1)/2, is at 0 Å
+    np.testing.assert_allclose(volume.origin, -13.5 * volume.voxel_size)
+
+
+def test_volume_correlates_with_band_limited_truth(chain):
+    name, particle, series, alignment, volume, _results = chain
+    truth = truth_on_grid(series.truth["volume"], particle.centre, volume)
+    r, offset = registered_r(volume.data, truth)
+    # the centre convention holds: what registration has to remove is the alignment's
+    # gauge translation, well under a voxel here, not a frame offset of several voxels
+    assert np.abs(offset).max() < 1.5
+    assert r >= (0.8 if name == "full" else 0.75)  # measured: full 0.xx, fast 0.xx
+    # the same projections reconstructed without alignment correlate less
+    unaligned = reconstruct_linear(
+        _stack(chain), Alignment.from_angles(series.angles_deg),
+        volume.voxel_size, device="cpu",
+    )
+    r_unaligned, _ = registered_r(unaligned.data, truth)
+    print(f"{name}: r = {r:.3f}, unaligned {r_unaligned:.3f}, offset {offset}")
+    assert r_unaligned < r
+
+
+def _stack(chain):
+    from napari_ptychotomo.tomo import denoise_projections, projections_from_msp
+    from napari_ptychotomo.tomo.sequential import bin_projections
+
+    stack, _angles, _pixel = projections_from_msp(chain[5], crop=(56, 56))
+    return denoise_projections(bin_projections(stack, 2), method="tv")
+
+
+def test_shifts_found_within_a_voxel_after_removing_the_gauge(chain):
+    _name, _particle, series, alignment, volume, _results = chain
+    error = torch.as_tensor((alignment.shifts - series.truth["shifts"]) / volume.voxel_size)
+    error = remove_gauge(error, torch.deg2rad(torch.as_tensor(series.angles_deg)))
+    rms = float(error.pow(2).mean().sqrt())
+    print(f"shift error {rms:.3f} voxel RMS")
+    assert rms < 1.0  # measured: xx
+
+
+def test_existing_msp_results_skip_the_msp_step(chain):
+    _name, _particle, _series, alignment, volume, results = chain
+    again, volume_again, same = sequential_tomography(
+        results, denoise="tv", crop=(56, 56), bin_factor=2, device="cpu",
+        align={"stages": [AlignStage(0.1, ("shifts",), n_outer=1, n_inner=2, n_align=1)]},
+        linear={"n_iter": 2},
+    )
+    assert same == results and volume_again.shape == volume.shape
+
+
+def test_bad_input_is_refused_with_the_field_named():
+    with pytest.raises(ValueError, match="data is"):
+        sequential_tomography(np.zeros((3, 8, 8)))
+    with pytest.raises(ValueError, match="bin_factor"):
+        sequential_tomography([], bin_factor=0)
