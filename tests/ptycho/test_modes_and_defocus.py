@@ -57,6 +57,8 @@ def test_bright_field_defocus_within_10_percent(defocus):
     found = estimate_defocus(scan)
     assert abs(found["defocus"] / defocus - 1) < 0.10
     assert found["contrast_gain"] > 1
+    # the two half-disc estimates agree (measured spread 4.6 Å at 200 Å)
+    assert found["reliable"] and found["spread"] < 0.1 * defocus
 
 
 def test_estimate_defocus_is_exported_at_top_level():
@@ -110,12 +112,6 @@ def test_default_start_is_the_calibration_for_a_thick_specimen_or_no_raster():
     scattered.scan_shape = None
     params = MSPParams.from_calibration(scattered.calibration, thickness=4.0, num_slices=1, iterations=1)
     assert reconstruct_msp(scattered, params, device="cpu").provenance["defocus_source"] == "calibration"
-
-
-def test_bright_field_estimate_reports_its_reliability():
-    found = estimate_defocus(_thin_scan_at(200.0, 0.0))
-    # measured: spread 4.6 Å between the two half-disc estimates, gain 37
-    assert found["reliable"] and found["spread"] < 0.1 * 200.0
 
 
 def test_bright_field_estimates_two_fold_astigmatism_roughly():
