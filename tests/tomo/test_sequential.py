@@ -106,7 +106,7 @@ def test_volume_correlates_with_band_limited_truth(chain):
     # the centre convention holds: what registration has to remove is the alignment's
     # gauge translation, well under a voxel here, not a frame offset of several voxels
     assert np.abs(offset).max() < 1.5
-    assert r >= (0.8 if name == "full" else 0.75)  # measured: full 0.xx, fast 0.xx
+    assert r >= 0.8  # measured: full (13 tilts) 0.992, fast (9 tilts) 0.932
     # the same projections reconstructed without alignment correlate less
     unaligned = reconstruct_linear(
         _stack(chain), Alignment.from_angles(series.angles_deg),
@@ -114,7 +114,7 @@ def test_volume_correlates_with_band_limited_truth(chain):
     )
     r_unaligned, _ = registered_r(unaligned.data, truth)
     print(f"{name}: r = {r:.3f}, unaligned {r_unaligned:.3f}, offset {offset}")
-    assert r_unaligned < r
+    assert r_unaligned < r - 0.03  # measured: full 0.906, fast 0.864
 
 
 def _stack(chain):
@@ -131,7 +131,9 @@ def test_shifts_found_within_a_voxel_after_removing_the_gauge(chain):
     error = remove_gauge(error, torch.deg2rad(torch.as_tensor(series.angles_deg)))
     rms = float(error.pow(2).mean().sqrt())
     print(f"shift error {rms:.3f} voxel RMS")
-    assert rms < 1.0  # measured: xx
+    # true shifts: 0.5 Å std = 0.76 voxel; measured errors: full 0.35 (the +60° tilt,
+    # shifted by 2 voxels, is the largest), fast 0.17 voxel RMS
+    assert rms < 0.5
 
 
 def test_existing_msp_results_skip_the_msp_step(chain):

@@ -108,7 +108,7 @@ def sequential_tomography_steps(
     pixel_size *= bin_factor
     if denoise is not None:
         stack = denoise_projections(stack, method=denoise, **(denoise_options or {}))
-    align_options = {"final_n_iter": 0, "estimate_axis": False, **(align or {})}
+    align_options = {"final_n_iter": 0, "estimate_axis": False, "threshold": 0.0, **(align or {})}
     alignment = None
     for progress in align_tilt_series_steps(stack, angles, pixel_size, device=dev, **align_options):
         if progress.result is not None:
@@ -153,8 +153,11 @@ def sequential_tomography(data, **kwargs) -> tuple[Alignment, Volume, list[MSPRe
         ``estimate_axis`` defaults to ``False`` here: the common-line estimate of ψ needs
         projections whose line integrals agree between tilts to a few per cent, which
         MSP phases (whose lowest frequencies are weakly determined) often miss; pass
-        ``{"estimate_axis": True}`` for well-converged MSP, or give ψ through
-        ``MSPResult.tilt_deg``-independent Euler angles with ``align={"initial": ...}``.
+        ``{"estimate_axis": True}`` for well-converged MSP, or a starting
+        :class:`Alignment` with ``align={"initial": ...}``. ``threshold`` defaults to 0
+        here: thresholding MSP phases (which ring around the atoms) at 0.4 of the maximum
+        left the shifts across the axis unrecovered on the simulated test series (0.66
+        voxel RMS error against 0.12 without); use it where a substrate must be cut.
     linear : keywords of :func:`.reconstruct.reconstruct_linear` (``n_iter``,
         ``blur_sigma_px``, ``tv_weight``, ``shape``, …).
     crop : (ny, nx) field of the projections in object pixels, centred on each tilt's
