@@ -138,3 +138,21 @@ def test_joint_widget_explains_a_missing_series(viewer):
     widget = EndToEndWidget(viewer, synchronous=True)
     widget.runner.run()
     assert widget.runner.status.value.startswith("cannot start: no 4D-STEM tilt series")
+
+
+@pytest.mark.gui
+def test_threaded_end_to_end_stop_keeps_the_volume_read_in_the_worker(viewer, qtbot, tiny_stem_series):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.joint_widgets import EndToEndWidget
+
+    show(tiny_stem_series, viewer)
+    widget = EndToEndWidget(viewer)
+    widget.iterations.value, widget.device.value = 50, "cpu"
+    widget.runner.run()
+    qtbot.waitUntil(lambda: widget.runner.last is not None, timeout=60000)
+    widget.runner.stop_button.clicked.emit()
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=60000)
+    assert "partial result kept" in widget.runner.status.value, widget.runner.status.value
+    volume = viewer.layers["Volume (end-to-end)"].metadata["result"]
+    assert volume.provenance["partial"] and volume.shape == (24, 24, 24)
+    assert widget.runner.last.step < 150

@@ -6,8 +6,11 @@ starts fast and ``import napari_ptychotomo`` stays GUI-free.
 
 Modules: ``layers`` / ``scan_views`` (data objects → layer tuples, pure), ``show``
 (``show(obj, viewer)``), ``reader`` / ``writer`` / ``sample_data`` (npe2 contributions,
-pure), ``_runner`` (Run / Stop frame), ``msp_widget``, ``tomo_widgets``,
-``analysis_widgets`` (docked widgets), ``choices`` (layer look-ups for combo boxes).
+pure), ``_runner`` (Run / Stop frame, throttled previews), ``plots`` (live matplotlib
+plots, text fallback), ``previews`` (orthogonal-slice mosaic, a stopped engine's state,
+pure), ``inspection`` (slice views, line profiles, region statistics, pure), the docked
+widgets ``msp_widget``, ``msp_projections_widget``, ``tomo_widgets``, ``joint_widgets``,
+``analysis_widgets``, ``inspect_widget``, and ``choices`` (layer look-ups for combo boxes).
 """
 
 from .show import show
