@@ -32,6 +32,9 @@ def test_msp_widget_runs_and_shows_result_layers_in_angstrom(viewer, not_blank, 
     assert tuple(phase.scale) == pytest.approx((result.slice_thickness, result.pixel_size, result.pixel_size))
     assert "MSP probe [tilt 0]" in viewer.layers and "MSP positions [tilt 0]" in viewer.layers
     assert "θ = (" in widget.fitted.value
+    summed = viewer.layers["MSP summed phase [tilt 0]"]  # live while running, then the result's
+    np.testing.assert_allclose(summed.data, result.phase(), rtol=1e-5, atol=1e-6)
+    assert summed.metadata["result"] is result and tuple(summed.scale) == pytest.approx((result.pixel_size,) * 2)
     (panel,) = widget.loss_plot.panels  # the loss curve of the tilt, as the engine reports it
     iterations, losses = panel.curves["tilt 0"]
     np.testing.assert_allclose(losses, result.loss_history, rtol=1e-6)

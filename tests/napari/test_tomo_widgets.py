@@ -50,6 +50,8 @@ def test_linear_tomography_widget_reconstructs_blobs_at_their_places(viewer, not
     assert widget.runner.status.value.startswith("done"), widget.runner.status.value
     layer = viewer.layers["Volume (linear)"]
     volume = layer.metadata["result"]
+    steps, losses = widget.loss_plot.panels[0].curves["loss"]
+    assert steps[-1] == 40 and losses[-1] < 0.1 * losses[0], losses  # the projections are fitted
     assert isinstance(volume, Volume) and tuple(layer.scale) == (0.5, 0.5, 0.5)
     assert isinstance(layer.metadata["alignment"], Alignment)
     # the brightest voxel lies within 1.5 px of one of the blobs (x, y, z) from the centre

@@ -20,6 +20,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from ..data import MSPResult
 from .inspection import (line_profile, orthogonal_views, points_in_shape, region_statistics,
                          world_to_index)
+from .layers import summed_phase_layer
 from .plots import LivePlot, Panel
 from .show import put_layer
 
@@ -193,11 +194,7 @@ class InspectWidget(Container):
         """Summed phase of the tilt map's MSP result below the tilt maps, which are made
         translucent and brought to the top (θx shown, θy hidden)."""
         layer, result, k = self._tilt_result()
-        p = float(result.pixel_size)
-        put_layer(self.viewer, (result.phase(), {
-            "name": f"MSP summed phase [tilt {k}]", "scale": (p, p), "axis_labels": ("y", "x"),
-            "units": ("angstrom", "angstrom"), "colormap": "gray",
-            "metadata": {"result": result, "kind": "msp", "tilt_index": k}}, "image"))
+        put_layer(self.viewer, summed_phase_layer(result.phase(), result.pixel_size, k, result))
         top = len(self.viewer.layers) - 1
         for name in (layer.name, layer.name.replace("θx", "θy")):
             if name in self.viewer.layers:

@@ -19,6 +19,7 @@ __all__ = [
     "LayerData",
     "scan_layers",
     "msp_layers",
+    "summed_phase_layer",
     "volume_layers",
     "atoms_layers",
     "project_layers",
@@ -189,6 +190,18 @@ def msp_layers(result: MSPResult, tilt_index: int = 0) -> list[LayerData]:
                 "colormap": "PiYG", "contrast_limits": (-limit, limit), "metadata": meta,
                 **plane}, "image"))
     return layers
+
+
+def summed_phase_layer(phase: np.ndarray, pixel_size: float, tilt_index: int,
+                       result: MSPResult | None = None) -> LayerData:
+    """``MSP summed phase [tilt k]``: the object phase summed over slices ``(ny, nx)`` in
+    rad (σ · Σ Re V), 2D at the object pixel size in Å."""
+    p = float(pixel_size)
+    return (np.asarray(phase, dtype=np.float32), {
+        "name": f"MSP summed phase [tilt {tilt_index}]", "scale": (p, p), "axis_labels": ("y", "x"),
+        "units": (ANGSTROM, ANGSTROM), "colormap": "gray",
+        "metadata": _meta(result, "msp" if result is not None else "msp-preview",
+                          tilt_index=tilt_index)}, "image")
 
 
 def volume_layers(volume: Volume, name: str = "linear") -> list[LayerData]:

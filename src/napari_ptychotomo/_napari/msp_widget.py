@@ -20,7 +20,7 @@ from ..data import ScanData, TiltSeries
 from ..engine import Progress
 from ._runner import EngineRunner
 from .choices import objects_in
-from .layers import msp_layers
+from .layers import msp_layers, summed_phase_layer
 from .plots import LivePlot, Panel
 from .show import put_layer, put_layers
 
@@ -154,8 +154,7 @@ class MSPWidget(Container):
         preview = progress.preview or {}
         k = self._current = preview.get("tilt_index", 0)
         if "result" in preview:
-            self.finished[k] = preview["result"]
-            put_layers(self.viewer, msp_layers(preview["result"], k))
+            self._put_result(k, preview["result"])
             return
         if "slices" in preview:
             self._show_preview(k, preview)
@@ -179,6 +178,8 @@ class MSPWidget(Container):
             "name": f"MSP phase [tilt {k}]", "scale": (thickness, pixel * stride, pixel * stride),
             "axis_labels": ("z", "y", "x"), "colormap": "gray",
             "metadata": {"kind": "msp-preview", "tilt_index": k}}, "image"))
+        if "phase" in preview:
+            put_layer(self.viewer, summed_phase_layer(preview["phase"], pixel, k))
         amplitude = np.sqrt(np.asarray(preview["probe_intensity"], dtype=np.float32))
         put_layer(self.viewer, (np.concatenate(list(amplitude), axis=-1), {
             "name": f"MSP probe [tilt {k}]", "scale": (pixel, pixel), "axis_labels": ("y", "x"),
@@ -195,8 +196,12 @@ class MSPWidget(Container):
             return
         for k, result in results.items():
             if result is not None and k not in self.finished:
-                self.finished[k] = result
-                put_layers(self.viewer, msp_layers(result, k))
+                self._put_result(k, result)
+
+    def _put_result(self, k: int, result: Any) -> None:
+        self.finished[k] = result
+        put_layers(self.viewer, msp_layers(result, k))
+        put_layer(self.viewer, summed_phase_layer(result.phase(), result.pixel_size, k, result))
 
     def _partial(self, last: Progress) -> dict | None:
         """After Stop: the finished tilts (the current tilt's live preview stays shown)."""

@@ -234,6 +234,8 @@ class LinearTomographyWidget(_StackWidget):
         super().__init__(viewer, [self.iterations, self.nonnegative, self.tv_weight,
                                   self.support_mask, self.mask_threshold, self.mask_projections],
                          synchronous)
+        self.loss_plot = LivePlot(name="loss_plot")
+        self.append(self.loss_plot)
 
     def alignment(self, layer: Any, angles: np.ndarray) -> Alignment:
         alignment = layer.metadata.get("alignment")
@@ -245,12 +247,19 @@ class LinearTomographyWidget(_StackWidget):
         from ..tomo import reconstruct_linear_steps
 
         self._layer, data, angles, pixel = self.inputs()
-        self._data, self._pixel = data, pixel
+        self._data, self._pixel, self._losses = data, pixel, ([], [])
         self._alignment = self.alignment(self._layer, angles)
         return reconstruct_linear_steps(
             data, self._alignment, pixel, n_iter=int(self.iterations.value),
             nonnegative=bool(self.nonnegative.value), tv_weight=float(self.tv_weight.value),
             device=str(self.device.value))
+
+    def _progress(self, progress: Progress) -> None:
+        steps, losses = self._losses
+        steps.append(progress.step)
+        losses.append(progress.loss)
+        self.loss_plot.show([Panel("iteration", "projection error", {"loss": (steps, losses)},
+                                   log_y=True)], f"iteration {progress.step}, loss {progress.loss:.4g}")
 
     def _result(self, volume: Any) -> None:
         layers = volume_layers(volume, "linear")
