@@ -156,3 +156,25 @@ def test_threaded_end_to_end_stop_keeps_the_volume_read_in_the_worker(viewer, qt
     volume = viewer.layers["Volume (end-to-end)"].metadata["result"]
     assert volume.provenance["partial"] and volume.shape == (24, 24, 24)
     assert widget.runner.last.step < 150
+
+
+@pytest.mark.gui
+def test_half_data_volumes_go_straight_into_the_fsc_widget(viewer, tiny_hrtem_series):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.analysis_widgets import ResolutionWidget
+    from napari_ptychotomo._napari.joint_widgets import PlaneWaveWidget
+
+    show(tiny_hrtem_series, viewer)
+    widget = PlaneWaveWidget(viewer, synchronous=True)
+    widget.iterations.value, widget.tv_weight.value, widget.device.value = 4, 0.0, "cpu"
+    widget.half_data.value = True
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    volume = viewer.layers["Volume (plane-wave)"].metadata["result"]
+    assert volume.halves is not None and volume.halves[0].shape == (16, 16, 16)
+    fsc = ResolutionWidget(viewer, synchronous=True)
+    fsc.volume1.value, fsc.use_halves.value, fsc.directional.value = "Volume (plane-wave)", True, False
+    fsc.runner.run()
+    assert fsc.runner.status.value.startswith("done"), fsc.runner.status.value
+    resolution = viewer.layers["Volume (plane-wave)"].metadata["resolution"]
+    assert resolution.fsc[1] > 0.5  # two halves of the same noise-free data agree at low frequency
