@@ -45,6 +45,9 @@ def test_fsc_widget_finds_higher_resolution_for_less_noise(viewer, qtbot):
     assert isinstance(resolution, Resolution)
     assert resolution.fsc[1] > 0.9  # the lattice dominates the low frequencies
     assert "z:" in widget.table.value and "all:" in widget.table.value
+    curves = widget.fsc_plot.panels[0].curves  # the FSC, its thresholds and per direction
+    assert {"FSC", "one_bit", "half_bit", "FSC z"} <= set(curves)
+    np.testing.assert_allclose(curves["FSC"][1], resolution.fsc)
 
 
 @pytest.mark.gui

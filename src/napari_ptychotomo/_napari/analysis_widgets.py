@@ -5,8 +5,8 @@ Thin shells over :func:`~napari_ptychotomo.analysis.fsc` /
 :func:`~napari_ptychotomo.analysis.trace_atoms_steps`. The FSC widget takes two volume
 layers (or the two half-data volumes a Volume carries in ``halves``), puts the
 :class:`~napari_ptychotomo.data.Resolution` into the first layer's ``metadata["resolution"]``,
-and shows the crossings per threshold and direction in a table (and the curves in a plot
-when matplotlib is installed). Atom tracing puts ``Atoms (traced)`` as Points (size and
+and shows the crossings per threshold and direction in a table (and the curves in a
+:class:`.plots.LivePlot`). Atom tracing puts ``Atoms (traced)`` as Points (size and
 colour by species; features intensity, width) and, when the volume's provenance carries
 true atoms, a score line.
 """
@@ -23,6 +23,7 @@ from ..engine import Progress
 from ._runner import EngineRunner
 from .choices import image_layers
 from .layers import atoms_layers
+from .plots import LivePlot, Panel
 from .show import put_layer, put_layers
 from .tomo_widgets import one_step
 
@@ -93,7 +94,8 @@ class ResolutionWidget(_VolumeWidget):
         super().__init__(viewer, [self.volume1, self.volume2, self.use_halves, self.directional],
                          synchronous)
         self.append(self.table)
-        self.figure = None
+        self.fsc_plot = LivePlot(name="fsc_plot", height=3.0)
+        self.append(self.fsc_plot)
 
     def _start(self) -> Generator:
         from ..analysis import directional_fsc, fsc
@@ -126,25 +128,14 @@ class ResolutionWidget(_VolumeWidget):
         self._plot(resolution)
 
     def _plot(self, resolution: Any) -> None:
-        try:
-            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-            from matplotlib.figure import Figure
-        except ImportError:  # the table is enough without matplotlib
-            return
-        if self.figure is None:
-            self.figure = Figure(figsize=(4, 3), tight_layout=True)
-            self.native.layout().addWidget(FigureCanvasQTAgg(self.figure))
-        self.figure.clear()
-        ax = self.figure.add_subplot(111)
-        ax.plot(resolution.frequency, resolution.fsc, label="FSC", color="k")
+        curves = {"FSC": (resolution.frequency, resolution.fsc)}
+        styles = {}
         for name, curve in resolution.thresholds.items():
-            ax.plot(resolution.frequency, curve, "--", label=name)
+            curves[name], styles[name] = (resolution.frequency, curve), "--"
         for name, entry in (resolution.directional or {}).items():
-            ax.plot(entry["frequency"], entry["fsc"], lw=0.8, label=f"FSC {name}")
-        ax.set_xlabel("spatial frequency (1/Å)")
-        ax.set_ylabel("FSC")
-        ax.legend(fontsize=7)
-        self.figure.canvas.draw_idle()
+            curves[f"FSC {name}"] = (entry["frequency"], entry["fsc"])
+        self.fsc_plot.show([Panel("spatial frequency (1/Å)", "FSC", curves, styles=styles)],
+                           "")
 
 
 class AtomTracingWidget(_VolumeWidget):

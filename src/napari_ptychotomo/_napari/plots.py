@@ -21,13 +21,15 @@ __all__ = ["Panel", "LivePlot"]
 @dataclass
 class Panel:
     """One axes: ``curves`` maps a label to ``(x, y)``; ``log_y`` for losses; ``style``
-    ``"-"`` for lines, ``"o-"`` for per-tilt values."""
+    ``"-"`` for lines, ``"o-"`` for per-tilt values; ``styles`` overrides it per label
+    (e.g. ``"--"`` for threshold curves)."""
 
     xlabel: str
     ylabel: str
     curves: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     log_y: bool = False
     style: str = "-"
+    styles: dict[str, str] = field(default_factory=dict)
 
 
 class LivePlot(Container):
@@ -71,7 +73,8 @@ class LivePlot(Container):
                 y = np.asarray(y, dtype=float)
                 if panel.log_y:
                     y = np.where(y > 0, y, np.nan)
-                ax.plot(np.asarray(x, dtype=float), y, panel.style, label=label, ms=3, lw=1)
+                ax.plot(np.asarray(x, dtype=float), y, panel.styles.get(label, panel.style),
+                        label=label, ms=3, lw=1)
             if panel.log_y and any(np.any(np.asarray(y, float) > 0) for _, y in panel.curves.values()):
                 ax.set_yscale("log")
             ax.set_xlabel(panel.xlabel, fontsize=8)
@@ -79,7 +82,7 @@ class LivePlot(Container):
             ax.tick_params(labelsize=7)
             if len(panel.curves) > 1:
                 ax.legend(fontsize=6)
-        self.canvas.draw_idle()
+        self.canvas.draw()  # now: a deferred draw may outlive a closed widget
 
     def show_images(self, images: dict[str, tuple[Any, tuple[float, float, float, float], str, str]],
                     summary: str = "", cmap: str = "gray") -> None:
@@ -98,7 +101,7 @@ class LivePlot(Container):
             ax.set_xlabel(xlabel, fontsize=7)
             ax.set_ylabel(ylabel, fontsize=7)
             ax.tick_params(labelsize=6)
-        self.canvas.draw_idle()
+        self.canvas.draw()  # now: a deferred draw may outlive a closed widget
 
     def drawn_lines(self) -> int:
         """Number of lines on the canvas (0 without matplotlib)."""
