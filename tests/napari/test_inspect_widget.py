@@ -53,15 +53,16 @@ def test_region_statistics_of_two_grains():
 
 
 @pytest.mark.gui
-def test_inspect_volume_views_follow_cursor_profile_and_spectrum(viewer):
+def test_inspect_volume_views_follow_cursor_profile_and_spectrum(viewer, qtbot):
     from napari_ptychotomo import show
     from napari_ptychotomo._napari.inspect_widget import InspectWidget
 
     show(Volume(data=blob(), voxel_size=0.5, origin=np.array([0.0, 0.0, 1.0])), viewer, name="blob")
     widget = InspectWidget(viewer)
     assert widget.volume.value == "Volume (blob)"
-    viewer.cursor.position = (2.5, 3.5, 7.0)  # Å: voxel (5, 7, 12)
-    assert widget.index == (5, 7, 12)
+    for x in (1.0, 3.0, 5.0, 7.0):  # a quick move along x: the views catch up with its end
+        viewer.cursor.position = (2.5, 3.5, x)
+    qtbot.waitUntil(lambda: widget.index == (5, 7, 12), timeout=2000)  # 2.5, 3.5, 7 Å
     assert set(widget.views.images) == {"yx at z = 2.5 Å", "zx at y = 3.5 Å", "zy at x = 7.0 Å"}
     assert "value 1" in widget.views.summary.value  # the blob's peak
 

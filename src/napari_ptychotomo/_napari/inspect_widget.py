@@ -61,6 +61,14 @@ class InspectWidget(Container):
             self.status])
         self.statistics: dict[str, Any] | None = None
         self.index: tuple[int, int, int] | None = None
+        self._pending: tuple[int, int, int] | None = None
+        from qtpy.QtCore import QTimer
+
+        # cursor moves are coalesced: the views are redrawn at most every 100 ms
+        self._cursor_timer = QTimer()
+        self._cursor_timer.setSingleShot(True)
+        self._cursor_timer.setInterval(100)
+        self._cursor_timer.timeout.connect(self._draw_pending)
         for button, action in ((self.profile_button, self.show_profile),
                                (self.spectrum_button, self.show_spectrum),
                                (self.overlay_button, self.overlay),
@@ -122,6 +130,13 @@ class InspectWidget(Container):
         index = world_to_index(self._world(self.viewer.cursor.position, 3), layer.scale,
                                layer.translate, np.shape(layer.data))
         if index != self.index:
+            self._pending = index
+            if not self._cursor_timer.isActive():
+                self._cursor_timer.start()
+
+    def _draw_pending(self) -> None:
+        index, self._pending = self._pending, None
+        if index is not None and self.volume.value in self.viewer.layers:
             self.show_views(index)
 
     def show_views(self, index: tuple[int, int, int]) -> None:
