@@ -101,6 +101,16 @@ def nrmse(estimate, truth):
     return float(np.linalg.norm(e - t) / np.linalg.norm(t))
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run each joint test on one torch thread: the cases are small, and on a shared machine
+    two threads that wait for each other cost far more wall time than they save."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -1,51 +1,56 @@
-"""What issue 6 asks the joint step to achieve, on scaled-down synthetic cases (fixed seeds).
+"""What issue 6 asks the joint step to achieve, on scaled-down cases (fixed seeds).
 
-Scaling against the issue: Gaussian-atom particles of 5-16 atoms in 24³-32³ volumes of
-0.5 Å voxels (instead of a ~2 nm core-shell particle), 4D-STEM scans of 5×5-6×6 positions
-on a 16×16 detector, 6-8 tilts, 10-60 passes. The full-size cases belong in
-benchmarks/joint.py. Data come from the package's forward model (physics core verified
-against abTEM, rotation against analytic rotations).
+* Achievement 1 (slow): simulator data (:mod:`napari_ptychotomo.simulate`, Lobato
+  potentials), real MSP → linear tomography against end-to-end; see missing_wedge_case.py.
+  The larger case is ``benchmarks/joint.py --missing-wedge``.
+* Achievement 2: Gaussian-atom particle, data from the engine's forward model (physics core
+  verified against abTEM, rotation against analytic rotations); why not the simulator is
+  in the test's docstring.
+* Achievement 3: simulator HRTEM series of a Si/SiO2-like particle, traced with
+  :func:`napari_ptychotomo.analysis.trace_atoms` and scored with ``score_atoms``.
+* Achievement 4 is test_distributed.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from scipy import ndimage
 
-from napari_ptychotomo.data import Alignment, TiltSeries
+from napari_ptychotomo.analysis import score_atoms, trace_atoms
+from napari_ptychotomo.data import Alignment
 from napari_ptychotomo.joint import JointParams, reconstruct_joint, reconstruct_plane_wave
 from napari_ptychotomo.joint.params import Rate
+from napari_ptychotomo.simulate import Specimen, core_shell_particle, simulate_hrtem_series
 
-from .conftest import gaussian_atoms, hrtem_series, nrmse, particle_atoms, stem_series
+from .conftest import gaussian_atoms, particle_atoms, stem_series
+from .missing_wedge_case import run_case
 
 VOXEL = 0.5
-
-
-def _local_maxima(volume, fraction=0.2):
-    real = np.real(volume)
-    peaks = (ndimage.maximum_filter(real, size=3) == real) & (real > fraction * real.max())
-    return np.argwhere(peaks) * VOXEL
 
 
 def test_refining_shifts_reduces_1px_alignment_errors():
     """Issue 6, achievement 2: start with ±1 px (0.5 Å) shift errors, 6 tilts over ±45°.
 
+    Data from the engine's own forward model (Gaussian atoms): on simulator data of a Pt13 or
+    Al13 cluster at 0.5 Å voxels the volume from zero does not converge within a test's
+    budget (loss 0.0101 → 0.0096 in 30 passes; the voxel model of the true potential itself
+    leaves 0.0106, its projected Pt peak 845 V·Å against the simulator's 1229 V·Å) and the
+    shifts drift instead (y rms 0.5 → 0.8 Å), so the refinement is specified here on data
+    the volume can represent.
     A common translation of all shifts is a free translation of the volume, so errors are
     compared after removing the mean. Measured: rms 0.50 Å → 0.35 Å overall; along the tilt
     axis (y) the error drops below half, across it (x, coupled to depth) less.
     """
-    shape = (32, 32, 32)
+    shape = (28, 28, 28)
     rng = np.random.default_rng(3)
     centre = (np.array(shape) - 1) / 2 * VOXEL
     volume = gaussian_atoms(shape, VOXEL, particle_atoms(rng, 5, 2.0, centre), 250.0)
     angles = np.linspace(-45, 45, 6)
-    series = stem_series(volume, VOXEL, angles, window=16, scan=(6, 6), step=1.0)
+    series = stem_series(volume, VOXEL, angles, window=16, scan=(5, 5), step=1.0)
     errors = np.random.default_rng(1).choice([-1.0, 1.0], size=(6, 2)) * VOXEL
     start = Alignment.from_angles(angles)
     start.shifts = errors.copy()
-    params = JointParams(iterations=30, num_slices=4, batch_size=12, volume_shape=shape,
+    params = JointParams(iterations=30, num_slices=4, batch_size=13, volume_shape=shape,
                          learn=("volume", "shifts"))
     params.rates["shifts"] = Rate(0.05, 5)
     result = reconstruct_joint(series, init=start, params=params, device="cpu")
@@ -56,73 +61,87 @@ def test_refining_shifts_reduces_1px_alignment_errors():
     assert rms(after[:, 0]) < 0.5 * rms(before[:, 0])
 
 
-def test_plane_wave_tv_finds_95_percent_of_atoms_within_half_an_angstrom():
-    """Issue 6, achievement 3: plane-wave mode, small Si/SiO2-like particle (16 atoms, one
-    third Si-like 280 V·Å³, the rest O-like 120 V·Å³, ≥ 2.2 Å apart), 3 defoci per tilt,
-    8 tilts over 180°, TV. Local maxima above 20 % of the maximum stand in for atom tracing.
+def _hrtem_particle(pixel):
+    """A Si/SiO2-like core-shell particle in a cubic cell of m pixels whose centre (side / 2)
+    falls on pixel (m - 1) / 2, the engine's rotation centre."""
+    particle = core_shell_particle("Si", core_radius=3.0, shell_thickness=2.0, shell_elements=("Si", "O", "O"),
+                                   shell_density=0.066, min_distance=1.6, seed=0, vacuum=2.0)
+    m = int(np.ceil(particle.cell.max() / pixel)) + 1
+    side = (m - 0.999) * pixel
+    return Specimen(particle.positions + (side - particle.cell) / 2, particle.numbers, np.full(3, side),
+                    dict(particle.info)), m
+
+
+def test_plane_wave_tv_traces_95_percent_of_atoms_within_half_an_angstrom():
+    """Issue 6, achievement 3: plane-wave mode on a simulated Si/SiO2-like particle (a diamond-Si
+    core of radius 3 Å in a 2 Å amorphous SiO2-like shell: 11 Si, 11 O, Lobato potentials),
+    3 defoci per tilt, 8 tilts over 180°, TV; atoms traced with analysis.trace_atoms.
+
+    Defocus convention: the simulator refers each defocus to the exit surface of its slab
+    (num_slices · dz, the specimen centre at depth / 2), the engine to the exit surface of its
+    volume (nz · voxel / 2 below the centre, where the specimen centre sits); free propagation
+    over a distance d is a defocus change of d, so each defocus is moved by the difference.
+    Measured (noise-free): 22 / 22 atoms within 0.5 Å, rms error 0.06 Å, no false atoms,
+    species (O / Si by fitted intensity) all right.
     """
-    shape = (24, 24, 24)
-    rng = np.random.default_rng(0)
-    centre = (np.array(shape) - 1) / 2 * VOXEL
-    atoms = particle_atoms(rng, 16, 4.0, centre, min_distance=2.2)
-    weights = np.where(np.arange(16) % 3 == 0, 280.0, 120.0)
-    volume = gaussian_atoms(shape, VOXEL, atoms, weights)
-    series = hrtem_series(volume, VOXEL, np.linspace(-90, 90, 8, endpoint=False), [-60.0, 0.0, 60.0])
-    params = JointParams(iterations=20, num_slices=4, plane_wave_step=4.0, tv_weight=0.1)
+    pixel = 0.4
+    particle, m = _hrtem_particle(pixel)
+    angles = np.linspace(-90, 90, 8, endpoint=False)
+    series = simulate_hrtem_series(particle, angles, [-60.0, 0.0, 60.0], pixel_size=pixel, slice_thickness=1.0)
+    num_slices = 4
+    nz = m + (-m) % num_slices
+    depth = 2 * (np.linalg.norm(particle.positions - particle.centre, axis=1).max() + 1.0)  # simulator's slab
+    sim_exit = series.truth["num_slices"] * series.truth["slice_thickness"] - depth / 2
+    for images in series.scans:
+        images.defocus = np.asarray(images.defocus) + (nz * pixel / 2 - sim_exit)
+    params = JointParams(iterations=20, num_slices=num_slices, plane_wave_step=4.0, tv_weight=0.1,
+                         volume_shape=(nz, m, m))
     result = reconstruct_plane_wave(series, params=params, device="cpu")
-    peaks = _local_maxima(result.volume.data)
-    distance = np.linalg.norm(atoms[:, None] - peaks[None], axis=-1)
-    found = np.mean(distance.min(1) < 0.5)
-    false_peaks = np.sum(distance.min(0) >= 0.5)
-    assert found >= 0.95
-    assert false_peaks <= 2
     assert result.loss_history[-1] < 0.3 * result.loss_history[0]
+    traced = trace_atoms(result.volume, device="cpu", min_relative_intensity=0.2)
+    centre = (np.array(result.volume.shape) - 1) / 2 * pixel
+    truth = particle.positions - particle.centre + centre
+    species = (particle.numbers == 14).astype(int)  # 0 = O, 1 = Si (by scattering strength)
+    score = score_atoms(traced, (truth, species), radius=0.5)
+    assert score["recall"] >= 0.95
+    assert score["false_positives"] <= 1
+    assert score["rms_error_3d"] < 0.2
+    assert score["species_accuracy"] >= 0.9
 
 
-def _sequential(series, shape, iterations):
-    """Sequential baseline on the same data: single-slice ptychography per tilt (this engine
-    with one tilt, one slice), projected potentials, then linear tomography (tomo)."""
-    from napari_ptychotomo.tomo.reconstruct import reconstruct_linear
-
-    projections = []
-    for scan in series.scans:
-        params = JointParams(iterations=iterations, num_slices=1, batch_size=25,
-                             volume_shape=(1, *shape[1:]))
-        one = reconstruct_joint(TiltSeries([scan], [0.0]), params=params, device="cpu")
-        projections.append(one.volume.data[0].real * VOXEL)  # V·Å
-    linear = reconstruct_linear(np.asarray(projections), Alignment.from_angles(series.angles_deg),
-                                VOXEL, shape=shape, n_iter=100, device="cpu", blur_sigma_px=0.0)
-    return linear.data
-
-
-def _fwhm_along_z(volume, site):
-    z, y, x = np.round(site / VOXEL).astype(int)
-    profile = np.real(volume)[:, y, x]
-    peak = profile[z - 1 : z + 2].max()
-    return float(np.sum(profile >= peak / 2) * VOXEL)
+@pytest.fixture(scope="module")
+def missing_wedge():
+    """Achievement 1's case (missing_wedge_case.SMALL): a simulated Pt13 cuboctahedron, 7
+    tilts over ±45°, 10×10 scans of 1 Å on a 16×16 detector (0.5 Å voxels, 36³), 300 keV,
+    15 mrad, 30 Å defocus, noise-free. Sequential: real MSP per tilt (2 slices, 30
+    iterations) → summed phase → linear tomography (non-negative, 100 iterations).
+    End-to-end: 30 passes from the MSP probes and positions and the sequential volume."""
+    return run_case(start="sequential")
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured: NRMSE 0.651 vs 0.823 (21 % lower, met) but the heavy atom's "
-                   "half-maximum width along z is 2.0 Å end-to-end vs 1.0 Å sequential (the "
-                   "sequential peak is 5x too weak); not yet achieved", strict=False)
-def test_end_to_end_beats_sequential_in_a_45_degree_missing_wedge():
-    """Issue 6, achievement 1: ±45° tilts (7), a particle of 8 atoms with one heavy atom
-    (600 V·Å³ against 150), 5×5 scans, 60 passes for both pipelines. The end-to-end volume
-    should have ≥ 20 % lower NRMSE than the sequential one and a narrower heavy-atom peak
-    along z (the missing-wedge direction)."""
-    shape = (32, 32, 32)
-    rng = np.random.default_rng(0)
-    centre = (np.array(shape) - 1) / 2 * VOXEL
-    atoms = particle_atoms(rng, 8, 3.0, centre)
-    weights = np.full(8, 150.0)
-    weights[0] = 600.0
-    volume = gaussian_atoms(shape, VOXEL, atoms, weights)
-    series = stem_series(volume, VOXEL, np.linspace(-45, 45, 7), window=16, scan=(5, 5), step=1.5)
-    sequential = _sequential(series, shape, 60)
-    params = JointParams(iterations=60, num_slices=4, batch_size=25, volume_shape=shape)
-    joint = reconstruct_joint(series, params=params, device="cpu").volume.data
-    e2e, seq = nrmse(joint, volume), nrmse(sequential, volume)
-    assert e2e < 0.8 * seq
-    assert _fwhm_along_z(joint, atoms[0]) < _fwhm_along_z(sequential, atoms[0])
-    assert torch.get_default_dtype() == torch.float32
+def test_end_to_end_has_20_percent_lower_nrmse_than_sequential_in_a_45_degree_wedge(missing_wedge):
+    """Issue 6, achievement 1 (error part). NRMSE against the ground truth band-limited at
+    2/3 Nyquist, both volumes in V, no rescaling. Measured: 0.563 end-to-end against 0.791
+    sequential (29 % lower). From a zero volume (the paper's start, ``start="zero"``) the
+    same 30 passes give 0.620 (22 % lower): within the goal, but without margin, and a
+    larger volume step (10 V, 60 passes) overshoots (in a 10×10-scan case with the atom
+    between voxels: 0.80 against 0.69)."""
+    e2e, seq = missing_wedge["end_to_end"], missing_wedge["sequential"]
+    assert e2e["nrmse"] < 0.8 * seq["nrmse"]
+    # the heavy atom's amplitude is recovered to within 15 % (sequential: 38 %)
+    truth = missing_wedge["truth"]["amplitude_V"]
+    assert abs(e2e["amplitude_V"] - truth) < 0.15 * truth
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="measured: σ_z of the heavy atom 0.486 Å end-to-end vs 0.366 Å sequential "
+                   "(truth band-limited 0.475 Å): at 0.5 Å voxels and 15 mrad the probe's depth of "
+                   "field (λ/α² ≈ 90 Å) dwarfs the 7.5 Å particle, so multislice adds no depth "
+                   "information; the weak sequential peak (38 % of the true amplitude) is the "
+                   "narrower one", strict=False)
+def test_heavy_atom_peak_is_narrower_along_z_than_sequential(missing_wedge):
+    """Issue 6, achievement 1 (missing-wedge part): the heavy (central Pt) atom's fitted
+    Gaussian σ along z, the missing-wedge direction, should be smaller end-to-end."""
+    e2e, seq = missing_wedge["end_to_end"], missing_wedge["sequential"]
+    assert e2e["sigma_z"] < 0.9 * seq["sigma_z"]

@@ -1,0 +1,167 @@
+"""Issue 6, achievement 1: end-to-end against sequential ptycho-tomography in a ±45° wedge.
+
+One simulated case, shared by ``test_achievements.py`` (small) and ``benchmarks/joint.py``
+(``--missing-wedge``, larger):
+
+* specimen: a Pt cuboctahedron (13 atoms; ``"pt13"``) or a Pt₁₃ core in an O shell
+  (``"pt_o"``), Lobato potentials, from :mod:`napari_ptychotomo.simulate`;
+* data: :func:`~napari_ptychotomo.simulate.simulate_tilt_series`, tilts over ±45° only,
+  small 4D-STEM raster scans, 300 keV, the detector sampled so that the reconstruction
+  pixel is ``voxel`` Å, no alignment errors (shifts 0, nominal angles);
+* sequential: :func:`~napari_ptychotomo.reconstruct_msp` per tilt → summed phase,
+  resampled so that the scan centre (the specimen centre) is the projection centre →
+  :func:`~napari_ptychotomo.tomo.reconstruct_linear` (non-negative, nominal alignment) → V;
+* end-to-end: :func:`~napari_ptychotomo.reconstruct_joint` started from the MSP probes and
+  positions and the nominal alignment, and a zero volume (You et al. 2025, section 2.3;
+  ``start="zero"``) or the non-negative part of the sequential volume (``"sequential"``).
+
+Both volumes are in V on the same grid (voxel = reconstruction pixel, the specimen centre at
+the volume centre) and are compared, without rescaling, with the ground-truth potential
+evaluated on that grid (:func:`~napari_ptychotomo.simulate.potential_volume`) and band-limited
+by a sharp spherical cut at 2/3 of the Nyquist frequency (the band limit of the
+transmission functions in both models): NRMSE = ‖Re V − V_true,bl‖ / ‖V_true,bl‖ over the
+whole volume. The heavy atom is the Pt atom nearest the centre; its peak widths are the σ of a 3D
+Gaussian (one σ per axis) fitted to the 7³ voxels around it (:func:`peak_widths`); σ_z is
+the width along the missing-wedge direction (tilt axis y, beam z).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import least_squares
+
+from napari_ptychotomo.data import Alignment, Volume
+from napari_ptychotomo.joint import JointParams, reconstruct_joint
+from napari_ptychotomo.joint.params import Rate
+from napari_ptychotomo.physics import interaction_constant, wavelength
+from napari_ptychotomo.ptycho import MSPParams, reconstruct_msp
+from napari_ptychotomo.simulate import (
+    core_shell_particle, fcc_nanoparticle, potential_volume, simulate_tilt_series,
+)
+from napari_ptychotomo.tomo import reconstruct_linear
+
+ENERGY = 300e3
+
+SMALL = dict(specimen="pt13", voxel=0.5, window=16, semiangle=15.0, defocus=30.0, scan=10, step=1.0,
+             tilts=7, slices=4, dose=None, msp_slices=2, msp_iterations=30, linear_iterations=100,
+             iterations=30, volume_step=5.0, batch_size=50, start="zero")
+
+
+def specimen(name: str):
+    if name == "pt13":
+        return fcc_nanoparticle("Pt", size=8.0, shape="cuboctahedron", vacuum=2.0)
+    if name == "pt_o":
+        return core_shell_particle("Pt", core_radius=2.8, shell_thickness=2.5, shell_elements=("O",),
+                                   shell_density=0.05, seed=0, vacuum=2.0)
+    raise ValueError(f"specimen = {name!r}; expected 'pt13' or 'pt_o'")
+
+
+def band_limited_truth(spec, shape, voxel):
+    """Ground-truth potential (V) on the reconstruction grid, spherical cut at 2/3 Nyquist."""
+    middle = (np.array(shape) - 1) / 2 * voxel
+    atoms = spec.positions - spec.centre + middle
+    truth = potential_volume(atoms, spec.numbers, shape, voxel)
+    k = [np.fft.fftfreq(n, voxel) for n in shape]
+    k2 = k[0][:, None, None] ** 2 + k[1][None, :, None] ** 2 + k[2][None, None, :] ** 2
+    keep = k2 <= (2 / 3 * 0.5 / voxel) ** 2
+    return np.real(np.fft.ifftn(np.fft.fftn(truth) * keep)), atoms
+
+
+def nrmse(volume, truth):
+    return float(np.linalg.norm(np.real(volume) - truth) / np.linalg.norm(truth))
+
+
+def peak_widths(volume, site, voxel, half=3):
+    """Fitted Gaussian σ (Å) along z, y, x and the amplitude (V) of the peak nearest ``site``.
+
+    A 3D Gaussian with independent σ per axis plus a constant is fitted by least squares to
+    the (2·half + 1)³ voxels around the voxel nearest ``site`` (Å, (z, y, x)); the σ along z
+    measures the missing-wedge elongation, robustly against single-voxel noise.
+    """
+    real = np.real(volume).astype(float)
+    c = np.round(site / voxel).astype(int)
+    box = real[c[0] - half : c[0] + half + 1, c[1] - half : c[1] + half + 1, c[2] - half : c[2] + half + 1]
+    grid = np.stack(np.meshgrid(*(np.arange(-half, half + 1.0),) * 3, indexing="ij")) * voxel
+
+    def model(p):
+        amplitude, z, y, x, sz, sy, sx, background = p
+        arg = ((grid[0] - z) / sz) ** 2 + ((grid[1] - y) / sy) ** 2 + ((grid[2] - x) / sx) ** 2
+        return amplitude * np.exp(-arg / 2) + background
+
+    start = [box.max(), 0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.0]
+    lower = [0.0, -half * voxel, -half * voxel, -half * voxel, 0.25, 0.25, 0.25, -np.inf]
+    upper = [np.inf, half * voxel, half * voxel, half * voxel, 3.0, 3.0, 3.0, np.inf]
+    fit = least_squares(lambda p: (model(p) - box).ravel(), start, bounds=(lower, upper))
+    amplitude, _, _, _, sz, sy, sx, _ = fit.x
+    return float(sz), float(sy), float(sx), float(amplitude)
+
+
+def _projection(result, n):
+    """Summed phase (rad) of one MSP result on an n × n grid whose centre (n − 1) / 2 is the
+    scan centre (cubic spline resampling; zero outside the object)."""
+    phase = result.phase()
+    centre = result.positions.mean(0) / result.pixel_size
+    offset = np.arange(n) - (n - 1) / 2
+    yy, xx = np.meshgrid(offset + centre[0], offset + centre[1], indexing="ij")
+    return ndimage.map_coordinates(phase, [yy, xx], order=3, cval=0.0)
+
+
+def run_case(**overrides) -> dict:
+    """Simulate, reconstruct both ways and measure; returns a dict of numbers and timings."""
+    cfg = dict(SMALL, **overrides)
+    voxel, window = cfg["voxel"], cfg["window"]
+    lam, sigma = float(wavelength(ENERGY)), float(interaction_constant(ENERGY))
+    # atoms moved by half a voxel so that the central atom sits on a voxel centre (the
+    # rotation centre, the cell centre, is (n - 1) / 2 voxels with n even)
+    spec = specimen(cfg["specimen"]).translate(np.full(3, voxel / 2))
+    angles = np.linspace(-45.0, 45.0, cfg["tilts"])
+    clock = {"start": time.perf_counter()}
+    series = simulate_tilt_series(
+        spec, angles, scan_shape=(cfg["scan"],) * 2, scan_step=cfg["step"], detector_shape=(window, window),
+        detector_sampling_mrad=lam / (window * voxel) * 1e3, semiangle_mrad=cfg["semiangle"],
+        defocus=cfg["defocus"], num_slices=cfg["slices"], dose=cfg["dose"], seed=0,
+    )
+    depth = series.scans[0].truth["thickness"]
+    clock["simulate"] = time.perf_counter()
+    msp = {}
+    for k, scan in enumerate(series.scans):
+        params = MSPParams(num_slices=cfg["msp_slices"], slice_thickness=depth / cfg["msp_slices"],
+                           iterations=cfg["msp_iterations"], learn_tilt=False, learn_thickness=False,
+                           defocus=None, batch_size=cfg["batch_size"])
+        msp[k] = reconstruct_msp(scan, params, device="cpu", seed=k)
+    clock["msp"] = time.perf_counter()
+    n = int(np.ceil((cfg["scan"] - 1) * cfg["step"] / voxel + window + 2))
+    n += (-n) % cfg["slices"]
+    shape = (n, n, n)
+    projections = np.stack([_projection(msp[k], n) for k in range(len(angles))])
+    linear = reconstruct_linear(projections, Alignment.from_angles(angles), voxel, shape=shape,
+                                n_iter=cfg["linear_iterations"], device="cpu", blur_sigma_px=0.0)
+    sequential = np.real(linear.data) / sigma  # rad/Å → V
+    clock["sequential"] = time.perf_counter()
+    params = JointParams(iterations=cfg["iterations"], num_slices=cfg["slices"], batch_size=cfg["batch_size"],
+                         volume_shape=shape)
+    params.rates["volume"] = Rate(cfg["volume_step"], 0)
+    init = [msp, Alignment.from_angles(angles)]
+    if cfg["start"] == "sequential":
+        init.append(Volume(np.clip(sequential, 0, None).astype(np.complex64), voxel))
+    joint = reconstruct_joint(series, init=init, params=params, device="cpu")
+    end_to_end = np.real(joint.volume.data)
+    clock["end_to_end"] = time.perf_counter()
+
+    truth, atoms = band_limited_truth(spec, shape, voxel)
+    heavy = atoms[np.argmin(np.linalg.norm(atoms - (np.array(shape) - 1) / 2 * voxel, axis=1))]
+    out = {"config": cfg, "volume_shape": list(shape)}
+    for name, volume in (("truth", truth), ("sequential", sequential), ("end_to_end", end_to_end)):
+        sz, sy, sx, amplitude = peak_widths(volume, heavy, voxel)
+        out[name] = {"sigma_z": sz, "sigma_y": sy, "sigma_x": sx, "amplitude_V": amplitude}
+        if name != "truth":
+            out[name]["nrmse"] = nrmse(volume, truth)
+    out["msp_final_loss"] = [float(m.loss_history[-1]) for m in msp.values()]
+    out["end_to_end_loss"] = [float(joint.loss_history[0]), float(joint.loss_history[-1])]
+    steps = ["start", "simulate", "msp", "sequential", "end_to_end"]
+    out["seconds"] = {b: clock[b] - clock[a] for a, b in zip(steps, steps[1:])}
+    out["volumes"] = {"truth": truth, "sequential": sequential, "end_to_end": end_to_end}
+    return out
