@@ -178,3 +178,25 @@ def test_half_data_volumes_go_straight_into_the_fsc_widget(viewer, tiny_hrtem_se
     assert fsc.runner.status.value.startswith("done"), fsc.runner.status.value
     resolution = viewer.layers["Volume (plane-wave)"].metadata["resolution"]
     assert resolution.fsc[1] > 0.5  # two halves of the same noise-free data agree at low frequency
+
+
+@pytest.mark.gui
+def test_plane_wave_stop_keeps_the_current_volume(viewer, tiny_hrtem_series):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.joint_widgets import PlaneWaveWidget
+
+    show(tiny_hrtem_series, viewer)
+    widget = PlaneWaveWidget(viewer, synchronous=True)
+    widget.iterations.value, widget.device.value = 10, "cpu"
+    relay = widget.runner._on_progress
+
+    def stop_at_iteration_3(progress: Progress):
+        relay(progress)
+        if progress.step == 3:
+            widget.runner.stop()
+
+    widget.runner._on_progress = stop_at_iteration_3
+    widget.runner.run()
+    assert "stopped at step 3/10; partial result kept" in widget.runner.status.value
+    volume = viewer.layers["Volume (plane-wave)"].metadata["result"]
+    assert volume.provenance["stopped_at"] == "3/10" and np.real(volume.data).max() > 0
