@@ -6,7 +6,8 @@ For 64³ and 128³ volumes with 31 tilts over ±60°:
 - the time of one alignment outer iteration (default inner/alignment step counts) and of
   one linear-tomography iteration.
 
-Usage: ``python benchmarks/tomo.py [--sizes 64 128] [--device auto] [--repeats 3]``
+Usage: ``python benchmarks/tomo.py [--sizes 64 128] [--device auto] [--repeats 3]``; cases
+of other sizes already in the JSON are kept (each case records its device and threads).
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device, repeats):
-    fn()  # warm-up
-    sync(device)
+def timed(fn, device, repeats, warm_up=True):
+    if warm_up:
+        fn()
+        sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -104,7 +106,7 @@ def bench_size(n, n_tilts, device, repeats):
                                       stages=[stage], estimate_axis=False, final_n_iter=0, device=device)
         for _ in range(2):
             next(gen)
-    align = timed(align_two_outer, device, 1) / 2
+    align = timed(align_two_outer, device, 1, warm_up=False) / 2  # minutes at 128³ on a CPU
     return {
         "volume": [n, n, n], "n_tilts": n_tilts,
         "projector_fwd_bwd_s": fast, "affine_grid_fwd_bwd_s": ref, "speedup": ref / fast,
@@ -124,12 +126,23 @@ def main():
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "tomo.json"))
     args = parser.parse_args()
     device = resolve_device(args.device)
-    results = {
-        "benchmark": "tomo", "device": str(device), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "machine": platform.machine(),
-        "cases": [bench_size(n, args.tilts, device, args.repeats) for n in args.sizes],
-    }
     out = Path(args.out)
+    cases = [bench_size(n, args.tilts, device, args.repeats) for n in args.sizes]
+    for case in cases:
+        case.update(device=str(device), threads=torch.get_num_threads())
+    if out.exists():  # keep the other sizes measured before (on this device)
+        previous = json.loads(out.read_text())
+        done = {(tuple(c["volume"]), c["n_tilts"]) for c in cases}
+        for case in previous.get("cases", []):
+            case.setdefault("device", previous.get("device"))
+            case.setdefault("threads", previous.get("threads"))
+            if (tuple(case["volume"]), case["n_tilts"]) not in done:
+                cases.append(case)
+    cases.sort(key=lambda c: (c["device"], c["volume"][0], c["n_tilts"]))
+    results = {
+        "benchmark": "tomo", "torch": torch.__version__, "machine": platform.machine(),
+        "cases": cases,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -117,3 +117,37 @@ def test_bad_inputs_name_the_field():
         align_tilt_series(np.zeros((16, 16)), [0.0], 1.0)
     with pytest.raises(ValueError, match="pixel_size"):
         align_tilt_series(np.zeros((2, 16, 16)), [0.0, 10.0], -1.0)
+
+
+@pytest.mark.parametrize("psi_deg", [2.0, -2.0])
+def test_common_line_on_raw_noisy_data_finds_axis_within_0p3_deg_with_its_own_denoising(
+    make_tilt_series, psi_deg
+):
+    """Goal 1 from raw (not denoised) projections: the ψ estimate denoises a copy of the
+    stack (NLM) for itself. Without it the spread is 0.87° RMS over 9 cases (see
+    estimate_tilt_axis); measured here with it: 0.12 and -0.20 (seed 3/4 at ±2°)."""
+    rng = np.random.default_rng(3)
+    errors = []
+    for seed in range(2):
+        shifts = rng.uniform(-3, 3, size=(25, 2))
+        noisy = make_tilt_series(40, ANGLES, psi_deg=psi_deg, shifts_px=shifts, noise=0.1, seed=4 + seed)
+        psi, _along = estimate_tilt_axis(noisy, denoise="nlm")
+        errors.append(psi - psi_deg)
+    assert np.abs(errors).max() < 0.3
+
+
+@pytest.mark.slow
+def test_goal_1_on_raw_noisy_projections(misaligned, make_tilt_series, band_limited_truth, pearson):
+    """The whole of goal 1 without denoising the projections (only the ψ estimate
+    denoises a copy)."""
+    torch.set_num_threads(1)
+    shifts = misaligned[1]
+    raw = make_tilt_series(40, ANGLES, psi_deg=PSI_DEG, shifts_px=shifts, noise=0.1, seed=4)
+    alignment, volume = align_tilt_series(raw, ANGLES, pixel_size=1.0, device="cpu")
+    error = remove_gauge(torch.as_tensor(alignment.shifts - shifts), torch.deg2rad(torch.as_tensor(ANGLES)))
+    rms = float(error.pow(2).mean().sqrt())
+    r = pearson(registered(volume.data, band_limited_truth), band_limited_truth)
+    print(f"raw: psi {alignment.euler_deg[0, 2]:.3f}, shifts {rms:.3f} px RMS, r {r:.3f}")
+    np.testing.assert_allclose(alignment.euler_deg[:, 2], PSI_DEG, atol=0.3)
+    assert rms < 0.3
+    assert r >= 0.9

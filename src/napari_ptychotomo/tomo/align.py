@@ -131,6 +131,7 @@ def align_tilt_series_steps(
     stages: list[AlignStage] | None = None,
     threshold: float = 0.4,
     estimate_axis: bool = True,
+    axis_denoise: str | None = "nlm",
     initial: Alignment | None = None,
     nonnegative: bool = True,
     tv_weight: float = 0.0,
@@ -166,7 +167,7 @@ def align_tilt_series_steps(
         shifts_full = torch.as_tensor(np.asarray(initial.shifts) / pixel_size, dtype=torch.float32, device=dev)
     if estimate_axis and initial is None:
         # common-line start: the axis direction ψ and the shifts along the axis
-        psi_deg, along = estimate_tilt_axis(proj_np)
+        psi_deg, along = estimate_tilt_axis(proj_np, denoise=axis_denoise)
         psi = np.deg2rad(psi_deg)
         euler[:, 2] += psi
         along_t = torch.as_tensor(along, dtype=torch.float32, device=dev)
@@ -267,6 +268,9 @@ def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> t
         before downsampling (Romanov et al.: 0.4; 0 disables).
     estimate_axis : start from the common-line estimate of the in-plane axis angle ψ and
         the shifts along the axis (:func:`.tilt_axis.estimate_tilt_axis`).
+    axis_denoise : denoiser applied to a copy of the projections for that estimate only
+        (default ``"nlm"``; ``None`` for none): on raw data with 10 % noise it cuts the
+        error of ψ from 0.87° to 0.12° RMS (see :func:`.tilt_axis.estimate_tilt_axis`).
     initial : starting :class:`Alignment` (default: nominal tilts, zero shifts).
     nonnegative, tv_weight, edge_weight : volume constraint and penalties.
     final_n_iter, blur_sigma_px : the full-resolution reconstruction at the end;
