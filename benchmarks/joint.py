@@ -166,6 +166,7 @@ def missing_wedge():
     case = run_case(**MISSING_WEDGE)
     case.pop("volumes")
     case["end_to_end_vs_sequential_nrmse"] = case["end_to_end"]["nrmse"] / case["sequential"]["nrmse"]
+    case["os_load_average"] = os.getloadavg()[0]  # the seconds are wall time on a possibly shared machine
     out = Path(__file__).parent / "results" / "joint.json"
     result = json.loads(out.read_text()) if out.exists() else {}
     result["missing_wedge"] = case
