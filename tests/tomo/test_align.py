@@ -139,7 +139,8 @@ def test_common_line_on_raw_noisy_data_finds_axis_within_0p3_deg_with_its_own_de
 @pytest.mark.slow
 def test_goal_1_on_raw_noisy_projections(misaligned, make_tilt_series, band_limited_truth, pearson):
     """The whole of goal 1 without denoising the projections (only the ψ estimate
-    denoises a copy)."""
+    denoises a copy). Measured: ψ 2.115°, shifts 0.094 px RMS, r 0.923 (14 s on 2
+    idle cores; slow on the shared ones)."""
     torch.set_num_threads(1)
     shifts = misaligned[1]
     raw = make_tilt_series(40, ANGLES, psi_deg=PSI_DEG, shifts_px=shifts, noise=0.1, seed=4)
