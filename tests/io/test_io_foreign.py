@@ -310,3 +310,10 @@ def test_unsupported_extension_lists_the_supported_ones(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(PtychoFormatError, match="nothing.ptycho.h5: file not found"):
         load(tmp_path / "nothing.ptycho.h5")
+
+
+def test_mrc_keeps_non_ascii_units_through_an_ascii_label(tmp_path):
+    from napari_ptychotomo import Volume, load, save
+
+    volume = Volume(np.ones((4, 4, 4), np.float32), 0.3, units="rad per Å")
+    assert load(save(volume, tmp_path / "v.mrc")).units == "rad per Å"

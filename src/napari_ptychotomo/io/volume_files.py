@@ -65,7 +65,9 @@ def save_mrc(obj: Any, path: Any, *, voxel_size: float | None = None) -> Path:
                 mrc.set_image_stack()
             mrc.voxel_size = voxel
             mrc.header.origin = tuple(float(v) for v in origin[::-1])
-            mrc.add_label(f"napari-ptychotomo units={units}")
+            # MRC labels are 80 ASCII characters: spell out non-ASCII unit symbols
+            label = f"napari-ptychotomo units={units}".replace("Å", "angstrom").replace("σ", "sigma")
+            mrc.add_label(label.encode("ascii", "replace").decode()[:80])
     return path
 
 
@@ -92,7 +94,7 @@ def load_mrc(path: Any, *, voxel_size: float | None = None, as_array: bool = Fal
     if stack or as_array:
         return data
     units = next((lab.split("units=", 1)[1] for lab in labels
-                  if lab.startswith("napari-ptychotomo units=")), "")
+                  if lab.startswith("napari-ptychotomo units=")), "").replace("angstrom", "Å")
     voxel = voxel_size or sizes[0]
     if not voxel:
         raise PtychoFormatError(path, "missing voxel size (0 in the header); pass voxel_size= in Å")

@@ -23,11 +23,12 @@ def demo_config(output: Any, device: str = "auto", fast: bool = False) -> dict[s
         "run": {"project": str(Path(output) / "demo.ptycho.h5"), "device": device, "seed": 0,
                 "steps": list(STEP_ORDER)},
         "input": {"simulate": "default"},
-        "msp": {"iterations": its(12), "num_slices": 4},
+        # the particle is ~16 Å thick: 4 slices of 5 Å
+        "msp": {"iterations": its(8), "num_slices": 4, "slice_thickness": 5.0},
         "denoise": {"method": "tv"},
-        "align": {},
-        "linear": {"n_iter": its(60)},
-        "end_to_end": {"iterations": its(3), "half_data": True},
+        "align": {"final_n_iter": its(20)},
+        "linear": {"n_iter": its(30)},
+        "end_to_end": {"iterations": its(2), "half_data": True},
         "resolution": {"volume": "end-to-end"},
         "atoms": {"volume": "end-to-end"},
     }

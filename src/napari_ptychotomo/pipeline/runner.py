@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -151,7 +152,9 @@ class Pipeline:
                 self._say(f"{step}: done already (resume)")
                 continue
             self._say(f"{step} ...")
+            started = time.perf_counter()
             STEPS[step](ctx)
+            self._say(f"{step}: done in {time.perf_counter() - started:.1f} s")
             self._barrier()
             ctx.reload()
         return ctx.project
