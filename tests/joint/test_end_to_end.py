@@ -157,7 +157,8 @@ def test_top_level_name_points_to_the_joint_package():
 def test_refining_euler_angles_reduces_an_in_plane_angle_error(small_case):
     """Our step beyond You et al.: Euler angles are learned. Started from the true volume
     with the in-plane angle ψ of each tilt 4° off, a few passes that learn the angles
-    (and the volume, slowly) bring ψ back towards 0 while θ stays at the nominal tilt."""
+    (and the volume, slowly) bring ψ back towards 0 while θ stays at the nominal tilt.
+    Measured: ψ = (4, −4, 4)° → (−0.27, 0.40, 0.74)°; θ within 0.3° of nominal."""
     volume, series = small_case
     start = Alignment.from_angles(series.angles_deg)
     errors = np.array([4.0, -4.0, 4.0])
