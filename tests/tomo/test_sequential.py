@@ -1,7 +1,7 @@
 """Sequential ptychographic tomography in one call from a simulated 4D-STEM tilt series
 (issue 5, goal 2).
 
-A Pt cuboctahedron (55 atoms, ~1.1 nm across) is simulated with the physics core
+A Pt cuboctahedron (55 atoms, 7.8 Å between its outermost atoms) is simulated with the physics core
 (:func:`napari_ptychotomo.simulate.simulate_tilt_series`: tabulated atomic potentials,
 multislice, Poisson noise), with random per-tilt shifts (0.5 Å std). MSP per tilt, the
 scan-centred phase projections, TV denoising, joint alignment and linear tomography then
@@ -22,10 +22,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_ptychotomo import Alignment, MSPParams, Volume
+from napari_ptychotomo import Alignment, MSPParams, Progress, Volume, run
 from napari_ptychotomo.ptycho import LearningRate
 from napari_ptychotomo.simulate import fcc_nanoparticle, simulate_tilt_series
-from napari_ptychotomo.tomo import AlignStage, reconstruct_linear, sequential_tomography
+from napari_ptychotomo.tomo import (
+    AlignStage,
+    reconstruct_linear,
+    sequential_tomography,
+    sequential_tomography_steps,
+)
 from napari_ptychotomo.tomo.align import remove_gauge
 
 BAND_SIGMA = 0.7  # Å
@@ -80,10 +85,16 @@ def chain(request):
     torch.set_num_threads(1)
     n_tilts, iterations = (9, 8) if request.param == "fast" else (13, 12)
     particle, series = _series(n_tilts)
-    alignment, volume, results = sequential_tomography(
-        series, msp_params=_msp_params(series, iterations), denoise="tv", crop=(56, 56),
-        bin_factor=2, device="cpu",
+    messages = []
+    alignment, volume, results = run(
+        sequential_tomography_steps(
+            series, msp_params=_msp_params(series, iterations), denoise="tv", crop=(56, 56),
+            bin_factor=2, device="cpu",
+        ),
+        lambda p: messages.append((p.message, p.total)),
     )
+    msp = [m for m in messages if m[0].startswith("MSP")]
+    assert len(msp) == n_tilts * iterations and msp[-1][1] == n_tilts * iterations
     return request.param, particle, series, alignment, volume, results
 
 
@@ -123,7 +134,7 @@ def _stack(chain):
     return denoise_projections(bin_projections(stack, 2), method="tv")
 
 
-def test_shifts_found_within_a_voxel_after_removing_the_gauge(chain):
+def test_shifts_found_within_half_a_voxel_after_removing_the_gauge(chain):
     _name, _particle, series, alignment, volume, _results = chain
     error = torch.as_tensor((alignment.shifts - series.truth["shifts"]) / volume.voxel_size)
     error = remove_gauge(error, torch.deg2rad(torch.as_tensor(series.angles_deg)))
@@ -134,14 +145,19 @@ def test_shifts_found_within_a_voxel_after_removing_the_gauge(chain):
     assert rms < 0.5
 
 
-def test_existing_msp_results_skip_the_msp_step(chain):
-    _name, _particle, _series, alignment, volume, results = chain
-    again, volume_again, same = sequential_tomography(
+def test_existing_msp_results_skip_the_msp_step_and_progress_names_each_stage(chain):
+    _name, _particle, _series, _alignment, volume, results = chain
+    steps = list(sequential_tomography_steps(
         results, denoise="tv", crop=(56, 56), bin_factor=2, device="cpu",
         align={"stages": [AlignStage(0.1, ("shifts",), n_outer=1, n_inner=2, n_align=1)]},
         linear={"n_iter": 2},
-    )
-    assert same == results and volume_again.shape == volume.shape
+    ))
+    assert all(isinstance(p, Progress) for p in steps)
+    assert not any(p.message.startswith("MSP") for p in steps)
+    assert any(p.message.startswith("align:") for p in steps)
+    assert any(p.message.startswith("linear tomography:") for p in steps)
+    _again, volume_again, same = steps[-1].result
+    assert same == results and volume_again.shape == volume.shape and volume_again.units == "V"
 
 
 def test_bad_input_is_refused_with_the_field_named():

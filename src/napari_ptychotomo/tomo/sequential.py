@@ -64,8 +64,9 @@ def _run_msp(series: TiltSeries, msp_params, device, seed) -> Generator[Progress
             except StopIteration as stop:
                 results.append(stop.value)
                 break
-        yield Progress(k + 1, n, progress.loss, preview={"phase": results[-1].phase()},
-                       message=f"MSP tilt {k + 1}/{n} ({scan.tilt_deg:g}°)")
+            yield Progress(k * params.iterations + progress.step, n * params.iterations,
+                           progress.loss, progress.preview,
+                           f"MSP tilt {k + 1}/{n} ({scan.tilt_deg:g}°): {progress.message}")
     return results
 
 
@@ -81,9 +82,10 @@ def sequential_tomography_steps(
     device: Any = "auto",
     seed: int = 0,
 ) -> Generator[Progress, None, tuple[Alignment, Volume, list[MSPResult]]]:
-    """Generator form of :func:`sequential_tomography`: yields one Progress per MSP tilt,
-    per alignment outer iteration and per 10 reconstruction iterations (``message`` names
-    the stage); returns ``(Alignment, Volume, list[MSPResult])``."""
+    """Generator form of :func:`sequential_tomography`: yields one Progress per MSP
+    iteration (MSP's previews), per alignment outer iteration and per 10 reconstruction
+    iterations (``message`` names the stage); returns ``(Alignment, Volume,
+    list[MSPResult])``."""
     from ..physics.optics import interaction_constant
 
     if not isinstance(bin_factor, (int, np.integer)) or bin_factor < 1:
