@@ -20,6 +20,8 @@ def test_demo_runs_the_whole_chain_and_writes_an_overview(tmp_path):
     assert len(project.msp) == len(project.series)
     assert {"linear", "end-to-end"} <= set(project.volumes)
     assert project.volumes["end-to-end"].halves is not None
-    assert "end-to-end" in project.resolution and len(project.atoms["end-to-end"]) > 0
-    for name in ("overview.png", "volume-linear.mrc", "volume-end-to-end.mrc", "atoms-end-to-end.xyz"):
+    assert "end-to-end" in project.resolution
+    truth = len(project.series.truth["atoms"]["numbers"])
+    assert 0.5 * truth < len(project.atoms["linear"]) < 2 * truth
+    for name in ("overview.png", "volume-linear.mrc", "volume-end-to-end.mrc", "atoms-linear.xyz"):
         assert (tmp_path / name).stat().st_size > 0

@@ -23,14 +23,16 @@ def demo_config(output: Any, device: str = "auto", fast: bool = False) -> dict[s
         "run": {"project": str(Path(output) / "demo.ptycho.h5"), "device": device, "seed": 0,
                 "steps": list(STEP_ORDER)},
         "input": {"simulate": "default"},
-        # the particle is ~16 Å thick: 4 slices of 5 Å
-        "msp": {"iterations": its(8), "num_slices": 4, "slice_thickness": 5.0},
+        # the particle is ~14 Å thick: 2 slices of 8 Å; Pt columns reach ~1000 V·Å, so the
+        # object step is large; the untilted particle needs no learned tilt or thickness
+        "msp": {"iterations": its(20), "num_slices": 2, "slice_thickness": 8.0,
+                "learn_tilt": False, "learn_thickness": False, "rates": {"object": [50.0, 0]}},
         "denoise": {"method": "tv"},
         "align": {"final_n_iter": its(20)},
-        "linear": {"n_iter": its(30)},
-        "end_to_end": {"iterations": its(2), "half_data": True},
+        "linear": {"n_iter": its(80)},
+        "end_to_end": {"iterations": its(6), "half_data": True},
         "resolution": {"volume": "end-to-end"},
-        "atoms": {"volume": "end-to-end"},
+        "atoms": {"volume": "linear", "min_relative_intensity": 0.25},
     }
     return validate_config(raw)
 

@@ -79,8 +79,10 @@ def run_bright_field(ctx: StepContext) -> None:
     estimates = {}
     for k, scan in enumerate(_series(ctx).scans):
         estimate = estimate_defocus(scan)
-        estimates[k] = {key: float(v) for key, v in estimate.items() if np.isscalar(v)}
-        ctx.report(f"tilt {k}: bright-field defocus {estimates[k].get('defocus', float('nan')):.1f} Å")
+        estimates[k] = {key: (bool(v) if isinstance(v, (bool, np.bool_)) else float(v))
+                        for key, v in estimate.items() if np.isscalar(v)}
+        note = "" if estimates[k].get("reliable", True) else " (not reliable: MSP keeps its own start)"
+        ctx.report(f"tilt {k}: bright-field defocus {estimates[k].get('defocus', float('nan')):.1f} Å{note}")
     if ctx.options.get("use_for_msp", True):
         ctx.state["bright_field"] = estimates
 
@@ -102,7 +104,7 @@ def run_msp(ctx: StepContext) -> None:
         scan = _series(ctx).scans[k]
         extra = dict(options)
         estimate = ctx.state.get("bright_field", {}).get(k)
-        if estimate and "defocus" not in extra:
+        if estimate and estimate.get("reliable", True) and "defocus" not in extra:
             extra["defocus"] = estimate["defocus"]
         params = MSPParams.from_calibration(scan.calibration, **extra)
         if rates:
@@ -208,12 +210,39 @@ def run_end_to_end(ctx: StepContext) -> None:
         init.append([ctx.project.msp[k] for k in sorted(ctx.project.msp)])
     if ctx.project.alignment is not None:
         init.append(ctx.project.alignment)
+    # start from the sequential volume (You et al. 2025); not for half-data runs, whose two
+    # halves must stay independent for an honest FSC
+    if "linear" in ctx.project.volumes and not params.half_data:
+        init.append(_start_volume(ctx, init, params))
     with timed() as seconds:
         result = run(joint_steps(_series(ctx), init or None, params, device=ctx.device, seed=ctx.seed),
                      lambda p: ctx.progress("end-to-end", p))
     volume = result.volume
     volume.provenance = provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
     ctx.save(volume, name="end-to-end")
+
+
+def _start_volume(ctx: StepContext, init: list, params) -> Volume:
+    """The linear volume (phase per Å) as a potential in V on the end-to-end grid: divided
+    by σ(E), centre-cropped or zero-padded (both grids are centred on the scan centre)."""
+    from ..joint.setup import start_state
+    from ..physics import interaction_constant
+
+    shape = start_state(_series(ctx), init or None, params.num_modes, params.num_slices,
+                        params.volume_shape).shape
+    linear = ctx.project.volumes["linear"]
+    energy = _series(ctx).scans[0].calibration.energy_eV
+    source = np.real(np.asarray(linear.data)) / float(interaction_constant(energy))
+    out = np.zeros(shape, np.complex64)
+    src, dst = [], []
+    for have, want in zip(source.shape, shape):
+        lo = max((have - want) // 2, 0)
+        at = max((want - have) // 2, 0)
+        size = min(have, want)
+        src.append(slice(lo, lo + size))
+        dst.append(slice(at, at + size))
+    out[tuple(dst)] = np.clip(source[tuple(src)], 0, None)
+    return Volume(data=out, voxel_size=float(linear.voxel_size))
 
 
 def run_resolution(ctx: StepContext) -> None:
