@@ -44,3 +44,8 @@ if __name__ == "__main__":
     if world()[0] == 0:
         np.savez(sys.argv[1], stem=a.volume.data, positions=a.positions[0], probes=a.probes,
                  shifts=a.alignment.shifts, plane_wave=b.volume.data, world=world()[1])
+    if torch.distributed.is_initialized():
+        # a clean shutdown: gloo's threads abort the process ("terminate called without an
+        # active exception") when the interpreter exits with the group still alive
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
