@@ -170,3 +170,36 @@ def test_refining_euler_angles_reduces_an_in_plane_angle_error(small_case):
     after = result.alignment.euler_deg
     assert np.all(np.abs(after[:, 2]) < 0.5 * np.abs(errors))
     assert np.allclose(after[:, 1], series.angles_deg, atol=1.0)
+
+
+def test_a_runaway_shift_is_clamped_so_the_probe_window_stays_inside(small_case):
+    """A shift step of 2 Å (4 px) per update used to crash in crop_patches: the 24-voxel
+    volume leaves the 16-px window of the 6-px-wide scan 0.5 px of room on one side and
+    2.5 px on the other. Now the run finishes, the shifts end at the edge of what fits
+    (−1.2495 … 0.2495 Å, measured: 23 clamped updates in 3 passes) and a warning says so."""
+    _, series = small_case
+    params = _params(iterations=3, learn=("volume", "shifts"))
+    params.rates["shifts"] = Rate(2.0, 0)
+    with pytest.warns(UserWarning, match=r"\d+ shift and 0 position updates were clamped"):
+        result = reconstruct_joint(series, params=params, device="cpu")
+    assert result.provenance["clamped"]["shifts"] > 0
+    assert result.provenance["clamped"]["positions"] == 0
+    assert np.all(np.isfinite(result.volume.data))
+    # scan centres at 11.5 ± 3 px, windows of 16 px need 8 <= p − shift < 17
+    shifts_px = result.alignment.shifts / VOXEL
+    assert shifts_px.min() >= -2.5 and shifts_px.max() <= 0.5
+    assert np.abs(shifts_px).max() > 2.0  # it did run to the edge
+
+
+def test_keep_windows_inside_moves_the_shift_first_then_single_positions():
+    from napari_ptychotomo.joint.end_to_end import keep_windows_inside
+
+    low, high = torch.tensor([8.0, 8.0]), torch.tensor([16.9, 16.9])
+    positions = torch.tensor([[9.0, 9.0], [14.0, 14.0]])
+    shift = torch.tensor([3.0, -1.0])
+    assert keep_windows_inside(positions, shift, low, high) == (1, 0)
+    assert torch.allclose(shift, torch.tensor([1.0, -1.0]))  # y: 9 − 1 = 8 at the edge
+    positions[1] = torch.tensor([30.0, 14.0])  # the scan is now wider than fits: clamp it
+    assert keep_windows_inside(positions, shift, low, high) == (0, 1)
+    effective = positions - shift
+    assert float(effective.min()) >= 8.0 and float(effective.max()) <= 16.9

@@ -8,12 +8,15 @@ voxel change of an update, the gradient being divided by the largest gradient so
 positions and, as our step beyond the paper, its Euler angles and shift are refined too.
 Regularisers (:mod:`.regularizers`) follow each minibatch (L1 shrinkage of Im V,
 non-negativity) or each tilt (k_z kernel on the tilt's update, Butterworth, TV).
-Gradients come from autograd (eq. 18-19 are what it computes); each quantity has its own
-per-tilt quantity has its own Adam optimiser per tilt.
+Gradients come from autograd (eq. 18-19 are what it computes); each learned per-tilt
+quantity has its own Adam optimiser per tilt. Learned shifts and positions are kept where
+the probe window stays inside the volume's lateral extent (:func:`keep_windows_inside`);
+how often that clamped them is in the result's provenance and a warning.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Generator
 
 import numpy as np
@@ -30,7 +33,7 @@ from .params import JointParams
 from .result import JointResult, orthogonal_slices
 from .setup import half_indices, start_state
 
-__all__ = ["joint_steps", "reconstruct_joint"]
+__all__ = ["joint_steps", "reconstruct_joint", "keep_windows_inside"]
 
 _EPS = 1e-10
 
@@ -75,7 +78,45 @@ def joint_steps(
         odd = half_indices(n, series.scans[k].scan_shape, 1)
         pos[odd] = second.positions[k][odd]
     first.loss_history = first.loss_history + second.loss_history
+    first.provenance["clamped"] = {name: first.provenance["clamped"][name] + second.provenance["clamped"][name]
+                                   for name in first.provenance["clamped"]}
     return first
+
+
+def keep_windows_inside(positions: torch.Tensor, shift: torch.Tensor, low: torch.Tensor,
+                        high: torch.Tensor) -> tuple[int, int]:
+    """Clamp one tilt's probe positions and alignment shift in place so that every probe
+    window stays inside the volume: ``low <= positions - shift <= high`` per axis.
+
+    ``positions`` (K, 2) and ``shift`` (2,) are in voxels (y, x); ``low``, ``high`` (2,) are
+    the extreme probe centres whose window still fits (see :func:`_window_bounds`). The
+    shift is clamped first (a learned shift moves the whole scan), into the range where
+    the whole scan fits when there is one; then single positions. Returns the number of
+    shift axes and of positions that were clamped.
+    """
+    with torch.no_grad():
+        fits_low = positions.max(0).values - high  # smallest shift that keeps the scan inside
+        fits_high = positions.min(0).values - low
+        target = torch.where(fits_low <= fits_high, torch.minimum(torch.maximum(shift, fits_low), fits_high), shift)
+        shift_clamped = int((target != shift).sum())
+        shift.copy_(target)
+        inside = torch.minimum(torch.maximum(positions, low + shift), high + shift)
+        positions_clamped = int((inside != positions).any(1).sum())
+        positions.copy_(inside)
+    return shift_clamped, positions_clamped
+
+
+def _window_bounds(lateral: tuple[int, int], window: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Extreme probe centres (voxels) whose ``window`` fits in a ``lateral`` (ny, nx) grid.
+
+    :func:`~napari_ptychotomo.physics.forward_intensities` crops from ``floor(p) − n//2``
+    to ``floor(p) − n//2 + n``, so ``n//2 <= p < size − n + n//2 + 1``; both bounds move
+    1e-3 voxel inwards so that ``(bound + shift) − shift`` rounded in float32 stays inside.
+    """
+    margin = 1e-3
+    low = torch.full((2,), window // 2 + margin, device=device)
+    high = torch.tensor([size - window + window // 2 + 1 - margin for size in lateral], device=device)
+    return low, high
 
 
 def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
@@ -109,6 +150,16 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
     euler = [torch.tensor(np.deg2rad(e), dtype=torch.float32, device=dev).requires_grad_(True) for e in state.alignment.euler_deg]
     shifts = [torch.tensor(s / voxel, dtype=torch.float32, device=dev).requires_grad_(True) for s in state.alignment.shifts]
     rates = params.rates
+    low, high = _window_bounds(state.shape[1:], window, dev)
+    clamped = {"shifts": 0, "positions": 0}
+
+    def keep_inside(k: int) -> None:
+        n_shift, n_positions = keep_windows_inside(positions[k], shifts[k], low, high)
+        clamped["shifts"] += n_shift
+        clamped["positions"] += n_positions
+
+    for k in range(n_tilts):
+        keep_inside(k)
     # gradient scale: max |∂L/∂V| of a minibatch at V = 0 (then the largest seen), so that
     # no voxel moves more than rates['volume'].step V in one update and a converged start stays put
     probe_batch = subsets[0][:batch_size]
@@ -159,6 +210,8 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
                 for name, opts in (("probe", opt_probe), ("positions", opt_pos), ("euler", opt_euler), ("shifts", opt_shift)):
                     if learn[name]:
                         opts[k].step()
+                if learn["shifts"] or learn["positions"]:
+                    keep_inside(k)
                 with torch.no_grad():
                     if params.l1_imag and it >= params.l1_start:
                         volume.copy_(reg.shrink_imag(volume, params.l1_imag))
@@ -175,7 +228,7 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
                     volume.copy_(reg.tv_prox(volume, params.tv_weight))
             tilt_loss /= max(len(batches), 1)
             if not np.isfinite(tilt_loss) or not bool(torch.isfinite(volume.detach()).all()):
-                partial = _result(last_good, probes, positions, euler, shifts, state, losses, params, half)
+                partial = _result(last_good, probes, positions, euler, shifts, state, losses, params, half, clamped)
                 raise EngineError(
                     f"end-to-end reconstruction diverged at pass {it}, tilt {k} (loss {tilt_loss}); "
                     "lower rates['volume'].step. The last good state is in .partial", partial=partial)
@@ -186,7 +239,12 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
             if step % params.preview_every == 0 or step == total:
                 preview = dict(orthogonal_slices(volume.detach().cpu().numpy()), loss_per_tilt=losses[it].copy())
             yield Progress(step, total, tilt_loss, preview=preview, message=f"pass {it + 1}, tilt {k + 1}/{n_tilts}")
-    return _result(volume.detach(), probes, positions, euler, shifts, state, losses, params, half)
+    if clamped["shifts"] or clamped["positions"]:
+        warnings.warn(
+            f"end-to-end: {clamped['shifts']} shift and {clamped['positions']} position updates were "
+            f"clamped to keep the {window}-px probe window inside the {state.shape[1]}×{state.shape[2]}-voxel "
+            "volume; lower rates['shifts'] / rates['positions'] (Å) or enlarge volume_shape", stacklevel=2)
+    return _result(volume.detach(), probes, positions, euler, shifts, state, losses, params, half, clamped)
 
 
 def _intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma):
@@ -201,7 +259,7 @@ def _sum_ranks(value: torch.Tensor) -> torch.Tensor:
     return all_reduce_sum(value.clone())
 
 
-def _result(volume, probes, positions, euler, shifts, state, losses, params, half) -> JointResult:
+def _result(volume, probes, positions, euler, shifts, state, losses, params, half, clamped) -> JointResult:
     voxel = state.voxel_size
     middle = np.array([(state.shape[1] - 1) / 2, (state.shape[2] - 1) / 2])
     pos_angstrom = [
@@ -219,7 +277,7 @@ def _result(volume, probes, positions, euler, shifts, state, losses, params, hal
     return JointResult(
         volume=vol, probes=np.stack([p.detach().cpu().numpy() for p in probes]), positions=pos_angstrom,
         alignment=alignment, loss_history=[float(v) for v in finished.mean(1)], loss_per_tilt=losses,
-        provenance={"num_slices": params.num_slices, "world_size": world()[1]},
+        provenance={"num_slices": params.num_slices, "world_size": world()[1], "clamped": dict(clamped)},
     )
 
 
