@@ -101,6 +101,19 @@ def test_generator_yields_progress_with_orthogonal_slices_and_loss_per_tilt(one_
     assert preview["loss_per_tilt"].shape == (3,) and np.all(np.isfinite(preview["loss_per_tilt"]))
 
 
+def test_every_progress_carries_the_volume_after_its_tilt_as_a_detached_partial_volume(one_pass):
+    steps, result = one_pass
+    volumes = [p.preview["volume"] for p in steps]
+    assert all(isinstance(v, Volume) and v.provenance["partial"] for v in volumes)
+    assert [(v.provenance["pass"], v.provenance["tilt"]) for v in volumes] == [(1, 1), (1, 2), (1, 3)]
+    assert volumes[0].voxel_size == pytest.approx(VOXEL) and volumes[0].units == "V"
+    # host copies: later tilts do not change an earlier step's volume (CPU tensors share memory)
+    assert not np.array_equal(volumes[0].data, volumes[1].data)
+    assert np.array_equal(volumes[-1].data, result.volume.data)
+    # run() takes Progress.result as the result, so intermediate steps must not set it
+    assert all(p.result is None for p in steps)
+
+
 def test_recovers_a_small_volume_and_lowers_the_loss(small_case):
     volume, series = small_case
     result = reconstruct_joint(series, params=_params(iterations=6), device="cpu")

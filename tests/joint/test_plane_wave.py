@@ -32,6 +32,27 @@ def test_plane_wave_fista_lowers_the_loss_and_recovers_the_volume(hrtem_case):
     assert nrmse(result.volume.data, volume) < 0.8
 
 
+def test_plane_wave_progress_carries_the_current_volume_as_a_partial_volume(hrtem_case):
+    from napari_ptychotomo.data import Volume
+    from napari_ptychotomo.joint import plane_wave_steps
+
+    _, series = hrtem_case
+    steps = plane_wave_steps(series, params=JointParams(iterations=3, num_slices=4), device="cpu")
+    progress = []
+    while True:
+        try:
+            progress.append(next(steps))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    volumes = [p.preview["volume"] for p in progress]
+    assert all(isinstance(v, Volume) and v.provenance["partial"] for v in volumes)
+    assert [v.provenance["iteration"] for v in volumes] == [1, 2, 3]
+    assert not np.array_equal(volumes[0].data, volumes[1].data)
+    assert np.array_equal(volumes[-1].data, result.volume.data)
+    assert all(p.result is None for p in progress)
+
+
 def test_plane_wave_half_data_splits_the_defocus_images(hrtem_case):
     _, series = hrtem_case
     result = reconstruct_plane_wave(series, params=JointParams(iterations=3, num_slices=4, half_data=True),

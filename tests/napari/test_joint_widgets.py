@@ -105,9 +105,14 @@ def test_end_to_end_stop_keeps_the_last_good_volume(viewer, tiny_stem_series):
     widget.runner._on_progress = stop_at_step_2
     widget.runner.run()
     assert "stopped at step 2/15; partial result kept" in widget.runner.status.value
-    volume = viewer.layers["Volume (end-to-end)"].metadata["result"]
-    assert volume.provenance["partial"] and volume.provenance["stopped_at"] == "2/15"
+    layer = viewer.layers["Volume (end-to-end)"]
+    volume = layer.metadata["result"]
+    assert tuple(layer.scale) == pytest.approx((0.5,) * 3)  # Å
+    assert volume.provenance["partial"] is True and volume.provenance["stopped_at"] == "2/15"
+    assert (volume.provenance["pass"], volume.provenance["tilt"]) == (1, 2)
     assert volume.shape == (24, 24, 24) and np.real(volume.data).max() > 0
+    # the volume the engine put into step 2's Progress, not read from the engine's locals
+    np.testing.assert_array_equal(volume.data, widget.runner.last.preview["volume"].data)
     # the partial volume is offered as the start of the next run
     assert "Volume (end-to-end)" in widget.start_volume.choices
 
@@ -198,5 +203,8 @@ def test_plane_wave_stop_keeps_the_current_volume(viewer, tiny_hrtem_series):
     widget.runner._on_progress = stop_at_iteration_3
     widget.runner.run()
     assert "stopped at step 3/10; partial result kept" in widget.runner.status.value
-    volume = viewer.layers["Volume (plane-wave)"].metadata["result"]
+    layer = viewer.layers["Volume (plane-wave)"]
+    volume = layer.metadata["result"]
+    assert tuple(layer.scale) == pytest.approx((0.5,) * 3)  # Å
+    assert volume.provenance["partial"] is True and volume.provenance["iteration"] == 3
     assert volume.provenance["stopped_at"] == "3/10" and np.real(volume.data).max() > 0

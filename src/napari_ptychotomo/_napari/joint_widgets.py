@@ -10,11 +10,13 @@ central planes of Re V show as one mosaic layer (``Volume (end-to-end, live)``, 
 :func:`.previews.orthogonal_mosaic`) and the loss of each tilt and of each step is
 plotted. The result is ``Volume (end-to-end)`` / ``Volume (plane-wave)`` (Re V) and
 ``… absorption)`` (Im V) with the voxel size in Å, the refined alignment and the
-``JointResult`` in ``metadata``. Stop keeps the last good volume as the (partial) result.
+``JointResult`` in ``metadata``. Stop keeps the last good volume as the (partial) result:
+the engines put it in every Progress as ``preview["volume"]``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Generator
 
 import numpy as np
@@ -26,7 +28,7 @@ from ._runner import EngineRunner
 from .choices import msp_results, objects_in
 from .layers import volume_layers
 from .plots import LivePlot, Panel
-from .previews import orthogonal_mosaic, suspended_tensor
+from .previews import orthogonal_mosaic
 from .show import put_layer, put_layers
 
 __all__ = ["EndToEndWidget", "PlaneWaveWidget", "NOMINAL", "ZERO_VOLUME"]
@@ -39,7 +41,6 @@ class _JointWidget(Container):
     """Inputs shared by both modes, the runner, the live preview and the loss plot."""
 
     step_name = ""
-    state_names: tuple[str, ...] = ()
     scan_type: type = ScanData
 
     def __init__(self, viewer: Any, fields: list, synchronous: bool):
@@ -71,7 +72,6 @@ class _JointWidget(Container):
             self.dataset, self.alignment_from, self.start_volume, self.iterations,
             self.num_slices, *fields, self.tv_weight, self.l1_imag, self.nonnegative,
             self.half_data, self.device, self.seed, self.runner.widget, self.loss_plot])
-        self._state: Any = None
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
 
@@ -140,20 +140,8 @@ class _JointWidget(Container):
         series = self.series()
         self._angles = np.asarray(series.angles_deg, dtype=float)
         self._voxel = self.voxel_size(series)
-        self._steps, self._losses, self._state = [], [], None
-        engine = self.engine(series)
-        return self._watch(engine)
-
-    def _watch(self, steps: Generator) -> Generator:
-        """Relay ``steps`` and remember the engine's last good volume after each step
-        (read in the worker thread, where the engine is suspended)."""
-        while True:
-            try:
-                progress = next(steps)
-            except StopIteration as stop:
-                return stop.value
-            self._state = suspended_tensor(steps, self.state_names)
-            yield progress
+        self._steps, self._losses = [], []
+        return self.engine(series)
 
     # ------------------------------------------------------------------ display
     def _show_progress(self, progress: Progress) -> None:
@@ -193,21 +181,19 @@ class _JointWidget(Container):
             self.viewer.layers[live].visible = False
 
     def _partial(self, last: Progress) -> Volume | None:
-        """After Stop: the last good volume the engine held, as a Volume."""
-        state = self._state
-        if state is None:
+        """After Stop: the volume of the last step (the engine's ``preview["volume"]``, a
+        host copy), marked where it stopped."""
+        volume = (last.preview or {}).get("volume")
+        if not isinstance(volume, Volume):
             return None
-        data = state.detach().cpu().numpy() if hasattr(state, "detach") else np.asarray(state)
-        return Volume(data=data.astype(np.complex64), voxel_size=self._voxel, units="V",
-                      provenance={"step": self.step_name, "partial": True,
-                                  "stopped_at": f"{last.step}/{last.total}"})
+        return replace(volume, provenance={**volume.provenance, "partial": True,
+                                           "stopped_at": f"{last.step}/{last.total}"})
 
 
 class EndToEndWidget(_JointWidget):
     """End-to-end ptycho-tomography of a 4D-STEM tilt series (You et al. 2025, Algorithm 3)."""
 
     step_name = "end-to-end"
-    state_names = ("last_good",)
     scan_type = ScanData
 
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
@@ -261,7 +247,6 @@ class PlaneWaveWidget(_JointWidget):
     """Plane-wave (HRTEM) tomography of a tilt × defocus series (Ren et al. 2018)."""
 
     step_name = "plane-wave"
-    state_names = ("x",)
     scan_type = DefocusSeries
 
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):

@@ -30,7 +30,7 @@ from . import regularizers as reg
 from .distributed import all_reduce_grads, init_from_environment, rank_device, world
 from .memory import choose_batch_size, stem_bytes
 from .params import JointParams
-from .result import JointResult, orthogonal_slices
+from .result import JointResult, orthogonal_slices, partial_volume
 from .setup import half_indices, start_state
 
 __all__ = ["joint_steps", "reconstruct_joint", "keep_windows_inside"]
@@ -56,8 +56,11 @@ def joint_steps(
     device: Any = "auto",
     seed: int = 0,
 ) -> Generator[Progress, None, JointResult]:
-    """Generator form of :func:`reconstruct_joint`: yields one Progress per tilt (preview:
-    orthogonal slices of Re V and the loss of each tilt), returns the JointResult."""
+    """Generator form of :func:`reconstruct_joint`: yields one Progress per tilt and returns
+    the JointResult. Every preview holds ``"volume"``, the volume after that tilt as a
+    partial :class:`~napari_ptychotomo.data.Volume` (what Stop keeps); every
+    ``preview_every`` tilts also the orthogonal slices of Re V (``"yx"``, ``"zx"``,
+    ``"zy"``) and ``"loss_per_tilt"`` of the current pass."""
     params = (params or JointParams()).validate()
     series = _check_series(series)
     dev = resolve_device(device)
@@ -181,7 +184,8 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
     rng = np.random.default_rng(seed)
     losses = np.full((params.iterations, n_tilts), np.nan)
     total = params.iterations * n_tilts
-    last_good = volume.detach().clone()
+    provenance = {"step": "end-to-end ptycho-tomography", "params": params.as_dict(), "half": half}
+    last_good = partial_volume(volume, voxel, {**provenance, "pass": 0, "tilt": 0})
     for it in range(params.iterations):
         learn = {name: params.learns(name, it) for name in ("probe", "positions", "euler", "shifts")}
         for k in range(n_tilts):
@@ -228,16 +232,16 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
                     volume.copy_(reg.tv_prox(volume, params.tv_weight))
             tilt_loss /= max(len(batches), 1)
             if not np.isfinite(tilt_loss) or not bool(torch.isfinite(volume.detach()).all()):
-                partial = _result(last_good, probes, positions, euler, shifts, state, losses, params, half, clamped)
+                partial = _result(torch.from_numpy(last_good.data), probes, positions, euler, shifts, state, losses, params, half, clamped)
                 raise EngineError(
                     f"end-to-end reconstruction diverged at pass {it}, tilt {k} (loss {tilt_loss}); "
                     "lower rates['volume'].step. The last good state is in .partial", partial=partial)
-            last_good = volume.detach().clone()
+            last_good = partial_volume(volume, voxel, {**provenance, "pass": it + 1, "tilt": k + 1})
             losses[it, k] = tilt_loss
             step = it * n_tilts + k + 1
-            preview = None
+            preview = {"volume": last_good}
             if step % params.preview_every == 0 or step == total:
-                preview = dict(orthogonal_slices(volume.detach().cpu().numpy()), loss_per_tilt=losses[it].copy())
+                preview.update(orthogonal_slices(last_good.data), loss_per_tilt=losses[it].copy())
             yield Progress(step, total, tilt_loss, preview=preview, message=f"pass {it + 1}, tilt {k + 1}/{n_tilts}")
     if clamped["shifts"] or clamped["positions"]:
         warnings.warn(

@@ -26,7 +26,7 @@ from .distributed import all_reduce_grads, all_reduce_sum, init_from_environment
 from .forward import defocus_transfer, plane_wave_images
 from .memory import choose_batch_size, plane_wave_bytes
 from .params import JointParams
-from .result import JointResult, orthogonal_slices
+from .result import JointResult, orthogonal_slices, partial_volume
 from .setup import split_init
 
 __all__ = ["plane_wave_steps", "reconstruct_plane_wave"]
@@ -54,7 +54,10 @@ def plane_wave_steps(
     series: TiltSeries, init: Any = None, params: JointParams | None = None, *,
     device: Any = "auto", seed: int = 0,
 ) -> Generator[Progress, None, JointResult]:
-    """Generator form of :func:`reconstruct_plane_wave`; one Progress per iteration."""
+    """Generator form of :func:`reconstruct_plane_wave`; one Progress per iteration, whose
+    preview holds ``"volume"`` (the volume after that iteration as a partial
+    :class:`~napari_ptychotomo.data.Volume`, what Stop keeps) and, every
+    ``preview_every`` iterations, the orthogonal slices and ``"loss_per_tilt"``."""
     params = (params or JointParams(tv_weight=1.0)).validate()
     ny, nx, voxel, energy = _check(series)
     dev = resolve_device(device)
@@ -158,9 +161,11 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
                 if params.learns(name, it):
                     for k in range(n_tilts):
                         opts[k].step()
-        preview = None
+        current = partial_volume(x, voxel, {"step": "plane-wave tomography", "params": params.as_dict(),
+                                            "half": half, "iteration": it + 1})
+        preview = {"volume": current}
         if (it + 1) % params.preview_every == 0 or it + 1 == params.iterations:
-            preview = dict(orthogonal_slices(x.cpu().numpy()), loss_per_tilt=losses[it].copy())
+            preview.update(orthogonal_slices(current.data), loss_per_tilt=losses[it].copy())
         yield Progress(it + 1, params.iterations, total, preview=preview, message=f"iteration {it + 1}")
     return _result(x, euler, shifts, voxel, losses, params, half)
 

@@ -1,4 +1,10 @@
-"""The result of the end-to-end step and the previews it yields while running."""
+"""The result of the end-to-end step and the previews it yields while running.
+
+Every Progress of the joint engines carries ``preview["volume"]``: the last good volume as
+a :class:`~napari_ptychotomo.data.Volume` (a detached host copy, ``provenance["partial"]``
+true), so that Stop keeps it without reading the engine's locals. ``Progress.result``
+stays ``None`` until the end (:func:`~napari_ptychotomo.engine.run` takes it as the result).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import numpy as np
 
 from ..data import Alignment, Volume
 
-__all__ = ["JointResult", "orthogonal_slices"]
+__all__ = ["JointResult", "orthogonal_slices", "partial_volume"]
 
 
 @dataclass
@@ -48,3 +54,12 @@ def orthogonal_slices(volume: np.ndarray) -> dict[str, np.ndarray]:
         "zx": np.ascontiguousarray(real[:, ny // 2]),
         "zy": np.ascontiguousarray(real[:, :, nx // 2]),
     }
+
+
+def partial_volume(volume: Any, voxel_size: float, provenance: dict[str, Any]) -> Volume:
+    """The engine's current volume (a torch tensor, any device) as a Volume of its own:
+    a detached host copy (complex potential in V, voxel size in Å) that later updates
+    leave alone, with ``provenance`` and ``partial=True``."""
+    data = volume.detach().to("cpu", copy=True).numpy().astype(np.complex64, copy=False)
+    return Volume(data=data, voxel_size=float(voxel_size), units="V",
+                  provenance={**provenance, "partial": True})
