@@ -86,3 +86,75 @@ def test_msp_widget_docks_from_the_manifest_and_runs_in_a_thread(viewer, qtbot, 
     assert "stopped" in widget.runner.status.value and widget.runner.last.step < 20
     preview = viewer.layers["MSP phase [tilt 0]"]
     assert preview.data.shape[0] == 2 and np.all(np.isfinite(preview.data))
+
+
+@pytest.mark.gui
+def test_msp_widget_passes_tilt_map_window_z_smoothness_defocus_and_steps_to_the_engine(
+        viewer, small_simulated_scan):
+    widget = make_widget(viewer, small_simulated_scan, iterations=1)
+    assert not widget.tilt_map_window.enabled  # only meaningful with a tilt map
+    widget.tilt_map.value = True
+    assert widget.tilt_map_window.enabled
+    assert widget.advanced.native.isHidden()  # the learning rates are folded away
+    widget.show_advanced.value = True
+    assert not widget.advanced.native.isHidden()
+    widget.tilt_map_window.value = 5.0
+    widget.z_smoothness.value = 0.05
+    widget.defocus.value = "120 Å"
+    widget.object_step.value = 30.0
+    widget.tilt_step.value = 0.5
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    result = widget.finished[0]
+    params = result.provenance["params"]
+    assert params["tilt_map"] and params["tilt_map_window"] == 5.0 and params["z_smoothness"] == 0.05
+    assert params["defocus"] == 120.0
+    assert result.provenance["defocus_start"] == 120.0 and result.provenance["defocus_source"] == "given"
+    assert params["rates"]["object"] == {"step": 30.0, "start": 0}
+    assert params["rates"]["tilt"] == {"step": 0.5, "start": 2}
+    assert result.tilt_map is not None and result.tilt_map.shape == (36, 2)
+    # one iteration = 3 Adam updates (batches of 16 of 36 positions), each moving a value by
+    # at most about one step: measured 87.6 V·Å at step 30 (29.0 at the default 10 V·Å)
+    largest = float(np.abs(result.object.real).max())
+    assert 60.0 < largest < 95.0, largest
+
+    widget.defocus.value = "calibration"
+    widget.object_step.value = 0.0  # object not learned: it stays at its start, zero
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    result = widget.finished[0]
+    assert result.provenance["params"]["defocus"] is None
+    assert result.provenance["defocus_source"] == "calibration"
+    assert result.provenance["defocus_start"] == pytest.approx(small_simulated_scan.calibration.defocus)
+    assert float(np.abs(result.object).max()) == 0.0
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("text", ["deep", "nan", ""])
+def test_msp_widget_reports_a_bad_start_defocus_in_the_status_line(viewer, small_simulated_scan, text):
+    widget = make_widget(viewer, small_simulated_scan, iterations=1)
+    count = len(viewer.layers)
+    widget.defocus.value = text
+    widget.runner.run_button.clicked.emit()  # no exception escapes the button
+    status = widget.runner.status.value
+    assert status.startswith("cannot start:") and "start defocus" in status and "Å" in status, status
+    assert isinstance(widget.runner.error, ValueError)
+    assert len(viewer.layers) == count and not widget.finished
+
+
+@pytest.mark.gui
+def test_msp_widget_defaults_are_the_engines_and_every_start_defocus_mode_is_accepted(
+        viewer, small_simulated_scan):
+    from napari_ptychotomo._napari.msp_widget import parse_defocus
+    from napari_ptychotomo.ptycho import MSPParams
+
+    widget = make_widget(viewer, small_simulated_scan)
+    built, engine = widget.params(small_simulated_scan), MSPParams()
+    assert built.defocus == engine.defocus == "auto"
+    assert built.z_smoothness == engine.z_smoothness and built.tilt_map_window == engine.tilt_map_window
+    assert built.rates == engine.rates  # object 10 V·Å from iteration 0, tilt 0.2 mrad from 2, …
+    expected = {"auto": "auto", "Estimate": "estimate", "calibration": None, "-80": -80.0, "150A": 150.0}
+    for text, value in expected.items():
+        widget.defocus.value = text
+        assert parse_defocus(text) == value
+        assert widget.params(small_simulated_scan).defocus == value

@@ -6,7 +6,8 @@ shows the object phase (per slice), probe modes and the loss curve of each tilt 
 fitted tilt and slice thickness are in the status line. Results land as the layers of :func:`.layers.msp_layers`
 (``MSP phase [tilt k]``, ``MSP probe [tilt k]``, ``MSP positions [tilt k]``, ``MSP tilt
 map θx/θy [tilt k]``), replacing earlier ones. "All tilts" runs the series tilt by tilt;
-Stop keeps every finished tilt and the live preview of the current one.
+Stop keeps every finished tilt and the live preview of the current one. The learning-rate
+steps of the object and the tilt sit in an "advanced" section shown on demand.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Generator
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, SpinBox
 
 from ..data import ScanData, TiltSeries
 from ..engine import Progress
@@ -24,7 +25,27 @@ from .layers import msp_layers, summed_phase_layer
 from .plots import LivePlot, Panel
 from .show import put_layer, put_layers
 
-__all__ = ["MSPWidget"]
+__all__ = ["MSPWidget", "parse_defocus"]
+
+_DEFOCUS_MODES = {"auto": "auto", "estimate": "estimate", "calibration": None}
+
+
+def parse_defocus(text: str) -> float | str | None:
+    """``MSPParams.defocus`` from the widget's text: ``"auto"``, ``"estimate"``,
+    ``"calibration"`` (→ ``None``) or a length in Å (positive = underfocus; a trailing
+    ``Å`` or ``A`` is allowed)."""
+    value = str(text).strip()
+    if value.lower() in _DEFOCUS_MODES:
+        return _DEFOCUS_MODES[value.lower()]
+    number = value.rstrip("ÅA").strip()
+    try:
+        defocus = float(number)
+    except ValueError:
+        defocus = float("nan")
+    if not np.isfinite(defocus):
+        raise ValueError(f"start defocus = {value!r}; expected 'auto', 'estimate', 'calibration' "
+                         "or a length in Å (positive = underfocus), e.g. 150")
+    return defocus
 
 
 class MSPWidget(Container):
@@ -50,7 +71,35 @@ class MSPWidget(Container):
         self.learn_tilt = CheckBox(text="learn tilt", value=True, name="learn_tilt")
         self.learn_thickness = CheckBox(text="learn thickness", value=True, name="learn_thickness")
         self.tilt_map = CheckBox(text="tilt map", value=False, name="tilt_map")
+        self.tilt_map_window = FloatSpinBox(
+            label="tilt map window σ (Å)", min=0.1, max=1e3, value=3.0, step=0.5,
+            name="tilt_map_window", enabled=False,
+            tooltip="Standard deviation (Å) of the Gaussian window over which the local drift "
+                    "of adjacent slices is measured: the lateral resolution of the tilt map. "
+                    "Used only when 'tilt map' is checked.")
+        self.z_smoothness = FloatSpinBox(
+            label="z smoothness (weight)", min=0.0, max=100.0, value=0.03, step=0.001,
+            name="z_smoothness",
+            tooltip="Weight (dimensionless, loss units) of the penalty Σ|V(s+1) − V(s)|² / Σ|V(s)|² "
+                    "between adjacent slices; it couples the slices so that the data determine "
+                    "the tilt. 0 switches it off.")
+        self.defocus = LineEdit(
+            label="start defocus (Å)", value="auto", name="defocus",
+            tooltip="Start defocus of the probe: 'auto' (bright-field estimate when reliable, "
+                    "else the calibration's), 'estimate' (bright-field estimate, raster scans), "
+                    "'calibration' (the calibration's value) or a number in Å "
+                    "(positive = underfocus).")
         self.learn_positions = CheckBox(text="refine positions", value=False, name="learn_positions")
+        self.show_advanced = CheckBox(text="advanced", value=False, name="show_advanced")
+        self.object_step = FloatSpinBox(
+            label="object step (V·Å)", min=0.0, max=1e5, value=10.0, step=1.0, name="object_step",
+            tooltip="Learning rate of the object's projected potential per slice, V·Å per "
+                    "update. Heavy or thick specimens often need more than the default 10 V·Å.")
+        self.tilt_step = FloatSpinBox(
+            label="tilt step (mrad)", min=0.0, max=100.0, value=0.2, step=0.05, name="tilt_step",
+            tooltip="Learning rate of the global specimen tilt (θx, θy), mrad per update.")
+        self.advanced = Container(widgets=[self.object_step, self.tilt_step], name="advanced",
+                                  label="learning rates", visible=False)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
                                name="device")
         self.fitted = Label(value="", name="fitted")
@@ -61,14 +110,17 @@ class MSPWidget(Container):
                                    must_show=lambda p: "result" in (p.preview or {}))
         super().__init__(widgets=[
             self.dataset, self.tilt, self.all_tilts, self.iterations, self.num_slices,
-            self.slice_thickness, self.num_modes, self.learn_tilt, self.learn_thickness,
-            self.tilt_map, self.learn_positions, self.device, self.runner.widget, self.fitted,
-            self.loss_plot,
+            self.slice_thickness, self.num_modes, self.defocus, self.learn_tilt,
+            self.learn_thickness, self.z_smoothness, self.tilt_map, self.tilt_map_window,
+            self.learn_positions, self.show_advanced, self.advanced, self.device,
+            self.runner.widget, self.fitted, self.loss_plot,
         ])
         self.finished: dict[int, Any] = {}
         self.loss_curves: dict[int, np.ndarray] = {}
         self._current = 0
         self.dataset.changed.connect(self._dataset_changed)
+        self.tilt_map.changed.connect(self._tilt_map_changed)
+        self.show_advanced.changed.connect(self._show_advanced_changed)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
@@ -103,17 +155,32 @@ class MSPWidget(Container):
         self.tilt.max = len(scans) - 1
         self.all_tilts.enabled = len(scans) > 1
 
-    def params(self, scan: ScanData):
-        """The :class:`MSPParams` of the widget's fields, defaults from ``scan``."""
-        from ..ptycho import MSPParams
+    def _tilt_map_changed(self, *_: Any) -> None:
+        self.tilt_map_window.enabled = bool(self.tilt_map.value)
 
+    def _show_advanced_changed(self, *_: Any) -> None:
+        self.advanced.visible = bool(self.show_advanced.value)
+
+    def params(self, scan: ScanData):
+        """The :class:`MSPParams` of the widget's fields, defaults from ``scan``.
+
+        Raises ``ValueError`` naming the field (shown in the status line by the runner).
+        """
+        from ..ptycho import LearningRate, MSPParams
+
+        default = MSPParams()
         slices = int(self.num_slices.value)
         return MSPParams.from_calibration(
             scan.calibration, thickness=float(self.slice_thickness.value) * slices,
             num_slices=slices, iterations=int(self.iterations.value),
             num_modes=int(self.num_modes.value), learn_tilt=bool(self.learn_tilt.value),
             learn_thickness=bool(self.learn_thickness.value), tilt_map=bool(self.tilt_map.value),
+            tilt_map_window=float(self.tilt_map_window.value),
+            z_smoothness=float(self.z_smoothness.value),
+            defocus=parse_defocus(self.defocus.value),
             learn_positions=bool(self.learn_positions.value),
+            rates={"object": LearningRate(float(self.object_step.value), default.rate("object").start),
+                   "tilt": LearningRate(float(self.tilt_step.value), default.rate("tilt").start)},
         )
 
     # ------------------------------------------------------------------ engine
