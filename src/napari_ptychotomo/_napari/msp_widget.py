@@ -92,9 +92,10 @@ class MSPWidget(Container):
         self.learn_positions = CheckBox(text="refine positions", value=False, name="learn_positions")
         self.show_advanced = CheckBox(text="advanced", value=False, name="show_advanced")
         self.object_step = FloatSpinBox(
-            label="object step (V·Å)", min=0.0, max=1e5, value=10.0, step=1.0, name="object_step",
+            label="object step (V·Å)", min=0.0, max=1e5, value=30.0, step=1.0, name="object_step",
             tooltip="Learning rate of the object's projected potential per slice, V·Å per "
-                    "update. Heavy or thick specimens often need more than the default 10 V·Å.")
+                    "update. Follows the slice thickness (2 V × Δz, the engine's default) "
+                    "until you set it.")
         self.tilt_step = FloatSpinBox(
             label="tilt step (mrad)", min=0.0, max=100.0, value=0.2, step=0.05, name="tilt_step",
             tooltip="Learning rate of the global specimen tilt (θx, θy), mrad per update.")
@@ -121,6 +122,9 @@ class MSPWidget(Container):
         self.dataset.changed.connect(self._dataset_changed)
         self.tilt_map.changed.connect(self._tilt_map_changed)
         self.show_advanced.changed.connect(self._show_advanced_changed)
+        self.slice_thickness.changed.connect(self._slice_thickness_changed)
+        self._object_step_set = False
+        self.object_step.changed.connect(self._object_step_changed)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
@@ -157,6 +161,15 @@ class MSPWidget(Container):
 
     def _tilt_map_changed(self, *_: Any) -> None:
         self.tilt_map_window.enabled = bool(self.tilt_map.value)
+
+    def _slice_thickness_changed(self, value: float) -> None:
+        """The default object step follows the slice thickness (2 V × Δz) until set by hand."""
+        if not self._object_step_set:
+            with self.object_step.changed.blocked():
+                self.object_step.value = 2.0 * float(value)
+
+    def _object_step_changed(self, _value: float) -> None:
+        self._object_step_set = True
 
     def _show_advanced_changed(self, *_: Any) -> None:
         self.advanced.visible = bool(self.show_advanced.value)

@@ -102,6 +102,14 @@ def _preview(state: _State, sigma: float, losses: list[float]) -> dict[str, Any]
         }
 
 
+def _decay(iteration: int, iterations: int, final: float) -> float:
+    """Cosine decay of a step from 1 at the first iteration to ``final`` at the last: large
+    steps reach a thick heavy object quickly, small ones let Adam settle at the end."""
+    if iterations < 2 or final >= 1:
+        return 1.0
+    return final + (1 - final) * 0.5 * (1 + np.cos(np.pi * iteration / (iterations - 1)))
+
+
 def _optimizer(state: _State, params: MSPParams, geometry, probe_scale: float):
     learned = {
         "object": True,
@@ -117,7 +125,8 @@ def _optimizer(state: _State, params: MSPParams, geometry, probe_scale: float):
         if learned[name] and params.rate(name).step > 0:
             tensor = state.tensors[name]
             tensor.requires_grad_(True)
-            groups.append({"params": [tensor], "lr": params.rate(name).step * scale.get(name, 1.0),
+            lr = params.rate(name).step * scale.get(name, 1.0)
+            groups.append({"params": [tensor], "lr": lr, "base_lr": lr,
                            "name": name, "start": params.rate(name).start})
     if params.optimizer == "adam":
         return torch.optim.Adam(groups)
@@ -203,6 +212,8 @@ def msp_steps(
         error_sum = 0.0
         for group in optimizer.param_groups:
             group["active"] = iteration >= group["start"]
+            if group["name"] == "object":
+                group["lr"] = group["base_lr"] * _decay(iteration, params.iterations, params.object_step_decay)
         for b in rng.permutation(len(batches)):
             index = torch.as_tensor(batches[b], device=dev)
             tilt = state.tilt

@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MSPParams", "LearningRate"]
+__all__ = ["MSPParams", "LearningRate", "OBJECT_STEP_PER_ANGSTROM"]
+
+# Default object step per Å of slice (V): a slice's projected potential grows with its
+# thickness, so a fixed step in V·Å is too small for thick slices of heavy crystals (on the
+# simulator's SrTiO3, 10 V·Å for 13-20 Å slices left r = 0.76 and tilt maps at half the
+# truth after 40 iterations; 2 V × Δz gave r 0.9 and tilt maps within 0.4 mrad).
+OBJECT_STEP_PER_ANGSTROM = 2.0
 
 
 @dataclass
@@ -36,7 +42,7 @@ class LearningRate:
 
 def _default_rates() -> dict[str, LearningRate]:
     return {
-        "object": LearningRate(10.0, 0),
+        "object": LearningRate(OBJECT_STEP_PER_ANGSTROM * 15.0, 0),
         "probe": LearningRate(2e-3, 2),
         "positions": LearningRate(0.01, 3),
         "tilt": LearningRate(0.2, 2),
@@ -66,6 +72,8 @@ class MSPParams:
         laterally (the tilted propagator is the untilted one times a shift), so without a
         coupling between slices the tilt is not determined by the data; this prior, a
         simple form of the k_z regularisation of You et al. (2025), makes it so.
+    object_step_decay : the object step decays (cosine) from ``rates['object'].step`` at
+        the first iteration to this fraction of it at the last (1: constant).
     tilt_map_smoothness : weight of the squared-difference penalty between the tilts of
         neighbouring scan positions, in (loss units) per mrad².
     tilt_map_window : standard deviation (Å) of the Gaussian window over which the local
@@ -101,6 +109,7 @@ class MSPParams:
     tilt_map_smoothness: float = 1e-3
     tilt_map_window: float = 3.0
     z_smoothness: float = 0.03
+    object_step_decay: float = 0.1
     learn_positions: bool = False
     max_position_step: float = 0.05
     learn_probe: bool = True
@@ -115,13 +124,16 @@ class MSPParams:
         """Defaults for a scan with this calibration.
 
         ``thickness`` (Å), when known, is split into ``num_slices`` slices (default 6,
-        about one slice per 2 nm for thick specimens); other fields as keywords.
+        about one slice per 2 nm for thick specimens); other fields as keywords. Unless
+        ``rates`` names it, the object step is ``OBJECT_STEP_PER_ANGSTROM`` (2 V) × the
+        slice thickness, in V·Å.
         """
         calibration.validate()
         num_slices = int(overrides.pop("num_slices", 6))
         if thickness is None:
             thickness = 15.0 * num_slices
         params = cls(num_slices=num_slices, slice_thickness=float(thickness) / num_slices)
+        params.rates["object"] = LearningRate(OBJECT_STEP_PER_ANGSTROM * params.slice_thickness, 0)
         rates = overrides.pop("rates", None)
         params = replace(params, **overrides)
         if rates:
@@ -156,6 +168,8 @@ class MSPParams:
             raise ValueError(f"max_position_step = {self.max_position_step!r}; expected a positive length in Å")
         if not (self.z_smoothness >= 0):
             raise ValueError(f"z_smoothness = {self.z_smoothness!r}; expected ≥ 0")
+        if not (0 < self.object_step_decay <= 1):
+            raise ValueError(f"object_step_decay = {self.object_step_decay!r}; expected a fraction in (0, 1]")
         if self.tilt_map_smoothness < 0:
             raise ValueError(f"tilt_map_smoothness = {self.tilt_map_smoothness!r}; expected ≥ 0")
         if not (np.isfinite(self.tilt_map_window) and self.tilt_map_window > 0):
