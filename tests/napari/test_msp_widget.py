@@ -149,10 +149,15 @@ def test_msp_widget_defaults_are_the_engines_and_every_start_defocus_mode_is_acc
     from napari_ptychotomo.ptycho import MSPParams
 
     widget = make_widget(viewer, small_simulated_scan)
-    built, engine = widget.params(small_simulated_scan), MSPParams()
+    built = widget.params(small_simulated_scan)
+    slices = int(widget.num_slices.value)
+    engine = MSPParams.from_calibration(small_simulated_scan.calibration, num_slices=slices,
+                                        thickness=float(widget.slice_thickness.value) * slices)
     assert built.defocus == engine.defocus == "auto"
     assert built.z_smoothness == engine.z_smoothness and built.tilt_map_window == engine.tilt_map_window
-    assert built.rates == engine.rates  # object 10 V·Å from iteration 0, tilt 0.2 mrad from 2, …
+    # object 2 V × slice thickness from iteration 0 (follows the thickness box), tilt 0.2 mrad from 2, …
+    assert built.rates == engine.rates
+    assert widget.object_step.value == pytest.approx(2.0 * widget.slice_thickness.value)
     expected = {"auto": "auto", "Estimate": "estimate", "calibration": None, "-80": -80.0, "150A": 150.0}
     for text, value in expected.items():
         widget.defocus.value = text
