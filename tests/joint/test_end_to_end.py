@@ -6,6 +6,8 @@ test takes seconds on 2 shared cores.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -47,6 +49,15 @@ def test_params_validate_names_the_field():
         JointParams(rates={**JointParams().rates, "shifts": Rate(-1.0)}).validate()
     with pytest.raises(ValueError, match="momentum"):
         JointParams(momentum=1.5).validate()
+    with pytest.raises(ValueError, match="butterworth_stop"):
+        JointParams(butterworth_cutoff=0.3, butterworth_start=5, butterworth_stop=5).validate()
+
+
+def test_low_pass_runs_from_its_start_to_its_stop_pass():
+    coarse = JointParams(butterworth_cutoff=0.3, butterworth_start=2, butterworth_stop=4).validate()
+    assert [coarse.low_passes(it) for it in range(6)] == [False, False, True, True, False, False]
+    assert JointParams(butterworth_cutoff=0.3).low_passes(100)
+    assert not JointParams().low_passes(0)
 
 
 def test_bad_inputs_get_clear_errors(small_case):
@@ -202,6 +213,11 @@ def test_a_runaway_shift_is_clamped_so_the_probe_window_stays_inside(small_case)
     shifts_px = result.alignment.shifts / VOXEL
     assert shifts_px.min() >= -2.5 and shifts_px.max() <= 0.5
     assert np.abs(shifts_px).max() > 2.0  # it did run to the edge
+    # a state kept inside is accepted again as the start of a run on the same grid
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # and nothing is counted as clamped
+        again = reconstruct_joint(series, init=result.alignment, params=_params(iterations=1), device="cpu")
+    assert np.allclose(again.alignment.shifts, result.alignment.shifts)
 
 
 def test_keep_windows_inside_moves_the_shift_first_then_single_positions():

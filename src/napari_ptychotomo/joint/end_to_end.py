@@ -36,6 +36,7 @@ from .setup import half_indices, start_state
 __all__ = ["joint_steps", "reconstruct_joint", "keep_windows_inside"]
 
 _EPS = 1e-10
+_COUNTED = 1e-3  # voxels: smaller clamps are rounding, not counted
 
 
 def _check_series(series: Any) -> TiltSeries:
@@ -95,16 +96,17 @@ def keep_windows_inside(positions: torch.Tensor, shift: torch.Tensor, low: torch
     the extreme probe centres whose window still fits (see :func:`_window_bounds`). The
     shift is clamped first (a learned shift moves the whole scan), into the range where
     the whole scan fits when there is one; then single positions. Returns the number of
-    shift axes and of positions that were clamped.
+    shift axes and of positions that were moved (by more than 1e-3 voxel: a start given in
+    Å may sit a rounding error outside).
     """
     with torch.no_grad():
         fits_low = positions.max(0).values - high  # smallest shift that keeps the scan inside
         fits_high = positions.min(0).values - low
         target = torch.where(fits_low <= fits_high, torch.minimum(torch.maximum(shift, fits_low), fits_high), shift)
-        shift_clamped = int((target != shift).sum())
+        shift_clamped = int(((target - shift).abs() > _COUNTED).sum())
         shift.copy_(target)
         inside = torch.minimum(torch.maximum(positions, low + shift), high + shift)
-        positions_clamped = int((inside != positions).any(1).sum())
+        positions_clamped = int(((inside - positions).abs() > _COUNTED).any(1).sum())
         positions.copy_(inside)
     return shift_clamped, positions_clamped
 
@@ -226,7 +228,7 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
                 if params.kz_beta and it >= params.kz_start:
                     beam = rotation_matrix(euler[k].detach())[2]  # beam direction in the volume frame
                     volume.copy_(before + reg.kz_filter(volume - before, beam, params.kz_beta))
-                if params.butterworth_cutoff is not None and it >= params.butterworth_start:
+                if params.low_passes(it):
                     volume.copy_(reg.butterworth_lowpass(volume, params.butterworth_cutoff, params.butterworth_order, voxel))
                 if params.tv_weight and it >= params.tv_start:
                     volume.copy_(reg.tv_prox(volume, params.tv_weight))

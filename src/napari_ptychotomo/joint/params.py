@@ -66,6 +66,10 @@ class JointParams:
     nonnegative, nonnegative_start : clip Re V and Im V at zero after each update.
     butterworth_cutoff, butterworth_order, butterworth_start : 3D Butterworth low-pass of
         Re V (cut-off in Å⁻¹; Im V kept), after each tilt; ``None`` disables.
+    butterworth_stop : first pass without the low-pass (``None``: to the end). A low-pass
+        for the first passes only is a coarse-to-fine alignment: shifts learned against a
+        smooth volume cannot be absorbed by atom-sized detail of a volume fitted to the
+        wrong shifts (see tests/joint/test_achievements.py, achievement 2).
     kz_beta, kz_start : strength of the k_z regularisation kernel
         w = 1 − (2/π) arctan(β² k_∥² / k_⊥²) applied to each tilt's volume update along that
         tilt's beam (Tsai et al. 2016 as used by You et al.); 0 disables.
@@ -95,6 +99,7 @@ class JointParams:
     butterworth_cutoff: float | None = None
     butterworth_order: int = 2
     butterworth_start: int = 0
+    butterworth_stop: int | None = None
     kz_beta: float = 0.0
     kz_start: int = 0
     tv_weight: float = 0.0
@@ -149,6 +154,13 @@ class JointParams:
             )
         if self.butterworth_order < 1:
             raise ValueError(f"butterworth_order = {self.butterworth_order!r}; expected >= 1")
+        if self.butterworth_stop is not None and not (
+            isinstance(self.butterworth_stop, (int, np.integer)) and self.butterworth_stop > self.butterworth_start
+        ):
+            raise ValueError(
+                f"butterworth_stop = {self.butterworth_stop!r}; expected None or a pass after "
+                f"butterworth_start = {self.butterworth_start}"
+            )
         for f in fields(self):
             if f.name.endswith("_start") and getattr(self, f.name) < 0:
                 raise ValueError(f"{f.name} = {getattr(self, f.name)!r}; expected an iteration >= 0")
@@ -157,6 +169,12 @@ class JointParams:
     def learns(self, name: str, iteration: int) -> bool:
         """Whether ``name`` is learned at pass ``iteration``."""
         return name in self.learn and iteration >= self.rates[name].start and self.rates[name].step > 0
+
+    def low_passes(self, iteration: int) -> bool:
+        """Whether the Butterworth low-pass is applied at pass ``iteration``."""
+        stop = self.butterworth_stop
+        return (self.butterworth_cutoff is not None and iteration >= self.butterworth_start
+                and (stop is None or iteration < stop))
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (rates as ``{name: (step, start)}``) for provenance."""

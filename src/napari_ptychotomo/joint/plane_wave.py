@@ -176,7 +176,7 @@ def _prox(volume, params: JointParams, it: int, voxel: float):
         volume = reg.tv_prox(volume, params.tv_weight)
     if params.l1_imag and it >= params.l1_start:
         volume = reg.shrink_imag(volume, params.l1_imag)
-    if params.butterworth_cutoff is not None and it >= params.butterworth_start:
+    if params.low_passes(it):
         volume = reg.butterworth_lowpass(volume, params.butterworth_cutoff, params.butterworth_order, voxel)
     if params.nonnegative and it >= params.nonnegative_start:
         volume = reg.clip_negative(volume)

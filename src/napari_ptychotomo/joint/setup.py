@@ -21,7 +21,7 @@ import torch
 from ..data import Alignment, MSPResult, TiltSeries, Volume
 from ..physics import make_probe, probe_modes
 
-__all__ = ["StartState", "split_init", "start_state", "half_indices"]
+__all__ = ["StartState", "split_init", "start_state", "half_indices", "lateral_need"]
 
 
 @dataclass
@@ -80,6 +80,23 @@ def half_indices(n: int, scan_shape, half: int) -> np.ndarray:
     return index[index % 2 == half]
 
 
+def lateral_need(positions_px: list[np.ndarray], shifts_px: np.ndarray, window: int) -> tuple[int, int]:
+    """Smallest lateral volume size (ny, nx) in voxels in which every probe window fits.
+
+    ``positions_px`` per tilt (K, 2) relative to the scan centre and ``shifts_px`` (n, 2),
+    both in voxels: the window of centre ``p`` at ``(size − 1) / 2 + p − shift`` spans
+    ``floor(·) − n//2 … + n`` and must stay inside, up to 1e-3 voxel (rounding of shifts
+    given in Å), which the engine's clamp (:func:`.end_to_end.keep_windows_inside`) takes
+    back at the start: a state the engine kept inside is accepted again as a start.
+    """
+    rel = np.concatenate([p - s for p, s in zip(positions_px, shifts_px)])
+    low, high = rel.min(0), rel.max(0)
+    below = 2 * (window // 2 - low) + 1
+    above = 2 * (high + window - window // 2 - 1) - 1
+    need = np.ceil(np.maximum(below, above) - 2e-3)
+    return int(need[0]), int(need[1])
+
+
 def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
                 volume_shape=None) -> StartState:
     """Check the series against ``init`` and build the starting state."""
@@ -131,11 +148,11 @@ def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
     side = int(math.ceil(extent + n + 4))
     side += (-side) % num_slices
     shape = tuple(int(s) for s in volume_shape) if volume_shape is not None else (side, side, side)
-    need = extent + n + 2
-    if min(shape[1:]) < need:
+    need = lateral_need(positions, np.asarray(alignment.shifts, float) / voxel, n)
+    if shape[1] < need[0] or shape[2] < need[1]:
         raise ValueError(
             f"volume_shape {shape} is too small laterally for the scan and shifts ({extent:.0f} px) "
-            f"plus the probe window ({n} px); use at least {int(math.ceil(need))} voxels in y and x"
+            f"plus the probe window ({n} px); use at least {need[0]} × {need[1]} voxels in y and x"
         )
     middle = np.array([(shape[1] - 1) / 2, (shape[2] - 1) / 2])
     positions = [p + middle for p in positions]
