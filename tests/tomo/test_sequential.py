@@ -51,6 +51,7 @@ def _msp_params(series, iterations):
     params = MSPParams.from_calibration(
         scan.calibration, thickness=scan.truth["thickness"], num_slices=2, iterations=iterations,
         defocus=None, learn_thickness=False, learn_tilt=False,
+        object_step_decay=1.0,  # a constant step: 8-12 iterations are too few to decay
     )
     params.rates["object"] = LearningRate(50.0, 0)  # Pt columns reach ~1000 V·Å
     return params
