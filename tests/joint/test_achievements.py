@@ -199,13 +199,19 @@ def test_end_to_end_has_20_percent_lower_nrmse_than_sequential_in_a_45_degree_we
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured: σ_z of the heavy atom 0.486 Å end-to-end vs 0.366 Å sequential "
-                   "(truth band-limited 0.475 Å): at 0.5 Å voxels and 15 mrad the probe's depth of "
-                   "field (λ/α² ≈ 90 Å) dwarfs the 7.5 Å particle, so multislice adds no depth "
-                   "information; the weak sequential peak (38 % of the true amplitude) is the "
-                   "narrower one", strict=False)
+@pytest.mark.xfail(reason="measured (MSP object step 2 V × Δz with decay, commit bae2107): elongation "
+                   "σ_z/σ_x of the central Pt 1.08 end-to-end (σ_z 0.454 Å, σ_x 0.421 Å) against 0.96 "
+                   "sequential (0.420, 0.439 Å), truth 1.00 (0.475 Å); FWHM along z/x 1.43/1.36 Å against "
+                   "1.36/1.43 Å (truth 1.48/1.48 Å). Neither volume is elongated along z at this atom: with "
+                   "non-negativity and 7 tilts the sequential volume shows no wedge elongation to remove, and "
+                   "at 0.5 Å voxels and 15 mrad the probe's depth of field (λ/α² ≈ 90 Å) dwarfs the 7.5 Å "
+                   "particle, so multislice adds little depth information", strict=False)
 def test_heavy_atom_peak_is_narrower_along_z_than_sequential(missing_wedge):
-    """Issue 6, achievement 1 (missing-wedge part): the heavy (central Pt) atom's fitted
-    Gaussian σ along z, the missing-wedge direction, should be smaller end-to-end."""
+    """Issue 6, achievement 1 (missing-wedge part): the heavy (central Pt) atom's peak should
+    be less elongated along z, the missing-wedge direction, end-to-end than sequential. The
+    measure is σ_z / σ_x of fitted Gaussians in the same volume: the absolute σ_z is biased low
+    by the non-Gaussian peak shape in both volumes (see missing_wedge_case.py), which made the
+    sequential σ_z (0.366 Å with the earlier MSP step, 0.420 Å now) look narrower than the
+    truth (0.475 Å)."""
     e2e, seq = missing_wedge["end_to_end"], missing_wedge["sequential"]
-    assert e2e["sigma_z"] < 0.9 * seq["sigma_z"]
+    assert e2e["elongation_zx"] < 0.9 * seq["elongation_zx"]
