@@ -4,10 +4,12 @@ One complex potential volume is fitted directly to the diffraction patterns of a
 for every pass and every tilt in turn, minibatches of adjacent scan positions (batch order
 reshuffled) update the volume with the amplitude loss ‖√I_m − √I‖² of the forward model of
 eq. 14-15 (:mod:`.forward`) by gradient descent (the step is given in V: the largest
-voxel change of an update, the gradient being divided by the largest gradient so far); after a start iteration the tilt's probe modes, its probe
-positions and, as our step beyond the paper, its Euler angles and shift are refined too.
-Regularisers (:mod:`.regularizers`) follow each minibatch (L1 shrinkage of Im V,
-non-negativity) or each tilt (k_z kernel on the tilt's update, Butterworth, TV).
+voxel change of an update, the gradient being divided by the largest gradient so far);
+after a start iteration the tilt's probe modes, its probe positions and, as our step beyond
+the paper, its Euler angles and shift are refined too. Regularisers (:mod:`.regularizers`)
+follow each minibatch (L1 shrinkage of Im V, non-negativity) or each tilt (k_z kernel on
+the tilt's update, Butterworth, TV; a Butterworth that stops after the first passes makes
+the shift refinement coarse to fine).
 Gradients come from autograd (eq. 18-19 are what it computes); each learned per-tilt
 quantity has its own Adam optimiser per tilt. Learned shifts and positions are kept where
 the probe window stays inside the volume's lateral extent (:func:`keep_windows_inside`);
@@ -234,7 +236,8 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
                     volume.copy_(reg.tv_prox(volume, params.tv_weight))
             tilt_loss /= max(len(batches), 1)
             if not np.isfinite(tilt_loss) or not bool(torch.isfinite(volume.detach()).all()):
-                partial = _result(torch.from_numpy(last_good.data), probes, positions, euler, shifts, state, losses, params, half, clamped)
+                partial = _result(torch.from_numpy(last_good.data), probes, positions, euler, shifts, state,
+                                  losses, params, half, clamped)
                 raise EngineError(
                     f"end-to-end reconstruction diverged at pass {it}, tilt {k} (loss {tilt_loss}); "
                     "lower rates['volume'].step. The last good state is in .partial", partial=partial)
