@@ -2,12 +2,19 @@
 
 Autograd of the plain loop in :mod:`.multislice` stores and copies more than it needs.
 This function stores exactly what the gradient needs (the wave entering each slice and,
-when the propagator is learned, each slice's spectrum), works in place, and needs the same
-number of FFTs as the forward pass: 2 per slice and 1 for the far field, both ways.
+when the propagator is learned, each slice's spectrum), works in place, and needs fewer
+FFTs than the plain loop: the far field of the last propagated wave is the last slice's
+spectrum times the propagator (fft2 ∘ ifft2 = 1), so a pass takes 2 FFTs per slice less 1,
+both ways (11 instead of 13 for 6 slices).
+
+Transforms are unnormalised both ways (``fft2`` and ``ifft2(norm="forward")``); the 1/N of
+the inverse rides on the (small) propagator, so no transform spends a pass on scaling.
 
 Adjoints (PyTorch's convention: the gradient of a real loss L with respect to a complex z
-is ∂L/∂Re z + i ∂L/∂Im z): for y = a·b, ā = ȳ·conj(b); for y = fft2(x), x̄ = N·ifft2(ȳ);
-for y = ifft2(x), x̄ = fft2(ȳ)/N; for I = |Ψ|², Ψ̄ = 2·Ψ·Ī.
+is ∂L/∂Re z + i ∂L/∂Im z): for y = a·b, ā = ȳ·conj(b); for y = F x (unnormalised DFT),
+x̄ = Fᴴ ȳ; for I = |Ψ|², Ψ̄ = 2·Ψ·Ī. The backward carries the *conjugates* of these
+gradients: conj(ȳ·conj(b)) = conj(ȳ)·b and conj(Fᴴ ȳ) = F conj(ȳ), so no product needs a
+conjugated copy of a saved tensor (PyTorch materialises conjugate views in products).
 """
 
 from __future__ import annotations
@@ -17,12 +24,11 @@ import torch
 __all__ = ["multislice_intensities"]
 
 
-def _intensity(wave_k: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_real(wave_k).square().sum(-1)
-
-
-def _sum_modes(x: torch.Tensor) -> torch.Tensor:
-    return x[:, 0] if x.shape[1] == 1 else x.sum(1)  # a sum over one mode would copy
+def _power(wave: torch.Tensor) -> torch.Tensor:
+    """|wave|² summed over modes: (B, M, n, m) complex → (B, n, m) real."""
+    real = torch.view_as_real(wave)
+    power = real[..., 0].square().addcmul_(real[..., 1], real[..., 1])
+    return power[:, 0] if power.shape[1] == 1 else power.sum(1)
 
 
 class _Multislice(torch.autograd.Function):
@@ -30,43 +36,77 @@ class _Multislice(torch.autograd.Function):
     def forward(ctx, waves, patches, propagator):
         # waves (B, M, n, m); patches (B, S, n, m); propagator (n, m) or (B, 1, n, m)
         learn_propagator = ctx.needs_input_grad[2]
+        keep = any(ctx.needs_input_grad)
+        pixels = propagator.shape[-1] * propagator.shape[-2]
+        step = propagator / pixels  # carries the 1/N of the unnormalised inverse FFT
+        num = patches.shape[1]
         entering, spectra = [], []
         psi = waves
-        for s in range(patches.shape[1]):
-            entering.append(psi)
+        for s in range(num):
+            if keep:
+                entering.append(psi)
             spectrum = torch.fft.fft2(psi * patches[:, s, None])
+            if s == num - 1:
+                break
             if learn_propagator:
                 spectra.append(spectrum)
-                psi = torch.fft.ifft2(spectrum * propagator)
+                spectrum = spectrum * step
             else:
-                psi = torch.fft.ifft2(spectrum.mul_(propagator))
-        far = torch.fft.fft2(psi, norm="ortho")
-        intensities = _sum_modes(_intensity(far))
-        ctx.save_for_backward(patches, propagator, far, *entering, *spectra)
-        ctx.num_slices = patches.shape[1]
+                spectrum = spectrum.mul_(step)
+            psi = torch.fft.ifft2(spectrum, norm="forward")
+        # far field (unitary) = spectrum · propagator / √N; its intensity:
+        weight = torch.view_as_real(propagator).square().sum(-1) / pixels  # |P|²/N
+        power = _power(spectrum)
+        intensities = power * (weight if weight.ndim == 2 else weight[:, 0])
+        if keep:
+            ctx.save_for_backward(patches, step, propagator, weight, spectrum, power,
+                                  *entering, *spectra)
+        ctx.num_slices = num
         return torch.fft.fftshift(intensities, dim=(-2, -1))
 
     @staticmethod
     def backward(ctx, grad_intensities):
-        patches, propagator, far, *saved = ctx.saved_tensors
+        patches, step, propagator, weight, last, power, *saved = ctx.saved_tensors
         num = ctx.num_slices
         entering, spectra = saved[:num], saved[num:]
-        grad_i = torch.fft.ifftshift(grad_intensities, dim=(-2, -1))
-        grad_psi = torch.fft.ifft2(far * (2.0 * grad_i[:, None]), norm="ortho")
-        grad_patches = torch.empty_like(patches) if ctx.needs_input_grad[1] else None
-        grad_prop = torch.zeros_like(propagator) if ctx.needs_input_grad[2] else None
+        need_waves, need_patches, need_prop = ctx.needs_input_grad
         pixels = propagator.shape[-1] * propagator.shape[-2]
+        grad_i = torch.fft.ifftshift(grad_intensities, dim=(-2, -1))  # (B, n, m) real
+        per_position = propagator.ndim == 4
+        # conj of the gradient of the last spectrum: 2·conj(X)·Ī·|P|²/N
+        scale = 2.0 * grad_i * (weight[:, 0] if per_position else weight)
+        g_spectrum = torch.conj_physical(last).mul_(scale[:, None])
+        grad_step = None
+        if need_prop:
+            # through |P|²/N: ∂L/∂w, then 2·P·∂L/∂w/N
+            d_weight = power * grad_i
+            d_weight = d_weight.sum(0) if not per_position else d_weight[:, None]
+            grad_prop_direct = propagator * (2.0 * d_weight / pixels)
+            grad_step = torch.zeros_like(step)  # conj of the gradient of ``step``
+        grad_patches = torch.empty_like(patches) if need_patches else None
+        g_psi = None
         for s in reversed(range(num)):
-            grad_k = torch.fft.fft2(grad_psi)
-            if grad_prop is not None:
-                term = grad_k * spectra[s].conj()
-                term = term.sum(dim=(0, 1)) if propagator.ndim == 2 else term.sum(dim=1, keepdim=True)
-                grad_prop += term / pixels
-            grad_phi = torch.fft.ifft2(grad_k.mul_(propagator.conj()))
+            g_x = torch.fft.fft2(g_spectrum)  # conj(x̄) = F conj(X̄)
             if grad_patches is not None:
-                grad_patches[:, s] = _sum_modes(grad_phi * entering[s].conj())
-            grad_psi = grad_phi.mul_(patches[:, s, None].conj())
-        return grad_psi, grad_patches, grad_prop
+                if g_x.shape[1] == 1:
+                    torch.mul(g_x[:, 0], entering[s][:, 0], out=grad_patches[:, s])
+                else:
+                    grad_patches[:, s] = (g_x * entering[s]).sum(1)
+            g_psi = g_x.mul_(patches[:, s, None])
+            if s == 0:
+                break
+            g_y = torch.fft.ifft2(g_psi, norm="forward")  # conj(Fᴴ… ) of the propagated wave
+            if grad_step is not None:
+                term = g_y * spectra[s - 1]
+                grad_step += term.sum(dim=(0, 1)) if not per_position else term.sum(dim=1, keepdim=True)
+            g_spectrum = g_y.mul_(step)
+        grad_waves = g_psi.conj_physical_() if need_waves else None
+        grad_prop = None
+        if need_prop:
+            grad_prop = grad_step.conj_physical_().div_(pixels).add_(grad_prop_direct)
+        if grad_patches is not None:
+            grad_patches = grad_patches.conj()  # a lazy view; crop_patches' backward resolves it
+        return grad_waves, grad_patches, grad_prop
 
 
 def multislice_intensities(
@@ -76,7 +116,8 @@ def multislice_intensities(
 
     ``waves (B, M, n, m)`` enter slice 0; ``patches (B, S, n, m)`` are the slices'
     transmission at each position; after each slice the wave is propagated by
-    ``propagator`` ((n, m), or (B, n, m) for one per position).
+    ``propagator`` ((n, m), or (B, n, m) for one per position). Equals
+    ``Σ_modes |far_field(exit wave)|²`` of :mod:`.multislice`'s plain loop.
     """
     prop = propagator if propagator.ndim == 2 else propagator[:, None]
     return _Multislice.apply(waves, patches, prop)
