@@ -159,3 +159,26 @@ def test_fused_backward_equals_autograd_of_the_plain_loop(per_position_propagato
     assert fused.item() == pytest.approx(plain.item(), rel=1e-12)
     for a, b_ in zip(fused_grads, plain_grads):
         assert torch.allclose(a, b_, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_position_propagator", [False, True])
+def test_checkerboard_waves_give_the_same_intensities_and_gradients(per_position_propagator):
+    # (−1)^(y+x)·ψ has its spectrum shifted by N/2: the fused pass then needs no fftshift
+    from napari_ptychotomo.physics.fused import multislice_intensities
+
+    torch.manual_seed(3)
+    b, m, s, n = 2, 2, 3, 8
+    waves = torch.randn(b, m, n, n, dtype=torch.complex128, requires_grad=True)
+    patches = torch.randn(b, s, n, n, dtype=torch.complex128, requires_grad=True)
+    prop = torch.randn(*((b, n, n) if per_position_propagator else (n, n)), dtype=torch.complex128,
+                       requires_grad=True)
+    weights = torch.rand(b, n, n, dtype=torch.float64)
+    sign = (-1.0) ** (torch.arange(n)[:, None] + torch.arange(n)[None, :])
+    plain = torch.sum(weights * multislice_intensities(waves, patches, prop))
+    checker = torch.sum(weights * multislice_intensities(waves * sign, patches, prop, checkerboard=True))
+    assert checker.item() == pytest.approx(plain.item(), rel=1e-12)
+    for a, b_ in zip(torch.autograd.grad(checker, (waves, patches, prop)),
+                     torch.autograd.grad(plain, (waves, patches, prop))):
+        assert torch.allclose(a, b_, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="even window"):
+        multislice_intensities(waves[..., :7, :7], patches[..., :7, :7], prop[..., :7, :7], checkerboard=True)

@@ -9,6 +9,9 @@ both ways (11 instead of 13 for 6 slices).
 
 Transforms are unnormalised both ways (``fft2`` and ``ifft2(norm="forward")``); the 1/N of
 the inverse rides on the (small) propagator, so no transform spends a pass on scaling.
+With ``checkerboard`` the waves come multiplied by (−1)^(y+x) (even n, m): F(c·x) is F(x)
+shifted by N/2, so with the propagator fftshifted every spectrum comes out centred and the
+intensities need no fftshift copy (the factor rides on the probe's Fourier shift for free).
 
 Adjoints (PyTorch's convention: the gradient of a real loss L with respect to a complex z
 is ∂L/∂Re z + i ∂L/∂Im z): for y = a·b, ā = ȳ·conj(b); for y = F x (unnormalised DFT),
@@ -33,9 +36,11 @@ def _power(wave: torch.Tensor) -> torch.Tensor:
 
 class _Multislice(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, waves, patches, propagator):
+    def forward(ctx, waves, patches, propagator, checkerboard):
         # waves (B, M, n, m); patches (B, S, n, m); propagator (n, m) or (B, 1, n, m)
         learn_propagator = ctx.needs_input_grad[2]
+        if checkerboard:
+            propagator = torch.fft.fftshift(propagator, dim=(-2, -1))
         keep = any(ctx.needs_input_grad)
         pixels = propagator.shape[-1] * propagator.shape[-2]
         step = propagator / pixels  # carries the 1/N of the unnormalised inverse FFT
@@ -61,17 +66,19 @@ class _Multislice(torch.autograd.Function):
         if keep:
             ctx.save_for_backward(patches, step, propagator, weight, spectrum, power,
                                   *entering, *spectra)
-        ctx.num_slices = num
-        return torch.fft.fftshift(intensities, dim=(-2, -1))
+        ctx.num_slices, ctx.checkerboard = num, checkerboard
+        return intensities if checkerboard else torch.fft.fftshift(intensities, dim=(-2, -1))
 
     @staticmethod
     def backward(ctx, grad_intensities):
         patches, step, propagator, weight, last, power, *saved = ctx.saved_tensors
         num = ctx.num_slices
         entering, spectra = saved[:num], saved[num:]
-        need_waves, need_patches, need_prop = ctx.needs_input_grad
+        need_waves, need_patches, need_prop, _ = ctx.needs_input_grad
         pixels = propagator.shape[-1] * propagator.shape[-2]
-        grad_i = torch.fft.ifftshift(grad_intensities, dim=(-2, -1))  # (B, n, m) real
+        grad_i = grad_intensities  # (B, n, m) real
+        if not ctx.checkerboard:
+            grad_i = torch.fft.ifftshift(grad_i, dim=(-2, -1))
         per_position = propagator.ndim == 4
         # conj of the gradient of the last spectrum: 2·conj(X)·Ī·|P|²/N
         scale = 2.0 * grad_i * (weight[:, 0] if per_position else weight)
@@ -104,13 +111,15 @@ class _Multislice(torch.autograd.Function):
         grad_prop = None
         if need_prop:
             grad_prop = grad_step.conj_physical_().div_(pixels).add_(grad_prop_direct)
+            if ctx.checkerboard:
+                grad_prop = torch.fft.ifftshift(grad_prop, dim=(-2, -1))
         if grad_patches is not None:
             grad_patches = grad_patches.conj()  # a lazy view; crop_patches' backward resolves it
-        return grad_waves, grad_patches, grad_prop
+        return grad_waves, grad_patches, grad_prop, None
 
 
 def multislice_intensities(
-    waves: torch.Tensor, patches: torch.Tensor, propagator: torch.Tensor
+    waves: torch.Tensor, patches: torch.Tensor, propagator: torch.Tensor, checkerboard: bool = False
 ) -> torch.Tensor:
     """Centred far-field intensities ``(B, n, m)`` summed over modes.
 
@@ -118,6 +127,10 @@ def multislice_intensities(
     transmission at each position; after each slice the wave is propagated by
     ``propagator`` ((n, m), or (B, n, m) for one per position). Equals
     ``Σ_modes |far_field(exit wave)|²`` of :mod:`.multislice`'s plain loop.
+    With ``checkerboard`` (even n, m only) ``waves`` are given multiplied by (−1)^(y+x)
+    and the result is the same.
     """
+    if checkerboard and (waves.shape[-1] % 2 or waves.shape[-2] % 2):
+        raise ValueError(f"checkerboard needs an even window; waves are {tuple(waves.shape[-2:])} px")
     prop = propagator if propagator.ndim == 2 else propagator[:, None]
-    return _Multislice.apply(waves, patches, prop)
+    return _Multislice.apply(waves, patches, prop, checkerboard)

@@ -109,16 +109,27 @@ def shift_waves(waves: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
     ``waves`` is ``(n, m)`` → ``(B, n, m)``, ``(M, n, m)`` → ``(B, M, n, m)`` (one set of
     modes for every position) or already batched ``(B, M, n, m)`` → ``(B, M, n, m)``.
     """
+    return _shift_waves(waves, shifts_px, checkerboard=False)
+
+
+def _shift_waves(waves: torch.Tensor, shifts_px: torch.Tensor, checkerboard: bool) -> torch.Tensor:
+    """:func:`shift_waves`; with ``checkerboard`` (even n, m) the result is multiplied by
+    (−1)^(y+x) at no cost: that is the spectrum shifted by N/2, so the spectrum and the ramp
+    are taken in centred order."""
     n, m = waves.shape[-2:]
     device = waves.device
     real = torch.float64 if waves.dtype == torch.complex128 else torch.float32
     fy = torch.fft.fftfreq(n, device=device, dtype=real)[:, None]
     fx = torch.fft.fftfreq(m, device=device, dtype=real)[None, :]
+    spectrum = torch.fft.fft2(waves)
+    if checkerboard:
+        fy, fx = torch.fft.fftshift(fy), torch.fft.fftshift(fx)
+        spectrum = torch.fft.fftshift(spectrum, dim=(-2, -1))
     shape = (-1, 1, 1) if waves.ndim == 2 else (-1, 1, 1, 1)
     sy = shifts_px[:, 0].reshape(shape).to(real)
     sx = shifts_px[:, 1].reshape(shape).to(real)
     ramp = torch.polar(torch.ones((), device=device, dtype=real), -2.0 * math.pi * (fy * sy + fx * sx))
-    return torch.fft.ifft2(torch.fft.fft2(waves) * ramp)
+    return torch.fft.ifft2(spectrum * ramp)
 
 
 def propagate(wave: torch.Tensor, propagator: torch.Tensor) -> torch.Tensor:
@@ -167,9 +178,12 @@ def forward_intensities(
     corners = whole.long() - torch.tensor([n // 2, m // 2], device=positions_px.device)
     patches = crop_patches(transmission_slices, corners, (n, m))  # (B, S, n, m)
     fraction = positions_px - whole
-    waves = shift_waves(probes, fraction)  # (B, M, n, m)
     if not return_exit_waves:
-        return multislice_intensities(waves, patches, propagator)
+        # an even window takes the waves times (−1)^(y+x): the far field comes out centred
+        checkerboard = n % 2 == 0 and m % 2 == 0
+        waves = _shift_waves(probes, fraction, checkerboard)  # (B, M, n, m)
+        return multislice_intensities(waves, patches, propagator, checkerboard)
+    waves = shift_waves(probes, fraction)  # (B, M, n, m)
     prop = propagator if propagator.ndim == 2 else propagator[:, None]
     for patch in patches.unbind(1):
         waves = propagate(waves * patch[:, None], prop)
