@@ -24,7 +24,7 @@ def test_resolution_table_lists_crossings_per_threshold_and_direction():
                      crossings={"half_bit": 2.5, "0.143": np.nan},
                      directional={"z": {"crossings": {"half_bit": 3.0, "0.143": 2.0}}})
     assert resolution_table(res).splitlines() == [
-        "threshold: half_bit, 0.143", "all: 2.50 Å, —", "z: 3.00 Å, 2.00 Å"]
+        "threshold: half_bit, 0.143", "all: 2.50 Å, < 2.00 Å", "z: 3.00 Å, 2.00 Å"]  # no crossing: Nyquist
 
 
 @pytest.mark.gui

@@ -46,8 +46,10 @@ def layer_volume(layer: Any) -> Volume:
 
 def resolution_table(resolution: Any) -> str:
     """Crossings in Å per threshold, overall and per direction, as lines of text."""
-    def fmt(value: float) -> str:
-        return "—" if not np.isfinite(value) else f"{value:.2f} Å"
+    nyquist = 1.0 / float(np.max(resolution.frequency))
+
+    def fmt(value: float) -> str:  # no crossing: the curve stays above up to Nyquist
+        return f"< {nyquist:.2f} Å" if not np.isfinite(value) else f"{value:.2f} Å"
 
     names = list(resolution.crossings)
     lines = ["threshold: " + ", ".join(names), "all: " + ", ".join(fmt(resolution.crossings[n]) for n in names)]

@@ -260,7 +260,10 @@ def run_resolution(ctx: StepContext) -> None:
         result = resolution_of(volume, directions=("x", "y", "z"), **options)
     result.provenance = provenance("resolution", ctx.options, ctx.device, seconds[0], ctx.seed)
     ctx.save(result, name=name)
-    ctx.report("resolution: " + ", ".join(f"{k} {v:.2f} Å" for k, v in result.crossings.items()))
+    nyquist = 1.0 / float(np.max(result.frequency))  # Å
+    ctx.report("resolution: " + ", ".join(
+        f"{k} {v:.2f} Å" if np.isfinite(v) else f"{k} < {nyquist:.2f} Å (no crossing up to Nyquist)"
+        for k, v in result.crossings.items()))
 
 
 def run_atoms(ctx: StepContext) -> None:
