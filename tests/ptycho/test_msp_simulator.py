@@ -133,10 +133,13 @@ def test_simulated_two_grain_tilt_map_median_in_each_grain_within_1_mrad():
 
 def test_simulated_positions_with_0p3_angstrom_error_are_refined_below_0p08():
     """Achievement 3: a 19.5 Å SrTiO3 slab (5 cells), true positions jittered by 0.3 Å RMS,
-    2 slices, 40 iterations. Measured: 0.302 Å → 0.068 Å (after removing the mean shift)."""
+    2 slices, 60 iterations. Measured: 0.302 Å → 0.069 Å (after removing the mean shift);
+    noise / jitter seeds 1, 3: 0.060, 0.071 Å; seed 2: 0.114 Å, all from one position whose
+    true offset is 0.6 Å (a 2.9σ draw) and which slides 1.6 Å the wrong way on the
+    periodic object (the others then give 0.07 Å)."""
     scan = _scan(srtio3_slab((9, 9, 5)), position_jitter=0.3 / np.sqrt(2))
     params = MSPParams.from_calibration(scan.calibration, thickness=scan.truth["thickness"], num_slices=2,
-                                        iterations=40, learn_tilt=False, learn_thickness=False,
+                                        iterations=60, learn_tilt=False, learn_thickness=False,
                                         learn_positions=True)
     result = reconstruct_msp(scan, params, device="cpu", seed=0)
 

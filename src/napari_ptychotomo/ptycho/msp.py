@@ -189,6 +189,8 @@ def msp_steps(
     max_step_px = params.max_position_step / geometry.pixel_size
     limit_lo = torch.tensor(geometry.window, device=dev) // 2 + 1.0
     limit_hi = torch.tensor(geometry.object_shape, device=dev) - limit_lo - 1.0
+    window = torch.tensor(geometry.window, device=dev)
+    object_size = torch.tensor(geometry.object_shape, device=dev)
     provenance = {"engine": "msp", "params": params.to_dict(), "seed": int(seed),
                   "batch_size": batch_size, "defocus_start": defocus,
                   "defocus_source": defocus_source,
@@ -221,21 +223,28 @@ def msp_steps(
                 tilt = tilt[None, :] + state.tilt_map[index]
             propagator = fresnel_propagator(geometry.window, geometry.pixel_size, lam,
                                             state.thickness, tilt, device=dev)
-            t = transmission(state.object, sigma, band_limit=False)
+            # the transmission only of the region this batch touches (1 px spare for rounding)
+            positions = state.positions[index]
+            corner = torch.floor(positions.detach()).long() - window // 2
+            lo = torch.clamp(corner.amin(0) - 1, min=0)
+            hi = torch.minimum(corner.amax(0) + window + 1, object_size)
+            (r0, c0), (r1, c1) = lo.tolist(), hi.tolist()
+            t = transmission(state.object[:, r0:r1, c0:c1], sigma, band_limit=False)
             # each slice acts at its middle: the probe (given at the entrance surface)
             # first travels half a slice, so the thickness is not biased by where the
             # first slice sits (a thick slice's phase grating belongs at its centre)
             half = fresnel_propagator(geometry.window, geometry.pixel_size, lam, 0.5 * state.thickness,
                                       state.tilt, device=dev)
             probe = propagate(state.probe, half)
-            model = forward_intensities(t, probe, state.positions[index], propagator)
+            model = forward_intensities(t, probe, positions - lo.to(positions.dtype), propagator)
             residual = torch.sqrt(model + 1e-8) - amplitudes[index]
             data_error = torch.sum(residual**2)
             loss = data_error / (len(index) * mean_counts)
             if params.z_smoothness > 0 and S > 1:
                 obj = state.object
-                jump = torch.sum(torch.abs(obj[1:] - obj[:-1]) ** 2)
-                loss = loss + params.z_smoothness * jump / (torch.sum(torch.abs(obj) ** 2).detach() + 1e-6)
+                # |z|² as re² + im² (abs and its gradient sgn are slow for complex tensors)
+                jump = torch.sum(torch.view_as_real(obj[1:] - obj[:-1]) ** 2)
+                loss = loss + params.z_smoothness * jump / (torch.sum(torch.view_as_real(obj.detach()) ** 2) + 1e-6)
             if params.tilt_map and len(pairs) and params.tilt_map_smoothness > 0:
                 diff = state.tilt_map[pairs[:, 0]] - state.tilt_map[pairs[:, 1]]
                 loss = loss + params.tilt_map_smoothness * len(index) / n_pos * torch.sum(diff**2)
