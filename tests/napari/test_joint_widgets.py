@@ -6,7 +6,7 @@ import pytest
 from napari_ptychotomo.data import Alignment, Volume
 from napari_ptychotomo.engine import Progress
 from napari_ptychotomo._napari.layers import scan_layers
-from napari_ptychotomo._napari.previews import orthogonal_mosaic, suspended_tensor
+from napari_ptychotomo._napari.previews import orthogonal_mosaic
 
 
 def test_orthogonal_mosaic_places_the_three_central_planes():
@@ -19,25 +19,6 @@ def test_orthogonal_mosaic_places_the_three_central_planes():
     assert mosaic[-1, -1] == 0.0  # the empty corner holds the smallest value
     with pytest.raises(ValueError, match="expected"):
         orthogonal_mosaic({"yx": np.zeros((4, 5)), "zx": np.zeros((3, 4)), "zy": np.zeros((3, 4))})
-
-
-def test_suspended_tensor_reads_the_innermost_generator_local():
-    def inner():
-        state = "first"
-        yield 1
-        state = "second"
-        yield 2
-
-    def outer():
-        return (yield from inner())
-
-    gen = outer()
-    next(gen)
-    assert suspended_tensor(gen, ("missing", "state")) == "first"
-    next(gen)
-    assert suspended_tensor(gen, ("state",)) == "second"
-    gen.close()
-    assert suspended_tensor(gen, ("state",)) is None
 
 
 def test_plane_wave_series_opens_as_one_tilt_defocus_layer(tiny_hrtem_series):

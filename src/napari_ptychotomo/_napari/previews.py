@@ -1,27 +1,17 @@
-"""Live previews of volume engines, pure (no napari): an orthogonal-slice mosaic and the
-state a stopped engine leaves behind.
+"""Live previews of volume engines, pure (no napari): an orthogonal-slice mosaic.
 
 The end-to-end and plane-wave engines preview the central planes ``yx``, ``zx`` and
 ``zy`` of Re V (:func:`napari_ptychotomo.joint.result.orthogonal_slices`).
 :func:`orthogonal_mosaic` lays them out as one 2D image, as orthogonal views are usually
 drawn: ``yx`` top left, ``zy`` (transposed to y × z) to its right sharing y, ``zx`` below
 sharing x; so one layer shows all three at the volume's voxel size.
-
-:func:`suspended_tensor` reads a named local of the engine generator that is suspended at a
-``yield`` (following ``yield from`` to the innermost one). The engines yield no full
-volume while running; after Stop the widget rebuilds the partial result from the last
-good volume the engine holds (``last_good`` in the 4D-STEM engine, ``x`` in the
-plane-wave one). The names are the engines' own; a test catches a rename.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Generator
-
 import numpy as np
 
-__all__ = ["orthogonal_mosaic", "mosaic_origins", "suspended_tensor"]
+__all__ = ["orthogonal_mosaic", "mosaic_origins"]
 
 
 def mosaic_origins(shape: tuple[int, int, int], gap: int = 2) -> dict[str, tuple[int, int]]:
@@ -55,19 +45,3 @@ def orthogonal_mosaic(slices: dict[str, np.ndarray], gap: int = 2) -> np.ndarray
     (r, c) = origins["zx"]
     out[r:r + nz, c:c + nx] = zx
     return out
-
-
-def suspended_tensor(generator: Generator, names: tuple[str, ...]) -> Any:
-    """The first of ``names`` bound in the innermost suspended frame of ``generator``
-    (a torch tensor or array), or ``None`` when the generator has finished or none is bound."""
-    gen: Any = generator
-    while inspect.isgenerator(getattr(gen, "gi_yieldfrom", None)):
-        gen = gen.gi_yieldfrom
-    frame = getattr(gen, "gi_frame", None)
-    if frame is None:
-        return None
-    local = frame.f_locals
-    for name in names:
-        if local.get(name) is not None:
-            return local[name]
-    return None
