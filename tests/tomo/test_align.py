@@ -81,7 +81,7 @@ def test_aligned_volume_correlates_with_truth_and_unaligned_does_not(
     r_aligned = pearson(registered(volume.data, band_limited_truth), band_limited_truth)
     unaligned = reconstruct_linear(misaligned[0], Alignment.from_angles(ANGLES), 1.0, device="cpu")
     r_unaligned = pearson(registered(unaligned.data, band_limited_truth), band_limited_truth)
-    assert r_aligned >= 0.9  # measured 0.943
+    assert r_aligned >= 0.9  # measured 0.943 (0.944 with the data perturbed by 1e-5; 0.900 at 50 final iterations)
     assert r_unaligned < r_aligned - 0.15  # measured 0.683
 
 

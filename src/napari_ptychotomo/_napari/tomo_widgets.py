@@ -150,7 +150,7 @@ class AlignWidget(_StackWidget):
         self.estimate_axis = CheckBox(text="estimate tilt axis", value=True, name="estimate_axis")
         self.outer_iterations = SpinBox(label="outer iterations per stage", min=1, max=1000,
                                         value=10, name="outer_iterations")
-        self.final_iterations = SpinBox(label="final iterations", min=1, max=5000, value=50,
+        self.final_iterations = SpinBox(label="final iterations", min=1, max=5000, value=150,
                                         name="final_iterations")
         super().__init__(viewer, [self.threshold, self.estimate_axis, self.outer_iterations,
                                   self.final_iterations], synchronous)

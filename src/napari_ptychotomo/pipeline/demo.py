@@ -24,9 +24,11 @@ def demo_config(output: Any, device: str = "auto", fast: bool = False) -> dict[s
                 "steps": list(STEP_ORDER)},
         "input": {"simulate": "default"},
         # the particle is ~14 Å thick: 2 slices of 8 Å; Pt columns reach ~1000 V·Å, so the
-        # object step is large; the untilted particle needs no learned tilt or thickness
+        # object step is large and constant (the recipe of tests/tomo/test_sequential.py: too
+        # few iterations to decay it); the untilted particle needs no learned tilt or thickness
         "msp": {"iterations": its(20), "num_slices": 2, "slice_thickness": 8.0,
-                "learn_tilt": False, "learn_thickness": False, "rates": {"object": [50.0, 0]}},
+                "learn_tilt": False, "learn_thickness": False, "rates": {"object": [50.0, 0]},
+                "object_step_decay": 1.0},
         "denoise": {"method": "tv"},
         "align": {"final_n_iter": its(20)},
         "linear": {"n_iter": its(80)},

@@ -136,7 +136,7 @@ def align_tilt_series_steps(
     nonnegative: bool = True,
     tv_weight: float = 0.0,
     edge_weight: float = 0.0,
-    final_n_iter: int = 50,
+    final_n_iter: int = 150,
     blur_sigma_px: float = 0.5,
     device: Any = "auto",
 ) -> Generator[Progress, None, tuple[Alignment, Volume]]:
@@ -274,7 +274,9 @@ def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> t
     initial : starting :class:`Alignment` (default: nominal tilts, zero shifts).
     nonnegative, tv_weight, edge_weight : volume constraint and penalties.
     final_n_iter, blur_sigma_px : the full-resolution reconstruction at the end;
-        ``final_n_iter=0`` skips it and returns the last stage's coarse volume.
+        ``final_n_iter=0`` skips it and returns the last stage's coarse volume. 150 (the
+        default) converges where 50 did not (issue 5 goal 1: r 0.944 against 0.909, and
+        0.900 after a 1e-5 perturbation of the data).
     device : ``"auto"``, ``"cpu"``, ``"cuda"``...
 
     Returns
