@@ -135,10 +135,15 @@ def test_forward_model_gradients_agree_with_finite_differences_in_float64():
         assert float(analytic) == pytest.approx(numeric, rel=1e-5, abs=1e-9), (which, index)
 
 
+@pytest.mark.parametrize("chunked", [False, True])
 @pytest.mark.parametrize("per_position_propagator", [False, True])
-def test_fused_backward_equals_autograd_of_the_plain_loop(per_position_propagator):
+def test_fused_backward_equals_autograd_of_the_plain_loop(per_position_propagator, chunked, monkeypatch):
+    from napari_ptychotomo.physics import fused
     from napari_ptychotomo.physics.fused import multislice_intensities
     from napari_ptychotomo.physics.multislice import propagate
+
+    if chunked:  # cache-sized chunks on the CPU: here 1 position per pass of the fused op
+        monkeypatch.setattr(fused, "_CPU_CHUNK_BYTES", 2 * 12 * 12 * 16)
 
     torch.manual_seed(2)
     b, m, s, n = 3, 2, 3, 12
