@@ -68,6 +68,19 @@ def test_end_to_end_widget_fits_the_series_from_viewer_layers(viewer, not_blank,
     not_blank(viewer)
 
 
+def run_and_stop_at(widget, step: int) -> None:
+    """Run ``widget`` synchronously and press Stop once its engine has yielded ``step``."""
+    relay = widget.runner._on_progress
+
+    def stop(progress: Progress):
+        relay(progress)
+        if progress.step == step:
+            widget.runner.stop()
+
+    widget.runner._on_progress = stop
+    widget.runner.run()
+
+
 @pytest.mark.gui
 def test_end_to_end_stop_keeps_the_last_good_volume(viewer, tiny_stem_series):
     from napari_ptychotomo import show
@@ -76,15 +89,7 @@ def test_end_to_end_stop_keeps_the_last_good_volume(viewer, tiny_stem_series):
     show(tiny_stem_series, viewer)
     widget = EndToEndWidget(viewer, synchronous=True)
     widget.iterations.value, widget.device.value = 5, "cpu"
-    relay = widget.runner._on_progress
-
-    def stop_at_step_2(progress: Progress):
-        relay(progress)
-        if progress.step == 2:
-            widget.runner.stop()
-
-    widget.runner._on_progress = stop_at_step_2
-    widget.runner.run()
+    run_and_stop_at(widget, 2)
     assert "stopped at step 2/15; partial result kept" in widget.runner.status.value
     layer = viewer.layers["Volume (end-to-end)"]
     volume = layer.metadata["result"]
@@ -174,15 +179,7 @@ def test_plane_wave_stop_keeps_the_current_volume(viewer, tiny_hrtem_series):
     show(tiny_hrtem_series, viewer)
     widget = PlaneWaveWidget(viewer, synchronous=True)
     widget.iterations.value, widget.device.value = 10, "cpu"
-    relay = widget.runner._on_progress
-
-    def stop_at_iteration_3(progress: Progress):
-        relay(progress)
-        if progress.step == 3:
-            widget.runner.stop()
-
-    widget.runner._on_progress = stop_at_iteration_3
-    widget.runner.run()
+    run_and_stop_at(widget, 3)
     assert "stopped at step 3/10; partial result kept" in widget.runner.status.value
     layer = viewer.layers["Volume (plane-wave)"]
     volume = layer.metadata["result"]

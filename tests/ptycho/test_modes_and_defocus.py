@@ -10,19 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from msp_data import make_scan
 from napari_ptychotomo import estimate_defocus as top_level_estimate
 from napari_ptychotomo.ptycho import MSPParams, estimate_defocus, reconstruct_msp
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_three_probe_modes_fit_partially_coherent_data_better_than_one():

@@ -21,14 +21,6 @@ from napari_ptychotomo.engine import EngineError, Progress
 from napari_ptychotomo.ptycho import LearningRate, MSPParams, msp_steps, reconstruct_msp
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tilted_slab():
     return make_scan(mistilt=(4.0, 0.0), seed=0)

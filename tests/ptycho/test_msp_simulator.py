@@ -30,14 +30,6 @@ PLANE = 3.905 / 2
 THERMAL_SIGMA = 0.1  # Å
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _scan(specimen, **kwargs):
     defaults = dict(scan_shape=(16, 16), scan_step=0.4, detector_shape=(32, 32), detector_sampling_mrad=3.2,
                     defocus=40.0, slice_thickness=PLANE, dose=1e5, seed=0)

@@ -18,14 +18,6 @@ from napari_ptychotomo.ptycho import MSPParams, reconstruct_msp
 from napari_ptychotomo.ptycho.local_drift import local_slice_drift, sample_field, warp_slices
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _lattice_image(shift_x: torch.Tensor, size: int = 96, period: int = 20) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
     out = torch.zeros(size, size)
