@@ -65,7 +65,7 @@ def write_overview(project: Project, path: Path) -> Path:
             ax.set_ylabel("y (Å)")
             ax.set_aspect("equal")
     fig.suptitle("napari-ptychotomo demo", fontsize=12)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the suptitle
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
