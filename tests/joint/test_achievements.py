@@ -175,49 +175,58 @@ def test_plane_wave_tv_traces_95_percent_of_atoms_within_half_an_angstrom():
 def missing_wedge():
     """Achievement 1's case (missing_wedge_case.SMALL): a simulated Pt13 cuboctahedron, 7
     tilts over ±45°, 10×10 scans of 1 Å on a 16×16 detector (0.5 Å voxels, 36³), 300 keV,
-    15 mrad, 30 Å defocus, noise-free. Sequential: real MSP per tilt (2 slices, 30
-    iterations) → summed phase → linear tomography (non-negative, 100 iterations).
-    End-to-end: 30 passes from the MSP probes and positions and the sequential volume,
-    volume and probes refined."""
+    15 mrad, 30 Å defocus, noise-free. Sequential: real MSP per tilt (2 slices, 200
+    iterations: converged, see below) → summed phase → linear tomography (non-negative, 100
+    iterations). End-to-end: 30 passes (volume step 1 V) from the MSP probes and positions
+    and the sequential volume, volume and probes refined."""
     return run_case(start="sequential")
 
 
-@pytest.mark.slow
-def test_end_to_end_has_20_percent_lower_nrmse_than_sequential_in_a_45_degree_wedge(missing_wedge):
-    """Issue 6, achievement 1 (error part). NRMSE at the models' band limit (2/3 Nyquist,
-    both volumes in V, no rescaling; see missing_wedge_case.py). Measured: 0.307 end-to-end
-    against 0.425 sequential (28 % lower).
+# How the sequential baseline depends on the MSP iterations (NRMSE at 2/3 Nyquist, this case):
+# 30 → 0.425, 100 → 0.247, 200 → 0.227, 400 → 0.225; the linear tomography's own iterations
+# matter little (100 → 0.247, 400 → 0.233 after 100 MSP iterations). The end-to-end result
+# started from it: 0.236 (volume step 5 V), 0.205 (2 V), 0.199 (1 V, 30 passes), 0.203
+# (1 V, 60 passes); from a zero volume worse than sequential. Session 2 reported 0.307
+# against 0.425 (28 % lower) against the 30-iteration MSP: an unconverged baseline.
 
-    History, so that the numbers are read right: with the earlier MSP object step (10 V·Å)
-    the sequential volume was worse (0.791 against 0.563 end-to-end, unbanded NRMSE); the
-    better MSP default (2 V × Δz, bae2107) brought it to 0.556 against 0.510 (8 %), and
-    the remaining gap to the goal was the fixed probe (loss floor 0.0023 from the simulator's
-    band-limited probe) and unbanded content above the band limit, which no data constrain.
-    From a zero volume (the paper's start) the same 30 passes give 0.566: worse than
-    sequential at this budget."""
+
+@pytest.mark.slow
+def test_end_to_end_has_lower_nrmse_than_a_converged_sequential_in_a_45_degree_wedge(missing_wedge):
+    """Issue 6, achievement 1 (error part, what holds): NRMSE at the models' band limit (2/3
+    Nyquist, both volumes in V, no rescaling; see missing_wedge_case.py). Measured: 0.199
+    end-to-end against 0.227 sequential (12 % lower) with the MSP converged."""
     e2e, seq = missing_wedge["end_to_end"], missing_wedge["sequential"]
-    assert e2e["nrmse"] < 0.8 * seq["nrmse"]
-    # the heavy atom's amplitude: measured +22 % end-to-end (414.8 V for 339.7 V), −18 %
-    # sequential (277.1 V)
+    assert e2e["nrmse"] < 0.95 * seq["nrmse"]
+    # the heavy atom's amplitude: measured 391 V end-to-end, 349 V sequential, 340 V truth
     truth = missing_wedge["truth"]["amplitude_V"]
     assert abs(e2e["amplitude_V"] - truth) < 0.3 * truth
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured (MSP object step 2 V × Δz with decay, probes refined): elongation "
-                   "σ_z/σ_x of the central Pt 1.06 end-to-end (σ_z 0.446 Å, σ_x 0.420 Å) against 0.96 "
-                   "sequential (0.420, 0.439 Å), truth 1.00 (0.475 Å); median over all 13 Pt atoms 1.21 "
-                   "end-to-end against 1.07 sequential (each tilt's update spreads along its beam; TV "
-                   "after every tilt, weight 2 or 8 V, only blurs: NRMSE 0.93). Neither volume is elongated along z at this atom: with "
-                   "non-negativity and 7 tilts the sequential volume shows no wedge elongation to remove, and "
-                   "at 0.5 Å voxels and 15 mrad the probe's depth of field (λ/α² ≈ 90 Å) dwarfs the 7.5 Å "
-                   "particle, so multislice adds little depth information", strict=False)
+@pytest.mark.xfail(reason="measured 0.199 end-to-end against 0.227 sequential (12 % lower, not 20 %) once "
+                   "each tilt's MSP is converged (200 iterations); the 20 % held only against a "
+                   "30-iteration MSP (0.307 against 0.425). Pt@O benchmark case: see "
+                   "benchmarks/results/joint.json", strict=False)
+def test_end_to_end_has_20_percent_lower_nrmse_than_sequential_in_a_45_degree_wedge(missing_wedge):
+    """Issue 6, achievement 1 (error part, the issue's threshold): ≥ 20 % lower NRMSE."""
+    e2e, seq = missing_wedge["end_to_end"], missing_wedge["sequential"]
+    assert e2e["nrmse"] < 0.8 * seq["nrmse"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="measured: elongation σ_z/σ_x of the central Pt 1.05 end-to-end (σ_z 0.448 Å) "
+                   "against 1.02 sequential (0.436 Å), truth 1.00 (0.475 Å): at 0.5 Å voxels neither "
+                   "volume shows wedge elongation. At 0.25 Å voxels (72³, 13 tilts, MSP 100 iterations) "
+                   "σ_z is 0.341-0.356 Å end-to-end (volume step 20-1 V) against 0.352 Å sequential "
+                   "(σ_z/σ_x 1.48-1.51 against 1.50), and linear tomography of the exact projections "
+                   "(same tilts, non-negative) gives 0.357 Å (100 iterations) / 0.320 Å (400): both "
+                   "sit at the limit of the tilt range, and multislice adds no depth information at "
+                   "atomic scale here (λ/α² ≈ 90 Å at 15 mrad against a 7.5 Å particle). With MSP "
+                   "at 30 iterations the sequential σ_z was 0.489 Å, which had looked like a gain", strict=False)
 def test_heavy_atom_peak_is_narrower_along_z_than_sequential(missing_wedge):
     """Issue 6, achievement 1 (missing-wedge part): the heavy (central Pt) atom's peak should
     be less elongated along z, the missing-wedge direction, end-to-end than sequential. The
-    measure is σ_z / σ_x of fitted Gaussians in the same volume: the absolute σ_z is biased low
-    by the non-Gaussian peak shape in both volumes (see missing_wedge_case.py), which made the
-    sequential σ_z (0.366 Å with the earlier MSP step, 0.420 Å now) look narrower than the
-    truth (0.475 Å)."""
+    measure is σ_z / σ_x of fitted Gaussians in the same volume: the absolute σ_z is biased by
+    the non-Gaussian peak shape in both volumes (see missing_wedge_case.py)."""
     e2e, seq = missing_wedge["end_to_end"], missing_wedge["sequential"]
     assert e2e["elongation_zx"] < 0.9 * seq["elongation_zx"]
