@@ -3,8 +3,8 @@
 One simulated case, shared by ``test_achievements.py`` (small) and ``benchmarks/joint.py``
 (``--missing-wedge``, larger):
 
-* specimen: a Pt cuboctahedron (13 atoms; ``"pt13"``) or a Pt₁₃ core in an O shell
-  (``"pt_o"``), Lobato potentials, from :mod:`napari_ptychotomo.simulate`;
+* specimen: a Pt cuboctahedron (13 atoms, ``"pt13"``; 147 atoms, ~2 nm, ``"pt147"``) or a
+  Pt₁₃ core in an O shell (``"pt_o"``), Lobato potentials, from :mod:`napari_ptychotomo.simulate`;
 * data: :func:`~napari_ptychotomo.simulate.simulate_tilt_series`, tilts over ±45° only,
   small 4D-STEM raster scans, 300 keV, the detector sampled so that the reconstruction
   pixel is ``voxel`` Å, no alignment errors (shifts 0, nominal angles);
@@ -62,10 +62,12 @@ SMALL = dict(specimen="pt13", voxel=0.5, window=16, semiangle=15.0, defocus=30.0
 def specimen(name: str):
     if name == "pt13":
         return fcc_nanoparticle("Pt", size=8.0, shape="cuboctahedron", vacuum=2.0)
+    if name == "pt147":  # a ~2 nm particle: run_case(specimen="pt147", scan=22, msp_slices=4, slices=6)
+        return fcc_nanoparticle("Pt", size=20.0, shape="cuboctahedron", vacuum=2.0)
     if name == "pt_o":
         return core_shell_particle("Pt", core_radius=2.8, shell_thickness=2.5, shell_elements=("O",),
                                    shell_density=0.05, seed=0, vacuum=2.0)
-    raise ValueError(f"specimen = {name!r}; expected 'pt13' or 'pt_o'")
+    raise ValueError(f"specimen = {name!r}; expected 'pt13', 'pt147' or 'pt_o'")
 
 
 def band_limit(volume, voxel):
