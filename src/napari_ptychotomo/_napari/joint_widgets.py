@@ -55,7 +55,7 @@ class _JointWidget(Container):
         self.num_slices = SpinBox(label="slices along the beam", min=1, max=1000, value=4,
                                   name="num_slices")
         self.tv_weight = FloatSpinBox(label="TV weight (V)", min=0.0, max=100.0, value=0.0,
-                                      step=0.1, name="tv_weight")
+                                      step=0.01, name="tv_weight")
         self.l1_imag = FloatSpinBox(label="L1 of Im V (V)", min=0.0, max=100.0, value=0.0,
                                     step=0.01, name="l1_imag")
         self.nonnegative = CheckBox(text="non-negative", value=True, name="nonnegative")

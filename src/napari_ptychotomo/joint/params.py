@@ -74,7 +74,9 @@ class JointParams:
         w = 1 − (2/π) arctan(β² k_∥² / k_⊥²) applied to each tilt's volume update along that
         tilt's beam (Tsai et al. 2016 as used by You et al.); 0 disables.
     tv_weight, tv_start : weight (V) of the proximal total variation of Re V after each
-        tilt (4D-STEM) or each FISTA step (plane wave).
+        tilt (4D-STEM) or each FISTA step (plane wave). For 4D-STEM at 0.5 Å voxels,
+        0.01 V lowered the error to the truth by 8-16 % in the missing-wedge cases
+        (tests/joint/missing_wedge_case.py), 0.1 V already over-smooths.
     half_data : reconstruct two independent halves of the data (alternate positions or
         defocus images) for the FSC; the result volume is their mean, ``halves`` both.
     fista : Nesterov (FISTA) acceleration in the plane-wave mode (Ren et al. 2018).
