@@ -116,8 +116,8 @@ def wedge_errors(volume, truth, voxel, max_tilt_deg=45.0):
     k = np.meshgrid(*(np.fft.fftfreq(n, voxel) for n in truth.shape), indexing="ij")
     band = k[0] ** 2 + k[1] ** 2 + k[2] ** 2 <= (2 / 3 * 0.5 / voxel) ** 2
     wedge = band & (np.abs(k[0]) > np.abs(k[2]) * np.tan(np.deg2rad(max_tilt_deg)))
-    difference = np.fft.fftn(np.real(volume)) - np.fft.fftn(truth)
     reference = np.fft.fftn(truth)
+    difference = np.fft.fftn(np.real(volume)) - reference
     return {name: float(np.linalg.norm(difference[part]) / np.linalg.norm(reference[part]))
             for name, part in (("wedge", wedge), ("measured", band & ~wedge))}
 
