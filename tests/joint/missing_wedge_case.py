@@ -122,6 +122,27 @@ def wedge_errors(volume, truth, voxel, max_tilt_deg=45.0):
             for name, part in (("wedge", wedge), ("measured", band & ~wedge))}
 
 
+def multislice_reach(shape, voxel, semiangle_mrad, energy=ENERGY, max_tilt_deg=45.0, tilts=901):
+    """Frequencies (a boolean mask on the FFT grid of ``shape``, (z, y, x), tilt axis y) that
+    convergent-beam data from tilts over ±``max_tilt_deg`` reach by single scattering.
+
+    A probe tilt k_in (|k_in| ≤ α/λ) scattered to k_out = k_in + q samples the potential at
+    the 3D frequency (q, k_z) with k_z = λ(k_in·q) + λ|q|²/2 (Ewald sphere, small angles), so
+    each tilt's data reach |k_z'| ≤ α|q| + λ|q|²/2 in that tilt's frame: a thin double cone
+    around its projection plane, α + λ|q|/2 ≈ 1.2° wide at 15 mrad and 0.67 Å⁻¹. The missing
+    wedge gains only that sliver from multislice data; the rest of what any reconstruction
+    puts there comes from its priors.
+    """
+    lam, alpha = float(wavelength(energy)), semiangle_mrad * 1e-3
+    kz, ky, kx = np.meshgrid(*(np.fft.fftfreq(n, voxel) for n in shape), indexing="ij")
+    reach = np.zeros(shape, bool)
+    for theta in np.deg2rad(np.linspace(-max_tilt_deg, max_tilt_deg, tilts)):
+        kz_tilt = kz * np.cos(theta) - kx * np.sin(theta)
+        q = np.hypot(kx * np.cos(theta) + kz * np.sin(theta), ky)
+        reach |= np.abs(kz_tilt) <= alpha * q + lam * q * q / 2
+    return reach
+
+
 def peak_widths(volume, site, voxel, half=3):
     """Fitted Gaussian σ (Å) along z, y, x and the amplitude (V) of the peak nearest ``site``.
 
