@@ -69,11 +69,36 @@ def test_bad_inputs_get_clear_errors(small_case):
         reconstruct_joint(TiltSeries([images], [0.0]), device="cpu")
     with pytest.raises(ValueError, match="init holds a str"):
         reconstruct_joint(series, init="volume.mrc", params=_params(), device="cpu")
-    wrong = Volume(np.zeros((8, 8, 8), np.complex64), VOXEL)
-    with pytest.raises(ValueError, match="init volume is"):
-        reconstruct_joint(series, init=wrong, params=_params(), device="cpu")
+    coarse = Volume(np.zeros(SHAPE, np.complex64), 2 * VOXEL)
+    with pytest.raises(ValueError, match="init volume has voxels of 1 Å"):
+        reconstruct_joint(series, init=coarse, params=_params(), device="cpu")
+    counts = Volume(np.ones(SHAPE, np.float32), VOXEL, units="counts")
+    with pytest.raises(ValueError, match="init volume is in 'counts'"):
+        reconstruct_joint(series, init=counts, params=_params(), device="cpu")
+    too_big = Volume(np.ones((32, 32, 32), np.complex64), VOXEL)  # content out to its edges
+    with pytest.raises(ValueError, match="cut off more than 1 %"):
+        reconstruct_joint(series, init=too_big, params=_params(), device="cpu")
     with pytest.raises(ValueError, match="too small laterally"):
         reconstruct_joint(series, params=JointParams(volume_shape=(8, 8, 8), num_slices=4), device="cpu")
+
+
+def test_a_linear_tomography_start_is_converted_to_volts_and_centred(small_case):
+    """A start volume in phase per Å on another grid (what linear tomography of MSP phases
+    gives) becomes V on the engine's grid: divided by σ(E) and centre-padded (both grids are
+    centred on the rotation centre); a potential of the right shape is taken as it is."""
+    from napari_ptychotomo.joint.setup import start_state
+    from napari_ptychotomo.physics import interaction_constant
+
+    volume, series = small_case
+    sigma = float(interaction_constant(series.scans[0].calibration.energy_eV))
+    inner = np.real(volume)[2:-2, 2:-2, 2:-2]  # 20³, the atoms well inside
+    assert inner.sum() > 0.999 * np.real(volume).sum()
+    phase = Volume((inner * sigma).astype(np.float32), VOXEL, units="projection unit per Å")
+    state = start_state(series, phase, 1, 4, SHAPE)
+    np.testing.assert_allclose(np.real(state.volume)[2:-2, 2:-2, 2:-2], inner, rtol=1e-5, atol=1e-3)
+    assert np.abs(state.volume).sum() == pytest.approx(inner.sum(), rel=1e-5)
+    as_volts = start_state(series, Volume(volume.astype(np.complex64), VOXEL), 1, 4, SHAPE)
+    np.testing.assert_array_equal(as_volts.volume, volume.astype(np.complex64))
 
 
 def test_memory_refusal_suggests_a_batch_size(small_case, monkeypatch):

@@ -104,6 +104,30 @@ def test_end_to_end_stop_keeps_the_last_good_volume(viewer, tiny_stem_series):
 
 
 @pytest.mark.gui
+def test_end_to_end_starts_from_a_linear_tomography_layer(viewer, tiny_stem_series):
+    """The Linear tomography widget's volume (phase per Å, its own grid) as the start: the
+    engine gets it in V on its own grid, not rad/Å taken for V (1500× too small)."""
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.joint_widgets import EndToEndWidget
+    from napari_ptychotomo.physics import interaction_constant
+
+    show(tiny_stem_series, viewer)
+    phase = np.zeros((20, 20, 20), np.float32)
+    phase[9:11, 9:11, 9:11] = 0.3  # rad/Å
+    show(Volume(phase, 0.5, units="projection unit per Å"), viewer)
+    widget = EndToEndWidget(viewer, synchronous=True)
+    widget.start_volume.value = "Volume (linear)"
+    widget.iterations.value, widget.device.value, widget.volume_step.value = 1, "cpu", 0.01
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    result = viewer.layers["Volume (end-to-end)"].metadata["result"]
+    assert result.shape == (24, 24, 24)  # the engine's grid
+    start_volts = 0.3 / float(interaction_constant(300e3))  # ~460 V
+    assert np.real(result.data).max() == pytest.approx(start_volts, rel=0.02)
+    assert np.real(result.data)[11:13, 11:13, 11:13].min() > 0.9 * start_volts  # centred
+
+
+@pytest.mark.gui
 def test_plane_wave_widget_reconstructs_the_tilt_defocus_series(viewer, tiny_hrtem_series):
     from napari_ptychotomo import show
     from napari_ptychotomo._napari.joint_widgets import PlaneWaveWidget

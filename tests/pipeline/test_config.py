@@ -39,6 +39,7 @@ def test_template_is_valid_toml_listing_every_step_and_validates():
         ({"run": {"steps": ["msp"]}}, "run.project is missing"),
         ({"mps": {}}, "[mps] is not a section; did you mean [msp]?"),
         ({"input": {"simulate": "graphene"}}, "input.simulate = 'graphene'; allowed values"),
+        ({"end_to_end": {"rates": {"volume": 1.0}}}, "end_to_end.rates.volume: expected [step, start iteration]"),
     ],
 )
 def test_config_errors_name_the_field_and_the_allowed_values(sections, message):

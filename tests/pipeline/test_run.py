@@ -96,3 +96,21 @@ def test_torchrun_two_ranks_give_the_same_result_as_one_process(tmp_path, tiny_p
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     _same_msp(load(two), load(one))
+
+
+def test_end_to_end_starts_from_the_linear_volume_in_volts(tmp_path, tiny_project, write_config):
+    """Without half data the end-to-end step starts from the linear volume (rad/Å) converted
+    to V (÷ σ(E)) on its own grid; ``rates`` from the TOML file reach the engine (a 0.001 V
+    step: the result is still the start)."""
+    from napari_ptychotomo.physics import interaction_constant
+
+    project = _copy(tiny_project, tmp_path)
+    config = load_config(write_config(
+        tmp_path / "run.toml", project, steps=("msp", "linear", "end_to_end"), msp=MSP,
+        linear={"n_iter": 20}, end_to_end={"iterations": 1}, **{"end_to_end.rates": {"volume": [0.001, 0]}}))
+    result = Pipeline(config, report=lambda message: None).run()
+    linear = np.clip(result.volumes["linear"].data, 0, None) / float(interaction_constant(300e3))
+    end_to_end = result.volumes["end-to-end"]
+    assert end_to_end.units == "V" and end_to_end.provenance["parameters"]["rates"]["volume"]["step"] == 0.001
+    assert np.real(end_to_end.data).sum() == pytest.approx(linear.sum(), rel=0.01)
+    assert np.real(end_to_end.data).max() == pytest.approx(linear.max(), rel=0.01)

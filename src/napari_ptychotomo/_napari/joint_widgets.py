@@ -133,7 +133,10 @@ class _JointWidget(Container):
             iterations=int(self.iterations.value), num_slices=int(self.num_slices.value),
             tv_weight=float(self.tv_weight.value), l1_imag=float(self.l1_imag.value),
             nonnegative=bool(self.nonnegative.value), half_data=bool(self.half_data.value),
-            volume_shape=None if start is None else start.shape, **kwargs).validate()
+            # a potential (an earlier run's result) keeps its grid; a phase volume (linear
+            # tomography) is converted and centred on the engine's own grid
+            volume_shape=start.shape if start is not None and start.units == "V" else None,
+            **kwargs).validate()
 
     # ------------------------------------------------------------------ engine
     def _start(self) -> Generator:

@@ -299,9 +299,11 @@ def reconstruct_joint(series: TiltSeries, init: Any = None, params: JointParams 
     series : :class:`~napari_ptychotomo.data.TiltSeries` of ScanData (centred patterns,
         positions in Å), one per tilt.
     init : MSP results (dict tilt -> MSPResult, or a list), an Alignment, a starting
-        Volume (complex potential in V on the reconstruction voxel grid), or a list of
-        those; missing parts start from the calibration probe, the nominal tilts with zero
-        shifts and a zero volume.
+        Volume, or a list of those; missing parts start from the calibration probe, the
+        nominal tilts with zero shifts and a zero volume. The start volume has the
+        reconstruction voxel size and is a potential in V or a phase per Å (the linear
+        tomography of MSP phases, divided by σ(E)); another shape is centred on the grid
+        (:func:`~napari_ptychotomo.joint.setup.start_potential`).
     params : :class:`JointParams`; device : ``"auto"``, ``"cpu"``, ``"cuda"``; seed : batch order.
 
     Returns

@@ -27,7 +27,7 @@ from .forward import defocus_transfer, plane_wave_images
 from .memory import choose_batch_size, plane_wave_bytes
 from .params import JointParams
 from .result import JointResult, orthogonal_slices, partial_volume
-from .setup import split_init
+from .setup import split_init, start_potential
 
 __all__ = ["plane_wave_steps", "reconstruct_plane_wave"]
 
@@ -71,12 +71,7 @@ def plane_wave_steps(
     alignment.validate()
     if len(alignment.euler_deg) != len(series):
         raise ValueError(f"init alignment has {len(alignment.euler_deg)} tilts; the series has {len(series)}")
-    data = np.zeros(shape, np.complex64)
-    if start is not None:
-        start.validate()
-        if start.shape != shape:
-            raise ValueError(f"init volume has shape {start.shape}; expected {shape}")
-        data = np.asarray(start.data).astype(np.complex64)
+    data = np.zeros(shape, np.complex64) if start is None else start_potential(start, energy, shape, voxel)
     fixed, per_tilt = plane_wave_bytes(shape, params.num_slices, max(len(s.defocus) for s in series.scans))
     choose_batch_size("plane-wave tomography", fixed, per_tilt, 1, dev, most=1)
     halves = [None] if not params.half_data else [0, 1]
@@ -205,7 +200,8 @@ def reconstruct_plane_wave(series: TiltSeries, init: Any = None, params: JointPa
     series : TiltSeries of :class:`~napari_ptychotomo.data.DefocusSeries` (images
         normalised to a unit incident beam, defocus in Å from the volume's exit surface,
         pixel size in Å = voxel size), one per tilt.
-    init : an Alignment and/or a starting Volume (complex potential in V).
+    init : an Alignment and/or a starting Volume (a potential in V or a phase per Å, see
+        :func:`~napari_ptychotomo.joint.setup.start_potential`).
     params : :class:`JointParams` (``iterations``, ``num_slices`` = N_B, ``plane_wave_step``,
         ``fista``, ``tv_weight``, ``l1_imag``, ``nonnegative``, ``learn``); default TV 1 V.
     device : ``"auto"``, ``"cpu"``, ``"cuda"``; seed : unused (the method is deterministic).

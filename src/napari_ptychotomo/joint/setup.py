@@ -1,8 +1,9 @@
 """Starting state of the end-to-end step from a tilt series and whatever earlier steps gave.
 
 ``init`` may hold MSP results (probes, positions), an :class:`~napari_ptychotomo.data.Alignment`
-and a starting :class:`~napari_ptychotomo.data.Volume`; what is missing starts from the
-calibration (probe), the nominal tilt angles with zero shifts, and a zero volume.
+and a starting :class:`~napari_ptychotomo.data.Volume` (in V, or a phase per Å from linear
+tomography: :func:`start_potential`); what is missing starts from the calibration (probe),
+the nominal tilt angles with zero shifts, and a zero volume.
 
 Geometry: the volume has cubic voxels of the reconstruction pixel size of the detector
 (``Calibration.pixel_size``); the centre of each tilt's scan (the mean of its positions)
@@ -19,9 +20,13 @@ import numpy as np
 import torch
 
 from ..data import Alignment, MSPResult, TiltSeries, Volume
-from ..physics import make_probe, probe_modes
+from ..physics import interaction_constant, make_probe, probe_modes
 
-__all__ = ["StartState", "split_init", "start_state", "half_indices", "lateral_need"]
+__all__ = ["StartState", "split_init", "start_state", "start_potential", "half_indices", "lateral_need"]
+
+#: units of a start volume that are a phase per Å (linear tomography of MSP phases; the
+#: tomography engines call their output "projection unit per Å" since they take any stack)
+PHASE_PER_ANGSTROM = ("rad/Å", "rad per Å", "projection unit per Å")
 
 
 @dataclass
@@ -156,15 +161,48 @@ def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
         )
     middle = np.array([(shape[1] - 1) / 2, (shape[2] - 1) / 2])
     positions = [p + middle for p in positions]
-    if volume is None:
-        data = np.zeros(shape, np.complex64)
-    else:
-        volume.validate()
-        if volume.shape != shape or not math.isclose(volume.voxel_size, voxel, rel_tol=1e-3):
-            raise ValueError(
-                f"init volume is {volume.shape} voxels of {volume.voxel_size:.4g} Å; expected "
-                f"{shape} voxels of {voxel:.4g} Å (the detector's reconstruction pixel size)"
-            )
-        data = np.asarray(volume.data).astype(np.complex64)
+    data = np.zeros(shape, np.complex64) if volume is None else start_potential(volume, cal.energy_eV, shape, voxel)
     return StartState(voxel, shape, probes, positions, centres,
                       Alignment(np.array(alignment.euler_deg, float), np.array(alignment.shifts, float)), data)
+
+
+def start_potential(volume: Volume, energy_eV: float, shape, voxel: float) -> np.ndarray:
+    """A start volume as a complex potential in V on the ``shape`` grid of ``voxel`` Å.
+
+    Units: ``V`` as it is; a phase per Å (:data:`PHASE_PER_ANGSTROM`, e.g. the linear
+    tomography of MSP phases) divided by the interaction constant σ(E) in rad/(V·Å). Shape:
+    both grids are centred on the rotation centre, so a smaller volume is zero-padded and a
+    larger one centre-cropped, as long as what the crop cuts off holds under 1 % of Σ|V|.
+    The voxel size must match (no resampling).
+    """
+    volume.validate()
+    if not math.isclose(volume.voxel_size, voxel, rel_tol=1e-3):
+        raise ValueError(
+            f"init volume has voxels of {volume.voxel_size:.4g} Å; expected {voxel:.4g} Å (the "
+            "detector's reconstruction pixel size): resample it first"
+        )
+    data = np.asarray(volume.data).astype(np.complex64)
+    if volume.units in PHASE_PER_ANGSTROM:
+        data = data / np.float32(interaction_constant(energy_eV))
+    elif volume.units != "V":
+        raise ValueError(
+            f"init volume is in {volume.units!r}; expected a potential in 'V' or a phase per Å "
+            f"({', '.join(map(repr, PHASE_PER_ANGSTROM))}), which is divided by σ(E)"
+        )
+    if data.shape == tuple(shape):
+        return data
+    out = np.zeros(shape, np.complex64)
+    src, dst = [], []
+    for have, want in zip(data.shape, shape):
+        size = min(have, want)
+        lo, at = max((have - want) // 2, 0), max((want - have) // 2, 0)
+        src.append(slice(lo, lo + size))
+        dst.append(slice(at, at + size))
+    out[tuple(dst)] = data[tuple(src)]
+    total = float(np.abs(data).sum())
+    if total and float(np.abs(out).sum()) < 0.99 * total:
+        raise ValueError(
+            f"init volume is {data.shape} voxels; cropping it to the {tuple(shape)} grid would cut "
+            "off more than 1 % of it: give volume_shape to hold it"
+        )
+    return out

@@ -73,7 +73,9 @@ STEP_SOURCES: dict[str, tuple[Callable[[], Any], tuple[str, ...], dict[str, tupl
     "denoise": (_function("..tomo", "denoise_projections"), ("stack",), {}),
     "align": (_function("..tomo", "align_tilt_series_steps"), ("projections", "angles_deg", "pixel_size"), {}),
     "linear": (_function("..tomo", "reconstruct_linear_steps"), ("projections", "alignment", "pixel_size"), {}),
-    "end_to_end": (_joint_params, (), {}),
+    "end_to_end": (_joint_params, ("rates",),
+                   {"rates": ({}, "per quantity [step, start iteration], e.g. volume = [1.0, 0] (V per "
+                                  "update from pass 0); the others keep their defaults")}),
     "resolution": (_function("..analysis", "fsc"), ("volume1", "volume2", "voxel_size"),
                    {"volume": ("end-to-end", "name of the volume whose halves are compared")}),
     "atoms": (_tracing_defaults, ("volume",),
@@ -232,10 +234,10 @@ def validate_config(config: dict[str, Any], base: Path | None = None) -> dict[st
         if step in run["steps"] or table:
             _check_section(step, table, step_settings(step))
         out[step] = dict(table)
-    if "msp" in out and "rates" in out["msp"]:
-        for key, value in out["msp"]["rates"].items():
+    for step in ("msp", "end_to_end"):
+        for key, value in out.get(step, {}).get("rates", {}).items():
             if not (isinstance(value, list) and len(value) == 2):
-                raise ConfigError(f"msp.rates.{key}: expected [step, start iteration], got {_describe(value)}")
+                raise ConfigError(f"{step}.rates.{key}: expected [step, start iteration], got {_describe(value)}")
     return out
 
 

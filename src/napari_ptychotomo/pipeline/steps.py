@@ -201,10 +201,16 @@ def run_linear(ctx: StepContext) -> None:
 def run_end_to_end(ctx: StepContext) -> None:
     """End-to-end ptycho-tomography from all 4D-STEM data (You et al. 2025, Algorithm 3)."""
     from ..engine import run
-    from ..joint import JointParams
+    from ..joint import JointParams, Rate
     from ..joint.end_to_end import joint_steps
 
-    params = JointParams(**ctx.options)
+    options = dict(ctx.options)
+    rates = JointParams().rates
+    for name, value in options.pop("rates", {}).items():
+        if name not in rates:
+            raise ValueError(f"end_to_end.rates.{name}: expected one of {', '.join(rates)}")
+        rates[name] = Rate(*value)  # [step, start iteration] as in the TOML file
+    params = JointParams(rates=rates, **options).validate()
     init: list[Any] = []
     if ctx.project.msp and sorted(ctx.project.msp) == list(range(len(_series(ctx)))):
         init.append([ctx.project.msp[k] for k in sorted(ctx.project.msp)])
@@ -213,7 +219,7 @@ def run_end_to_end(ctx: StepContext) -> None:
     # start from the sequential volume (You et al. 2025); not for half-data runs, whose two
     # halves must stay independent for an honest FSC
     if "linear" in ctx.project.volumes and not params.half_data:
-        init.append(_start_volume(ctx, init, params))
+        init.append(_start_volume(ctx))
     with timed() as seconds:
         result = run(joint_steps(_series(ctx), init or None, params, device=ctx.device, seed=ctx.seed),
                      lambda p: ctx.progress("end-to-end", p))
@@ -222,27 +228,11 @@ def run_end_to_end(ctx: StepContext) -> None:
     ctx.save(volume, name="end-to-end")
 
 
-def _start_volume(ctx: StepContext, init: list, params) -> Volume:
-    """The linear volume (phase per Å) as a potential in V on the end-to-end grid: divided
-    by σ(E), centre-cropped or zero-padded (both grids are centred on the scan centre)."""
-    from ..joint.setup import start_state
-    from ..physics import interaction_constant
-
-    shape = start_state(_series(ctx), init or None, params.num_modes, params.num_slices,
-                        params.volume_shape).shape
+def _start_volume(ctx: StepContext) -> Volume:
+    """The linear volume (phase per Å), its negative part clipped: the engine divides it by
+    σ(E) and centres it on its own grid (:func:`~napari_ptychotomo.joint.setup.start_potential`)."""
     linear = ctx.project.volumes["linear"]
-    energy = _series(ctx).scans[0].calibration.energy_eV
-    source = np.real(np.asarray(linear.data)) / float(interaction_constant(energy))
-    out = np.zeros(shape, np.complex64)
-    src, dst = [], []
-    for have, want in zip(source.shape, shape):
-        lo = max((have - want) // 2, 0)
-        at = max((want - have) // 2, 0)
-        size = min(have, want)
-        src.append(slice(lo, lo + size))
-        dst.append(slice(at, at + size))
-    out[tuple(dst)] = np.clip(source[tuple(src)], 0, None)
-    return Volume(data=out, voxel_size=float(linear.voxel_size))
+    return dataclasses.replace(linear, data=np.clip(np.real(np.asarray(linear.data)), 0, None))
 
 
 def run_resolution(ctx: StepContext) -> None:
