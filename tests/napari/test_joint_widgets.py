@@ -116,8 +116,13 @@ def test_end_to_end_starts_from_a_linear_tomography_layer(viewer, tiny_stem_seri
     phase[9:11, 9:11, 9:11] = 0.3  # rad/Å
     show(Volume(phase, 0.5, units="projection unit per Å"), viewer)
     widget = EndToEndWidget(viewer, synchronous=True)
+    assert widget.volume_step.value == 5.0  # from a zero volume
     widget.start_volume.value = "Volume (linear)"
+    assert widget.volume_step.value == 1.0  # follows the start until set by hand
     widget.iterations.value, widget.device.value, widget.volume_step.value = 1, "cpu", 0.01
+    widget.start_volume.value = "zero volume"
+    assert widget.volume_step.value == 0.01
+    widget.start_volume.value = "Volume (linear)"
     widget.runner.run()
     assert widget.runner.status.value.startswith("done"), widget.runner.status.value
     result = viewer.layers["Volume (end-to-end)"].metadata["result"]

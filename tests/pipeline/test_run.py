@@ -114,3 +114,12 @@ def test_end_to_end_starts_from_the_linear_volume_in_volts(tmp_path, tiny_projec
     assert end_to_end.units == "V" and end_to_end.provenance["parameters"]["rates"]["volume"]["step"] == 0.001
     assert np.real(end_to_end.data).sum() == pytest.approx(linear.sum(), rel=0.01)
     assert np.real(end_to_end.data).max() == pytest.approx(linear.max(), rel=0.01)
+
+
+def test_end_to_end_from_the_linear_volume_steps_1_volt_unless_told(tmp_path, tiny_project, write_config):
+    project = _copy(tiny_project, tmp_path)
+    config = load_config(write_config(tmp_path / "run.toml", project, steps=("msp", "linear", "end_to_end"),
+                                      msp=MSP, linear={"n_iter": 5}, end_to_end={"iterations": 1}))
+    result = Pipeline(config, report=lambda message: None).run()
+    rates = result.volumes["end-to-end"].provenance["parameters"]["rates"]
+    assert rates["volume"]["step"] == 1.0 and rates["probe"]["step"] == 1e-3  # the others as before

@@ -35,6 +35,8 @@ __all__ = ["EndToEndWidget", "PlaneWaveWidget", "NOMINAL", "ZERO_VOLUME"]
 
 NOMINAL = "nominal tilts, no shifts"
 ZERO_VOLUME = "zero volume"
+ZERO_START_STEP = 5.0  # V per update from a zero volume (JointParams' default)
+VOLUME_START_STEP = 1.0  # V per update from a start volume (an earlier result, linear tomography)
 
 
 class _JointWidget(Container):
@@ -202,8 +204,8 @@ class EndToEndWidget(_JointWidget):
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
         self.use_msp = CheckBox(text="start from MSP results (probes, positions)", value=True,
                                 name="use_msp")
-        self.volume_step = FloatSpinBox(label="volume step (V)", min=0.01, max=1000.0, value=5.0,
-                                        step=0.5, name="volume_step")
+        self.volume_step = FloatSpinBox(label="volume step (V)", min=0.01, max=1000.0,
+                                        value=ZERO_START_STEP, step=0.5, name="volume_step")
         self.batch_size = SpinBox(label="batch size (0 = auto)", min=0, max=100000, value=0,
                                   name="batch_size")
         self.num_modes = SpinBox(label="probe modes", min=1, max=20, value=1, name="num_modes")
@@ -215,6 +217,20 @@ class EndToEndWidget(_JointWidget):
         super().__init__(viewer, [self.use_msp, self.volume_step, self.batch_size, self.num_modes,
                                   self.learn_probe, self.learn_positions, self.learn_alignment],
                          synchronous)
+        self._volume_step_set = False
+        self.volume_step.changed.connect(self._volume_step_changed)
+        self.start_volume.changed.connect(self._start_volume_changed)
+
+    def _start_volume_changed(self, value: str) -> None:
+        """The default volume step follows the start until set by hand: 5 V from a zero
+        volume, 1 V from a volume (a larger step undoes a good start: NRMSE 0.236 against
+        0.199 at 1 V in tests/joint/missing_wedge_case.py)."""
+        if not self._volume_step_set:
+            with self.volume_step.changed.blocked():
+                self.volume_step.value = ZERO_START_STEP if value in (None, ZERO_VOLUME) else VOLUME_START_STEP
+
+    def _volume_step_changed(self, _value: float) -> None:
+        self._volume_step_set = True
 
     def _data_words(self) -> str:
         return "4D-STEM tilt series"

@@ -75,7 +75,8 @@ STEP_SOURCES: dict[str, tuple[Callable[[], Any], tuple[str, ...], dict[str, tupl
     "linear": (_function("..tomo", "reconstruct_linear_steps"), ("projections", "alignment", "pixel_size"), {}),
     "end_to_end": (_joint_params, ("rates",),
                    {"rates": ({}, "per quantity [step, start iteration], e.g. volume = [1.0, 0] (V per "
-                                  "update from pass 0); the others keep their defaults")}),
+                                  "update from pass 0; default 1 V from the linear volume, 5 V "
+                                  "from zero); the others keep their defaults")}),
     "resolution": (_function("..analysis", "fsc"), ("volume1", "volume2", "voxel_size"),
                    {"volume": ("end-to-end", "name of the volume whose halves are compared")}),
     "atoms": (_tracing_defaults, ("volume",),
