@@ -99,6 +99,9 @@ def test_a_linear_tomography_start_is_converted_to_volts_and_centred(small_case)
     assert np.abs(state.volume).sum() == pytest.approx(inner.sum(), rel=1e-5)
     as_volts = start_state(series, Volume(volume.astype(np.complex64), VOXEL), 1, 4, SHAPE)
     np.testing.assert_array_equal(as_volts.volume, volume.astype(np.complex64))
+    with pytest.warns(UserWarning, match="no units; taken as a potential in V"):
+        unknown = start_state(series, Volume(volume.astype(np.complex64), VOXEL, units=""), 1, 4, SHAPE)
+    np.testing.assert_array_equal(unknown.volume, as_volts.volume)
 
 
 def test_memory_refusal_suggests_a_batch_size(small_case, monkeypatch):

@@ -13,6 +13,7 @@ sees the volume centre, the point about which the volume is rotated.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,7 +170,7 @@ def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
 def start_potential(volume: Volume, energy_eV: float, shape, voxel: float) -> np.ndarray:
     """A start volume as a complex potential in V on the ``shape`` grid of ``voxel`` Å.
 
-    Units: ``V`` as it is; a phase per Å (:data:`PHASE_PER_ANGSTROM`, e.g. the linear
+    Units: ``V`` (or none, with a warning) as it is; a phase per Å (:data:`PHASE_PER_ANGSTROM`, e.g. the linear
     tomography of MSP phases) divided by the interaction constant σ(E) in rad/(V·Å). Shape:
     both grids are centred on the rotation centre, so a smaller volume is zero-padded and a
     larger one centre-cropped, as long as what the crop cuts off holds under 1 % of Σ|V|.
@@ -184,6 +185,8 @@ def start_potential(volume: Volume, energy_eV: float, shape, voxel: float) -> np
     data = np.asarray(volume.data).astype(np.complex64)
     if volume.units in PHASE_PER_ANGSTROM:
         data = data / np.float32(interaction_constant(energy_eV))
+    elif not volume.units:  # e.g. an MRC file from another program
+        warnings.warn("the start volume has no units; taken as a potential in V", stacklevel=3)
     elif volume.units != "V":
         raise ValueError(
             f"init volume is in {volume.units!r}; expected a potential in 'V' or a phase per Å "
