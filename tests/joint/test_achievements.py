@@ -35,11 +35,13 @@ VOXEL = 0.5
 
 def shift_errors_up_to_a_volume_translation(shifts, angles_deg):
     """rms (all, y, x) in Å of shift errors (the truth is 0) without the part a translation
-    of the volume explains: a constant in y (the tilt axis); a + b·sin θ in x (a translation
-    dz along the beam moves the projection of tilt θ by dz·sin θ across the axis)."""
+    of the volume explains: a constant in y (the tilt axis); a·cos θ + b·sin θ in x (a
+    translation (dx, dz) moves the projection of tilt θ by dx·cos θ + dz·sin θ across the
+    axis; the alignment's own gauge, :func:`~napari_ptychotomo.tomo.align.remove_gauge`)."""
     shifts = np.asarray(shifts, float)
     y = shifts[:, 0] - shifts[:, 0].mean()
-    basis = np.stack([np.ones(len(angles_deg)), np.sin(np.deg2rad(angles_deg))], 1)
+    theta = np.deg2rad(angles_deg)
+    basis = np.stack([np.cos(theta), np.sin(theta)], 1)
     coef, *_ = np.linalg.lstsq(basis, shifts[:, 1], rcond=None)
     x = shifts[:, 1] - basis @ coef
     rms = lambda e: float(np.sqrt(np.mean(np.square(e))))  # noqa: E731
