@@ -107,15 +107,23 @@ def nrmse(volume, truth, voxel):
     return float(np.linalg.norm(band_limit(volume, voxel) - truth) / np.linalg.norm(truth))
 
 
+def wedge_mask(shape, voxel, max_tilt_deg=45.0):
+    """(band, wedge) masks on the FFT grid of ``shape``: inside 2/3 Nyquist, and of that the
+    missing wedge |k_z| > |k_x| tan θ_max (tilt axis y, beam z at 0°). Its edge, measured
+    by the last tilt, is outside (tan 45° rounds below 1 in floating point)."""
+    k = np.meshgrid(*(np.fft.fftfreq(n, voxel) for n in shape), indexing="ij")
+    band = k[0] ** 2 + k[1] ** 2 + k[2] ** 2 <= (2 / 3 * 0.5 / voxel) ** 2
+    edge = np.abs(k[2]) * np.tan(np.deg2rad(max_tilt_deg)) * (1 + 1e-9)
+    return band, band & (np.abs(k[0]) > edge)
+
+
 def wedge_errors(volume, truth, voxel, max_tilt_deg=45.0):
     """Relative error of Re ``volume`` against ``truth`` (band-limited, V) in two parts of
     k-space inside the band limit: the missing wedge (tilt axis y, beam z at 0°: the
     frequencies with |k_z| > |k_x| tan θ_max, which no tilt's projection measures) and the
     rest. Linear tomography can fill the wedge only through its priors; a gain there is
     missing-wedge information recovered."""
-    k = np.meshgrid(*(np.fft.fftfreq(n, voxel) for n in truth.shape), indexing="ij")
-    band = k[0] ** 2 + k[1] ** 2 + k[2] ** 2 <= (2 / 3 * 0.5 / voxel) ** 2
-    wedge = band & (np.abs(k[0]) > np.abs(k[2]) * np.tan(np.deg2rad(max_tilt_deg)))
+    band, wedge = wedge_mask(truth.shape, voxel, max_tilt_deg)
     reference = np.fft.fftn(truth)
     difference = np.fft.fftn(np.real(volume)) - reference
     return {name: float(np.linalg.norm(difference[part]) / np.linalg.norm(reference[part]))

@@ -108,7 +108,7 @@ def test_end_to_end_starts_from_a_linear_tomography_layer(viewer, tiny_stem_seri
     """The Linear tomography widget's volume (phase per Å, its own grid) as the start: the
     engine gets it in V on its own grid, not rad/Å taken for V (1500× too small)."""
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.joint_widgets import EndToEndWidget
+    from napari_ptychotomo._napari.joint_widgets import ZERO_VOLUME, EndToEndWidget
     from napari_ptychotomo.physics import interaction_constant
 
     show(tiny_stem_series, viewer)
@@ -120,7 +120,7 @@ def test_end_to_end_starts_from_a_linear_tomography_layer(viewer, tiny_stem_seri
     widget.start_volume.value = "Volume (linear)"
     assert widget.volume_step.value == 1.0  # follows the start until set by hand
     widget.iterations.value, widget.device.value, widget.volume_step.value = 1, "cpu", 0.01
-    widget.start_volume.value = "zero volume"
+    widget.start_volume.value = ZERO_VOLUME
     assert widget.volume_step.value == 0.01
     widget.start_volume.value = "Volume (linear)"
     widget.runner.run()
