@@ -1,7 +1,7 @@
 """Shared test set-up.
 
-torch is imported before any QApplication exists (DESIGN.md), and the reference data of
-``../shared/reference/`` is located once.
+torch is imported before any QApplication exists (DESIGN.md), and the independent abTEM
+reference data in ``tests/data/`` (see its README) are opened once per session.
 """
 
 from __future__ import annotations
@@ -14,18 +14,30 @@ import pytest
 import torch  # noqa: F401  (must come before Qt)
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("PTYCHOTOMO_REFERENCE", REPO.parent / "shared" / "reference"))
+REFERENCE = Path(os.environ.get("PTYCHOTOMO_REFERENCE", Path(__file__).resolve().parent / "data"))
+
+
+def _open_reference(name: str):
+    import h5py
+
+    path = REFERENCE / name
+    if not path.exists():
+        pytest.fail(f"abTEM reference {name} not found in {REFERENCE} (tests/data/ of the repository)")
+    return h5py.File(path, "r")
 
 
 @pytest.fixture(scope="session")
 def abtem_reference():
-    """The abTEM oracle file (``../shared/reference/abtem_reference.h5``), opened read-only."""
-    import h5py
+    """The abTEM oracle on a detector-sized grid (``tests/data/abtem_reference.h5``), read-only."""
+    with _open_reference("abtem_reference.h5") as fh:
+        yield fh
 
-    path = REFERENCE / "abtem_reference.h5"
-    if not path.exists():
-        pytest.fail(f"abTEM reference not found at {path}; set PTYCHOTOMO_REFERENCE")
-    with h5py.File(path, "r") as fh:
+
+@pytest.fixture(scope="session")
+def abtem_detector_reference():
+    """abTEM 4D-STEM of Au [001] simulated finely and cropped to a 64² detector
+    (``tests/data/abtem_detector_reference.h5``), read-only."""
+    with _open_reference("abtem_detector_reference.h5") as fh:
         yield fh
 
 
