@@ -13,29 +13,32 @@ __all__ = ["adjacent_batches", "neighbour_pairs"]
 
 
 def adjacent_batches(positions: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Split positions ``(n, 2)`` (any unit) into tiles of about ``batch_size`` neighbours.
+    """Split positions ``(n, 2)`` (any unit) into compact tiles of neighbours, each of
+    ``n / ceil(n / batch_size)`` positions (sizes differ by at most one or two).
 
-    The scanned area is cut into square tiles that hold ``batch_size`` positions on
-    average; a tile with more positions than that is split along its raster order.
-    Returns a list of index arrays covering every position exactly once.
+    The number of tiles is the fewest that keeps every tile at or below ``batch_size``;
+    they are laid out as rows of tiles matching the scan's aspect ratio: the positions are
+    cut into rows along y by rank (so each row holds the share of positions its tiles
+    need), and each row into tiles along x by rank. Thin edge tiles, which would make
+    noisy updates of a handful of patterns, cannot occur. Returns a list of index arrays
+    covering every position exactly once.
     """
     positions = np.asarray(positions, dtype=np.float64)
     n = len(positions)
     if batch_size >= n:
         return [np.arange(n)]
-    lo = positions.min(axis=0)
-    extent = np.maximum(positions.max(axis=0) - lo, 1e-9)
-    area = float(extent[0] * extent[1]) if np.all(extent > 1e-6) else float(extent.max()) ** 2
-    side = max(np.sqrt(area * batch_size / n), 1e-9)
-    tiles = np.floor((positions - lo) / side).astype(np.int64)
-    tiles = np.minimum(tiles, np.floor(extent / side).astype(np.int64))
-    key = tiles[:, 0] * (tiles[:, 1].max() + 1) + tiles[:, 1]
-    order = np.lexsort((positions[:, 1], positions[:, 0], key))
+    tiles = int(np.ceil(n / batch_size))
+    extent = np.maximum(np.ptp(positions, axis=0), 1e-9)
+    rows = int(np.clip(np.round(np.sqrt(tiles * extent[0] / extent[1])), 1, tiles))
+    per_row = np.full(rows, tiles // rows) + (np.arange(rows) < tiles % rows)
+    # positions per row in proportion to its tiles, so every tile gets n / tiles
+    bounds = np.round(np.concatenate([[0], np.cumsum(per_row)]) * n / tiles).astype(int)
+    by_y = np.lexsort((positions[:, 1], positions[:, 0]))
     batches = []
-    for tile in np.unique(key):
-        members = order[key[order] == tile]
-        pieces = int(np.ceil(len(members) / batch_size))
-        batches.extend(np.array_split(members, pieces))
+    for r in range(rows):
+        row = by_y[bounds[r]:bounds[r + 1]]
+        row = row[np.lexsort((positions[row, 0], positions[row, 1]))]
+        batches.extend(np.array_split(row, per_row[r]))
     return batches
 
 
