@@ -37,6 +37,12 @@ class MSPResult:
     scan_shape: tuple[int, int] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def converged(self) -> bool | None:
+        """Whether the run stopped on its convergence rule (``None`` when not recorded)."""
+        value = self.provenance.get("converged")
+        return None if value is None else bool(value)
+
     def phase(self) -> np.ndarray:
         """Summed object phase ``(ny, nx)`` in rad: σ · Σ Re V."""
         from .physics.optics import interaction_constant

@@ -140,7 +140,8 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
         "end-to-end ptycho-tomography", fixed, per_position, params.batch_size, dev, most=64
     )
     slice_thickness = state.shape[0] / params.num_slices * voxel
-    propagator = fresnel_propagator((window, window), voxel, wavelength(cal.energy_eV), slice_thickness, device=dev)
+    propagator = fresnel_propagator((window, window), voxel, wavelength(cal.energy_eV), slice_thickness,
+                                    device=dev, band_limit=False)
 
     # data stay on the host, normalised so that each tilt's mean pattern sum is 1
     subsets, amplitudes = [], []

@@ -59,12 +59,15 @@ def stem_intensities(
     shift : (2,) alignment shift (y, x) in voxels (content moves by +shift).
     probes : (M, n, n) probe modes in real space, centred at pixel n//2.
     positions_px : (B, 2) probe centres (y, x) in voxels of the rotated volume's lateral grid.
-    propagator : (n, n) Fresnel propagator over one slice (fftfreq order).
+    propagator : (n, n) Fresnel propagator over one slice (fftfreq order), without a band
+        limit (the model must reach every detector pixel).
     num_slices, voxel_size, sigma : binning, voxel size in Å, interaction constant
         in rad/(V·Å).
     """
     slices = tilt_slices(volume, euler_rad, num_slices, voxel_size)
-    trans = transmission(slices, sigma)
+    # no band limit: the voxels are the detector's real-space pixels, and a 2/3 cut would
+    # predict nothing past 2/3 of the detector's edge, where a detector records counts
+    trans = transmission(slices, sigma, band_limit=False)
     return forward_intensities(trans, probes, positions_px - shift, propagator)
 
 

@@ -110,6 +110,30 @@ def _decay(iteration: int, iterations: int, final: float) -> float:
     return final + (1 - final) * 0.5 * (1 + np.cos(np.pi * iteration / (iterations - 1)))
 
 
+# the tilt and thickness count as settled when they move less than this over the window
+_TILT_SETTLED_MRAD = 0.02
+_THICKNESS_SETTLED = 1e-3
+
+
+def _converged(params: MSPParams, losses: list[float], tilts: list[np.ndarray],
+               thicknesses: list[float]) -> bool:
+    """The convergence rule of :class:`MSPParams` after the latest iteration."""
+    window, tol = params.convergence_window, params.convergence_tolerance
+    learned = [name for name, on in (("object", True), ("probe", params.learn_probe),
+                                     ("positions", params.learn_positions),
+                                     ("tilt", params.learn_tilt),
+                                     ("thickness", params.learn_thickness),
+                                     ("tilt_map", params.tilt_map)) if on]
+    last_start = max(params.rate(name).start for name in learned)
+    if tol <= 0 or len(losses) < last_start + window + 1:
+        return False
+    before, now = losses[-1 - window], losses[-1]
+    loss_settled = before - now < tol * before
+    tilt_settled = float(np.max(np.abs(tilts[-1] - tilts[-1 - window]))) < _TILT_SETTLED_MRAD
+    dz_settled = abs(thicknesses[-1] - thicknesses[-1 - window]) < _THICKNESS_SETTLED * thicknesses[-1]
+    return loss_settled and tilt_settled and dz_settled
+
+
 def _optimizer(state: _State, params: MSPParams, geometry, probe_scale: float):
     learned = {
         "object": True,
@@ -190,6 +214,9 @@ def msp_steps(
     limit_lo = torch.tensor(geometry.window, device=dev) // 2 + 1.0
     limit_hi = torch.tensor(geometry.object_shape, device=dev) - limit_lo - 1.0
     window = torch.tensor(geometry.window, device=dev)
+    # the 2/3 antialias only where it lies beyond the detector's edge: on the detector's own
+    # grid it would cut every measured pixel past 2/3 of the edge (2.6-19 % of the counts)
+    band_limit = geometry.oversampling >= 2
     object_size = torch.tensor(geometry.object_shape, device=dev)
     provenance = {"engine": "msp", "params": params.to_dict(), "seed": int(seed),
                   "batch_size": batch_size, "defocus_start": defocus,
@@ -197,6 +224,9 @@ def msp_steps(
                   "object_origin": [float(v) for v in geometry.origin],
                   "start_positions": (start_positions.cpu().numpy() * geometry.pixel_size).tolist()}
     losses: list[float] = []
+    tilts: list[np.ndarray] = []
+    thicknesses: list[float] = []
+    provenance["converged"] = False
     good = state.snapshot()
     align_slices = params.learn_tilt and S > 1
     map_slices = params.tilt_map and S > 1
@@ -222,7 +252,7 @@ def msp_steps(
             if params.tilt_map:
                 tilt = tilt[None, :] + state.tilt_map[index]
             propagator = fresnel_propagator(geometry.window, geometry.pixel_size, lam,
-                                            state.thickness, tilt, device=dev)
+                                            state.thickness, tilt, device=dev, band_limit=band_limit)
             # the transmission only of the region this batch touches (1 px spare for rounding)
             positions = state.positions[index]
             corner = torch.floor(positions.detach()).long() - window // 2
@@ -234,9 +264,9 @@ def msp_steps(
             # first travels half a slice, so the thickness is not biased by where the
             # first slice sits (a thick slice's phase grating belongs at its centre)
             half = fresnel_propagator(geometry.window, geometry.pixel_size, lam, 0.5 * state.thickness,
-                                      state.tilt, device=dev)
+                                      state.tilt, device=dev, band_limit=band_limit)
             probe = propagate(state.probe, half)
-            model = forward_intensities(t, probe, positions - lo.to(positions.dtype), propagator)
+            model = geometry.measured(forward_intensities(t, probe, positions - lo.to(positions.dtype), propagator))
             residual = torch.sqrt(model + 1e-8) - amplitudes[index]
             data_error = torch.sum(residual**2)
             loss = data_error / (len(index) * mean_counts)
@@ -286,10 +316,18 @@ def msp_steps(
                        f"{iteration + 1}; stopped with the state of iteration {iteration}. "
                        "Lower the step sizes in params.rates.")
         losses.append(error_sum / total_power)
+        tilts.append(state.tilt.detach().cpu().numpy().astype(np.float64))
+        thicknesses.append(float(state.thickness))
         good = state.snapshot()
+        done = _converged(params, losses, tilts, thicknesses)
+        provenance["converged"] = done
+        provenance["iterations_run"] = iteration + 1
         yield Progress(step=iteration + 1, total=params.iterations, loss=losses[-1],
                        preview=_preview(state, sigma, losses),
-                       message=f"iteration {iteration + 1}/{params.iterations}: error {losses[-1]:.4g}")
+                       message=f"iteration {iteration + 1}/{params.iterations}: error {losses[-1]:.4g}"
+                               + (" (converged)" if done else ""))
+        if done:
+            break
     return _result(good, scan, params, geometry, losses, provenance)
 
 

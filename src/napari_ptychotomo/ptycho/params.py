@@ -60,7 +60,12 @@ class MSPParams:
     num_slices : number of object slices along the beam.
     slice_thickness : start value of the slice thickness in Å.
     num_modes : number of mixed-state probe modes.
-    iterations : passes over all scan positions.
+    iterations : the most passes over all scan positions.
+    convergence_window, convergence_tolerance : the run stops early, as converged, once
+        every learned quantity has started and, over the last ``convergence_window``
+        iterations, the data error fell by less than ``convergence_tolerance`` (relative),
+        the tilt moved by less than 0.02 mrad and the slice thickness by less than 0.1 %.
+        A tolerance of 0 always runs ``iterations``. The result's ``converged`` says which.
     batch_size : positions per update (adjacent positions, batches shuffled); ``None``
         picks one from the available memory.
     tilt_mrad : start value of the specimen mistilt (θx, θy) in mrad.
@@ -95,12 +100,20 @@ class MSPParams:
         ``defocus_start`` and ``defocus_source``.
     probe_mode_power : fraction of the power put in the higher modes at start.
     object_padding : extra object pixels around the scanned area beyond half a window.
+    oversampling : the model's grid is this many times finer than the detector's
+        real-space pixel 1/(K Δk); its far field spans as many times the detector's
+        angles and only the detector's pixels enter the loss, so scattering past the
+        detector's edge leaves the model instead of wrapping around. With 1 the model
+        works on the detector's grid without a band limit (so it can predict every
+        detector pixel); with 2 or more, with the usual 2/3 antialias of its own grid.
     """
 
     num_slices: int = 6
     slice_thickness: float = 15.0
     num_modes: int = 1
-    iterations: int = 30
+    iterations: int = 200
+    convergence_window: int = 10
+    convergence_tolerance: float = 1e-3
     batch_size: int | None = None
     tilt_mrad: tuple[float, float] = (0.0, 0.0)
     learn_tilt: bool = True
@@ -118,6 +131,7 @@ class MSPParams:
     defocus: float | str | None = "auto"
     probe_mode_power: float = 0.1
     object_padding: int = 2
+    oversampling: int = 1
 
     @classmethod
     def from_calibration(cls, calibration: Any, thickness: float | None = None, **overrides) -> "MSPParams":
@@ -152,7 +166,7 @@ class MSPParams:
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} = {value!r}; expected a positive integer")
 
-        for name in ("num_slices", "num_modes", "iterations"):
+        for name in ("num_slices", "num_modes", "iterations", "oversampling"):
             positive_int(name)
         if self.batch_size is not None:
             positive_int("batch_size")
@@ -164,6 +178,12 @@ class MSPParams:
         if np.any(np.abs(tilt) > 200):
             raise ValueError(f"tilt_mrad = {self.tilt_mrad!r}; a specimen mistilt above 200 mrad "
                              "is not a small mistilt (did you give degrees?)")
+        if not isinstance(self.convergence_window, (int, np.integer)) or self.convergence_window < 2:
+            raise ValueError(f"convergence_window = {self.convergence_window!r}; expected an "
+                             "integer number of iterations ≥ 2")
+        if not (np.isfinite(self.convergence_tolerance) and self.convergence_tolerance >= 0):
+            raise ValueError(f"convergence_tolerance = {self.convergence_tolerance!r}; expected a "
+                             "relative change ≥ 0 (0 runs every iteration)")
         if not (self.max_position_step > 0):
             raise ValueError(f"max_position_step = {self.max_position_step!r}; expected a positive length in Å")
         if not (self.z_smoothness >= 0):

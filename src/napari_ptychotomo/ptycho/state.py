@@ -1,8 +1,11 @@
 """Starting state of multislice ptychography: object grid, positions, probe, memory.
 
-The object grid has the reconstruction's pixel size (set by the detector: Δx = 1/(K Δk))
-and is padded so that every probe window of ``K`` pixels centred on a scan position fits
-with ``object_padding`` pixels to spare, also after positions move.
+The object grid has the reconstruction's pixel size, set by the detector and the model's
+oversampling f: Δx = 1/(f K Δk) for a detector of K pixels of Δk. The model's window is
+f K pixels, so its far field spans f times the detector's angles at the detector's Δk and
+the measured pixels are its central K × K. The grid is padded so that every probe window
+centred on a scan position fits with ``object_padding`` pixels to spare, also after
+positions move.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ __all__ = ["MSPGeometry", "make_geometry", "initial_probe", "choose_batch_size",
 class MSPGeometry:
     """Object grid of one reconstruction.
 
-    ``pixel_size`` Å; ``window`` (K, K) probe window = detector shape; ``object_shape``
+    ``pixel_size`` Å; ``window`` (f K, f K) probe window of the model (the detector shape
+    times the oversampling f); ``detector`` (K, K) the measured patterns; ``object_shape``
     (H, W) pixels; ``origin`` Å, the scan coordinate (y, x) of object pixel (0, 0);
     ``positions_px`` (n, 2) start probe centres in object pixels.
     """
@@ -34,13 +38,27 @@ class MSPGeometry:
     object_shape: tuple[int, int]
     origin: np.ndarray
     positions_px: np.ndarray
+    detector: tuple[int, int] = (0, 0)
+
+    @property
+    def oversampling(self) -> int:
+        return self.window[0] // self.detector[0]
+
+    def measured(self, intensities):
+        """The detector's pixels ``(..., K, K)`` of centred model intensities ``(..., fK, fK)``."""
+        (n, m), (k, l) = self.window, self.detector
+        r, c = n // 2 - k // 2, m // 2 - l // 2
+        return intensities if (n, m) == (k, l) else intensities[..., r:r + k, c:c + l]
 
 
 def make_geometry(scan: Any, params: MSPParams) -> MSPGeometry:
     """Object grid holding every probe window of ``scan`` (positions in Å, raster or
     given) with ``params.object_padding`` spare pixels on each side."""
-    window = scan.detector_shape
-    dy, dx = scan.calibration.pixel_size(window)
+    detector = scan.detector_shape
+    dy, dx = scan.calibration.pixel_size(detector)
+    factor = int(params.oversampling)
+    window = (factor * detector[0], factor * detector[1])
+    dy, dx = dy / factor, dx / factor
     if abs(dy - dx) > 1e-6 * dx:
         raise ValueError(f"detector shape {window} gives non-square pixels ({dy:.4g}, {dx:.4g}) Å; "
                          "use a square detector (crop or pad the patterns)")
@@ -56,6 +74,7 @@ def make_geometry(scan: Any, params: MSPParams) -> MSPGeometry:
         object_shape=(int(shape[0]), int(shape[1])),
         origin=origin,
         positions_px=(positions - origin) / dx,
+        detector=(int(detector[0]), int(detector[1])),
     )
 
 
