@@ -317,7 +317,7 @@ def msp_steps(
                        "Lower the step sizes in params.rates.")
         losses.append(error_sum / total_power)
         tilts.append(state.tilt.detach().cpu().numpy().astype(np.float64))
-        thicknesses.append(float(state.thickness))
+        thicknesses.append(float(state.thickness.detach()))
         good = state.snapshot()
         done = _converged(params, losses, tilts, thicknesses)
         provenance["converged"] = done
