@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from .errors import PtychoFormatError
+from .guards import check_fits, require_readable
 
 __all__ = ["LazyDataset", "open_h5"]
 
@@ -25,11 +26,10 @@ _CHUNK_CACHE = 32 << 20  # bytes of decompressed chunks cached per dataset
 def open_h5(path: Any) -> h5py.File:
     """Open an HDF5 file read-only with a chunk cache suited to batch reads.
 
-    Raises :class:`PtychoFormatError` naming the file when it is missing, truncated,
-    or not HDF5.
+    Raises :class:`PtychoFormatError` naming the file when it is missing, unreadable
+    (permission denied), truncated, or not HDF5.
     """
-    if not os.path.exists(path):
-        raise PtychoFormatError(path, "file not found")
+    require_readable(path)
     try:
         return h5py.File(path, "r", rdcc_nbytes=_CHUNK_CACHE, locking=False)
     except Exception as exc:  # h5py raises OSError for truncated / foreign files
@@ -110,6 +110,7 @@ class LazyDataset:
             ) from None
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        check_fits(self._path, self._name, self.shape, self.dtype)
         out = self[()]
         return out if dtype is None else out.astype(dtype, copy=False)
 
