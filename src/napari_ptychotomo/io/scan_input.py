@@ -148,7 +148,7 @@ def check_fields(where: Any, values: dict[str, Any], kind: str = "field") -> dic
 
 def _positions(where: Any, label: str, value: Any) -> np.ndarray:
     expected = "a list of [y, x] pairs in Å, one per pattern"
-    if isinstance(value, (str, bytes, dict)) or np.ndim(value) == 0 and not hasattr(value, "__len__"):
+    if not isinstance(value, (list, tuple, np.ndarray)):
         raise _field_error(where, label, f"{_short(value)} is not {expected}")
     try:
         array = np.asarray(value, dtype=np.float64)
@@ -159,7 +159,7 @@ def _positions(where: Any, label: str, value: Any) -> np.ndarray:
         raise _field_error(where, label, f"has shape {array.shape}; expected (n, 2): {expected}")
     if not np.all(np.isfinite(array)):
         raise _field_error(where, label, "holds NaN or infinite values")
-    if any(isinstance(v, bool) for row in np.asarray(value, dtype=object).reshape(-1, 2) for v in row):
+    if any(isinstance(v, (bool, np.bool_)) for row in value for v in row):
         raise _field_error(where, label, f"holds true / false; expected {expected}")
     return array
 

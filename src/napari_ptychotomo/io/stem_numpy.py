@@ -48,7 +48,6 @@ def load_stem_numpy(path: Any, *, validate: str = "sample", **kwargs: Any) -> Sc
     try:
         if path.suffix.lower() == ".npy":
             data = np.load(path, mmap_mode="r", allow_pickle=False)
-            check_pair(path)
         else:
             with np.load(path, allow_pickle=False) as archive:
                 keys = list(archive.keys())
@@ -65,6 +64,8 @@ def load_stem_numpy(path: Any, *, validate: str = "sample", **kwargs: Any) -> Sc
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise PtychoFormatError(path, f"not a readable numpy file (truncated?): {exc}") from None
+    if path.suffix.lower() == ".npy":
+        check_pair(path)
     if data.dtype.kind not in "iuf":
         raise PtychoFormatError(path, f"intensities have dtype {data.dtype}; expected real "
                                 "detector counts (integers or floats, not complex or bool)")
