@@ -54,8 +54,8 @@ def napari_get_reader(path: Any) -> Callable[[Any], list[LayerData]] | None:
         if kind == "npy":
             try:
                 ndim = np.load(item, mmap_mode="r", allow_pickle=False).ndim
-            except (OSError, ValueError, EOFError):
-                continue  # unreadable (empty, truncated, no permission): load() says why
+            except Exception:  # noqa: BLE001 - damaged headers raise SyntaxError and kin
+                continue  # unreadable (empty, damaged, no permission): load() says why
             if ndim not in (3, 4):
                 return None
     return read_path

@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +61,9 @@ def load_stem_numpy(path: Any, *, validate: str = "sample", **kwargs: Any) -> Sc
                     file_values["positions"] = archive["positions"]
     except PtychoFormatError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise PtychoFormatError(path, f"not a readable numpy file (truncated?): {exc}") from None
+    except Exception as exc:  # numpy parses a damaged header with ast: SyntaxError and kin
+        raise PtychoFormatError(path, f"not a readable numpy file (truncated or damaged?): "
+                                f"{type(exc).__name__}: {exc}") from None
     if path.suffix.lower() == ".npy":
         check_pair(path)
     if data.dtype.kind not in "iuf":
