@@ -294,3 +294,9 @@ def test_save_killed_between_the_two_renames_leaves_a_refused_pair(tmp_path, mon
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     with pytest.raises(PtychoFormatError, match=r"pair\.json: field 'array'.*interrupted"):
         load(path)
+
+
+def test_structure_is_checked_even_without_value_checks(tmp_path, monkeypatch):
+    path = _save_unchecked(monkeypatch, _scan3d(scan_shape=(7, 7)), tmp_path / "n.ptycho.h5")
+    with pytest.raises(PtychoFormatError, match=r"n\.ptycho\.h5: .*scan 0: scan_shape = \(7, 7\)"):
+        load(path, validate="none")
