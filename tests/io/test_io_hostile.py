@@ -300,3 +300,12 @@ def test_structure_is_checked_even_without_value_checks(tmp_path, monkeypatch):
     path = _save_unchecked(monkeypatch, _scan3d(scan_shape=(7, 7)), tmp_path / "n.ptycho.h5")
     with pytest.raises(PtychoFormatError, match=r"n\.ptycho\.h5: .*scan 0: scan_shape = \(7, 7\)"):
         load(path, validate="none")
+
+
+def test_reading_lazy_intensities_whole_is_checked_against_memory(tmp_path, monkeypatch):
+    scan = load(save(_scan3d(), tmp_path / "m.ptycho.h5"))
+    monkeypatch.setattr(guards, "available_memory", lambda: 1000)
+    assert scan.patterns([0, 1]).shape == (2, 8, 8)  # batches are read as before
+    with pytest.raises(PtychoFormatError, match=r"m\.ptycho\.h5: .*intensities: declares 16×8×8 "
+                       r"float32 \(4\.0 KiB\), more than the 1000 bytes of memory available"):
+        np.asarray(scan.intensities)

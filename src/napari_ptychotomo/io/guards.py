@@ -75,9 +75,13 @@ def available_memory() -> int:
             limits.append(int(soft))
     except (ImportError, OSError, ValueError):
         pass
-    cgroup_max = _read_number("/sys/fs/cgroup/memory.max")  # "max" when unlimited
-    if cgroup_max is not None:
-        limits.append(max(0, cgroup_max - (_read_number("/sys/fs/cgroup/memory.current") or 0)))
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # v2
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",  # v1
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        cgroup_max = _read_number(limit)  # None for "max" (unlimited) or no such file
+        if cgroup_max is not None and cgroup_max < 1 << 60:
+            limits.append(max(0, cgroup_max - (_read_number(usage) or 0)))
+            break
     return min(limits) if limits else 1 << 62
 
 

@@ -38,6 +38,12 @@ def open_h5(path: Any) -> h5py.File:
         ) from None
 
 
+def _reads_all(index: Any) -> bool:
+    """True for the indices that read a whole dataset: ``()``, ``...``, ``:``."""
+    whole = (lambda i: i is Ellipsis or (isinstance(i, slice) and i == slice(None)))
+    return whole(index) or (isinstance(index, tuple) and all(whole(i) for i in index))
+
+
 class LazyDataset:
     """An HDF5 dataset read on demand, with numpy-style ``shape``, ``dtype`` and indexing.
 
@@ -102,6 +108,8 @@ class LazyDataset:
     def __getitem__(self, index: Any) -> np.ndarray:
         if isinstance(index, np.ndarray) and index.dtype.kind in "iu":
             index = index.tolist()
+        if _reads_all(index):
+            check_fits(self._path, self._name, self.shape, self.dtype)
         try:
             return self._dset[index]
         except (OSError, RuntimeError, KeyError) as exc:
@@ -110,7 +118,6 @@ class LazyDataset:
             ) from None
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        check_fits(self._path, self._name, self.shape, self.dtype)
         out = self[()]
         return out if dtype is None else out.astype(dtype, copy=False)
 
