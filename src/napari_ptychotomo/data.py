@@ -330,7 +330,14 @@ class TiltSeries:
         return len(self.scans)
 
     def validate(self, check_values: bool = True) -> "TiltSeries":
-        angles = np.asarray(self.angles_deg, dtype=float)
+        try:
+            raw = np.asarray(self.angles_deg) if not isinstance(self.angles_deg, str) else None
+        except ValueError:  # ragged
+            raw = None
+        if raw is None or raw.dtype.kind not in "iuf":
+            raise ValueError(f"angles_deg = {self.angles_deg!r}; expected numbers, the stage "
+                             "tilt of each scan in degrees")
+        angles = raw.astype(float)
         if angles.ndim != 1 or len(angles) != len(self.scans):
             raise ValueError(
                 f"angles_deg has {angles.size} value(s) but the series has "

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from napari_ptychotomo import load, save
-from napari_ptychotomo._napari.reader import read_path
+from napari_ptychotomo._napari.reader import napari_get_reader, read_path
 from napari_ptychotomo.data import Calibration, Project, ScanData, TiltSeries, Volume
 from napari_ptychotomo.io import PtychoFormatError
 
@@ -96,6 +96,7 @@ def test_damaged_npy_bytes_give_a_scan_or_our_error(tmp_path, npy_bytes, data):
     path = tmp_path / "raw.npy"
     path.write_bytes(bytes(content[:cut]))
     (tmp_path / "raw.json").write_text(json.dumps(_valid_sidecar()))
+    assert napari_get_reader(str(path)) in (read_path, None)  # the hook itself never raises
     _only_our_error(lambda: load(path), "raw.npy", "raw.json")
     _only_our_error(lambda: read_path(str(path)), "raw.npy", "raw.json")
 
