@@ -195,6 +195,7 @@ def test_small_file_declaring_a_huge_volume_is_refused_before_allocating(tmp_pat
         load(path)
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="Linux only")
 def test_available_memory_is_the_smallest_known_limit():
     free = guards.available_memory()
     assert 0 < free < 1 << 62
