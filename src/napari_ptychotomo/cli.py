@@ -1,8 +1,9 @@
 """The ``ptychotomo`` command line.
 
-Exit codes: 0 success, 2 bad usage or configuration, 3 bad input data, 4 a reconstruction
-failed (diverged, out of memory), 130 interrupted (results up to the last checkpoint are
-kept; re-run with ``--resume``).
+Exit codes: 0 success, 2 bad usage or configuration (including an output folder this
+user may not write to), 3 bad input data or a file that cannot be read or written
+(permission denied, disk full), 4 a reconstruction failed (diverged, out of memory),
+130 interrupted (results up to the last checkpoint are kept; re-run with ``--resume``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ def _parse_value(text: str) -> Any:
 
 
 def _settings(pairs: list[str]) -> dict[str, Any]:
+    from .pipeline import ConfigError
+
     out = {}
     for pair in pairs or []:
-        if "=" not in pair:
-            raise SystemExit(f"--set {pair!r}: expected key=value (TOML value), e.g. iterations=20")
+        if "=" not in pair or not pair.split("=", 1)[0].strip():
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE (a TOML value), e.g. "
+                              "--set iterations=20")
         key, value = pair.split("=", 1)
         out[key.strip()] = _parse_value(value.strip())
     return out
@@ -121,27 +125,49 @@ def cmd_step(args) -> int:
     return EXIT_OK
 
 
+def _require_writable(folder: Path, what: str) -> None:
+    from .pipeline import ConfigError
+    from .pipeline.config import writable_folder
+
+    refused = writable_folder(folder)
+    if refused is not None:
+        raise ConfigError(f"{what}: cannot write in {str(refused)!r} (permission denied or not "
+                          "a folder); choose a folder you can write to")
+
+
 def cmd_simulate(args) -> int:
     from .io import save
     from .pipeline import make_input
 
+    _require_writable(Path(args.output).parent, f"output {str(args.output)!r}")
     project = make_input({"simulate": args.sample}, seed=args.seed)
     path = save(project, args.output)
     print(f"{args.sample} sample → {path}")
     return EXIT_OK
 
 
+_VALIDATED = (".h5", ".hdf5", ".hdf", ".emd", ".npy", ".npz")
+
+
 def cmd_info(args) -> int:
     from .io import load
+    from .io.scan_input import sampling_note
     from .pipeline.summary import describe
 
-    print(describe(load(args.file), args.file))
+    path = Path(args.file)
+    checks = path.is_dir() or path.suffix.lower() in _VALIDATED
+    obj = load(path, validate="full") if args.full and checks else load(path)
+    print(describe(obj, args.file))
+    note = None if args.full else sampling_note(obj)
+    if note:
+        print(f"note: {note}")
     return EXIT_OK
 
 
 def cmd_demo(args) -> int:
     from .pipeline.demo import demo_config, write_outputs
 
+    _require_writable(Path(args.output), f"--output {str(args.output)!r}")
     config = demo_config(args.output, device=args.device or "auto", fast=args.fast)
     pipeline, bars = _pipeline(config, args.quiet)
     try:
@@ -192,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="describe a project or data file")
     p.add_argument("file", type=Path)
+    p.add_argument("--full", action="store_true",
+                   help="check every diffraction pattern for NaN / inf / negative counts "
+                        "(reads all data; by default a sample is checked)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", help="the whole chain on the default sample")
@@ -231,11 +260,43 @@ def main(argv: list[str] | None = None) -> int:
     except (EngineError, MemoryError) as exc:
         print(f"reconstruction failed: {exc}", file=sys.stderr)
         return EXIT_ENGINE
+    except PermissionError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: permission denied:{where}: this user may not read or write it; fix "
+              "its permissions or choose another path", file=sys.stderr)
+        return EXIT_DATA
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATA
+    except OSError as exc:  # disk full, read-only file system, ...
+        where = f" {exc.filename}:" if exc.filename else ""
+        print(f"error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_DATA
+    except RuntimeError as exc:
+        if not _out_of_memory(exc):
+            raise
+        print(f"reconstruction failed: out of memory ({_first_line(exc)}); lower the batch "
+              "size (msp.batch_size, end_to_end.batch_size), reconstruct fewer tilts at a "
+              "time, or use a device with more memory (--device)", file=sys.stderr)
+        return EXIT_ENGINE
     finally:
         _close_distributed()
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """True for torch's out-of-memory errors (CUDA, MPS, CPU allocator)."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _close_distributed() -> None:

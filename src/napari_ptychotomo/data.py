@@ -47,9 +47,42 @@ def _check_finite(name: str, array: Any) -> None:
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
 
 
+def _is_number(value: Any) -> bool:
+    """A real number (Python or numpy scalar), not a bool, a string or an array."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def _number(name: str, value: Any, unit: str) -> None:
+    if not _is_number(value):
+        raise ValueError(f"{name} = {value!r} ({type(value).__name__}); expected a number in {unit}")
+
+
 def _positive(name: str, value: float, unit: str) -> None:
+    _number(name, value, unit)
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} = {value!r}; expected a positive number in {unit}")
+
+
+def check_scan_shape(scan_shape: Any, num_positions: int, intensity_shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless ``scan_shape`` is ``(Ny, Nx)`` positive integers that
+    describe the ``num_positions`` patterns of intensities of shape ``intensity_shape``."""
+    try:
+        shape = tuple(scan_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 2 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in shape):
+        raise ValueError(f"scan_shape = {scan_shape!r}; expected (Ny, Nx), two positive integers")
+    if min(shape) < 1:
+        raise ValueError(f"scan_shape = {shape}; expected (Ny, Nx), two positive integers")
+    if len(intensity_shape) == 4 and shape != tuple(int(v) for v in intensity_shape[:2]):
+        raise ValueError(f"scan_shape = {shape} but intensities have shape {intensity_shape}; "
+                         f"expected scan_shape = {tuple(int(v) for v in intensity_shape[:2])}")
+    if int(shape[0]) * int(shape[1]) != num_positions:
+        raise ValueError(f"scan_shape = {shape} describes {int(shape[0]) * int(shape[1])} "
+                         f"positions but intensities hold {num_positions} patterns; give the "
+                         "raster (Ny, Nx) with Ny × Nx patterns, or no scan_shape")
 
 
 @dataclass
@@ -103,6 +136,11 @@ class Calibration:
 
     def validate(self) -> "Calibration":
         _positive("energy_eV", self.energy_eV, "eV")
+        _number("defocus", self.defocus, "Å")
+        _number("scan_rotation_deg", self.scan_rotation_deg, "degrees")
+        if not isinstance(self.aberrations, dict):
+            raise ValueError(f"aberrations = {self.aberrations!r}; expected a mapping such as "
+                             "{'C30': 1.2e4} (Å, angles in rad)")
         if self.energy_eV < 1e3 or self.energy_eV > 3e6:
             raise ValueError(
                 f"energy_eV = {self.energy_eV!r}; expected a beam energy in eV "
@@ -120,6 +158,10 @@ class Calibration:
                 f"aberrations has unknown key(s) {sorted(unknown)}; "
                 f"allowed: {sorted(_ABERRATION_NAMES)}"
             )
+        for key, value in self.aberrations.items():
+            _number(f"aberrations[{key!r}]", value, "Å (Cnm) or rad (phinm)")
+            if not np.isfinite(value):
+                raise ValueError(f"aberrations[{key!r}] = {value!r}; expected a finite number")
         return self
 
 
@@ -156,7 +198,22 @@ class ScanData:
         return int(shape[-2]), int(shape[-1])
 
     def patterns(self, index: Any = slice(None)) -> np.ndarray:
-        """Diffraction patterns ``(m, Ky, Kx)`` as float32; reads only what is asked for."""
+        """Diffraction patterns ``(m, Ky, Kx)`` as float32; reads only what is asked for.
+
+        Raises ``ValueError`` when a pattern read holds NaN or infinite counts (a file is
+        checked only on a sample of patterns when opened, so this is where the rest are).
+        """
+        out = self._read_patterns(index)
+        if not np.all(np.isfinite(out)):
+            bad = np.flatnonzero(~np.isfinite(out).reshape(len(out), -1).all(axis=1))
+            flat = np.atleast_1d(np.arange(self.num_positions)[index])
+            source = getattr(self.intensities, "path", None) or getattr(self.intensities, "filename", None)
+            raise ValueError(
+                f"{str(source) + ': ' if source else ''}intensities: pattern(s) {flat[bad[:5]].tolist()} hold NaN or infinite counts; "
+                "repair or exclude them (the file was only sampled when it was opened)")
+        return out
+
+    def _read_patterns(self, index: Any) -> np.ndarray:
         data = self.intensities
         if len(data.shape) == 4:
             ny, nx = data.shape[:2]
@@ -203,6 +260,16 @@ class ScanData:
             )
         if min(shape) < 1 or shape[-1] < 8 or shape[-2] < 8:
             raise _shape_error("intensities", self.intensities, "at least 8×8 detector pixels")
+        kind = np.dtype(self.intensities.dtype).kind
+        if kind not in "iuf":
+            raise ValueError(f"intensities have dtype {np.dtype(self.intensities.dtype)}; expected "
+                             "real detector counts (integers or floats, not complex or bool)")
+        if self.scan_shape is not None:
+            check_scan_shape(self.scan_shape, self.num_positions, shape)
+        _number("tilt_deg", self.tilt_deg, "degrees")
+        if not (np.isfinite(self.tilt_deg) and abs(self.tilt_deg) <= 90):
+            raise ValueError(f"tilt_deg = {self.tilt_deg!r}; expected a stage tilt in degrees "
+                             "within ±90")
         if self.positions is not None:
             pos = np.asarray(self.positions)
             if pos.shape != (self.num_positions, 2):
@@ -263,7 +330,14 @@ class TiltSeries:
         return len(self.scans)
 
     def validate(self, check_values: bool = True) -> "TiltSeries":
-        angles = np.asarray(self.angles_deg, dtype=float)
+        try:
+            raw = np.asarray(self.angles_deg) if not isinstance(self.angles_deg, str) else None
+        except ValueError:  # ragged
+            raw = None
+        if raw is None or raw.dtype.kind not in "iuf":
+            raise ValueError(f"angles_deg = {self.angles_deg!r}; expected numbers, the stage "
+                             "tilt of each scan in degrees")
+        angles = raw.astype(float)
         if angles.ndim != 1 or len(angles) != len(self.scans):
             raise ValueError(
                 f"angles_deg has {angles.size} value(s) but the series has "

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import TiltSeries, _check_finite, _positive, _shape_error
+from .data import TiltSeries, _check_finite, _positive, _shape_error, check_scan_shape
 
 __all__ = ["MSPResult", "Alignment", "Volume", "Resolution", "Atoms", "Project"]
 
@@ -64,6 +64,8 @@ class MSPResult:
             raise _shape_error(
                 "tilt_map", self.tilt_map, f"({len(self.positions)}, 2) as (θx, θy) in mrad"
             )
+        if self.scan_shape is not None:
+            check_scan_shape(self.scan_shape, len(self.positions), (len(self.positions), 0, 0))
         _positive("slice_thickness", self.slice_thickness, "Å")
         _positive("pixel_size", self.pixel_size, "Å")
         _check_finite("object", obj)
@@ -122,8 +124,11 @@ class Volume:
         return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
 
     def validate(self) -> "Volume":
-        if len(self.data.shape) != 3:
-            raise _shape_error("data", self.data, "(nz, ny, nx)")
+        if len(self.data.shape) != 3 or min(self.data.shape) < 1:
+            raise _shape_error("data", self.data, "(nz, ny, nx) with at least one voxel per axis")
+        if np.dtype(self.data.dtype).kind not in "iufc":
+            raise ValueError(f"data has dtype {np.dtype(self.data.dtype)}; expected real or "
+                             "complex numbers")
         _positive("voxel_size", self.voxel_size, "Å")
         if np.shape(self.origin) != (3,):
             raise _shape_error("origin", self.origin, "(3,) in Å as (z, y, x)")

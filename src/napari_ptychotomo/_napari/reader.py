@@ -54,18 +54,33 @@ def napari_get_reader(path: Any) -> Callable[[Any], list[LayerData]] | None:
         if kind == "npy":
             try:
                 ndim = np.load(item, mmap_mode="r", allow_pickle=False).ndim
-            except (OSError, ValueError):
-                return None
+            except Exception:  # noqa: BLE001 - damaged headers raise SyntaxError and kin
+                continue  # unreadable (empty, damaged, no permission): load() says why
             if ndim not in (3, 4):
                 return None
     return read_path
 
 
 def read_path(path: Any) -> list[LayerData]:
-    """Layers of one file or of a list of files (concatenated)."""
+    """Layers of one file or of a list of files (concatenated).
+
+    Raises :class:`~napari_ptychotomo.io.PtychoFormatError` naming the file for anything
+    wrong with it (napari shows the message).
+    """
+    from ..io import PtychoFormatError
+
     if not isinstance(path, (str, Path)):
         return [layer for item in path for layer in read_path(item)]
     path = Path(path)
+    try:
+        return _read_one(path)
+    except PtychoFormatError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, MemoryError) as exc:
+        raise PtychoFormatError(path, str(exc)) from None
+
+
+def _read_one(path: Path) -> list[LayerData]:
     kind = _kind(path)
     if kind == "project":
         return read_project(path)
@@ -73,7 +88,7 @@ def read_path(path: Any) -> list[LayerData]:
         return read_stem_numpy(path)
     if kind == "mrc":
         return read_mrc(path)
-    raise ValueError(f"{path}: not a file napari-ptychotomo reads (.ptycho.h5, .npy, .mrc)")
+    raise ValueError("not a file napari-ptychotomo reads (.ptycho.h5, .npy, .mrc)")
 
 
 def read_project(path: Any) -> list[LayerData]:

@@ -46,6 +46,9 @@ def scan_views(scan: ScanData, batch_bytes: int = 64 * 2**20) -> tuple[np.ndarra
     """
     data = scan.intensities
     shape = tuple(data.shape)
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise ValueError(f"intensities have shape {shape}; expected (Ny, Nx, Ky, Kx) or "
+                         "(n, Ky, Kx) diffraction patterns")
     mask = bright_field_mask(scan)
     pattern_bytes = 4 * shape[-1] * shape[-2]
     total = np.zeros(shape[-2:], np.float64)
@@ -54,7 +57,7 @@ def scan_views(scan: ScanData, batch_bytes: int = 64 * 2**20) -> tuple[np.ndarra
         rows = max(1, batch_bytes // (pattern_bytes * nx))
         bright = np.empty((ny, nx), np.float32)
         for y0 in range(0, ny, rows):
-            block = np.asarray(data[y0 : y0 + rows], dtype=np.float32)
+            block = _checked(np.asarray(data[y0 : y0 + rows], dtype=np.float32), y0 * nx)
             bright[y0 : y0 + rows] = block[..., mask].sum(-1)
             total += block.sum(axis=(0, 1), dtype=np.float64)
         count = ny * nx
@@ -63,12 +66,25 @@ def scan_views(scan: ScanData, batch_bytes: int = 64 * 2**20) -> tuple[np.ndarra
         size = max(1, batch_bytes // pattern_bytes)
         bright = np.empty((count,), np.float32)
         for i0 in range(0, count, size):
-            block = np.asarray(data[i0 : i0 + size], dtype=np.float32)
+            block = _checked(np.asarray(data[i0 : i0 + size], dtype=np.float32), i0)
             bright[i0 : i0 + size] = block[:, mask].sum(-1)
             total += block.sum(axis=0, dtype=np.float64)
         if scan.scan_shape is not None and int(np.prod(scan.scan_shape)) == count:
             bright = bright.reshape(scan.scan_shape)
     return bright, (total / max(count, 1)).astype(np.float32)
+
+
+def _checked(block: np.ndarray, first: int) -> np.ndarray:
+    """``block`` of patterns, refused when it holds NaN, inf or negative counts (opening a
+    file checks only a sample of its patterns; the views read them all)."""
+    if not np.all(np.isfinite(block)):
+        bad = np.flatnonzero(~np.isfinite(block).reshape(-1, *block.shape[-2:]).all(axis=(1, 2)))
+        raise ValueError(f"intensities: pattern(s) {(first + bad[:5]).tolist()} (counted "
+                         "along the scan) hold NaN or infinite counts")
+    if block.size and block.min() < 0:
+        raise ValueError(f"intensities: negative counts (minimum {block.min():.3g}) among "
+                         f"patterns from {first} on; subtract the dark reference and clip")
+    return block
 
 
 def scan_step_angstrom(scan: ScanData) -> tuple[float, float]:
@@ -77,8 +93,9 @@ def scan_step_angstrom(scan: ScanData) -> tuple[float, float]:
     if scan.calibration.scan_step is not None:
         step = float(scan.calibration.scan_step)
         return step, step
-    if scan.positions is not None and scan.scan_shape is not None:
-        ny, nx = scan.scan_shape
+    if (scan.positions is not None and scan.scan_shape is not None
+            and int(np.prod(scan.scan_shape)) * 2 == np.size(scan.positions)):
+        ny, nx = (int(v) for v in scan.scan_shape)
         pos = np.asarray(scan.positions, dtype=np.float64).reshape(ny, nx, 2)
         dy = np.median(np.abs(np.diff(pos[:, :, 0], axis=0))) if ny > 1 else np.nan
         dx = np.median(np.abs(np.diff(pos[:, :, 1], axis=1))) if nx > 1 else np.nan

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from .errors import PtychoFormatError
+from .guards import check_fits
 from .h5datasets import (  # noqa: F401  (re-exported)
     COMPRESSION, copy_dataset, copy_group, get_text, set_text, write_dataset,
 )
@@ -236,4 +237,5 @@ def _read_dataset(group: h5py.Group, name: str) -> np.ndarray:
     obj = group[name]
     if not isinstance(obj, h5py.Dataset):
         raise TypeError(f"{obj.name}: expected a dataset")
+    check_fits(group.file.filename, obj.name, obj.shape, obj.dtype)
     return obj[()]

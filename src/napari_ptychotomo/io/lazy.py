@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from .errors import PtychoFormatError
+from .guards import check_fits, require_readable
 
 __all__ = ["LazyDataset", "open_h5"]
 
@@ -25,17 +26,22 @@ _CHUNK_CACHE = 32 << 20  # bytes of decompressed chunks cached per dataset
 def open_h5(path: Any) -> h5py.File:
     """Open an HDF5 file read-only with a chunk cache suited to batch reads.
 
-    Raises :class:`PtychoFormatError` naming the file when it is missing, truncated,
-    or not HDF5.
+    Raises :class:`PtychoFormatError` naming the file when it is missing, unreadable
+    (permission denied), truncated, or not HDF5.
     """
-    if not os.path.exists(path):
-        raise PtychoFormatError(path, "file not found")
+    require_readable(path)
     try:
         return h5py.File(path, "r", rdcc_nbytes=_CHUNK_CACHE, locking=False)
     except Exception as exc:  # h5py raises OSError for truncated / foreign files
         raise PtychoFormatError(
             path, f"not a readable HDF5 file (truncated or corrupt?): {exc}"
         ) from None
+
+
+def _reads_all(index: Any) -> bool:
+    """True for the indices that read a whole dataset: ``()``, ``...``, ``:``."""
+    whole = (lambda i: i is Ellipsis or (isinstance(i, slice) and i == slice(None)))
+    return whole(index) or (isinstance(index, tuple) and all(whole(i) for i in index))
 
 
 class LazyDataset:
@@ -102,6 +108,8 @@ class LazyDataset:
     def __getitem__(self, index: Any) -> np.ndarray:
         if isinstance(index, np.ndarray) and index.dtype.kind in "iu":
             index = index.tolist()
+        if _reads_all(index):
+            check_fits(self._path, self._name, self.shape, self.dtype)
         try:
             return self._dset[index]
         except (OSError, RuntimeError, KeyError) as exc:

@@ -160,8 +160,9 @@ def load_native(
     path : the project file; its results sidecar, if any, is merged in.
     lazy : keep intensities as :class:`LazyDataset` (the file stays open while they are
         alive; see :func:`close`). ``False`` reads everything into memory and closes it.
-    validate : ``"sample"`` checks structure and up to 8 patterns per scan for NaN / inf /
-        negative counts; ``"full"`` checks every pattern (reads all data); ``"none"``.
+    validate : ``"sample"`` checks every object and a sample of the patterns of each scan
+        for NaN / inf / negative counts; ``"full"`` checks every pattern (reads all data);
+        ``"none"`` checks only the scans' shapes, dtypes and calibration (no data read).
     as_project : return the :class:`Project` even when the file holds a single object.
 
     Returns
@@ -173,6 +174,8 @@ def load_native(
     PtychoFormatError : the file is missing, truncated, damaged, not a project file, or
         holds invalid data; the message names the file and the problem.
     """
+    if validate not in ("sample", "full", "none"):
+        raise ValueError(f"validate = {validate!r}; expected 'sample', 'full' or 'none'")
     fh = open_h5(path)
     try:
         version = get_text(fh, "format_version")
@@ -190,7 +193,9 @@ def load_native(
             values.update(side)
             kind = "Project"
         project = Project(**{k: values[k] for k in values if k in Project.__dataclass_fields__})
-        if validate != "none":
+        if validate == "none":
+            _check_structure(project, path)
+        else:
             _validate_loaded(project, path, full=validate == "full")
         result = project if as_project else unwrap(project, kind)
     except PtychoFormatError:
@@ -204,6 +209,19 @@ def load_native(
     if not _has_lazy(project):
         fh.close()
     return result
+
+
+def _check_structure(project: Project, path: Any) -> None:
+    """Shapes, dtypes and calibration of the scans: what engines rely on, read from the
+    metadata alone (no intensities are read)."""
+    if project.series is None:
+        return
+    for k, scan in enumerate(project.series.scans):
+        if isinstance(scan, ScanData):
+            try:
+                scan.validate(check_values=False)
+            except ValueError as exc:
+                raise PtychoFormatError(path, f"invalid content: scan {k}: {exc}") from None
 
 
 def _validate_loaded(project: Project, path: Any, full: bool) -> None:

@@ -17,7 +17,7 @@ from ..data import (
 )
 from .errors import PtychoFormatError
 
-__all__ = ["atomic_h5", "atomic_file", "sidecar_path", "wrap", "unwrap", "check", "RESULT_FIELDS", "NAMED"]
+__all__ = ["atomic_h5", "atomic_file", "remove_stale_temps", "sidecar_path", "wrap", "unwrap", "check", "RESULT_FIELDS", "NAMED"]
 
 RESULT_FIELDS = ("msp", "alignment", "volumes", "resolution", "atoms", "provenance")
 _LIBVER = ("v110", "v110")  # readable by HDF5 >= 1.10, checksummed metadata
@@ -51,6 +51,7 @@ def atomic_file(path: Any) -> Iterator[Path]:
     damaged ``path``.
     """
     path = Path(path)
+    remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuidlib.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
@@ -70,6 +71,48 @@ def atomic_file(path: Any) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (owned by someone else), or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files that killed saves of ``path`` left behind.
+
+    Only files named as :func:`atomic_file` names them (``.<name>.<pid>.<hex>.tmp``) whose
+    writer process no longer exists are removed (with a warning naming each), so a save
+    running in another process is never disturbed. Returns the files removed.
+    """
+    import re
+    import warnings
+
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+    removed = []
+    try:
+        candidates = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = pattern.fullmatch(candidate.name)
+        if match is None or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
+            continue
+        try:
+            size = candidate.stat().st_size
+            candidate.unlink()
+        except OSError:
+            continue
+        removed.append(candidate)
+        warnings.warn(f"{candidate}: removed the temporary file ({size} bytes) of an earlier "
+                      f"save of {path.name} that did not finish (process {match.group(1)} is "
+                      "gone)", UserWarning, stacklevel=4)
+    return removed
 
 
 def wrap(obj: Any, name: Any) -> tuple[Project, str]:

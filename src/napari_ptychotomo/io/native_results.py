@@ -53,7 +53,11 @@ def append_result(path: Any, obj: Any, *, name: Any = None, compression: dict | 
             raise PtychoFormatError(path, "not a napari-ptychotomo project file")
         side = sidecar_path(path)
         source = fh
-        sfh = open_h5(side) if side.exists() else None
+        try:
+            sfh = open_h5(side) if side.exists() else None
+        except PtychoFormatError as exc:
+            raise PtychoFormatError(side, f"{exc.reason}; cannot add a result next to a damaged "
+                                    "results sidecar: move it away (or delete it) first") from None
         try:
             if sfh is not None and get_text(sfh, "parent_uuid") == file_id:
                 source = sfh
@@ -121,17 +125,39 @@ def write_results(path: Path, project: Project, compression: dict | None) -> Pat
 
 
 def read_sidecar(path: Any, file_id: str | None, codec: Codec) -> dict[str, Any] | None:
+    """The results of the sidecar of project ``path``, or ``None``.
+
+    ``None`` (with a warning naming the sidecar) when it belongs to an older project file
+    of the same name or is damaged: the raw data in the project file stay readable, and
+    the results stored in the project file itself are used.
+    """
     side = sidecar_path(path)
     if not side.exists():
         return None
-    with open_h5(side) as sfh:
-        if get_text(sfh, "parent_uuid") != file_id:
+    try:
+        sfh = open_h5(side)
+    except PtychoFormatError as exc:
+        _warn_damaged(side, exc.reason)
+        return None
+    with sfh:
+        try:
+            parent = get_text(sfh, "parent_uuid")
+        except Exception as exc:  # a damaged attribute
+            _warn_damaged(side, f"{type(exc).__name__}: {exc}")
+            return None
+        if parent != file_id:
             warnings.warn(f"{side}: results sidecar belongs to an older {Path(path).name}; "
                           "ignored")
             return None
         try:
             return {k: v for k, v in codec.read_members(sfh) if k in RESULT_FIELDS}
         except Exception as exc:
-            raise PtychoFormatError(side, f"damaged results sidecar ({exc})") from None
+            reason = exc.reason if isinstance(exc, PtychoFormatError) else f"{type(exc).__name__}: {exc}"
+            _warn_damaged(side, reason)
+            return None
 
 
+def _warn_damaged(side: Path, reason: str) -> None:
+    warnings.warn(f"{side}: results sidecar is damaged ({reason}); opening the project "
+                  "without the results added to it. Move the sidecar away (or delete it) to "
+                  "silence this and to add results again", UserWarning, stacklevel=4)

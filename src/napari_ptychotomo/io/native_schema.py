@@ -22,6 +22,7 @@ from ..data import (
     ScanData, TiltSeries, Volume,
 )
 from .h5tree import get_text, read_members, set_text, write_dataset, write_members
+from .guards import check_fits
 from .lazy import LazyDataset
 
 __all__ = ["FORMAT_VERSION", "DATA_CLASSES", "UNITS", "intensity_chunks", "Codec"]
@@ -163,5 +164,8 @@ class Codec:
             dset = g[name]
             if not isinstance(dset, h5py.Dataset) or len(dset.shape) not in (3, 4):
                 raise TypeError(f"{g.name}/{name}: expected a 3D or 4D intensity dataset")
-            return True, (LazyDataset(g.file, dset.name) if self.lazy else dset[()])
+            if self.lazy:
+                return True, LazyDataset(g.file, dset.name)
+            check_fits(g.file.filename, dset.name, dset.shape, dset.dtype)
+            return True, dset[()]
         return False, None

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..data import Volume
 from .errors import PtychoFormatError
+from .guards import check_fits, require_readable
 from .native_files import atomic_file
 from .scan_input import length_to_angstrom
 
@@ -76,12 +77,14 @@ def load_mrc(path: Any, *, voxel_size: float | None = None, as_array: bool = Fal
     import mrcfile
 
     path = Path(path)
-    if not path.exists():
-        raise PtychoFormatError(path, "file not found")
+    require_readable(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with mrcfile.open(path, permissive=False) as mrc:
+            with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+                if mrc.data is None:
+                    raise ValueError("the header declares no data")
+                check_fits(path, "data", mrc.data.shape, mrc.data.dtype)
                 data = np.array(mrc.data)
                 stack = mrc.is_image_stack() or data.ndim == 2
                 vs = mrc.voxel_size
@@ -89,8 +92,11 @@ def load_mrc(path: Any, *, voxel_size: float | None = None, as_array: bool = Fal
                 origin = np.array([float(mrc.header.origin[a]) for a in ("z", "y", "x")])
                 labels = [bytes(label).decode("ascii", "replace").strip() for label in
                           mrc.header.label[: int(mrc.header.nlabl)]]
+    except PtychoFormatError:
+        raise
     except Exception as exc:
         raise PtychoFormatError(path, f"not a readable MRC file (truncated or corrupt?): {exc}") from None
+    _check_values(path, data)
     if stack or as_array:
         return data
     units = next((lab.split("units=", 1)[1] for lab in labels
@@ -98,10 +104,30 @@ def load_mrc(path: Any, *, voxel_size: float | None = None, as_array: bool = Fal
     voxel = voxel_size or sizes[0]
     if not voxel:
         raise PtychoFormatError(path, "missing voxel size (0 in the header); pass voxel_size= in Å")
+    if voxel_size is None and not (np.isfinite(voxel) and voxel > 0):
+        raise PtychoFormatError(path, f"header voxel size is {voxel!r} Å; expected a positive "
+                                "length (pass voxel_size= in Å to override)")
     if voxel_size is None and not np.allclose(sizes, sizes[0], rtol=1e-4):
         raise PtychoFormatError(path, f"voxels are not cubic: (x, y, z) = {sizes} Å; pass "
                                 "voxel_size= to override or resample first")
-    return Volume(data=data, voxel_size=float(voxel), origin=origin, units=units)
+    return _volume(path, data, voxel, origin, units)
+
+
+def _check_values(path: Path, data: np.ndarray) -> None:
+    if data.size == 0:
+        raise PtychoFormatError(path, f"data has shape {data.shape}: no values")
+    if data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
+        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        raise PtychoFormatError(path, f"data holds {bad} NaN or infinite value(s) of "
+                                f"{data.size}; a volume must be finite")
+
+
+def _volume(path: Path, data: np.ndarray, voxel: Any, origin: Any, units: str) -> Volume:
+    try:
+        return Volume(data=data, voxel_size=float(voxel), origin=np.asarray(origin, float),
+                      units=units).validate()
+    except (TypeError, ValueError) as exc:
+        raise PtychoFormatError(path, f"not a valid volume: {exc}") from None
 
 
 def save_tiff(obj: Any, path: Any, *, voxel_size: float | None = None) -> Path:
@@ -134,22 +160,30 @@ def load_tiff(path: Any, *, voxel_size: float | None = None, as_array: bool = Fa
     import tifffile
 
     path = Path(path)
-    if not path.exists():
-        raise PtychoFormatError(path, "file not found")
+    require_readable(path)
     try:
         with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            check_fits(path, "image data", series.shape, series.dtype)
             data = tif.asarray()
             meta = dict(tif.imagej_metadata or {})
             page = tif.pages[0]
             xres = page.tags.get("XResolution")
             xres = xres.value if xres is not None else None
+    except PtychoFormatError:
+        raise
     except Exception as exc:
         raise PtychoFormatError(path, f"not a readable TIFF file (truncated or corrupt?): {exc}") from None
+    _check_values(path, data)
     if as_array or data.ndim != 3 or meta.get("ptycho_type") == "ndarray":
         return data
     voxel = voxel_size
     if voxel is None and "voxel_size" in meta:
-        voxel = float(meta["voxel_size"])
+        try:
+            voxel = float(meta["voxel_size"])
+        except (TypeError, ValueError):
+            raise PtychoFormatError(path, f"ImageJ key voxel_size = {meta['voxel_size']!r} is not "
+                                    "a number; pass voxel_size= in Å") from None
     if voxel is None:
         factor = length_to_angstrom(meta.get("unit", ""))
         if factor and meta.get("spacing"):
@@ -161,5 +195,9 @@ def load_tiff(path: Any, *, voxel_size: float | None = None, as_array: bool = Fa
                                 "voxel_size= in Å (or as_array=True for a plain image stack)")
     origin = np.zeros(3)
     if "origin" in meta:
-        origin = np.array([float(v) for v in str(meta["origin"]).split()])
-    return Volume(data=data, voxel_size=float(voxel), origin=origin, units=str(meta.get("units", "")))
+        try:
+            origin = np.array([float(v) for v in str(meta["origin"]).split()])
+        except ValueError:
+            raise PtychoFormatError(path, f"ImageJ key origin = {meta['origin']!r} is not three "
+                                    "numbers (z y x in Å)") from None
+    return _volume(path, data, voxel, origin, str(meta.get("units", "")))

@@ -17,7 +17,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["ConfigError", "STEP_ORDER", "SAMPLES", "load_config", "validate_config", "template"]
+__all__ = ["ConfigError", "STEP_ORDER", "SAMPLES", "load_config", "validate_config", "template",
+           "writable_folder"]
 
 STEP_ORDER = ("bright_field", "msp", "denoise", "align", "linear", "end_to_end", "resolution", "atoms")
 SAMPLES = ("default", "nanoparticle", "core_shell", "none")
@@ -139,16 +140,122 @@ def step_settings(step: str) -> dict[str, tuple[Any, str]]:
     return settings
 
 
+def step_annotations(step: str) -> dict[str, str]:
+    """Type annotation (as text) of each setting of a step, where the engine gives one."""
+    source, _, _ = STEP_SOURCES[step]
+    try:
+        target = source()
+    except (ImportError, AttributeError):
+        return {}
+    out: dict[str, str] = {}
+    if dataclasses.is_dataclass(target):
+        for f in dataclasses.fields(target):
+            out[f.name] = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    elif callable(target) and not isinstance(target, dict):
+        for p in inspect.signature(target).parameters.values():
+            if p.annotation is not inspect.Parameter.empty:
+                ann = p.annotation
+                out[p.name] = ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+    return out
+
+
 # --- validation ------------------------------------------------------------------------
+
+#: settings that count things or iterations: integers of at least 1
+POSITIVE_INTEGERS = {"iterations", "n_iter", "final_n_iter", "num_slices", "num_modes",
+                     "batch_size", "preview_every", "n_species"}
+#: settings that are a length, a weight or a step: numbers of at least 0
+NON_NEGATIVE = ("_weight", "_smoothness", "_step", "slice_thickness", "strength", "tolerance",
+                "threshold", "_window", "score_radius")
+_NUMBER_TYPES = ("float", "int")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _matches(value: Any, annotation: str) -> bool | None:
+    """Whether ``value`` fits a type annotation such as ``int | None`` or
+    ``float | str | None`` (``None``: the annotation names no type checked here)."""
+    members = [m.strip() for m in annotation.replace("Optional[", "").rstrip("]").split("|")]
+    known = False
+    for member in members:
+        base = member.split("[", 1)[0].strip()
+        if base == "None":
+            continue
+        if base == "bool":
+            known = True
+            if isinstance(value, bool):
+                return True
+        elif base == "int":
+            known = True
+            if isinstance(value, int) and not isinstance(value, bool):
+                return True
+        elif base == "float":
+            known = True
+            if _is_number(value):
+                return True
+        elif base == "str":
+            known = True
+            if isinstance(value, str):
+                return True
+        elif base in ("tuple", "list", "Sequence"):
+            known = True
+            if isinstance(value, (list, tuple)):
+                return True
+        elif base == "dict":
+            known = True
+            if isinstance(value, dict):
+                return True
+    return False if known else None
+
+
+def _want(annotation: str) -> str:
+    words = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+             "tuple": "a list", "list": "a list", "Sequence": "a list", "dict": "a table"}
+    members = [m.strip().split("[", 1)[0] for m in annotation.split("|")]
+    return " or ".join(dict.fromkeys(words[m] for m in members if m in words))
+
+
+def _check_items(field: str, value: Any, default: Any, annotation: str) -> None:
+    """The items of a list setting: numbers where the default or annotation has numbers."""
+    numbers = (isinstance(default, (list, tuple)) and default
+               and all(_is_number(v) for v in default)) or re.search(
+                   r"(tuple|list)\[(float|int)", annotation or "")
+    if numbers and isinstance(value, (list, tuple)):
+        for k, item in enumerate(value):
+            if not _is_number(item):
+                raise ConfigError(f"{field}[{k}]: expected a number, got {_describe(item)}")
+
+
+def _check_range(field: str, value: Any) -> None:
+    key = field.split(".", 1)[1]
+    if key in POSITIVE_INTEGERS and isinstance(value, int) and value < 1:
+        raise ConfigError(f"{field} = {value}; expected an integer of at least 1")
+    if _is_number(value):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{field} = {value}; expected a finite number")
+        if (key.endswith(NON_NEGATIVE) or key in NON_NEGATIVE) and value < 0:
+            raise ConfigError(f"{field} = {value}; expected a number ≥ 0")
 
 def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def _check_value(field: str, value: Any, default: Any) -> None:
+def _check_value(field: str, value: Any, default: Any, annotation: str | None = None) -> None:
     choices = CHOICES.get(tuple(field.split(".", 1)))  # type: ignore[arg-type]
     if choices and value not in choices:
         raise ConfigError(f"{field} = {value!r}; allowed values: {', '.join(map(repr, choices))}")
+    _check_range(field, value)
+    if annotation:
+        _check_items(field, value, default, annotation)
+    elif isinstance(default, (list, tuple)):
+        _check_items(field, value, default, "")
+    if annotation and _matches(value, annotation) is not None:
+        if not _matches(value, annotation):
+            raise ConfigError(f"{field}: expected {_want(annotation)}, got {_describe(value)}")
+        if not (isinstance(default, (list, tuple)) and isinstance(value, (list, tuple))):
+            return  # the annotation allows it (e.g. a number for defocus = "auto")
     if default is None:
         return
     if isinstance(default, bool):
@@ -171,7 +278,8 @@ def _check_value(field: str, value: Any, default: Any) -> None:
         raise ConfigError(f"{field}: expected {want}, got {_describe(value)}")
 
 
-def _check_section(name: str, table: Any, allowed: dict[str, tuple[Any, str]]) -> None:
+def _check_section(name: str, table: Any, allowed: dict[str, tuple[Any, str]],
+                   annotations: dict[str, str] | None = None) -> None:
     if not isinstance(table, dict):
         raise ConfigError(f"[{name}] must be a table of settings, got {_describe(table)}")
     for key, value in table.items():
@@ -181,7 +289,7 @@ def _check_section(name: str, table: Any, allowed: dict[str, tuple[Any, str]]) -
             raise ConfigError(
                 f"{name}.{key} is not a setting{hint} Allowed: {', '.join(sorted(allowed))}"
             )
-        _check_value(f"{name}.{key}", value, allowed[key][0])
+        _check_value(f"{name}.{key}", value, allowed[key][0], (annotations or {}).get(key))
 
 
 def validate_config(config: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
@@ -224,22 +332,72 @@ def validate_config(config: dict[str, Any], base: Path | None = None) -> dict[st
         source["path"] = str(path)
     else:
         source.setdefault("simulate", "default")
+    if not isinstance(run["project"], str):
+        raise ConfigError(f"run.project: expected a file path (a string), got {_describe(run['project'])}")
     project = Path(run["project"])
     if base is not None and not project.is_absolute():
         run["project"] = str(base / project)
+    _check_project_path(Path(run["project"]))
     if source["simulate"] == "none" and not source.get("path") and not Path(run["project"]).exists():
         raise ConfigError("input: give input.path or input.simulate, or an existing run.project")
     out = {"run": run, "input": source}
     for step in STEP_ORDER:
         table = config.get(step, {})
         if step in run["steps"] or table:
-            _check_section(step, table, step_settings(step))
+            _check_section(step, table, step_settings(step), step_annotations(step))
         out[step] = dict(table)
     for step in ("msp", "end_to_end"):
         for key, value in out.get(step, {}).get("rates", {}).items():
             if not (isinstance(value, list) and len(value) == 2):
                 raise ConfigError(f"{step}.rates.{key}: expected [step, start iteration], got {_describe(value)}")
+            if not (_is_number(value[0]) and isinstance(value[1], int) and not isinstance(value[1], bool)
+                    and value[0] >= 0 and value[1] >= 0):
+                raise ConfigError(f"{step}.rates.{key} = {value!r}; expected [step ≥ 0, start "
+                                  "iteration ≥ 0 (an integer)]")
+        if out.get(step):
+            _check_engine_params(step, out[step])
     return out
+
+
+def _check_engine_params(step: str, table: dict[str, Any]) -> None:
+    """Let the engine's own parameter class check the values together (ranges, combinations)."""
+    extra = STEP_SOURCES[step][2]
+    options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in table.items() if k not in extra}
+    try:
+        params_class = STEP_SOURCES[step][0]()
+        params = params_class(**options)
+        params.validate()
+    except (ImportError, AttributeError):
+        return
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{step}.{exc}") from None
+
+
+def writable_folder(folder: Path) -> Path | None:
+    """``None`` when files can be created in ``folder`` (or in the folders that would be
+    created for it); else the existing folder that refuses it."""
+    import os
+
+    folder = Path(os.path.abspath(folder))
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return existing
+    return None
+
+
+def _check_project_path(project: Path) -> None:
+    if project.is_dir():
+        raise ConfigError(f"run.project = {str(project)!r} is a folder; expected the path of a "
+                          "project file, e.g. run.ptycho.h5 inside it")
+    if project.exists() and not project.is_file():
+        raise ConfigError(f"run.project = {str(project)!r} is not a regular file")
+    refused = writable_folder(project.parent)
+    if refused is not None:
+        raise ConfigError(f"run.project = {str(project)!r}: cannot write in {str(refused)!r} "
+                          "(permission denied or not a folder); choose a folder you can write "
+                          "to, or fix its permissions")
 
 
 def load_config(path: Any) -> dict[str, Any]:
@@ -250,6 +408,13 @@ def load_config(path: Any) -> dict[str, Any]:
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give the configuration file (a .toml), e.g. "
+                          f"{path / 'run.toml'}") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied reading the configuration file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text (UTF-8) TOML file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     return validate_config(raw, base=path.parent)
