@@ -9,10 +9,11 @@ What the numbers say (measured on this machine):
 
 * our operators on abTEM's grid, fed abTEM's slices: 4e-6 with abTEM's antialias aperture
   (2/3 of Nyquist with a cosine taper 0.01/pixel wide), 7e-3 with our hard 2/3 cut;
-* abTEM's patterns are not converged in the sampling: on the same 384² grid, moving the
-  atoms by 0.31 pixel moves them by 0.023; our multislice at 768² and 1152² pixels agrees
-  with itself to 3e-3 and lies 0.022-0.024 from abTEM. So no simulator that converges can
-  match this reference to 1e-2; the simulator tests below bound what is measured.
+* abTEM's patterns are not converged in the sampling: on its 384² grid our multislice with
+  our slices lies 0.008 from them with the atoms on grid points as abTEM had them, 0.023
+  with the atoms 0.31 pixel off; at 768² and 1152² pixels it agrees with itself to 3e-3
+  and lies 0.022-0.024 from abTEM. So no simulator that converges can match this
+  reference to 1e-2; the simulator tests below bound what is measured.
 """
 
 from __future__ import annotations
