@@ -143,7 +143,7 @@ def test_simulator_at_its_default_sampling_against_abtem(abtem_detector_referenc
 @pytest.mark.slow
 @pytest.mark.parametrize("group", GROUPS)
 def test_simulator_converged_in_its_sampling_lies_within_3e_2_of_abtem(abtem_detector_reference, group):
-    # about 30 s per group on one core: 4 positions at oversampling 12 (768² window)
+    # 15-30 s per group on one shared core: 4 positions at oversampling 12 (768² window)
     ref = abtem_detector_reference
     step = float(ref.attrs["scan_step_A"]) * 7  # the 4 corners of the 8×8 raster
     scan = _simulate(ref, group, oversampling=12, scan_shape=(2, 2), scan_step=step)
@@ -200,3 +200,14 @@ def test_truth_is_given_on_the_detector_grid_and_on_the_simulation_grid():
     # the detector-grid potential is the simulated one averaged over each detector pixel
     np.testing.assert_allclose(truth["potential"].mean(), truth["simulation_potential"].mean(), rtol=1e-5)
     assert truth["intensity_kept"].shape == (4,) and truth["intensity_kept"].min() > 0.95
+
+
+def test_automatic_oversampling_puts_the_antialias_beyond_the_detector_corner():
+    # antialias f·min(N)·Δk/3 against the corner Δk·√(Ny² + Nx²)/2, with a 1.25 margin
+    assert automatic_oversampling((64, 64)) == 3  # antialias at 1.41× the corner
+    assert automatic_oversampling((32, 32)) == 3
+    assert automatic_oversampling((64, 32)) == 5  # the 32-pixel axis has the coarser pixel
+    for shape in ((64, 64), (48, 32), (128, 96)):
+        f = automatic_oversampling(shape)
+        antialias, corner = f * min(shape) / 3, np.hypot(*shape) / 2
+        assert antialias >= 1.25 * corner and (f - 1) * min(shape) / 3 < 1.25 * corner
