@@ -18,7 +18,9 @@ area. This is the exact potential band-limited at the grid's Nyquist frequency: 
 positions need no interpolation and the logarithmic core is bounded by the band limit. No
 roll-off below Nyquist: the transmission exp(iσV) carries every frequency of V into the
 wave, so a taper of V would lower the peaks of the projected potential on coarse pixels and
-change the physics; the multislice antialias acts on the transmission function instead. Slices are periodic, so leave vacuum around non-periodic specimens. The 3D volume is built in real space (:mod:`.volume`).
+change the physics; the multislice antialias acts on the transmission function instead.
+Slices are periodic, so leave vacuum around non-periodic specimens. The 3D volume is built
+in real space (:mod:`.volume`).
 """
 
 from __future__ import annotations
