@@ -1,9 +1,13 @@
-"""Time the simulator on the issue's case and write benchmarks/results/simulate.json.
+"""Time the 4D-STEM simulator and write benchmarks/results/simulate.json.
 
-A 15-tilt 4D-STEM series of a ~2 nm Pt particle: 24×24 scan, 64×64 detector, 6 slices,
-300 keV, 25 mrad, dose 1e5 e/Å², with its ground-truth volume (issue 2: under 60 s on 2
-cores). Wall time depends on what else runs on the machine, so the CPU time of this process
-and the load average are recorded too. Run: python benchmarks/simulate.py
+The fixed case: a 15-tilt series of a ~2 nm Pt cuboctahedron (147 atoms), 24×24 scan of
+0.4 Å, 64×64 detector (±2 semi-angles), 6 slices, 300 keV, 25 mrad, dose 1e5 e/Å², with its
+ground-truth volume, once on the detector's own grid (``oversampling=1``, the simulator
+before it simulated finely) and once at the default (``"auto"``: 3 for a square detector).
+Per setting: wall and CPU seconds of the series, the grid sizes, the FFTs per pattern, and
+where the time of one scan goes (the simulator's steps timed one by one, tilt 0 alone).
+Wall time depends on what else runs on the machine, so the CPU time of this process and
+the load average are recorded too. Run: python benchmarks/simulate.py
 """
 
 from __future__ import annotations
@@ -17,26 +21,80 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_ptychotomo.simulate import fcc_nanoparticle, simulate_tilt_series
+from napari_ptychotomo.simulate import fcc_nanoparticle, simulate_scan, simulate_tilt_series
+from napari_ptychotomo.simulate import stem
+
+OPTIONS = dict(scan_shape=(24, 24), scan_step=0.4, detector_shape=(64, 64), num_slices=6, dose=1e5)
+ANGLES = np.linspace(-70, 70, 15)
+STEPS = {  # the simulator's steps, as stem.py calls them
+    "potential (structure factors, fine grid)": "_field_potential",
+    "transmission exp(iσV) + antialias": "transmission",
+    "probe": "make_probe",
+    "multislice (forward_intensities)": "forward_intensities",
+    "crop / bin to the detector": "crop_and_bin",
+    "truth potential on the detector grid": "average_to_coarse_pixels",
+}
+
+
+def _time_steps(particle, oversampling) -> dict[str, float]:
+    """Seconds spent in each step of one scan (tilt 0), by wrapping stem's functions."""
+    spent = dict.fromkeys(STEPS, 0.0)
+    originals = {name: getattr(stem, name) for name in STEPS.values()}
+
+    def timed(label, function):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] += time.perf_counter() - start
+        return run
+
+    try:
+        for label, name in STEPS.items():
+            setattr(stem, name, timed(label, originals[name]))
+        start = time.perf_counter()
+        scan = simulate_scan(particle, oversampling=oversampling, **OPTIONS)
+        total = time.perf_counter() - start
+    finally:
+        for name, function in originals.items():
+            setattr(stem, name, function)
+    spent["other"] = total - sum(spent.values())
+    return {"seconds": round(total, 3), "steps_seconds": {k: round(v, 3) for k, v in spent.items()},
+            "truth": scan.truth}
 
 
 def main() -> None:
     particle = fcc_nanoparticle("Pt", size=20.0, shape="cuboctahedron", vacuum=2.0)
-    load_before = os.getloadavg()[0]
-    start, cpu_start = time.perf_counter(), time.process_time()
-    series = simulate_tilt_series(
-        particle, np.linspace(-70, 70, 15), shift_std=0.5, seed=0, scan_shape=(24, 24),
-        scan_step=0.4, detector_shape=(64, 64), num_slices=6, dose=1e5,
-    )
-    seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - cpu_start
+    runs = {}
+    for oversampling in (1, "auto"):
+        load_before = os.getloadavg()[0]
+        start, cpu_start = time.perf_counter(), time.process_time()
+        series = simulate_tilt_series(particle, ANGLES, shift_std=0.5, seed=0, oversampling=oversampling, **OPTIONS)
+        seconds = time.perf_counter() - start
+        cpu_seconds = time.process_time() - cpu_start
+        one = _time_steps(particle, oversampling)
+        truth = one.pop("truth")
+        f, b = truth["oversampling"], truth["detector_binning"]
+        window = [f * b * n for n in OPTIONS["detector_shape"]]
+        runs[str(oversampling)] = {
+            "oversampling": f, "detector_binning": b,
+            "seconds": round(seconds, 2), "seconds_per_tilt": round(seconds / len(series), 3),
+            "cpu_seconds": round(cpu_seconds, 2), "load_average_1min_before": round(load_before, 2),
+            "simulation_pixel_A": round(truth["simulation_pixel_size"][0], 5),
+            "detector_pixel_A": round(truth["pixel_size"][0], 5),
+            "window_pixels": window, "field_pixels": list(truth["simulation_potential"].shape[1:]),
+            "detector_field_pixels": list(truth["potential"].shape[1:]),
+            # probe shift (fft + ifft), then 2 per slice less the one the fused pass saves
+            "ffts_per_pattern": 2 * OPTIONS["num_slices"] + 1, "fft_size": window,
+            "intensity_kept_mean": round(float(np.mean(truth["intensity_kept"])), 4),
+            "one_scan": one,
+        }
     result = {
-        "case": "15 tilts, Pt cuboctahedron 2 nm, 24x24 scan, 64x64 detector, 6 slices",
-        "atoms": len(particle), "seconds": round(seconds, 2),
-        "seconds_per_tilt": round(seconds / len(series), 3),
-        "cpu_seconds": round(cpu_seconds, 2),
-        "load_average_1min_before": round(load_before, 2),
-        "volume_shape": list(series.truth["volume"].shape),
+        "case": "15 tilts, Pt cuboctahedron 2 nm, 24x24 scan, 64x64 detector, 6 slices, 300 keV, 25 mrad",
+        "atoms": len(particle), "volume_shape": list(series.truth["volume"].shape),
+        "runs": runs,
+        "slowdown_default_vs_detector_grid": round(runs["auto"]["seconds"] / runs["1"]["seconds"], 1),
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "simulator": "tilts in parallel threads, 1 torch thread each (simulate.threads)",
         "machine": platform.machine(), "torch": torch.__version__,

@@ -14,10 +14,13 @@ parameterisations has a closed-form transform:
 Slices are built in Fourier space: a slice's projected potential is the 2D inverse
 transform of C f_e(|k|) times the structure factor Σ_j exp(−2πi k·r_j) of its atoms (the
 infinite projection of each atom into the slice that holds its centre), divided by the pixel
-area. This is the exact band-limited potential: sub-pixel positions need no interpolation and
-the logarithmic core is bounded by the band limit (a roll-off from 2/3 of Nyquist, where
-the multislice band limit cuts anyway, to Nyquist). Slices are periodic, so leave vacuum
-around non-periodic specimens. The 3D volume is built in real space (:mod:`.volume`).
+area. This is the exact potential band-limited at the grid's Nyquist frequency: sub-pixel
+positions need no interpolation and the logarithmic core is bounded by the band limit. No
+roll-off below Nyquist: the transmission exp(iσV) carries every frequency of V into the
+wave, so a taper of V would lower the peaks of the projected potential on coarse pixels and
+change the physics; the multislice antialias acts on the transmission function instead.
+Slices are periodic, so leave vacuum around non-periodic specimens. The 3D volume is built
+in real space (:mod:`.volume`).
 """
 
 from __future__ import annotations
@@ -119,18 +122,6 @@ def _frequencies(n: int, spacing: float, device: torch.device) -> torch.Tensor:
     return torch.fft.fftfreq(n, d=spacing, dtype=torch.float64, device=device)
 
 
-def band_limit_window(q: torch.Tensor, nyquist: float) -> torch.Tensor:
-    """1 below 2/3 of ``nyquist``, a cos² roll-off to 0 at ``nyquist``, 0 beyond.
-
-    The multislice transmission is band-limited to 2/3 of Nyquist anyway, so the roll-off
-    changes no simulated wave; it only removes the Gibbs ringing that a hard cut of the
-    slowly decaying f_e(q) would leave in the real-space potential.
-    """
-    inner = 2.0 / 3.0 * nyquist
-    t = ((q - inner) / (nyquist - inner)).clamp(0.0, 1.0)
-    return torch.cos(0.5 * math.pi * t) ** 2
-
-
 def _phase_factors(coord: np.ndarray, freq: torch.Tensor) -> torch.Tensor:
     """exp(−2πi k x_j) as ``(n_atoms, n_k)`` complex128 (float64 keeps large k·x exact)."""
     x = torch.as_tensor(coord, dtype=torch.float64, device=freq.device)
@@ -209,10 +200,9 @@ def slices_tensor(
     ky = _frequencies(ny, dy, dev)
     kx = _frequencies(nx, dx, dev)
     q = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
-    window = band_limit_window(q, 0.5 / max(dy, dx))
     spectrum = torch.zeros((num_slices, ny, nx), dtype=torch.complex128, device=dev)
     for element in np.unique(z):
-        form = POTENTIAL_PREFACTOR * scattering_factor(q, int(element), key) * window
+        form = POTENTIAL_PREFACTOR * scattering_factor(q, int(element), key)
         members = z == element
         ey = _phase_factors(pos[members, 1], ky)  # (m, ny)
         ex = _phase_factors(pos[members, 2], kx)  # (m, nx)
