@@ -73,7 +73,7 @@ def case_one():
 
     def run(**overrides):
         params = MSPParams.from_calibration(scan.calibration, thickness=0.8 * scan.truth["thickness"],
-                                            num_slices=6, iterations=80, **overrides)
+                                            num_slices=6, **overrides)
         return reconstruct_msp(scan, params, device="cpu", seed=0)
 
     return {"scan": scan, "truth": truth, "thermal": thermal, "adaptive": run(),
@@ -82,18 +82,40 @@ def case_one():
 
 @pytest.mark.slow
 def test_simulated_srtio3_mistilt_and_thickness_are_recovered(case_one):
-    # measured: θ = (4.04, 0.01) mrad from (0, 0); thickness 79.6 Å for 78.1 Å (+2 %) from 80 %
+    # measured with the defaults (converged after 295 iterations): θ = (3.99, 0.20) mrad from
+    # (0, 0); thickness 76.6 Å for 78.1 Å (−1.9 %) from 80 %
     result, scan = case_one["adaptive"], case_one["scan"]
-    assert np.all(np.abs(result.tilt_mrad - [4.0, 0.0]) < 0.5)
-    assert abs(result.slice_thickness * 6 / scan.truth["thickness"] - 1) < 0.10
+    assert result.converged
+    assert np.all(np.abs(result.tilt_mrad - [4.0, 0.0]) < 0.3)
+    assert abs(result.slice_thickness * 6 / scan.truth["thickness"] - 1) < 0.05
+
+
+@pytest.mark.slow
+def test_defaults_converge_on_117_angstrom_srtio3_to_its_tilt_and_thickness():
+    """The engine's defaults on a crystal as thick as real data (30 cells, 117 Å; data at
+    the detector's sampling from the fine-grid simulator), from (0, 0) mrad and 80 % of
+    the thickness: the convergence rule stops the run and tilt and thickness have reached
+    their values. Measured: converged after 264 iterations, θ = (4.27, −0.08) mrad,
+    thickness 112.4 Å for 117.1 Å (−4.1 %); ~50 s on one core."""
+    scan = _scan(srtio3_slab((9, 9, 30)).tilt((4.0, 0.0)))
+    params = MSPParams.from_calibration(scan.calibration, thickness=0.8 * scan.truth["thickness"], num_slices=6)
+    result = reconstruct_msp(scan, params, device="cpu", seed=0)
+    assert result.converged
+    assert np.all(np.abs(result.tilt_mrad - [4.0, 0.0]) < 0.3)
+    assert abs(result.slice_thickness * 6 / scan.truth["thickness"] - 1) < 0.05
 
 
 @pytest.mark.slow
 def test_simulated_srtio3_summed_phase_correlates_with_projected_potential(case_one):
-    # measured: r = 0.905 against the 300 K truth, 0.885 raw
+    """Measured: r = 0.771 against the 300 K truth, 0.700 raw, converged. Lower than the
+    0.905 / 0.885 (≥ 0.9 / 0.85 asserted) measured when the simulator and the model both
+    cut at 2/3 of the detector grid: the data now carry the whole dynamical scattering,
+    and the summed phase of 6 thick slices fitted to them drifts from the projected
+    potential as the fit converges (r 0.860 at 80 iterations, 0.77 at 295; low-passing the
+    object at 2/3 of Nyquist gives 0.79). Thresholds set below the measured values."""
     result, scan = case_one["adaptive"], case_one["scan"]
-    assert pearson_over_scan(result, scan, case_one["thermal"]) >= 0.9
-    assert pearson_over_scan(result, scan, case_one["truth"]) >= 0.85
+    assert pearson_over_scan(result, scan, case_one["thermal"]) >= 0.75
+    assert pearson_over_scan(result, scan, case_one["truth"]) >= 0.68
 
 
 @pytest.mark.slow
@@ -102,8 +124,10 @@ def test_simulated_srtio3_fixed_propagator_fits_the_data_measurably_worse(case_o
     with a higher error. On these data its summed phase is not worse (r 0.914 against
     0.904): the free slices mimic the tilt by shifting, which a sum over slices does not see."""
     adaptive, fixed = case_one["adaptive"], case_one["fixed"]
-    # measured: final error 0.0105 fixed against 0.0065 adaptive (1.6×)
-    assert fixed.loss_history[-1] > 1.2 * adaptive.loss_history[-1]
+    # measured, both converged: final error 0.0288 fixed against 0.0246 adaptive (1.17×;
+    # 1.6× when simulator and model both cut at 2/3 of the detector grid, where 1.2× was
+    # asserted: the uncut model explains the dark field the fixed one got wrong)
+    assert fixed.loss_history[-1] > 1.1 * adaptive.loss_history[-1]
 
 
 @pytest.mark.slow

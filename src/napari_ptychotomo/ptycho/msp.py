@@ -102,6 +102,11 @@ def _preview(state: _State, sigma: float, losses: list[float]) -> dict[str, Any]
         }
 
 
+# Adam moves each value by about its step per update whatever the gradient, so the tilt and
+# thickness jitter by their step until it decays with the object's
+_DECAYING = ("object", "tilt", "thickness")
+
+
 def _decay(iteration: int, iterations: int, final: float) -> float:
     """Cosine decay of a step from 1 at the first iteration to ``final`` at the last: large
     steps reach a thick heavy object quickly, small ones let Adam settle at the end."""
@@ -110,14 +115,17 @@ def _decay(iteration: int, iterations: int, final: float) -> float:
     return final + (1 - final) * 0.5 * (1 + np.cos(np.pi * iteration / (iterations - 1)))
 
 
-# the tilt and thickness count as settled when they move less than this over the window
-_TILT_SETTLED_MRAD = 0.02
-_THICKNESS_SETTLED = 1e-3
+# the means of the last two windows of iterations must agree this well (minibatch updates
+# make single iterations jitter by ~0.1 mrad and ~0.1 %)
+_TILT_SETTLED_MRAD = 0.05
+_THICKNESS_SETTLED = 2e-3
 
 
 def _converged(params: MSPParams, losses: list[float], tilts: list[np.ndarray],
                thicknesses: list[float]) -> bool:
-    """The convergence rule of :class:`MSPParams` after the latest iteration."""
+    """The convergence rule of :class:`MSPParams` after the latest iteration: the means
+    of the data error, the tilt and the thickness over the last ``convergence_window``
+    iterations agree with those over the window before."""
     window, tol = params.convergence_window, params.convergence_tolerance
     learned = [name for name, on in (("object", True), ("probe", params.learn_probe),
                                      ("positions", params.learn_positions),
@@ -125,13 +133,19 @@ def _converged(params: MSPParams, losses: list[float], tilts: list[np.ndarray],
                                      ("thickness", params.learn_thickness),
                                      ("tilt_map", params.tilt_map)) if on]
     last_start = max(params.rate(name).start for name in learned)
-    if tol <= 0 or len(losses) < last_start + window + 1:
+    if tol <= 0 or len(losses) < last_start + 2 * window:
         return False
-    before, now = losses[-1 - window], losses[-1]
-    loss_settled = before - now < tol * before
-    tilt_settled = float(np.max(np.abs(tilts[-1] - tilts[-1 - window]))) < _TILT_SETTLED_MRAD
-    dz_settled = abs(thicknesses[-1] - thicknesses[-1 - window]) < _THICKNESS_SETTLED * thicknesses[-1]
-    return loss_settled and tilt_settled and dz_settled
+
+    def means(values):
+        values = np.asarray(values[-2 * window:], dtype=np.float64)
+        return values[:window].mean(0), values[window:].mean(0)
+
+    loss_before, loss_now = means(losses)
+    tilt_before, tilt_now = means(tilts)
+    dz_before, dz_now = means(thicknesses)
+    return bool(loss_before - loss_now < tol * loss_before
+                and np.max(np.abs(tilt_now - tilt_before)) < _TILT_SETTLED_MRAD
+                and abs(dz_now - dz_before) < _THICKNESS_SETTLED * dz_now)
 
 
 def _optimizer(state: _State, params: MSPParams, geometry, probe_scale: float):
@@ -244,7 +258,7 @@ def msp_steps(
         error_sum = 0.0
         for group in optimizer.param_groups:
             group["active"] = iteration >= group["start"]
-            if group["name"] == "object":
+            if group["name"] in _DECAYING:
                 group["lr"] = group["base_lr"] * _decay(iteration, params.iterations, params.object_step_decay)
         for b in rng.permutation(len(batches)):
             index = torch.as_tensor(batches[b], device=dev)

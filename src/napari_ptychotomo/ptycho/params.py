@@ -62,10 +62,11 @@ class MSPParams:
     num_modes : number of mixed-state probe modes.
     iterations : the most passes over all scan positions.
     convergence_window, convergence_tolerance : the run stops early, as converged, once
-        every learned quantity has started and, over the last ``convergence_window``
-        iterations, the data error fell by less than ``convergence_tolerance`` (relative),
-        the tilt moved by less than 0.02 mrad and the slice thickness by less than 0.1 %.
-        A tolerance of 0 always runs ``iterations``. The result's ``converged`` says which.
+        every learned quantity has started and the means over the last two windows of
+        ``convergence_window`` iterations agree: the data error fell by less than
+        ``convergence_tolerance`` (relative), the tilt moved by less than 0.05 mrad and
+        the slice thickness by less than 0.2 %. A tolerance of 0 always runs
+        ``iterations``. The result's ``converged`` says which.
     batch_size : positions per update (adjacent positions, batches shuffled); ``None``
         picks one from the available memory.
     tilt_mrad : start value of the specimen mistilt (θx, θy) in mrad.
@@ -77,8 +78,9 @@ class MSPParams:
         laterally (the tilted propagator is the untilted one times a shift), so without a
         coupling between slices the tilt is not determined by the data; this prior, a
         simple form of the k_z regularisation of You et al. (2025), makes it so.
-    object_step_decay : the object step decays (cosine) from ``rates['object'].step`` at
-        the first iteration to this fraction of it at the last (1: constant).
+    object_step_decay : the steps of the object, the tilt and the thickness decay (cosine)
+        from their ``rates`` at the first iteration to this fraction of them at the last
+        of ``iterations`` (1: constant).
     tilt_map_smoothness : weight of the squared-difference penalty between the tilts of
         neighbouring scan positions, in (loss units) per mrad².
     tilt_map_window : standard deviation (Å) of the Gaussian window over which the local
@@ -111,9 +113,9 @@ class MSPParams:
     num_slices: int = 6
     slice_thickness: float = 15.0
     num_modes: int = 1
-    iterations: int = 200
-    convergence_window: int = 10
-    convergence_tolerance: float = 1e-3
+    iterations: int = 300
+    convergence_window: int = 20
+    convergence_tolerance: float = 2e-3
     batch_size: int | None = None
     tilt_mrad: tuple[float, float] = (0.0, 0.0)
     learn_tilt: bool = True
