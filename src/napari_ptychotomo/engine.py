@@ -46,8 +46,8 @@ class Progress:
 
 
 def show_progress(enabled: bool | None = True) -> None:
-    """Turn the progress bar of :func:`run` on or off for this process (``None``: back to
-    the default, on unless the environment variable ``PTYCHOTOMO_PROGRESS`` is ``0``)."""
+    """Turn the progress bar of :func:`run` on (``True``) or off (``False``) for this
+    process; ``None`` restores the default (see :func:`run`)."""
     global _progress_enabled
     _progress_enabled = enabled
 
@@ -60,7 +60,12 @@ def _progress_wanted(progress: bool | None) -> bool:
         return bool(progress)
     if _progress_enabled is not None:
         return _progress_enabled
-    return os.environ.get("PTYCHOTOMO_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
+    if os.environ.get("PTYCHOTOMO_PROGRESS", "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    try:  # a terminal or a notebook; not a log file, a pipe or a test's captured output
+        return sys.stderr.isatty() or "ipykernel" in sys.modules
+    except (AttributeError, ValueError):
+        return False
 
 
 def run(
@@ -70,9 +75,11 @@ def run(
 ) -> Any:
     """Drain an engine generator and return its result (the generator's return value).
 
-    Without a ``callback`` a progress bar (tqdm, on stderr) shows the steps and the loss;
-    ``progress=False`` (or :func:`show_progress` ``(False)``, or the environment variable
-    ``PTYCHOTOMO_PROGRESS=0``) turns it off. With a ``callback`` the caller shows progress.
+    Without a ``callback`` a progress bar (tqdm, on stderr) shows the steps and the loss
+    when stderr is a terminal or the code runs in a notebook. ``progress=False`` (or
+    :func:`show_progress` ``(False)``, or the environment variable
+    ``PTYCHOTOMO_PROGRESS=0``) turns it off; ``progress=True`` shows it anywhere. With a
+    ``callback`` the caller shows progress.
     """
     bar = None
     if callback is None and _progress_wanted(progress):

@@ -56,7 +56,8 @@ def test_limit_torch_threads_lowers_but_never_raises(monkeypatch):
 
 def test_run_shows_a_progress_bar_that_can_be_turned_off(capsys, monkeypatch):
     monkeypatch.delenv("PTYCHOTOMO_PROGRESS", raising=False)
-    assert run(_engine()) == "result"
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    assert run(_engine()) == "result"  # on a terminal by default
     err = capsys.readouterr().err
     assert "3/3" in err and "loss" in err, err
     assert run(_engine(), progress=False) == "result"
@@ -73,3 +74,13 @@ def test_run_shows_a_progress_bar_that_can_be_turned_off(capsys, monkeypatch):
     seen = []
     run(_engine(), callback=seen.append)  # a caller with a callback shows its own progress
     assert len(seen) == 3 and capsys.readouterr().err == ""
+
+
+def test_run_keeps_logs_clean_unless_asked(capsys, monkeypatch):
+    monkeypatch.delenv("PTYCHOTOMO_PROGRESS", raising=False)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    monkeypatch.delitem(__import__("sys").modules, "ipykernel", raising=False)
+    run(_engine())
+    assert capsys.readouterr().err == ""
+    run(_engine(), progress=True)
+    assert "3/3" in capsys.readouterr().err
