@@ -42,14 +42,27 @@ def test_available_cpus_is_the_affinity_capped_by_the_quota(monkeypatch):
     assert threads.available_cpus() == 1
 
 
+def test_free_cpus_leaves_the_cpus_other_work_keeps_busy(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert threads.free_cpus(2) == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (6.5, 6.0, 5.0))  # a busy shared machine
+    assert threads.free_cpus(2) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "getloadavg", lambda: (16.0, 16.0, 16.0))
+    assert threads.free_cpus(8) == 6
+
+
 def test_limit_torch_threads_lowers_but_never_raises(monkeypatch):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(4)
-        monkeypatch.setattr(threads, "available_cpus", lambda: 2)
-        assert threads.limit_torch_threads() == 2 == torch.get_num_threads()
+        monkeypatch.setattr(threads, "free_cpus", lambda: 2)
+        assert threads.limit_torch_threads(once=False) == 2 == torch.get_num_threads()
         torch.set_num_threads(1)
-        assert threads.limit_torch_threads() == 1
+        assert threads.limit_torch_threads(once=False) == 1
+        torch.set_num_threads(3)  # a later explicit choice stays
+        assert threads.limit_torch_threads() == 3
     finally:
         torch.set_num_threads(before)
 

@@ -3,8 +3,11 @@
 torch starts one intra-op thread per physical core of the machine. In a container, a
 SLURM job or under ``taskset`` the process may use far fewer: the CPUs it may run on
 (``sched_getaffinity``) and the CPU time its cgroup may spend (``cpu.max`` / CFS quota).
-More threads than that only wait for each other at every operation's barrier, so
-:func:`limit_torch_threads` lowers torch's count to what the process can use.
+On a shared machine other processes keep some of those CPUs busy too. More threads than
+there are free CPUs only wait for each other at every operation's barrier: with 2 threads
+on 2 cores at a load average of 6-8 the demo's MSP step took 128 s, with 1 thread at a
+load of 5-6 it took 8 s. :func:`limit_torch_threads` lowers torch's count to the CPUs
+that are free when the first engine starts.
 
 The simulator's operations are small (a batch of 64×64 waves is a few MB), so torch's
 intra-op threads gain little on them, while every operation ends in a barrier where the
@@ -22,7 +25,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["available_cpus", "cpu_threads", "limit_torch_threads"]
+__all__ = ["available_cpus", "cpu_threads", "free_cpus", "limit_torch_threads"]
 
 _CGROUP = Path("/sys/fs/cgroup")
 
@@ -63,11 +66,32 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
-def limit_torch_threads() -> int:
-    """Lower torch's intra-op thread count to :func:`available_cpus` (never raise it, so an
+def free_cpus(usable: int | None = None) -> int:
+    """Of ``usable`` CPUs (default :func:`available_cpus`), those that other work leaves
+    free: the machine's 1-minute load average taken as the busy fraction of all its CPUs,
+    at least 1."""
+    usable = available_cpus() if usable is None else int(usable)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this system
+        return max(1, usable)
+    busy = min(1.0, load / max(os.cpu_count() or 1, 1))
+    return max(1, min(usable, round(usable * (1.0 - busy))))
+
+
+_limited = False
+
+
+def limit_torch_threads(once: bool = True) -> int:
+    """Lower torch's intra-op thread count to :func:`free_cpus` (never raise it, so an
     explicit ``torch.set_num_threads`` or ``OMP_NUM_THREADS`` below that stays); returns
-    the count in use."""
-    usable = available_cpus()
+    the count in use. With ``once`` only the first call in a process decides, before the
+    process's own work counts in the load, and a later ``torch.set_num_threads`` stays."""
+    global _limited
+    if once and _limited:
+        return torch.get_num_threads()
+    _limited = True
+    usable = free_cpus()
     if torch.get_num_threads() > usable:
         torch.set_num_threads(usable)
     return torch.get_num_threads()
