@@ -82,11 +82,8 @@ def run(
     ``callback`` the caller shows progress.
     """
     bar = None
-    if callback is None and _progress_wanted(progress):
-        from tqdm import tqdm
-
-        label = getattr(generator, "__name__", "engine").removesuffix("_steps")
-        bar = tqdm(desc=label, file=sys.stderr, leave=False, dynamic_ncols=True)
+    show = callback is None and _progress_wanted(progress)
+    label = getattr(generator, "__name__", "engine").removesuffix("_steps")
     result = None
     try:
         while True:
@@ -98,6 +95,11 @@ def run(
                 result = step.result
             if callback is not None:
                 callback(step)
+            if show and bar is None:  # made at the first step, which knows the total
+                from tqdm import tqdm
+
+                bar = tqdm(desc=label, total=step.total, file=sys.stderr, leave=False,
+                           dynamic_ncols=True)
             if bar is not None:
                 if bar.total != step.total:
                     bar.reset(total=step.total)
