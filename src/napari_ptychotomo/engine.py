@@ -1,4 +1,4 @@
-"""The contract every long-running engine follows (DESIGN.md, "Engines: one contract").
+"""The contract every long-running engine follows (docs/conventions.md, "Engines").
 
 An engine is a generator that advances one iteration at a time and yields
 :class:`Progress`; its final result is the generator's return value. :func:`run` drains a
