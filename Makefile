@@ -2,8 +2,10 @@
 #   make demo   set up .venv with the GUI extra and run the whole chain on the default sample
 #   make test   set up .venv with the test extras (and a virtual X server) and run every test
 #
-# TORCH picks the torch requirement installed first; CI pins the CPU build
-# (make test TORCH=torch==2.13.0); users get the normal torch wheel.
+# TORCH picks the torch requirement installed first; users get the normal torch wheel
+# (on Linux the CUDA build, with triton). VENV picks the environment: CI runs the demo in
+# .venv as a user would, and the tests with the CPU build in another one
+# (make test VENV=.venv-test TORCH=torch==2.13.0).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +19,7 @@ SYSTEM_PACKAGES := xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-
 	libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 \
 	libxcb-shape0 libxcb-xinerama0 libxcb-xfixes0 libdbus-1-3 libfontconfig1
 
-.PHONY: demo test test-quick system-deps benchmarks clean
+.PHONY: demo test test-quick test-fresh-gui system-deps benchmarks clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +51,12 @@ demo: $(VENV)/.gui-installed
 test: system-deps $(VENV)/.test-installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# the MSP widget in a fresh process, in the demo's environment (its torch), with only the
+# test runner added: an import-order crash there is what a user of that torch would meet
+test-fresh-gui: system-deps $(VENV)/.gui-installed
+	$(PY) -m pip install --quiet pytest pytest-xvfb
+	$(PY) -m pytest -p no:cacheprovider -q tests/napari/test_fresh_process.py
+
 test-quick: $(VENV)/.test-installed
 	$(PY) -m pytest -m "not slow and not gui" -x -q $(PYTEST_ARGS)
 
@@ -56,4 +64,4 @@ benchmarks: $(VENV)/.gui-installed
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUTPUT) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-test $(DEMO_OUTPUT) build dist src/*.egg-info .pytest_cache

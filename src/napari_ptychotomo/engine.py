@@ -1,19 +1,23 @@
-"""The contract every long-running engine follows (DESIGN.md, "Engines: one contract").
+"""The contract every long-running engine follows (docs/conventions.md, "Engines").
 
 An engine is a generator that advances one iteration at a time and yields
 :class:`Progress`; its final result is the generator's return value. :func:`run` drains a
-generator for scripts. :func:`resolve_device` turns ``"auto"`` into a torch device and
-:func:`check_memory` refuses work that would not fit, with a batch size that would.
+generator for scripts, with a progress bar unless told not to. :func:`resolve_device`
+turns ``"auto"`` into a torch device (and, before any engine runs, keeps torch's CPU
+threads within the CPUs the process may use and loads triton safely, see ``_triton``) and :func:`check_memory` refuses work that would not fit, with a batch
+size that would.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Generator
 
 import numpy as np
 
-__all__ = ["Progress", "EngineError", "run", "resolve_device", "available_memory", "check_memory"]
+__all__ = ["Progress", "EngineError", "run", "show_progress", "resolve_device", "available_memory", "check_memory"]
 
 
 class EngineError(RuntimeError):
@@ -41,27 +45,82 @@ class Progress:
     result: Any = None
 
 
+def show_progress(enabled: bool | None = True) -> None:
+    """Turn the progress bar of :func:`run` on (``True``) or off (``False``) for this
+    process; ``None`` restores the default (see :func:`run`)."""
+    global _progress_enabled
+    _progress_enabled = enabled
+
+
+_progress_enabled: bool | None = None
+
+
+def _progress_wanted(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    if _progress_enabled is not None:
+        return _progress_enabled
+    if os.environ.get("PTYCHOTOMO_PROGRESS", "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    try:  # a terminal or a notebook; not a log file, a pipe or a test's captured output
+        return sys.stderr.isatty() or "ipykernel" in sys.modules
+    except (AttributeError, ValueError):
+        return False
+
+
 def run(
     generator: Generator[Progress, None, Any],
     callback: Callable[[Progress], None] | None = None,
+    progress: bool | None = None,
 ) -> Any:
-    """Drain an engine generator and return its result (the generator's return value)."""
+    """Drain an engine generator and return its result (the generator's return value).
+
+    Without a ``callback`` a progress bar (tqdm, on stderr) shows the steps and the loss
+    when stderr is a terminal or the code runs in a notebook. ``progress=False`` (or
+    :func:`show_progress` ``(False)``, or the environment variable
+    ``PTYCHOTOMO_PROGRESS=0``) turns it off; ``progress=True`` shows it anywhere. With a
+    ``callback`` the caller shows progress.
+    """
+    bar = None
+    show = callback is None and _progress_wanted(progress)
+    label = getattr(generator, "__name__", "engine").removesuffix("_steps")
     result = None
-    while True:
-        try:
-            progress = next(generator)
-        except StopIteration as stop:
-            return stop.value if stop.value is not None else result
-        if progress.result is not None:
-            result = progress.result
-        if callback is not None:
-            callback(progress)
+    try:
+        while True:
+            try:
+                step = next(generator)
+            except StopIteration as stop:
+                return stop.value if stop.value is not None else result
+            if step.result is not None:
+                result = step.result
+            if callback is not None:
+                callback(step)
+            if show and bar is None:  # made at the first step, which knows the total
+                from tqdm import tqdm
+
+                bar = tqdm(desc=label, total=step.total, file=sys.stderr, leave=False,
+                           dynamic_ncols=True)
+            if bar is not None:
+                if bar.total != step.total:
+                    bar.reset(total=step.total)
+                bar.n = step.step
+                if step.loss == step.loss:  # not NaN
+                    bar.set_postfix(loss=f"{step.loss:.4g}", refresh=False)
+                bar.refresh()
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def resolve_device(device: Any = "auto"):
     """``"auto"`` → CUDA when available, else CPU; anything else as ``torch.device``."""
     import torch
 
+    from ._triton import load_triton_safely
+    from .simulate.threads import limit_torch_threads
+
+    limit_torch_threads()
+    load_triton_safely()  # before any optimiser imports it next to an OpenGL context
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

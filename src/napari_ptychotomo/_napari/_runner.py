@@ -109,6 +109,9 @@ class EngineRunner:
         self._run_id += 1
         self.result, self.error, self.last, self._stop_requested = None, None, None, False
         self._held, self._shown_at = None, -float("inf")
+        from .._triton import load_triton_safely
+
+        load_triton_safely()  # here on the GUI thread, before an engine's optimiser needs it
         try:
             generator = self._start()
         except (ValueError, TypeError, MemoryError) as exc:
