@@ -67,6 +67,19 @@ def test_msp_widget_all_tilts_with_stop_keeps_finished_tilts(viewer, small_simul
     assert widget.runner.progress.max == 3
 
 
+def _paused(steps, seconds):
+    """Relay a generator's steps, sleeping after each; returns its value."""
+    import time
+
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield progress
+        time.sleep(seconds)
+
+
 @pytest.mark.gui
 def test_msp_widget_docks_from_the_manifest_and_runs_in_a_thread(viewer, qtbot, small_simulated_scan):
     from napari_ptychotomo import show
@@ -81,6 +94,10 @@ def test_msp_widget_docks_from_the_manifest_and_runs_in_a_thread(viewer, qtbot, 
         widget.runner.stop()
 
     widget.runner._on_progress = press_stop_on_first_step
+    start = widget.runner._start
+    # the tiny run could finish before the GUI thread handles its first progress signal:
+    # the worker pauses after each step so that Stop arrives during the run
+    widget.runner._start = lambda: _paused(start(), seconds=0.2)
     widget.runner.run()
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=120000)
     assert "stopped" in widget.runner.status.value and widget.runner.last.step < 20
