@@ -141,7 +141,7 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
     )
     slice_thickness = state.shape[0] / params.num_slices * voxel
     propagator = fresnel_propagator((window, window), voxel, wavelength(cal.energy_eV), slice_thickness,
-                                    device=dev, band_limit=False)
+                                    device=dev, band_limit=params.band_limit)
 
     # data stay on the host, normalised so that each tilt's mean pattern sum is 1
     subsets, amplitudes = [], []
@@ -175,7 +175,8 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
     local0 = torch.as_tensor(probe_batch[rank::size], dtype=torch.long)
     if len(local0):
         model = _intensities(zero, euler[0].detach(), shifts[0].detach(), probes[0].detach(),
-                             positions[0].detach()[local0.to(dev)], propagator, params.num_slices, voxel, sigma)
+                             positions[0].detach()[local0.to(dev)], propagator, params.num_slices, voxel, sigma,
+                             params.band_limit)
         torch.sum((torch.sqrt(model + _EPS) - amplitudes[0][local0].to(dev)) ** 2).div(len(probe_batch)).backward()
     all_reduce_grads([zero])
     volume_scale = float(zero.grad.abs().max()) if zero.grad is not None else 0.0
@@ -204,7 +205,7 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
                 loss = torch.zeros((), device=dev)
                 if len(local):
                     model = _intensities(volume, euler[k], shifts[k], probes[k], positions[k][local.to(dev)],
-                                         propagator, params.num_slices, voxel, sigma)
+                                         propagator, params.num_slices, voxel, sigma, params.band_limit)
                     target = amplitudes[k][local].to(dev)
                     loss = torch.sum((torch.sqrt(model + _EPS) - target) ** 2) / len(batch)
                 tensors = [volume, probes[k], positions[k], euler[k], shifts[k]]
@@ -257,10 +258,11 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
     return _result(volume.detach(), probes, positions, euler, shifts, state, losses, params, half, clamped)
 
 
-def _intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma):
+def _intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma, band_limit):
     from .forward import stem_intensities
 
-    return stem_intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma)
+    return stem_intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma,
+                            band_limit)
 
 
 def _sum_ranks(value: torch.Tensor) -> torch.Tensor:

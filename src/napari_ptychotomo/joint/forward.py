@@ -49,6 +49,7 @@ def stem_intensities(
     num_slices: int,
     voxel_size: float,
     sigma: float,
+    band_limit: bool = True,
 ) -> torch.Tensor:
     """Model diffraction intensities ``(B, n, n)``, centred, of one tilt (You et al. eq. 15).
 
@@ -59,15 +60,14 @@ def stem_intensities(
     shift : (2,) alignment shift (y, x) in voxels (content moves by +shift).
     probes : (M, n, n) probe modes in real space, centred at pixel n//2.
     positions_px : (B, 2) probe centres (y, x) in voxels of the rotated volume's lateral grid.
-    propagator : (n, n) Fresnel propagator over one slice (fftfreq order), without a band
-        limit (the model must reach every detector pixel).
+    propagator : (n, n) Fresnel propagator over one slice (fftfreq order), band-limited
+        as ``band_limit`` says.
     num_slices, voxel_size, sigma : binning, voxel size in Å, interaction constant
         in rad/(V·Å).
+    band_limit : cut the transmission at 2/3 of Nyquist (see ``JointParams.band_limit``).
     """
     slices = tilt_slices(volume, euler_rad, num_slices, voxel_size)
-    # no band limit: the voxels are the detector's real-space pixels, and a 2/3 cut would
-    # predict nothing past 2/3 of the detector's edge, where a detector records counts
-    trans = transmission(slices, sigma, band_limit=False)
+    trans = transmission(slices, sigma, band_limit=band_limit)
     return forward_intensities(trans, probes, positions_px - shift, propagator)
 
 
