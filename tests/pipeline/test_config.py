@@ -23,7 +23,10 @@ def test_template_is_valid_toml_listing_every_step_and_validates():
         assert f"[{step}]" in text
     validated = validate_config(parsed)
     assert validated["run"]["steps"] == list(STEP_ORDER)
-    assert "# iterations = 30" in text  # defaults come from the engines' own parameters
+    from napari_ptychotomo.ptycho import MSPParams
+
+    # defaults come from the engines' own parameters
+    assert f"# iterations = {MSPParams().iterations}" in text.split("[msp]")[1]
 
 
 @pytest.mark.parametrize(
@@ -86,3 +89,33 @@ def test_cli_exit_codes_say_what_went_wrong(tmp_path):
     broken.write_bytes(b"not an HDF5 file at all")
     done = _cli("info", broken)
     assert done.returncode == 3 and "broken.ptycho.h5" in done.stderr
+
+
+def _setting_lines(text):
+    return [k for k, line in enumerate(text.splitlines()) if line.startswith("# ")]
+
+
+def test_every_template_setting_is_valid_when_uncommented_as_it_stands(tmp_path):
+    text = template()
+    lines = text.splitlines()
+    settings = _setting_lines(text)
+    assert len(settings) > 80  # every setting of every step is listed
+    for k in settings:
+        edited = list(lines)
+        edited[k] = lines[k][2:]
+        try:
+            validate_config(tomllib.loads("\n".join(edited)), base=tmp_path)
+        except (tomllib.TOMLDecodeError, ConfigError) as exc:
+            raise AssertionError(f"template line {k + 1} {lines[k]!r} uncommented: {exc}") from None
+
+
+def test_template_help_is_plain_text_said_once_per_setting():
+    text = template()
+    help_lines = [line for line in text.splitlines() if line.startswith("##")]
+    assert not [line for line in help_lines if "``" in line or ":func:" in line or ":mod:" in line]
+    # settings that share a docstring entry share one help block
+    assert text.count("learn the global tilt / slice thickness") == 1
+    assert text.count("3D Butterworth low-pass") == 1
+    for section in ("[align]", "[linear]", "[atoms]"):
+        body = text.split(section, 1)[1].split("\n[", 1)[0]
+        assert body.count("\n## ") >= 3, f"{section} has no help"

@@ -118,7 +118,13 @@ class DenoiseWidget(_StackWidget):
     """Denoise a projection stack (BM3D / non-local means / TV, optional Fourier sparsity)."""
 
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
-        self.method = ComboBox(label="method", choices=["bm3d", "nlm", "tv"], value="nlm",
+        import inspect
+
+        from ..tomo import denoise_projections
+
+        # the engine's default, so the widget and the command line start from the same one
+        default = inspect.signature(denoise_projections).parameters["method"].default
+        self.method = ComboBox(label="method", choices=["nlm", "bm3d", "tv"], value=default,
                                name="method")
         self.strength = FloatSpinBox(label="strength", min=0.05, max=20.0, value=1.0, step=0.1,
                                      name="strength")
