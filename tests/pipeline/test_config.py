@@ -119,3 +119,23 @@ def test_template_help_is_plain_text_said_once_per_setting():
     for section in ("[align]", "[linear]", "[atoms]"):
         body = text.split(section, 1)[1].split("\n[", 1)[0]
         assert body.count("\n## ") >= 3, f"{section} has no help"
+
+
+def test_dry_run_says_per_step_whether_it_runs_and_why_not(tmp_path, capsys):
+    from napari_ptychotomo import cli
+
+    config = tmp_path / "run.toml"
+    config.write_text('[run]\nproject = "p.ptycho.h5"\nsteps = ["denoise", "end_to_end", "resolution"]\n'
+                      '[denoise]\nmethod = "tv"\n')
+    assert cli.main(["run", str(config), "--dry-run"]) == cli.EXIT_OK
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()}
+    assert "run" in lines["denoise"] and "method=tv" in lines["denoise"]
+    assert "defaults" in lines["end_to_end"]
+    assert "skip (nothing to do)" in lines["resolution"] and "half_data = false" in lines["resolution"]
+
+
+def test_cli_and_denoise_widget_share_the_nlm_default():
+    from napari_ptychotomo.pipeline.config import step_settings
+
+    assert step_settings("denoise")["method"][0] == "nlm"
+    assert '# method = "nlm"' in template()

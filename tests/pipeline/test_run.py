@@ -123,3 +123,18 @@ def test_end_to_end_from_the_linear_volume_steps_1_volt_unless_told(tmp_path, ti
     result = Pipeline(config, report=lambda message: None).run()
     rates = result.volumes["end-to-end"].provenance["parameters"]["rates"]
     assert rates["volume"]["step"] == 1.0 and rates["probe"]["step"] == 1e-3  # the others as before
+
+
+def test_info_reports_no_nan_and_no_resolution_from_dependent_halves():
+    import numpy as np
+
+    from napari_ptychotomo import Resolution
+    from napari_ptychotomo.pipeline.summary import describe
+
+    frequency = np.linspace(0, 1.5, 6)
+    flat = Resolution(frequency=frequency, fsc=np.ones(6), crossings={"one_bit": float("nan")})
+    assert "nan" not in describe(flat) and "< 0.67 Å (no crossing up to Nyquist)" in describe(flat)
+    shared = Resolution(frequency=frequency, fsc=np.ones(6), crossings={},
+                        provenance={"independent": False, "halves_share": ["the alignment"]})
+    text = describe(shared)
+    assert "not independent" in text and "the alignment" in text and "Å" not in text

@@ -444,6 +444,13 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("atoms", "names"): ["O", "Pt"],
 }
 
+#: what the engine's docstring leaves out and a user of this file needs to know
+HELP_NOTES: dict[tuple[str, str], str] = {
+    ("end_to_end", "half_data"): (" The halves share their start (and MSP probes, positions and "
+                                  "alignment when those steps ran), so the resolution step "
+                                  "reports them as not independent and prints no resolution."),
+}
+
 #: settings that take a Python object (an array, an Alignment): set from Python only
 PYTHON_ONLY: dict[str, tuple[str, ...]] = {
     "align": ("stages", "initial"),
@@ -541,5 +548,7 @@ def template() -> str:
         if source is not None:
             helps = _docstring_help(source())
             settings = {key: (default, text or helps.get(key, "")) for key, (default, text) in settings.items()}
+        settings = {key: (default, text + HELP_NOTES.get((step, key), ""))
+                    for key, (default, text) in settings.items()}
         lines += ["", *_section_lines(step, settings)]
     return "\n".join(lines) + "\n"
