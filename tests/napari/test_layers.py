@@ -57,7 +57,7 @@ def test_scan_views_read_in_batches_never_the_whole_scan(tiny_scan):
 
 def test_tilt_series_opens_as_bright_field_stack_with_tilt_slider(tiny_scan):
     series = TiltSeries(scans=[tiny_scan, tiny_scan, tiny_scan], angles_deg=[-30, 0, 30])
-    (bf, bf_kw, bf_type), (dp, dp_kw, dp_type) = scan_layers(series)
+    (bf, bf_kw, bf_type), (dp, dp_kw, dp_type) = scan_layers(series, diffraction=True)
     assert (bf_type, dp_type) == ("image", "image")
     assert bf.shape == (3, 6, 5) and dp.shape == (3, 16, 16)
     assert bf_kw["name"] == "Virtual bright field" and bf_kw["axis_labels"] == ("tilt", "y", "x")
@@ -71,7 +71,7 @@ def test_scattered_positions_become_points_coloured_by_bright_field(tiny_scan):
     flat = np.asarray(tiny_scan.intensities).reshape(30, 16, 16)
     positions = np.random.default_rng(2).uniform(0, 5, size=(30, 2))
     scan = ScanData(intensities=flat, calibration=tiny_scan.calibration, positions=positions)
-    (pts, kw, kind), (dp, _, _) = scan_layers(scan)
+    (pts, kw, kind), (dp, _, _) = scan_layers(scan, diffraction=True)
     assert kind == "points" and np.array_equal(pts, positions)
     assert kw["features"]["bright_field"].shape == (30,) and dp.shape == (16, 16)
 

@@ -31,7 +31,7 @@ def test_project_file_opens_as_every_result(tmp_path, tiny_scan, tiny_msp):
     save(Project(series=TiltSeries(scans=[tiny_scan, tiny_scan], angles_deg=[-5.0, 5.0]),
                  msp={0: tiny_msp}, volumes={"linear": volume}), path)
     layers = by_name(napari_get_reader(str(path))(str(path)))
-    assert {"Virtual bright field", "Mean diffraction", "MSP phase [tilt 0]",
+    assert {"Virtual bright field", "MSP phase [tilt 0]",
             "Volume (linear)"} <= set(layers)
     bright, kw, _ = layers["Virtual bright field"]
     assert bright.shape == (2, 6, 5) and kw["scale"] == (1.0, 0.5, 0.5)
@@ -48,8 +48,9 @@ def test_npy_scan_uses_its_json_sidecar(tmp_path, tiny_scan):
     layers = by_name(read_path(str(path)))
     assert layers["Virtual bright field"][0].shape == (6, 5)
     assert layers["Virtual bright field"][1]["scale"] == (0.8, 0.8)
-    assert layers["Mean diffraction"][1]["scale"] == (1.5, 1.5)
-    assert layers["Mean diffraction"][1]["metadata"]["result"].calibration.energy_eV == 200e3
+    meta = layers["Virtual bright field"][1]["metadata"]
+    assert meta["detector_sampling_mrad"] == 1.5 and meta["mean_diffraction"].shape == (16, 16)
+    assert meta["result"].calibration.energy_eV == 200e3
 
 
 def test_npy_scan_without_calibration_opens_with_defaults_and_a_warning(tmp_path, tiny_scan):
@@ -58,7 +59,7 @@ def test_npy_scan_without_calibration_opens_with_defaults_and_a_warning(tmp_path
     with pytest.warns(UserWarning, match="placeholders"):
         layers = by_name(read_path(str(path)))
     dk = DEFAULT_CALIBRATION["detector_sampling_mrad"]
-    assert layers["Mean diffraction"][1]["scale"] == (dk, dk)
+    assert layers["Virtual bright field"][1]["metadata"]["detector_sampling_mrad"] == dk
 
 
 def test_mrc_volume_and_tilt_stack_open_with_their_pixel_size(tmp_path):

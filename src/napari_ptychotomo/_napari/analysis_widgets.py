@@ -64,12 +64,16 @@ class _VolumeWidget(Container):
         self.viewer = viewer
         self.runner = EngineRunner(self._start, on_result=self._result,
                                    on_progress=self._progress, synchronous=synchronous)
+        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[*fields, self.runner.widget])
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
 
     def _names(self, *_: Any) -> list[str]:
-        return [name for name, _ in image_layers(self.viewer, ndim=3)]
+        """Volumes only: not the virtual bright field, projection or MSP phase stacks, which
+        are also 3D image layers."""
+        return [name for name, layer in image_layers(self.viewer, ndim=3)
+                if layer.metadata.get("kind", "volume") == "volume"]
 
     def _layer(self, name: Any) -> Any:
         if name is None or name not in self.viewer.layers:
@@ -92,11 +96,11 @@ class ResolutionWidget(_VolumeWidget):
         self.volume2 = ComboBox(label="volume 2", choices=self._names, name="volume2")
         self.use_halves = CheckBox(text="use the halves of volume 1", value=False, name="use_halves")
         self.directional = CheckBox(text="directional (x, y, z cones)", value=True, name="directional")
-        self.table = Label(value="", name="table")
+        self.table = Label(value="", name="table", label="resolution")
         super().__init__(viewer, [self.volume1, self.volume2, self.use_halves, self.directional],
                          synchronous)
         self.append(self.table)
-        self.fsc_plot = LivePlot(name="fsc_plot", height=3.0)
+        self.fsc_plot = LivePlot(name="fsc_plot", height=3.0, label="FSC")
         self.append(self.fsc_plot)
 
     def _start(self) -> Generator:
@@ -152,7 +156,7 @@ class AtomTracingWidget(_VolumeWidget):
         self.iterations = SpinBox(label="iterations", min=1, max=200, value=10, name="iterations")
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
                                name="device")
-        self.score = Label(value="", name="score")
+        self.score = Label(value="", name="score", label="against the truth")
         super().__init__(viewer, [self.volume, self.n_species, self.threshold_sigma,
                                   self.iterations, self.device], synchronous)
         self.append(self.score)

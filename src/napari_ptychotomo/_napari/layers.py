@@ -51,15 +51,19 @@ def _meta(obj: Any, kind: str, **extra: Any) -> dict[str, Any]:
     return {"result": obj, "kind": kind, **extra}
 
 
-def scan_layers(data: ScanData | TiltSeries) -> list[LayerData]:
+def scan_layers(data: ScanData | TiltSeries, diffraction: bool = False) -> list[LayerData]:
     """Virtual bright-field image(s) and mean diffraction pattern(s) of a scan or series.
 
     A series whose scans share one raster becomes ``Virtual bright field``
     ``(n_tilts, Ny, Nx)`` and ``Mean diffraction`` ``(n_tilts, Ky, Kx)`` with the tilt as
     the slider axis; otherwise one pair of layers per tilt (``… [tilt k]``). Scan axes are
-    scaled by the scan step in Å, detector axes by the detector sampling in mrad. The
-    diffraction layer starts hidden: napari has one world for all layers, and a pattern
-    spanning ~100 mrad would cover an image a few Å across.
+    scaled by the scan step in Å, detector axes by the detector sampling in mrad.
+
+    The diffraction layers only with ``diffraction=True``: napari has one world and one
+    set of units for all layers, so a pattern in mrad beside images in Å makes the units
+    inconsistent (napari then ignores them and says so on every redraw) and ~100 mrad
+    would dwarf an image a few Å across. The mean pattern is kept in the bright-field
+    layer's ``metadata["mean_diffraction"]`` (with ``"detector_sampling_mrad"``).
     Plane-wave (defocus) series show their images ``(n_defocus, ny, nx)`` per tilt.
     """
     scans = list(data.scans) if isinstance(data, TiltSeries) else [data]
@@ -78,31 +82,37 @@ def scan_layers(data: ScanData | TiltSeries) -> list[LayerData]:
         (dy, dx), dk = steps[0], scans[0].calibration.detector_sampling_mrad
         bright = np.stack([v[0] for v in views])
         mean = np.stack([v[1] for v in views])
-        return [
+        bright_meta = {"metadata": _meta(data, "scan", angles_deg=angles, mean_diffraction=mean,
+                                         detector_sampling_mrad=dk)}
+        out: list[LayerData] = [
             (bright, {"name": "Virtual bright field", "scale": (1.0, dy, dx),
                       "axis_labels": ("tilt", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
-                      "colormap": "gray", **common}, "image"),
-            (mean, {"name": "Mean diffraction", "scale": (1.0, dk, dk),
-                    "axis_labels": ("tilt", "k_y", "k_x"), "units": (INDEX, MRAD, MRAD),
-                    "colormap": "magma", "gamma": 0.5, "visible": False, **common}, "image"),
-        ]
+                      "colormap": "gray", **bright_meta}, "image")]
+        if diffraction:
+            out.append((mean, {"name": "Mean diffraction", "scale": (1.0, dk, dk),
+                               "axis_labels": ("tilt", "k_y", "k_x"), "units": (INDEX, MRAD, MRAD),
+                               "colormap": "magma", "gamma": 0.5, "visible": False, **common}, "image"))
+        return out
     layers: list[LayerData] = []
     for k, (scan, (bright, mean), (dy, dx)) in enumerate(zip(scans, views, steps)):
         suffix = f" [tilt {k}]" if len(scans) > 1 else ""
         dk = scan.calibration.detector_sampling_mrad
+        bright_meta = {"metadata": _meta(data, "scan", angles_deg=angles, mean_diffraction=mean,
+                                         detector_sampling_mrad=dk)}
         if bright.ndim == 2:
             layers.append((bright, {"name": f"Virtual bright field{suffix}", "scale": (dy, dx),
                                     "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM),
-                                    "colormap": "gray", **common}, "image"))
+                                    "colormap": "gray", **bright_meta}, "image"))
         else:  # scattered positions: one point per pattern, coloured by its bright field
             layers.append((scan.positions_angstrom(), {
                 "name": f"Virtual bright field{suffix}", "features": {"bright_field": bright},
                 "face_color": "bright_field", "face_colormap": "gray", "size": dy,
-                "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM), **common}, "points"))
-        layers.append((mean, {"name": f"Mean diffraction{suffix}", "scale": (dk, dk),
-                              "axis_labels": ("k_y", "k_x"), "units": (MRAD, MRAD),
-                              "colormap": "magma", "gamma": 0.5, "visible": False,
-                              **common}, "image"))
+                "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM), **bright_meta}, "points"))
+        if diffraction:
+            layers.append((mean, {"name": f"Mean diffraction{suffix}", "scale": (dk, dk),
+                                  "axis_labels": ("k_y", "k_x"), "units": (MRAD, MRAD),
+                                  "colormap": "magma", "gamma": 0.5, "visible": False,
+                                  **common}, "image"))
     return layers
 
 
@@ -212,6 +222,13 @@ def volume_layers(volume: Volume, name: str = "linear") -> list[LayerData]:
     common = {"scale": (s, s, s), "translate": tuple(float(v) for v in np.asarray(volume.origin)),
               "axis_labels": ("z", "y", "x"), "units": (ANGSTROM, ANGSTROM, ANGSTROM)}
     meta = _meta(volume, "volume", volume_name=name)
+    if str(volume.provenance.get("axes", "")).startswith("tilt"):
+        # a projection stack (tilt, y, x): the tilt is an index, not a length
+        origin = np.asarray(volume.origin, dtype=float)
+        return [(np.asarray(data), {"name": name[:1].upper() + name[1:], "colormap": "gray",
+                                    "scale": (1.0, s, s), "translate": (0.0, *map(float, origin[1:])),
+                                    "axis_labels": ("tilt", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
+                                    "metadata": _meta(volume, "projections", volume_name=name)}, "image")]
     if np.iscomplexobj(np.empty(0, dtype=data.dtype)):
         values = np.asarray(data)
         return [

@@ -103,12 +103,13 @@ class MSPWidget(Container):
                                   label="learning rates", visible=False)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
                                name="device")
-        self.fitted = Label(value="", name="fitted")
-        self.loss_plot = LivePlot(name="loss_plot")
+        self.fitted = Label(value="", name="fitted", label="fitted values")
+        self.loss_plot = LivePlot(name="loss_plot", label="loss")
         self.runner = EngineRunner(self._start, on_progress=self._show_progress,
                                    on_result=self._show_result, on_stopped=self._partial,
                                    synchronous=synchronous,
                                    must_show=lambda p: "result" in (p.preview or {}))
+        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[
             self.dataset, self.tilt, self.all_tilts, self.iterations, self.num_slices,
             self.slice_thickness, self.num_modes, self.defocus, self.learn_tilt,

@@ -16,13 +16,20 @@ from .layers import LayerData, layers_for
 __all__ = ["show", "put_layer", "put_layers"]
 
 # keyword arguments that may be updated on an existing layer of the same type
-_UPDATABLE = ("scale", "translate", "metadata", "axis_labels", "units")
+_UPDATABLE = ("scale", "translate", "metadata", "axis_labels")  # units: see view.want_units
 
 
 def put_layer(viewer: Any, layer_data: LayerData) -> Any:
     """Add one ``(data, kwargs, layer_type)`` to ``viewer``, replacing a layer of the
     same name; returns the napari layer."""
+    from .view import _reconcile, keep_units_consistent, want_units
+
+    keep_units_consistent(viewer)
     data, kwargs, layer_type = layer_data
+    if "units" in kwargs and name_in(viewer, kwargs.get("name")):
+        # the layer's own units, carried when they agree with the other layers'
+        want_units(viewer.layers[kwargs["name"]], kwargs["units"])
+        _reconcile(viewer)
     name = kwargs.get("name")
     if name is not None and name in viewer.layers:
         old = viewer.layers[name]
@@ -48,6 +55,10 @@ def put_layer(viewer: Any, layer_data: LayerData) -> Any:
         viewer.layers.move(viewer.layers.index(layer), index)
         return layer
     return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+
+
+def name_in(viewer: Any, name: Any) -> bool:
+    return name is not None and name in viewer.layers
 
 
 def _update_points(layer: Any, data: Any, kwargs: dict[str, Any]) -> None:
@@ -96,4 +107,11 @@ def show(obj: Any, viewer: Any = None, *, name: str | None = None) -> list[Any]:
         for layer in touched:
             layer.metadata[key] = obj
         return touched
-    return put_layers(viewer, layers_for(obj, name))
+    from ..data import Project
+    from .view import fit_to_visible, show_latest
+
+    layers = put_layers(viewer, layers_for(obj, name))
+    if isinstance(obj, Project):
+        show_latest(layers)
+        fit_to_visible(viewer)
+    return layers

@@ -64,6 +64,7 @@ class _StackWidget(Container):
         self.runner = EngineRunner(self._start, on_progress=self._progress,
                                    on_result=self._result, on_stopped=self._stopped,
                                    synchronous=synchronous)
+        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[self.stack, self.angles, *fields, self.device, self.runner.widget])
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
@@ -160,7 +161,7 @@ class AlignWidget(_StackWidget):
                                         name="final_iterations")
         super().__init__(viewer, [self.threshold, self.estimate_axis, self.outer_iterations,
                                   self.final_iterations], synchronous)
-        self.shift_plot = LivePlot(name="shift_plot")
+        self.shift_plot = LivePlot(name="shift_plot", label="shifts")
         self.append(self.shift_plot)
 
     def _start(self) -> Generator:
@@ -240,7 +241,7 @@ class LinearTomographyWidget(_StackWidget):
         super().__init__(viewer, [self.iterations, self.nonnegative, self.tv_weight,
                                   self.support_mask, self.mask_threshold, self.mask_projections],
                          synchronous)
-        self.loss_plot = LivePlot(name="loss_plot")
+        self.loss_plot = LivePlot(name="loss_plot", label="loss")
         self.append(self.loss_plot)
 
     def alignment(self, layer: Any, angles: np.ndarray) -> Alignment:

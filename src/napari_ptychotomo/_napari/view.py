@@ -1,0 +1,107 @@
+"""What the viewer shows after results arrive: units napari can use, the view fitted to
+the real-space data that are visible, and a project opened at its latest results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import weakref
+
+import numpy as np
+
+__all__ = ["fit_to_visible", "keep_units_consistent", "show_latest", "want_units"]
+
+#: volumes by pipeline stage, latest first
+_LATEST = ("end-to-end", "linear", "aligned (low resolution)")
+
+
+def fit_to_visible(viewer: Any) -> None:
+    """Centre and zoom the 2D view on the visible layers only (napari's Home fits hidden
+    layers too)."""
+    viewer.reset_view()
+    visible = [layer for layer in viewer.layers if layer.visible]
+    if not visible or viewer.dims.ndisplay != 2:
+        return
+    boxes = [layer.extent.world[:, -2:] for layer in visible]
+    lo = np.min([b[0] for b in boxes], axis=0)
+    hi = np.max([b[1] for b in boxes], axis=0)
+    viewer.camera.center = tuple((lo + hi) / 2)
+    size = np.asarray(getattr(getattr(viewer, "canvas", None), "size", (600, 600)), dtype=float)
+    viewer.camera.zoom = 0.9 * float(np.min(size / np.maximum(hi - lo, 1e-9)))
+
+
+def _units_agree(layers: list[Any]) -> bool:
+    units: tuple = ()
+    for layer in layers:
+        own = tuple(layer.units)
+        for a, b in zip(own[::-1], units[::-1]):
+            if a.dimensionality != b.dimensionality:
+                return False
+        if len(own) > len(units):
+            units = own
+    return True
+
+
+_WANTED: "weakref.WeakKeyDictionary[Any, tuple[str, ...]]" = weakref.WeakKeyDictionary()
+
+
+def want_units(layer: Any, units: Any) -> None:
+    """Record the units ``layer`` should carry when they agree with the other layers'."""
+    _WANTED[layer] = tuple(str(u) for u in units)
+
+
+def _reconcile(viewer: Any) -> None:
+    """Where the layers' units disagree on an axis (a tilt index where a volume has z in
+    Å, mrad where an image has Å), napari ignores all units and warns on every redraw;
+    then every layer carries no units (napari's pixel) until they agree again."""
+    from napari.utils.transforms._units import get_units_from_name
+
+    layers = list(viewer.layers)
+    for layer in layers:
+        if layer not in _WANTED:
+            want_units(layer, layer.units)
+
+    class _Probe:  # the units a layer would carry
+        def __init__(self, names):
+            self.units = get_units_from_name(names)
+
+    agree = _units_agree([_Probe(_WANTED[layer]) for layer in layers])
+    for layer in layers:
+        names = _WANTED[layer]
+        target = names if agree else ("pixel",) * len(names)
+        if tuple(str(u) for u in layer.units) != tuple(target):
+            layer.units = target
+
+
+def keep_units_consistent(viewer: Any) -> None:
+    """Watch ``viewer`` (once) so that its layers' units always agree (see :func:`_reconcile`)."""
+    if getattr(viewer, "_ptychotomo_units", False):
+        return
+    try:
+        viewer._ptychotomo_units = True
+    except (AttributeError, ValueError):  # a pydantic model refusing new attributes
+        object.__setattr__(viewer, "_ptychotomo_units", True)
+    viewer.layers.events.inserted.connect(lambda event: _reconcile(viewer))
+    viewer.layers.events.removed.connect(lambda event: _reconcile(viewer))
+    _reconcile(viewer)
+
+
+def show_latest(layers: list[Any]) -> None:
+    """Of a project's layers, leave visible only the latest volume (real part) and the
+    atoms traced in it (or the only atom set); hide the raw data, MSP results, projection
+    stacks, earlier volumes and absorption parts: they stay in the layer list."""
+    volumes = {layer.metadata.get("volume_name"): layer for layer in layers
+               if layer.metadata.get("kind") == "volume" and not layer.name.endswith(", absorption)")}
+    latest = next((name for name in _LATEST if name in volumes), next(iter(volumes), None))
+    atoms = [layer for layer in layers if layer.metadata.get("kind") == "atoms"]
+    keep = set()
+    if latest is not None:
+        keep.add(id(volumes[latest]))
+        keep |= {id(layer) for layer in atoms if layer.metadata.get("atoms_name") in (latest, "traced")}
+    if not keep:  # no volume yet: the latest MSP phase, else the raw data
+        phases = [layer for layer in layers if layer.name.startswith("MSP phase")]
+        keep = {id((phases or layers)[-1])} if (phases or layers) else set()
+    if atoms and not any(id(layer) in keep for layer in atoms) and latest is not None:
+        keep.add(id(atoms[-1]))
+    for layer in layers:
+        layer.visible = id(layer) in keep
