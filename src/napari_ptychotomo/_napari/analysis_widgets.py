@@ -160,6 +160,7 @@ class AtomTracingWidget(_VolumeWidget):
         super().__init__(viewer, [self.volume, self.n_species, self.threshold_sigma,
                                   self.iterations, self.device], synchronous)
         self.append(self.score)
+        self._refresh()
 
     def _start(self) -> Generator:
         from ..analysis import trace_atoms_steps
@@ -176,20 +177,32 @@ class AtomTracingWidget(_VolumeWidget):
         if isinstance(positions, np.ndarray) and positions.ndim == 2 and positions.shape[1] == 3:
             put_layer(self.viewer, (positions, {
                 "name": "Atoms (traced)", "ndim": 3, "size": 1.0, "face_color": "yellow",
+                "units": ("angstrom",) * 3,
                 "border_width": 0.0, "metadata": {"kind": "atoms-preview"}}, "points"))
 
     def _result(self, atoms: Any) -> None:
         layers = self.viewer.layers
         if "Atoms (traced)" in layers and layers["Atoms (traced)"].metadata.get("kind") == "atoms-preview":
             layers.remove(layers["Atoms (traced)"])  # the live preview gives way to the result
-        put_layers(self.viewer, atoms_layers(atoms, "traced"))
         truth = self._truth()
+        if truth is not None and truth.names and not atoms.names and int(self.n_species.value) == len(truth.names):
+            # classes by increasing intensity are the true species by increasing Z: name
+            # them alike, so traced and true atoms of one element share a colour
+            atoms.names = list(truth.names)
+        put_layers(self.viewer, atoms_layers(atoms, "traced"))
         if truth is not None:
             from ..analysis import score_atoms
 
             s = score_atoms(atoms, truth, radius=1.0)
             self.score.value = (f"recall {s['recall']:.2f}, false positives {s['false_positives']}, "
                                 f"RMS error {s['rms_error_3d']:.2f} Å")
+
+    def _refresh(self, *_: Any) -> None:
+        super()._refresh()
+        truth = self._truth()
+        if truth is not None and truth.names and not getattr(self, "_species_set", False):
+            self.n_species.value = len(truth.names)  # as many classes as true species
+            self._species_set = True
 
     def _truth(self) -> Atoms | None:
         """True atoms when known: an ``Atoms (truth)`` layer in the viewer."""

@@ -47,6 +47,28 @@ SPECIES_COLOURS = np.array(
 )
 
 
+#: RGBA colour of an element (Jmol-like), so traced and true atoms of one element match
+ELEMENT_COLOURS = {
+    "H": (1.00, 1.00, 1.00), "C": (0.56, 0.56, 0.56), "N": (0.19, 0.31, 0.97),
+    "O": (1.00, 0.20, 0.15), "Al": (0.75, 0.65, 0.65), "Si": (0.94, 0.78, 0.63),
+    "Ti": (0.75, 0.76, 0.78), "Sr": (0.00, 1.00, 0.00), "Pt": (0.95, 0.85, 0.30),
+    "Au": (1.00, 0.82, 0.14), "Pd": (0.00, 0.41, 0.52), "Ag": (0.75, 0.75, 0.75),
+    "Fe": (0.88, 0.40, 0.20), "Cu": (0.78, 0.50, 0.20), "Ce": (1.00, 1.00, 0.78),
+}
+
+
+def atom_colours(atoms: Atoms) -> np.ndarray:
+    """(n, 4) RGBA per atom: by element where the atoms have element names (so a traced
+    and a true set of the same element look alike), else by species class."""
+    species = np.asarray(atoms.species, dtype=int).reshape(-1)
+    colours = SPECIES_COLOURS[np.mod(species, len(SPECIES_COLOURS))].copy() if len(species) else np.zeros((0, 4), np.float32)
+    if atoms.names:
+        for k, symbol in enumerate(atoms.symbols()):
+            if symbol in ELEMENT_COLOURS:
+                colours[k, :3] = ELEMENT_COLOURS[symbol]
+    return colours
+
+
 def _meta(obj: Any, kind: str, **extra: Any) -> dict[str, Any]:
     return {"result": obj, "kind": kind, **extra}
 
@@ -119,6 +141,12 @@ def scan_layers(data: ScanData | TiltSeries, diffraction: bool = False) -> list[
 def _defocus_layers(data: Any, series: list[Any], angles: list[float]) -> list[LayerData]:
     """One ``Defocus images`` layer (tilt, defocus, y, x) when every tilt has the same
     stack shape and pixel size, else one ``Defocus images [tilt k]`` per tilt."""
+    def limits(images: Any) -> tuple[float, float]:
+        # the images are near 1 with a few % of contrast and a bright edge or two: the
+        # 0.5-99.5 % range shows the specimen where min-max would show a flat grey
+        low, high = np.percentile(np.asarray(images, dtype=np.float32), [0.5, 99.5])
+        return (float(low), float(high)) if high > low else (float(low), float(low) + 1.0)
+
     shapes = {(tuple(np.shape(item.images)), float(item.pixel_size)) for item in series}
     if len(series) > 1 and len(shapes) == 1:
         p = float(series[0].pixel_size)
@@ -126,6 +154,7 @@ def _defocus_layers(data: Any, series: list[Any], angles: list[float]) -> list[L
             "name": "Defocus images", "scale": (1.0, 1.0, p, p),
             "axis_labels": ("tilt", "defocus", "y", "x"),
             "units": (INDEX, INDEX, ANGSTROM, ANGSTROM), "colormap": "gray",
+            "contrast_limits": limits([item.images for item in series]),
             "metadata": _meta(data, "defocus", angles_deg=angles)}, "image")]
     layers = []
     for k, item in enumerate(series):
@@ -133,7 +162,8 @@ def _defocus_layers(data: Any, series: list[Any], angles: list[float]) -> list[L
         layers.append((np.asarray(item.images), {
             "name": f"Defocus images [tilt {k}]", "scale": (1.0, p, p),
             "axis_labels": ("defocus", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
-            "colormap": "gray", "metadata": _meta(data, "defocus", angles_deg=angles)}, "image"))
+            "colormap": "gray", "contrast_limits": limits(item.images),
+            "metadata": _meta(data, "defocus", angles_deg=angles)}, "image"))
     return layers
 
 
@@ -256,9 +286,12 @@ def atoms_layers(atoms: Atoms, name: str = "traced", translate=(0.0, 0.0, 0.0)) 
         "intensity": nan if atoms.intensities is None else np.asarray(atoms.intensities, float),
         "width": nan if atoms.widths is None else np.asarray(atoms.widths, float),
     }
-    colours = SPECIES_COLOURS[np.mod(species, len(SPECIES_COLOURS))] if n else np.zeros((0, 4))
+    colours = atom_colours(atoms) if n else np.zeros((0, 4))
     return [(positions, {
         "name": f"Atoms ({name})", "ndim": 3, "features": features, "face_color": colours,
+        # the element as text, off until "display text" is ticked (on, it would tick the
+        # box with nothing to show when the string is empty)
+        "text": {"string": "{element}", "visible": False, "size": 8, "color": "white"},
         "size": 1.0 + 0.3 * species if n else 1.0, "border_width": 0.0,
         "translate": tuple(float(v) for v in translate), "axis_labels": ("z", "y", "x"),
         "units": (ANGSTROM, ANGSTROM, ANGSTROM),

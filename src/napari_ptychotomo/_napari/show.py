@@ -16,27 +16,42 @@ from .layers import LayerData, layers_for
 __all__ = ["show", "put_layer", "put_layers"]
 
 # keyword arguments that may be updated on an existing layer of the same type
-_UPDATABLE = ("scale", "translate", "metadata", "axis_labels")  # units: see view.want_units
+_UPDATABLE = ("scale", "translate", "metadata", "axis_labels")  # and units: see put_layer
 
 
 def put_layer(viewer: Any, layer_data: LayerData) -> Any:
     """Add one ``(data, kwargs, layer_type)`` to ``viewer``, replacing a layer of the
     same name; returns the napari layer."""
-    from .view import _reconcile, keep_units_consistent, want_units
+    from .view import _reconcile, keep_units_consistent, units_agree_with, want_units
 
     keep_units_consistent(viewer)
     data, kwargs, layer_type = layer_data
-    if "units" in kwargs and name_in(viewer, kwargs.get("name")):
-        # the layer's own units, carried when they agree with the other layers'
-        want_units(viewer.layers[kwargs["name"]], kwargs["units"])
-        _reconcile(viewer)
+    units = tuple(kwargs["units"]) if "units" in kwargs else None
+    if units is None:
+        return _add(viewer, layer_data)
+    # a layer carries its units only while they agree with every other layer's; else all
+    # carry none. Settled before the layer arrives: napari warns at the next redraw.
+    if name_in(viewer, kwargs.get("name")):
+        want_units(viewer.layers[kwargs["name"]], units)
+        agree = units_agree_with(viewer)
+    else:
+        agree = units_agree_with(viewer, units)
+    _reconcile(viewer, agree=agree)
+    layer = _add(viewer, (data, {**kwargs, "units": units if agree else ("pixel",) * len(units)},
+                          layer_type))
+    want_units(layer, units)
+    return layer
+
+
+def _add(viewer: Any, layer_data: LayerData) -> Any:
+    data, kwargs, layer_type = layer_data
     name = kwargs.get("name")
     if name is not None and name in viewer.layers:
         old = viewer.layers[name]
         if type(old).__name__.lower() == layer_type and np.ndim(old.data) == np.ndim(data) and (
             layer_type != "points" or np.shape(old.data)[-1:] == np.shape(data)[-1:]
         ):
-            for key in _UPDATABLE:
+            for key in (*_UPDATABLE, "units"):
                 if key in kwargs:
                     setattr(old, key, kwargs[key])
             if layer_type == "points":
@@ -108,10 +123,11 @@ def show(obj: Any, viewer: Any = None, *, name: str | None = None) -> list[Any]:
             layer.metadata[key] = obj
         return touched
     from ..data import Project
-    from .view import fit_to_visible, show_latest
+    from .view import centre_sliders, fit_to_visible, show_latest
 
     layers = put_layers(viewer, layers_for(obj, name))
-    if isinstance(obj, Project):
+    if isinstance(obj, Project):  # the latest results, in the middle, filling the view
         show_latest(layers)
+        centre_sliders(viewer)
         fit_to_visible(viewer)
     return layers

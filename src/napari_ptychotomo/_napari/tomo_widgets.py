@@ -27,6 +27,7 @@ from .choices import image_layers
 from .layers import volume_layers
 from .plots import LivePlot, Panel
 from .show import put_layer, put_layers
+from .view import wanted_units
 
 __all__ = ["DenoiseWidget", "AlignWidget", "LinearTomographyWidget", "parse_angles", "one_step"]
 
@@ -106,7 +107,8 @@ class _StackWidget(Container):
         return put_layer(self.viewer, (data, {
             "name": f"{layer.name} ({suffix})", "scale": tuple(layer.scale),
             "translate": tuple(layer.translate), "axis_labels": tuple(layer.axis_labels),
-            "colormap": "gray", "metadata": {"result": data, **meta}}, "image"))
+            "units": wanted_units(layer), "colormap": "gray",
+            "metadata": {"result": data, **meta}}, "image"))
 
     def _progress(self, progress: Progress) -> None:
         pass
@@ -185,7 +187,7 @@ class AlignWidget(_StackWidget):
             p = self._pixel
             put_layer(self.viewer, (np.asarray(preview["volume_slice"]), {
                 "name": "Alignment preview (central z slice)", "scale": (p, p),
-                "axis_labels": ("y", "x"), "colormap": "gray",
+                "axis_labels": ("y", "x"), "units": ("angstrom", "angstrom"), "colormap": "gray",
                 "metadata": {"kind": "preview", "shifts": preview.get("shifts"),
                              "euler_deg": preview.get("euler_deg")}}, "image"))
         if preview.get("shifts") is not None and preview.get("euler_deg") is not None:
@@ -284,7 +286,7 @@ class LinearTomographyWidget(_StackWidget):
         put_layer(self.viewer, (mask.astype(np.uint8), {
             "name": "Support mask (linear)", "scale": (s, s, s),
             "translate": tuple(float(v) for v in np.asarray(volume.origin)),
-            "axis_labels": ("z", "y", "x"), "opacity": 0.4,
+            "axis_labels": ("z", "y", "x"), "units": ("angstrom",) * 3, "opacity": 0.4,
             "metadata": {"kind": "mask", "result": mask, "alignment": self._alignment}}, "labels"))
         if self.mask_projections.value:
             weights = project_mask(mask, self._alignment, self._pixel, out_shape=self._data.shape[1:])

@@ -9,7 +9,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["fit_to_visible", "keep_units_consistent", "show_latest", "want_units"]
+__all__ = ["centre_sliders", "fit_to_visible", "keep_units_consistent", "show_latest", "want_units"]
 
 #: volumes by pipeline stage, latest first
 _LATEST = ("end-to-end", "linear", "aligned (low resolution)")
@@ -28,6 +28,23 @@ def fit_to_visible(viewer: Any) -> None:
     viewer.camera.center = tuple((lo + hi) / 2)
     size = np.asarray(getattr(getattr(viewer, "canvas", None), "size", (600, 600)), dtype=float)
     viewer.camera.zoom = 0.9 * float(np.min(size / np.maximum(hi - lo, 1e-9)))
+
+
+def centre_sliders(viewer: Any) -> None:
+    """Put every slider at the middle of the visible layers' extent along it (a volume's
+    first slices are usually empty vacuum)."""
+    visible = [layer for layer in viewer.layers if layer.visible]
+    if not visible:
+        return
+    extent = viewer.layers.get_extent(visible).world
+    for axis in viewer.dims.not_displayed:
+        viewer.dims.set_point(axis, float(extent[0, axis] + extent[1, axis]) / 2)
+
+
+def wanted_units(layer: Any) -> tuple[str, ...]:
+    """The units ``layer`` carries when they agree with the other layers' (it may carry
+    none for now)."""
+    return _WANTED.get(layer, tuple(str(u) for u in layer.units))
 
 
 def _units_agree(layers: list[Any]) -> bool:
@@ -50,22 +67,32 @@ def want_units(layer: Any, units: Any) -> None:
     _WANTED[layer] = tuple(str(u) for u in units)
 
 
-def _reconcile(viewer: Any) -> None:
+class _Wanted:  # stands for a layer with the units it should carry
+    def __init__(self, names: tuple[str, ...]):
+        from napari.utils.transforms._units import get_units_from_name
+
+        self.units = get_units_from_name(names)
+
+
+def units_agree_with(viewer: Any, names: tuple[str, ...] | None = None) -> bool:
+    """Whether the units every layer of ``viewer`` should carry (and ``names``, those of a
+    layer about to be added) agree on every axis."""
+    wanted = [_Wanted(_WANTED.get(layer, tuple(str(u) for u in layer.units))) for layer in viewer.layers]
+    if names is not None:
+        wanted.append(_Wanted(tuple(names)))
+    return _units_agree(wanted)
+
+
+def _reconcile(viewer: Any, agree: bool | None = None) -> None:
     """Where the layers' units disagree on an axis (a tilt index where a volume has z in
     Å, mrad where an image has Å), napari ignores all units and warns on every redraw;
     then every layer carries no units (napari's pixel) until they agree again."""
-    from napari.utils.transforms._units import get_units_from_name
-
     layers = list(viewer.layers)
     for layer in layers:
         if layer not in _WANTED:
             want_units(layer, layer.units)
-
-    class _Probe:  # the units a layer would carry
-        def __init__(self, names):
-            self.units = get_units_from_name(names)
-
-    agree = _units_agree([_Probe(_WANTED[layer]) for layer in layers])
+    if agree is None:
+        agree = units_agree_with(viewer)
     for layer in layers:
         names = _WANTED[layer]
         target = names if agree else ("pixel",) * len(names)
