@@ -6,7 +6,7 @@ import pytest
 from napari_ptychotomo.data import Atoms, Project, ScanData, TiltSeries, Volume
 from napari_ptychotomo.physics.optics import interaction_constant
 from napari_ptychotomo._napari.layers import (
-    SPECIES_COLOURS, atoms_layers, layers_for, msp_layers, project_layers, scan_layers,
+    ELEMENT_COLOURS, SPECIES_COLOURS, atoms_layers, layers_for, msp_layers, project_layers, scan_layers,
     volume_layers,
 )
 from napari_ptychotomo._napari.scan_views import bright_field_mask, scan_views
@@ -116,7 +116,11 @@ def test_atoms_become_points_sized_and_coloured_by_species():
     assert kind == "points" and kw["name"] == "Atoms (traced)" and data.shape == (3, 3)
     assert list(kw["features"]["element"]) == ["O", "Pt", "Pt"]
     assert np.all(np.isnan(kw["features"]["width"]))
-    np.testing.assert_array_equal(kw["face_color"], SPECIES_COLOURS[[0, 1, 1]])
+    # named atoms are coloured by element, so a traced and a true set of one element match
+    np.testing.assert_allclose(kw["face_color"][:, :3], [ELEMENT_COLOURS[e] for e in ("O", "Pt", "Pt")])
+    unnamed = Atoms(positions=atoms.positions, species=atoms.species)
+    np.testing.assert_array_equal(atoms_layers(unnamed)[0][1]["face_color"], SPECIES_COLOURS[[0, 1, 1]])
+    assert kw["text"]["visible"] is False  # "display text" unticked until asked for
     assert kw["size"][1] > kw["size"][0] and kw["translate"] == (1.0, 1.0, 1.0)
 
 

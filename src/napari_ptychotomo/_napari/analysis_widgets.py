@@ -102,6 +102,7 @@ class ResolutionWidget(_VolumeWidget):
         self.append(self.table)
         self.fsc_plot = LivePlot(name="fsc_plot", height=3.0, label="FSC")
         self.append(self.fsc_plot)
+        self._refresh()
 
     def _start(self) -> Generator:
         from ..analysis import directional_fsc, fsc
@@ -130,8 +131,29 @@ class ResolutionWidget(_VolumeWidget):
 
     def _result(self, resolution: Any) -> None:
         self._target.metadata["resolution"] = resolution
-        self.table.value = resolution_table(resolution)
+        shared = self._shared_by_halves() if self.use_halves.value else None
+        if shared:
+            # halves with a common start or common fitted probes / alignment agree more than
+            # their noise allows: their crossings are no resolution
+            self.table.value = ("not a resolution: the halves are not independent (they share "
+                                + "; ".join(shared) + ")")
+        else:
+            self.table.value = resolution_table(resolution)
         self._plot(resolution)
+
+    def _shared_by_halves(self) -> list[str] | None:
+        """What the two halves of volume 1 share (the end-to-end step records it); a
+        volume that does not say is taken as sharing its start."""
+        volume = self._target.metadata.get("result")
+        provenance = getattr(volume, "provenance", None) or {}
+        shared = provenance.get("halves_share")
+        return ["(not recorded)"] if shared is None else list(shared)
+
+    def _refresh(self, *_: Any) -> None:
+        super()._refresh()
+        names = self._names()
+        if len(names) > 1 and self.volume2.value == self.volume1.value:
+            self.volume2.value = names[1]  # two different volumes to compare
 
     def _plot(self, resolution: Any) -> None:
         curves = {"FSC": (resolution.frequency, resolution.fsc)}

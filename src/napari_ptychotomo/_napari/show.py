@@ -61,7 +61,9 @@ def _add(viewer: Any, layer_data: LayerData) -> Any:
                 if "contrast_limits" in kwargs:
                     old.contrast_limits = kwargs["contrast_limits"]
                 elif layer_type == "image":
-                    old.reset_contrast_limits()
+                    # from all the data: a hidden layer has no slice to measure
+                    old.reset_contrast_limits_range(mode="data")
+                    old.reset_contrast_limits(mode="data")
             old.refresh()
             return old
         index = viewer.layers.index(old)
