@@ -125,3 +125,17 @@ def test_points_writer_builds_atoms_from_plain_points_and_features(tmp_path):
     np.testing.assert_allclose(back.positions[:, 0], 0.0)
     np.testing.assert_allclose(back.positions[:, 1:], points)
     np.testing.assert_array_equal(back.species, [1, 0, 1])
+
+
+def test_project_file_opens_with_only_its_latest_volume_and_atoms_visible(tmp_path, tiny_scan, tiny_msp):
+    from napari_ptychotomo.data import Atoms
+
+    blob = np.ones((4, 4, 4), np.float32)
+    save(Project(series=TiltSeries(scans=[tiny_scan, tiny_scan], angles_deg=[-5.0, 5.0]),
+                 msp={0: tiny_msp}, volumes={"linear": Volume(blob, 0.5), "end-to-end": Volume(blob, 0.5)},
+                 atoms={"end-to-end": Atoms(positions=np.zeros((1, 3)), species=np.zeros(1, int))}),
+         tmp_path / "p.ptycho.h5")
+    layers = napari_get_reader(str(tmp_path / "p.ptycho.h5"))(str(tmp_path / "p.ptycho.h5"))
+    visible = {kw["name"] for _data, kw, _kind in layers if kw.get("visible", True)}
+    assert visible == {"Volume (end-to-end)", "Atoms (end-to-end)"}
+    assert len(layers) > 5  # the rest is there, hidden

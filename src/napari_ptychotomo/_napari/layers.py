@@ -322,7 +322,36 @@ def project_layers(project: Project) -> list[LayerData]:
         frame = project.volumes.get(name, first)
         origin = (0.0, 0.0, 0.0) if frame is None else np.asarray(frame.origin, dtype=float)
         layers += atoms_layers(atoms, name, translate=origin)
+    _latest_visible(layers)
     return layers
+
+
+#: volumes by pipeline stage, latest first
+LATEST_VOLUMES = ("end-to-end", "linear", "aligned (low resolution)")
+
+
+def _latest_visible(layers: list[LayerData]) -> None:
+    """Leave visible only a project's latest volume (its real part) and the atoms traced in
+    it (else the last atom set); without a volume, the last MSP phase, else the raw data.
+    The rest stays in the layer list, hidden: 31 overlapping layers show nothing."""
+    def kind(item: LayerData) -> str:
+        return item[1].get("metadata", {}).get("kind", "")
+
+    volumes = {item[1]["metadata"].get("volume_name"): item for item in layers
+               if kind(item) == "volume" and not item[1]["name"].endswith(", absorption)")}
+    latest = next((name for name in LATEST_VOLUMES if name in volumes), next(iter(volumes), None))
+    atoms = [item for item in layers if kind(item) == "atoms"]
+    keep: list[LayerData] = []
+    if latest is not None:
+        keep.append(volumes[latest])
+        traced = [item for item in atoms if item[1]["metadata"].get("atoms_name") == latest]
+        keep += traced or atoms[-1:]
+    else:
+        phases = [item for item in layers if item[1]["name"].startswith("MSP phase")]
+        keep += (phases or layers)[-1:]
+    chosen = {id(item) for item in keep}
+    for item in layers:
+        item[1]["visible"] = id(item) in chosen
 
 
 def layers_for(obj: Any, name: str | None = None) -> list[LayerData]:

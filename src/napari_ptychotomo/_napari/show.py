@@ -125,11 +125,13 @@ def show(obj: Any, viewer: Any = None, *, name: str | None = None) -> list[Any]:
             layer.metadata[key] = obj
         return touched
     from ..data import Project
-    from .view import centre_sliders, fit_to_visible, show_latest
+    from .view import centre_sliders, fit_to_visible
 
-    layers = put_layers(viewer, layers_for(obj, name))
-    if isinstance(obj, Project):  # the latest results, in the middle, filling the view
-        show_latest(layers)
+    items = layers_for(obj, name)
+    layers = put_layers(viewer, items)
+    if isinstance(obj, Project):  # its latest results (see project_layers), in the middle, filling the view
+        for layer, (_data, kwargs, _kind) in zip(layers, items):
+            layer.visible = kwargs.get("visible", True)  # also on a re-show
         centre_sliders(viewer)
         fit_to_visible(viewer)
     return layers

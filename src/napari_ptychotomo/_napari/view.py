@@ -9,11 +9,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["centre_sliders", "fit_to_visible", "keep_units_consistent", "show_latest", "want_units"]
-
-#: volumes by pipeline stage, latest first
-_LATEST = ("end-to-end", "linear", "aligned (low resolution)")
-
+__all__ = ["centre_sliders", "fit_to_visible", "keep_units_consistent", "want_units", "wanted_units"]
 
 def fit_to_visible(viewer: Any) -> None:
     """Centre and zoom the 2D view on the visible layers only (napari's Home fits hidden
@@ -111,24 +107,3 @@ def keep_units_consistent(viewer: Any) -> None:
     viewer.layers.events.inserted.connect(lambda event: _reconcile(viewer))
     viewer.layers.events.removed.connect(lambda event: _reconcile(viewer))
     _reconcile(viewer)
-
-
-def show_latest(layers: list[Any]) -> None:
-    """Of a project's layers, leave visible only the latest volume (real part) and the
-    atoms traced in it (or the only atom set); hide the raw data, MSP results, projection
-    stacks, earlier volumes and absorption parts: they stay in the layer list."""
-    volumes = {layer.metadata.get("volume_name"): layer for layer in layers
-               if layer.metadata.get("kind") == "volume" and not layer.name.endswith(", absorption)")}
-    latest = next((name for name in _LATEST if name in volumes), next(iter(volumes), None))
-    atoms = [layer for layer in layers if layer.metadata.get("kind") == "atoms"]
-    keep = set()
-    if latest is not None:
-        keep.add(id(volumes[latest]))
-        keep |= {id(layer) for layer in atoms if layer.metadata.get("atoms_name") in (latest, "traced")}
-    if not keep:  # no volume yet: the latest MSP phase, else the raw data
-        phases = [layer for layer in layers if layer.name.startswith("MSP phase")]
-        keep = {id((phases or layers)[-1])} if (phases or layers) else set()
-    if atoms and not any(id(layer) in keep for layer in atoms) and latest is not None:
-        keep.add(id(atoms[-1]))
-    for layer in layers:
-        layer.visible = id(layer) in keep
