@@ -331,21 +331,25 @@ LATEST_VOLUMES = ("end-to-end", "linear", "aligned (low resolution)")
 
 
 def _latest_visible(layers: list[LayerData]) -> None:
-    """Leave visible only a project's latest volume (its real part) and the atoms traced in
-    it (else the last atom set); without a volume, the last MSP phase, else the raw data.
+    """Leave visible only the atoms traced last and the volume they were traced in, else
+    a project's latest volume (its real part); without a volume, the last MSP phase, else
+    the raw data.
     The rest stays in the layer list, hidden: 31 overlapping layers show nothing."""
     def kind(item: LayerData) -> str:
         return item[1].get("metadata", {}).get("kind", "")
 
     volumes = {item[1]["metadata"].get("volume_name"): item for item in layers
                if kind(item) == "volume" and not item[1]["name"].endswith(", absorption)")}
-    latest = next((name for name in LATEST_VOLUMES if name in volumes), next(iter(volumes), None))
     atoms = [item for item in layers if kind(item) == "atoms"]
+    traced_in = [item[1]["metadata"].get("atoms_name") for item in atoms]
+    # atom tracing is the last step: its atoms with the volume they were traced in (atoms
+    # over another volume would sit in the wrong frame); else the latest volume
+    latest = next((name for name in reversed(traced_in) if name in volumes), None) or next(
+        (name for name in LATEST_VOLUMES if name in volumes), next(iter(volumes), None))
     keep: list[LayerData] = []
     if latest is not None:
         keep.append(volumes[latest])
-        traced = [item for item in atoms if item[1]["metadata"].get("atoms_name") == latest]
-        keep += traced or atoms[-1:]
+        keep += [item for item in atoms if item[1]["metadata"].get("atoms_name") == latest]
     else:
         phases = [item for item in layers if item[1]["name"].startswith("MSP phase")]
         keep += (phases or layers)[-1:]
