@@ -5,6 +5,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_ptychotomo.pipeline import ConfigError, STEP_ORDER, template, validate_config
@@ -131,6 +132,13 @@ def test_dry_run_says_per_step_whether_it_runs_and_why_not(tmp_path, capsys):
     lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()}
     assert "run" in lines["denoise"] and "method=tv" in lines["denoise"]
     assert "defaults" in lines["end_to_end"]
+    # the default input is a simulation: with no halves, only the FSC against its truth
+    assert "run (truth only)" in lines["resolution"] and "half_data = false" in lines["resolution"]
+    config.write_text('[run]\nproject = "p.ptycho.h5"\nsteps = ["end_to_end", "resolution"]\n'
+                      '[input]\npath = "scan.npy"\n')
+    np.save(tmp_path / "scan.npy", np.ones((2, 2, 4, 4), np.float32))
+    assert cli.main(["run", str(config), "--dry-run"]) == cli.EXIT_OK
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()}
     assert "skip (nothing to do)" in lines["resolution"] and "half_data = false" in lines["resolution"]
 
 

@@ -111,10 +111,20 @@ class Pipeline:
                 status = f"run (resumes: {len(project.msp)} tilt(s) done)"
             detail = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
             reason = None if status.startswith("skip") else self._no_op_reason(step, chosen, project)
-            if reason is not None:
+            if reason is not None and step == "resolution" and self._has_truth(project):
+                status, detail = "run (truth only)", f"{reason}; FSC against the simulator's truth only"
+            elif reason is not None:
                 status, detail = "skip (nothing to do)", reason
             planned.append(PlannedStep(step, status, detail))
         return planned
+
+    def _has_truth(self, project: Project | None) -> bool:
+        """Whether the project has (or the input will give it) a simulator's truth volume."""
+        if project is None:
+            source = self.config["input"]
+            return not source.get("path") and source.get("simulate", "none") != "none"
+        truth = getattr(project.series, "truth", None) or {}
+        return truth.get("volume") is not None
 
     def _no_op_reason(self, step: str, chosen: list[str], project: Project | None) -> str | None:
         """Why ``step`` would do nothing in this run (it reports a skip), else None."""

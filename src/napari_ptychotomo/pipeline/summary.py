@@ -78,16 +78,17 @@ def _resolution_line(res: Resolution) -> str:
         shared = "; ".join(prov.get("halves_share") or [])
         return (f"FSC of half-data volumes that are not independent (they share {shared}): "
                 "no resolution")
+    truth = prov.get("against") == "simulator truth"
     parts = []
     for name, value in res.crossings.items():
         value = float(value)
         if np.isfinite(value):
-            parts.append(f"{name} {value:.2f} Å")
+            parts.append(f"{name} {'at ' if truth else ''}{value:.2f} Å")
         elif np.isfinite(nyquist):
             parts.append(f"{name} < {nyquist:.2f} Å (no crossing up to Nyquist)")
         else:
             parts.append(f"{name}: no crossing")
-    head = "FSC against the simulator's truth: " if prov.get("against") == "simulator truth" else ""
+    head = "FSC against the simulator's truth: " if truth else ""
     if "pearson_r" in prov:
         parts.append(f"Pearson r {float(prov['pearson_r']):.2f}")
     return head + (", ".join(parts) or "no crossings")
