@@ -31,3 +31,17 @@ def test_a_shifted_copy_on_a_larger_grid_matches_the_truth_and_its_atoms():
     assert np.isnan(result.fsc.crossings["0.5"]) or result.fsc.crossings["0.5"] < 1.0
     assert result.atoms["n_matched"] == 10 and result.atoms["false_positives"] == 0
     assert result.atoms["missing"] == 2 and result.atoms["rms_error_3d"] < 0.15
+
+
+def test_resolution_of_halves_that_share_a_start_warns_and_says_so():
+    import pytest
+
+    from napari_ptychotomo.analysis import resolution_of
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(16, 16, 16)).astype(np.float32)
+    volume = Volume(data=a, voxel_size=0.5, provenance={"halves_share": ["the alignment"]})
+    volume.halves = (a, a + 0.1 * rng.normal(size=a.shape).astype(np.float32))
+    with pytest.warns(UserWarning, match="not independent.*the alignment"):
+        result = resolution_of(volume)
+    assert result.provenance["independent"] is False

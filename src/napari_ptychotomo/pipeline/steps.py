@@ -270,7 +270,10 @@ def run_resolution(ctx: StepContext) -> None:
                    "(set end_to_end.half_data = true)")
         _report_truth(ctx, name, volume)
         return
-    with timed() as seconds:
+    import warnings
+
+    with timed() as seconds, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "resolution_of: the halves are not independent")  # said below
         result = resolution_of(volume, directions=("x", "y", "z"), **options)
     result.provenance = provenance("resolution", ctx.options, ctx.device, seconds[0], ctx.seed)
     shared = volume.provenance.get("halves_share")
