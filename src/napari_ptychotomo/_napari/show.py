@@ -22,7 +22,7 @@ _UPDATABLE = ("scale", "translate", "metadata", "axis_labels")  # and units: see
 def put_layer(viewer: Any, layer_data: LayerData) -> Any:
     """Add one ``(data, kwargs, layer_type)`` to ``viewer``, replacing a layer of the
     same name; returns the napari layer."""
-    from .view import _reconcile, keep_units_consistent, units_agree_with, want_units
+    from .view import keep_units_consistent, reconcile_units, units_agree_with, want_units
 
     keep_units_consistent(viewer)
     data, kwargs, layer_type = layer_data
@@ -36,7 +36,7 @@ def put_layer(viewer: Any, layer_data: LayerData) -> Any:
         agree = units_agree_with(viewer)
     else:
         agree = units_agree_with(viewer, units)
-    _reconcile(viewer, agree=agree)
+    reconcile_units(viewer, agree=agree)
     layer = _add(viewer, (data, {**kwargs, "units": units if agree else ("pixel",) * len(units)},
                           layer_type))
     want_units(layer, units)

@@ -1,15 +1,24 @@
-"""What the viewer shows after results arrive: units napari can use, the view fitted to
-the real-space data that are visible, and a project opened at its latest results."""
+"""What the viewer shows after results arrive: layer units napari can use, and the view
+fitted to the visible (real-space) data at the middle of every slider.
+
+Units: napari uses layer units for rendering and the scale bar only while every layer's
+unit on an axis has the same dimensionality; otherwise it ignores them and warns on every
+redraw (a toast per redraw, over the scale bar). Each layer here keeps the units it should
+carry (Å for real space, an index for tilt / defocus axes) and carries them while they agree
+with every other layer's; where they cannot (a tilt stack beside a volume: a tilt index and
+z in Å share a slider), every layer carries napari's default "pixel" until they agree again.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 import weakref
+from typing import Any
 
 import numpy as np
 
-__all__ = ["centre_sliders", "fit_to_visible", "keep_units_consistent", "want_units", "wanted_units"]
+__all__ = ["centre_sliders", "fit_to_visible", "keep_units_consistent", "reconcile_units",
+           "units_agree_with", "want_units", "wanted_units"]
+
 
 def fit_to_visible(viewer: Any) -> None:
     """Centre and zoom the 2D view on the visible layers only (napari's Home fits hidden
@@ -79,7 +88,7 @@ def units_agree_with(viewer: Any, names: tuple[str, ...] | None = None) -> bool:
     return _units_agree(wanted)
 
 
-def _reconcile(viewer: Any, agree: bool | None = None) -> None:
+def reconcile_units(viewer: Any, agree: bool | None = None) -> None:
     """Where the layers' units disagree on an axis (a tilt index where a volume has z in
     Å, mrad where an image has Å), napari ignores all units and warns on every redraw;
     then every layer carries no units (napari's pixel) until they agree again."""
@@ -97,13 +106,13 @@ def _reconcile(viewer: Any, agree: bool | None = None) -> None:
 
 
 def keep_units_consistent(viewer: Any) -> None:
-    """Watch ``viewer`` (once) so that its layers' units always agree (see :func:`_reconcile`)."""
+    """Watch ``viewer`` (once) so that its layers' units always agree (see :func:`reconcile_units`)."""
     if getattr(viewer, "_ptychotomo_units", False):
         return
     try:
         viewer._ptychotomo_units = True
     except (AttributeError, ValueError):  # a pydantic model refusing new attributes
         object.__setattr__(viewer, "_ptychotomo_units", True)
-    viewer.layers.events.inserted.connect(lambda event: _reconcile(viewer))
-    viewer.layers.events.removed.connect(lambda event: _reconcile(viewer))
-    _reconcile(viewer)
+    viewer.layers.events.inserted.connect(lambda event: reconcile_units(viewer))
+    viewer.layers.events.removed.connect(lambda event: reconcile_units(viewer))
+    reconcile_units(viewer)
