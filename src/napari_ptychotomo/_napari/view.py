@@ -105,14 +105,16 @@ def reconcile_units(viewer: Any, agree: bool | None = None) -> None:
             layer.units = target
 
 
+_WATCHED: "weakref.WeakSet[Any]" = weakref.WeakSet()  # layer lists already watched
+
+
 def keep_units_consistent(viewer: Any) -> None:
-    """Watch ``viewer`` (once) so that its layers' units always agree (see :func:`reconcile_units`)."""
-    if getattr(viewer, "_ptychotomo_units", False):
+    """Watch ``viewer`` (once) so that its layers' units always agree (see
+    :func:`reconcile_units`)."""
+    layers = viewer.layers
+    if layers in _WATCHED:
         return
-    try:
-        viewer._ptychotomo_units = True
-    except (AttributeError, ValueError):  # a pydantic model refusing new attributes
-        object.__setattr__(viewer, "_ptychotomo_units", True)
-    viewer.layers.events.inserted.connect(lambda event: reconcile_units(viewer))
-    viewer.layers.events.removed.connect(lambda event: reconcile_units(viewer))
+    _WATCHED.add(layers)
+    layers.events.inserted.connect(lambda event: reconcile_units(viewer))
+    layers.events.removed.connect(lambda event: reconcile_units(viewer))
     reconcile_units(viewer)
