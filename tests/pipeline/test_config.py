@@ -147,3 +147,16 @@ def test_cli_and_denoise_widget_share_the_nlm_default():
 
     assert step_settings("denoise")["method"][0] == "nlm"
     assert '# method = "nlm"' in template()
+
+
+def test_every_template_setting_has_help():
+    from napari_ptychotomo.pipeline.config import (HELP_NOTES, HELP_SOURCES, PYTHON_ONLY,
+                                                   _docstring_help, step_settings)
+
+    for step in STEP_ORDER:
+        source = HELP_SOURCES.get(step)
+        helps = _docstring_help(source()) if source else {}
+        bare = [key for key, (_default, text) in step_settings(step).items()
+                if not (text or helps.get(key) or (step, key) in HELP_NOTES)
+                and key not in PYTHON_ONLY.get(step, ())]
+        assert not bare, f"[{step}] settings without help: {bare}"

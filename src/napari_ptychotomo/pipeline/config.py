@@ -446,6 +446,8 @@ EXAMPLES: dict[tuple[str, str], Any] = {
 
 #: what the engine's docstring leaves out and a user of this file needs to know
 HELP_NOTES: dict[tuple[str, str], str] = {
+    ("bright_field", "astigmatism"): "also estimate the two-fold astigmatism (C12 in Å and its azimuth).",
+    ("linear", "preview_every"): "show a preview of the volume every this many iterations.",
     ("end_to_end", "half_data"): (" The halves share their start (and MSP probes, positions and "
                                   "alignment when those steps ran), so the resolution step "
                                   "reports them as not independent and prints no resolution."),
