@@ -242,7 +242,7 @@ def _halves_share(ctx: StepContext, from_linear: bool) -> list[str]:
     the same start volume, and whatever was fitted before on all the data."""
     shared = ["one start volume" + (" (the linear volume, fitted on all the data)" if from_linear
                                     else " (zero, not a random start per half)")]
-    if ctx.project.msp:
+    if ctx.project.msp and sorted(ctx.project.msp) == list(range(len(_series(ctx)))):  # the start used
         shared.append("MSP probes and positions (fitted on all the data)")
     if ctx.project.alignment is not None:
         shared.append("the alignment (fitted on all the data)")
