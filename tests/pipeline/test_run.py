@@ -138,3 +138,24 @@ def test_info_reports_no_nan_and_no_resolution_from_dependent_halves():
                         provenance={"independent": False, "halves_share": ["the alignment"]})
     text = describe(shared)
     assert "not independent" in text and "the alignment" in text and "Å" not in text
+
+
+def test_half_data_halves_that_share_a_start_give_no_resolution_but_the_truth_fsc(
+        tmp_path, tiny_project, write_config):
+    project = _copy(tiny_project, tmp_path)
+    config = load_config(write_config(
+        tmp_path / "run.toml", project, steps=("msp", "end_to_end", "resolution", "atoms"), msp=MSP,
+        end_to_end={"iterations": 1, "half_data": True}, atoms={"volume": "end-to-end"}))
+    messages = []
+    result = Pipeline(config, report=messages.append).run()
+    shared = result.volumes["end-to-end"].provenance["halves_share"]
+    assert any("start volume" in s for s in shared) and any("MSP" in s for s in shared)
+    said = "\n".join(messages)
+    assert "not independent" in said and "one_bit" not in said and "nan" not in said
+    assert result.resolution["end-to-end"].crossings == {}
+    assert result.resolution["end-to-end"].provenance["independent"] is False
+    truth = result.resolution["end-to-end vs truth"]
+    assert "0.5" in truth.crossings and -1 <= truth.provenance["pearson_r"] <= 1
+    score = result.atoms["end-to-end"].provenance["score"]
+    assert score["n_truth"] == len(load(project).series.truth["atoms"]["numbers"])
+    assert "atoms against the simulator's" in said
