@@ -6,7 +6,7 @@ import pytest
 from napari_ptychotomo.data import Atoms, Project, ScanData, TiltSeries, Volume
 from napari_ptychotomo.physics.optics import interaction_constant
 from napari_ptychotomo._napari.layers import (
-    SPECIES_COLOURS, atoms_layers, layers_for, msp_layers, project_layers, scan_layers,
+    ELEMENT_COLOURS, SPECIES_COLOURS, atoms_layers, layers_for, msp_layers, project_layers, scan_layers,
     volume_layers,
 )
 from napari_ptychotomo._napari.scan_views import bright_field_mask, scan_views
@@ -57,7 +57,7 @@ def test_scan_views_read_in_batches_never_the_whole_scan(tiny_scan):
 
 def test_tilt_series_opens_as_bright_field_stack_with_tilt_slider(tiny_scan):
     series = TiltSeries(scans=[tiny_scan, tiny_scan, tiny_scan], angles_deg=[-30, 0, 30])
-    (bf, bf_kw, bf_type), (dp, dp_kw, dp_type) = scan_layers(series)
+    (bf, bf_kw, bf_type), (dp, dp_kw, dp_type) = scan_layers(series, diffraction=True)
     assert (bf_type, dp_type) == ("image", "image")
     assert bf.shape == (3, 6, 5) and dp.shape == (3, 16, 16)
     assert bf_kw["name"] == "Virtual bright field" and bf_kw["axis_labels"] == ("tilt", "y", "x")
@@ -71,7 +71,7 @@ def test_scattered_positions_become_points_coloured_by_bright_field(tiny_scan):
     flat = np.asarray(tiny_scan.intensities).reshape(30, 16, 16)
     positions = np.random.default_rng(2).uniform(0, 5, size=(30, 2))
     scan = ScanData(intensities=flat, calibration=tiny_scan.calibration, positions=positions)
-    (pts, kw, kind), (dp, _, _) = scan_layers(scan)
+    (pts, kw, kind), (dp, _, _) = scan_layers(scan, diffraction=True)
     assert kind == "points" and np.array_equal(pts, positions)
     assert kw["features"]["bright_field"].shape == (30,) and dp.shape == (16, 16)
 
@@ -116,7 +116,11 @@ def test_atoms_become_points_sized_and_coloured_by_species():
     assert kind == "points" and kw["name"] == "Atoms (traced)" and data.shape == (3, 3)
     assert list(kw["features"]["element"]) == ["O", "Pt", "Pt"]
     assert np.all(np.isnan(kw["features"]["width"]))
-    np.testing.assert_array_equal(kw["face_color"], SPECIES_COLOURS[[0, 1, 1]])
+    # named atoms are coloured by element, so a traced and a true set of one element match
+    np.testing.assert_allclose(kw["face_color"][:, :3], [ELEMENT_COLOURS[e] for e in ("O", "Pt", "Pt")])
+    unnamed = Atoms(positions=atoms.positions, species=atoms.species)
+    np.testing.assert_array_equal(atoms_layers(unnamed)[0][1]["face_color"], SPECIES_COLOURS[[0, 1, 1]])
+    assert kw["text"]["visible"] is False  # "display text" unticked until asked for
     assert kw["size"][1] > kw["size"][0] and kw["translate"] == (1.0, 1.0, 1.0)
 
 

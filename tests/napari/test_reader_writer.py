@@ -31,7 +31,7 @@ def test_project_file_opens_as_every_result(tmp_path, tiny_scan, tiny_msp):
     save(Project(series=TiltSeries(scans=[tiny_scan, tiny_scan], angles_deg=[-5.0, 5.0]),
                  msp={0: tiny_msp}, volumes={"linear": volume}), path)
     layers = by_name(napari_get_reader(str(path))(str(path)))
-    assert {"Virtual bright field", "Mean diffraction", "MSP phase [tilt 0]",
+    assert {"Virtual bright field", "MSP phase [tilt 0]",
             "Volume (linear)"} <= set(layers)
     bright, kw, _ = layers["Virtual bright field"]
     assert bright.shape == (2, 6, 5) and kw["scale"] == (1.0, 0.5, 0.5)
@@ -48,8 +48,9 @@ def test_npy_scan_uses_its_json_sidecar(tmp_path, tiny_scan):
     layers = by_name(read_path(str(path)))
     assert layers["Virtual bright field"][0].shape == (6, 5)
     assert layers["Virtual bright field"][1]["scale"] == (0.8, 0.8)
-    assert layers["Mean diffraction"][1]["scale"] == (1.5, 1.5)
-    assert layers["Mean diffraction"][1]["metadata"]["result"].calibration.energy_eV == 200e3
+    meta = layers["Virtual bright field"][1]["metadata"]
+    assert meta["detector_sampling_mrad"] == 1.5 and meta["mean_diffraction"].shape == (16, 16)
+    assert meta["result"].calibration.energy_eV == 200e3
 
 
 def test_npy_scan_without_calibration_opens_with_defaults_and_a_warning(tmp_path, tiny_scan):
@@ -58,7 +59,7 @@ def test_npy_scan_without_calibration_opens_with_defaults_and_a_warning(tmp_path
     with pytest.warns(UserWarning, match="placeholders"):
         layers = by_name(read_path(str(path)))
     dk = DEFAULT_CALIBRATION["detector_sampling_mrad"]
-    assert layers["Mean diffraction"][1]["scale"] == (dk, dk)
+    assert layers["Virtual bright field"][1]["metadata"]["detector_sampling_mrad"] == dk
 
 
 def test_mrc_volume_and_tilt_stack_open_with_their_pixel_size(tmp_path):
@@ -124,3 +125,17 @@ def test_points_writer_builds_atoms_from_plain_points_and_features(tmp_path):
     np.testing.assert_allclose(back.positions[:, 0], 0.0)
     np.testing.assert_allclose(back.positions[:, 1:], points)
     np.testing.assert_array_equal(back.species, [1, 0, 1])
+
+
+def test_project_file_opens_with_only_its_latest_volume_and_atoms_visible(tmp_path, tiny_scan, tiny_msp):
+    from napari_ptychotomo.data import Atoms
+
+    blob = np.ones((4, 4, 4), np.float32)
+    save(Project(series=TiltSeries(scans=[tiny_scan, tiny_scan], angles_deg=[-5.0, 5.0]),
+                 msp={0: tiny_msp}, volumes={"linear": Volume(blob, 0.5), "end-to-end": Volume(blob, 0.5)},
+                 atoms={"end-to-end": Atoms(positions=np.zeros((1, 3)), species=np.zeros(1, int))}),
+         tmp_path / "p.ptycho.h5")
+    layers = napari_get_reader(str(tmp_path / "p.ptycho.h5"))(str(tmp_path / "p.ptycho.h5"))
+    visible = {kw["name"] for _data, kw, _kind in layers if kw.get("visible", True)}
+    assert visible == {"Volume (end-to-end)", "Atoms (end-to-end)"}
+    assert len(layers) > 5  # the rest is there, hidden

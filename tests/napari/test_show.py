@@ -20,7 +20,7 @@ def test_show_project_adds_named_scaled_layers_and_reshow_replaces(viewer, not_b
     )
     layers = show(project, viewer)
     names = [layer.name for layer in viewer.layers]
-    assert {"Virtual bright field", "Mean diffraction", "MSP phase [tilt 1]", "MSP probe [tilt 1]",
+    assert {"Virtual bright field", "MSP phase [tilt 1]", "MSP probe [tilt 1]",
             "MSP tilt map θx [tilt 1]", "MSP positions [tilt 1]", "Volume (linear)",
             "Atoms (linear)"} <= set(names)
     assert len(layers) == len(viewer.layers)

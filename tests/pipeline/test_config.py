@@ -5,6 +5,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_ptychotomo.pipeline import ConfigError, STEP_ORDER, template, validate_config
@@ -23,7 +24,10 @@ def test_template_is_valid_toml_listing_every_step_and_validates():
         assert f"[{step}]" in text
     validated = validate_config(parsed)
     assert validated["run"]["steps"] == list(STEP_ORDER)
-    assert "# iterations = 30" in text  # defaults come from the engines' own parameters
+    from napari_ptychotomo.ptycho import MSPParams
+
+    # defaults come from the engines' own parameters
+    assert f"# iterations = {MSPParams().iterations}" in text.split("[msp]")[1]
 
 
 @pytest.mark.parametrize(
@@ -86,3 +90,73 @@ def test_cli_exit_codes_say_what_went_wrong(tmp_path):
     broken.write_bytes(b"not an HDF5 file at all")
     done = _cli("info", broken)
     assert done.returncode == 3 and "broken.ptycho.h5" in done.stderr
+
+
+def _setting_lines(text):
+    return [k for k, line in enumerate(text.splitlines()) if line.startswith("# ")]
+
+
+def test_every_template_setting_is_valid_when_uncommented_as_it_stands(tmp_path):
+    text = template()
+    lines = text.splitlines()
+    settings = _setting_lines(text)
+    assert len(settings) > 80  # every setting of every step is listed
+    for k in settings:
+        edited = list(lines)
+        edited[k] = lines[k][2:]
+        try:
+            validate_config(tomllib.loads("\n".join(edited)), base=tmp_path)
+        except (tomllib.TOMLDecodeError, ConfigError) as exc:
+            raise AssertionError(f"template line {k + 1} {lines[k]!r} uncommented: {exc}") from None
+
+
+def test_template_help_is_plain_text_said_once_per_setting():
+    text = template()
+    help_lines = [line for line in text.splitlines() if line.startswith("##")]
+    assert not [line for line in help_lines if "``" in line or ":func:" in line or ":mod:" in line]
+    # settings that share a docstring entry share one help block
+    assert text.count("learn the global tilt / slice thickness") == 1
+    assert text.count("3D Butterworth low-pass") == 1
+    for section in ("[align]", "[linear]", "[atoms]"):
+        body = text.split(section, 1)[1].split("\n[", 1)[0]
+        assert body.count("\n## ") >= 3, f"{section} has no help"
+
+
+def test_dry_run_says_per_step_whether_it_runs_and_why_not(tmp_path, capsys):
+    from napari_ptychotomo import cli
+
+    config = tmp_path / "run.toml"
+    config.write_text('[run]\nproject = "p.ptycho.h5"\nsteps = ["denoise", "end_to_end", "resolution"]\n'
+                      '[denoise]\nmethod = "tv"\n')
+    assert cli.main(["run", str(config), "--dry-run"]) == cli.EXIT_OK
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()}
+    assert "run" in lines["denoise"] and "method=tv" in lines["denoise"]
+    assert "defaults" in lines["end_to_end"]
+    # the default input is a simulation: with no halves, only the FSC against its truth
+    assert "run (truth only)" in lines["resolution"] and "half_data = false" in lines["resolution"]
+    config.write_text('[run]\nproject = "p.ptycho.h5"\nsteps = ["end_to_end", "resolution"]\n'
+                      '[input]\npath = "scan.npy"\n')
+    np.save(tmp_path / "scan.npy", np.ones((2, 2, 4, 4), np.float32))
+    assert cli.main(["run", str(config), "--dry-run"]) == cli.EXIT_OK
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()}
+    assert "skip (nothing to do)" in lines["resolution"] and "half_data = false" in lines["resolution"]
+
+
+def test_cli_and_denoise_widget_share_the_nlm_default():
+    from napari_ptychotomo.pipeline.config import step_settings
+
+    assert step_settings("denoise")["method"][0] == "nlm"
+    assert '# method = "nlm"' in template()
+
+
+def test_every_template_setting_has_help():
+    from napari_ptychotomo.pipeline.config import (HELP_NOTES, HELP_SOURCES, PYTHON_ONLY,
+                                                   _docstring_help, step_settings)
+
+    for step in STEP_ORDER:
+        source = HELP_SOURCES.get(step)
+        helps = _docstring_help(source()) if source else {}
+        bare = [key for key, (_default, text) in step_settings(step).items()
+                if not (text or helps.get(key) or (step, key) in HELP_NOTES)
+                and key not in PYTHON_ONLY.get(step, ())]
+        assert not bare, f"[{step}] settings without help: {bare}"

@@ -14,13 +14,20 @@ def test_demo_runs_the_whole_chain_and_writes_an_overview(tmp_path):
                           capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "overview" in done.stdout
+    # the halves share their start, probes and alignment: no resolution from them, and
+    # the numbers against the simulator's truth instead
+    assert "are not independent" in done.stdout and "one_bit" not in done.stdout
+    assert "against the simulator's truth: FSC 0.5 at" in done.stdout
+    assert "atoms against the simulator's 55 true atoms" in done.stdout
     from napari_ptychotomo import load
 
     project = load(tmp_path / "demo.ptycho.h5")
     assert len(project.msp) == len(project.series)
     assert {"linear", "end-to-end"} <= set(project.volumes)
     assert project.volumes["end-to-end"].halves is not None
-    assert "end-to-end" in project.resolution
+    assert "end-to-end" in project.resolution and "end-to-end vs truth" in project.resolution
+    assert project.resolution["end-to-end"].provenance["independent"] is False
+    assert project.atoms["linear"].provenance["score"]["recall"] > 0.5
     truth = len(project.series.truth["atoms"]["numbers"])
     assert 0.5 * truth < len(project.atoms["linear"]) < 2 * truth
     for name in ("overview.png", "volume-linear.mrc", "volume-end-to-end.mrc", "atoms-linear.xyz"):

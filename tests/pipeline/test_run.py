@@ -123,3 +123,39 @@ def test_end_to_end_from_the_linear_volume_steps_1_volt_unless_told(tmp_path, ti
     result = Pipeline(config, report=lambda message: None).run()
     rates = result.volumes["end-to-end"].provenance["parameters"]["rates"]
     assert rates["volume"]["step"] == 1.0 and rates["probe"]["step"] == 1e-3  # the others as before
+
+
+def test_info_reports_no_nan_and_no_resolution_from_dependent_halves():
+    import numpy as np
+
+    from napari_ptychotomo import Resolution
+    from napari_ptychotomo.pipeline.summary import describe
+
+    frequency = np.linspace(0, 1.5, 6)
+    flat = Resolution(frequency=frequency, fsc=np.ones(6), crossings={"one_bit": float("nan")})
+    assert "nan" not in describe(flat) and "< 0.67 Å (no crossing up to Nyquist)" in describe(flat)
+    shared = Resolution(frequency=frequency, fsc=np.ones(6), crossings={},
+                        provenance={"independent": False, "halves_share": ["the alignment"]})
+    text = describe(shared)
+    assert "not independent" in text and "the alignment" in text and "Å" not in text
+
+
+def test_half_data_halves_that_share_a_start_give_no_resolution_but_the_truth_fsc(
+        tmp_path, tiny_project, write_config):
+    project = _copy(tiny_project, tmp_path)
+    config = load_config(write_config(
+        tmp_path / "run.toml", project, steps=("msp", "end_to_end", "resolution", "atoms"), msp=MSP,
+        end_to_end={"iterations": 1, "half_data": True}, atoms={"volume": "end-to-end"}))
+    messages = []
+    result = Pipeline(config, report=messages.append).run()
+    shared = result.volumes["end-to-end"].provenance["halves_share"]
+    assert any("start volume" in s for s in shared) and any("MSP" in s for s in shared)
+    said = "\n".join(messages)
+    assert "not independent" in said and "one_bit" not in said and "nan" not in said
+    assert result.resolution["end-to-end"].crossings == {}
+    assert result.resolution["end-to-end"].provenance["independent"] is False
+    truth = result.resolution["end-to-end vs truth"]
+    assert "0.5" in truth.crossings and -1 <= truth.provenance["pearson_r"] <= 1
+    score = result.atoms["end-to-end"].provenance["score"]
+    assert score["n_truth"] == len(load(project).series.truth["atoms"]["numbers"])
+    assert "atoms against the simulator's" in said

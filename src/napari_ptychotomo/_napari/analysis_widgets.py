@@ -64,12 +64,16 @@ class _VolumeWidget(Container):
         self.viewer = viewer
         self.runner = EngineRunner(self._start, on_result=self._result,
                                    on_progress=self._progress, synchronous=synchronous)
+        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[*fields, self.runner.widget])
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
 
     def _names(self, *_: Any) -> list[str]:
-        return [name for name, _ in image_layers(self.viewer, ndim=3)]
+        """Volumes only: not the virtual bright field, projection or MSP phase stacks, which
+        are also 3D image layers."""
+        return [name for name, layer in image_layers(self.viewer, ndim=3)
+                if layer.metadata.get("kind", "volume") == "volume"]
 
     def _layer(self, name: Any) -> Any:
         if name is None or name not in self.viewer.layers:
@@ -92,12 +96,13 @@ class ResolutionWidget(_VolumeWidget):
         self.volume2 = ComboBox(label="volume 2", choices=self._names, name="volume2")
         self.use_halves = CheckBox(text="use the halves of volume 1", value=False, name="use_halves")
         self.directional = CheckBox(text="directional (x, y, z cones)", value=True, name="directional")
-        self.table = Label(value="", name="table")
+        self.table = Label(value="", name="table", label="resolution")
         super().__init__(viewer, [self.volume1, self.volume2, self.use_halves, self.directional],
                          synchronous)
         self.append(self.table)
-        self.fsc_plot = LivePlot(name="fsc_plot", height=3.0)
+        self.fsc_plot = LivePlot(name="fsc_plot", height=3.0, label="FSC")
         self.append(self.fsc_plot)
+        self._refresh()
 
     def _start(self) -> Generator:
         from ..analysis import directional_fsc, fsc
@@ -126,8 +131,29 @@ class ResolutionWidget(_VolumeWidget):
 
     def _result(self, resolution: Any) -> None:
         self._target.metadata["resolution"] = resolution
-        self.table.value = resolution_table(resolution)
+        shared = self._shared_by_halves() if self.use_halves.value else None
+        if shared:
+            # halves with a common start or common fitted probes / alignment agree more than
+            # their noise allows: their crossings are no resolution
+            self.table.value = ("not a resolution: the halves are not independent (they share "
+                                + "; ".join(shared) + ")")
+        else:
+            self.table.value = resolution_table(resolution)
         self._plot(resolution)
+
+    def _shared_by_halves(self) -> list[str] | None:
+        """What the two halves of volume 1 share (the end-to-end step records it); a
+        volume that does not say is taken as sharing its start."""
+        volume = self._target.metadata.get("result")
+        provenance = getattr(volume, "provenance", None) or {}
+        shared = provenance.get("halves_share")
+        return ["(not recorded)"] if shared is None else list(shared)
+
+    def _refresh(self, *_: Any) -> None:
+        super()._refresh()
+        names = self._names()
+        if len(names) > 1 and self.volume2.value == self.volume1.value:
+            self.volume2.value = names[1]  # two different volumes to compare
 
     def _plot(self, resolution: Any) -> None:
         curves = {"FSC": (resolution.frequency, resolution.fsc)}
@@ -152,10 +178,11 @@ class AtomTracingWidget(_VolumeWidget):
         self.iterations = SpinBox(label="iterations", min=1, max=200, value=10, name="iterations")
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
                                name="device")
-        self.score = Label(value="", name="score")
+        self.score = Label(value="", name="score", label="against the truth")
         super().__init__(viewer, [self.volume, self.n_species, self.threshold_sigma,
                                   self.iterations, self.device], synchronous)
         self.append(self.score)
+        self._refresh()
 
     def _start(self) -> Generator:
         from ..analysis import trace_atoms_steps
@@ -172,20 +199,32 @@ class AtomTracingWidget(_VolumeWidget):
         if isinstance(positions, np.ndarray) and positions.ndim == 2 and positions.shape[1] == 3:
             put_layer(self.viewer, (positions, {
                 "name": "Atoms (traced)", "ndim": 3, "size": 1.0, "face_color": "yellow",
+                "units": ("angstrom",) * 3,
                 "border_width": 0.0, "metadata": {"kind": "atoms-preview"}}, "points"))
 
     def _result(self, atoms: Any) -> None:
         layers = self.viewer.layers
         if "Atoms (traced)" in layers and layers["Atoms (traced)"].metadata.get("kind") == "atoms-preview":
             layers.remove(layers["Atoms (traced)"])  # the live preview gives way to the result
-        put_layers(self.viewer, atoms_layers(atoms, "traced"))
         truth = self._truth()
+        if truth is not None and truth.names and not atoms.names and int(self.n_species.value) == len(truth.names):
+            # classes by increasing intensity are the true species by increasing Z: name
+            # them alike, so traced and true atoms of one element share a colour
+            atoms.names = list(truth.names)
+        put_layers(self.viewer, atoms_layers(atoms, "traced"))
         if truth is not None:
             from ..analysis import score_atoms
 
             s = score_atoms(atoms, truth, radius=1.0)
             self.score.value = (f"recall {s['recall']:.2f}, false positives {s['false_positives']}, "
                                 f"RMS error {s['rms_error_3d']:.2f} Å")
+
+    def _refresh(self, *_: Any) -> None:
+        super()._refresh()
+        truth = self._truth()
+        if truth is not None and truth.names and not getattr(self, "_species_set", False):
+            self.n_species.value = len(truth.names)  # as many classes as true species
+            self._species_set = True
 
     def _truth(self) -> Atoms | None:
         """True atoms when known: an ``Atoms (truth)`` layer in the viewer."""

@@ -40,7 +40,7 @@ class InspectWidget(Container):
         self.volume = ComboBox(label="volume", choices=self._volume_names, name="volume")
         self.follow_cursor = CheckBox(text="slice views follow the cursor", value=True,
                                       name="follow_cursor")
-        self.views = LivePlot(name="views", height=2.0)
+        self.views = LivePlot(name="views", height=2.0, label="slices")
         self.profile_from = ComboBox(label="profile along", choices=self._line_sources,
                                      name="profile_from")
         self.profile_button = PushButton(text="Line profile", name="profile_button")

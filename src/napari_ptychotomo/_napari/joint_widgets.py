@@ -66,10 +66,11 @@ class _JointWidget(Container):
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
                                name="device")
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0, name="seed")
-        self.loss_plot = LivePlot(name="loss_plot")
+        self.loss_plot = LivePlot(name="loss_plot", label="loss")
         self.runner = EngineRunner(self._start, on_progress=self._show_progress,
                                    on_result=self._show_result, on_stopped=self._partial,
                                    synchronous=synchronous)
+        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[
             self.dataset, self.alignment_from, self.start_volume, self.iterations,
             self.num_slices, *fields, self.tv_weight, self.l1_imag, self.nonnegative,

@@ -47,19 +47,45 @@ SPECIES_COLOURS = np.array(
 )
 
 
+#: RGBA colour of an element (Jmol-like), so traced and true atoms of one element match
+ELEMENT_COLOURS = {
+    "H": (1.00, 1.00, 1.00), "C": (0.56, 0.56, 0.56), "N": (0.19, 0.31, 0.97),
+    "O": (1.00, 0.20, 0.15), "Al": (0.75, 0.65, 0.65), "Si": (0.94, 0.78, 0.63),
+    "Ti": (0.75, 0.76, 0.78), "Sr": (0.00, 1.00, 0.00), "Pt": (0.95, 0.85, 0.30),
+    "Au": (1.00, 0.82, 0.14), "Pd": (0.00, 0.41, 0.52), "Ag": (0.75, 0.75, 0.75),
+    "Fe": (0.88, 0.40, 0.20), "Cu": (0.78, 0.50, 0.20), "Ce": (1.00, 1.00, 0.78),
+}
+
+
+def atom_colours(atoms: Atoms) -> np.ndarray:
+    """(n, 4) RGBA per atom: by element where the atoms have element names (so a traced
+    and a true set of the same element look alike), else by species class."""
+    species = np.asarray(atoms.species, dtype=int).reshape(-1)
+    colours = SPECIES_COLOURS[np.mod(species, len(SPECIES_COLOURS))].copy() if len(species) else np.zeros((0, 4), np.float32)
+    if atoms.names:
+        for k, symbol in enumerate(atoms.symbols()):
+            if symbol in ELEMENT_COLOURS:
+                colours[k, :3] = ELEMENT_COLOURS[symbol]
+    return colours
+
+
 def _meta(obj: Any, kind: str, **extra: Any) -> dict[str, Any]:
     return {"result": obj, "kind": kind, **extra}
 
 
-def scan_layers(data: ScanData | TiltSeries) -> list[LayerData]:
+def scan_layers(data: ScanData | TiltSeries, diffraction: bool = False) -> list[LayerData]:
     """Virtual bright-field image(s) and mean diffraction pattern(s) of a scan or series.
 
     A series whose scans share one raster becomes ``Virtual bright field``
     ``(n_tilts, Ny, Nx)`` and ``Mean diffraction`` ``(n_tilts, Ky, Kx)`` with the tilt as
     the slider axis; otherwise one pair of layers per tilt (``… [tilt k]``). Scan axes are
-    scaled by the scan step in Å, detector axes by the detector sampling in mrad. The
-    diffraction layer starts hidden: napari has one world for all layers, and a pattern
-    spanning ~100 mrad would cover an image a few Å across.
+    scaled by the scan step in Å, detector axes by the detector sampling in mrad.
+
+    The diffraction layers only with ``diffraction=True``: napari has one world and one
+    set of units for all layers, so a pattern in mrad beside images in Å makes the units
+    inconsistent (napari then ignores them and says so on every redraw) and ~100 mrad
+    would dwarf an image a few Å across. The mean pattern is kept in the bright-field
+    layer's ``metadata["mean_diffraction"]`` (with ``"detector_sampling_mrad"``).
     Plane-wave (defocus) series show their images ``(n_defocus, ny, nx)`` per tilt.
     """
     scans = list(data.scans) if isinstance(data, TiltSeries) else [data]
@@ -78,37 +104,49 @@ def scan_layers(data: ScanData | TiltSeries) -> list[LayerData]:
         (dy, dx), dk = steps[0], scans[0].calibration.detector_sampling_mrad
         bright = np.stack([v[0] for v in views])
         mean = np.stack([v[1] for v in views])
-        return [
+        bright_meta = {"metadata": _meta(data, "scan", angles_deg=angles, mean_diffraction=mean,
+                                         detector_sampling_mrad=dk)}
+        out: list[LayerData] = [
             (bright, {"name": "Virtual bright field", "scale": (1.0, dy, dx),
                       "axis_labels": ("tilt", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
-                      "colormap": "gray", **common}, "image"),
-            (mean, {"name": "Mean diffraction", "scale": (1.0, dk, dk),
-                    "axis_labels": ("tilt", "k_y", "k_x"), "units": (INDEX, MRAD, MRAD),
-                    "colormap": "magma", "gamma": 0.5, "visible": False, **common}, "image"),
-        ]
+                      "colormap": "gray", **bright_meta}, "image")]
+        if diffraction:
+            out.append((mean, {"name": "Mean diffraction", "scale": (1.0, dk, dk),
+                               "axis_labels": ("tilt", "k_y", "k_x"), "units": (INDEX, MRAD, MRAD),
+                               "colormap": "magma", "gamma": 0.5, "visible": False, **common}, "image"))
+        return out
     layers: list[LayerData] = []
     for k, (scan, (bright, mean), (dy, dx)) in enumerate(zip(scans, views, steps)):
         suffix = f" [tilt {k}]" if len(scans) > 1 else ""
         dk = scan.calibration.detector_sampling_mrad
+        bright_meta = {"metadata": _meta(data, "scan", angles_deg=angles, mean_diffraction=mean,
+                                         detector_sampling_mrad=dk)}
         if bright.ndim == 2:
             layers.append((bright, {"name": f"Virtual bright field{suffix}", "scale": (dy, dx),
                                     "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM),
-                                    "colormap": "gray", **common}, "image"))
+                                    "colormap": "gray", **bright_meta}, "image"))
         else:  # scattered positions: one point per pattern, coloured by its bright field
             layers.append((scan.positions_angstrom(), {
                 "name": f"Virtual bright field{suffix}", "features": {"bright_field": bright},
                 "face_color": "bright_field", "face_colormap": "gray", "size": dy,
-                "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM), **common}, "points"))
-        layers.append((mean, {"name": f"Mean diffraction{suffix}", "scale": (dk, dk),
-                              "axis_labels": ("k_y", "k_x"), "units": (MRAD, MRAD),
-                              "colormap": "magma", "gamma": 0.5, "visible": False,
-                              **common}, "image"))
+                "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM), **bright_meta}, "points"))
+        if diffraction:
+            layers.append((mean, {"name": f"Mean diffraction{suffix}", "scale": (dk, dk),
+                                  "axis_labels": ("k_y", "k_x"), "units": (MRAD, MRAD),
+                                  "colormap": "magma", "gamma": 0.5, "visible": False,
+                                  **common}, "image"))
     return layers
 
 
 def _defocus_layers(data: Any, series: list[Any], angles: list[float]) -> list[LayerData]:
     """One ``Defocus images`` layer (tilt, defocus, y, x) when every tilt has the same
     stack shape and pixel size, else one ``Defocus images [tilt k]`` per tilt."""
+    def limits(images: Any) -> tuple[float, float]:
+        # the images are near 1 with a few % of contrast and a bright edge or two: the
+        # 0.5-99.5 % range shows the specimen where min-max would show a flat grey
+        low, high = np.percentile(np.asarray(images, dtype=np.float32), [0.5, 99.5])
+        return (float(low), float(high)) if high > low else (float(low), float(low) + 1.0)
+
     shapes = {(tuple(np.shape(item.images)), float(item.pixel_size)) for item in series}
     if len(series) > 1 and len(shapes) == 1:
         p = float(series[0].pixel_size)
@@ -116,6 +154,7 @@ def _defocus_layers(data: Any, series: list[Any], angles: list[float]) -> list[L
             "name": "Defocus images", "scale": (1.0, 1.0, p, p),
             "axis_labels": ("tilt", "defocus", "y", "x"),
             "units": (INDEX, INDEX, ANGSTROM, ANGSTROM), "colormap": "gray",
+            "contrast_limits": limits([item.images for item in series]),
             "metadata": _meta(data, "defocus", angles_deg=angles)}, "image")]
     layers = []
     for k, item in enumerate(series):
@@ -123,7 +162,8 @@ def _defocus_layers(data: Any, series: list[Any], angles: list[float]) -> list[L
         layers.append((np.asarray(item.images), {
             "name": f"Defocus images [tilt {k}]", "scale": (1.0, p, p),
             "axis_labels": ("defocus", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
-            "colormap": "gray", "metadata": _meta(data, "defocus", angles_deg=angles)}, "image"))
+            "colormap": "gray", "contrast_limits": limits(item.images),
+            "metadata": _meta(data, "defocus", angles_deg=angles)}, "image"))
     return layers
 
 
@@ -212,6 +252,13 @@ def volume_layers(volume: Volume, name: str = "linear") -> list[LayerData]:
     common = {"scale": (s, s, s), "translate": tuple(float(v) for v in np.asarray(volume.origin)),
               "axis_labels": ("z", "y", "x"), "units": (ANGSTROM, ANGSTROM, ANGSTROM)}
     meta = _meta(volume, "volume", volume_name=name)
+    if str(volume.provenance.get("axes", "")).startswith("tilt"):
+        # a projection stack (tilt, y, x): the tilt is an index, not a length
+        origin = np.asarray(volume.origin, dtype=float)
+        return [(np.asarray(data), {"name": name[:1].upper() + name[1:], "colormap": "gray",
+                                    "scale": (1.0, s, s), "translate": (0.0, *map(float, origin[1:])),
+                                    "axis_labels": ("tilt", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
+                                    "metadata": _meta(volume, "projections", volume_name=name)}, "image")]
     if np.iscomplexobj(np.empty(0, dtype=data.dtype)):
         values = np.asarray(data)
         return [
@@ -239,9 +286,12 @@ def atoms_layers(atoms: Atoms, name: str = "traced", translate=(0.0, 0.0, 0.0)) 
         "intensity": nan if atoms.intensities is None else np.asarray(atoms.intensities, float),
         "width": nan if atoms.widths is None else np.asarray(atoms.widths, float),
     }
-    colours = SPECIES_COLOURS[np.mod(species, len(SPECIES_COLOURS))] if n else np.zeros((0, 4))
+    colours = atom_colours(atoms) if n else np.zeros((0, 4))
     return [(positions, {
         "name": f"Atoms ({name})", "ndim": 3, "features": features, "face_color": colours,
+        # the element as text, off until "display text" is ticked (on, it would tick the
+        # box with nothing to show when the string is empty)
+        "text": {"string": "{element}", "visible": False, "size": 8, "color": "white"},
         "size": 1.0 + 0.3 * species if n else 1.0, "border_width": 0.0,
         "translate": tuple(float(v) for v in translate), "axis_labels": ("z", "y", "x"),
         "units": (ANGSTROM, ANGSTROM, ANGSTROM),
@@ -272,7 +322,40 @@ def project_layers(project: Project) -> list[LayerData]:
         frame = project.volumes.get(name, first)
         origin = (0.0, 0.0, 0.0) if frame is None else np.asarray(frame.origin, dtype=float)
         layers += atoms_layers(atoms, name, translate=origin)
+    _latest_visible(layers)
     return layers
+
+
+#: volumes by pipeline stage, latest first
+LATEST_VOLUMES = ("end-to-end", "linear", "aligned (low resolution)")
+
+
+def _latest_visible(layers: list[LayerData]) -> None:
+    """Leave visible only the atoms traced last and the volume they were traced in, else
+    a project's latest volume (its real part); without a volume, the last MSP phase, else
+    the raw data.
+    The rest stays in the layer list, hidden: 31 overlapping layers show nothing."""
+    def kind(item: LayerData) -> str:
+        return item[1].get("metadata", {}).get("kind", "")
+
+    volumes = {item[1]["metadata"].get("volume_name"): item for item in layers
+               if kind(item) == "volume" and not item[1]["name"].endswith(", absorption)")}
+    atoms = [item for item in layers if kind(item) == "atoms"]
+    traced_in = [item[1]["metadata"].get("atoms_name") for item in atoms]
+    # atom tracing is the last step: its atoms with the volume they were traced in (atoms
+    # over another volume would sit in the wrong frame); else the latest volume
+    latest = next((name for name in reversed(traced_in) if name in volumes), None) or next(
+        (name for name in LATEST_VOLUMES if name in volumes), next(iter(volumes), None))
+    keep: list[LayerData] = []
+    if latest is not None:
+        keep.append(volumes[latest])
+        keep += [item for item in atoms if item[1]["metadata"].get("atoms_name") == latest]
+    else:
+        phases = [item for item in layers if item[1]["name"].startswith("MSP phase")]
+        keep += (phases or layers)[-1:]
+    chosen = {id(item) for item in keep}
+    for item in layers:
+        item[1]["visible"] = id(item) in chosen
 
 
 def layers_for(obj: Any, name: str | None = None) -> list[LayerData]:

@@ -103,12 +103,13 @@ class MSPWidget(Container):
                                   label="learning rates", visible=False)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
                                name="device")
-        self.fitted = Label(value="", name="fitted")
-        self.loss_plot = LivePlot(name="loss_plot")
+        self.fitted = Label(value="", name="fitted", label="fitted values")
+        self.loss_plot = LivePlot(name="loss_plot", label="loss")
         self.runner = EngineRunner(self._start, on_progress=self._show_progress,
                                    on_result=self._show_result, on_stopped=self._partial,
                                    synchronous=synchronous,
                                    must_show=lambda p: "result" in (p.preview or {}))
+        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[
             self.dataset, self.tilt, self.all_tilts, self.iterations, self.num_slices,
             self.slice_thickness, self.num_modes, self.defocus, self.learn_tilt,
@@ -256,14 +257,14 @@ class MSPWidget(Container):
         thickness = float(preview.get("slice_thickness", self.slice_thickness.value))
         put_layer(self.viewer, (preview["slices"], {
             "name": f"MSP phase [tilt {k}]", "scale": (thickness, pixel * stride, pixel * stride),
-            "axis_labels": ("z", "y", "x"), "colormap": "gray",
+            "axis_labels": ("z", "y", "x"), "units": ("angstrom",) * 3, "colormap": "gray",
             "metadata": {"kind": "msp-preview", "tilt_index": k}}, "image"))
         if "phase" in preview:
             put_layer(self.viewer, summed_phase_layer(preview["phase"], pixel, k))
         amplitude = np.sqrt(np.asarray(preview["probe_intensity"], dtype=np.float32))
         put_layer(self.viewer, (np.concatenate(list(amplitude), axis=-1), {
             "name": f"MSP probe [tilt {k}]", "scale": (pixel, pixel), "axis_labels": ("y", "x"),
-            "colormap": "inferno", "metadata": {"kind": "msp-preview", "tilt_index": k}}, "image"))
+            "units": ("angstrom", "angstrom"), "colormap": "inferno", "metadata": {"kind": "msp-preview", "tilt_index": k}}, "image"))
         tx, ty = (float(v) for v in preview.get("tilt_mrad", (np.nan, np.nan)))
         self.fitted.value = f"tilt {k}: θ = ({tx:.2f}, {ty:.2f}) mrad, slice {thickness:.2f} Å"
 

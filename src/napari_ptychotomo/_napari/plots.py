@@ -42,9 +42,12 @@ class LivePlot(Container):
     text_only : never use matplotlib (the fallback, also for tests).
     """
 
-    def __init__(self, name: str = "plot", height: float = 2.4, text_only: bool = False):
+    def __init__(self, name: str = "plot", height: float = 2.4, text_only: bool = False,
+                 label: str = ""):
         self.summary = Label(value="", name=f"{name}_summary")
-        super().__init__(widgets=[self.summary], labels=False, name=name)
+        # no "loss_plot" name shown as a label; hidden until there is something to draw
+        super().__init__(widgets=[self.summary], labels=False, name=name, label=label)
+        self.visible = False
         self.panels: list[Panel] = []
         self.images: dict[str, Any] = {}
         self.figure = None
@@ -64,6 +67,7 @@ class LivePlot(Container):
         """Draw ``panels`` side by side (replacing what was drawn) and set the summary."""
         self.panels = list(panels)
         self.summary.value = summary
+        self.visible = bool(self.panels) or bool(summary)
         if self.figure is None:
             return
         self.figure.clear()
@@ -80,8 +84,8 @@ class LivePlot(Container):
             ax.set_xlabel(panel.xlabel, fontsize=8)
             ax.set_ylabel(panel.ylabel, fontsize=8)
             ax.tick_params(labelsize=7)
-            if len(panel.curves) > 1:
-                ax.legend(fontsize=6)
+            if len(panel.curves) > 1:  # beside the curves, not over them
+                ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
         self.canvas.draw()  # now: a deferred draw may outlive a closed widget
 
     def show_images(self, images: dict[str, tuple[Any, tuple[float, float, float, float], str, str]],
@@ -90,6 +94,7 @@ class LivePlot(Container):
         bottom, top) in physical units, xlabel, ylabel)}``; kept in ``self.images``."""
         self.images = dict(images)
         self.summary.value = summary
+        self.visible = bool(self.images) or bool(summary)
         if self.figure is None:
             return
         self.figure.clear()

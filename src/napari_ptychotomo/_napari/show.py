@@ -16,12 +16,34 @@ from .layers import LayerData, layers_for
 __all__ = ["show", "put_layer", "put_layers"]
 
 # keyword arguments that may be updated on an existing layer of the same type
-_UPDATABLE = ("scale", "translate", "metadata", "axis_labels", "units")
+_UPDATABLE = ("scale", "translate", "metadata", "axis_labels")  # and units: see put_layer
 
 
 def put_layer(viewer: Any, layer_data: LayerData) -> Any:
     """Add one ``(data, kwargs, layer_type)`` to ``viewer``, replacing a layer of the
     same name; returns the napari layer."""
+    from .view import keep_units_consistent, reconcile_units, units_agree_with, want_units
+
+    keep_units_consistent(viewer)
+    data, kwargs, layer_type = layer_data
+    units = tuple(kwargs["units"]) if "units" in kwargs else None
+    if units is None:
+        return _add(viewer, layer_data)
+    # a layer carries its units only while they agree with every other layer's; else all
+    # carry none. Settled before the layer arrives: napari warns at the next redraw.
+    if name_in(viewer, kwargs.get("name")):
+        want_units(viewer.layers[kwargs["name"]], units)
+        agree = units_agree_with(viewer)
+    else:
+        agree = units_agree_with(viewer, units)
+    reconcile_units(viewer, agree=agree)
+    layer = _add(viewer, (data, {**kwargs, "units": units if agree else ("pixel",) * len(units)},
+                          layer_type))
+    want_units(layer, units)
+    return layer
+
+
+def _add(viewer: Any, layer_data: LayerData) -> Any:
     data, kwargs, layer_type = layer_data
     name = kwargs.get("name")
     if name is not None and name in viewer.layers:
@@ -29,7 +51,7 @@ def put_layer(viewer: Any, layer_data: LayerData) -> Any:
         if type(old).__name__.lower() == layer_type and np.ndim(old.data) == np.ndim(data) and (
             layer_type != "points" or np.shape(old.data)[-1:] == np.shape(data)[-1:]
         ):
-            for key in _UPDATABLE:
+            for key in (*_UPDATABLE, "units"):
                 if key in kwargs:
                     setattr(old, key, kwargs[key])
             if layer_type == "points":
@@ -39,7 +61,9 @@ def put_layer(viewer: Any, layer_data: LayerData) -> Any:
                 if "contrast_limits" in kwargs:
                     old.contrast_limits = kwargs["contrast_limits"]
                 elif layer_type == "image":
-                    old.reset_contrast_limits()
+                    # from all the data: a hidden layer has no slice to measure
+                    old.reset_contrast_limits_range(mode="data")
+                    old.reset_contrast_limits(mode="data")
             old.refresh()
             return old
         index = viewer.layers.index(old)
@@ -48,6 +72,10 @@ def put_layer(viewer: Any, layer_data: LayerData) -> Any:
         viewer.layers.move(viewer.layers.index(layer), index)
         return layer
     return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+
+
+def name_in(viewer: Any, name: Any) -> bool:
+    return name is not None and name in viewer.layers
 
 
 def _update_points(layer: Any, data: Any, kwargs: dict[str, Any]) -> None:
@@ -96,4 +124,14 @@ def show(obj: Any, viewer: Any = None, *, name: str | None = None) -> list[Any]:
         for layer in touched:
             layer.metadata[key] = obj
         return touched
-    return put_layers(viewer, layers_for(obj, name))
+    from ..data import Project
+    from .view import centre_sliders, fit_to_visible
+
+    items = layers_for(obj, name)
+    layers = put_layers(viewer, items)
+    if isinstance(obj, Project):  # its latest results (see project_layers), in the middle, filling the view
+        for layer, (_data, kwargs, _kind) in zip(layers, items):
+            layer.visible = kwargs.get("visible", True)  # also on a re-show
+        centre_sliders(viewer)
+        fit_to_visible(viewer)
+    return layers

@@ -27,6 +27,7 @@ from .choices import image_layers
 from .layers import volume_layers
 from .plots import LivePlot, Panel
 from .show import put_layer, put_layers
+from .view import wanted_units
 
 __all__ = ["DenoiseWidget", "AlignWidget", "LinearTomographyWidget", "parse_angles", "one_step"]
 
@@ -64,6 +65,7 @@ class _StackWidget(Container):
         self.runner = EngineRunner(self._start, on_progress=self._progress,
                                    on_result=self._result, on_stopped=self._stopped,
                                    synchronous=synchronous)
+        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[self.stack, self.angles, *fields, self.device, self.runner.widget])
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
@@ -105,7 +107,8 @@ class _StackWidget(Container):
         return put_layer(self.viewer, (data, {
             "name": f"{layer.name} ({suffix})", "scale": tuple(layer.scale),
             "translate": tuple(layer.translate), "axis_labels": tuple(layer.axis_labels),
-            "colormap": "gray", "metadata": {"result": data, **meta}}, "image"))
+            "units": wanted_units(layer), "colormap": "gray",
+            "metadata": {"result": data, **meta}}, "image"))
 
     def _progress(self, progress: Progress) -> None:
         pass
@@ -118,7 +121,13 @@ class DenoiseWidget(_StackWidget):
     """Denoise a projection stack (BM3D / non-local means / TV, optional Fourier sparsity)."""
 
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
-        self.method = ComboBox(label="method", choices=["bm3d", "nlm", "tv"], value="nlm",
+        import inspect
+
+        from ..tomo import denoise_projections
+
+        # the engine's default, so the widget and the command line start from the same one
+        default = inspect.signature(denoise_projections).parameters["method"].default
+        self.method = ComboBox(label="method", choices=["nlm", "bm3d", "tv"], value=default,
                                name="method")
         self.strength = FloatSpinBox(label="strength", min=0.05, max=20.0, value=1.0, step=0.1,
                                      name="strength")
@@ -154,7 +163,7 @@ class AlignWidget(_StackWidget):
                                         name="final_iterations")
         super().__init__(viewer, [self.threshold, self.estimate_axis, self.outer_iterations,
                                   self.final_iterations], synchronous)
-        self.shift_plot = LivePlot(name="shift_plot")
+        self.shift_plot = LivePlot(name="shift_plot", label="shifts")
         self.append(self.shift_plot)
 
     def _start(self) -> Generator:
@@ -178,7 +187,7 @@ class AlignWidget(_StackWidget):
             p = self._pixel
             put_layer(self.viewer, (np.asarray(preview["volume_slice"]), {
                 "name": "Alignment preview (central z slice)", "scale": (p, p),
-                "axis_labels": ("y", "x"), "colormap": "gray",
+                "axis_labels": ("y", "x"), "units": ("angstrom", "angstrom"), "colormap": "gray",
                 "metadata": {"kind": "preview", "shifts": preview.get("shifts"),
                              "euler_deg": preview.get("euler_deg")}}, "image"))
         if preview.get("shifts") is not None and preview.get("euler_deg") is not None:
@@ -234,7 +243,7 @@ class LinearTomographyWidget(_StackWidget):
         super().__init__(viewer, [self.iterations, self.nonnegative, self.tv_weight,
                                   self.support_mask, self.mask_threshold, self.mask_projections],
                          synchronous)
-        self.loss_plot = LivePlot(name="loss_plot")
+        self.loss_plot = LivePlot(name="loss_plot", label="loss")
         self.append(self.loss_plot)
 
     def alignment(self, layer: Any, angles: np.ndarray) -> Alignment:
@@ -277,7 +286,7 @@ class LinearTomographyWidget(_StackWidget):
         put_layer(self.viewer, (mask.astype(np.uint8), {
             "name": "Support mask (linear)", "scale": (s, s, s),
             "translate": tuple(float(v) for v in np.asarray(volume.origin)),
-            "axis_labels": ("z", "y", "x"), "opacity": 0.4,
+            "axis_labels": ("z", "y", "x"), "units": ("angstrom",) * 3, "opacity": 0.4,
             "metadata": {"kind": "mask", "result": mask, "alignment": self._alignment}}, "labels"))
         if self.mask_projections.value:
             weights = project_mask(mask, self._alignment, self._pixel, out_shape=self._data.shape[1:])

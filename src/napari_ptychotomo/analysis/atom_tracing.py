@@ -196,18 +196,31 @@ def trace_atoms(volume: Any, *, voxel_size: float | None = None, device: Any = "
     volume : Volume, or array (nz, ny, nx) (real; of a complex volume the real part).
     voxel_size : voxel edge in Å (from a ``Volume`` when not given).
     device : ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-    **params :
-        ``dog_sigmas`` (1.0, 2.0) voxels (raise both for blurrier volumes: the first near
-        an atom's Gaussian σ); ``threshold_sigma`` (5) candidate threshold in noise σ of
-        the DoG; ``min_relative_peak`` (0.05) candidate threshold as a fraction of the
-        strongest DoG peak (noise-free volumes); ``accept_fraction`` (0.5) of the
-        candidate threshold the DoG must keep at a fitted centre; ``fit_blur`` (0.7 voxels); ``window`` (2: fit
-        windows of 5³ voxels); ``iterations`` (10); ``residual_rounds`` (1: residual searches for
-        atoms hidden next to bright neighbours, e.g. an O 1.3 Å from a Pt after a 0.3 Å blur;
-        fitted centres beyond the volume's faces are dropped, which keeps a heavy atom
-        cut by a face from leaving a false site); ``tolerance`` (0.005 voxels RMS change to stop); ``min_distance`` (2.25 voxels but at least 1 Å;
-        in Å); ``min_relative_intensity`` (0.05 of the 99th-percentile intensity);
-        ``max_width`` (1.5 Å fitted σ); ``n_species`` (2); ``names`` (element per class).
+    **params : the settings below (defaults in brackets).
+
+    Other Parameters
+    ----------------
+    dog_sigmas : the two Gaussian σ in voxels of the difference-of-Gaussians filter
+        ([1.0, 2.0]); raise both for blurrier volumes, the first near an atom's σ.
+    threshold_sigma : candidate threshold in noise σ of the DoG (5).
+    min_relative_peak : candidate threshold as a fraction of the strongest DoG peak,
+        for noise-free volumes (0.05).
+    accept_fraction : fraction of the candidate threshold the DoG must keep at a fitted
+        centre (0.5).
+    fit_blur : σ in voxels of the blur the Gaussian fit assumes (0.7).
+    window : half-width in voxels of the fit windows (2: windows of 5³ voxels).
+    iterations : Gaussian-fit iterations (10).
+    residual_rounds : searches of the fit residual for atoms hidden next to bright
+        neighbours, e.g. an O 1.3 Å from a Pt after a 0.3 Å blur (1); fitted centres
+        beyond the volume's faces are dropped, so a heavy atom cut by a face leaves no
+        false site.
+    tolerance : RMS change of the centres in voxels at which the fit stops (0.005).
+    min_distance : the closest two atoms may be, in Å (not set: 2.25 voxels but at least 1 Å).
+    min_relative_intensity : weakest atom kept, as a fraction of the 99th-percentile
+        intensity (0.05).
+    max_width : largest fitted σ in Å of an atom (1.5).
+    n_species : number of species classes (2).
+    names : element of each class, lightest first (not set: class numbers).
 
     Returns
     -------

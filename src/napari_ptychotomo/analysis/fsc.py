@@ -196,6 +196,11 @@ def fsc(
 def resolution_of(volume: Volume, *, mask: Any = None, directions: Any = None, **kwargs: Any) -> Resolution:
     """Resolution of a ``Volume`` that carries its two half-data reconstructions.
 
+    The crossings are a resolution only when the halves are independent. When the
+    volume's ``provenance["halves_share"]`` lists what they share (the pipeline's
+    end-to-end step records it), a ``UserWarning`` says so and the result's provenance
+    carries ``independent = False``.
+
     ``directions`` (e.g. ``("x", "y", "z")``) adds a conical FSC per direction in
     ``Resolution.directional`` (see :func:`~.directional.directional_fsc`).
     """
@@ -208,6 +213,16 @@ def resolution_of(volume: Volume, *, mask: Any = None, directions: Any = None, *
         )
     first, second = volume.halves
     result = fsc(first, second, volume.voxel_size, mask=mask, **kwargs)
+    shared = (volume.provenance or {}).get("halves_share")
+    if shared:
+        import warnings
+
+        # correlated errors raise the FSC: its crossings are then no resolution
+        warnings.warn("resolution_of: the halves are not independent (they share "
+                      + "; ".join(map(str, shared)) + "); the crossings overstate the resolution",
+                      UserWarning, stacklevel=2)
+        result.provenance["independent"] = False
+        result.provenance["halves_share"] = list(shared)
     if directions is not None:
         from .directional import directional_fsc
 

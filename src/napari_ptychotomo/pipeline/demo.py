@@ -32,8 +32,10 @@ def demo_config(output: Any, device: str = "auto", fast: bool = False) -> dict[s
         "denoise": {"method": "tv"},
         "align": {"final_n_iter": its(20)},
         "linear": {"n_iter": its(80)},
-        # half data from a zero start (independent halves for the FSC); 20 passes bring out
-        # the atoms in every plane (6 left streaks along the tilts' beams)
+        # half data from a zero start; the halves still share that start, the MSP probes
+        # and positions and the alignment, so the resolution step prints no resolution
+        # from them and reports the FSC against the simulator's truth instead. 20 passes
+        # bring out the atoms in every plane (6 left streaks along the tilts' beams)
         "end_to_end": {"iterations": its(20), "half_data": True},
         "resolution": {"volume": "end-to-end"},
         "atoms": {"volume": "linear", "min_relative_intensity": 0.25},

@@ -34,9 +34,21 @@ def write_overview(project: Project, path: Path) -> Path:
         for label, image in _central_slices(volume.data):
             panels.append((f"{name}: {label} ({volume.voxel_size:.2g} Å voxels)", "image", image))
     for name, res in project.resolution.items():
-        panels.append((f"FSC of {name}", "fsc", res))
+        prov = res.provenance or {}
+        if prov.get("against") == "simulator truth":
+            title = f"FSC of {name.removesuffix(' vs truth')} against the truth"
+        elif prov.get("independent") is False:
+            title = f"FSC of the halves of {name}\n(not independent: no resolution)"
+        else:
+            title = f"FSC of the halves of {name}"
+        panels.append((title, "fsc", res))
     for name, atoms in project.atoms.items():
-        panels.append((f"atoms traced in {name}: {len(atoms)}", "atoms", atoms))
+        score = (atoms.provenance or {}).get("score")
+        title = f"atoms traced in {name}: {len(atoms)}"
+        if score:
+            title += (f"\nrecall {score['recall']:.2f}, {int(score['false_positives'])} false, "
+                      f"RMS {score['rms_error_3d']:.2f} Å")
+        panels.append((title, "atoms", atoms))
     if not panels and project.series is not None:
         panels.append(("no results yet", "text", None))
     cols = 3
@@ -55,7 +67,7 @@ def write_overview(project: Project, path: Path) -> Path:
                 ax.plot(data.frequency, curve, "--", lw=0.8, label=label)
             ax.set_xlabel("spatial frequency (1/Å)")
             ax.set_ylim(-0.1, 1.05)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="lower left")
         elif kind == "atoms":
             ax.axis("on")
             pos = np.asarray(data.positions)

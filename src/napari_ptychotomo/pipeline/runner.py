@@ -94,21 +94,51 @@ class Pipeline:
         return load(self.path, as_project=True, validate="none")
 
     def plan(self, resume: bool = False, steps: list[str] | None = None) -> list[PlannedStep]:
-        """What :meth:`run` would do, without computing anything."""
+        """What :meth:`run` would do, without computing anything: per step whether it runs
+        and, where it would do nothing, why (``detail`` lists the settings otherwise)."""
         project = self._load()
         planned = []
         if project is None:
             source = self.config["input"]
             what = source.get("path") or f"simulate the {source['simulate']!r} sample"
             planned.append(PlannedStep("input", "run", f"{what} → {self.path}"))
-        for step in steps or self.config["run"]["steps"]:
+        chosen = steps or self.config["run"]["steps"]
+        for step in chosen:
             options = self.config.get(step, {})
             done = project is not None and step_outputs_present(step, project, options)
             status = "skip (done)" if (resume and done) else "run"
             if resume and step == "msp" and project is not None and project.msp and not done:
                 status = f"run (resumes: {len(project.msp)} tilt(s) done)"
-            planned.append(PlannedStep(step, status, ", ".join(f"{k}={v}" for k, v in options.items())))
+            detail = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+            reason = None if status.startswith("skip") else self._no_op_reason(step, chosen, project)
+            if reason is not None and step == "resolution" and self._has_truth(project):
+                status, detail = "run (truth only)", f"{reason}; FSC against the simulator's truth only"
+            elif reason is not None:
+                status, detail = "skip (nothing to do)", reason
+            planned.append(PlannedStep(step, status, detail))
         return planned
+
+    def _has_truth(self, project: Project | None) -> bool:
+        """Whether the project has (or the input will give it) a simulator's truth volume."""
+        if project is None:
+            source = self.config["input"]
+            return not source.get("path") and source.get("simulate", "none") != "none"
+        truth = getattr(project.series, "truth", None) or {}
+        return truth.get("volume") is not None
+
+    def _no_op_reason(self, step: str, chosen: list[str], project: Project | None) -> str | None:
+        """Why ``step`` would do nothing in this run (it reports a skip), else None."""
+        if step == "resolution":
+            name = self.config.get("resolution", {}).get("volume", "end-to-end")
+            if name == "end-to-end" and "end_to_end" in chosen:
+                if not self.config.get("end_to_end", {}).get("half_data", False):
+                    return ("end_to_end.half_data = false: the end-to-end volume will have no "
+                            "half-data volumes to compare")
+                return None
+            volume = project.volumes.get(name) if project is not None else None
+            if volume is None or volume.halves is None:
+                return f"volume {name!r} has no half-data volumes in the project"
+        return None
 
     # -- running ----------------------------------------------------------------------
     def _start_distributed(self) -> None:

@@ -230,7 +230,23 @@ def run_end_to_end(ctx: StepContext) -> None:
                      lambda p: ctx.progress("end-to-end", p))
     volume = result.volume
     volume.provenance = provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
+    if params.half_data:
+        volume.provenance["halves_share"] = _halves_share(ctx, from_linear)
     ctx.save(volume, name="end-to-end")
+
+
+def _halves_share(ctx: StepContext, from_linear: bool) -> list[str]:
+    """What the two half-data reconstructions have in common besides the specimen: each
+    makes their errors correlated, so their FSC is no measure of resolution. The engine
+    starts both halves from one state (:func:`~napari_ptychotomo.joint.setup.start_state`):
+    the same start volume, and whatever was fitted before on all the data."""
+    shared = ["one start volume" + (" (the linear volume, fitted on all the data)" if from_linear
+                                    else " (zero, not a random start per half)")]
+    if ctx.project.msp and sorted(ctx.project.msp) == list(range(len(_series(ctx)))):  # the start used
+        shared.append("MSP probes and positions (fitted on all the data)")
+    if ctx.project.alignment is not None:
+        shared.append("the alignment (fitted on all the data)")
+    return shared
 
 
 def _start_volume(ctx: StepContext) -> Volume:
@@ -241,7 +257,9 @@ def _start_volume(ctx: StepContext) -> Volume:
 
 
 def run_resolution(ctx: StepContext) -> None:
-    """FSC of the half-data volumes (one-bit, half-bit, 0.143) and its directional form."""
+    """FSC of the half-data volumes (one-bit, half-bit, 0.143) and its directional form,
+    reported as a resolution only when the halves are independent; with a simulator's
+    truth, also the FSC against it (0.5 crossing) and a band-limited Pearson r."""
     from ..analysis import resolution_of
 
     options = dict(ctx.options)
@@ -250,15 +268,57 @@ def run_resolution(ctx: StepContext) -> None:
     if volume is None or volume.halves is None:
         ctx.report(f"resolution: volume {name!r} has no half-data reconstructions; skipped "
                    "(set end_to_end.half_data = true)")
+        _report_truth(ctx, name, volume)
         return
-    with timed() as seconds:
+    import warnings
+
+    with timed() as seconds, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "resolution_of: the halves are not independent")  # said below
         result = resolution_of(volume, directions=("x", "y", "z"), **options)
     result.provenance = provenance("resolution", ctx.options, ctx.device, seconds[0], ctx.seed)
+    shared = volume.provenance.get("halves_share")
+    shared = ["(not recorded: made before this was checked)"] if shared is None else list(shared)
+    result.provenance["halves_share"] = shared
+    result.provenance["independent"] = not shared
+    if shared:
+        # the curve stays (to look at), the crossings go: they would read as a resolution
+        result.crossings = {}
+        result.directional = {}
+        ctx.report(f"resolution: the half-data volumes of {name!r} are not independent (both "
+                   f"halves share {'; '.join(shared)}), so their FSC measures agreement, not "
+                   "resolution: no resolution reported")
+    else:
+        nyquist = 1.0 / float(np.max(result.frequency))  # Å
+        ctx.report("resolution: " + ", ".join(
+            f"{k} {v:.2f} Å" if np.isfinite(v) else f"{k} < {nyquist:.2f} Å (no crossing up to Nyquist)"
+            for k, v in result.crossings.items()))
     ctx.save(result, name=name)
-    nyquist = 1.0 / float(np.max(result.frequency))  # Å
-    ctx.report("resolution: " + ", ".join(
-        f"{k} {v:.2f} Å" if np.isfinite(v) else f"{k} < {nyquist:.2f} Å (no crossing up to Nyquist)"
-        for k, v in result.crossings.items()))
+    _report_truth(ctx, name, volume)
+
+
+def _truth(ctx: StepContext) -> dict[str, Any] | None:
+    series = ctx.project.series
+    truth = getattr(series, "truth", None) or None
+    return truth if truth and isinstance(truth.get("volume"), Volume) else None
+
+
+def _report_truth(ctx: StepContext, name: str, volume: Volume | None) -> None:
+    """FSC of ``volume`` against the simulator's truth (when the project has one)."""
+    from ..analysis.truth import compare_with_truth
+
+    truth = _truth(ctx)
+    if truth is None or volume is None:
+        return
+    comparison = compare_with_truth(volume, truth["volume"])
+    crossing = comparison.fsc.crossings["0.5"]
+    nyquist = 1.0 / float(np.max(comparison.fsc.frequency))
+    where = f"{crossing:.2f} Å" if np.isfinite(crossing) else f"< {nyquist:.2f} Å (Nyquist)"
+    ctx.report(f"against the simulator's truth: FSC 0.5 at {where}, Pearson r "
+               f"{comparison.pearson_r:.2f} (both band-limited by a {comparison.band_sigma:g} Å "
+               f"Gaussian), after a shift of {np.round(comparison.offset_voxels, 2).tolist()} voxels")
+    comparison.fsc.provenance.update(provenance("resolution", ctx.options, "cpu", 0.0, ctx.seed))
+    comparison.fsc.provenance["pearson_r"] = comparison.pearson_r
+    ctx.save(comparison.fsc, name=f"{name} vs truth")
 
 
 def run_atoms(ctx: StepContext) -> None:
@@ -276,8 +336,23 @@ def run_atoms(ctx: StepContext) -> None:
         atoms = trace_atoms(volume, device=ctx.device, **options)
     atoms.provenance = provenance("atoms", ctx.options, ctx.device, seconds[0], ctx.seed)
     atoms.provenance["score_radius"] = radius
+    truth = _truth(ctx)
+    score = None
+    if truth is not None and truth.get("atoms") is not None:
+        from ..analysis.truth import compare_with_truth
+
+        true_atoms = np.asarray(truth["atoms"]["positions"], dtype=float)
+        score = compare_with_truth(volume, truth["volume"], atoms=atoms, true_atoms=true_atoms,
+                                   score_radius=radius).atoms
+        atoms.provenance["score"] = {key: (float(v) if np.isscalar(v) else np.asarray(v, float).tolist())
+                                     for key, v in score.items() if key != "matches"}
     ctx.save(atoms, name=name)
     ctx.report(f"atoms: {len(atoms)} traced in {name!r}")
+    if score is not None:
+        ctx.report(f"atoms against the simulator's {score['n_truth']} true atoms (within "
+                   f"{radius:g} Å): {score['n_matched']} found (recall {score['recall']:.2f}), "
+                   f"{score['false_positives']} false positives, position error RMS "
+                   f"{score['rms_error_3d']:.2f} Å")
 
 
 STEPS: dict[str, Callable[[StepContext], None]] = {

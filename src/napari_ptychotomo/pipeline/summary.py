@@ -55,11 +55,43 @@ def _lines(obj: Any) -> list[str]:
         return [f"{'×'.join(map(str, obj.shape))} voxels of {obj.voxel_size:.3g} Å ({obj.units})"
                 + (", with half-data volumes" if obj.halves is not None else "")]
     if isinstance(obj, Resolution):
-        return [", ".join(f"{k} {v:.2f} Å" for k, v in obj.crossings.items())]
+        return [_resolution_line(obj)]
     if isinstance(obj, Atoms):
         classes, counts = np.unique(np.asarray(obj.species), return_counts=True)
-        return [f"{len(obj)} atoms (" + ", ".join(f"class {c}: {n}" for c, n in zip(classes, counts)) + ")"]
+        line = f"{len(obj)} atoms (" + ", ".join(f"class {c}: {n}" for c, n in zip(classes, counts)) + ")"
+        score = (obj.provenance or {}).get("score")
+        if score:
+            line += (f"; against {int(score['n_truth'])} true atoms: recall {score['recall']:.2f}, "
+                     f"{int(score['false_positives'])} false positives, RMS error "
+                     f"{score['rms_error_3d']:.2f} Å")
+        return [line]
     return [f"{type(obj).__name__}: {getattr(obj, 'shape', '')}"]
+
+
+def _resolution_line(res: Resolution) -> str:
+    """Crossings as resolutions in Å, never ``nan Å``: a curve that stays above a threshold
+    up to Nyquist reads "< Nyquist"; halves that are not independent give no resolution."""
+    prov = res.provenance or {}
+    frequency = np.asarray(res.frequency, dtype=float)
+    nyquist = 1.0 / frequency.max() if frequency.size and frequency.max() > 0 else float("nan")
+    if prov.get("independent") is False:
+        shared = "; ".join(prov.get("halves_share") or [])
+        return (f"FSC of half-data volumes that are not independent (they share {shared}): "
+                "no resolution")
+    truth = prov.get("against") == "simulator truth"
+    parts = []
+    for name, value in res.crossings.items():
+        value = float(value)
+        if np.isfinite(value):
+            parts.append(f"{name} {'at ' if truth else ''}{value:.2f} Å")
+        elif np.isfinite(nyquist):
+            parts.append(f"{name} < {nyquist:.2f} Å (no crossing up to Nyquist)")
+        else:
+            parts.append(f"{name}: no crossing")
+    head = "FSC against the simulator's truth: " if truth else ""
+    if "pearson_r" in prov:
+        parts.append(f"Pearson r {float(prov['pearson_r']):.2f}")
+    return head + (", ".join(parts) or "no crossings")
 
 
 def describe(obj: Any, path: Any = None) -> str:

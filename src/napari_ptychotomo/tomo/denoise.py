@@ -90,7 +90,7 @@ def _bm3d_available() -> bool:
 
 def denoise_projections(
     stack,
-    method: str = "bm3d",
+    method: str = "nlm",
     sigma=None,
     fourier_sparsity: float | None = None,
     strength: float = 1.0,
@@ -100,8 +100,9 @@ def denoise_projections(
     Parameters
     ----------
     stack : (T, ny, nx) or (ny, nx) array of projections (e.g. phases in rad).
-    method : ``"bm3d"`` (default; falls back to ``"nlm"`` with a warning when the optional
-        ``bm3d`` package is not installed), ``"nlm"`` or ``"tv"``.
+    method : ``"nlm"`` (default), ``"bm3d"`` (the method of Romanov et al.; the optional
+        ``bm3d`` package is licensed for non-commercial use only; without it ``"nlm"``
+        is used, with a warning) or ``"tv"``.
     sigma : noise standard deviation in the stack's units: a number, one per projection
         ``(T,)``, or ``None`` to estimate it per projection (``estimate_noise``).
     fourier_sparsity : ``None`` (off) or the fraction of Fourier coefficients to keep
