@@ -45,14 +45,16 @@ def detector_sampling_mrad(window, voxel):
 
 
 def stem_series(volume, voxel, angles_deg, window=24, scan=(6, 6), step=1.5, semiangle=12.0,
-                num_slices=4, shifts_A=None, defocus=0.0, dose=None, seed=0):
-    """4D-STEM tilt series of ``volume`` from the package's forward model (truth included)."""
+                num_slices=4, shifts_A=None, defocus=0.0, dose=None, seed=0, band_limit=False):
+    """4D-STEM tilt series of ``volume`` from the package's forward model (truth included),
+    the engine's: ``band_limit`` as ``JointParams.band_limit`` (default off)."""
     from napari_ptychotomo.joint.forward import stem_intensities
 
     nz, ny, nx = volume.shape
     cal = Calibration(ENERGY, semiangle, detector_sampling_mrad(window, voxel), defocus=defocus, scan_step=step)
     probe = make_probe((window, window), voxel, ENERGY, semiangle, cal.aberration_dict())[None]
-    prop = fresnel_propagator((window, window), voxel, float(wavelength(ENERGY)), nz / num_slices * voxel)
+    prop = fresnel_propagator((window, window), voxel, float(wavelength(ENERGY)), nz / num_slices * voxel,
+                              band_limit=band_limit)
     sigma = float(interaction_constant(ENERGY))
     yy, xx = np.meshgrid(np.arange(scan[0]) * step, np.arange(scan[1]) * step, indexing="ij")
     pos = np.stack([yy.ravel(), xx.ravel()], 1)
@@ -66,7 +68,7 @@ def stem_series(volume, voxel, angles_deg, window=24, scan=(6, 6), step=1.5, sem
         with torch.no_grad():
             intensities = stem_intensities(
                 vol, euler, torch.tensor(shifts_A[k] / voxel, dtype=torch.float32), probe,
-                torch.tensor(centred, dtype=torch.float32), prop, num_slices, voxel, sigma,
+                torch.tensor(centred, dtype=torch.float32), prop, num_slices, voxel, sigma, band_limit,
             ).numpy()
         if dose is not None:
             counts = dose * step * step

@@ -72,6 +72,7 @@ SEQUENTIAL_TV = 0.03  # V per FISTA step; of 0.01 / 0.03 / 0.1 the best for the 
 SMALL = dict(specimen="pt13", voxel=0.5, window=16, semiangle=15.0, defocus=30.0, scan=10, step=1.0,
              tilts=7, slices=4, dose=None, msp_slices=2, msp_iterations=200,
              linear_iterations=(100, 200, 400), fista_iterations=200, iterations=100, volume_step=1.0,
+             oversampling="auto", band_limit=False,
              tv_weight=0.01, batch_size=50, start="zero", learn=("volume", "probe"))
 
 
@@ -235,6 +236,7 @@ def run_case(**overrides) -> dict:
         spec, angles, scan_shape=(cfg["scan"],) * 2, scan_step=cfg["step"], detector_shape=(window, window),
         detector_sampling_mrad=lam / (window * voxel) * 1e3, semiangle_mrad=cfg["semiangle"],
         defocus=cfg["defocus"], num_slices=cfg["slices"], dose=cfg["dose"], seed=0,
+        oversampling=cfg["oversampling"],
     )
     depth = series.scans[0].truth["thickness"]
     clock["simulate"] = time.perf_counter()
@@ -242,7 +244,7 @@ def run_case(**overrides) -> dict:
     for k, scan in enumerate(series.scans):
         params = MSPParams(num_slices=cfg["msp_slices"], slice_thickness=depth / cfg["msp_slices"],
                            iterations=cfg["msp_iterations"], learn_tilt=False, learn_thickness=False,
-                           defocus=None, batch_size=cfg["batch_size"])
+                           defocus=None, batch_size=cfg["batch_size"], convergence_tolerance=0.0)
         msp[k] = reconstruct_msp(scan, params, device="cpu", seed=k)
     clock["msp"] = time.perf_counter()
     n = int(np.ceil((cfg["scan"] - 1) * cfg["step"] / voxel + window + 2))
@@ -267,7 +269,8 @@ def run_case(**overrides) -> dict:
                                       cfg["fista_iterations"])
     clock["sequential_tv"] = time.perf_counter()
     params = JointParams(iterations=cfg["iterations"], num_slices=cfg["slices"], batch_size=cfg["batch_size"],
-                         volume_shape=shape, learn=tuple(cfg["learn"]), tv_weight=cfg["tv_weight"])
+                         volume_shape=shape, learn=tuple(cfg["learn"]), tv_weight=cfg["tv_weight"],
+                         band_limit=cfg["band_limit"])
     params.rates["volume"] = Rate(cfg["volume_step"], 0)
     init = [msp, Alignment.from_angles(angles)]
     if cfg["start"] == "sequential":
