@@ -140,7 +140,7 @@ def _gaussian_volume(shape, voxel, atoms_zyx, width=0.5):
 def tiny_stem_series():
     """3 tilts (−30, 0, 30°) of two Gaussian atoms ~1 Å from the centre of a 24³ volume
     of 0.5 Å voxels, 3×3 scan at 1 Å, 16×16 detector, noise-free, from the package's own
-    forward model."""
+    forward model (its default: no band limit on the detector grid)."""
     import torch
 
     from napari_ptychotomo.data import Calibration, ScanData, TiltSeries
@@ -152,7 +152,7 @@ def tiny_stem_series():
     lam = float(wavelength(energy))
     cal = Calibration(energy, 12.0, 1e3 * lam / (window * voxel), scan_step=1.0)
     probe = make_probe((window, window), voxel, energy, 12.0, cal.aberration_dict())[None]
-    prop = fresnel_propagator((window, window), voxel, lam, nz / slices * voxel)
+    prop = fresnel_propagator((window, window), voxel, lam, nz / slices * voxel, band_limit=False)
     yy, xx = np.meshgrid(np.arange(3.0), np.arange(3.0), indexing="ij")
     pos = np.stack([yy.ravel(), xx.ravel()], 1)
     centred = torch.tensor((pos - pos.mean(0)) / voxel + (nz - 1) / 2, dtype=torch.float32)
@@ -161,7 +161,8 @@ def tiny_stem_series():
         euler = torch.tensor(np.deg2rad([0.0, angle, 0.0]), dtype=torch.float32)
         with torch.no_grad():
             patterns = stem_intensities(torch.as_tensor(volume), euler, torch.zeros(2), probe, centred,
-                                        prop, slices, voxel, float(interaction_constant(energy)))
+                                        prop, slices, voxel, float(interaction_constant(energy)),
+                                        band_limit=False)
         scans.append(ScanData(patterns.numpy().reshape(3, 3, window, window), cal,
                               positions=pos.copy(), tilt_deg=angle))
     return TiltSeries(scans, np.array([-30.0, 0.0, 30.0]), truth={"volume": volume})
