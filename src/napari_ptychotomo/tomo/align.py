@@ -25,6 +25,12 @@ import torch.nn.functional as F
 
 from ..data import Alignment, Volume
 from ..engine import EngineError, Progress, resolve_device, run
+from .projection_matching import (
+    centre_of_mass_shifts,
+    is_isolated,
+    match_projections_steps,
+    neighbour_shifts,
+)
 from .projector import project
 from .reconstruct import fit_volume, reconstruct_linear_steps
 from .tilt_axis import estimate_tilt_axis
@@ -139,15 +145,29 @@ def align_tilt_series_steps(
     final_n_iter: int = 150,
     blur_sigma_px: float = 0.5,
     device: Any = "auto",
+    method: str | None = None,
+    coarse: str = "auto",
+    matching: dict[str, Any] | None = None,
 ) -> Generator[Progress, None, tuple[Alignment, Volume]]:
     """Generator form of :func:`align_tilt_series`.
 
-    Yields one :class:`~napari_ptychotomo.engine.Progress` per outer iteration with
-    ``preview = {"volume_slice": (ny, nx) central z-slice, "shifts": (T, 2) Å,
-    "euler_deg": (T, 3)}``; returns ``(Alignment, Volume)``.
+    Yields one :class:`~napari_ptychotomo.engine.Progress` per outer iteration (gradient
+    stages) or matching round with ``preview = {"volume_slice": (ny, nx) central z-slice,
+    "shifts": (T, 2) Å, "euler_deg": (T, 3)}``; returns ``(Alignment, Volume)``.
     """
     proj_np, euler0 = _check_inputs(projections, angles_deg, pixel_size)
     dev = resolve_device(device)
+    method = method or ("gradient" if stages is not None else "matching")
+    if method not in ("matching", "gradient"):
+        raise ValueError(f"method = {method!r}; expected 'matching' or 'gradient'")
+    if coarse not in ("auto", "com", "neighbours", "none"):
+        raise ValueError(f"coarse = {coarse!r}; expected 'auto', 'com', 'neighbours' or 'none'")
+    if method == "matching":
+        result = yield from _align_by_matching(
+            proj_np, euler0, pixel_size, coarse, estimate_axis, initial, matching or {},
+            nonnegative, tv_weight, edge_weight, final_n_iter, blur_sigma_px, dev,
+        )
+        return result
     stages = default_stages() if stages is None else list(stages)
     for stage in stages:
         bad = set(stage.refine) - {"shifts", *_ANGLES}
@@ -247,6 +267,75 @@ def align_tilt_series_steps(
         result = Volume(data=(volume / coarse).cpu().numpy().astype(np.float32), voxel_size=coarse,
                         units="projection unit per Å", provenance={"step": "alignment volume"})
     result.provenance.update(step="aligned linear tomography (You et al. 2025, Algorithm 2)")
+    yield Progress(total, total, preview={"volume_slice": result.data[result.shape[0] // 2],
+                                          "shifts": alignment.shifts, "euler_deg": alignment.euler_deg},
+                   message="final reconstruction", result=(alignment, result))
+    return alignment, result
+
+
+def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initial, options,
+                       nonnegative, tv_weight, edge_weight, final_n_iter, blur_sigma_px, dev):
+    """Coarse shifts (centre of mass or neighbouring tilts), then projection matching at
+    the projections' pixel size (:func:`.projection_matching.match_projections_steps`),
+    then the final full-resolution reconstruction."""
+    full = torch.as_tensor(proj_np, dtype=torch.float32, device=dev)
+    euler = torch.as_tensor(np.deg2rad(euler0), dtype=torch.float32, device=dev)
+    options = dict(options)
+    options.setdefault("refine_axis", bool(estimate_axis))
+    n_rounds = int(options.setdefault("n_rounds", 8))
+    total = n_rounds + 2
+    if initial is not None:
+        initial.validate()
+        euler = torch.as_tensor(np.deg2rad(initial.euler_deg), dtype=torch.float32, device=dev)
+        shifts = torch.as_tensor(np.asarray(initial.shifts) / pixel_size, dtype=torch.float32, device=dev)
+        how = "initial alignment"
+    else:
+        how = coarse
+        if coarse == "auto":
+            how = "com" if is_isolated(full) else "neighbours"
+        if how == "com":
+            shifts = centre_of_mass_shifts(full, euler)
+        elif how == "neighbours":
+            shifts = neighbour_shifts(full, euler)
+        else:
+            shifts = torch.zeros(len(full), 2, dtype=torch.float32, device=dev)
+    names = {"com": "centre of mass", "neighbours": "cross-correlation of neighbouring tilts",
+             "none": "zero shifts", "initial alignment": "initial alignment"}
+    yield Progress(1, total, preview={"shifts": shifts.cpu().numpy() * pixel_size,
+                                      "euler_deg": np.rad2deg(euler.cpu().numpy())},
+                   message=f"coarse shifts: {names[how]}")
+    matcher = match_projections_steps(full, euler, shifts, **options)
+    while True:
+        try:
+            progress = next(matcher)
+        except StopIteration as stop:
+            match = stop.value
+            break
+        preview = progress.preview
+        yield Progress(1 + progress.step, total, progress.loss,
+                       preview={"volume_slice": preview["volume_slice"],
+                                "shifts": preview["shifts_px"] * pixel_size,
+                                "euler_deg": preview["euler_deg"]},
+                       message=progress.message)
+    alignment = Alignment(
+        euler_deg=np.rad2deg(match.euler_rad.cpu().numpy().astype(np.float64)),
+        shifts=match.shifts_px.cpu().numpy().astype(np.float64) * pixel_size,
+        provenance={"method": "projection matching", "coarse": names[how], "rounds": match.rounds,
+                    "converged": match.converged, "history": match.history},
+    )
+    if final_n_iter > 0:
+        result = None
+        for progress in reconstruct_linear_steps(
+            proj_np, alignment, pixel_size, n_iter=final_n_iter, lr=0.2, nonnegative=nonnegative,
+            tv_weight=tv_weight, edge_weight=edge_weight, blur_sigma_px=blur_sigma_px, device=dev,
+        ):
+            result = progress.result or result
+    else:  # the last round's SIRT volume, binned (voxel = pixel × bin)
+        coarse_voxel = pixel_size * match.volume_bin
+        result = Volume(data=(match.volume / coarse_voxel).cpu().numpy().astype(np.float32),
+                        voxel_size=coarse_voxel, units="projection unit per Å",
+                        provenance={"step": "alignment volume"})
+    result.provenance.update(step="aligned linear tomography (projection matching)")
     yield Progress(total, total, preview={"volume_slice": result.data[result.shape[0] // 2],
                                           "shifts": alignment.shifts, "euler_deg": alignment.euler_deg},
                    message="final reconstruction", result=(alignment, result))
