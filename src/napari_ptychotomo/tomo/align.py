@@ -312,11 +312,10 @@ def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initi
             match = stop.value
             break
         preview = progress.preview
-        yield Progress(1 + progress.step, total, progress.loss,
-                       preview={"volume_slice": preview["volume_slice"],
-                                "shifts": preview["shifts_px"] * pixel_size,
-                                "euler_deg": preview["euler_deg"]},
-                       message=progress.message)
+        if preview is not None:
+            preview = {"volume_slice": preview["volume_slice"], "shifts": preview["shifts_px"] * pixel_size,
+                       "euler_deg": preview["euler_deg"]}
+        yield Progress(1 + progress.step, total, progress.loss, preview=preview, message=progress.message)
     alignment = Alignment(
         euler_deg=np.rad2deg(match.euler_rad.cpu().numpy().astype(np.float64)),
         shifts=match.shifts_px.cpu().numpy().astype(np.float64) * pixel_size,
