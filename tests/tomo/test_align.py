@@ -57,10 +57,6 @@ def test_shifts_recovered_within_0p3_px_rms(aligned, misaligned):
     assert float(error.pow(2).mean().sqrt()) < 0.3
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "the default projection matching finds ψ 2.98° here (true 2°): on this 40 px case of "
-    "1 Å pixels its ψ scan and per-tilt rotations do not resolve the angle; the common-line "
-    "start of method='gradient' did (issue 19, open)"))
 def test_in_plane_axis_angle_within_0p3_deg(aligned):
     alignment, _volume = aligned
     np.testing.assert_allclose(alignment.euler_deg[:, 2], PSI_DEG, atol=0.3)
