@@ -43,8 +43,9 @@ def shift_errors(alignment, true_shifts_A, true_euler_deg, pixel):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pt_particle_shifts_within_0p3_px_rms_from_a_zero_start(seed):
     """From the nominal tilts and zero shifts (the coarse stage is the centre of mass,
-    about 0.3-0.8 px RMS on this case). The full-size seeds 0-4 are in
-    ``benchmarks/results/tomo.json`` ("alignment")."""
+    about 0.3-0.8 px RMS on this case). Measured: seed 0 0.107 px RMS (0.011 along, 0.151
+    across), seed 1 0.164 (0.013, 0.231), 33-38 s on one thread. The full-size seeds 0-4
+    are in ``benchmarks/results/tomo.json`` ("alignment")."""
     projections, shifts, euler = pt_tilt_series(N_PX, PIXEL, ANGLES, seed=seed)
     alignment, _ = align_tilt_series(projections, ANGLES, PIXEL, final_n_iter=0, device="cpu")
     rms, along, across = shift_errors(alignment, shifts, euler, PIXEL)
