@@ -6,8 +6,17 @@ For 64³ and 128³ volumes with 31 tilts over ±60°:
 - the time of one alignment outer iteration (default inner/alignment step counts) and of
   one linear-tomography iteration.
 
-Usage: ``python benchmarks/tomo.py [--sizes 64 128] [--device auto] [--repeats 3]``; cases
-of other sizes already in the JSON are kept (each case records its device and threads).
+Alignment (issue 19, ``--alignment``): the Pt-sphere tilt series of
+``tests/tomo/pt_series.py`` (369 atoms, 144 px of 0.22 Å, 11 tilts over ±60°, shifts up to
+±2 Å, 10 % noise) aligned by :func:`align_tilt_series` from the nominal tilts, per seed:
+shift errors (gauge removed) along / across the axis, the axis angle, rounds, and the time
+split into the coarse stage, the axis scan and the matching rounds; once with ψ = 0 and
+exact tilts, once with ψ = 2° and ±1° tilt errors. The final full-resolution
+reconstruction is timed per iteration.
+
+Usage: ``python benchmarks/tomo.py [--sizes 64 128] [--device auto] [--repeats 3]
+[--alignment --seeds 0 1 2 3 4]``; cases of other sizes already in the JSON are kept (each
+case records its device and threads).
 """
 
 from __future__ import annotations
@@ -117,6 +126,62 @@ def bench_size(n, n_tilts, device, repeats):
     }
 
 
+def bench_alignment(seeds, device, psi_deg, angle_error_deg):
+    """Issue 19 case per seed: errors and the time of each stage of the alignment."""
+    import importlib.util
+
+    from napari_ptychotomo.tomo.projection_matching import remove_translation
+
+    spec = importlib.util.spec_from_file_location(
+        "pt_series", Path(__file__).parents[1] / "tests" / "tomo" / "pt_series.py")
+    pt_series = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pt_series)
+    angles, pixel = np.linspace(-60, 60, 11), 0.22
+    runs = []
+    for seed in seeds:
+        proj, shifts, euler = pt_series.pt_tilt_series(144, pixel, angles, psi_deg=psi_deg,
+                                                       angle_error_deg=angle_error_deg, seed=seed)
+        stages, t0, last = {"coarse": 0.0, "axis scan": 0.0, "matching rounds": 0.0}, time.perf_counter(), None
+        gen = align_tilt_series_steps(proj, angles, pixel, final_n_iter=0, device=device)
+        while True:
+            try:
+                progress = next(gen)
+            except StopIteration:
+                break
+            now = time.perf_counter()
+            key = ("coarse" if progress.message.startswith("coarse") else
+                   "axis scan" if progress.message.startswith("axis scan") else "matching rounds")
+            if not progress.message.startswith("final"):
+                stages[key] += now - t0
+            t0 = now
+            last = progress
+        alignment = last.result[0]
+        error = remove_translation(torch.as_tensor(alignment.shifts / pixel - shifts / pixel),
+                                   torch.deg2rad(torch.as_tensor(euler)))
+        rms = lambda a: float(a.pow(2).mean().sqrt())  # noqa: E731
+        runs.append({"seed": seed, "shift_error_rms_px": rms(error), "along_axis_px": rms(error[:, 0]),
+                     "across_axis_px": rms(error[:, 1]), "psi_deg": float(alignment.euler_deg[0, 2]),
+                     "rounds": alignment.provenance["rounds"], "converged": alignment.provenance["converged"],
+                     "seconds": {k: round(v, 2) for k, v in stages.items()},
+                     "total_s": round(sum(stages.values()), 2)})
+        print(json.dumps(runs[-1]), flush=True)
+    return {"case": "Pt sphere 369 atoms, 144 px × 0.22 Å, 11 tilts ±60°, shifts ±2 Å, noise 10 % of max",
+            "psi_true_deg": psi_deg, "tilt_error_deg": angle_error_deg, "runs": runs}
+
+
+def final_reconstruction_iteration(device, repeats=2):
+    """Seconds per iteration of the full-resolution linear tomography at 144³, 11 tilts."""
+    target = torch.rand(11, 144, 144, device=device)
+    euler = torch.zeros(11, 3, device=device)
+    euler[:, 1] = torch.deg2rad(torch.linspace(-60, 60, 11, device=device))
+
+    def one():
+        for _ in fit_volume(target, euler, torch.zeros(11, 2, device=device), (144, 144, 144), n_iter=1,
+                            blur_sigma_px=0.5):
+            pass
+    return timed(one, device, repeats, warm_up=False)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
@@ -124,9 +189,23 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "tomo.json"))
+    parser.add_argument("--alignment", action="store_true", help="only the issue-19 alignment case")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args = parser.parse_args()
     device = resolve_device(args.device)
     out = Path(args.out)
+    if args.alignment:
+        previous = json.loads(out.read_text()) if out.exists() else {"benchmark": "tomo", "cases": []}
+        previous["alignment"] = {
+            "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "exact_axis": bench_alignment(args.seeds, device, 0.0, 0.0),
+            "axis_2deg_tilts_1deg": bench_alignment(args.seeds, device, 2.0, 1.0),
+            "final_reconstruction_iteration_s_144": final_reconstruction_iteration(device),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(previous, indent=2))
+        print(json.dumps(previous["alignment"], indent=2))
+        return
     cases = [bench_size(n, args.tilts, device, args.repeats) for n in args.sizes]
     for case in cases:
         case.update(device=str(device), threads=torch.get_num_threads())
