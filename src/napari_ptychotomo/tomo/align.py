@@ -271,12 +271,8 @@ def align_tilt_series_steps(
         shifts=shifts_full.cpu().numpy().astype(np.float64) * pixel_size,
     )
     if final_n_iter > 0:
-        result = None
-        for progress in reconstruct_linear_steps(
-            proj_np, alignment, pixel_size, n_iter=final_n_iter, lr=0.2, nonnegative=nonnegative,
-            tv_weight=tv_weight, edge_weight=edge_weight, blur_sigma_px=blur_sigma_px, device=dev,
-        ):
-            result = progress.result or result
+        result = _final_volume(proj_np, alignment, pixel_size, final_n_iter, nonnegative, tv_weight,
+                               edge_weight, blur_sigma_px, dev)
     else:  # the last stage's volume, at its coarse sampling (voxel = pixel × ny / size)
         coarse = pixel_size * ny / volume.shape[1]
         result = Volume(data=(volume / coarse).cpu().numpy().astype(np.float32), voxel_size=coarse,
@@ -338,12 +334,8 @@ def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initi
                     "converged": match.converged, "history": match.history},
     )
     if final_n_iter > 0:
-        result = None
-        for progress in reconstruct_linear_steps(
-            proj_np, alignment, pixel_size, n_iter=final_n_iter, lr=0.2, nonnegative=nonnegative,
-            tv_weight=tv_weight, edge_weight=edge_weight, blur_sigma_px=blur_sigma_px, device=dev,
-        ):
-            result = progress.result or result
+        result = _final_volume(proj_np, alignment, pixel_size, final_n_iter, nonnegative, tv_weight,
+                               edge_weight, blur_sigma_px, dev)
     else:  # the last round's SIRT volume, binned (voxel = pixel × bin)
         coarse_voxel = pixel_size * match.volume_bin
         result = Volume(data=(match.volume / coarse_voxel).cpu().numpy().astype(np.float32),
@@ -400,3 +392,15 @@ def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> t
     the full-resolution volume in projection units per Å.
     """
     return run(align_tilt_series_steps(projections, angles_deg, pixel_size, **kwargs))
+
+
+def _final_volume(projections, alignment, pixel_size, n_iter, nonnegative, tv_weight, edge_weight,
+                  blur_sigma_px, device):
+    """Linear tomography at full resolution with the found alignment."""
+    result = None
+    for progress in reconstruct_linear_steps(
+        projections, alignment, pixel_size, n_iter=n_iter, lr=0.2, nonnegative=nonnegative,
+        tv_weight=tv_weight, edge_weight=edge_weight, blur_sigma_px=blur_sigma_px, device=device,
+    ):
+        result = progress.result or result
+    return result
