@@ -150,8 +150,8 @@ def test_cli_and_denoise_widget_share_the_nlm_default():
 
 
 def test_every_template_setting_has_help():
-    from napari_ptychotomo.pipeline.config import (HELP_NOTES, HELP_SOURCES, PYTHON_ONLY,
-                                                   _docstring_help, step_settings)
+    from napari_ptychotomo.pipeline.config import _docstring_help, step_settings
+    from napari_ptychotomo.pipeline.template import HELP_NOTES, HELP_SOURCES, PYTHON_ONLY
 
     for step in STEP_ORDER:
         source = HELP_SOURCES.get(step)

@@ -5,7 +5,8 @@ resolution → atoms. Configured by one TOML file (:mod:`.config`), run by
 :class:`~.runner.Pipeline` (checkpoints after every tilt, ``resume``, ``torchrun`` ranks).
 """
 
-from .config import STEP_ORDER, ConfigError, load_config, template, validate_config
+from .config import STEP_ORDER, ConfigError, load_config, validate_config
+from .template import template
 from .runner import Pipeline, PlannedStep, make_input
 
 __all__ = ["STEP_ORDER", "ConfigError", "load_config", "template", "validate_config",

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from ..data import Project
 from ..engine import Progress, resolve_device
-from .config import STEP_ORDER, validate_config
+from .config import validate_config
 from .steps import STEPS, StepContext, step_outputs_present
 
 __all__ = ["PlannedStep", "Pipeline", "make_input"]

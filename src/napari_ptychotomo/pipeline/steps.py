@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data import Project, Volume
 from ..engine import Progress
-from .provenance import plain, provenance, timed
+from .provenance import provenance, timed
 
 __all__ = ["StepContext", "STEPS", "step_outputs_present"]
 
