@@ -180,3 +180,29 @@ def test_msp_widget_defaults_are_the_engines_and_every_start_defocus_mode_is_acc
         widget.defocus.value = text
         assert parse_defocus(text) == value
         assert widget.params(small_simulated_scan).defocus == value
+
+
+@pytest.mark.gui
+def test_one_depth_setting_gives_one_parameter_object_from_widget_toml_and_python(
+        viewer, small_simulated_scan):
+    """Two slices of 8 Å, written three ways, are the same MSPParams (object step 2 V × 8 Å)."""
+    import tomllib
+
+    from napari_ptychotomo.pipeline.config import validate_config
+    from napari_ptychotomo.pipeline.steps import msp_params
+    from napari_ptychotomo.ptycho import MSPParams
+
+    calibration = small_simulated_scan.calibration
+    widget = make_widget(viewer, small_simulated_scan, iterations=MSPParams().iterations)
+    widget.num_slices.value, widget.slice_thickness.value = 2, 8.0
+    from_widget = widget.params(small_simulated_scan)
+
+    config = validate_config(tomllib.loads('[run]\nproject = "p.ptycho.h5"\n[input]\nsimulate = "default"\n[msp]\nnum_slices = 2\n'
+                                           'slice_thickness = 8.0\n'))
+    from_toml = msp_params(calibration, config["msp"])
+    from_python = MSPParams.from_calibration(calibration, num_slices=2, thickness=16.0)
+
+    assert from_python.rate("object").step == 16.0
+    assert from_widget == from_toml == from_python
+    with pytest.raises(ValueError, match="disagree"):
+        MSPParams.from_calibration(calibration, num_slices=2, thickness=16.0, slice_thickness=5.0)

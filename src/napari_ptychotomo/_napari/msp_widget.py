@@ -59,45 +59,51 @@ class MSPWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
+        from ..ptycho import MSPParams
+
+        engine = MSPParams()  # every default below is the engine's own
         self.viewer = viewer
         self.dataset = ComboBox(label="dataset", choices=self._dataset_names, name="dataset")
         self.tilt = SpinBox(label="tilt index", min=0, max=0, name="tilt")
         self.all_tilts = CheckBox(text="all tilts", value=False, name="all_tilts")
-        self.iterations = SpinBox(label="iterations", min=1, max=10000, value=30, name="iterations")
-        self.num_slices = SpinBox(label="slices", min=1, max=500, value=6, name="num_slices")
+        self.iterations = SpinBox(label="iterations", min=1, max=10000, value=engine.iterations, name="iterations")
+        self.num_slices = SpinBox(label="slices", min=1, max=500, value=engine.num_slices, name="num_slices")
         self.slice_thickness = FloatSpinBox(label="slice thickness (Å)", min=0.1, max=1e4,
-                                            value=15.0, step=0.5, name="slice_thickness")
-        self.num_modes = SpinBox(label="probe modes", min=1, max=20, value=1, name="num_modes")
-        self.learn_tilt = CheckBox(text="learn tilt", value=True, name="learn_tilt")
-        self.learn_thickness = CheckBox(text="learn thickness", value=True, name="learn_thickness")
-        self.tilt_map = CheckBox(text="tilt map", value=False, name="tilt_map")
+                                            value=engine.slice_thickness, step=0.5,
+                                            name="slice_thickness")
+        self.num_modes = SpinBox(label="probe modes", min=1, max=20, value=engine.num_modes, name="num_modes")
+        self.learn_tilt = CheckBox(text="learn tilt", value=engine.learn_tilt, name="learn_tilt")
+        self.learn_thickness = CheckBox(text="learn thickness", value=engine.learn_thickness, name="learn_thickness")
+        self.tilt_map = CheckBox(text="tilt map", value=engine.tilt_map, name="tilt_map")
         self.tilt_map_window = FloatSpinBox(
-            label="tilt map window σ (Å)", min=0.1, max=1e3, value=3.0, step=0.5,
+            label="tilt map window σ (Å)", min=0.1, max=1e3, value=engine.tilt_map_window, step=0.5,
             name="tilt_map_window", enabled=False,
             tooltip="Standard deviation (Å) of the Gaussian window over which the local drift "
                     "of adjacent slices is measured: the lateral resolution of the tilt map. "
                     "Used only when 'tilt map' is checked.")
         self.z_smoothness = FloatSpinBox(
-            label="z smoothness (weight)", min=0.0, max=100.0, value=0.03, step=0.001,
+            label="z smoothness (weight)", min=0.0, max=100.0, value=engine.z_smoothness, step=0.001,
             name="z_smoothness",
             tooltip="Weight (dimensionless, loss units) of the penalty Σ|V(s+1) − V(s)|² / Σ|V(s)|² "
                     "between adjacent slices; it couples the slices so that the data determine "
                     "the tilt. 0 switches it off.")
         self.defocus = LineEdit(
-            label="start defocus (Å)", value="auto", name="defocus",
+            label="start defocus (Å)", value=str(engine.defocus), name="defocus",
             tooltip="Start defocus of the probe: 'auto' (bright-field estimate when reliable, "
                     "else the calibration's), 'estimate' (bright-field estimate, raster scans), "
                     "'calibration' (the calibration's value) or a number in Å "
                     "(positive = underfocus).")
-        self.learn_positions = CheckBox(text="refine positions", value=False, name="learn_positions")
+        self.learn_positions = CheckBox(text="refine positions", value=engine.learn_positions, name="learn_positions")
         self.show_advanced = CheckBox(text="advanced", value=False, name="show_advanced")
         self.object_step = FloatSpinBox(
-            label="object step (V·Å)", min=0.0, max=1e5, value=30.0, step=1.0, name="object_step",
+            label="object step (V·Å)", min=0.0, max=1e5, value=engine.rate("object").step, step=1.0,
+            name="object_step",
             tooltip="Learning rate of the object's projected potential per slice, V·Å per "
                     "update. Follows the slice thickness (2 V × Δz, the engine's default) "
                     "until you set it.")
         self.tilt_step = FloatSpinBox(
-            label="tilt step (mrad)", min=0.0, max=100.0, value=0.2, step=0.05, name="tilt_step",
+            label="tilt step (mrad)", min=0.0, max=100.0, value=engine.rate("tilt").step, step=0.05,
+            name="tilt_step",
             tooltip="Learning rate of the global specimen tilt (θx, θy), mrad per update.")
         self.advanced = Container(widgets=[self.object_step, self.tilt_step], name="advanced",
                                   label="learning rates", visible=False)

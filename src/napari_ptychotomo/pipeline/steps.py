@@ -87,28 +87,35 @@ def run_bright_field(ctx: StepContext) -> None:
         ctx.state["bright_field"] = estimates
 
 
+def msp_params(calibration, options: dict[str, Any], bright_field: dict | None = None):
+    """The :class:`~napari_ptychotomo.ptycho.MSPParams` of a config's ``[msp]`` table.
+
+    ``rates`` come as ``name = [step, start]``; a reliable bright-field estimate of this
+    tilt is the start defocus unless the table names one.
+    """
+    from ..ptycho import MSPParams
+    from ..ptycho.params import LearningRate
+
+    extra = {k: v for k, v in options.items() if k != "tilts"}
+    rates = {k: LearningRate(*v) for k, v in extra.pop("rates", {}).items()}
+    if bright_field and bright_field.get("reliable", True) and "defocus" not in extra:
+        extra["defocus"] = bright_field["defocus"]
+    return MSPParams.from_calibration(calibration, rates=rates or None, **extra)
+
+
 def run_msp(ctx: StepContext) -> None:
     """Multislice ptychography of each tilt; a checkpoint after every tilt."""
     import torch.distributed as dist
 
-    from ..ptycho import MSPParams, reconstruct_msp
-    from ..ptycho.params import LearningRate
+    from ..ptycho import reconstruct_msp
 
-    options = dict(ctx.options)
-    tilts = _tilts(ctx, options.pop("tilts", "all"))
-    rates = {k: LearningRate(*v) for k, v in options.pop("rates", {}).items()}
+    tilts = _tilts(ctx, ctx.options.get("tilts", "all"))
     todo = [k for k in tilts if not (ctx.resume and k in ctx.project.msp)]
     mine = todo[ctx.rank::ctx.world]
     done = []
     for k in mine:
         scan = _series(ctx).scans[k]
-        extra = dict(options)
-        estimate = ctx.state.get("bright_field", {}).get(k)
-        if estimate and estimate.get("reliable", True) and "defocus" not in extra:
-            extra["defocus"] = estimate["defocus"]
-        params = MSPParams.from_calibration(scan.calibration, **extra)
-        if rates:
-            params.rates.update(rates)
+        params = msp_params(scan.calibration, ctx.options, ctx.state.get("bright_field", {}).get(k))
         with timed() as seconds:
             result = reconstruct_msp(scan, params, device=ctx.device, seed=ctx.seed + k,
                                      callback=lambda p, k=k: ctx.progress(f"MSP tilt {k}", p))

@@ -139,16 +139,24 @@ class MSPParams:
     def from_calibration(cls, calibration: Any, thickness: float | None = None, **overrides) -> "MSPParams":
         """Defaults for a scan with this calibration.
 
-        ``thickness`` (Å), when known, is split into ``num_slices`` slices (default 6,
-        about one slice per 2 nm for thick specimens); other fields as keywords. Unless
-        ``rates`` names it, the object step is ``OBJECT_STEP_PER_ANGSTROM`` (2 V) × the
-        slice thickness, in V·Å.
+        The specimen depth is given either as ``thickness`` (Å, split into ``num_slices``
+        slices, default 6) or as ``slice_thickness`` (Å per slice), never both unless they
+        agree; without either a slice is 15 Å. Other fields as keywords. Unless ``rates``
+        names it, the object step is ``OBJECT_STEP_PER_ANGSTROM`` (2 V) × the slice
+        thickness, in V·Å, computed after every override, so the same physical setting gives
+        the same parameters whichever way it is written.
         """
         calibration.validate()
         num_slices = int(overrides.pop("num_slices", 6))
-        if thickness is None:
-            thickness = 15.0 * num_slices
-        params = cls(num_slices=num_slices, slice_thickness=float(thickness) / num_slices)
+        slice_thickness = overrides.pop("slice_thickness", None)
+        if slice_thickness is not None and thickness is not None:
+            if not np.isclose(float(slice_thickness) * num_slices, float(thickness), rtol=1e-6):
+                raise ValueError(
+                    f"thickness = {thickness!r} Å and slice_thickness = {slice_thickness!r} Å × "
+                    f"{num_slices} slices disagree; give one of them")
+        if slice_thickness is None:
+            slice_thickness = (15.0 * num_slices if thickness is None else float(thickness)) / num_slices
+        params = cls(num_slices=num_slices, slice_thickness=float(slice_thickness))
         params.rates["object"] = LearningRate(OBJECT_STEP_PER_ANGSTROM * params.slice_thickness, 0)
         rates = overrides.pop("rates", None)
         params = replace(params, **overrides)
