@@ -3,9 +3,10 @@
 
 from .atom_tracing import trace_atoms, trace_atoms_steps
 from .directional import directional_fsc
-from .fsc import fsc, resolution_of, threshold_curve
+from .fsc import fsc, threshold_curve
 from .lattice_registration import LatticeRegistration, register_lattice
 from .power_spectra import axis_power_spectra
+from .resolution import resolution_of
 from .scoring import match_atoms, score_atoms
 from .species import classify_species
 

@@ -24,7 +24,7 @@ import numpy as np
 from ..data import Resolution, Volume
 from .volume_input import volume_array
 
-__all__ = ["fsc", "resolution_of", "threshold_curve", "first_crossing", "SNR_ONE_BIT", "SNR_HALF_BIT"]
+__all__ = ["fsc", "threshold_curve", "first_crossing", "SNR_ONE_BIT", "SNR_HALF_BIT"]
 
 #: SNR of one half-data reconstruction for the one-bit and half-bit criteria
 SNR_ONE_BIT = 0.5
@@ -191,41 +191,3 @@ def fsc(
     frequency = np.arange(n_shells) * shell_width / (min(shape) * size)
     result = correlation_result(frequency, shell_sums(f1, f2, coordinate, n_shells))
     return Resolution(**result).validate()
-
-
-def resolution_of(volume: Volume, *, mask: Any = None, directions: Any = None, **kwargs: Any) -> Resolution:
-    """Resolution of a ``Volume`` that carries its two half-data reconstructions.
-
-    The crossings are a resolution only when the halves are independent. When the
-    volume's ``provenance["halves_share"]`` lists what they share (the pipeline's
-    end-to-end step records it), a ``UserWarning`` says so and the result's provenance
-    carries ``independent = False``.
-
-    ``directions`` (e.g. ``("x", "y", "z")``) adds a conical FSC per direction in
-    ``Resolution.directional`` (see :func:`~.directional.directional_fsc`).
-    """
-    if not isinstance(volume, Volume):
-        raise ValueError(f"volume is a {type(volume).__name__}; expected a Volume with halves")
-    if volume.halves is None:
-        raise ValueError(
-            "volume.halves is None; resolution_of needs the two half-data reconstructions "
-            "(end-to-end half-data mode), or call fsc(volume1, volume2, voxel_size)"
-        )
-    first, second = volume.halves
-    result = fsc(first, second, volume.voxel_size, mask=mask, **kwargs)
-    shared = (volume.provenance or {}).get("halves_share")
-    if shared:
-        import warnings
-
-        # correlated errors raise the FSC: its crossings are then no resolution
-        warnings.warn("resolution_of: the halves are not independent (they share "
-                      + "; ".join(map(str, shared)) + "); the crossings overstate the resolution",
-                      UserWarning, stacklevel=2)
-        result.provenance["independent"] = False
-        result.provenance["halves_share"] = list(shared)
-    if directions is not None:
-        from .directional import directional_fsc
-
-        table = directional_fsc(first, second, volume.voxel_size, directions=directions, mask=mask, **kwargs)
-        result.directional = table
-    return result
