@@ -126,7 +126,8 @@ def lattice(size, rng):
     """register_lattice on a Pt fcc crystal filling the box, turned by (1.5, −2, 2.5)° and
     shifted, with 10 vacancies and 10 V noise: orientation error, missing sites, time."""
     from napari_ptychotomo import register_lattice
-    from napari_ptychotomo.simulate import fcc_slab, rotation_matrix
+    from napari_ptychotomo.physics import rotation_matrix_deg
+    from napari_ptychotomo.simulate import fcc_slab
 
     euler = (1.5, -2.0, 2.5)
     slab = fcc_slab("Pt", (int(size * VOXEL / 3.924) + 4,) * 3)
@@ -142,7 +143,7 @@ def lattice(size, rng):
     start = time.perf_counter()
     result = register_lattice(volume, 3.924, voxel_size=VOXEL, basis=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
     seconds = time.perf_counter() - start
-    r = result.rotation @ rotation_matrix(euler).T
+    r = result.rotation @ rotation_matrix_deg(euler).T
     angle = float(np.rad2deg(np.arccos(np.clip((np.trace(r) - 1) / 2, -1, 1))))
     gap = np.linalg.norm(result.missing_sites[:, None] - positions[removed][None], axis=-1)
     row = {"size": size, "seconds": seconds, "rotation_error_deg": angle, "n_removed": 10,

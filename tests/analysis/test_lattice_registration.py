@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from napari_ptychotomo import Volume, register_lattice
-from napari_ptychotomo.simulate import fcc_slab, potential_volume, rotation_matrix, srtio3_slab
+from napari_ptychotomo.physics import rotation_matrix_deg
+from napari_ptychotomo.simulate import fcc_slab, potential_volume, srtio3_slab
 
 VOXEL = 0.4  # Å
 N = 40
@@ -42,7 +43,7 @@ def platinum():
     keep[removed] = False
     volume = potential_volume(atoms[keep], np.full(keep.sum(), 78), (N,) * 3, VOXEL, cutoff=3.0)
     # the true lattice origin (crystal-frame 0) in the volume frame, (x, y, z)
-    r = rotation_matrix(EULER)
+    r = rotation_matrix_deg(EULER)
     origin_xyz = r @ (-slab.centre[::-1]) + slab.centre[::-1] + move[::-1]
     registration = register_lattice(Volume(volume, voxel_size=VOXEL), 3.924, basis=FCC, species=["Pt"] * 4)
     return registration, positions, removed, moved, origin_xyz
@@ -50,7 +51,7 @@ def platinum():
 
 def test_rotation_is_recovered_within_0_02_degrees(platinum):
     registration, *_ = platinum
-    assert rotation_angle_deg(registration.rotation, rotation_matrix(EULER)) < 0.02
+    assert rotation_angle_deg(registration.rotation, rotation_matrix_deg(EULER)) < 0.02
     assert registration.euler_deg == pytest.approx(EULER, abs=0.03)
     assert registration.n_bragg >= 20
 
@@ -114,7 +115,7 @@ def test_srtio3_slab_in_vacuum_reports_vacancies_not_the_vacuum():
     basis = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
     registration = register_lattice(volume, 3.905, basis=basis, voxel_size=VOXEL, weights=[38, 22, 8, 8, 8],
                                      species=["Sr", "Ti", "O", "O", "O"])
-    assert rotation_angle_deg(registration.rotation, rotation_matrix(euler)) < 0.05
+    assert rotation_angle_deg(registration.rotation, rotation_matrix_deg(euler)) < 0.05
     missing = registration.missing_sites
     assert len(missing) == 2
     assert np.linalg.norm(missing[:, None] - positions[removed][None], axis=-1).min(1).max() < 0.02

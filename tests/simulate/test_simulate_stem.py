@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_ptychotomo.physics import rotation_matrix_deg
 from napari_ptychotomo.simulate import (
     Specimen,
     amorphous_blob,
     core_shell_particle,
     fcc_nanoparticle,
     projected_potential_slices,
-    rotation_matrix,
     simulate_hrtem_series,
     simulate_scan,
     simulate_tilt_series,
@@ -32,7 +32,7 @@ def test_positive_stage_tilt_moves_an_atom_above_the_centre_towards_plus_x():
     # ψ rotates in-plane: an atom at +x goes to +y for ψ = 90°
     side = Specimen(np.array([[5.0, 5.0, 7.0]]), [14], np.array([10.0, 10.0, 10.0]))
     np.testing.assert_allclose(side.rotate((0, 0, 90)).positions[0], [5.0, 7.0, 5.0], atol=1e-12)
-    r = rotation_matrix((10, 20, 30))
+    r = rotation_matrix_deg((10, 20, 30))
     np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
 
 

@@ -166,9 +166,9 @@ def register_lattice(
         raise ValueError(f"species has {len(species)} labels; expected one per basis site ({len(basis)})")
     rot = np.asarray(rotation, dtype=np.float64)
     if rot.shape == (3,):
-        from ..simulate.specimens import rotation_matrix
+        from ..physics.rotation import rotation_matrix_deg
 
-        rot = rotation_matrix(rot)
+        rot = rotation_matrix_deg(rot)
     elif rot.shape != (3, 3):
         raise ValueError(f"rotation has shape {rot.shape}; expected Euler angles (φ, θ, ψ) in degrees or (3, 3)")
     if mask is not None and np.shape(mask) != array.shape:

@@ -17,12 +17,13 @@ from .multislice import (
 from .optics import interaction_constant, mrad_to_inverse_angstrom, wavelength
 from .probe import aberration_phase, ctf, make_probe, orthogonalize_modes, probe_modes, soft_aperture
 from .propagator import fresnel_propagator
+from .rotation import rotation_matrix, rotation_matrix_deg
 
 __all__ = [
     "wavelength", "interaction_constant", "mrad_to_inverse_angstrom",
     "spatial_frequencies", "band_limit_mask",
     "aberration_phase", "ctf", "soft_aperture", "make_probe", "probe_modes", "orthogonalize_modes",
-    "fresnel_propagator",
+    "fresnel_propagator", "rotation_matrix", "rotation_matrix_deg",
     "transmission", "crop_patches", "shift_waves", "propagate", "exit_wave", "far_field",
     "forward_intensities",
 ]

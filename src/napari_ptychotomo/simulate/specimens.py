@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..physics.rotation import rotation_matrix_deg
 from .elements import atomic_numbers
 
 __all__ = [
     "Specimen",
-    "rotation_matrix",
     "crystal",
     "srtio3_slab",
     "fcc_slab",
@@ -37,16 +37,6 @@ LATTICE_CONSTANTS = {
 #: diamond-structure lattice constants in Å
 DIAMOND_LATTICE_CONSTANTS = {"Si": 5.431, "Ge": 5.658, "C": 3.567}
 _FCC = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])  # (x, y, z)
-
-
-def rotation_matrix(euler_deg: Any) -> np.ndarray:
-    """R = R_z(ψ) R_y(θ) R_x(φ) ``(3, 3)`` acting on (x, y, z); ``euler_deg`` = (φ, θ, ψ)."""
-    phi, theta, psi = np.deg2rad(np.asarray(euler_deg, dtype=np.float64).reshape(3))
-    c, s = np.cos, np.sin
-    rx = np.array([[1, 0, 0], [0, c(phi), -s(phi)], [0, s(phi), c(phi)]])
-    ry = np.array([[c(theta), 0, s(theta)], [0, 1, 0], [-s(theta), 0, c(theta)]])
-    rz = np.array([[c(psi), -s(psi), 0], [s(psi), c(psi), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 @dataclass
@@ -84,7 +74,7 @@ class Specimen:
         A positive θ (stage tilt about y) moves an atom above the centre (z > 0) towards +x.
         """
         c = self.centre if centre is None else np.asarray(centre, dtype=np.float64)
-        xyz = (self.positions - c)[:, ::-1] @ rotation_matrix(euler_deg).T
+        xyz = (self.positions - c)[:, ::-1] @ rotation_matrix_deg(euler_deg).T
         return replace(self, positions=xyz[:, ::-1] + c, info=dict(self.info))
 
     def tilt(self, mrad: Any) -> "Specimen":

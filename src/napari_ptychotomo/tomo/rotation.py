@@ -5,7 +5,8 @@ Convention: ``euler = (φ, θ, ψ)`` and R = R_z(ψ) · R_y(θ) · R_x(φ) actin
 volume moves the specimen's atoms from r to R·r about the volume centre, which is the
 point ``(n - 1) / 2`` in voxel indices along every axis.
 
-This module holds the rotation matrix and the resampling of a whole volume (needed by the
+The matrix is :func:`~napari_ptychotomo.physics.rotation.rotation_matrix`; this module
+holds the resampling of a whole volume (needed by the
 end-to-end step, which bins the rotated volume into slices along the beam). The projection
 used by alignment and linear tomography lives in :mod:`.projector` and shares
 :func:`rotation_matrix`.
@@ -16,30 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..physics.rotation import rotation_matrix
+
 __all__ = ["rotation_matrix", "rotate_volume", "bin_along_beam"]
-
-
-def rotation_matrix(euler_rad: torch.Tensor) -> torch.Tensor:
-    """R = R_z(ψ) R_y(θ) R_x(φ) for Euler angles ``(..., 3)`` = (φ, θ, ψ) in radians.
-
-    Returns ``(..., 3, 3)`` acting on ``(x, y, z)`` column vectors; differentiable.
-    """
-    euler_rad = torch.as_tensor(euler_rad)
-    if euler_rad.shape[-1:] != (3,):
-        raise ValueError(
-            f"euler_rad has shape {tuple(euler_rad.shape)}; expected (..., 3) as (φ, θ, ψ) in rad"
-        )
-    phi, theta, psi = euler_rad.unbind(-1)
-    one, zero = torch.ones_like(phi), torch.zeros_like(phi)
-    c, s = torch.cos, torch.sin
-
-    def mat(rows):
-        return torch.stack([torch.stack(r, -1) for r in rows], -2)
-
-    rx = mat([[one, zero, zero], [zero, c(phi), -s(phi)], [zero, s(phi), c(phi)]])
-    ry = mat([[c(theta), zero, s(theta)], [zero, one, zero], [-s(theta), zero, c(theta)]])
-    rz = mat([[c(psi), -s(psi), zero], [s(psi), c(psi), zero], [zero, zero, one]])
-    return rz @ ry @ rx
 
 
 def _as_real_channels(volume: torch.Tensor) -> tuple[torch.Tensor, bool]:
