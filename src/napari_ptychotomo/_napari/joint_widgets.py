@@ -24,6 +24,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBo
 
 from ..data import Alignment, DefocusSeries, ScanData, TiltSeries, Volume
 from ..engine import Progress
+from ..joint.params import volume_step as default_volume_step
 from ._runner import EngineRunner
 from .choices import msp_results, objects_in
 from .layers import volume_layers
@@ -35,8 +36,6 @@ __all__ = ["EndToEndWidget", "PlaneWaveWidget", "NOMINAL", "ZERO_VOLUME"]
 
 NOMINAL = "nominal tilts, no shifts"
 ZERO_VOLUME = "zero volume"
-ZERO_START_STEP = 5.0  # V per update from a zero volume (JointParams' default)
-VOLUME_START_STEP = 1.0  # V per update from a start volume (an earlier result, linear tomography)
 
 
 class _JointWidget(Container):
@@ -206,7 +205,7 @@ class EndToEndWidget(_JointWidget):
         self.use_msp = CheckBox(text="start from MSP results (probes, positions)", value=True,
                                 name="use_msp")
         self.volume_step = FloatSpinBox(label="volume step (V)", min=0.01, max=1000.0,
-                                        value=ZERO_START_STEP, step=0.5, name="volume_step")
+                                        value=default_volume_step(False), step=0.5, name="volume_step")
         self.batch_size = SpinBox(label="batch size (0 = auto)", min=0, max=100000, value=0,
                                   name="batch_size")
         self.num_modes = SpinBox(label="probe modes", min=1, max=20, value=1, name="num_modes")
@@ -228,7 +227,7 @@ class EndToEndWidget(_JointWidget):
         0.199 at 1 V in tests/joint/missing_wedge_case.py)."""
         if not self._volume_step_set:
             with self.volume_step.changed.blocked():
-                self.volume_step.value = ZERO_START_STEP if value in (None, ZERO_VOLUME) else VOLUME_START_STEP
+                self.volume_step.value = default_volume_step(value not in (None, ZERO_VOLUME))
 
     def _volume_step_changed(self, _value: float) -> None:
         self._volume_step_set = True

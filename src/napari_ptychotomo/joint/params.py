@@ -29,9 +29,21 @@ class Rate:
     start: int = 0
 
 
+#: volume step, V per update, from a zero volume
+VOLUME_STEP_FROM_ZERO = 5.0
+#: volume step, V per update, from a start volume (an earlier result, linear tomography):
+#: 5 V per update undoes a good start (missing-wedge case: NRMSE 0.236 against 0.199 at 1 V)
+VOLUME_STEP_FROM_START = 1.0
+
+
+def volume_step(from_start_volume: bool) -> float:
+    """The default volume step in V per update, for a run with or without a start volume."""
+    return VOLUME_STEP_FROM_START if from_start_volume else VOLUME_STEP_FROM_ZERO
+
+
 def _default_rates() -> dict[str, Rate]:
     return {
-        "volume": Rate(5.0, 0),
+        "volume": Rate(VOLUME_STEP_FROM_ZERO, 0),
         "probe": Rate(1e-3, 3),
         "positions": Rate(0.02, 5),
         "euler": Rate(0.05, 5),

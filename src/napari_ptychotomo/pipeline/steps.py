@@ -210,6 +210,7 @@ def run_end_to_end(ctx: StepContext) -> None:
     from ..engine import run
     from ..joint import JointParams, Rate
     from ..joint.end_to_end import joint_steps
+    from ..joint.params import volume_step
 
     options = dict(ctx.options)
     given = options.pop("rates", {})
@@ -217,9 +218,7 @@ def run_end_to_end(ctx: StepContext) -> None:
     # halves must stay independent for an honest FSC
     from_linear = "linear" in ctx.project.volumes and not options.get("half_data", False)
     rates = JointParams().rates
-    if from_linear:
-        # 5 V per update undoes a good start (missing-wedge case: NRMSE 0.236 against 0.199 at 1 V)
-        rates["volume"] = Rate(1.0, 0)
+    rates["volume"] = Rate(volume_step(from_start_volume=from_linear), 0)
     for name, value in given.items():
         if name not in rates:
             raise ValueError(f"end_to_end.rates.{name}: expected one of {', '.join(rates)}")
