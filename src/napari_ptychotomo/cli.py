@@ -9,6 +9,7 @@ user may not write to), 3 bad input data or a file that cannot be read or writte
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -243,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OOM_ADVICE = ("lower the batch size (msp.batch_size, end_to_end.batch_size), reconstruct "
+               "fewer tilts at a time, or use a device with more memory (--device)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .engine import EngineError
@@ -257,46 +262,64 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: results up to the last checkpoint are kept; re-run with --resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (EngineError, MemoryError) as exc:
+    except MemoryError as exc:
+        # ours (check_memory) say what fits; numpy's only what it tried to allocate
+        advice = "" if "batch_size" in str(exc) or "reduce" in str(exc) else f"; {_OOM_ADVICE}"
+        print(f"reconstruction failed: out of memory: {_first_line(exc)}{advice}", file=sys.stderr)
+        return EXIT_ENGINE
+    except EngineError as exc:
         print(f"reconstruction failed: {exc}", file=sys.stderr)
         return EXIT_ENGINE
-    except PermissionError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"error: permission denied:{where}: this user may not read or write it; fix "
-              "its permissions or choose another path", file=sys.stderr)
-        return EXIT_DATA
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATA
-    except OSError as exc:  # disk full, read-only file system, ...
-        where = f" {exc.filename}:" if exc.filename else ""
-        print(f"error:{where} {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # permission denied, disk full, read-only file system, ...
+        print(_os_error_message(exc), file=sys.stderr)
         return EXIT_DATA
     except RuntimeError as exc:
         if not _out_of_memory(exc):
             raise
-        print(f"reconstruction failed: out of memory ({_first_line(exc)}); lower the batch "
-              "size (msp.batch_size, end_to_end.batch_size), reconstruct fewer tilts at a "
-              "time, or use a device with more memory (--device)", file=sys.stderr)
+        print(f"reconstruction failed: out of memory ({_first_line(exc)}); {_OOM_ADVICE}",
+              file=sys.stderr)
         return EXIT_ENGINE
     finally:
         _close_distributed()
 
 
+def _os_error_message(exc: OSError) -> str:
+    """One line for a failed read or write, naming the file; h5py puts the file's name in
+    its message (``name = '…'``) rather than in ``filename``."""
+    import re
+
+    found = re.search(r"name = '([^']*)'", str(exc))
+    where = exc.filename or (found.group(1) if found else None)
+    where = f" {where}:" if where else ""
+    if isinstance(exc, PermissionError) or exc.errno == errno.EACCES or "errno = 13" in str(exc):
+        return (f"error: permission denied:{where} this user may not read or write it; fix its "
+                "permissions or choose another path")
+    return f"error:{where} {exc.strerror or _first_line(exc)}"
+
+
 def _out_of_memory(exc: BaseException) -> bool:
-    """True for torch's out-of-memory errors (CUDA, MPS, CPU allocator)."""
+    """True for torch's out-of-memory errors (CUDA, MPS, the CPU allocator)."""
     import torch
 
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     if oom is not None and isinstance(exc, oom):
         return True
     text = str(exc).lower()
-    return "out of memory" in text or "can't allocate memory" in text
+    return any(words in text for words in ("out of memory", "can't allocate memory",
+                                           "not enough memory", "defaultcpuallocator"))
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of a message, without torch's ``[enforce fail at file:line] …`` prefix."""
+    import re
+
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    return re.sub(r"^\[enforce fail at [^\]]*\]\s*(err == 0\.\s*)?", "", lines[0])
 
 
 def _close_distributed() -> None:
