@@ -97,11 +97,11 @@ def cmd_run(args) -> int:
     pipeline, bars = _pipeline(config, args.quiet)
     if args.dry_run:
         print(f"project: {pipeline.path}   device: {pipeline.device}   seed: {pipeline.seed}")
-        for k, planned in enumerate(pipeline.plan(resume=args.resume), 1):
+        for k, planned in enumerate(pipeline.plan(resume=args.resume, restart=args.restart_step), 1):
             print(f"{k}. {planned.step:<13} {planned.status:<28} {planned.detail}")
         return EXIT_OK
     try:
-        pipeline.run(resume=args.resume)
+        pipeline.run(resume=args.resume, restart=args.restart_step)
     finally:
         bars.close()
     print(f"results in {pipeline.path}")
@@ -120,7 +120,7 @@ def cmd_step(args) -> int:
     })
     pipeline, bars = _pipeline(config, args.quiet)
     try:
-        pipeline.run(resume=args.resume)
+        pipeline.run(resume=args.resume, restart=args.restart_step)
     finally:
         bars.close()
     return EXIT_OK
@@ -172,7 +172,7 @@ def cmd_demo(args) -> int:
     config = demo_config(args.output, device=args.device or "auto", fast=args.fast)
     pipeline, bars = _pipeline(config, args.quiet)
     try:
-        project = pipeline.run(resume=args.resume)
+        project = pipeline.run(resume=args.resume, restart=args.restart_step)
     finally:
         bars.close()
     written = write_outputs(project, Path(args.output))
@@ -193,6 +193,25 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def _step_name(text: str) -> str:
+    """A step as the configuration names it (``end-to-end`` → ``end_to_end``)."""
+    from .pipeline import STEP_ORDER
+
+    name = text.strip().replace("-", "_")
+    if name not in STEP_ORDER:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a step; one of {', '.join(STEP_ORDER)}")
+    return name
+
+
+def _add_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="keep finished steps and tilts (refused when the settings that shaped "
+                        "them changed)")
+    p.add_argument("--restart-step", type=_step_name, metavar="STEP",
+                   help="resume, but recompute STEP and every step after it (e.g. after "
+                        "changing its settings)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ptychotomo", description=(
         "3D phase-contrast electron microscopy from 4D-STEM tilt series: multislice "
@@ -207,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipeline of a TOML configuration")
     p.add_argument("config", type=Path)
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
-    p.add_argument("--resume", action="store_true", help="keep finished steps and tilts")
+    _add_resume(p)
     p.add_argument("--device", help='"auto", "cpu", "cuda", "cuda:1" (overrides run.device)')
     p.set_defaults(func=cmd_run)
 
@@ -227,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole chain on the default sample")
     p.add_argument("--output", default="demo-output")
     p.add_argument("--device")
-    p.add_argument("--resume", action="store_true")
+    _add_resume(p)
     p.add_argument("--fast", action="store_true", help="fewer iterations (for tests)")
     p.add_argument("--no-viewer", action="store_true", help="write the PNG overview, open no window")
     p.set_defaults(func=cmd_demo)
@@ -239,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"a [{step}] setting (TOML value), repeatable")
         p.add_argument("--device")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--resume", action="store_true")
+        _add_resume(p)
         p.set_defaults(func=cmd_step)
     return parser
 
