@@ -107,3 +107,18 @@ def test_job_over_the_address_space_limit_is_refused_before_work_with_a_batch_th
     assert "use batch_size=" in done.stderr
     fits = int(done.stderr.split("use batch_size=")[1].split()[0])
     assert 1 <= fits < 64
+
+
+def test_an_end_to_end_volume_too_big_is_refused_before_work(tmp_path, tiny_project, capsys,
+                                                             monkeypatch):
+    from napari_ptychotomo.io import guards
+
+    project = tmp_path / "study.ptycho.h5"
+    shutil.copy(tiny_project, project)
+    monkeypatch.setattr(guards, "memory_limit", lambda: (4 << 30, "a 4 GiB test limit"))
+    code = cli.main(["--quiet", "end-to-end", str(project), "--set", "volume_shape=[1024, 1024, 1024]",
+                     "--set", "iterations=1"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_ENGINE, err
+    assert "1024×1024×1024 voxels (end_to_end.volume_shape" in err and "a 4 GiB test limit" in err
+    assert "Traceback" not in err
