@@ -98,3 +98,16 @@ def test_results_without_a_record_are_kept_as_they_are(tmp_path, study, write_co
     changed = SimpleNamespace(msp={0: SimpleNamespace(provenance=stamped)})
     what, changes = recorded_changes("msp", changed, config)
     assert what == "msp tilt 0" and ("msp.iterations", 1, 2) in changes
+
+
+def test_restart_step_plans_that_step_and_the_later_ones_again(tmp_path, study, write_config, capsys):
+    from napari_ptychotomo.pipeline import Pipeline
+
+    assert _run(_config(tmp_path, study, write_config, iterations=1, tilts=[0])) == 0
+    capsys.readouterr()
+    config = _config(tmp_path, study, write_config, iterations=2)
+    assert _run(config, "--dry-run", "--restart-step", "msp") == 0
+    out = capsys.readouterr().out
+    assert "msp           run " in out and "refused" not in out
+    assert Pipeline._redo("denoise", "msp") and Pipeline._redo("msp", "msp")
+    assert not Pipeline._redo("bright_field", "msp") and not Pipeline._redo("msp", None)

@@ -108,24 +108,26 @@ class Pipeline:
             what = source.get("path") or f"simulate the {source['simulate']!r} sample"
             planned.append(PlannedStep("input", "run", f"{what} → {self.path}"))
         for step in chosen:
-            options = self.config.get(step, {})
-            keep = resume and not self._redo(step, restart)
-            done = project is not None and step_outputs_present(step, project, options)
-            status = "skip (done)" if (keep and done) else "run"
-            if keep and step == "msp" and project is not None and project.msp and not done:
-                status = f"run (resumes: {len(project.msp)} tilt(s) done)"
-            detail = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
-            changed = recorded_changes(step, project, self.config) if keep and project else None
-            if changed is not None:
-                planned.append(PlannedStep(step, "refused (settings changed)", _changes_text(*changed)))
-                continue
-            reason = None if status.startswith("skip") else self._no_op_reason(step, chosen, project)
-            if reason is not None and step == "resolution" and self._has_truth(project):
-                status, detail = "run (truth only)", f"{reason}; FSC against the simulator's truth only"
-            elif reason is not None:
-                status, detail = "skip (nothing to do)", reason
-            planned.append(PlannedStep(step, status, detail))
+            planned.append(self._plan_step(step, chosen, project, resume and not self._redo(step, restart)))
         return planned
+
+    def _plan_step(self, step: str, chosen: list[str], project: Project | None, keep: bool) -> PlannedStep:
+        """One step of :meth:`plan`; ``keep``: its results in the project are kept (resume)."""
+        options = self.config.get(step, {})
+        done = project is not None and step_outputs_present(step, project, options)
+        status = "skip (done)" if (keep and done) else "run"
+        if keep and step == "msp" and project is not None and project.msp and not done:
+            status = f"run (resumes: {len(project.msp)} tilt(s) done)"
+        detail = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+        changed = recorded_changes(step, project, self.config) if keep and project is not None else None
+        if changed is not None:
+            return PlannedStep(step, "refused (settings changed)", _changes_text(*changed))
+        reason = None if status.startswith("skip") else self._no_op_reason(step, chosen, project)
+        if reason is not None and step == "resolution" and self._has_truth(project):
+            status, detail = "run (truth only)", f"{reason}; FSC against the simulator's truth only"
+        elif reason is not None:
+            status, detail = "skip (nothing to do)", reason
+        return PlannedStep(step, status, detail)
 
     def _has_truth(self, project: Project | None) -> bool:
         """Whether the project has (or the input will give it) a simulator's truth volume."""
