@@ -45,6 +45,13 @@ def test_cgroup_v1_limit_and_unlimited_v1(monkeypatch, tmp_path):
     assert size == 3 * GiB // 4 and "cgroup" in what
 
 
+def test_cgroup_page_cache_counts_as_available(monkeypatch, tmp_path):
+    _fake_cgroups(monkeypatch, tmp_path, "0::/job\n", {
+        "job/memory.max": f"{4 * GiB}\n", "job/memory.current": f"{3 * GiB}\n",
+        "job/memory.stat": f"anon {GiB}\nfile {2 * GiB}\ninactive_file {2 * GiB}\n"})
+    assert guards._cgroup_left() == 3 * GiB
+
+
 def test_no_cgroup_files_means_no_cgroup_limit(monkeypatch, tmp_path):
     _fake_cgroups(monkeypatch, tmp_path, "0::/\n", {})
     assert guards._cgroup_left() is None

@@ -109,16 +109,30 @@ def _own_cgroups() -> list[Path]:
     return list(dict.fromkeys([*folders, CGROUP_ROOT, CGROUP_ROOT / "memory"]))
 
 
+def _reclaimable(folder: Path) -> int:
+    """Page cache the kernel drops before it kills for memory (``inactive_file`` of
+    ``memory.stat``; v1 ``total_inactive_file``): counted in the usage, yet available."""
+    try:
+        lines = (folder / "memory.stat").read_text().splitlines()
+    except OSError:
+        return 0
+    stats = dict(line.split()[:2] for line in lines if len(line.split()) >= 2)
+    value = stats.get("total_inactive_file", stats.get("inactive_file", "0"))
+    return int(value) if value.isdigit() else 0
+
+
 def _cgroup_left() -> int | None:
-    """The tightest cgroup limit less its usage: v2 ``memory.max`` − ``memory.current``,
-    v1 ``memory.limit_in_bytes`` − ``memory.usage_in_bytes``."""
+    """The tightest cgroup limit less its usage (without reclaimable page cache): v2
+    ``memory.max`` − ``memory.current``, v1 ``memory.limit_in_bytes`` −
+    ``memory.usage_in_bytes``."""
     left = []
     for folder in _own_cgroups():
         for limit, usage in (("memory.max", "memory.current"),
                              ("memory.limit_in_bytes", "memory.usage_in_bytes")):
             cap = _read_number(folder / limit)  # None for "max" (unlimited) or no such file
             if cap is not None and cap < 1 << 60:  # v1 writes "unlimited" as ~2^63
-                left.append(max(0, cap - (_read_number(folder / usage) or 0)))
+                used = max(0, (_read_number(folder / usage) or 0) - _reclaimable(folder))
+                left.append(max(0, cap - used))
     return min(left) if left else None
 
 
