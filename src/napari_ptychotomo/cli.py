@@ -9,6 +9,7 @@ user may not write to), 3 bad input data or a file that cannot be read or writte
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -96,11 +97,11 @@ def cmd_run(args) -> int:
     pipeline, bars = _pipeline(config, args.quiet)
     if args.dry_run:
         print(f"project: {pipeline.path}   device: {pipeline.device}   seed: {pipeline.seed}")
-        for k, planned in enumerate(pipeline.plan(resume=args.resume), 1):
+        for k, planned in enumerate(pipeline.plan(resume=args.resume, restart=args.restart_step), 1):
             print(f"{k}. {planned.step:<13} {planned.status:<28} {planned.detail}")
         return EXIT_OK
     try:
-        pipeline.run(resume=args.resume)
+        pipeline.run(resume=args.resume, restart=args.restart_step)
     finally:
         bars.close()
     print(f"results in {pipeline.path}")
@@ -119,7 +120,7 @@ def cmd_step(args) -> int:
     })
     pipeline, bars = _pipeline(config, args.quiet)
     try:
-        pipeline.run(resume=args.resume)
+        pipeline.run(resume=args.resume, restart=args.restart_step)
     finally:
         bars.close()
     return EXIT_OK
@@ -171,7 +172,7 @@ def cmd_demo(args) -> int:
     config = demo_config(args.output, device=args.device or "auto", fast=args.fast)
     pipeline, bars = _pipeline(config, args.quiet)
     try:
-        project = pipeline.run(resume=args.resume)
+        project = pipeline.run(resume=args.resume, restart=args.restart_step)
     finally:
         bars.close()
     written = write_outputs(project, Path(args.output))
@@ -192,6 +193,25 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def _step_name(text: str) -> str:
+    """A step as the configuration names it (``end-to-end`` → ``end_to_end``)."""
+    from .pipeline import STEP_ORDER
+
+    name = text.strip().replace("-", "_")
+    if name not in STEP_ORDER:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a step; one of {', '.join(STEP_ORDER)}")
+    return name
+
+
+def _add_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="keep finished steps and tilts (refused when the settings that shaped "
+                        "them changed)")
+    p.add_argument("--restart-step", type=_step_name, metavar="STEP",
+                   help="resume, but recompute STEP and every step after it (e.g. after "
+                        "changing its settings)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ptychotomo", description=(
         "3D phase-contrast electron microscopy from 4D-STEM tilt series: multislice "
@@ -206,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipeline of a TOML configuration")
     p.add_argument("config", type=Path)
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
-    p.add_argument("--resume", action="store_true", help="keep finished steps and tilts")
+    _add_resume(p)
     p.add_argument("--device", help='"auto", "cpu", "cuda", "cuda:1" (overrides run.device)')
     p.set_defaults(func=cmd_run)
 
@@ -226,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole chain on the default sample")
     p.add_argument("--output", default="demo-output")
     p.add_argument("--device")
-    p.add_argument("--resume", action="store_true")
+    _add_resume(p)
     p.add_argument("--fast", action="store_true", help="fewer iterations (for tests)")
     p.add_argument("--no-viewer", action="store_true", help="write the PNG overview, open no window")
     p.set_defaults(func=cmd_demo)
@@ -238,9 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"a [{step}] setting (TOML value), repeatable")
         p.add_argument("--device")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--resume", action="store_true")
+        _add_resume(p)
         p.set_defaults(func=cmd_step)
     return parser
+
+
+_OOM_ADVICE = ("lower the batch size (msp.batch_size, end_to_end.batch_size), reconstruct "
+               "fewer tilts at a time, or use a device with more memory (--device)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,46 +281,64 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: results up to the last checkpoint are kept; re-run with --resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (EngineError, MemoryError) as exc:
+    except MemoryError as exc:
+        # ours (check_memory) say what fits; numpy's only what it tried to allocate
+        advice = "" if "batch_size" in str(exc) or "reduce" in str(exc) else f"; {_OOM_ADVICE}"
+        print(f"reconstruction failed: out of memory: {_first_line(exc)}{advice}", file=sys.stderr)
+        return EXIT_ENGINE
+    except EngineError as exc:
         print(f"reconstruction failed: {exc}", file=sys.stderr)
         return EXIT_ENGINE
-    except PermissionError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"error: permission denied:{where}: this user may not read or write it; fix "
-              "its permissions or choose another path", file=sys.stderr)
-        return EXIT_DATA
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATA
-    except OSError as exc:  # disk full, read-only file system, ...
-        where = f" {exc.filename}:" if exc.filename else ""
-        print(f"error:{where} {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # permission denied, disk full, read-only file system, ...
+        print(_os_error_message(exc), file=sys.stderr)
         return EXIT_DATA
     except RuntimeError as exc:
         if not _out_of_memory(exc):
             raise
-        print(f"reconstruction failed: out of memory ({_first_line(exc)}); lower the batch "
-              "size (msp.batch_size, end_to_end.batch_size), reconstruct fewer tilts at a "
-              "time, or use a device with more memory (--device)", file=sys.stderr)
+        print(f"reconstruction failed: out of memory ({_first_line(exc)}); {_OOM_ADVICE}",
+              file=sys.stderr)
         return EXIT_ENGINE
     finally:
         _close_distributed()
 
 
+def _os_error_message(exc: OSError) -> str:
+    """One line for a failed read or write, naming the file; h5py puts the file's name in
+    its message (``name = '…'``) rather than in ``filename``."""
+    import re
+
+    found = re.search(r"name = '([^']*)'", str(exc))
+    where = exc.filename or (found.group(1) if found else None)
+    where = f" {where}:" if where else ""
+    if isinstance(exc, PermissionError) or exc.errno == errno.EACCES or "errno = 13" in str(exc):
+        return (f"error: permission denied:{where} this user may not read or write it; fix its "
+                "permissions or choose another path")
+    return f"error:{where} {exc.strerror or _first_line(exc)}"
+
+
 def _out_of_memory(exc: BaseException) -> bool:
-    """True for torch's out-of-memory errors (CUDA, MPS, CPU allocator)."""
+    """True for torch's out-of-memory errors (CUDA, MPS, the CPU allocator)."""
     import torch
 
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     if oom is not None and isinstance(exc, oom):
         return True
     text = str(exc).lower()
-    return "out of memory" in text or "can't allocate memory" in text
+    return any(words in text for words in ("out of memory", "can't allocate memory",
+                                           "not enough memory", "defaultcpuallocator"))
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of a message, without torch's ``[enforce fail at file:line] …`` prefix."""
+    import re
+
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    return re.sub(r"^\[enforce fail at [^\]]*\]\s*(err == 0\.\s*)?", "", lines[0])
 
 
 def _close_distributed() -> None:

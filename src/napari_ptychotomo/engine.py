@@ -133,21 +133,26 @@ def resolve_device(device: Any = "auto"):
 
 
 def available_memory(device: Any) -> int:
-    """Bytes that an engine may still allocate on ``device``."""
+    """Bytes that an engine may still allocate on ``device``: the free memory of a CUDA
+    device, or on the host :func:`napari_ptychotomo.io.guards.available_memory`."""
     import torch
 
     dev = resolve_device(device)
     if dev.type == "cuda":
         free, _total = torch.cuda.mem_get_info(dev)
         return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * 1024**3
+    from .io.guards import available_memory as host_memory
+
+    return host_memory()  # MemAvailable, RLIMIT_AS and the cgroup limit, the smallest
+
+
+def _binding_limit(device: Any) -> str:
+    """Which host limit :func:`available_memory` met, as a note for messages."""
+    if resolve_device(device).type == "cuda":
+        return ""
+    from .io.guards import memory_limit
+
+    return f" (the smallest limit: {memory_limit()[1]})"
 
 
 def check_memory(
@@ -169,9 +174,11 @@ def check_memory(
     if fits < 1:
         raise MemoryError(
             f"{what} needs {fixed_bytes / gib:.2f} GiB before any batch, more than the "
-            f"{budget / gib:.2f} GiB available on {device}; reduce the object or volume size"
+            f"{budget / gib:.2f} GiB available on {device}{_binding_limit(device)}; reduce the "
+            "object or volume size"
         )
     raise MemoryError(
         f"{what} with batch_size={batch_size} needs about {need / gib:.2f} GiB but only "
-        f"{budget / gib:.2f} GiB is available on {device}; use batch_size={fits} or smaller"
+        f"{budget / gib:.2f} GiB is available on {device}{_binding_limit(device)}; use "
+        f"batch_size={fits} or smaller"
     )

@@ -69,7 +69,7 @@ def joint_steps(
     dev = resolve_device(device)
     init_from_environment(dev)
     dev = rank_device(dev)
-    state = start_state(series, init, params.num_modes, params.num_slices, params.volume_shape)
+    state = start_state(series, init, params.num_modes, params.num_slices, params.volume_shape, device=dev)
     if not params.half_data:
         result = yield from _fit(series, state, params, dev, seed, None)
         return result

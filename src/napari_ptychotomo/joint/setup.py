@@ -23,7 +23,8 @@ import torch
 from ..data import Alignment, MSPResult, TiltSeries, Volume
 from ..physics import interaction_constant, make_probe, probe_modes
 
-__all__ = ["StartState", "split_init", "start_state", "start_potential", "half_indices", "lateral_need"]
+__all__ = ["StartState", "split_init", "start_state", "start_potential", "half_indices", "lateral_need",
+           "check_start_memory"]
 
 #: units of a start volume that are a phase per Å (linear tomography of MSP phases; the
 #: tomography engines call their output "projection unit per Å" since they take any stack)
@@ -103,9 +104,28 @@ def lateral_need(positions_px: list[np.ndarray], shifts_px: np.ndarray, window: 
     return int(need[0]), int(need[1])
 
 
+def check_start_memory(shape, window: int, num_modes: int, num_slices: int, given: bool,
+                       device: Any = None) -> None:
+    """Refuse (``MemoryError``, naming the volume and what to change) a start volume that
+    would not fit, before it is allocated: on the host, the volume (complex64) and, for a
+    given start volume, its converted copy; with ``device``, also the end-to-end step's
+    fixed memory and one scan position there (:func:`~.memory.stem_bytes`)."""
+    from ..engine import check_memory, resolve_device
+    from .memory import stem_bytes
+
+    dims = "×".join(str(int(n)) for n in shape)
+    what = f"the end-to-end volume of {dims} voxels (end_to_end.volume_shape, or bin the detector)"
+    check_memory(what, math.prod(shape) * 8 * (2 if given else 1), 0, 1, "cpu")
+    if device is not None:
+        fixed, per_position = stem_bytes(shape, window, num_modes, num_slices)
+        check_memory(what, fixed, per_position, 1, resolve_device(device))
+
+
 def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
-                volume_shape=None) -> StartState:
-    """Check the series against ``init`` and build the starting state."""
+                volume_shape=None, device: Any = None) -> StartState:
+    """Check the series against ``init`` and build the starting state; a volume that would
+    not fit in memory (on the host, and on ``device`` when given) is refused before it is
+    allocated (:func:`check_start_memory`)."""
     msp, alignment, volume = split_init(init)
     scans = series.scans
     first = scans[0]
@@ -162,6 +182,7 @@ def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
         )
     middle = np.array([(shape[1] - 1) / 2, (shape[2] - 1) / 2])
     positions = [p + middle for p in positions]
+    check_start_memory(shape, n, num_modes, num_slices, volume is not None, device)
     data = np.zeros(shape, np.complex64) if volume is None else start_potential(volume, cal.energy_eV, shape, voxel)
     return StartState(voxel, shape, probes, positions, centres,
                       Alignment(np.array(alignment.euler_deg, float), np.array(alignment.shifts, float)), data)

@@ -10,8 +10,8 @@ from typing import Any, Callable
 
 from ..data import Project
 from ..engine import Progress, resolve_device
-from .config import validate_config
-from .steps import STEPS, StepContext, step_outputs_present
+from .config import ConfigError, validate_config
+from .steps import STEPS, StepContext, recorded_changes, shaping_settings, step_outputs_present
 
 __all__ = ["PlannedStep", "Pipeline", "make_input"]
 
@@ -19,7 +19,7 @@ __all__ = ["PlannedStep", "Pipeline", "make_input"]
 @dataclass
 class PlannedStep:
     step: str
-    status: str  # "run", "skip (done)", "run (partial: resumes)"
+    status: str  # "run", "skip (done)", "run (resumes: …)", "refused (settings changed)"
     detail: str = ""
 
 
@@ -93,30 +93,41 @@ class Pipeline:
 
         return load(self.path, as_project=True, validate="none")
 
-    def plan(self, resume: bool = False, steps: list[str] | None = None) -> list[PlannedStep]:
+    def plan(self, resume: bool = False, steps: list[str] | None = None,
+             restart: str | None = None) -> list[PlannedStep]:
         """What :meth:`run` would do, without computing anything: per step whether it runs
-        and, where it would do nothing, why (``detail`` lists the settings otherwise)."""
+        and, where it would do nothing or is refused, why (``detail`` lists the settings
+        otherwise). ``restart`` as in :meth:`run`."""
         project = self._load()
+        chosen = steps or self.config["run"]["steps"]
+        self._check_restart(restart, chosen)
+        resume = resume or restart is not None
         planned = []
         if project is None:
             source = self.config["input"]
             what = source.get("path") or f"simulate the {source['simulate']!r} sample"
             planned.append(PlannedStep("input", "run", f"{what} → {self.path}"))
-        chosen = steps or self.config["run"]["steps"]
         for step in chosen:
-            options = self.config.get(step, {})
-            done = project is not None and step_outputs_present(step, project, options)
-            status = "skip (done)" if (resume and done) else "run"
-            if resume and step == "msp" and project is not None and project.msp and not done:
-                status = f"run (resumes: {len(project.msp)} tilt(s) done)"
-            detail = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
-            reason = None if status.startswith("skip") else self._no_op_reason(step, chosen, project)
-            if reason is not None and step == "resolution" and self._has_truth(project):
-                status, detail = "run (truth only)", f"{reason}; FSC against the simulator's truth only"
-            elif reason is not None:
-                status, detail = "skip (nothing to do)", reason
-            planned.append(PlannedStep(step, status, detail))
+            planned.append(self._plan_step(step, chosen, project, resume and not self._redo(step, restart)))
         return planned
+
+    def _plan_step(self, step: str, chosen: list[str], project: Project | None, keep: bool) -> PlannedStep:
+        """One step of :meth:`plan`; ``keep``: its results in the project are kept (resume)."""
+        options = self.config.get(step, {})
+        done = project is not None and step_outputs_present(step, project, options)
+        status = "skip (done)" if (keep and done) else "run"
+        if keep and step == "msp" and project is not None and project.msp and not done:
+            status = f"run (resumes: {len(project.msp)} tilt(s) done)"
+        detail = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+        changed = recorded_changes(step, project, self.config) if keep and project is not None else None
+        if changed is not None:
+            return PlannedStep(step, "refused (settings changed)", _changes_text(*changed))
+        reason = None if status.startswith("skip") else self._no_op_reason(step, chosen, project)
+        if reason is not None and step == "resolution" and self._has_truth(project):
+            status, detail = "run (truth only)", f"{reason}; FSC against the simulator's truth only"
+        elif reason is not None:
+            status, detail = "skip (nothing to do)", reason
+        return PlannedStep(step, status, detail)
 
     def _has_truth(self, project: Project | None) -> bool:
         """Whether the project has (or the input will give it) a simulator's truth volume."""
@@ -160,8 +171,21 @@ class Pipeline:
 
             dist.barrier()
 
-    def run(self, resume: bool = False, steps: list[str] | None = None) -> Project:
-        """Run the configured steps (or ``steps``) and return the project as saved."""
+    def run(self, resume: bool = False, steps: list[str] | None = None,
+            restart: str | None = None) -> Project:
+        """Run the configured steps (or ``steps``) and return the project as saved.
+
+        ``resume`` keeps results already in the project (finished steps, MSP tilts) when the
+        settings that shaped them are those of this configuration, and refuses with the
+        differences otherwise (:class:`~.config.ConfigError`, before any work).
+        ``restart`` (a step name, implies ``resume``) recomputes that step and every later
+        one, keeping those before it.
+        """
+        chosen = steps or self.config["run"]["steps"]
+        self._check_restart(restart, chosen)
+        resume = resume or restart is not None
+        if resume:
+            self._refuse_changed(chosen, restart)
         self._start_distributed()
         # the input section only creates the project; an existing project is reused
         if self.rank == 0 and not self.path.exists():
@@ -176,9 +200,11 @@ class Pipeline:
         ctx = StepContext(path=self.path, project=load(self.path, as_project=True, validate="none"),
                           options={}, device=self.device, seed=self.seed, resume=resume,
                           rank=self.rank, world=self.world, report=self._say, progress=self.progress)
-        for step in steps or self.config["run"]["steps"]:
+        for step in chosen:
             ctx.options = dict(self.config.get(step, {}))
-            if resume and step_outputs_present(step, ctx.project, ctx.options):
+            ctx.settings = shaping_settings(step, self.config)
+            ctx.resume = resume and not self._redo(step, restart)
+            if ctx.resume and step_outputs_present(step, ctx.project, ctx.options):
                 self._say(f"{step}: done already (resume)")
                 continue
             self._say(f"{step} ...")
@@ -189,6 +215,38 @@ class Pipeline:
             ctx.reload()
         return ctx.project
 
+    @staticmethod
+    def _redo(step: str, restart: str | None) -> bool:
+        from .config import STEP_ORDER
+
+        return restart is not None and STEP_ORDER.index(step) >= STEP_ORDER.index(restart)
+
+    @staticmethod
+    def _check_restart(restart: str | None, chosen: list[str]) -> None:
+        if restart is not None and restart not in chosen:
+            raise ConfigError(f"--restart-step {restart}: not among the steps of this run "
+                              f"(run.steps = {list(chosen)})")
+
+    def _refuse_changed(self, chosen: list[str], restart: str | None) -> None:
+        """Refuse to resume over results made with other settings, before any work."""
+        project = self._load()
+        if project is None:
+            return
+        for step in chosen:
+            changed = None if self._redo(step, restart) else recorded_changes(step, project, self.config)
+            if changed is not None:
+                raise ConfigError(
+                    f"--resume: {_changes_text(*changed)}. Resuming would mix results made with "
+                    f"different settings: re-run with --restart-step {step} to recompute {step} "
+                    "and the steps after it (earlier results are kept), without --resume to "
+                    "recompute everything, or restore the old settings")
+
     def _say(self, message: str) -> None:
         if self.rank == 0:
             self.report(message)
+
+
+def _changes_text(what: str, changes: list[tuple[str, Any, Any]]) -> str:
+    """``msp tilt 0 was made with other settings: msp.iterations 2 → 4, …``"""
+    listed = "; ".join(f"{key} {old!r} → {new!r}" for key, old, new in changes)
+    return f"{what} was made with other settings ({listed})"
