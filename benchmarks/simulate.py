@@ -96,7 +96,7 @@ def main() -> None:
         "runs": runs,
         "slowdown_default_vs_detector_grid": round(runs["auto"]["seconds"] / runs["1"]["seconds"], 1),
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "simulator": "tilts in parallel threads, 1 torch thread each (simulate.threads)",
+        "simulator": "tilts in parallel threads, 1 torch thread each (napari_ptychotomo.threads)",
         "machine": platform.machine(), "torch": torch.__version__,
     }
     out = Path(__file__).parent / "results" / "simulate.json"

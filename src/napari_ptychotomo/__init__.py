@@ -25,7 +25,7 @@ from .data import (
 )
 from .engine import EngineError, Progress, run
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> module that defines it (imported lazily, so `import napari_ptychotomo`
 # stays fast and GUI-free)

@@ -113,7 +113,7 @@ class Calibration:
     @property
     def wavelength(self) -> float:
         """Relativistic electron wavelength in Å."""
-        from .physics.optics import wavelength
+        from .optics import wavelength
 
         return float(wavelength(self.energy_eV))
 

@@ -117,7 +117,7 @@ def resolve_device(device: Any = "auto"):
     import torch
 
     from ._triton import load_triton_safely
-    from .simulate.threads import limit_torch_threads
+    from .threads import limit_torch_threads
 
     limit_torch_threads()
     load_triton_safely()  # before any optimiser imports it next to an OpenGL context

@@ -45,7 +45,7 @@ class MSPResult:
 
     def phase(self) -> np.ndarray:
         """Summed object phase ``(ny, nx)`` in rad: σ · Σ Re V."""
-        from .physics.optics import interaction_constant
+        from .optics import interaction_constant
 
         sigma = float(interaction_constant(self.energy_eV))
         return (sigma * np.real(np.asarray(self.object)).sum(axis=0)).astype(np.float32)

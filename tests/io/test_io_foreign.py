@@ -15,7 +15,7 @@ import tifffile
 from napari_ptychotomo import load, save
 from napari_ptychotomo.data import Atoms, ScanData, TiltSeries, Volume
 from napari_ptychotomo.io import PtychoFormatError, load_tilt_series
-from napari_ptychotomo.physics.optics import wavelength
+from napari_ptychotomo.optics import wavelength
 
 CAL = {"energy_eV": 300e3, "semiangle_mrad": 25.0, "detector_sampling_mrad": 1.0}
 

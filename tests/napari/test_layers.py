@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_ptychotomo.data import Atoms, Project, ScanData, TiltSeries, Volume
-from napari_ptychotomo.physics.optics import interaction_constant
+from napari_ptychotomo.optics import interaction_constant
 from napari_ptychotomo._napari.layers import (
     ELEMENT_COLOURS, SPECIES_COLOURS, atoms_layers, layers_for, msp_layers, project_layers, scan_layers,
     volume_layers,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from napari_ptychotomo.engine import Progress, run, show_progress
-from napari_ptychotomo.simulate import threads
+from napari_ptychotomo import threads
 
 
 def _engine(n=3):

@@ -16,3 +16,12 @@ def test_wavelength_is_relativistic():
     # the non-relativistic value h / sqrt(2 m E) is 3 % too long at 300 keV
     non_relativistic = 12.2643 / (300e3) ** 0.5
     assert wavelength(300e3) < 0.97 * non_relativistic
+
+
+def test_angle_and_frequency_conversions_invert_each_other():
+    from napari_ptychotomo.optics import inverse_angstrom_to_mrad, mrad_to_inverse_angstrom
+
+    # 20 mrad at 200 keV is 0.020 / 0.025079 Å = 0.7975 Å⁻¹
+    assert mrad_to_inverse_angstrom(20.0, 200e3) == pytest.approx(0.7975, abs=1e-4)
+    assert inverse_angstrom_to_mrad(0.7975, 200e3) == pytest.approx(20.0, abs=3e-3)
+    assert inverse_angstrom_to_mrad(mrad_to_inverse_angstrom(7.3, 300e3), 300e3) == pytest.approx(7.3)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_ptychotomo import Alignment, MSPResult
-from napari_ptychotomo.physics.optics import interaction_constant
+from napari_ptychotomo.optics import interaction_constant
 from napari_ptychotomo.tomo import (
     make_support_mask,
     project_mask,

@@ -191,7 +191,7 @@ def msp_layers(result: MSPResult, tilt_index: int = 0) -> list[LayerData]:
     k]`` and ``MSP tilt map θy [tilt k]``: ``(Ny, Nx)`` in mrad on the scan raster with a
     diverging colormap centred on zero (Points coloured by θx off a raster).
     """
-    from ..physics.optics import interaction_constant
+    from ..optics import interaction_constant
 
     sigma = float(interaction_constant(result.energy_eV))
     p, dz = float(result.pixel_size), float(result.slice_thickness)

@@ -105,7 +105,7 @@ def save_native(obj: Any, path: Any, *, name: Any = None, compression: dict | No
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import ScanData
-from ..physics.optics import wavelength
+from ..optics import inverse_angstrom_to_mrad
 from .errors import PtychoFormatError
 from .scan_input import length_to_angstrom, make_scan
 
@@ -97,5 +97,5 @@ def _calibration(signal: dict[str, Any], energy_eV: float | None) -> dict[str, A
         if units == "mrad":
             values["detector_sampling_mrad"] = scale
         elif units in _INVERSE and energy:
-            values["detector_sampling_mrad"] = scale * _INVERSE[units] * wavelength(float(energy)) * 1e3
+            values["detector_sampling_mrad"] = inverse_angstrom_to_mrad(scale * _INVERSE[units], float(energy))
     return values

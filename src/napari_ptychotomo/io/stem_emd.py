@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from ..data import ScanData
-from ..physics.optics import wavelength
+from ..optics import inverse_angstrom_to_mrad
 from .errors import PtychoFormatError
 from .lazy import LazyDataset, open_h5
 from .scan_input import length_to_angstrom, make_scan
@@ -107,9 +107,9 @@ def load_emd(path: Any, *, dataset: str | None = None, validate: str = "sample",
             if units == "mrad":
                 values["detector_sampling_mrad"] = abs(q_step)
             elif units in ("a^-1", "1/a", "å^-1", "1/å", "a-1") and energy:
-                values["detector_sampling_mrad"] = abs(q_step) * wavelength(float(energy)) * 1e3
+                values["detector_sampling_mrad"] = inverse_angstrom_to_mrad(abs(q_step), float(energy))
             elif units in ("nm^-1", "1/nm") and energy:
-                values["detector_sampling_mrad"] = abs(q_step) * 0.1 * wavelength(float(energy)) * 1e3
+                values["detector_sampling_mrad"] = inverse_angstrom_to_mrad(abs(q_step) * 0.1, float(energy))
         data = LazyDataset(fh, group["data"].name)
     except PtychoFormatError:
         fh.close()

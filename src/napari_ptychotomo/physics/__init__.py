@@ -14,7 +14,7 @@ from .multislice import (
     shift_waves,
     transmission,
 )
-from .optics import interaction_constant, mrad_to_inverse_angstrom, wavelength
+from ..optics import interaction_constant, mrad_to_inverse_angstrom, wavelength
 from .probe import aberration_phase, ctf, make_probe, orthogonalize_modes, probe_modes, soft_aperture
 from .propagator import fresnel_propagator
 from .rotation import rotation_matrix, rotation_matrix_deg

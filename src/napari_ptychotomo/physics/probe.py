@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import torch
 
 from .grids import as_pair, spatial_frequencies
-from .optics import wavelength
+from ..optics import wavelength
 
 __all__ = [
     "aberration_phase",

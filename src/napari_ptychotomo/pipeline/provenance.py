@@ -32,7 +32,7 @@ def provenance(step: str, parameters: Any, device: Any, seconds: float, seed: in
     import numpy
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "step": step,

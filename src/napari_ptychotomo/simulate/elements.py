@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..physics.optics import ELECTRON_MASS, ELEMENTARY_CHARGE, PLANCK
+from ..optics import ELECTRON_MASS, ELEMENTARY_CHARGE, PLANCK
 from .element_data import KIRKLAND, LOBATO, SYMBOLS
 
 __all__ = [

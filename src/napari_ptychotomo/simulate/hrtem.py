@@ -22,7 +22,7 @@ from ..physics import (
 from .potentials import slices_tensor
 from .series_geometry import rotated, slicing, tilt_geometry, truth_volume
 from .specimens import Specimen, core_shell_particle
-from .threads import cpu_threads
+from ..threads import cpu_threads
 
 __all__ = ["simulate_hrtem_series", "default_hrtem_sample"]
 

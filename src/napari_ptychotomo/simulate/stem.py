@@ -27,7 +27,7 @@ from .detector_sampling import average_to_coarse_pixels, check_sampling_factors,
 from .potentials import slices_tensor
 from .series_geometry import rotated, slicing, tilt_geometry, truth_volume
 from .specimens import Specimen, fcc_nanoparticle
-from .threads import cpu_threads
+from ..threads import cpu_threads
 
 __all__ = ["simulate_scan", "simulate_tilt_series", "default_sample"]
 
@@ -147,7 +147,7 @@ def simulate_scan(
     electrons per position); ``source_size`` Å is the std of a Gaussian source (partial
     spatial coherence, incoherent sum over 9 probe shifts); ``position_jitter`` Å the std
     of random errors of the true probe positions. ``num_threads``: torch CPU threads while
-    simulating (see :mod:`.threads`; ``None`` keeps torch's setting). ``batch_size``:
+    simulating (see :mod:`napari_ptychotomo.threads`; ``None`` keeps torch's setting). ``batch_size``:
     positions per batch (default: as many as fill about 2.4 M simulated pixels).
 
     Returns

@@ -87,7 +87,7 @@ def sequential_tomography_steps(
     iteration (MSP's previews), per alignment outer iteration and per 10 reconstruction
     iterations (``message`` names the stage); returns ``(Alignment, Volume,
     list[MSPResult])``."""
-    from ..physics.optics import interaction_constant
+    from ..optics import interaction_constant
 
     if not isinstance(bin_factor, (int, np.integer)) or bin_factor < 1:
         raise ValueError(f"bin_factor = {bin_factor!r}; expected a positive integer")

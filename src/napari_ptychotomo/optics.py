@@ -1,5 +1,7 @@
-"""Electron-optical constants: relativistic wavelength and interaction constant.
+"""Electron-optical constants: relativistic wavelength, interaction constant, and the
+conversion between scattering angles (mrad) and spatial frequencies (Å⁻¹).
 
+A leaf module, so the data objects, the readers and the physics core share one copy.
 CODATA 2018 constants. Both functions accept Python numbers, numpy arrays or torch tensors
 and return the same kind.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["wavelength", "interaction_constant", "mrad_to_inverse_angstrom"]
+__all__ = ["wavelength", "interaction_constant", "mrad_to_inverse_angstrom", "inverse_angstrom_to_mrad"]
 
 PLANCK = 6.62607015e-34  # J s
 ELECTRON_MASS = 9.1093837015e-31  # kg
@@ -45,3 +47,8 @@ def interaction_constant(energy_eV):
 def mrad_to_inverse_angstrom(angle_mrad, energy_eV):
     """Scattering angle in mrad → spatial frequency in Å⁻¹ (small-angle, k = α / λ)."""
     return angle_mrad * 1e-3 / wavelength(energy_eV)
+
+
+def inverse_angstrom_to_mrad(frequency, energy_eV):
+    """Spatial frequency in Å⁻¹ → scattering angle in mrad (small-angle, α = λ k)."""
+    return frequency * wavelength(energy_eV) * 1e3
