@@ -127,7 +127,8 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
     opt_shift = [torch.optim.Adam([s], lr=params.rates["shifts"].step / voxel) for s in shifts]
     t_momentum, scale, previous = 1.0, 0.0, math.inf
     losses = np.full((params.iterations, n_tilts), np.nan)
-    guard.last_good = lambda: _result(x, euler, shifts, voxel, losses, params, half)
+    good = {"euler": [e.detach().clone() for e in euler], "shifts": [s.detach().clone() for s in shifts]}
+    guard.last_good = lambda: _result(x, good["euler"], good["shifts"], voxel, losses, params, half)
     for it in range(params.iterations):
         for t in [y, *euler, *shifts]:
             t.grad = None
@@ -144,6 +145,7 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
             angle_problem(np.rad2deg(torch.stack(euler).detach().cpu().numpy()), alignment.euler_deg),
             shift_problem(torch.stack(shifts).detach().cpu().numpy() * voxel, (shape[1] * voxel, shape[2] * voxel),
                           "Å")))
+        good.update(euler=[e.detach().clone() for e in euler], shifts=[s.detach().clone() for s in shifts])
         losses[it] = per_tilt.cpu().numpy() * n_tilts
         with torch.no_grad():
             scale = max(scale, float(y.grad.abs().max())) or 1.0
