@@ -276,7 +276,7 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
             guard.check(f"pass {it + 1}, tilt {k + 1}", tilt_loss, key=k, problems=(
                 None if finite else "the volume holds NaN or infinite values",
                 angle_problem(np.rad2deg(euler[k].detach().cpu().numpy()), start_euler[k],
-                              f"euler_deg of tilt {k}")))
+                              f"euler_deg[{k}]")))
             last_good = partial_volume(volume, voxel, {**provenance, "pass": it + 1, "tilt": k + 1})
             losses[it, k] = tilt_loss
             step = it * n_tilts + k + 1
