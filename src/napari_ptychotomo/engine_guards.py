@@ -65,21 +65,26 @@ def checked_counts(values: torch.Tensor, what: str, per: str = "pattern",
     values that were clamped (for :func:`warn_negative`).
     """
     flat = values.reshape(len(values), -1)
-    finite = torch.isfinite(flat)
+    # NaN and ±inf survive the sum: one pass over the data and no temporary of its size
+    # (isfinite or a float64 sum would allocate one); a pattern summing past 3.4e38 counts
+    # as infinite
+    sums = flat.sum(1)
+    finite = torch.isfinite(sums)
     if not bool(finite.all()):
-        bad = torch.nonzero(~finite.all(1)).flatten()[:5].tolist()
+        bad = torch.nonzero(~finite).flatten()[:5].tolist()
         raise ValueError(f"{what}: {per}(s) {bad} hold NaN or infinite values; repair or "
                          "exclude them before reconstruction")
-    sums = flat.sum(1) if per == "pattern" else flat.mean(1)
-    mean = float(sums.mean()) if len(sums) else 0.0
+    if per != "pattern":
+        sums = sums / max(flat.shape[1], 1)
+    mean = float(sums.double().mean()) if len(sums) else 0.0
     if not mean >= minimum:
         empty = int((sums <= 0).sum())
         raise ValueError(
             f"{what} hold no counts: the mean {'sum of a' if per == 'pattern' else 'value of an'} "
             f"{per} is {mean:.3g} ({empty} of {len(sums)} are zero or negative), below the "
-            f"{minimum:g} needed; check that these are the measured data (not an empty or "
-            "dark-subtracted frame) and their scaling")
-    negative = int((flat < 0).sum())
+            f"minimum of {minimum:g} (in the data's unit); check that these are the measured "
+            "data (not an empty or dark-subtracted frame) and their scaling")
+    negative = int((flat < 0).sum()) if len(flat) and float(flat.amin()) < 0 else 0
     return (torch.clamp(values, min=0.0) if negative else values), negative
 
 
