@@ -2,9 +2,10 @@
 
 Measured data (:func:`checked_counts`): every value is read into the engine once, so the
 check there is complete, not sampled: non-finite values are refused, data without counts
-(a mean below :data:`MIN_MEAN_COUNTS` per pattern or image, in the data's own unit) are
-refused before any work, and negative values (an over-subtracted dark reference) are
-clamped to zero with one warning that counts them (:func:`warn_negative`).
+(a mean below :data:`MIN_MEAN_COUNTS` per pattern, or per pixel of a plane-wave image,
+in the data's own unit) are refused before any work, and negative values (an
+over-subtracted dark reference) are clamped to zero with one warning that counts them
+(:func:`warn_negative`).
 
 Divergence (:class:`Divergence`): an engine stops with its last good state, as an
 :class:`~napari_ptychotomo.engine.EngineError` whose ``partial`` is the engine's own result
@@ -174,10 +175,8 @@ class Divergence:
               problems: Sequence[str | None] = ()) -> None:
         """Raise :meth:`stop` when ``loss`` or one of ``problems`` says the run blew up;
         otherwise record ``loss`` as a candidate best."""
-        found = [p for p in problems if p]
-        if loss is not None:
-            found.insert(0, self.loss_problem(float(loss), key))
-        found = [p for p in found if p]
+        loss_problem = None if loss is None else self.loss_problem(float(loss), key)
+        found = [p for p in (loss_problem, *problems) if p]
         if found:
             raise self.stop(f"{'; '.join(found)} at {where}")
         if loss is not None:
