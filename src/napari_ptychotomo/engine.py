@@ -23,7 +23,8 @@ __all__ = ["Progress", "EngineError", "run", "show_progress", "resolve_device", 
 class EngineError(RuntimeError):
     """A reconstruction could not go on (diverged, out of memory, bad state).
 
-    ``partial`` holds the last good result when there is one.
+    ``partial`` holds the last good result when there is one, as the engine's own result
+    type. When an engine stops is decided in one place: :mod:`.engine_guards`.
     """
 
     def __init__(self, message: str, partial: Any = None):

@@ -87,3 +87,10 @@ def test_orthogonalize_modes_keeps_incoherent_sum_and_sorts_power():
     a = torch.einsum("mi,mj->ij", modes.reshape(3, -1), modes.reshape(3, -1).conj())
     b = torch.einsum("mi,mj->ij", ortho.reshape(3, -1), ortho.reshape(3, -1).conj())
     assert float(torch.abs(a - b).max()) < 1e-3 * float(torch.abs(a).max())
+
+
+def test_orthogonalize_modes_returns_non_finite_modes_unchanged_for_the_divergence_check():
+    modes = torch.ones((2, 8, 8), dtype=torch.complex64)
+    modes[1, 0, 0] = float("nan")
+    out = orthogonalize_modes(modes)  # the decomposition would raise a LinAlgError
+    assert out is modes

@@ -220,7 +220,8 @@ class AlignWidget(_StackWidget):
         undone = Alignment(euler_deg=np.asarray(alignment.euler_deg),
                            shifts=np.zeros_like(alignment.shifts))
         self._output(layer, aligned, "aligned", alignment=undone)
-        for data_, kwargs, kind in volume_layers(volume, "aligned"):
+        # a stopped alignment's partial result may have no volume yet
+        for data_, kwargs, kind in (volume_layers(volume, "aligned") if volume is not None else []):
             kwargs["metadata"]["alignment"] = alignment
             put_layer(self.viewer, (data_, kwargs, kind))
 

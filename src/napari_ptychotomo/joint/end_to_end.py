@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from ..data import Alignment, TiltSeries, Volume
-from ..engine import EngineError, Progress, resolve_device, run
+from ..engine import Progress, resolve_device, run
+from ..engine_guards import Divergence, angle_problem, checked_counts, warn_negative
 from ..physics import fresnel_propagator, interaction_constant, wavelength
 from ..tomo.rotation import rotation_matrix
 from . import regularizers as reg
@@ -51,6 +52,21 @@ def _check_series(series: Any) -> TiltSeries:
     return series.validate()
 
 
+def _check_learnable(series: TiltSeries, params: JointParams) -> None:
+    """A tilt scanned at a single position cannot place its probe: refuse learning it."""
+    single = [k for k, scan in enumerate(series.scans) if scan.num_positions == 1]
+    if single and "positions" in params.learn:
+        raise ValueError(f"scan(s) {single} have a single probe position, which cannot constrain "
+                         "the learned positions; remove 'positions' from params.learn")
+
+
+def _guarded_fit(series, state, params: JointParams, dev, seed: int, half: int | None):
+    """:func:`_fit` under the stopping rule of :mod:`napari_ptychotomo.engine_guards`."""
+    guard = Divergence("end-to-end ptycho-tomography",
+                       "Lower rates['volume'].step (V) or the rates of what is learned.")
+    return guard.run(_fit(series, state, params, dev, seed, half, guard))
+
+
 def joint_steps(
     series: TiltSeries,
     init: Any = None,
@@ -66,15 +82,16 @@ def joint_steps(
     ``"zy"``) and ``"loss_per_tilt"`` of the current pass."""
     params = (params or JointParams()).validate()
     series = _check_series(series)
+    _check_learnable(series, params)
     dev = resolve_device(device)
     init_from_environment(dev)
     dev = rank_device(dev)
     state = start_state(series, init, params.num_modes, params.num_slices, params.volume_shape, device=dev)
     if not params.half_data:
-        result = yield from _fit(series, state, params, dev, seed, None)
+        result = yield from _guarded_fit(series, state, params, dev, seed, None)
         return result
-    first = yield from _fit(series, state, params, dev, seed, 0)
-    second = yield from _fit(series, state, params, dev, seed + 1, 1)
+    first = yield from _guarded_fit(series, state, params, dev, seed, 0)
+    second = yield from _guarded_fit(series, state, params, dev, seed + 1, 1)
     a, b = first.volume.data, second.volume.data
     first.volume.data = ((a + b) / 2).astype(np.complex64)
     first.volume.halves = (a, b)
@@ -126,7 +143,7 @@ def _window_bounds(lateral: tuple[int, int], window: int, device) -> tuple[torch
     return low, high
 
 
-def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
+def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, guard: Divergence):
     rank, size = world()
     scans = series.scans
     n_tilts = len(scans)
@@ -144,13 +161,16 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
                                     device=dev, band_limit=params.band_limit)
 
     # data stay on the host, normalised so that each tilt's mean pattern sum is 1
-    subsets, amplitudes = [], []
+    subsets, amplitudes, negative = [], [], 0
     for k, scan in enumerate(scans):
         n = scan.num_positions
         subsets.append(np.arange(n) if half is None else half_indices(n, scan.scan_shape, half))
-        patterns = torch.from_numpy(scan.patterns())
-        scale = float(patterns.sum((-2, -1)).mean()) or 1.0
-        amplitudes.append(torch.sqrt(torch.clamp(patterns / scale, min=0)))
+        patterns, clamped_k = checked_counts(torch.from_numpy(scan.patterns()),
+                                             f"scan {k} (tilt {scan.tilt_deg:g}°): intensities")
+        negative += clamped_k
+        scale = float(patterns.sum((-2, -1)).mean())
+        amplitudes.append(torch.sqrt(patterns / scale))
+    warn_negative(negative, sum(a.numel() for a in amplitudes), "intensities of the tilt series")
 
     volume = torch.tensor(state.volume, device=dev).requires_grad_(True)
     probes = [torch.tensor(p, device=dev).requires_grad_(True) for p in state.probes]
@@ -192,10 +212,25 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
     total = params.iterations * n_tilts
     provenance = {"step": "end-to-end ptycho-tomography", "params": params.as_dict(), "half": half}
     last_good = partial_volume(volume, voxel, {**provenance, "pass": 0, "tilt": 0})
+    saved: dict[str, Any] = {}  # what the current tilt learns, as it was before this tilt
+
+    def good_state() -> JointResult:
+        own = {name: list(values) for name, values in
+               (("probes", probes), ("positions", positions), ("euler", euler), ("shifts", shifts))}
+        for name, value in saved.get("values", {}).items():
+            own[name][saved["k"]] = value
+        return _result(torch.from_numpy(last_good.data), own["probes"], own["positions"], own["euler"],
+                       own["shifts"], state, losses, params, half, clamped)
+
+    guard.last_good = good_state
+    start_euler = np.asarray(state.alignment.euler_deg, float)
     for it in range(params.iterations):
         learn = {name: params.learns(name, it) for name in ("probe", "positions", "euler", "shifts")}
         for k in range(n_tilts):
             before = volume.detach().clone()
+            saved.update(k=k, values={name: values[k].detach().clone() for name, values in
+                                      (("probes", probes), ("positions", positions), ("euler", euler),
+                                       ("shifts", shifts))})
             index = subsets[k]
             batches = [index[i : i + batch_size] for i in range(0, len(index), batch_size)]
             tilt_loss = 0.0
@@ -237,12 +272,11 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None):
                 if params.tv_weight and it >= params.tv_start:
                     volume.copy_(reg.tv_prox(volume, params.tv_weight))
             tilt_loss /= max(len(batches), 1)
-            if not np.isfinite(tilt_loss) or not bool(torch.isfinite(volume.detach()).all()):
-                partial = _result(torch.from_numpy(last_good.data), probes, positions, euler, shifts, state,
-                                  losses, params, half, clamped)
-                raise EngineError(
-                    f"end-to-end reconstruction diverged at pass {it}, tilt {k} (loss {tilt_loss}); "
-                    "lower rates['volume'].step. The last good state is in .partial", partial=partial)
+            finite = bool(torch.isfinite(volume.detach()).all())
+            guard.check(f"pass {it + 1}, tilt {k + 1}", tilt_loss, key=k, problems=(
+                None if finite else "the volume holds NaN or infinite values",
+                angle_problem(np.rad2deg(euler[k].detach().cpu().numpy()), start_euler[k],
+                              f"euler_deg[{k}]")))
             last_good = partial_volume(volume, voxel, {**provenance, "pass": it + 1, "tilt": k + 1})
             losses[it, k] = tilt_loss
             step = it * n_tilts + k + 1

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ..data import Alignment, DefocusSeries, TiltSeries, Volume
-from ..engine import EngineError, Progress, resolve_device, run
+from ..engine import Progress, resolve_device, run
+from ..engine_guards import Divergence, angle_problem, checked_counts, shift_problem, warn_negative
 from ..physics import fresnel_propagator, interaction_constant, wavelength
 from . import regularizers as reg
 from .distributed import all_reduce_grads, all_reduce_sum, init_from_environment, rank_device, world
@@ -47,6 +48,11 @@ def _check(series: Any) -> tuple[int, int, float, float]:
                 f"tilt {k} has images {tuple(s.images.shape[-2:])} of {s.pixel_size} Å at {s.energy_eV} eV; "
                 f"expected {shape} of {first.pixel_size} Å at {first.energy_eV} eV like tilt 0"
             )
+    negative = 0
+    for k, s in enumerate(series.scans):
+        images = torch.as_tensor(np.asarray(s.images, dtype=np.float32))
+        negative += checked_counts(images, f"tilt {k} ({s.tilt_deg:g}°): images", per="image pixel")[1]
+    warn_negative(negative, sum(int(np.size(s.images)) for s in series.scans), "images of the tilt series")
     return shape[0], shape[1], float(first.pixel_size), float(first.energy_eV)
 
 
@@ -77,7 +83,8 @@ def plane_wave_steps(
     halves = [None] if not params.half_data else [0, 1]
     results = []
     for h in halves:
-        result = yield from _fit(series, data, alignment, params, shape, voxel, energy, dev, h)
+        guard = Divergence("plane-wave tomography", "Lower plane_wave_step or the rates of what is learned.")
+        result = yield from guard.run(_fit(series, data, alignment, params, shape, voxel, energy, dev, h, guard))
         results.append(result)
     if len(results) == 1:
         return results[0]
@@ -102,7 +109,7 @@ def _subset(series: TiltSeries, half):
     return out
 
 
-def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev, half):
+def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev, half, guard):
     rank, size = world()
     n_tilts = len(series)
     lam, sigma = float(wavelength(energy)), float(interaction_constant(energy))
@@ -120,6 +127,8 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
     opt_shift = [torch.optim.Adam([s], lr=params.rates["shifts"].step / voxel) for s in shifts]
     t_momentum, scale, previous = 1.0, 0.0, math.inf
     losses = np.full((params.iterations, n_tilts), np.nan)
+    good = {"euler": [e.detach().clone() for e in euler], "shifts": [s.detach().clone() for s in shifts]}
+    guard.last_good = lambda: _result(x, good["euler"], good["shifts"], voxel, losses, params, half)
     for it in range(params.iterations):
         for t in [y, *euler, *shifts]:
             t.grad = None
@@ -132,10 +141,11 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
         all_reduce_grads([y, *euler, *shifts])
         all_reduce_sum(per_tilt)
         total = float(per_tilt.sum())
-        if not math.isfinite(total):
-            partial = _result(x, euler, shifts, voxel, losses, params, half)
-            raise EngineError(f"plane-wave tomography diverged at iteration {it}; lower plane_wave_step. "
-                              "The last good state is in .partial", partial=partial)
+        guard.check(f"iteration {it + 1}", total, problems=(
+            angle_problem(np.rad2deg(torch.stack(euler).detach().cpu().numpy()), alignment.euler_deg),
+            shift_problem(torch.stack(shifts).detach().cpu().numpy() * voxel, (shape[1] * voxel, shape[2] * voxel),
+                          "Å")))
+        good.update(euler=[e.detach().clone() for e in euler], shifts=[s.detach().clone() for s in shifts])
         losses[it] = per_tilt.cpu().numpy() * n_tilts
         with torch.no_grad():
             scale = max(scale, float(y.grad.abs().max())) or 1.0

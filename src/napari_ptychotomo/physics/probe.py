@@ -121,7 +121,11 @@ def orthogonalize_modes(modes: torch.Tensor) -> torch.Tensor:
     Uses the singular value decomposition of the modes as rows: the density matrix
     Σ|m⟩⟨m| is unchanged, the returned modes are mutually orthogonal and ordered by
     decreasing power (as in mixed-state ptychography, Thibault & Menzel 2013).
+    Modes holding NaN or infinite values are returned as they are (the decomposition
+    would fail on them), for the caller's divergence check to report.
     """
+    if not bool(torch.isfinite(torch.view_as_real(modes)).all()):
+        return modes
     m = modes.shape[0]
     flat = modes.reshape(m, -1)
     u, s, _vh = torch.linalg.svd(flat @ flat.conj().T)

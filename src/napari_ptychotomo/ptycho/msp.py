@@ -23,6 +23,7 @@ import torch
 
 from ..data import MSPResult, ScanData
 from ..engine import EngineError, Progress, resolve_device, run
+from ..engine_guards import Divergence, checked_counts, thickness_problem, tilt_problem, warn_negative
 from ..physics import (
     forward_intensities,
     fresnel_propagator,
@@ -189,10 +190,33 @@ def msp_steps(
     most 128 px), ``probe_intensity`` (M, K, K), ``loss_history``, ``tilt_mrad`` (2,),
     ``slice_thickness`` Å. Returns the :class:`~napari_ptychotomo.data.MSPResult`.
     Raises :class:`~napari_ptychotomo.engine.EngineError` (with ``.partial``, the last
-    good result) when the reconstruction diverges.
+    good :class:`~napari_ptychotomo.data.MSPResult`) when the reconstruction diverges
+    (the rule of :mod:`napari_ptychotomo.engine_guards`), and ``ValueError`` before any
+    work for data without counts or with non-finite values, and for a single pattern
+    asked to learn what one pattern cannot constrain.
     """
+    guard = Divergence("multislice ptychography", "Lower the step sizes in params.rates.")
+    return (yield from guard.run(_msp_steps(scan, params, device, seed, guard)))
+
+
+def _check_single_pattern(scan: ScanData, params: MSPParams) -> None:
+    """One pattern has no overlap: the object absorbs a change of tilt, thickness or
+    position, so learning them there only fits noise."""
+    if scan.num_positions > 1:
+        return
+    asked = [name for name in ("learn_tilt", "learn_thickness", "learn_positions", "tilt_map")
+             if getattr(params, name)]
+    if asked:
+        raise ValueError(f"the scan has a single pattern, which cannot constrain "
+                         f"{', '.join(asked)}; set {' and '.join(f'{n}=False' for n in asked)} "
+                         "(or scan more than one position)")
+
+
+def _msp_steps(scan: ScanData, params: MSPParams | None, device: Any, seed: int,
+               guard: Divergence) -> Generator[Progress, None, MSPResult]:
     scan.validate()
     params = (params or MSPParams.from_calibration(scan.calibration)).validate()
+    _check_single_pattern(scan, params)
     dev = resolve_device(device)
     geometry = make_geometry(scan, params)
     n_pos = scan.num_positions
@@ -201,8 +225,9 @@ def msp_steps(
     cal = scan.calibration
     sigma = float(interaction_constant(cal.energy_eV))
     lam = float(wavelength(cal.energy_eV))
-    patterns = torch.as_tensor(scan.patterns(), device=dev)
-    amplitudes = torch.sqrt(torch.clamp(patterns, min=0.0))
+    patterns, negative = checked_counts(torch.as_tensor(scan.patterns(), device=dev), "intensities")
+    warn_negative(negative, patterns.numel(), "intensities")
+    amplitudes = torch.sqrt(patterns)
     del patterns
     total_power = float(torch.sum(amplitudes**2))
     mean_counts = total_power / n_pos
@@ -253,6 +278,8 @@ def msp_steps(
     def fail(message: str):
         partial = _result(good, scan, params, geometry, losses, provenance)
         return EngineError(message, partial=partial)
+
+    guard.last_good = lambda: _result(good, scan, params, geometry, losses, provenance)
 
     for iteration in range(params.iterations):
         error_sum = 0.0
@@ -329,6 +356,12 @@ def msp_steps(
             raise fail(f"reconstruction produced NaN or infinite values in iteration "
                        f"{iteration + 1}; stopped with the state of iteration {iteration}. "
                        "Lower the step sizes in params.rates.")
+        tilt_now = state.tilt.detach().cpu().numpy()
+        if params.tilt_map:
+            tilt_now = tilt_now[None, :] + state.tilt_map.detach().cpu().numpy()
+        guard.check(f"iteration {iteration + 1}", error_sum / total_power, problems=(
+            tilt_problem(tilt_now, params.tilt_mrad),
+            thickness_problem(float(state.thickness.detach()), params.slice_thickness)))
         losses.append(error_sum / total_power)
         tilts.append(state.tilt.detach().cpu().numpy().astype(np.float64))
         thicknesses.append(float(state.thickness.detach()))

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ..data import Alignment, Volume
 from ..engine import EngineError, Progress, resolve_device, run
+from ..engine_guards import Divergence, angle_problem, shift_problem
 from .projection_matching import (
     centre_of_mass_shifts,
     is_isolated,
@@ -132,6 +133,11 @@ def _check_inputs(projections, angles_deg, pixel_size):
         )
     if np.abs(euler).max() > 360 or not np.all(np.isfinite(euler)):
         raise ValueError("angles_deg must be finite angles in degrees")
+    distinct = np.unique(np.round(euler[:, 1], 3))
+    if len(distinct) < 2:
+        raise ValueError(
+            f"angles_deg holds {len(distinct)} distinct tilt angle(s) {distinct.tolist()}° for {len(proj)} "
+            "projection(s); alignment needs projections at 2 or more different tilt angles")
     if not np.all(np.isfinite(proj)):
         raise ValueError("projections contains NaN or infinite values")
     if not (np.isfinite(pixel_size) and pixel_size > 0):
@@ -162,7 +168,10 @@ def align_tilt_series_steps(
 
     Yields one :class:`~napari_ptychotomo.engine.Progress` per outer iteration (gradient
     stages) or matching round with ``preview = {"volume_slice": (ny, nx) central z-slice,
-    "shifts": (T, 2) Å, "euler_deg": (T, 3)}``; returns ``(Alignment, Volume)``.
+    "shifts": (T, 2) Å, "euler_deg": (T, 3)}``; returns ``(Alignment, Volume)``. A run
+    that diverges (:mod:`napari_ptychotomo.engine_guards`) or stops raises
+    :class:`~napari_ptychotomo.engine.EngineError` whose ``partial`` is the same pair for
+    the last good state (the volume a stage's coarse one, ``None`` before the first).
     """
     proj_np, euler0 = _check_inputs(projections, angles_deg, pixel_size)
     dev = resolve_device(device)
@@ -210,6 +219,10 @@ def align_tilt_series_steps(
     total = sum(s.n_outer for s in stages) + 1
     step = 0
     volume = None
+    guard = Divergence("alignment", "Lower the stages' lr_shift_px / lr_angle_deg.")
+    euler_start = euler.clone()
+    good = {"euler_deg": np.rad2deg(euler.cpu().numpy()), "shifts_px": shifts_full.cpu().numpy(), "volume": None}
+    guard.last_good = lambda: _partial_result(good, pixel_size, ny, "gradient stages")
 
     def snapshot(current=None):
         return {
@@ -218,7 +231,7 @@ def align_tilt_series_steps(
             "euler_deg": np.rad2deg((euler if current is None else current).detach().cpu().numpy()),
         }
 
-    for stage in stages:
+    for stage_index, stage in enumerate(stages):
         size = (max(stage.min_size, round(ny * stage.scale)), max(stage.min_size, round(nx * stage.scale)))
         size = (min(size[0], ny), min(size[1], nx))
         factor = torch.tensor([size[0] / ny, size[1] / nx], device=dev)
@@ -249,8 +262,8 @@ def align_tilt_series_steps(
                     loss = next(fit)
             except StopIteration as stop:
                 volume = stop.value
-            if not np.isfinite(loss):
-                raise EngineError("alignment diverged (loss is not finite)", partial=snapshot())
+            where = f"stage {stage_index + 1}, outer iteration {_outer + 1}"
+            guard.check(where, loss, key=(stage_index, "volume fit"))
             scale = float(target.abs().max())
             for _ in range(stage.n_align):
                 opt.zero_grad()
@@ -258,10 +271,16 @@ def align_tilt_series_steps(
                 model = project(volume, current_euler, shift_param, size)
                 align_loss = ((model - target) / scale).pow(2).mean()
                 align_loss.backward()
-                opt.step()
+                guard.step(opt)
                 with torch.no_grad():
                     shift_param.copy_(remove_gauge(shift_param, current_euler[:, 1]))
+            guard.check(where, float(align_loss.detach()), key=(stage_index, "alignment"), problems=(
+                shift_problem(shift_param.detach().cpu().numpy(), size, "px (downsampled)"),
+                angle_problem(np.rad2deg(current_euler.detach().cpu().numpy()),
+                              np.rad2deg(euler_start.cpu().numpy()))))
             shifts_full = shift_param.detach() / factor
+            good.update(euler_deg=np.rad2deg(current_euler.detach().cpu().numpy()),
+                        shifts_px=shifts_full.cpu().numpy(), volume=volume.detach())
             step += 1
             yield Progress(step, total, float(align_loss.detach()), preview=snapshot(current_euler),
                            message=f"alignment at {size[1]}×{size[0]} px: {', '.join(stage.refine)}")
@@ -315,6 +334,9 @@ def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initi
     yield Progress(1, total, preview={"shifts": shifts.cpu().numpy() * pixel_size,
                                       "euler_deg": np.rad2deg(euler.cpu().numpy())},
                    message=f"coarse shifts: {names[how]}")
+    guard = Divergence("alignment", "Start from other coarse shifts (coarse=...) or use method='gradient'.")
+    good = {"euler_deg": np.rad2deg(euler.cpu().numpy()), "shifts_px": shifts.cpu().numpy(), "volume": None}
+    guard.last_good = lambda: _partial_result(good, pixel_size, full.shape[1], "projection matching")
     matcher = match_projections_steps(full, euler, shifts, **options)
     while True:
         try:
@@ -322,8 +344,15 @@ def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initi
         except StopIteration as stop:
             match = stop.value
             break
+        except EngineError as exc:  # its own errors carry no alignment
+            raise EngineError(f"alignment stopped: {exc}; the last good alignment is in .partial",
+                              partial=guard.last_good()) from exc
         preview = progress.preview
         if preview is not None:
+            guard.check(f"matching round {progress.step}", problems=(
+                shift_problem(preview["shifts_px"], full.shape[1:], "px"),
+                angle_problem(preview["euler_deg"], np.rad2deg(euler.cpu().numpy()))))
+            good.update(euler_deg=preview["euler_deg"], shifts_px=preview["shifts_px"])
             preview = {"volume_slice": preview["volume_slice"], "shifts": preview["shifts_px"] * pixel_size,
                        "euler_deg": preview["euler_deg"]}
         yield Progress(1 + progress.step, total, progress.loss, preview=preview, message=progress.message)
@@ -346,6 +375,21 @@ def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initi
                                           "shifts": alignment.shifts, "euler_deg": alignment.euler_deg},
                    message="final reconstruction", result=(alignment, result))
     return alignment, result
+
+
+def _partial_result(good: dict[str, Any], pixel_size: float, ny: int, method: str) -> tuple[Alignment, Volume | None]:
+    """The last good state of an alignment that stopped, as its result type: the Alignment
+    and the coarse volume of the stage that made it (voxel = pixel × ny / its side), or
+    ``None`` where no stage had made one yet."""
+    alignment = Alignment(euler_deg=np.asarray(good["euler_deg"], np.float64),
+                          shifts=np.asarray(good["shifts_px"], np.float64) * pixel_size,
+                          provenance={"method": method, "partial": True})
+    volume = good["volume"]
+    if volume is None:
+        return alignment, None
+    voxel = pixel_size * ny / volume.shape[1]
+    return alignment, Volume(data=(volume / voxel).cpu().numpy().astype(np.float32), voxel_size=voxel,
+                             units="projection unit per Å", provenance={"step": "alignment volume", "partial": True})
 
 
 def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> tuple[Alignment, Volume]:
