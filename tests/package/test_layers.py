@@ -15,7 +15,7 @@ PACKAGE = "napari_ptychotomo"
 # floor of each top-level part; a module may import its own floor and those below
 FLOORS = {
     "optics": 0, "_version": 0, "data": 0, "results": 0, "io": 0,
-    "physics": 1, "engine": 1, "threads": 1, "_triton": 1,
+    "physics": 1, "engine": 1, "engine_guards": 1, "threads": 1, "_triton": 1,
     "ptycho": 2, "tomo": 2, "joint": 2, "analysis": 2, "simulate": 2,
     "pipeline": 3,
     "_napari": 4, "cli": 4, "__init__": 4,
