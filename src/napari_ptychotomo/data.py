@@ -12,6 +12,7 @@ volumes ``(z, y, x)``, positions ``(n, 2)`` as ``(y, x)``, diffraction patterns 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,21 @@ def check_scan_shape(scan_shape: Any, num_positions: int, intensity_shape: tuple
         raise ValueError(f"scan_shape = {shape} describes {int(shape[0]) * int(shape[1])} "
                          f"positions but intensities hold {num_positions} patterns; give the "
                          "raster (Ny, Nx) with Ny × Nx patterns, or no scan_shape")
+
+
+def check_negative_counts(values: np.ndarray, what: str) -> None:
+    """Measured counts read at load time: a few negative values (a dark-subtracted
+    detector gives some) are warned of, since the reconstructions clamp them to 0; values
+    whose mean is not above 0 are no signal and are refused with ``ValueError``."""
+    negative = int(np.count_nonzero(values < 0))
+    if not negative:
+        return
+    if float(values.mean()) <= 0:
+        raise ValueError(
+            f"{what} has negative counts (minimum {values.min():.3g}, mean {values.mean():.3g}): "
+            "no signal above the dark level; subtract the dark reference and check the data")
+    warnings.warn(f"{what}: {negative} of {values.size} sampled values are negative (minimum "
+                  f"{values.min():.3g}); the reconstructions clamp them to 0", UserWarning, stacklevel=3)
 
 
 @dataclass
@@ -284,11 +300,7 @@ class ScanData:
             sample = np.unique(np.linspace(0, n - 1, min(n, 64)).astype(int))
             values = self.patterns(sample)
             _check_finite("intensities", values)
-            if np.any(values < 0):
-                raise ValueError(
-                    f"intensities has negative counts (minimum {values.min():.3g}); "
-                    "subtract the dark reference and clip before reconstruction"
-                )
+            check_negative_counts(values, "intensities")
         return self
 
 

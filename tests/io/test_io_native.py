@@ -191,12 +191,16 @@ def test_invalid_objects_are_refused_before_writing(tmp_path, project):
     assert not list(tmp_path.iterdir())
 
 
-def test_scan_validation_on_load_reports_negative_counts(tmp_path):
+def test_scan_validation_on_load_warns_of_a_few_negative_counts_and_refuses_no_signal(tmp_path):
     cal = make_project().series.scans[0].calibration
     scan = ScanData(np.ones((2, 2, 8, 8), np.float32), cal)
     path = save(scan, tmp_path / "s.ptycho.h5")
     with h5py.File(path, "r+") as fh:  # damage the data behind the writer's back
         fh["series/scans/0/intensities"][0, 0, 0, 0] = -5.0
+    with pytest.warns(UserWarning, match="scan 0: intensities: 1 of 64 sampled values are negative"):
+        assert load(path).intensities.shape == (2, 2, 8, 8)
+    with h5py.File(path, "r+") as fh:
+        fh["series/scans/0/intensities"][...] = -1.0
     with pytest.raises(PtychoFormatError, match="negative counts"):
         load(path)
     assert load(path, validate="none").intensities.shape == (2, 2, 8, 8)

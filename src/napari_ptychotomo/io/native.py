@@ -51,7 +51,8 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from ..data import Alignment, Atoms, MSPResult, Project, Resolution, ScanData, TiltSeries, Volume
+from ..data import (Alignment, Atoms, MSPResult, Project, Resolution, ScanData, TiltSeries, Volume,
+                    check_negative_counts)
 from .errors import PtychoFormatError
 from .h5tree import get_text, set_text
 from .lazy import LazyDataset, open_h5
@@ -253,10 +254,11 @@ def _check_counts(scan: ScanData, path: Any, k: int, full: bool) -> None:
             values = np.asarray(data[divmod(index, data.shape[1]) if len(data.shape) == 4 else index])
         if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
             raise PtychoFormatError(path, f"scan {k}: intensities contain NaN or inf")
-        if values.size and values.min() < 0:
-            raise PtychoFormatError(
-                path, f"scan {k}: intensities contain negative counts (minimum "
-                f"{values.min():.3g}); expected detector counts >= 0")
+        if values.size:
+            try:
+                check_negative_counts(values, f"scan {k}: intensities")
+            except ValueError as exc:
+                raise PtychoFormatError(path, str(exc)) from None
 
 
 def _lazy_arrays(obj: Any) -> Iterator[LazyDataset]:
