@@ -173,7 +173,9 @@ class MSPWidget(Container):
         """The default object step follows the slice thickness (2 V × Δz) until set by hand."""
         if not self._object_step_set:
             with self.object_step.changed.blocked():
-                self.object_step.value = 2.0 * float(value)
+                from ..ptycho.params import OBJECT_STEP_PER_ANGSTROM
+
+                self.object_step.value = OBJECT_STEP_PER_ANGSTROM * float(value)
 
     def _object_step_changed(self, _value: float) -> None:
         self._object_step_set = True
@@ -209,32 +211,9 @@ class MSPWidget(Container):
         tilts = list(range(len(scans))) if self.all_tilts.value else [int(self.tilt.value)]
         jobs = [(k, scans[k], self.params(scans[k])) for k in tilts]  # check all before running
         self.finished, self.loss_curves = {}, {}
-        return self._series(jobs, str(self.device.value))
+        from ..ptycho import msp_series_steps
 
-    def _series(self, jobs: list, device: str) -> Generator[Progress, None, dict]:
-        from ..ptycho import msp_steps
-
-        total = sum(p.iterations for _, _, p in jobs)
-        done = 0
-        results: dict[int, Any] = {}
-        for k, scan, params in jobs:
-            result = yield from self._tilt(k, msp_steps(scan, params, device=device), done, total)
-            results[k] = result
-            done += params.iterations
-            yield Progress(step=done, total=total, preview={"tilt_index": k, "result": result},
-                           message=f"tilt {k} done")
-        return results
-
-    @staticmethod
-    def _tilt(k: int, steps: Generator, done: int, total: int) -> Generator:
-        while True:
-            try:
-                progress = next(steps)
-            except StopIteration as stop:
-                return stop.value
-            preview = dict(progress.preview or {}, tilt_index=k)
-            yield Progress(step=done + progress.step, total=total, loss=progress.loss,
-                           preview=preview, message=f"tilt {k}: {progress.message}")
+        return msp_series_steps(jobs, device=str(self.device.value))
 
     # ------------------------------------------------------------------ display
     def _show_progress(self, progress: Progress) -> None:

@@ -117,26 +117,36 @@ def run_msp(ctx: StepContext) -> None:
     """Multislice ptychography of each tilt; a checkpoint after every tilt."""
     import torch.distributed as dist
 
-    from ..ptycho import reconstruct_msp
+    from ..engine import run
+    from ..ptycho import msp_series_steps
 
     tilts = _tilts(ctx, ctx.options.get("tilts", "all"))
     todo = [k for k in tilts if not (ctx.resume and k in ctx.project.msp)]
-    mine = todo[ctx.rank::ctx.world]
+    bright_field = ctx.state.get("bright_field", {})
+    jobs = [(k, _series(ctx).scans[k],
+             msp_params(_series(ctx).scans[k].calibration, ctx.options, bright_field.get(k)))
+            for k in todo[ctx.rank::ctx.world]]  # every tilt's settings checked before the first runs
+    params_of = {k: params for k, _, params in jobs}
     done = []
-    for k in mine:
-        scan = _series(ctx).scans[k]
-        params = msp_params(scan.calibration, ctx.options, ctx.state.get("bright_field", {}).get(k))
-        with timed() as seconds:
-            result = reconstruct_msp(scan, params, device=ctx.device, seed=ctx.seed + k,
-                                     callback=lambda p, k=k: ctx.progress(f"MSP tilt {k}", p))
-        result.provenance = provenance("msp", params, ctx.device, seconds[0], ctx.seed + k)
+
+    def finished(k: int, result, seconds: float) -> None:
+        result.provenance = provenance("msp", params_of[k], ctx.device, seconds, ctx.seed + k)
         if ctx.world == 1:
             ctx.save(result, name=k)  # checkpoint: a killed run resumes after this tilt
         else:
             done.append((k, result))
         ctx.report(f"tilt {k}: tilt ({result.tilt_mrad[0]:.2f}, {result.tilt_mrad[1]:.2f}) mrad, "
                    f"slice {result.slice_thickness:.2f} Å, loss {result.loss_history[-1]:.4g}, "
-                   f"{seconds[0]:.1f} s")
+                   f"{seconds:.1f} s")
+
+    def on_progress(progress) -> None:
+        preview = progress.preview or {}
+        if "result" in preview:
+            finished(preview["tilt_index"], preview["result"], preview["seconds"])
+        else:
+            ctx.progress("MSP", progress)
+
+    run(msp_series_steps(jobs, device=ctx.device, seed=ctx.seed), on_progress)
     if ctx.world > 1:  # rank 0 writes what every rank computed
         gathered = [None] * ctx.world if ctx.rank == 0 else None
         dist.gather_object(done, gathered, dst=0)

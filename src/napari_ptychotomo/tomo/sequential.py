@@ -13,6 +13,7 @@ centred on, up to the rigid translation that alignment cannot determine (see
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Generator
 
 import numpy as np
@@ -50,25 +51,21 @@ def bin_projections(stack: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _run_msp(series: TiltSeries, msp_params, device, seed) -> Generator[Progress, None, list[MSPResult]]:
-    from ..ptycho import MSPParams, msp_steps
+    from ..ptycho import MSPParams, msp_series_steps
 
-    results = []
-    n = len(series.scans)
-    for k, scan in enumerate(series.scans):
+    def params_of(scan):
         params = msp_params(scan) if callable(msp_params) else msp_params
-        if params is None:
-            params = MSPParams.from_calibration(scan.calibration)
-        generator = msp_steps(scan, params, device=device, seed=seed + k)
-        while True:
-            try:
-                progress = next(generator)
-            except StopIteration as stop:
-                results.append(stop.value)
-                break
-            yield Progress(k * params.iterations + progress.step, n * params.iterations,
-                           progress.loss, progress.preview,
-                           f"MSP tilt {k + 1}/{n} ({scan.tilt_deg:g}°): {progress.message}")
-    return results
+        return MSPParams.from_calibration(scan.calibration) if params is None else params
+
+    jobs = [(k, scan, params_of(scan)) for k, scan in enumerate(series.scans)]
+    steps = msp_series_steps(jobs, device=device, seed=seed)
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            return [stop.value[k] for k in range(len(jobs))]
+        if "result" not in (progress.preview or {}):  # the stage's own steps, named as such
+            yield replace(progress, message=f"MSP {progress.message}")
 
 
 def sequential_tomography_steps(
