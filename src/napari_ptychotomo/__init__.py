@@ -43,7 +43,7 @@ _LAZY = {
     "reconstruct_linear": ".tomo",
     "make_support_mask": ".tomo",
     "projections_from_msp": ".tomo",
-    "sequential_tomography": ".tomo",
+    "sequential_tomography": ".pipeline.sequential",
     "reconstruct_joint": ".joint",
     "JointParams": ".joint",
     "JointResult": ".joint",

@@ -5,8 +5,9 @@
 - :mod:`.denoise`: BM3D / NLM / TV denoising and the Fourier-sparsity constraint.
 - :mod:`.tilt_axis`, :mod:`.align`: joint rigid alignment and linear tomography.
 - :mod:`.reconstruct`: full-resolution linear tomography; :mod:`.masks`: support masks.
-- :mod:`.from_msp`: phase projections from MSP results; :mod:`.sequential`: the whole
-  chain MSP → projections → denoise → align → linear tomography in one call.
+- :mod:`.from_msp`: phase projections from MSP results. The whole chain MSP → projections
+  → denoise → align → linear tomography in one call is a workflow:
+  :func:`napari_ptychotomo.pipeline.sequential.sequential_tomography`.
 """
 
 from .align import AlignStage, align_tilt_series, align_tilt_series_steps
@@ -16,7 +17,6 @@ from .masks import make_support_mask, project_mask
 from .projector import project
 from .reconstruct import reconstruct_linear, reconstruct_linear_steps
 from .rotation import bin_along_beam, rotate_volume, rotation_matrix
-from .sequential import sequential_tomography, sequential_tomography_steps
 from .tilt_axis import estimate_tilt_axis
 
 __all__ = [
@@ -24,5 +24,4 @@ __all__ = [
     "denoise_projections", "estimate_noise", "estimate_tilt_axis", "fourier_sparsity_filter",
     "make_support_mask", "project", "project_mask", "projections_from_msp",
     "reconstruct_linear", "reconstruct_linear_steps", "rotate_volume", "rotation_matrix",
-    "sequential_tomography", "sequential_tomography_steps",
 ]

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 
 from ..data import Alignment, MSPResult, TiltSeries, Volume
 from ..engine import Progress, resolve_device, run
-from .align import align_tilt_series_steps
-from .denoise import denoise_projections
-from .from_msp import largest_common_field, projections_from_msp, scan_field
-from .reconstruct import reconstruct_linear_steps
-from .tilt_axis import estimate_tilt_axis
+from ..tomo.align import align_tilt_series_steps
+from ..tomo.denoise import denoise_projections
+from ..tomo.from_msp import largest_common_field, projections_from_msp, scan_field
+from ..tomo.reconstruct import reconstruct_linear_steps
+from ..tomo.tilt_axis import estimate_tilt_axis
 
 __all__ = ["bin_projections", "sequential_tomography", "sequential_tomography_steps"]
 
