@@ -10,8 +10,11 @@ projected slices into transmission functions exp(iσV) (:func:`~napari_ptychotom
   (:func:`~napari_ptychotomo.physics.forward_intensities`).
 * Plane wave (Ren et al. 2018): a unit plane wave through all slices
   (:func:`~napari_ptychotomo.physics.exit_wave`), shifted, then imaged through the
-  coherent transfer function at each defocus (:func:`~napari_ptychotomo.physics.ctf`).
-  The defocus refers to the exit surface of the volume, as in abTEM's HRTEM images.
+  objective lens at each defocus (:func:`~napari_ptychotomo.physics.transfer.objective_transfer`:
+  aperture, aberrations, focal-spread and illumination-divergence envelopes). The exit
+  wave sits at the exit surface of the volume's box; :func:`series_transfer` turns a
+  series' defocus (measured from the rotation centre or the exit surface, as the series
+  says) into defocus from that surface.
 
 The alignment shift t (Å, content moves by +t after projection) enters the 4D-STEM model
 as probe positions moved by −t, and the plane-wave model as a Fourier shift of the exit wave.
@@ -19,12 +22,16 @@ as probe positions moved by −t, and the plane-wave model as a Fourier shift of
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from ..physics import ctf, exit_wave, forward_intensities, shift_waves, spatial_frequencies, transmission
+from ..data import DefocusSeries
+from ..physics import exit_wave, forward_intensities, shift_waves, transmission
+from ..physics import wavelength as electron_wavelength
+from ..physics.transfer import objective_transfer
 from ..tomo.rotation import bin_along_beam, rotate_volume
 
-__all__ = ["tilt_slices", "stem_intensities", "defocus_transfer", "plane_wave_images"]
+__all__ = ["tilt_slices", "stem_intensities", "defocus_transfer", "series_transfer", "plane_wave_images"]
 
 
 def tilt_slices(
@@ -78,16 +85,28 @@ def defocus_transfer(
     defocus,
     aperture_mrad: float | None = None,
     device=None,
+    *,
+    aberrations: dict[str, float] | None = None,
+    focal_spread: float = 0.0,
+    illumination_semiangle_mrad: float = 0.0,
 ) -> torch.Tensor:
-    """Coherent transfer functions ``(D, ny, nx)`` (fftfreq order) for each defocus in Å
-    (positive = underfocus), with an optional objective aperture semi-angle in mrad."""
-    ky, kx = spatial_frequencies(shape, voxel_size, device=device)
-    defocus = torch.as_tensor(defocus, dtype=torch.float32, device=device).reshape(-1, 1, 1)
-    transfer = ctf(ky, kx, wavelength, {"C10": -defocus})
-    if aperture_mrad is not None:
-        inside = wavelength * torch.sqrt(ky**2 + kx**2) <= aperture_mrad * 1e-3
-        transfer = transfer * inside
-    return transfer
+    """Objective-lens transfer functions ``(D, ny, nx)`` (fftfreq order) for each defocus in
+    Å (positive = underfocus) of the wave's plane: aperture (mrad), aberrations (Å, rad),
+    focal spread (Å, standard deviation) and illumination semi-angle (mrad, 1/e half-width)
+    as :func:`~napari_ptychotomo.physics.transfer.objective_transfer`."""
+    return objective_transfer(shape, voxel_size, wavelength, defocus, aperture_mrad=aperture_mrad,
+                              aberrations=aberrations, focal_spread=focal_spread,
+                              illumination_semiangle_mrad=illumination_semiangle_mrad, device=device)
+
+
+def series_transfer(series: DefocusSeries, shape: tuple[int, int], voxel_size: float,
+                    box_depth: float, images=slice(None), device=None) -> torch.Tensor:
+    """Transfer functions ``(D, ny, nx)`` of a series' images (``images`` indexes them) for
+    a wave at the exit surface of a box ``box_depth`` Å deep whose centre is the rotation
+    centre: the series' defocus is moved to that surface, its optics applied."""
+    defocus = np.asarray(series.exit_defocus(box_depth / 2.0))[images]
+    return defocus_transfer(shape, voxel_size, float(electron_wavelength(series.energy_eV)), defocus,
+                            device=device, **series.optics())
 
 
 def plane_wave_images(
@@ -106,8 +125,8 @@ def plane_wave_images(
     ----------
     volume : (nz, ny, nx) complex potential in V.
     euler_rad : (3,) Euler angles in rad; shift : (2,) (y, x) in voxels.
-    transfer : (D, ny, nx) transfer function per defocus from :func:`defocus_transfer`
-        (defocus measured from the exit surface of the volume).
+    transfer : (D, ny, nx) transfer function per defocus from :func:`series_transfer`
+        (defocus measured from the exit surface of the volume's box).
     propagator : (ny, nx) Fresnel propagator over one slice.
     """
     slices = tilt_slices(volume, euler_rad, num_slices, voxel_size)

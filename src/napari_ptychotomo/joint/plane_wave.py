@@ -1,8 +1,9 @@
 """Plane-wave (HRTEM) multislice tomography from a tilt × defocus series (Ren et al. 2018).
 
 The same complex potential volume, rotation, slice binning and multislice as the 4D-STEM
-mode (:mod:`.forward`), illuminated by a unit plane wave and imaged through the coherent
-transfer function at each defocus. The amplitude cost Σ‖√I_model − √I‖² over all tilts
+mode (:mod:`.forward`), illuminated by a unit plane wave and imaged through the quasi-coherent
+transfer function of the series' objective lens (aperture, aberrations, partial-coherence
+envelopes) at each defocus. The amplitude cost Σ‖√I_model − √I‖² over all tilts
 and defoci is minimised by proximal gradient descent: a gradient step (autograd gives the
 back-propagated gradient of Ren et al.), then the proximal operators of TV, the L1 norm of
 Im V and positivity, with Nesterov (FISTA) acceleration (Beck & Teboulle 2009). Each
@@ -23,7 +24,7 @@ from ..engine import EngineError, Progress, resolve_device, run
 from ..physics import fresnel_propagator, interaction_constant, wavelength
 from . import regularizers as reg
 from .distributed import all_reduce_grads, all_reduce_sum, init_from_environment, rank_device, world
-from .forward import defocus_transfer, plane_wave_images
+from .forward import plane_wave_images, series_transfer
 from .memory import choose_batch_size, plane_wave_bytes
 from .params import JointParams
 from .result import JointResult, orthogonal_slices, partial_volume
@@ -110,7 +111,8 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
     subsets = _subset(series, half)
     mine = [k for k in range(n_tilts) if k % size == rank and len(subsets[k])]
     targets = {k: torch.sqrt(torch.as_tensor(np.asarray(series.scans[k].images)[subsets[k]], dtype=torch.float32).clamp(min=0)).to(dev) for k in mine}
-    transfers = {k: defocus_transfer(shape[1:], voxel, lam, np.asarray(series.scans[k].defocus)[subsets[k]], device=dev) for k in mine}
+    # the exit wave leaves the box's exit surface, shape[0]·voxel Å below its entrance
+    transfers = {k: series_transfer(series.scans[k], shape[1:], voxel, shape[0] * voxel, subsets[k], device=dev) for k in mine}
     n_images = sum(len(s) for s in subsets)
     x = torch.tensor(data, device=dev)
     y = x.clone().requires_grad_(True)
@@ -198,8 +200,10 @@ def reconstruct_plane_wave(series: TiltSeries, init: Any = None, params: JointPa
     Parameters
     ----------
     series : TiltSeries of :class:`~napari_ptychotomo.data.DefocusSeries` (images
-        normalised to a unit incident beam, defocus in Å from the volume's exit surface,
-        pixel size in Å = voxel size), one per tilt.
+        normalised to a unit incident beam, defocus in Å from the rotation centre or the
+        box's exit surface as each series' ``defocus_reference`` says, pixel size in Å =
+        voxel size, the objective's aperture, aberrations and coherence envelopes), one
+        per tilt.
     init : an Alignment and/or a starting Volume (a potential in V or a phase per Å, see
         :func:`~napari_ptychotomo.joint.setup.start_potential`).
     params : :class:`JointParams` (``iterations``, ``num_slices`` = N_B, ``plane_wave_step``,
