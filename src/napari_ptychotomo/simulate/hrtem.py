@@ -70,7 +70,9 @@ def simulate_hrtem_series(
     ``defocus_reference`` (``"centre"``: defocus from the rotation centre's plane;
     ``"exit"``: from the slab's exit surface). ``focal_spread_samples`` > 0 replaces the
     temporal envelope by the exact incoherent sum of images over that many Gauss–Hermite
-    defocus samples (a check of the envelope approximation; the divergence stays an envelope).
+    defocus samples (a check of the envelope approximation; the divergence stays an
+    envelope). The defocus phase varies fast at high k, so use tens of samples (61 converge
+    to 1e-4 for 50 Å at 0.25 Å pixels, 300 keV).
 
     Returns a TiltSeries of :class:`DefocusSeries` (images (n_defocus, ny, nx) float32) with
     ``truth``: euler_deg (n, 3), shifts (n, 2) Å, volume (V), atoms, slice_thickness,
