@@ -353,6 +353,18 @@ class DefocusSeries:
                 "focal_spread": float(self.focal_spread),
                 "illumination_semiangle_mrad": float(self.illumination_semiangle_mrad)}
 
+    def with_optics(self, **optics: Any) -> "DefocusSeries":
+        """A copy with the given optics fields replaced (the images are shared)."""
+        import dataclasses
+
+        unknown = set(optics) - set(self.optics()) - {"defocus_reference"}
+        if unknown:
+            raise ValueError(f"with_optics: unknown field(s) {sorted(unknown)}; expected "
+                             f"{', '.join([*self.optics(), 'defocus_reference'])}")
+        if "aberrations" in optics:
+            optics["aberrations"] = dict(optics["aberrations"])
+        return dataclasses.replace(self, **optics)
+
     def exit_defocus(self, centre_to_exit: float) -> np.ndarray:
         """Defocus of each image in Å measured from the exit surface, for a slab whose exit
         surface lies ``centre_to_exit`` Å downstream of the rotation centre.

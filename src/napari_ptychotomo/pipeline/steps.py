@@ -249,8 +249,7 @@ def with_optics(series, optics: dict[str, Any]):
 
     if not optics:
         return series
-    scans = [dataclasses.replace(s, **{k: (dict(v) if isinstance(v, dict) else v) for k, v in optics.items()})
-             for s in series.scans]
+    scans = [s.with_optics(**optics) for s in series.scans]
     return TiltSeries(scans, series.angles_deg, truth=series.truth)
 
 
