@@ -121,3 +121,41 @@ def test_stem_shift_moves_the_specimen_under_the_probe():
     unshifted = stem_intensities(torch.as_tensor(volume), torch.zeros(3), torch.zeros(2), *args)
     moved = float((unshifted - reference).abs().max())
     assert float((shifted - reference).abs().max()) < 0.01 * moved
+
+
+def test_rotation_about_the_tilt_axis_equals_the_general_rotation():
+    from napari_ptychotomo.joint.forward import rotate_about_tilt_axis
+    from napari_ptychotomo.tomo import rotate_volume
+
+    rng = np.random.default_rng(5)
+    volume = torch.tensor(rng.random((10, 7, 12)) + 1j * rng.random((10, 7, 12)), dtype=torch.complex64)
+    thetas = torch.tensor([0.0, 0.4, -1.2, np.pi / 2])
+    batch = rotate_about_tilt_axis(volume, thetas)
+    for b, theta in enumerate(thetas):
+        general = rotate_volume(volume, torch.stack([torch.tensor(0.0), theta, torch.tensor(0.0)]))
+        assert torch.allclose(batch[b], general, atol=2e-6)
+    assert torch.allclose(rotate_about_tilt_axis(volume, thetas[1]), batch[1])
+
+
+def test_batched_plane_wave_images_equal_the_step_by_step_model():
+    """One Fourier product for the last propagation, the shift and the transfer, and B
+    tilts at once, give the images of exit wave → Fourier shift → transfer, tilt by tilt."""
+    from napari_ptychotomo.joint.forward import tilt_slices
+    from napari_ptychotomo.physics import exit_wave, shift_waves, transmission
+
+    rng = np.random.default_rng(6)
+    shape, slices = (8, 16, 16), 4
+    volume = torch.tensor(rng.random(shape) * 30, dtype=torch.complex64)
+    lam, sigma = float(wavelength(ENERGY)), float(interaction_constant(ENERGY))
+    prop = fresnel_propagator(shape[1:], VOXEL, lam, shape[0] / slices * VOXEL)
+    transfer = defocus_transfer(shape[1:], VOXEL, lam, [0.0, 40.0], 30.0, aberrations={"C30": 1e5})
+    euler = torch.tensor([[0.0, 0.3, 0.0], [0.05, -0.6, 0.1]], requires_grad=True)
+    shift = torch.tensor([[0.4, -1.3], [2.0, 0.25]])
+    batch = plane_wave_images(volume, euler, shift, torch.stack([transfer, transfer]), prop, slices, VOXEL, sigma)
+    for b in range(2):
+        trans = transmission(tilt_slices(volume, euler[b], slices, VOXEL), sigma)
+        wave = shift_waves(exit_wave(trans, torch.ones(shape[1:], dtype=torch.complex64), prop), shift[b][None])[0]
+        expected = torch.abs(torch.fft.ifft2(torch.fft.fft2(wave) * transfer)) ** 2
+        assert torch.allclose(batch[b], expected, atol=1e-5)
+        single = plane_wave_images(volume, euler[b], shift[b], transfer, prop, slices, VOXEL, sigma)
+        assert torch.allclose(single, batch[b], atol=1e-6)

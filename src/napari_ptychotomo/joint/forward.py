@@ -22,28 +22,58 @@ as probe positions moved by −t, and the plane-wave model as a Fourier shift of
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from ..data import DefocusSeries
-from ..physics import exit_wave, forward_intensities, shift_waves, transmission
+from ..physics import exit_wave, forward_intensities, transmission
 from ..physics import wavelength as electron_wavelength
 from ..physics.transfer import objective_transfer
 from ..tomo.rotation import bin_along_beam, rotate_volume
 
-__all__ = ["tilt_slices", "stem_intensities", "defocus_transfer", "series_transfer", "plane_wave_images"]
+__all__ = ["tilt_slices", "rotate_about_tilt_axis", "stem_intensities", "defocus_transfer", "series_transfer",
+           "plane_wave_images", "shift_ramp"]
 
 
 def tilt_slices(
     volume: torch.Tensor, euler_rad: torch.Tensor, num_slices: int, voxel_size: float
 ) -> torch.Tensor:
-    """Projected potential slices ``(num_slices, ny, nx)`` in V·Å of the rotated volume.
+    """Projected potential slices ``(num_slices, ny, nx)`` in V·Å of the rotated volume
+    (``(B, num_slices, ny, nx)`` for ``euler_rad`` of shape ``(B, 3)``).
 
     ``volume`` is ``(nz, ny, nx)`` complex potential in V with cubic voxels of
-    ``voxel_size`` Å; ``euler_rad`` ``(3,)`` = (φ, θ, ψ) in rad.
+    ``voxel_size`` Å; ``euler_rad`` ``(3,)`` = (φ, θ, ψ) in rad. Fixed angles about the
+    stage axis alone (φ = ψ = 0, no gradient wanted) take :func:`rotate_about_tilt_axis`.
     """
-    rotated = rotate_volume(volume, euler_rad)
+    fixed = not euler_rad.requires_grad and bool(torch.all(euler_rad[..., [0, 2]] == 0))
+    rotated = rotate_about_tilt_axis(volume, euler_rad[..., 1]) if fixed else rotate_volume(volume, euler_rad)
     return bin_along_beam(rotated, num_slices) * voxel_size
+
+
+def rotate_about_tilt_axis(volume: torch.Tensor, theta_rad: torch.Tensor) -> torch.Tensor:
+    """:func:`~napari_ptychotomo.tomo.rotate_volume` for Euler angles (0, θ, 0): the same
+    trilinear resampling, whose y weights are then exactly 0 or 1, done as a bilinear
+    resampling of each (z, x) plane (half the taps). ``theta_rad`` () or (B,) → volume(s)
+    ``(nz, ny, nx)`` or ``(B, nz, ny, nx)``."""
+    import torch.nn.functional as F
+
+    nz, ny, nx = volume.shape
+    theta = theta_rad.reshape(-1, 1, 1).to(torch.float32)
+    hz, hx = (nz - 1) / 2, (nx - 1) / 2
+    z = torch.arange(nz, dtype=torch.float32, device=volume.device)[:, None] - hz
+    x = torch.arange(nx, dtype=torch.float32, device=volume.device)[None, :] - hx
+    # output(r') = input(R_yᵀ r'); on (x, z): R_yᵀ (x, z) = (x cos θ − z sin θ, x sin θ + z cos θ)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    grid = torch.stack([(cos * x - sin * z) / max(hx, 0.5), (sin * x + cos * z) / max(hz, 0.5)], -1)
+    b = grid.shape[0]
+    planes = torch.view_as_real(volume.to(torch.complex64)).permute(1, 3, 0, 2)  # (ny, 2, nz, nx)
+    planes = planes.expand(b, *planes.shape).reshape(b * ny, 2, nz, nx)
+    grid = grid[:, None].expand(b, ny, nz, nx, 2).reshape(b * ny, nz, nx, 2)
+    out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = torch.view_as_complex(out.reshape(b, ny, 2, nz, nx).permute(0, 3, 1, 4, 2).contiguous())
+    return out if theta_rad.dim() else out[0]
 
 
 def stem_intensities(
@@ -119,19 +149,38 @@ def plane_wave_images(
     voxel_size: float,
     sigma: float,
 ) -> torch.Tensor:
-    """Model HRTEM images ``(D, ny, nx)`` of one tilt for a unit plane wave (Ren et al. 2018).
+    """Model HRTEM images ``(D, ny, nx)`` of one tilt for a unit plane wave (Ren et al. 2018),
+    or ``(B, D, ny, nx)`` of B tilts at once.
 
     Parameters
     ----------
     volume : (nz, ny, nx) complex potential in V.
-    euler_rad : (3,) Euler angles in rad; shift : (2,) (y, x) in voxels.
-    transfer : (D, ny, nx) transfer function per defocus from :func:`series_transfer`
-        (defocus measured from the exit surface of the volume's box).
+    euler_rad : (3,) or (B, 3) Euler angles in rad; shift : (2,) or (B, 2) (y, x) in voxels.
+    transfer : (D, ny, nx) or (B, D, ny, nx) transfer function per defocus from
+        :func:`series_transfer` (defocus measured from the exit surface of the volume's box).
     propagator : (ny, nx) Fresnel propagator over one slice.
+
+    The last slice's propagation, the alignment shift (a Fourier phase ramp) and the
+    objective's transfer are one product in Fourier space: ψ_exit's spectrum is never taken
+    back to real space.
     """
-    slices = tilt_slices(volume, euler_rad, num_slices, voxel_size)
-    trans = transmission(slices, sigma)
-    wave = exit_wave(trans, torch.ones_like(trans[0]), propagator)
-    wave = shift_waves(wave, shift[None])[0]
-    images = torch.fft.ifft2(torch.fft.fft2(wave) * transfer)
-    return images.real**2 + images.imag**2
+    single = euler_rad.dim() == 1
+    euler_rad, shift = euler_rad.reshape(-1, 3), shift.reshape(-1, 2)
+    transfer = transfer.reshape(-1, *transfer.shape[-3:])
+    slices = tilt_slices(volume, euler_rad, num_slices, voxel_size)  # (B, S, ny, nx)
+    trans = transmission(slices, sigma).transpose(0, 1)  # (S, B, ny, nx): one slice for all tilts
+    wave = exit_wave(trans[:-1], torch.ones_like(trans[0]), propagator) * trans[-1]
+    spectrum = torch.fft.fft2(wave) * propagator * shift_ramp(shift, wave.shape[-2:])
+    images = torch.fft.ifft2(spectrum[:, None] * transfer)
+    images = images.real**2 + images.imag**2
+    return images[0] if single else images
+
+
+def shift_ramp(shift: torch.Tensor, shape) -> torch.Tensor:
+    """Fourier phase ramps ``(B, ny, nx)`` that move content by ``shift`` ``(B, 2)`` pixels
+    (y, x): exp[−2πi(f_y s_y + f_x s_x)], f in cycles per pixel (as
+    :func:`~napari_ptychotomo.physics.shift_waves`)."""
+    fy = torch.fft.fftfreq(int(shape[0]), device=shift.device)[:, None]
+    fx = torch.fft.fftfreq(int(shape[1]), device=shift.device)[None, :]
+    phase = -2.0 * math.pi * (fy * shift[:, 0, None, None] + fx * shift[:, 1, None, None])
+    return torch.polar(torch.ones_like(phase), phase)

@@ -103,6 +103,22 @@ def _subset(series: TiltSeries, half):
     return out
 
 
+def _tilt_batch_size(shape, params: JointParams, subsets, mine, dev) -> int:
+    """How many tilts one forward / backward pass takes: as many as fit in memory."""
+    most = max([len(subsets[k]) for k in mine] or [1])
+    fixed, per_tilt = plane_wave_bytes(shape, params.num_slices, most)
+    return choose_batch_size("plane-wave tomography", fixed, per_tilt, None, dev, most=max(1, len(mine)))
+
+
+def _tilt_batches(mine: list[int], subsets, size: int) -> list[list[int]]:
+    """The tilts in batches of at most ``size`` with the same number of images (so their
+    defocus stacks stack)."""
+    by_count: dict[int, list[int]] = {}
+    for k in mine:
+        by_count.setdefault(len(subsets[k]), []).append(k)
+    return [same[i:i + size] for same in by_count.values() for i in range(0, len(same), size)]
+
+
 def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev, half):
     rank, size = world()
     n_tilts = len(series)
@@ -110,9 +126,14 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
     propagator = fresnel_propagator(shape[1:], voxel, lam, shape[0] / params.num_slices * voxel, device=dev)
     subsets = _subset(series, half)
     mine = [k for k in range(n_tilts) if k % size == rank and len(subsets[k])]
-    targets = {k: torch.sqrt(torch.as_tensor(np.asarray(series.scans[k].images)[subsets[k]], dtype=torch.float32).clamp(min=0)).to(dev) for k in mine}
-    # the exit wave leaves the box's exit surface, shape[0]·voxel Å below its entrance
-    transfers = {k: series_transfer(series.scans[k], shape[1:], voxel, shape[0] * voxel, subsets[k], device=dev) for k in mine}
+    groups = _tilt_batches(mine, subsets, _tilt_batch_size(shape, params, subsets, mine, dev))
+    targets = [torch.stack([torch.sqrt(torch.as_tensor(np.asarray(series.scans[k].images)[subsets[k]],
+                                                       dtype=torch.float32).clamp(min=0)) for k in g]).to(dev)
+               for g in groups]
+    # the exit wave leaves the box's exit surface, shape[0]·voxel Å below its entrance; the
+    # transfer functions are made once, not per iteration
+    transfers = [torch.stack([series_transfer(series.scans[k], shape[1:], voxel, shape[0] * voxel, subsets[k],
+                                              device=dev) for k in g]) for g in groups]
     n_images = sum(len(s) for s in subsets)
     x = torch.tensor(data, device=dev)
     y = x.clone().requires_grad_(True)
@@ -126,11 +147,15 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
         for t in [y, *euler, *shifts]:
             t.grad = None
         per_tilt = torch.zeros(n_tilts, device=dev)
-        for k in mine:
-            model = plane_wave_images(y, euler[k], shifts[k], transfers[k], propagator, params.num_slices, voxel, sigma)
-            loss = torch.sum((torch.sqrt(model + _EPS) - targets[k]) ** 2) / (n_images * shape[1] * shape[2])
-            loss.backward()
-            per_tilt[k] = loss.detach()
+        fit_euler, fit_shifts = params.learns("euler", it), params.learns("shifts", it)
+        for group, target, transfer in zip(groups, targets, transfers):
+            # fixed angles need no gradient, and about the tilt axis alone rotate at half cost
+            angles = torch.stack([euler[k] if fit_euler else euler[k].detach() for k in group])
+            moves = torch.stack([shifts[k] if fit_shifts else shifts[k].detach() for k in group])
+            model = plane_wave_images(y, angles, moves, transfer, propagator, params.num_slices, voxel, sigma)
+            loss = torch.sum((torch.sqrt(model + _EPS) - target) ** 2, dim=(1, 2, 3)) / (n_images * shape[1] * shape[2])
+            loss.sum().backward()
+            per_tilt[group] = loss.detach()
         all_reduce_grads([y, *euler, *shifts])
         all_reduce_sum(per_tilt)
         total = float(per_tilt.sum())
