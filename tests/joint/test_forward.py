@@ -123,18 +123,21 @@ def test_stem_shift_moves_the_specimen_under_the_probe():
     assert float((shifted - reference).abs().max()) < 0.01 * moved
 
 
-def test_rotation_about_the_tilt_axis_equals_the_general_rotation():
-    from napari_ptychotomo.joint.forward import rotate_about_tilt_axis
+def test_stage_axis_slices_equal_the_general_rotation_and_binning():
+    from napari_ptychotomo.joint.forward import stage_axis_slices
     from napari_ptychotomo.tomo import rotate_volume
+    from napari_ptychotomo.tomo.rotation import bin_along_beam
 
     rng = np.random.default_rng(5)
-    volume = torch.tensor(rng.random((10, 7, 12)) + 1j * rng.random((10, 7, 12)), dtype=torch.complex64)
-    thetas = torch.tensor([0.0, 0.4, -1.2, np.pi / 2])
-    batch = rotate_about_tilt_axis(volume, thetas)
-    for b, theta in enumerate(thetas):
-        general = rotate_volume(volume, torch.stack([torch.tensor(0.0), theta, torch.tensor(0.0)]))
-        assert torch.allclose(batch[b], general, atol=2e-6)
-    assert torch.allclose(rotate_about_tilt_axis(volume, thetas[1]), batch[1])
+    volume = torch.tensor(rng.random((12, 7, 10)) + 1j * rng.random((12, 7, 10)), dtype=torch.complex64)
+    for theta in (0.0, 0.4, -1.2, np.pi / 2):
+        general = bin_along_beam(rotate_volume(volume, torch.tensor([0.0, theta, 0.0])), 3)
+        assert torch.allclose(stage_axis_slices(volume, theta, 3), general, atol=1e-5)
+    grad = torch.zeros_like(volume, requires_grad=True)
+    stage_axis_slices(grad, 0.4, 3).real.sum().backward()  # differentiable in the volume
+    assert grad.grad is not None and float(grad.grad.real.abs().sum()) > 0
+    with pytest.raises(ValueError, match="dividing the volume depth"):
+        stage_axis_slices(volume, 0.1, 5)
 
 
 def test_batched_plane_wave_images_equal_the_step_by_step_model():

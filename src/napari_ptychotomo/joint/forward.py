@@ -22,6 +22,7 @@ as probe positions moved by −t, and the plane-wave model as a Fourier shift of
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -33,7 +34,7 @@ from ..physics import wavelength as electron_wavelength
 from ..physics.transfer import objective_transfer
 from ..tomo.rotation import bin_along_beam, rotate_volume
 
-__all__ = ["tilt_slices", "rotate_about_tilt_axis", "stem_intensities", "defocus_transfer", "series_transfer",
+__all__ = ["tilt_slices", "stage_axis_slices", "stem_intensities", "defocus_transfer", "series_transfer",
            "plane_wave_images", "shift_ramp"]
 
 
@@ -45,35 +46,55 @@ def tilt_slices(
 
     ``volume`` is ``(nz, ny, nx)`` complex potential in V with cubic voxels of
     ``voxel_size`` Å; ``euler_rad`` ``(3,)`` = (φ, θ, ψ) in rad. Fixed angles about the
-    stage axis alone (φ = ψ = 0, no gradient wanted) take :func:`rotate_about_tilt_axis`.
+    stage axis alone (φ = ψ = 0, no gradient wanted) take :func:`stage_axis_slices`.
     """
     fixed = not euler_rad.requires_grad and bool(torch.all(euler_rad[..., [0, 2]] == 0))
-    rotated = rotate_about_tilt_axis(volume, euler_rad[..., 1]) if fixed else rotate_volume(volume, euler_rad)
-    return bin_along_beam(rotated, num_slices) * voxel_size
+    if fixed:
+        thetas = euler_rad[..., 1].reshape(-1).tolist()
+        slices = torch.stack([stage_axis_slices(volume, theta, num_slices) for theta in thetas])
+        return (slices if euler_rad.dim() > 1 else slices[0]) * voxel_size
+    return bin_along_beam(rotate_volume(volume, euler_rad), num_slices) * voxel_size
 
 
-def rotate_about_tilt_axis(volume: torch.Tensor, theta_rad: torch.Tensor) -> torch.Tensor:
-    """:func:`~napari_ptychotomo.tomo.rotate_volume` for Euler angles (0, θ, 0): the same
-    trilinear resampling, whose y weights are then exactly 0 or 1, done as a bilinear
-    resampling of each (z, x) plane (half the taps). ``theta_rad`` () or (B,) → volume(s)
-    ``(nz, ny, nx)`` or ``(B, nz, ny, nx)``."""
-    import torch.nn.functional as F
-
+def stage_axis_slices(volume: torch.Tensor, theta_rad: float, num_slices: int) -> torch.Tensor:
+    """``bin_along_beam(rotate_volume(volume, (0, θ, 0)), num_slices)`` (V·voxel) as one
+    sparse matrix product: about the tilt axis the trilinear resampling has y weights 0 or
+    1, so rotation and binning are one fixed linear map of each (z, x) plane, the same for
+    every y (4 bilinear taps per voxel, summed into its slab). Built once per angle."""
     nz, ny, nx = volume.shape
-    theta = theta_rad.reshape(-1, 1, 1).to(torch.float32)
+    matrix = _stage_axis_matrix(nz, nx, float(theta_rad), int(num_slices), str(volume.device))
+    planes = torch.view_as_real(volume.to(torch.complex64)).permute(0, 2, 1, 3).reshape(nz * nx, ny * 2)
+    out = torch.sparse.mm(matrix, planes).reshape(num_slices, nx, ny, 2).permute(0, 2, 1, 3)
+    return torch.view_as_complex(out.contiguous())
+
+
+@functools.lru_cache(maxsize=64)
+def _stage_axis_matrix(nz: int, nx: int, theta: float, num_slices: int, device: str) -> torch.Tensor:
+    """Sparse ``(num_slices·nx, nz·nx)`` map of a (z, x) plane to its rotated, binned slabs:
+    output(r') = input(R_yᵀ r') about the centre ((n − 1)/2, as rotate_volume), bilinear
+    with zeros outside; R_yᵀ (x, z) = (x cos θ − z sin θ, x sin θ + z cos θ)."""
+    if nz % num_slices:
+        bin_along_beam(torch.zeros(nz, 1, 1), num_slices)  # raises the explanatory error
+    z = torch.arange(nz, dtype=torch.float64)[:, None].expand(nz, nx).reshape(-1)
+    x = torch.arange(nx, dtype=torch.float64)[None, :].expand(nz, nx).reshape(-1)
     hz, hx = (nz - 1) / 2, (nx - 1) / 2
-    z = torch.arange(nz, dtype=torch.float32, device=volume.device)[:, None] - hz
-    x = torch.arange(nx, dtype=torch.float32, device=volume.device)[None, :] - hx
-    # output(r') = input(R_yᵀ r'); on (x, z): R_yᵀ (x, z) = (x cos θ − z sin θ, x sin θ + z cos θ)
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    grid = torch.stack([(cos * x - sin * z) / max(hx, 0.5), (sin * x + cos * z) / max(hz, 0.5)], -1)
-    b = grid.shape[0]
-    planes = torch.view_as_real(volume.to(torch.complex64)).permute(1, 3, 0, 2)  # (ny, 2, nz, nx)
-    planes = planes.expand(b, *planes.shape).reshape(b * ny, 2, nz, nx)
-    grid = grid[:, None].expand(b, ny, nz, nx, 2).reshape(b * ny, nz, nx, 2)
-    out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    out = torch.view_as_complex(out.reshape(b, ny, 2, nz, nx).permute(0, 3, 1, 4, 2).contiguous())
-    return out if theta_rad.dim() else out[0]
+    cos, sin = math.cos(theta), math.sin(theta)
+    xs = cos * (x - hx) - sin * (z - hz) + hx
+    zs = sin * (x - hx) + cos * (z - hz) + hz
+    row = (z.long() // (nz // num_slices)) * nx + x.long()
+    x0, z0 = torch.floor(xs), torch.floor(zs)
+    rows, cols, weights = [], [], []
+    for dz, wz in ((0, 1 - (zs - z0)), (1, zs - z0)):
+        for dx, wx in ((0, 1 - (xs - x0)), (1, xs - x0)):
+            zi, xi = z0.long() + dz, x0.long() + dx
+            inside = (zi >= 0) & (zi < nz) & (xi >= 0) & (xi < nx)
+            rows.append(row[inside])
+            cols.append((zi * nx + xi)[inside])
+            weights.append((wz * wx)[inside])
+    index = torch.stack([torch.cat(rows), torch.cat(cols)])
+    matrix = torch.sparse_coo_tensor(index, torch.cat(weights).to(torch.float32), (num_slices * nx, nz * nx),
+                                     check_invariants=False)
+    return matrix.coalesce().to(device)
 
 
 def stem_intensities(
