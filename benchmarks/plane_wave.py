@@ -91,7 +91,7 @@ def parts(case, device) -> dict[str, float]:
 
     def rotation():
         volume.grad = None
-        tilt_slices(volume, euler, case["slices"], pixel).real.sum().backward()
+        tilt_slices(volume, euler, case["slices"], pixel, stage_axis_matrix=True).real.sum().backward()
 
     slices = torch.rand(tilts, case["slices"], n, n, device=device).requires_grad_(True)
     prop = fresnel_propagator((n, n), pixel, lam, shape[0] / case["slices"] * pixel, device=device)

@@ -39,16 +39,19 @@ __all__ = ["tilt_slices", "stage_axis_slices", "stem_intensities", "defocus_tran
 
 
 def tilt_slices(
-    volume: torch.Tensor, euler_rad: torch.Tensor, num_slices: int, voxel_size: float
+    volume: torch.Tensor, euler_rad: torch.Tensor, num_slices: int, voxel_size: float,
+    stage_axis_matrix: bool = False,
 ) -> torch.Tensor:
     """Projected potential slices ``(num_slices, ny, nx)`` in V·Å of the rotated volume
     (``(B, num_slices, ny, nx)`` for ``euler_rad`` of shape ``(B, 3)``).
 
     ``volume`` is ``(nz, ny, nx)`` complex potential in V with cubic voxels of
-    ``voxel_size`` Å; ``euler_rad`` ``(3,)`` = (φ, θ, ψ) in rad. Fixed angles about the
-    stage axis alone (φ = ψ = 0, no gradient wanted) take :func:`stage_axis_slices`.
+    ``voxel_size`` Å; ``euler_rad`` ``(3,)`` = (φ, θ, ψ) in rad. With
+    ``stage_axis_matrix``, fixed angles about the stage axis alone (φ = ψ = 0, no gradient
+    wanted) take :func:`stage_axis_slices` (equal to 1e-5, 1.8× faster).
     """
-    fixed = not euler_rad.requires_grad and bool(torch.all(euler_rad[..., [0, 2]] == 0))
+    fixed = (stage_axis_matrix and not euler_rad.requires_grad
+             and bool(torch.all(euler_rad[..., [0, 2]] == 0)))
     if fixed:
         thetas = euler_rad[..., 1].reshape(-1).tolist()
         slices = torch.stack([stage_axis_slices(volume, theta, num_slices) for theta in thetas])
@@ -188,7 +191,7 @@ def plane_wave_images(
     single = euler_rad.dim() == 1
     euler_rad, shift = euler_rad.reshape(-1, 3), shift.reshape(-1, 2)
     transfer = transfer.reshape(-1, *transfer.shape[-3:])
-    slices = tilt_slices(volume, euler_rad, num_slices, voxel_size)  # (B, S, ny, nx)
+    slices = tilt_slices(volume, euler_rad, num_slices, voxel_size, stage_axis_matrix=True)  # (B, S, ny, nx)
     trans = transmission(slices, sigma).transpose(0, 1)  # (S, B, ny, nx): one slice for all tilts
     wave = exit_wave(trans[:-1], torch.ones_like(trans[0]), propagator) * trans[-1]
     spectrum = torch.fft.fft2(wave) * propagator * shift_ramp(shift, wave.shape[-2:])
