@@ -31,8 +31,8 @@ import torch
 from napari_ptychotomo.data import DefocusSeries, TiltSeries
 from napari_ptychotomo.engine import resolve_device
 from napari_ptychotomo.joint import JointParams, plane_wave_steps
-from napari_ptychotomo.joint.forward import plane_wave_images, series_transfer, tilt_slices
-from napari_ptychotomo.physics import fresnel_propagator, interaction_constant, transmission, wavelength
+from napari_ptychotomo.joint.forward import series_transfer, tilt_slices
+from napari_ptychotomo.physics import exit_wave, fresnel_propagator, interaction_constant, transmission, wavelength
 
 ENERGY = 300e3
 CASES = {
@@ -101,8 +101,6 @@ def parts(case, device) -> dict[str, float]:
     def multislice():
         slices.grad = None
         trans = transmission(slices, sigma).transpose(0, 1)
-        from napari_ptychotomo.physics import exit_wave
-
         wave = exit_wave(trans[:-1], torch.ones_like(trans[0]), prop) * trans[-1]
         images = torch.fft.ifft2((torch.fft.fft2(wave) * prop)[:, None] * transfer)
         (images.real**2 + images.imag**2).sum().backward()
