@@ -24,6 +24,10 @@ beams is damped by the transmission cross-coefficient, which no product of envel
 reproduces; large spreads (E_t or E_s ≪ 1 inside the aperture) also break the
 first-order expansion behind E_s. An incoherent sum of images over defocus / incidence
 angle is exact in both cases, at one multislice-free image per sample.
+tests/joint/test_optics.py measures both envelopes against such sums: for weak objects
+they agree to the objects' quadratic term; for a strong (1.5 rad) phase object the
+focal-spread envelope is the poorer of the two, by an order of magnitude. The simulator
+can therefore make data with the exact sum over defocus (``focal_spread_samples``).
 """
 
 from __future__ import annotations
