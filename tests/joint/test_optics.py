@@ -183,3 +183,31 @@ def test_spatial_envelope_against_an_incoherent_sum_over_incidence_angles(streng
     assert error(beta * 1e3) < tolerance
     if strength == "weak":
         assert min(error(beta * 1e3 / np.sqrt(2)), error(beta * 1e3 * np.sqrt(2))) > 2 * tolerance
+
+
+def test_focal_spread_samples_give_the_incoherent_sum_of_the_images():
+    """The engine's exact focal-spread model: M defoci per image summed as intensities
+    with Gauss–Hermite weights, against the same sum written out here."""
+    from napari_ptychotomo.joint.forward import focal_spread_weights, plane_wave_images
+    from napari_ptychotomo.physics import fresnel_propagator, interaction_constant
+
+    n, pixel, samples = 24, 0.4, 9
+    stack = DefocusSeries(np.zeros((2, n, n), np.float32), np.array([0.0, 60.0]), pixel, ENERGY,
+                          aperture_mrad=20.0, focal_spread=40.0, defocus_reference="exit")
+    rng = np.random.default_rng(8)
+    volume = torch.tensor(rng.random((8, n, n)) * 40, dtype=torch.complex64)
+    prop = fresnel_propagator((n, n), pixel, LAM, 2 * pixel)
+    sigma = float(interaction_constant(ENERGY))
+    transfer = series_transfer(stack, (n, n), pixel, 8 * pixel, focal_spread_samples=samples)
+    assert transfer.shape == (2 * samples, n, n)
+    euler, shift = torch.tensor([0.0, 0.3, 0.0]), torch.zeros(2)
+    summed = plane_wave_images(volume, euler, shift, transfer, prop, 4, pixel, sigma,
+                               sample_weights=focal_spread_weights(samples))
+    each = plane_wave_images(volume, euler, shift, transfer, prop, 4, pixel, sigma)
+    nodes, weights = np.polynomial.hermite.hermgauss(samples)
+    for d, defocus in enumerate([0.0, 60.0]):
+        expected = sum(w / np.sqrt(np.pi) * each[d * samples + j] for j, w in enumerate(weights))
+        assert torch.allclose(summed[d], expected, atol=1e-6)
+        lens = defocus_transfer((n, n), pixel, LAM, [defocus + np.sqrt(2) * 40.0 * nodes[3]], 20.0)[0]
+        assert torch.allclose(transfer[d * samples + 3], lens, atol=1e-5)
+    assert float(focal_spread_weights(samples).sum()) == pytest.approx(1.0)

@@ -120,3 +120,38 @@ def test_defocus_from_the_rotation_centre_gives_the_same_volume_in_two_box_sizes
     exit_surface = _box_difference(series, particle, m, "exit")
     assert centre < 0.09, centre
     assert centre < 0.75 * exit_surface, (centre, exit_surface)
+
+
+def test_exact_focal_spread_sum_fits_heavy_atoms_better_and_reconstructs_alike():
+    """Au13 (strong scatterer), focal spread 50 Å, data from the exact sum over 61 defoci.
+    The engine's 15-defocus sum fits the data 10 % closer than the envelope (measured loss
+    9.6e-5 against 1.07e-4 after 40 iterations), and both volumes lie 0.52 (band-limited
+    NRMSE) from the truth: at these sizes the envelope costs no accuracy, so it stays the
+    default and the sum is the option for stronger, thicker specimens."""
+    from napari_ptychotomo.simulate import fcc_nanoparticle
+
+    cluster = fcc_nanoparticle("Au", size=8.0, shape="cuboctahedron", vacuum=3.0)
+    m = int(np.ceil(cluster.cell.max() / PIXEL)) + 1
+    side = (m - 0.999) * PIXEL
+    particle = Specimen(cluster.positions + (side - cluster.cell) / 2, cluster.numbers, np.full(3, side),
+                        dict(cluster.info))
+    series = simulate_hrtem_series(particle, ANGLES, DEFOCI, pixel_size=PIXEL, slice_thickness=1.0,
+                                   focal_spread_samples=61, **dict(OPTICS, focal_spread=50.0))
+    shape = (m + (-m) % 4, m, m)
+    truth = _truth_on_engine_grid(particle, shape)
+    k_max = OPTICS["aperture_mrad"] * 1e-3 / float(wavelength(series.scans[0].energy_eV))
+    params = JointParams(iterations=40, num_slices=4, plane_wave_step=4.0, tv_weight=0.1, volume_shape=shape)
+    envelope = reconstruct_plane_wave(series, params=params, device="cpu")
+    summed = reconstruct_plane_wave(series, params=params, device="cpu", focal_spread_samples=15)
+    assert summed.loss_history[-1] < 0.95 * envelope.loss_history[-1]
+    errors = [_band_limited_nrmse(r.volume.data, truth, k_max) for r in (envelope, summed)]
+    assert abs(errors[0] - errors[1]) < 0.01, errors
+    assert max(errors) < 0.6, errors
+
+
+@pytest.mark.parametrize("samples", [-1, 2.5, True, 500])
+def test_bad_focal_spread_samples_are_refused(microscope_case, samples):
+    _, m, series = microscope_case
+    with pytest.raises(ValueError, match="focal_spread_samples"):
+        reconstruct_plane_wave(series, params=JointParams(iterations=1, num_slices=4), device="cpu",
+                               focal_spread_samples=samples)

@@ -35,7 +35,7 @@ from ..physics.transfer import objective_transfer
 from ..tomo.rotation import bin_along_beam, rotate_volume
 
 __all__ = ["tilt_slices", "stage_axis_slices", "stem_intensities", "defocus_transfer", "series_transfer",
-           "plane_wave_images", "shift_ramp"]
+           "focal_spread_weights", "plane_wave_images", "shift_ramp"]
 
 
 def tilt_slices(
@@ -154,13 +154,30 @@ def defocus_transfer(
 
 
 def series_transfer(series: DefocusSeries, shape: tuple[int, int], voxel_size: float,
-                    box_depth: float, images=slice(None), device=None) -> torch.Tensor:
+                    box_depth: float, images=slice(None), device=None,
+                    focal_spread_samples: int = 0) -> torch.Tensor:
     """Transfer functions ``(D, ny, nx)`` of a series' images (``images`` indexes them) for
     a wave at the exit surface of a box ``box_depth`` Å deep whose centre is the rotation
-    centre: the series' defocus is moved to that surface, its optics applied."""
+    centre: the series' defocus is moved to that surface, its optics applied.
+
+    With ``focal_spread_samples`` = M > 0 the focal spread is not an envelope but M defoci
+    per image, Δf + √2·Δ·x_j at the Gauss–Hermite nodes x_j: ``(D·M, ny, nx)``, to be summed
+    as intensities with :func:`focal_spread_weights` (exact for any object)."""
     defocus = np.asarray(series.exit_defocus(box_depth / 2.0))[images]
+    optics = series.optics()
+    if focal_spread_samples:
+        nodes, _ = np.polynomial.hermite.hermgauss(int(focal_spread_samples))
+        spread = optics.pop("focal_spread")
+        defocus = (defocus[:, None] + np.sqrt(2.0) * spread * nodes[None]).ravel()
     return defocus_transfer(shape, voxel_size, float(electron_wavelength(series.energy_eV)), defocus,
-                            device=device, **series.optics())
+                            device=device, **optics)
+
+
+def focal_spread_weights(samples: int, device=None) -> torch.Tensor:
+    """Weights ``(M,)`` (sum 1) of the M defoci of :func:`series_transfer`: w_j/√π of the
+    Gauss–Hermite rule, the average over a Gaussian defocus spread."""
+    _, weights = np.polynomial.hermite.hermgauss(int(samples))
+    return torch.as_tensor(weights / np.sqrt(np.pi), dtype=torch.float32, device=device)
 
 
 def plane_wave_images(
@@ -172,6 +189,7 @@ def plane_wave_images(
     num_slices: int,
     voxel_size: float,
     sigma: float,
+    sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Model HRTEM images ``(D, ny, nx)`` of one tilt for a unit plane wave (Ren et al. 2018),
     or ``(B, D, ny, nx)`` of B tilts at once.
@@ -183,6 +201,8 @@ def plane_wave_images(
     transfer : (D, ny, nx) or (B, D, ny, nx) transfer function per defocus from
         :func:`series_transfer` (defocus measured from the exit surface of the volume's box).
     propagator : (ny, nx) Fresnel propagator over one slice.
+    sample_weights : (M,) when ``transfer`` holds M focal-spread defoci per image
+        (:func:`series_transfer` with ``focal_spread_samples``): their images are summed.
 
     The last slice's propagation, the alignment shift (a Fourier phase ramp) and the
     objective's transfer are one product in Fourier space: ψ_exit's spectrum is never taken
@@ -197,6 +217,8 @@ def plane_wave_images(
     spectrum = torch.fft.fft2(wave) * propagator * shift_ramp(shift, wave.shape[-2:])
     images = torch.fft.ifft2(spectrum[:, None] * transfer)
     images = images.real**2 + images.imag**2
+    if sample_weights is not None:
+        images = (images.unflatten(1, (-1, len(sample_weights))) * sample_weights[:, None, None]).sum(2)
     return images[0] if single else images
 
 
