@@ -6,7 +6,7 @@ import pytest
 from napari_ptychotomo.data import TiltSeries
 
 OPTICS_FIELDS = ("aperture_mrad", "cs", "c12", "phi12", "focal_spread", "illumination_semiangle_mrad",
-                 "defocus_reference")
+                 "defocus_reference", "focal_spread_samples")
 
 
 def _with_lens(series):
@@ -29,7 +29,8 @@ def test_optics_fields_show_the_series_lens_with_units_and_tooltips(viewer, tiny
     for name in OPTICS_FIELDS:
         field = getattr(widget, name)
         assert field.tooltip, name
-        assert name == "defocus_reference" or any(u in field.label for u in ("(mrad)", "(Å)", "(rad)")), field.label
+        unitless = ("defocus_reference", "focal_spread_samples")
+        assert name in unitless or any(u in field.label for u in ("(mrad)", "(Å)", "(rad)")), field.label
 
 
 @pytest.mark.gui
@@ -38,11 +39,12 @@ def test_edited_optics_reach_the_engine_and_keep_the_other_aberrations(viewer, t
     from napari_ptychotomo import show
     from napari_ptychotomo._napari.joint_widgets import PlaneWaveWidget
 
-    seen = []
+    seen, seen_samples = [], []
     original = joint.plane_wave_steps
 
     def spy(series, *args, **kwargs):
         seen.append(series)
+        seen_samples.append(kwargs.get("focal_spread_samples"))
         return original(series, *args, **kwargs)
 
     monkeypatch.setattr(joint, "plane_wave_steps", spy)
@@ -50,9 +52,11 @@ def test_edited_optics_reach_the_engine_and_keep_the_other_aberrations(viewer, t
     widget = PlaneWaveWidget(viewer, synchronous=True)
     widget.iterations.value, widget.device.value = 2, "cpu"
     widget.aperture_mrad.value, widget.focal_spread.value, widget.c12.value = 0.0, 45.0, 0.0
+    widget.focal_spread_samples.value = 5
     widget.runner.run()
     assert widget.runner.status.value.startswith("done"), widget.runner.status.value
     used = seen[-1].scans[2]
     assert used.aperture_mrad is None and used.focal_spread == 45.0
     assert used.aberrations == {"C30": 1.2e5, "C23": 7.0}
     assert used.defocus_reference == "exit" and used.illumination_semiangle_mrad == pytest.approx(0.2)
+    assert seen_samples[-1] == 5

@@ -45,12 +45,13 @@ def test_plane_wave_project_runs_with_the_series_optics_or_the_configured_ones(t
     Pipeline(validate_config(_config(project)), report=lambda m: None).run()
     assert seen[-1].aperture_mrad == 20.0 and seen[-1].aberrations == {"C30": 1e5}
     optics = {"aperture_mrad": 15.0, "focal_spread": 30.0, "aberrations": {"C12": 10.0, "phi12": 0.2}}
-    Pipeline(validate_config(_config(project, optics=optics)), report=lambda m: None).run()
+    Pipeline(validate_config(_config(project, optics=optics, focal_spread_samples=5)), report=lambda m: None).run()
     used = seen[-1]
     assert used.aperture_mrad == 15.0 and used.focal_spread == 30.0 and used.aberrations == optics["aberrations"]
     volume = load(project, as_project=True).volumes["end-to-end"]
     assert volume.provenance["mode"] == "plane-wave"
     assert volume.provenance["optics"]["aperture_mrad"] == 15.0
+    assert volume.provenance["focal_spread_samples"] == 5
     assert load(project, as_project=True).series.scans[0].aperture_mrad == 20.0  # the data stay as recorded
 
 

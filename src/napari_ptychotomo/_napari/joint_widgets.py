@@ -306,13 +306,18 @@ class PlaneWaveWidget(_JointWidget):
             name="illumination_semiangle_mrad",
             tooltip="Beam divergence in mrad (1/e half-width of the incidence angles): the "
                     "spatial-coherence envelope exp[-(β/2λ)²|∇χ|²]; 0 = parallel beam.")
+        self.focal_spread_samples = SpinBox(
+            label="focal-spread samples (0 = envelope)", min=0, max=200, value=0,
+            name="focal_spread_samples",
+            tooltip="0: the focal spread as an envelope (fast, right for weak scatterers); M > 0: each "
+                    "image as the exact sum over M defoci (e.g. 15), M times the imaging FFTs.")
         self.defocus_reference = ComboBox(
             label="defocus measured from", choices=["centre", "exit"], value="centre",
             name="defocus_reference",
             tooltip="centre: the plane through the rotation centre (the same for any box); exit: "
                     "the exit surface of the reconstruction's box.")
         return [self.aperture_mrad, self.cs, self.c12, self.phi12, self.focal_spread,
-                self.illumination_semiangle_mrad, self.defocus_reference]
+                self.focal_spread_samples, self.illumination_semiangle_mrad, self.defocus_reference]
 
     def _fill_optics(self, *_: Any) -> None:
         """Show the chosen series' optics (its first tilt's)."""
@@ -361,5 +366,6 @@ class PlaneWaveWidget(_JointWidget):
         series = TiltSeries([s.with_optics(**optics) for s in series.scans], series.angles_deg,
                             truth=series.truth)
         init = {"alignment": self.alignment(len(series)), "volume": self.start()}
-        return plane_wave_steps(series, init, self.params(),
-                                device=str(self.device.value), seed=int(self.seed.value))
+        return plane_wave_steps(series, init, self.params(), device=str(self.device.value),
+                                seed=int(self.seed.value),
+                                focal_spread_samples=int(self.focal_spread_samples.value))

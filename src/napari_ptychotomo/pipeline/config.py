@@ -86,7 +86,11 @@ STEP_SOURCES: dict[str, tuple[Callable[[], Any], tuple[str, ...], dict[str, tupl
                                    "illumination_semiangle_mrad (mrad, 1/e half-width of the beam "
                                    "divergence), defocus_reference (\"centre\": from the "
                                    "rotation centre's plane, or \"exit\": from the box's exit "
-                                   "surface)")}),
+                                   "surface)"),
+                    "focal_spread_samples": (0, "plane-wave data only: 0 models the focal spread "
+                                                "as an envelope; M > 0 as the exact sum of each "
+                                                "image over M defoci (e.g. 15; M times the imaging "
+                                                "FFTs)")}),
     "resolution": (_function("..analysis", "fsc"), ("volume1", "volume2", "voxel_size"),
                    {"volume": ("end-to-end", "name of the volume whose halves are compared")}),
     "atoms": (_tracing_defaults, ("volume",),

@@ -209,9 +209,10 @@ def run_end_to_end(ctx: StepContext) -> None:
     if any(isinstance(s, DefocusSeries) for s in _series(ctx).scans):
         return run_plane_wave(ctx)
     options = dict(ctx.options)
-    if options.pop("optics", None):
-        raise ValueError("end_to_end.optics describes a plane-wave (HRTEM) objective lens; this "
-                         "project holds 4D-STEM scans, whose optics are their calibration")
+    if options.pop("optics", None) or options.pop("focal_spread_samples", 0):
+        raise ValueError("end_to_end.optics and end_to_end.focal_spread_samples describe a plane-wave "
+                         "(HRTEM) objective lens; this project holds 4D-STEM scans, whose optics are "
+                         "their calibration")
     given = options.pop("rates", {})
     # start from the sequential volume (You et al. 2025); not for half-data runs, whose two
     # halves must stay independent for an honest FSC
@@ -262,6 +263,7 @@ def run_plane_wave(ctx: StepContext) -> None:
 
     options = dict(ctx.options)
     optics = options.pop("optics", {})
+    samples = options.pop("focal_spread_samples", 0)
     rates = JointParams().rates
     for name, value in options.pop("rates", {}).items():
         if name not in rates:
@@ -271,13 +273,14 @@ def run_plane_wave(ctx: StepContext) -> None:
     series = with_optics(_series(ctx), optics)
     init = ctx.project.alignment
     with timed() as seconds:
-        result = run(plane_wave_steps(series, init, params, device=ctx.device, seed=ctx.seed),
+        result = run(plane_wave_steps(series, init, params, device=ctx.device, seed=ctx.seed,
+                                      focal_spread_samples=samples),
                      lambda p: ctx.progress("plane-wave", p))
     volume = result.volume
     volume.provenance = provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
     first = series.scans[0]
     volume.provenance.update(mode="plane-wave", optics=first.optics(),
-                             defocus_reference=first.defocus_reference)
+                             defocus_reference=first.defocus_reference, focal_spread_samples=samples)
     if params.half_data:
         volume.provenance["halves_share"] = ["one start volume (zero)"] + (
             ["the alignment (fitted on all the data)"] if init is not None else [])
