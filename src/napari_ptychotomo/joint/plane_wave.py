@@ -159,7 +159,7 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
         per_tilt = torch.zeros(n_tilts, device=dev)
         fit_euler, fit_shifts = params.learns("euler", it), params.learns("shifts", it)
         for group, target, transfer in zip(groups, targets, transfers):
-            # fixed angles need no gradient, and about the tilt axis alone rotate at half cost
+            # fixed angles need no gradient; about the tilt axis alone they take the cached sparse rotation
             angles = torch.stack([euler[k] if fit_euler else euler[k].detach() for k in group])
             moves = torch.stack([shifts[k] if fit_shifts else shifts[k].detach() for k in group])
             model = plane_wave_images(y, angles, moves, transfer, propagator, params.num_slices, voxel, sigma,
