@@ -65,6 +65,24 @@ def _positive(name: str, value: float, unit: str) -> None:
         raise ValueError(f"{name} = {value!r}; expected a positive number in {unit}")
 
 
+def _check_aberrations(aberrations: Any, allow_defocus: bool) -> None:
+    """Aberration coefficients keyed as :data:`_ABERRATION_NAMES`: C_nm in Å, phi_nm in rad."""
+    if not isinstance(aberrations, dict):
+        raise ValueError(f"aberrations = {aberrations!r}; expected a mapping such as "
+                         "{'C30': 1.2e4} (Å, angles in rad)")
+    allowed = _ABERRATION_NAMES if allow_defocus else _ABERRATION_NAMES - {"C10"}
+    unknown = set(aberrations) - allowed
+    if unknown:
+        extra = ("; the defocus of each image is its own field (defocus)"
+                 if "C10" in unknown and not allow_defocus else "")
+        raise ValueError(f"aberrations has unknown key(s) {sorted(unknown)}; "
+                         f"allowed: {sorted(allowed)}{extra}")
+    for key, value in aberrations.items():
+        _number(f"aberrations[{key!r}]", value, "Å (Cnm) or rad (phinm)")
+        if not np.isfinite(value):
+            raise ValueError(f"aberrations[{key!r}] = {value!r}; expected a finite number")
+
+
 def check_scan_shape(scan_shape: Any, num_positions: int, intensity_shape: tuple[int, ...]) -> None:
     """Raise ``ValueError`` unless ``scan_shape`` is ``(Ny, Nx)`` positive integers that
     describe the ``num_positions`` patterns of intensities of shape ``intensity_shape``."""
@@ -154,9 +172,6 @@ class Calibration:
         _positive("energy_eV", self.energy_eV, "eV")
         _number("defocus", self.defocus, "Å")
         _number("scan_rotation_deg", self.scan_rotation_deg, "degrees")
-        if not isinstance(self.aberrations, dict):
-            raise ValueError(f"aberrations = {self.aberrations!r}; expected a mapping such as "
-                             "{'C30': 1.2e4} (Å, angles in rad)")
         if self.energy_eV < 1e3 or self.energy_eV > 3e6:
             raise ValueError(
                 f"energy_eV = {self.energy_eV!r}; expected a beam energy in eV "
@@ -168,16 +183,7 @@ class Calibration:
             raise ValueError(f"defocus = {self.defocus!r}; expected a finite length in Å")
         if self.scan_step is not None:
             _positive("scan_step", self.scan_step, "Å")
-        unknown = set(self.aberrations) - _ABERRATION_NAMES
-        if unknown:
-            raise ValueError(
-                f"aberrations has unknown key(s) {sorted(unknown)}; "
-                f"allowed: {sorted(_ABERRATION_NAMES)}"
-            )
-        for key, value in self.aberrations.items():
-            _number(f"aberrations[{key!r}]", value, "Å (Cnm) or rad (phinm)")
-            if not np.isfinite(value):
-                raise ValueError(f"aberrations[{key!r}] = {value!r}; expected a finite number")
+        _check_aberrations(self.aberrations, allow_defocus=True)
         return self
 
 
@@ -304,12 +310,40 @@ class ScanData:
         return self
 
 
+#: planes a plane-wave series may measure its defocus from
+DEFOCUS_REFERENCES = ("centre", "exit")
+
+
+def _optional_range(name: str, value: Any, unit: str, low: float, high: float, hint: str) -> None:
+    """``value`` is a number in [low, high) (``unit``); ``hint`` says what is typical."""
+    _number(name, value, unit)
+    if not (np.isfinite(value) and low <= value < high):
+        raise ValueError(f"{name} = {value!r}; expected {low:g} ≤ {name} < {high:g} {unit} ({hint})")
+
+
 @dataclass
 class DefocusSeries:
-    """Plane-wave (HRTEM) images of one tilt at several defoci.
+    """Plane-wave (HRTEM) images of one tilt at several defoci, with the microscope's optics.
 
-    ``images`` is ``(n_defocus, ny, nx)`` intensities normalised to a unit incident beam,
-    ``defocus`` the defocus of each image in Å (positive is underfocus), ``pixel_size`` Å.
+    Parameters
+    ----------
+    images : (n_defocus, ny, nx) intensities normalised to a unit incident beam.
+    defocus : (n_defocus,) defocus of each image in Å (positive is underfocus, C10 =
+        −defocus), measured from the plane ``defocus_reference`` names.
+    pixel_size : Å; energy_eV : beam energy in eV; tilt_deg : stage tilt in degrees.
+    aperture_mrad : objective aperture semi-angle in mrad (``None``: no aperture, every
+        frequency of the grid is imaged); the edge is one reciprocal pixel wide as in
+        :func:`~napari_ptychotomo.physics.soft_aperture`.
+    aberrations : further aberrations of the objective lens, in the names and units of
+        :attr:`Calibration.aberrations` (``C12`` two-fold astigmatism in Å with its azimuth
+        ``phi12`` in rad, ``C30`` = Cs in Å, ...); the defocus is per image, so no ``C10``.
+    focal_spread : standard deviation Δ of the defocus (chromatic spread and lens
+        instabilities) in Å; 0 = temporally coherent.
+    illumination_semiangle_mrad : 1/e half-width β of the Gaussian spread of incidence
+        angles in mrad (beam divergence); 0 = spatially coherent.
+    defocus_reference : ``"centre"`` (the plane through the rotation centre, normal to the
+        beam: the same whatever the volume's box) or ``"exit"`` (the exit surface of the
+        simulated slab / reconstructed box).
     """
 
     images: Any
@@ -317,6 +351,41 @@ class DefocusSeries:
     pixel_size: float
     energy_eV: float
     tilt_deg: float = 0.0
+    aperture_mrad: float | None = None
+    aberrations: dict[str, float] = field(default_factory=dict)
+    focal_spread: float = 0.0
+    illumination_semiangle_mrad: float = 0.0
+    defocus_reference: str = "centre"
+
+    def optics(self) -> dict[str, Any]:
+        """The imaging optics as keywords of
+        :func:`~napari_ptychotomo.physics.transfer.objective_transfer`."""
+        return {"aperture_mrad": self.aperture_mrad,
+                "aberrations": {k: float(v) for k, v in self.aberrations.items()},
+                "focal_spread": float(self.focal_spread),
+                "illumination_semiangle_mrad": float(self.illumination_semiangle_mrad)}
+
+    def with_optics(self, **optics: Any) -> "DefocusSeries":
+        """A copy with the given optics fields replaced (the images are shared)."""
+        import dataclasses
+
+        unknown = set(optics) - set(self.optics()) - {"defocus_reference"}
+        if unknown:
+            raise ValueError(f"with_optics: unknown field(s) {sorted(unknown)}; expected "
+                             f"{', '.join([*self.optics(), 'defocus_reference'])}")
+        if "aberrations" in optics:
+            optics["aberrations"] = dict(optics["aberrations"])
+        return dataclasses.replace(self, **optics)
+
+    def exit_defocus(self, centre_to_exit: float) -> np.ndarray:
+        """Defocus of each image in Å measured from the exit surface, for a slab whose exit
+        surface lies ``centre_to_exit`` Å downstream of the rotation centre.
+
+        Defocus is the distance from the reference plane back to the plane in focus, so
+        moving the reference downstream by h adds h: Δf_exit = Δf_centre + h.
+        """
+        defocus = np.asarray(self.defocus, dtype=np.float64)
+        return defocus + float(centre_to_exit) if self.defocus_reference == "centre" else defocus
 
     def validate(self) -> "DefocusSeries":
         shape = tuple(self.images.shape)
@@ -324,10 +393,26 @@ class DefocusSeries:
             raise _shape_error("images", self.images, "(n_defocus, ny, nx)")
         if np.shape(self.defocus) != (shape[0],):
             raise _shape_error("defocus", self.defocus, f"({shape[0]},) in Å, one per image")
+        _check_finite("defocus", self.defocus)
         _positive("pixel_size", self.pixel_size, "Å")
         _positive("energy_eV", self.energy_eV, "eV")
+        self._validate_optics()
         _check_finite("images", self.images)
         return self
+
+    def _validate_optics(self) -> None:
+        if self.aperture_mrad is not None:
+            _optional_range("aperture_mrad", self.aperture_mrad, "mrad", 1e-3, 1000.0,
+                            "an objective aperture semi-angle, typically 5–40 mrad; None for none")
+        _optional_range("focal_spread", self.focal_spread, "Å", 0.0, 1e4,
+                        "the rms defocus spread, typically 10–80 Å; 0 for none")
+        _optional_range("illumination_semiangle_mrad", self.illumination_semiangle_mrad, "mrad",
+                        0.0, 10.0, "the beam divergence, typically 0.05–1 mrad; 0 for none")
+        if self.defocus_reference not in DEFOCUS_REFERENCES:
+            raise ValueError(f"defocus_reference = {self.defocus_reference!r}; expected one of "
+                             f"{', '.join(map(repr, DEFOCUS_REFERENCES))} (the plane the defocus "
+                             "is measured from)")
+        _check_aberrations(self.aberrations, allow_defocus=False)
 
 
 @dataclass

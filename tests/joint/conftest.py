@@ -78,22 +78,26 @@ def stem_series(volume, voxel, angles_deg, window=24, scan=(6, 6), step=1.5, sem
     return TiltSeries(scans, np.asarray(angles_deg, float), truth={"volume": volume, "voxel_size": voxel})
 
 
-def hrtem_series(volume, voxel, angles_deg, defoci, num_slices=4):
-    """Plane-wave tilt × defocus series of ``volume`` from the package's forward model."""
-    from napari_ptychotomo.joint.forward import defocus_transfer, plane_wave_images
+def hrtem_series(volume, voxel, angles_deg, defoci, num_slices=4, **optics):
+    """Plane-wave tilt × defocus series of ``volume`` from the package's forward model;
+    ``optics`` are :class:`DefocusSeries` fields (aperture_mrad, aberrations, ...)."""
+    from napari_ptychotomo.joint.forward import plane_wave_images, series_transfer
 
     nz, ny, nx = volume.shape
     lam = float(wavelength(ENERGY))
     prop = fresnel_propagator((ny, nx), voxel, lam, nz / num_slices * voxel)
-    transfer = defocus_transfer((ny, nx), voxel, lam, defoci)
     sigma = float(interaction_constant(ENERGY))
     out = []
     vol = torch.as_tensor(volume)
     for angle in angles_deg:
+        stack = DefocusSeries(np.zeros((len(defoci), ny, nx), np.float32), np.asarray(defoci, float),
+                              voxel, ENERGY, float(angle), **optics)
+        transfer = series_transfer(stack, (ny, nx), voxel, nz * voxel)
         euler = torch.tensor(np.deg2rad([0.0, angle, 0.0]), dtype=torch.float32)
         with torch.no_grad():
-            images = plane_wave_images(vol, euler, torch.zeros(2), transfer, prop, num_slices, voxel, sigma)
-        out.append(DefocusSeries(images.numpy(), np.asarray(defoci, float), voxel, ENERGY, float(angle)))
+            stack.images = plane_wave_images(vol, euler, torch.zeros(2), transfer, prop, num_slices, voxel,
+                                             sigma).numpy()
+        out.append(stack)
     return TiltSeries(out, np.asarray(angles_deg, float), truth={"volume": volume, "voxel_size": voxel})
 
 

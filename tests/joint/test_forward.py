@@ -121,3 +121,44 @@ def test_stem_shift_moves_the_specimen_under_the_probe():
     unshifted = stem_intensities(torch.as_tensor(volume), torch.zeros(3), torch.zeros(2), *args)
     moved = float((unshifted - reference).abs().max())
     assert float((shifted - reference).abs().max()) < 0.01 * moved
+
+
+def test_stage_axis_slices_equal_the_general_rotation_and_binning():
+    from napari_ptychotomo.joint.forward import stage_axis_slices
+    from napari_ptychotomo.tomo import rotate_volume
+    from napari_ptychotomo.tomo.rotation import bin_along_beam
+
+    rng = np.random.default_rng(5)
+    volume = torch.tensor(rng.random((12, 7, 10)) + 1j * rng.random((12, 7, 10)), dtype=torch.complex64)
+    for theta in (0.0, 0.4, -1.2, np.pi / 2):
+        general = bin_along_beam(rotate_volume(volume, torch.tensor([0.0, theta, 0.0])), 3)
+        assert torch.allclose(stage_axis_slices(volume, theta, 3), general, atol=1e-5)
+    grad = torch.zeros_like(volume, requires_grad=True)
+    stage_axis_slices(grad, 0.4, 3).real.sum().backward()  # differentiable in the volume
+    assert grad.grad is not None and float(grad.grad.real.abs().sum()) > 0
+    with pytest.raises(ValueError, match="dividing the volume depth"):
+        stage_axis_slices(volume, 0.1, 5)
+
+
+def test_batched_plane_wave_images_equal_the_step_by_step_model():
+    """One Fourier product for the last propagation, the shift and the transfer, and B
+    tilts at once, give the images of exit wave → Fourier shift → transfer, tilt by tilt."""
+    from napari_ptychotomo.joint.forward import tilt_slices
+    from napari_ptychotomo.physics import exit_wave, shift_waves, transmission
+
+    rng = np.random.default_rng(6)
+    shape, slices = (8, 16, 16), 4
+    volume = torch.tensor(rng.random(shape) * 30, dtype=torch.complex64)
+    lam, sigma = float(wavelength(ENERGY)), float(interaction_constant(ENERGY))
+    prop = fresnel_propagator(shape[1:], VOXEL, lam, shape[0] / slices * VOXEL)
+    transfer = defocus_transfer(shape[1:], VOXEL, lam, [0.0, 40.0], 30.0, aberrations={"C30": 1e5})
+    euler = torch.tensor([[0.0, 0.3, 0.0], [0.05, -0.6, 0.1]], requires_grad=True)
+    shift = torch.tensor([[0.4, -1.3], [2.0, 0.25]])
+    batch = plane_wave_images(volume, euler, shift, torch.stack([transfer, transfer]), prop, slices, VOXEL, sigma)
+    for b in range(2):
+        trans = transmission(tilt_slices(volume, euler[b], slices, VOXEL), sigma)
+        wave = shift_waves(exit_wave(trans, torch.ones(shape[1:], dtype=torch.complex64), prop), shift[b][None])[0]
+        expected = torch.abs(torch.fft.ifft2(torch.fft.fft2(wave) * transfer)) ** 2
+        assert torch.allclose(batch[b], expected, atol=1e-5)
+        single = plane_wave_images(volume, euler[b], shift[b], transfer, prop, slices, VOXEL, sigma)
+        assert torch.allclose(single, batch[b], atol=1e-6)

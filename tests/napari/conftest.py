@@ -190,5 +190,6 @@ def tiny_hrtem_series():
         with torch.no_grad():
             images = plane_wave_images(torch.as_tensor(volume), euler, torch.zeros(2), transfer, prop,
                                        slices, voxel, float(interaction_constant(energy)))
-        stacks.append(DefocusSeries(images.numpy(), defoci, voxel, energy, float(angle)))
+        stacks.append(DefocusSeries(images.numpy(), defoci, voxel, energy, float(angle),
+                                    defocus_reference="exit"))
     return TiltSeries(stacks, angles, truth={"volume": volume})

@@ -263,7 +263,9 @@ class EndToEndWidget(_JointWidget):
 
 
 class PlaneWaveWidget(_JointWidget):
-    """Plane-wave (HRTEM) tomography of a tilt × defocus series (Ren et al. 2018)."""
+    """Plane-wave (HRTEM) tomography of a tilt × defocus series (Ren et al. 2018), through
+    the objective lens of the optics fields: filled from the chosen series (what its file
+    or simulator recorded), editable, and applied to every tilt for this run only."""
 
     step_name = "plane-wave"
     scan_type = DefocusSeries
@@ -274,8 +276,75 @@ class PlaneWaveWidget(_JointWidget):
         self.fista = CheckBox(text="FISTA acceleration", value=True, name="fista")
         self.learn_alignment = CheckBox(text="refine Euler angles and shifts", value=False,
                                         name="learn_alignment")
-        super().__init__(viewer, [self.step, self.fista, self.learn_alignment], synchronous)
+        optics = self._optics_fields()
+        super().__init__(viewer, [self.step, self.fista, self.learn_alignment, *optics], synchronous)
         self.iterations.value, self.tv_weight.value = 20, 1.0
+        self.dataset.changed.connect(self._fill_optics)
+        self._fill_optics()
+
+    def _optics_fields(self) -> list:
+        self.aperture_mrad = FloatSpinBox(
+            label="objective aperture (mrad)", min=0.0, max=999.0, value=0.0, step=0.5, name="aperture_mrad",
+            tooltip="Objective aperture semi-angle in mrad; 0 = no aperture (every frequency of the grid "
+                    "is imaged). Soft edge one reciprocal pixel wide.")
+        self.cs = FloatSpinBox(
+            label="C30 = Cs (Å)", min=-1e9, max=1e9, value=0.0, step=1e4, name="cs",
+            tooltip="Spherical aberration C30 in Å (1 mm = 1e7 Å), as Calibration.aberrations['C30'].")
+        self.c12 = FloatSpinBox(
+            label="C12 astigmatism (Å)", min=0.0, max=1e6, value=0.0, step=1.0, name="c12",
+            tooltip="Two-fold astigmatism C12 in Å, as Calibration.aberrations['C12'].")
+        self.phi12 = FloatSpinBox(
+            label="phi12 (rad)", min=-np.pi, max=np.pi, value=0.0, step=0.05, name="phi12",
+            tooltip="Azimuth of the two-fold astigmatism in rad, as Calibration.aberrations['phi12'].")
+        self.focal_spread = FloatSpinBox(
+            label="focal spread (Å)", min=0.0, max=9999.0, value=0.0, step=1.0, name="focal_spread",
+            tooltip="Standard deviation of the defocus in Å (chromatic spread, lens current): the "
+                    "temporal-coherence envelope exp[-½(πλΔk²)²]; 0 = coherent.")
+        self.illumination_semiangle_mrad = FloatSpinBox(
+            label="illumination semi-angle (mrad)", min=0.0, max=9.99, value=0.0, step=0.05,
+            name="illumination_semiangle_mrad",
+            tooltip="Beam divergence in mrad (1/e half-width of the incidence angles): the "
+                    "spatial-coherence envelope exp[-(β/2λ)²|∇χ|²]; 0 = parallel beam.")
+        self.focal_spread_samples = SpinBox(
+            label="focal-spread samples (0 = envelope)", min=0, max=200, value=0,
+            name="focal_spread_samples",
+            tooltip="0: the focal spread as an envelope (fast, right for weak scatterers); M > 0: each "
+                    "image as the exact sum over M defoci (e.g. 15), M times the imaging FFTs.")
+        self.defocus_reference = ComboBox(
+            label="defocus measured from", choices=["centre", "exit"], value="centre",
+            name="defocus_reference",
+            tooltip="centre: the plane through the rotation centre (the same for any box); exit: "
+                    "the exit surface of the reconstruction's box.")
+        return [self.aperture_mrad, self.cs, self.c12, self.phi12, self.focal_spread,
+                self.focal_spread_samples, self.illumination_semiangle_mrad, self.defocus_reference]
+
+    def _fill_optics(self, *_: Any) -> None:
+        """Show the chosen series' optics (its first tilt's)."""
+        try:
+            first = self.series().scans[0]
+        except ValueError:
+            return
+        ab = first.aberrations
+        self.aperture_mrad.value = float(first.aperture_mrad or 0.0)
+        self.cs.value, self.c12.value = float(ab.get("C30", 0.0)), float(ab.get("C12", 0.0))
+        self.phi12.value = float(ab.get("phi12", 0.0))
+        self.focal_spread.value = float(first.focal_spread)
+        self.illumination_semiangle_mrad.value = float(first.illumination_semiangle_mrad)
+        self.defocus_reference.value = first.defocus_reference
+
+    def optics(self, series: TiltSeries) -> dict[str, Any]:
+        """The DefocusSeries optics of the fields (other aberrations of the series are kept)."""
+        aberrations = dict(series.scans[0].aberrations)
+        for key in ("C30", "C12", "phi12"):
+            aberrations.pop(key, None)
+        if float(self.cs.value):
+            aberrations["C30"] = float(self.cs.value)
+        if float(self.c12.value):  # an azimuth means nothing without its astigmatism
+            aberrations.update(C12=float(self.c12.value), phi12=float(self.phi12.value))
+        return {"aperture_mrad": float(self.aperture_mrad.value) or None, "aberrations": aberrations,
+                "focal_spread": float(self.focal_spread.value),
+                "illumination_semiangle_mrad": float(self.illumination_semiangle_mrad.value),
+                "defocus_reference": str(self.defocus_reference.value)}
 
     def _data_words(self) -> str:
         return "plane-wave tilt × defocus series"
@@ -292,6 +361,10 @@ class PlaneWaveWidget(_JointWidget):
     def engine(self, series: TiltSeries) -> Generator:
         from ..joint import plane_wave_steps
 
+        optics = self.optics(series)
+        series = TiltSeries([s.with_optics(**optics) for s in series.scans], series.angles_deg,
+                            truth=series.truth)
         init = {"alignment": self.alignment(len(series)), "volume": self.start()}
-        return plane_wave_steps(series, init, self.params(),
-                                device=str(self.device.value), seed=int(self.seed.value))
+        return plane_wave_steps(series, init, self.params(), device=str(self.device.value),
+                                seed=int(self.seed.value),
+                                focal_spread_samples=int(self.focal_spread_samples.value))

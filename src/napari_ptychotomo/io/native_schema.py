@@ -45,7 +45,11 @@ UNITS: dict[str, dict[str, str]] = {
     "ScanData": {"intensities": "counts", "positions": "angstrom", "tilt_deg": "deg",
                  "scan_shape": "pixels"},
     "DefocusSeries": {"images": "1 (unit incident beam)", "defocus": "angstrom",
-                      "pixel_size": "angstrom", "energy_eV": "eV", "tilt_deg": "deg"},
+                      "pixel_size": "angstrom", "energy_eV": "eV", "tilt_deg": "deg",
+                      "aperture_mrad": "mrad", "aberrations": "angstrom (Cnm), rad (phinm)",
+                      "focal_spread": "angstrom (standard deviation)",
+                      "illumination_semiangle_mrad": "mrad (1/e half-width)",
+                      "defocus_reference": "centre | exit"},
     "TiltSeries": {"angles_deg": "deg"},
     "MSPResult": {
         "object": "V*angstrom", "probe": "1 (complex amplitude)", "positions": "angstrom",
@@ -152,6 +156,9 @@ class Codec:
         if unknown:
             warnings.warn(f"{group.name}: ignoring unknown field(s) {sorted(unknown)} "
                           "(written by a newer version?)")
+        if cls is DefocusSeries:
+            # files from before the field existed meant the exit surface
+            values.setdefault("defocus_reference", "exit")
         return cls(**{k: v for k, v in values.items() if k in names})
 
     def read_members(self, group: h5py.Group) -> list[tuple[Any, Any]]:

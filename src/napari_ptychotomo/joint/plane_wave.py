@@ -1,8 +1,9 @@
 """Plane-wave (HRTEM) multislice tomography from a tilt × defocus series (Ren et al. 2018).
 
 The same complex potential volume, rotation, slice binning and multislice as the 4D-STEM
-mode (:mod:`.forward`), illuminated by a unit plane wave and imaged through the coherent
-transfer function at each defocus. The amplitude cost Σ‖√I_model − √I‖² over all tilts
+mode (:mod:`.forward`), illuminated by a unit plane wave and imaged through the quasi-coherent
+transfer function of the series' objective lens (aperture, aberrations, partial-coherence
+envelopes) at each defocus. The amplitude cost Σ‖√I_model − √I‖² over all tilts
 and defoci is minimised by proximal gradient descent: a gradient step (autograd gives the
 back-propagated gradient of Ren et al.), then the proximal operators of TV, the L1 norm of
 Im V and positivity, with Nesterov (FISTA) acceleration (Beck & Teboulle 2009). Each
@@ -24,7 +25,7 @@ from ..engine_guards import Divergence, angle_problem, checked_counts, shift_pro
 from ..physics import fresnel_propagator, interaction_constant, wavelength
 from . import regularizers as reg
 from .distributed import all_reduce_grads, all_reduce_sum, init_from_environment, rank_device, world
-from .forward import defocus_transfer, plane_wave_images
+from .forward import focal_spread_weights, plane_wave_images, series_transfer
 from .memory import choose_batch_size, plane_wave_bytes
 from .params import JointParams
 from .result import JointResult, orthogonal_slices, partial_volume
@@ -58,13 +59,14 @@ def _check(series: Any) -> tuple[int, int, float, float]:
 
 def plane_wave_steps(
     series: TiltSeries, init: Any = None, params: JointParams | None = None, *,
-    device: Any = "auto", seed: int = 0,
+    device: Any = "auto", seed: int = 0, focal_spread_samples: int = 0,
 ) -> Generator[Progress, None, JointResult]:
     """Generator form of :func:`reconstruct_plane_wave`; one Progress per iteration, whose
     preview holds ``"volume"`` (the volume after that iteration as a partial
     :class:`~napari_ptychotomo.data.Volume`, what Stop keeps) and, every
     ``preview_every`` iterations, the orthogonal slices and ``"loss_per_tilt"``."""
     params = (params or JointParams(tv_weight=1.0)).validate()
+    samples = _samples(focal_spread_samples)
     ny, nx, voxel, energy = _check(series)
     dev = resolve_device(device)
     init_from_environment(dev)
@@ -84,7 +86,8 @@ def plane_wave_steps(
     results = []
     for h in halves:
         guard = Divergence("plane-wave tomography", "Lower plane_wave_step or the rates of what is learned.")
-        result = yield from guard.run(_fit(series, data, alignment, params, shape, voxel, energy, dev, h, guard))
+        result = yield from guard.run(_fit(series, data, alignment, params, shape, voxel, energy, dev, h,
+                                           guard, samples))
         results.append(result)
     if len(results) == 1:
         return results[0]
@@ -109,15 +112,46 @@ def _subset(series: TiltSeries, half):
     return out
 
 
-def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev, half, guard):
+def _samples(focal_spread_samples: Any) -> int:
+    if isinstance(focal_spread_samples, bool) or not isinstance(focal_spread_samples, (int, np.integer)) \
+            or not 0 <= focal_spread_samples <= 200:
+        raise ValueError(f"focal_spread_samples = {focal_spread_samples!r}; expected 0 (the focal spread as an "
+                         "envelope) or the number of defoci to sum over, e.g. 15 (at most 200)")
+    return int(focal_spread_samples)
+
+
+def _tilt_batch_size(shape, params: JointParams, subsets, mine, dev, samples: int = 0) -> int:
+    """How many tilts one forward / backward pass takes: as many as fit in memory."""
+    most = max([len(subsets[k]) for k in mine] or [1]) * max(samples, 1)
+    fixed, per_tilt = plane_wave_bytes(shape, params.num_slices, most)
+    return choose_batch_size("plane-wave tomography", fixed, per_tilt, None, dev, most=max(1, len(mine)))
+
+
+def _tilt_batches(mine: list[int], subsets, size: int) -> list[list[int]]:
+    """The tilts in batches of at most ``size`` with the same number of images (so their
+    defocus stacks stack)."""
+    by_count: dict[int, list[int]] = {}
+    for k in mine:
+        by_count.setdefault(len(subsets[k]), []).append(k)
+    return [same[i:i + size] for same in by_count.values() for i in range(0, len(same), size)]
+
+
+def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev, half, guard, samples=0):
     rank, size = world()
     n_tilts = len(series)
     lam, sigma = float(wavelength(energy)), float(interaction_constant(energy))
     propagator = fresnel_propagator(shape[1:], voxel, lam, shape[0] / params.num_slices * voxel, device=dev)
     subsets = _subset(series, half)
     mine = [k for k in range(n_tilts) if k % size == rank and len(subsets[k])]
-    targets = {k: torch.sqrt(torch.as_tensor(np.asarray(series.scans[k].images)[subsets[k]], dtype=torch.float32).clamp(min=0)).to(dev) for k in mine}
-    transfers = {k: defocus_transfer(shape[1:], voxel, lam, np.asarray(series.scans[k].defocus)[subsets[k]], device=dev) for k in mine}
+    groups = _tilt_batches(mine, subsets, _tilt_batch_size(shape, params, subsets, mine, dev, samples))
+    weights = focal_spread_weights(samples, device=dev) if samples else None
+    targets = [torch.stack([torch.sqrt(torch.as_tensor(np.asarray(series.scans[k].images)[subsets[k]],
+                                                       dtype=torch.float32).clamp(min=0)) for k in g]).to(dev)
+               for g in groups]
+    # the exit wave leaves the box's exit surface, shape[0]·voxel Å below its entrance; the
+    # transfer functions are made once, not per iteration
+    transfers = [torch.stack([series_transfer(series.scans[k], shape[1:], voxel, shape[0] * voxel, subsets[k],
+                                              device=dev, focal_spread_samples=samples) for k in g]) for g in groups]
     n_images = sum(len(s) for s in subsets)
     x = torch.tensor(data, device=dev)
     y = x.clone().requires_grad_(True)
@@ -133,11 +167,16 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
         for t in [y, *euler, *shifts]:
             t.grad = None
         per_tilt = torch.zeros(n_tilts, device=dev)
-        for k in mine:
-            model = plane_wave_images(y, euler[k], shifts[k], transfers[k], propagator, params.num_slices, voxel, sigma)
-            loss = torch.sum((torch.sqrt(model + _EPS) - targets[k]) ** 2) / (n_images * shape[1] * shape[2])
-            loss.backward()
-            per_tilt[k] = loss.detach()
+        fit_euler, fit_shifts = params.learns("euler", it), params.learns("shifts", it)
+        for group, target, transfer in zip(groups, targets, transfers):
+            # fixed angles need no gradient; about the tilt axis alone they take the cached sparse rotation
+            angles = torch.stack([euler[k] if fit_euler else euler[k].detach() for k in group])
+            moves = torch.stack([shifts[k] if fit_shifts else shifts[k].detach() for k in group])
+            model = plane_wave_images(y, angles, moves, transfer, propagator, params.num_slices, voxel, sigma,
+                                      sample_weights=weights)
+            loss = torch.sum((torch.sqrt(model + _EPS) - target) ** 2, dim=(1, 2, 3)) / (n_images * shape[1] * shape[2])
+            loss.sum().backward()
+            per_tilt[group] = loss.detach()
         all_reduce_grads([y, *euler, *shifts])
         all_reduce_sum(per_tilt)
         total = float(per_tilt.sum())
@@ -202,22 +241,30 @@ def _result(x, euler, shifts, voxel, losses, params, half) -> JointResult:
 
 
 def reconstruct_plane_wave(series: TiltSeries, init: Any = None, params: JointParams | None = None, *,
-                           device: Any = "auto", seed: int = 0) -> JointResult:
+                           device: Any = "auto", seed: int = 0, focal_spread_samples: int = 0) -> JointResult:
     """Plane-wave multislice tomography of an HRTEM tilt × defocus series (Ren et al. 2018).
 
     Parameters
     ----------
     series : TiltSeries of :class:`~napari_ptychotomo.data.DefocusSeries` (images
-        normalised to a unit incident beam, defocus in Å from the volume's exit surface,
-        pixel size in Å = voxel size), one per tilt.
+        normalised to a unit incident beam, defocus in Å from the rotation centre or the
+        box's exit surface as each series' ``defocus_reference`` says, pixel size in Å =
+        voxel size, the objective's aperture, aberrations and coherence envelopes), one
+        per tilt.
     init : an Alignment and/or a starting Volume (a potential in V or a phase per Å, see
         :func:`~napari_ptychotomo.joint.setup.start_potential`).
     params : :class:`JointParams` (``iterations``, ``num_slices`` = N_B, ``plane_wave_step``,
         ``fista``, ``tv_weight``, ``l1_imag``, ``nonnegative``, ``learn``); default TV 1 V.
     device : ``"auto"``, ``"cpu"``, ``"cuda"``; seed : unused (the method is deterministic).
+    focal_spread_samples : 0 models the focal spread by its envelope; M > 0 by the exact
+        incoherent sum of each image over M defoci (Gauss–Hermite; M times the imaging
+        FFTs, the multislice unchanged). The envelope departs from the sum for strongly
+        scattering objects (:mod:`~napari_ptychotomo.physics.transfer`); 15 samples suit
+        apertures up to ~20 mrad and spreads up to ~50 Å at 300 keV.
 
     Returns
     -------
     JointResult with the volume (complex potential in V) and the alignment.
     """
-    return run(plane_wave_steps(series, init, params, device=device, seed=seed))
+    return run(plane_wave_steps(series, init, params, device=device, seed=seed,
+                                focal_spread_samples=focal_spread_samples))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["ConfigError", "STEP_ORDER", "SAMPLES", "load_config", "validate_config",
-           "writable_folder"]
+           "writable_folder", "check_optics", "OPTICS_KEYS"]
 
 STEP_ORDER = ("bright_field", "msp", "denoise", "align", "linear", "end_to_end", "resolution", "atoms")
 SAMPLES = ("default", "nanoparticle", "core_shell", "none")
@@ -77,7 +77,20 @@ STEP_SOURCES: dict[str, tuple[Callable[[], Any], tuple[str, ...], dict[str, tupl
     "end_to_end": (_joint_params, ("rates",),
                    {"rates": ({}, "per quantity [step, start iteration], e.g. volume = [1.0, 0] (V per "
                                   "update from pass 0; default 1 V from the linear volume, 5 V "
-                                  "from zero); the others keep their defaults")}),
+                                  "from zero); the others keep their defaults"),
+                    "optics": ({}, "plane-wave (HRTEM) data only: the objective lens the "
+                                   "reconstruction models, each key replacing the series' own "
+                                   "value: aperture_mrad (objective aperture semi-angle, mrad), "
+                                   "aberrations (a table: C12 and C30 in Å, phi12 in rad, ...), "
+                                   "focal_spread (Å, standard deviation of the defocus), "
+                                   "illumination_semiangle_mrad (mrad, 1/e half-width of the beam "
+                                   "divergence), defocus_reference (\"centre\": from the "
+                                   "rotation centre's plane, or \"exit\": from the box's exit "
+                                   "surface)"),
+                    "focal_spread_samples": (0, "plane-wave data only: 0 models the focal spread "
+                                                "as an envelope; M > 0 as the exact sum of each "
+                                                "image over M defoci (e.g. 15; M times the imaging "
+                                                "FFTs)")}),
     "resolution": (_function("..analysis", "fsc"), ("volume1", "volume2", "voxel_size"),
                    {"volume": ("end-to-end", "name of the volume whose halves are compared")}),
     "atoms": (_tracing_defaults, ("volume",),
@@ -356,7 +369,40 @@ def validate_config(config: dict[str, Any], base: Path | None = None) -> dict[st
                                   "iteration ≥ 0 (an integer)]")
         if out.get(step):
             _check_engine_params(step, out[step])
+    if "optics" in out.get("end_to_end", {}):
+        check_optics(out["end_to_end"]["optics"], "end_to_end.optics")
     return out
+
+
+#: the objective-lens settings of plane-wave data (fields of DefocusSeries) and their types
+OPTICS_KEYS: dict[str, str] = {
+    "aperture_mrad": "float", "aberrations": "dict", "focal_spread": "float",
+    "illumination_semiangle_mrad": "float", "defocus_reference": "str",
+}
+
+
+def check_optics(table: Any, field: str) -> dict[str, Any]:
+    """Check an optics table (keys of :data:`OPTICS_KEYS`) with DefocusSeries' own rules;
+    raise :class:`ConfigError` naming ``field.key``."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{field}: expected a table such as {{aperture_mrad = 19.0}}, got {_describe(table)}")
+    for key, value in table.items():
+        if key not in OPTICS_KEYS:
+            close = difflib.get_close_matches(key, OPTICS_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{field}.{key} is not an optics setting{hint} Allowed: {', '.join(OPTICS_KEYS)}")
+        if not _matches(value, OPTICS_KEYS[key]):
+            raise ConfigError(f"{field}.{key}: expected {_want(OPTICS_KEYS[key])}, got {_describe(value)}")
+    import numpy as np
+
+    from ..data import DefocusSeries
+
+    probe = DefocusSeries(np.zeros((1, 1, 1), np.float32), np.zeros(1), 1.0, 300e3, **table)
+    try:
+        probe.validate()
+    except ValueError as exc:
+        raise ConfigError(f"{field}.{exc}") from None
+    return table
 
 
 def _check_engine_params(step: str, table: dict[str, Any]) -> None:

@@ -226,13 +226,21 @@ def run_linear(ctx: StepContext) -> None:
 
 
 def run_end_to_end(ctx: StepContext) -> None:
-    """End-to-end ptycho-tomography from all 4D-STEM data (You et al. 2025, Algorithm 3)."""
+    """End-to-end ptycho-tomography from all 4D-STEM data (You et al. 2025, Algorithm 3),
+    or plane-wave tomography when the series holds HRTEM defocus stacks (Ren et al. 2018)."""
+    from ..data import DefocusSeries
     from ..engine import run
     from ..joint import JointParams, Rate
     from ..joint.end_to_end import joint_steps
     from ..joint.params import volume_step
 
+    if any(isinstance(s, DefocusSeries) for s in _series(ctx).scans):
+        return run_plane_wave(ctx)
     options = dict(ctx.options)
+    if options.pop("optics", None) or options.pop("focal_spread_samples", 0):
+        raise ValueError("end_to_end.optics and end_to_end.focal_spread_samples describe a plane-wave "
+                         "(HRTEM) objective lens; this project holds 4D-STEM scans, whose optics are "
+                         "their calibration")
     given = options.pop("rates", {})
     # start from the sequential volume (You et al. 2025); not for half-data runs, whose two
     # halves must stay independent for an honest FSC
@@ -258,6 +266,50 @@ def run_end_to_end(ctx: StepContext) -> None:
     volume.provenance = provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
     if params.half_data:
         volume.provenance["halves_share"] = _halves_share(ctx, from_linear)
+    ctx.save(volume, name="end-to-end")
+
+
+def with_optics(series, optics: dict[str, Any]):
+    """The tilt series with each defocus stack's optics replaced by the keys of ``optics``
+    (the project's own series is left as it is)."""
+    from ..data import TiltSeries
+
+    if not optics:
+        return series
+    scans = [s.with_optics(**optics) for s in series.scans]
+    return TiltSeries(scans, series.angles_deg, truth=series.truth)
+
+
+def run_plane_wave(ctx: StepContext) -> None:
+    """Plane-wave multislice tomography of an HRTEM tilt × defocus series (Ren et al. 2018),
+    through the objective lens the series states, or ``end_to_end.optics`` where given."""
+    from ..engine import run
+    from ..joint import JointParams, Rate
+    from ..joint.plane_wave import plane_wave_steps
+
+    options = dict(ctx.options)
+    optics = options.pop("optics", {})
+    samples = options.pop("focal_spread_samples", 0)
+    rates = JointParams().rates
+    for name, value in options.pop("rates", {}).items():
+        if name not in rates:
+            raise ValueError(f"end_to_end.rates.{name}: expected one of {', '.join(rates)}")
+        rates[name] = Rate(*value)
+    params = JointParams(rates=rates, **options).validate()
+    series = with_optics(_series(ctx), optics)
+    init = ctx.project.alignment
+    with timed() as seconds:
+        result = run(plane_wave_steps(series, init, params, device=ctx.device, seed=ctx.seed,
+                                      focal_spread_samples=samples),
+                     lambda p: ctx.progress("plane-wave", p))
+    volume = result.volume
+    volume.provenance = provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
+    first = series.scans[0]
+    volume.provenance.update(mode="plane-wave", optics=first.optics(),
+                             defocus_reference=first.defocus_reference, focal_spread_samples=samples)
+    if params.half_data:
+        volume.provenance["halves_share"] = ["one start volume (zero)"] + (
+            ["the alignment (fitted on all the data)"] if init is not None else [])
     ctx.save(volume, name="end-to-end")
 
 

@@ -34,6 +34,12 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("atoms", "names"): ["O", "Pt"],
 }
 
+#: an example (TOML text) for a table setting whose default is empty
+TABLE_EXAMPLES: dict[tuple[str, str], str] = {
+    ("end_to_end", "optics"): ('{aperture_mrad = 19.0, aberrations = {C30 = 1.2e5, C12 = 20.0, '
+                               'phi12 = 0.5}, focal_spread = 30.0, illumination_semiangle_mrad = 0.2}'),
+}
+
 #: what the engine's docstring leaves out and a user of this file needs to know
 HELP_NOTES: dict[tuple[str, str], str] = {
     ("bright_field", "astigmatism"): "also estimate the two-fold astigmatism (C12 in Å and its azimuth).",
@@ -97,6 +103,9 @@ def _section_lines(name: str, settings: dict[str, tuple[Any, str]]) -> list[str]
             lines += _help_lines(group, text)
         for key in group:
             default = settings[key][0]
+            if (name, key) in TABLE_EXAMPLES:
+                lines.append(f"# {key} = {TABLE_EXAMPLES[(name, key)]}  # an example; not set by default")
+                continue
             if default is None:
                 example = EXAMPLES.get((name, key))
                 if example is None:
