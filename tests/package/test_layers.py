@@ -14,7 +14,7 @@ PACKAGE = "napari_ptychotomo"
 
 # floor of each top-level part; a module may import its own floor and those below
 FLOORS = {
-    "optics": 0, "_version": 0, "data": 0, "results": 0, "io": 0,
+    "optics": 0, "_version": 0, "data": 0, "io": 0,
     "physics": 1, "engine": 1, "engine_guards": 1, "threads": 1, "_triton": 1,
     "ptycho": 2, "tomo": 2, "joint": 2, "analysis": 2, "simulate": 2,
     "pipeline": 3,
@@ -25,8 +25,6 @@ FLOORS = {
 ALLOWED_CIRCLES = {
     # a folder of scans is read file by file through the generic, extension-picked loader
     frozenset({"napari_ptychotomo.io", "napari_ptychotomo.io.tilt_series_files"}),
-    # inputs and results are one data layer split in two files; results use the input checks
-    frozenset({"napari_ptychotomo.data", "napari_ptychotomo.results"}),
 }
 
 

@@ -1,7 +1,7 @@
 """The frame every step widget shares: Run / Stop, a progress bar, a status line.
 
 An engine is a generator yielding :class:`~napari_ptychotomo.engine.Progress` and returning
-its result (DESIGN.md, "Engines: one contract"). :class:`EngineRunner` runs one in
+its result (docs/conventions.md, "Engines"). :class:`EngineRunner` runs one in
 ``napari.qt.threading.thread_worker`` (as stardist-napari relays its progress generator)
 and hands every step to the widget's callbacks on the GUI thread. Runs are tagged with an
 id, as in napari-cryoet-data-portal's task worker: a new Run cancels the old one and

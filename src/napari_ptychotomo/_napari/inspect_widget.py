@@ -1,4 +1,4 @@
-"""Docked widget "Inspect": look into volumes and tilt maps (DESIGN.md, issue 8).
+"""Docked widget "Inspect": look into volumes and tilt maps.
 
 Volumes: orthogonal slice views (yx, zx, zy) through the voxel under the cursor, a line
 profile with an Å axis along the first line of a Shapes layer (or between the first two

@@ -1,7 +1,7 @@
 """Small views of 4D-STEM data for display: virtual bright field and mean diffraction.
 
 Both read the intensities in batches of scan rows (or of positions), so a lazily opened
-dataset of many GB is never loaded whole (DESIGN.md, "Files"). No napari import here.
+dataset of many GB is never loaded whole. No napari import here.
 """
 
 from __future__ import annotations

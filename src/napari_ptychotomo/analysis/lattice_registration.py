@@ -140,7 +140,7 @@ def register_lattice(
         site at 0: a primitive lattice).
     species : m labels of the basis sites (e.g. element symbols), kept in the result.
     weights : (m,) relative scattering strengths for the translation search (default 1).
-    rotation : rough orientation (φ, θ, ψ) in degrees (DESIGN.md Euler angles) or a
+    rotation : rough orientation (φ, θ, ψ) in degrees (Euler angles of docs/conventions.md) or a
         (3, 3) rotation; the true one may be up to ``max_rotation_deg`` away (0: keep it).
     mask : optional bool (nz, ny, nx): only sites inside it are considered.
     capture_radius : Å a local maximum may lie from its site (default half the shortest

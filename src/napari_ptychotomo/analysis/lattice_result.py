@@ -19,7 +19,7 @@ __all__ = ["LatticeRegistration", "euler_from_rotation"]
 class LatticeRegistration:
     """A crystal lattice registered to a volume.
 
-    ``rotation`` (3, 3) maps crystal-frame (x, y, z) onto the volume frame (R of DESIGN.md,
+    ``rotation`` (3, 3) maps crystal-frame (x, y, z) onto the volume frame (R of docs/conventions.md,
     Euler angles ``euler_deg`` (φ, θ, ψ)); a site at crystal-frame position p (Å, x y z)
     sits at R·p + t, with ``translation`` t (3,) in Å as (z, y, x) in the volume frame:
     the lattice origin nearest the volume centre. ``sites`` (n, 3) Å (z, y, x) are the
@@ -80,6 +80,6 @@ class LatticeRegistration:
 
 
 def euler_from_rotation(r: np.ndarray) -> np.ndarray:
-    """(φ, θ, ψ) in degrees of R = R_z(ψ) R_y(θ) R_x(φ) (DESIGN.md)."""
+    """(φ, θ, ψ) in degrees of R = R_z(ψ) R_y(θ) R_x(φ) (docs/conventions.md)."""
     theta = -np.arcsin(np.clip(r[2, 0], -1, 1))
     return np.rad2deg([np.arctan2(r[2, 1], r[2, 2]), theta, np.arctan2(r[1, 0], r[0, 0])])

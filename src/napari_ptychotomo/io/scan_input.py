@@ -99,7 +99,7 @@ def check_fields(where: Any, values: dict[str, Any], kind: str = "field") -> dic
     """
     import difflib
 
-    from ..data import _ABERRATION_NAMES
+    from ..data.checks import _ABERRATION_NAMES
 
     known = (*CALIBRATION_FIELDS, *_SCAN_FIELDS) + ((ARRAY_KEY,) if kind == "field" else ())
     out: dict[str, Any] = {}

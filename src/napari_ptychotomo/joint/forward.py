@@ -1,7 +1,7 @@
 """Forward models of the end-to-end step: one tilt of a complex potential volume.
 
 Both modes share the first half (You et al. 2025, eq. 14): rotate the volume by the tilt's
-Euler angles (:func:`~napari_ptychotomo.tomo.rotate_volume`, DESIGN.md convention), bin it
+Euler angles (:func:`~napari_ptychotomo.tomo.rotate_volume`, docs/conventions.md), bin it
 along the beam into slices (:func:`~napari_ptychotomo.tomo.bin_along_beam`) and turn the
 projected slices into transmission functions exp(iσV) (:func:`~napari_ptychotomo.physics.transmission`).
 

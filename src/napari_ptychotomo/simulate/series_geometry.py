@@ -1,6 +1,6 @@
 """Geometry shared by the 4D-STEM and plane-wave tilt series: slicing, tilts, truth volume.
 
-Tilt-series rotations follow DESIGN.md: at tilt k the atoms move from r to R_k·r about the
+Tilt-series rotations follow docs/conventions.md ("Rotations"): at tilt k the atoms move from r to R_k·r about the
 specimen centre, R = R_z(ψ) R_y(θ) R_x(φ), then the projection along z, then an in-plane
 shift in Å.
 """

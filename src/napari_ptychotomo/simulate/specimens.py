@@ -1,7 +1,7 @@
 """Specimens as atom lists: crystal slabs, nanoparticles, core-shell, two grains, amorphous.
 
 Positions are ``(n, 3)`` in Å as (z, y, x), z along the beam; ``cell`` is the box (z, y, x)
-in Å that holds the atoms (positions from 0 to cell). Rotations follow DESIGN.md:
+in Å that holds the atoms (positions from 0 to cell). Rotations follow docs/conventions.md:
 R = R_z(ψ) R_y(θ) R_x(φ) acting on (x, y, z), Euler angles given as (φ, θ, ψ) in degrees.
 """
 
@@ -70,7 +70,7 @@ class Specimen:
     def rotate(self, euler_deg: Any, centre: Any = None) -> "Specimen":
         """Atoms moved from r to R·r about ``centre`` (default the cell centre).
 
-        R = R_z(ψ) R_y(θ) R_x(φ) acts on (x, y, z) (DESIGN.md); ``euler_deg`` = (φ, θ, ψ).
+        R = R_z(ψ) R_y(θ) R_x(φ) acts on (x, y, z) (docs/conventions.md); ``euler_deg`` = (φ, θ, ψ).
         A positive θ (stage tilt about y) moves an atom above the centre (z > 0) towards +x.
         """
         c = self.centre if centre is None else np.asarray(centre, dtype=np.float64)

@@ -1,7 +1,7 @@
 """Sequential ptychographic tomography (Romanov et al. 2025; You et al. 2025, Algorithm 2).
 
 - :mod:`.rotation`, :mod:`.projector`: the one differentiable rotation and projection
-  operator (DESIGN.md Euler convention), shared with the end-to-end step.
+  operator (Euler angles of docs/conventions.md), shared with the end-to-end step.
 - :mod:`.denoise`: BM3D / NLM / TV denoising and the Fourier-sparsity constraint.
 - :mod:`.tilt_axis`, :mod:`.align`: joint rigid alignment and linear tomography.
 - :mod:`.reconstruct`: full-resolution linear tomography; :mod:`.masks`: support masks.

@@ -84,7 +84,7 @@ def project(
     Parameters
     ----------
     volume : (nz, ny, nx) tensor, real or complex, in any unit per voxel.
-    euler_rad : (T, 3) Euler angles (φ, θ, ψ) in radians (DESIGN.md convention).
+    euler_rad : (T, 3) Euler angles (φ, θ, ψ) in radians (docs/conventions.md).
     shifts : (T, 2) shifts (y, x) of each projection in pixels (= voxels); content moves
         by +shift. Divide shifts in Å by the voxel size.
     out_shape : detector shape (oy, ox) in pixels; default (ny, nx). Its centre pixel

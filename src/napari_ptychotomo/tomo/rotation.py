@@ -1,4 +1,4 @@
-"""Rigid rotation of volumes by Euler angles (DESIGN.md convention), differentiable.
+"""Rigid rotation of volumes by Euler angles (docs/conventions.md), differentiable.
 
 Convention: ``euler = (φ, θ, ψ)`` and R = R_z(ψ) · R_y(θ) · R_x(φ) acting on column vectors
 ``(x, y, z)``; each factor is right-handed. Volumes are stored ``(z, y, x)``. Rotating a

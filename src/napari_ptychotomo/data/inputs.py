@@ -1,123 +1,22 @@
-"""Plain data objects shared by every layer of the package (inputs here, the result objects
-in :mod:`.results`, re-exported here).
-
-Each object holds numpy arrays (or lazy h5py datasets for big raw data) with units in the
-field names or docstrings, and a ``validate()`` method that raises ``ValueError`` naming the
-field, what was expected and what was found. Engines move arrays to torch themselves.
-
-Conventions (see DESIGN.md): lengths in Å, energies in eV, convergence semi-angle and
-specimen mistilt in mrad, tomographic angles in degrees, real-space arrays ``(..., y, x)``,
-volumes ``(z, y, x)``, positions ``(n, 2)`` as ``(y, x)``, diffraction patterns centred.
-"""
+"""Input data objects: the calibration, a 4D-STEM scan, a plane-wave defocus series, and a
+tilt series of either (conventions in :mod:`napari_ptychotomo.data`)."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .checks import (_check_aberrations, _check_finite, _number, _positive, _shape_error, check_negative_counts,
+                     check_scan_shape)
 
 __all__ = [
     "Calibration",
     "ScanData",
     "DefocusSeries",
     "TiltSeries",
-    "MSPResult",
-    "Alignment",
-    "Volume",
-    "Resolution",
-    "Atoms",
-    "Project",
 ]
-
-_ABERRATION_NAMES = {
-    "C10", "C12", "phi12", "C21", "phi21", "C23", "phi23", "C30", "C32", "phi32",
-    "C34", "phi34", "C50",
-}
-
-
-def _shape_error(name: str, found: Any, expected: str) -> ValueError:
-    return ValueError(f"{name} has shape {tuple(np.shape(found))}; expected {expected}")
-
-
-def _check_finite(name: str, array: Any) -> None:
-    values = np.asarray(array)
-    if values.size and not np.all(np.isfinite(values)):
-        bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
-
-
-def _is_number(value: Any) -> bool:
-    """A real number (Python or numpy scalar), not a bool, a string or an array."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_))
-
-
-def _number(name: str, value: Any, unit: str) -> None:
-    if not _is_number(value):
-        raise ValueError(f"{name} = {value!r} ({type(value).__name__}); expected a number in {unit}")
-
-
-def _positive(name: str, value: float, unit: str) -> None:
-    _number(name, value, unit)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} = {value!r}; expected a positive number in {unit}")
-
-
-def _check_aberrations(aberrations: Any, allow_defocus: bool) -> None:
-    """Aberration coefficients keyed as :data:`_ABERRATION_NAMES`: C_nm in Å, phi_nm in rad."""
-    if not isinstance(aberrations, dict):
-        raise ValueError(f"aberrations = {aberrations!r}; expected a mapping such as "
-                         "{'C30': 1.2e4} (Å, angles in rad)")
-    allowed = _ABERRATION_NAMES if allow_defocus else _ABERRATION_NAMES - {"C10"}
-    unknown = set(aberrations) - allowed
-    if unknown:
-        extra = ("; the defocus of each image is its own field (defocus)"
-                 if "C10" in unknown and not allow_defocus else "")
-        raise ValueError(f"aberrations has unknown key(s) {sorted(unknown)}; "
-                         f"allowed: {sorted(allowed)}{extra}")
-    for key, value in aberrations.items():
-        _number(f"aberrations[{key!r}]", value, "Å (Cnm) or rad (phinm)")
-        if not np.isfinite(value):
-            raise ValueError(f"aberrations[{key!r}] = {value!r}; expected a finite number")
-
-
-def check_scan_shape(scan_shape: Any, num_positions: int, intensity_shape: tuple[int, ...]) -> None:
-    """Raise ``ValueError`` unless ``scan_shape`` is ``(Ny, Nx)`` positive integers that
-    describe the ``num_positions`` patterns of intensities of shape ``intensity_shape``."""
-    try:
-        shape = tuple(scan_shape)
-    except TypeError:
-        shape = ()
-    if len(shape) != 2 or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in shape):
-        raise ValueError(f"scan_shape = {scan_shape!r}; expected (Ny, Nx), two positive integers")
-    if min(shape) < 1:
-        raise ValueError(f"scan_shape = {shape}; expected (Ny, Nx), two positive integers")
-    if len(intensity_shape) == 4 and shape != tuple(int(v) for v in intensity_shape[:2]):
-        raise ValueError(f"scan_shape = {shape} but intensities have shape {intensity_shape}; "
-                         f"expected scan_shape = {tuple(int(v) for v in intensity_shape[:2])}")
-    if int(shape[0]) * int(shape[1]) != num_positions:
-        raise ValueError(f"scan_shape = {shape} describes {int(shape[0]) * int(shape[1])} "
-                         f"positions but intensities hold {num_positions} patterns; give the "
-                         "raster (Ny, Nx) with Ny × Nx patterns, or no scan_shape")
-
-
-def check_negative_counts(values: np.ndarray, what: str) -> None:
-    """Measured counts read at load time: a few negative values (a dark-subtracted
-    detector gives some) are warned of, since the reconstructions clamp them to 0; values
-    whose mean is not above 0 are no signal and are refused with ``ValueError``."""
-    negative = int(np.count_nonzero(values < 0))
-    if not negative:
-        return
-    if float(values.mean()) <= 0:
-        raise ValueError(
-            f"{what} has negative counts (minimum {values.min():.3g}, mean {values.mean():.3g}): "
-            "no signal above the dark level; subtract the dark reference and check the data")
-    warnings.warn(f"{what}: {negative} of {values.size} sampled values are negative (minimum "
-                  f"{values.min():.3g}); the reconstructions clamp them to 0", UserWarning, stacklevel=3)
-
 
 @dataclass
 class Calibration:
@@ -147,7 +46,7 @@ class Calibration:
     @property
     def wavelength(self) -> float:
         """Relativistic electron wavelength in Å."""
-        from .optics import wavelength
+        from ..optics import wavelength
 
         return float(wavelength(self.energy_eV))
 
@@ -457,7 +356,3 @@ class TiltSeries:
             except ValueError as exc:
                 raise ValueError(f"scan {k} (tilt {angles[k]:g}°): {exc}") from None
         return self
-
-
-# the result objects live in results.py; importing them here keeps one import path
-from .results import Alignment, Atoms, MSPResult, Project, Resolution, Volume  # noqa: E402

@@ -1,5 +1,5 @@
 """Result objects of the reconstruction steps: MSP, alignment, volumes, resolution, atoms,
-and the Project that holds them with the tilt series. Same conventions as :mod:`.data`."""
+and the Project that holds them with the tilt series. Same conventions as :mod:`napari_ptychotomo.data`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import TiltSeries, _check_finite, _positive, _shape_error, check_scan_shape
+from .checks import _check_finite, _positive, _shape_error, check_scan_shape
+from .inputs import TiltSeries
 
 __all__ = ["MSPResult", "Alignment", "Volume", "Resolution", "Atoms", "Project"]
 
@@ -45,7 +46,7 @@ class MSPResult:
 
     def phase(self) -> np.ndarray:
         """Summed object phase ``(ny, nx)`` in rad: σ · Σ Re V."""
-        from .optics import interaction_constant
+        from ..optics import interaction_constant
 
         sigma = float(interaction_constant(self.energy_eV))
         return (sigma * np.real(np.asarray(self.object)).sum(axis=0)).astype(np.float32)
