@@ -7,7 +7,7 @@ import json
 
 import h5py
 import pytest
-from conftest import assert_identical, make_defocus_series
+from io_cases import assert_identical, make_defocus_series
 
 from napari_ptychotomo import load, save
 from napari_ptychotomo.data import TiltSeries

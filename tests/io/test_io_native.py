@@ -10,7 +10,7 @@ import warnings
 import h5py
 import numpy as np
 import pytest
-from conftest import assert_identical, make_defocus_series, make_project
+from io_cases import assert_identical, make_defocus_series, make_project
 
 from napari_ptychotomo import load, save
 from napari_ptychotomo.data import Alignment, Atoms, Project, ScanData, TiltSeries, Volume

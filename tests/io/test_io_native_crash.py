@@ -11,7 +11,7 @@ import textwrap
 import time
 
 import numpy as np
-from conftest import assert_identical, make_project
+from io_cases import assert_identical, make_project
 
 from napari_ptychotomo import load, save
 from napari_ptychotomo.data import Volume
@@ -23,7 +23,7 @@ SLOW_ARRAY = textwrap.dedent("""
     import sys, time
     import numpy as np
     sys.path.insert(0, {tests!r})
-    from conftest import make_project
+    from io_cases import make_project
     from napari_ptychotomo import save
     from napari_ptychotomo.data import ScanData, Volume
     from napari_ptychotomo.io import append_result
