@@ -25,7 +25,7 @@ from .data import (
 )
 from .engine import EngineError, Progress, run
 
-from ._version import __version__
+from ._version import __version__  # noqa: F401  (the package's version, public)
 
 # public name -> module that defines it (imported lazily, so `import napari_ptychotomo`
 # stays fast and GUI-free)

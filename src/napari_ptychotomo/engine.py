@@ -20,6 +20,19 @@ import numpy as np
 __all__ = ["Progress", "EngineError", "run", "show_progress", "resolve_device", "available_memory", "check_memory"]
 
 
+@dataclass
+class LearningRate:
+    """Step size and first iteration (0-based) of one learned quantity, in every engine.
+
+    ``step`` is in the quantity's unit per update: V·Å for an MSP object slice, V for a
+    volume voxel, relative amplitude for a probe, Å for positions and shifts, mrad for a
+    specimen tilt or tilt map, Å for a slice thickness, degrees for Euler angles.
+    """
+
+    step: float
+    start: int = 0
+
+
 class EngineError(RuntimeError):
     """A reconstruction could not go on (diverged, out of memory, bad state).
 

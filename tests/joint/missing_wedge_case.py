@@ -56,7 +56,7 @@ from scipy.optimize import least_squares
 
 from napari_ptychotomo.data import Alignment, Volume
 from napari_ptychotomo.joint import JointParams, reconstruct_joint
-from napari_ptychotomo.joint.params import Rate
+from napari_ptychotomo.joint.params import LearningRate
 from napari_ptychotomo.joint.regularizers import tv_prox
 from napari_ptychotomo.physics import interaction_constant, wavelength
 from napari_ptychotomo.ptycho import MSPParams, reconstruct_msp
@@ -271,7 +271,7 @@ def run_case(**overrides) -> dict:
     params = JointParams(iterations=cfg["iterations"], num_slices=cfg["slices"], batch_size=cfg["batch_size"],
                          volume_shape=shape, learn=tuple(cfg["learn"]), tv_weight=cfg["tv_weight"],
                          band_limit=cfg["band_limit"])
-    params.rates["volume"] = Rate(cfg["volume_step"], 0)
+    params.rates["volume"] = LearningRate(cfg["volume_step"], 0)
     init = [msp, Alignment.from_angles(angles)]
     if cfg["start"] == "sequential":
         init.append(Volume(np.clip(sequential, 0, None).astype(np.complex64), voxel))

@@ -21,7 +21,7 @@ import pytest
 from napari_ptychotomo.analysis import score_atoms, trace_atoms
 from napari_ptychotomo.data import Alignment
 from napari_ptychotomo.joint import JointParams, reconstruct_joint, reconstruct_plane_wave
-from napari_ptychotomo.joint.params import Rate
+from napari_ptychotomo.joint.params import LearningRate
 from napari_ptychotomo.physics import wavelength
 from napari_ptychotomo.simulate import (
     Specimen, core_shell_particle, fcc_nanoparticle, simulate_hrtem_series, simulate_tilt_series,
@@ -82,7 +82,7 @@ def test_coarse_to_fine_shift_refinement_reduces_1px_errors_on_simulator_data():
     def refine(**kw):
         params = JointParams(iterations=50, num_slices=4, batch_size=13, volume_shape=(28, 28, 28),
                              learn=("volume", "shifts"), band_limit=True, **kw)
-        params.rates["shifts"] = Rate(0.05, 3)
+        params.rates["shifts"] = LearningRate(0.05, 3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the runaway case is clamped at the volume edge
             return reconstruct_joint(series, init=start, params=params, device="cpu").alignment.shifts
@@ -116,7 +116,7 @@ def test_refining_shifts_reduces_1px_alignment_errors():
     start.shifts = errors.copy()
     params = JointParams(iterations=30, num_slices=4, batch_size=13, volume_shape=shape,
                          learn=("volume", "shifts"), band_limit=True)
-    params.rates["shifts"] = Rate(0.05, 5)
+    params.rates["shifts"] = LearningRate(0.05, 5)
     result = reconstruct_joint(series, init=start, params=params, device="cpu")
     before = errors - errors.mean(0)
     after = result.alignment.shifts - result.alignment.shifts.mean(0)

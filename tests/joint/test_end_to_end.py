@@ -15,7 +15,7 @@ import torch
 from napari_ptychotomo import JointParams, JointResult, Progress, reconstruct_joint
 from napari_ptychotomo.data import Alignment, DefocusSeries, TiltSeries, Volume
 from napari_ptychotomo.joint import joint_steps
-from napari_ptychotomo.joint.params import Rate
+from napari_ptychotomo.joint.params import LearningRate
 
 from .conftest import gaussian_atoms, nrmse, particle_atoms, stem_series
 
@@ -36,7 +36,7 @@ def small_case():
 def _params(**kw):
     p = JointParams(iterations=kw.pop("iterations", 4), num_slices=4, batch_size=8,
                     volume_shape=SHAPE, momentum=0.5, **kw)
-    p.rates["volume"] = Rate(5.0, 0)
+    p.rates["volume"] = LearningRate(5.0, 0)
     return p
 
 
@@ -46,7 +46,7 @@ def test_params_validate_names_the_field():
     with pytest.raises(ValueError, match="learn"):
         JointParams(learn=("probe",)).validate()
     with pytest.raises(ValueError, match="rates\\['shifts'\\]"):
-        JointParams(rates={**JointParams().rates, "shifts": Rate(-1.0)}).validate()
+        JointParams(rates={**JointParams().rates, "shifts": LearningRate(-1.0)}).validate()
     with pytest.raises(ValueError, match="momentum"):
         JointParams(momentum=1.5).validate()
     with pytest.raises(ValueError, match="butterworth_stop"):
@@ -216,8 +216,8 @@ def test_refining_euler_angles_reduces_an_in_plane_angle_error(small_case):
     errors = np.array([4.0, -4.0, 4.0])
     start.euler_deg[:, 2] = errors
     params = _params(iterations=6, learn=("volume", "euler"))
-    params.rates["volume"] = Rate(0.5, 0)
-    params.rates["euler"] = Rate(0.5, 0)
+    params.rates["volume"] = LearningRate(0.5, 0)
+    params.rates["euler"] = LearningRate(0.5, 0)
     result = reconstruct_joint(series, init=[Volume(volume, VOXEL), start], params=params, device="cpu")
     after = result.alignment.euler_deg
     assert np.all(np.abs(after[:, 2]) < 0.5 * np.abs(errors))
@@ -231,7 +231,7 @@ def test_a_runaway_shift_is_clamped_so_the_probe_window_stays_inside(small_case)
     (−1.2495 … 0.2495 Å, measured: 23 clamped updates in 3 passes) and a warning says so."""
     _, series = small_case
     params = _params(iterations=3, learn=("volume", "shifts"))
-    params.rates["shifts"] = Rate(2.0, 0)
+    params.rates["shifts"] = LearningRate(2.0, 0)
     with pytest.warns(UserWarning, match=r"\d+ shift and 0 position updates were clamped"):
         result = reconstruct_joint(series, params=params, device="cpu")
     assert result.provenance["clamped"]["shifts"] > 0

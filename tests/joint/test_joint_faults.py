@@ -17,7 +17,7 @@ from napari_ptychotomo.data import Calibration, ScanData, TiltSeries
 from napari_ptychotomo.engine import EngineError
 from napari_ptychotomo.engine_guards import LOSS_GROWTH_LIMIT, MAX_ANGLE_CHANGE_DEG, MIN_MEAN_COUNTS
 from napari_ptychotomo.joint import JointParams, JointResult, reconstruct_joint, reconstruct_plane_wave
-from napari_ptychotomo.joint.params import Rate
+from napari_ptychotomo.joint.params import LearningRate
 
 from .conftest import ENERGY, detector_sampling_mrad, gaussian_atoms, hrtem_series, particle_atoms, stem_series
 
@@ -71,7 +71,7 @@ def test_negative_counts_the_opening_check_does_not_sample_warn_once_for_the_who
 
 def test_a_loss_that_grows_past_the_limit_stops_with_a_joint_result(stem):
     params = _params()
-    params.rates["volume"] = Rate(1e4, 0)
+    params.rates["volume"] = LearningRate(1e4, 0)
     with pytest.raises(EngineError, match=rf"end-to-end.*loss grew to .* more than {LOSS_GROWTH_LIMIT:g} ×") as info:
         reconstruct_joint(stem, params=params, device="cpu")
     partial = info.value.partial
@@ -80,7 +80,7 @@ def test_a_loss_that_grows_past_the_limit_stops_with_a_joint_result(stem):
 
 def test_euler_angles_that_run_away_stop_with_the_angles_of_the_last_good_state(stem):
     params = _params(learn=("volume", "euler"))
-    params.rates["euler"] = Rate(100.0, 0)
+    params.rates["euler"] = LearningRate(100.0, 0)
     limit = rf"euler_deg\[\d\] moved .* more than {MAX_ANGLE_CHANGE_DEG:g}°"
     with pytest.raises(EngineError, match=limit) as info:
         reconstruct_joint(stem, params=params, device="cpu")
@@ -93,7 +93,7 @@ def test_euler_angles_that_run_away_stop_with_the_angles_of_the_last_good_state(
 @pytest.mark.parametrize("name", ["volume", "probe"])
 def test_an_overflowing_step_becomes_an_engine_error_with_a_joint_result(stem, name):
     params = _params(learn=("volume", name) if name != "volume" else ("volume",))
-    params.rates[name] = Rate(1e38, 0)
+    params.rates[name] = LearningRate(1e38, 0)
     with pytest.raises(EngineError, match="overflowed") as info:
         reconstruct_joint(stem, params=params, device="cpu")
     assert isinstance(info.value.partial, JointResult)
@@ -125,7 +125,7 @@ def test_plane_wave_blow_up_stops_with_a_joint_result(hrtem):
 
 def test_plane_wave_shifts_beyond_the_field_of_view_stop_the_run(hrtem):
     params = JointParams(iterations=4, num_slices=4, learn=("volume", "shifts"))
-    params.rates["shifts"] = Rate(1e3, 0)
+    params.rates["shifts"] = LearningRate(1e3, 0)
     with pytest.raises(EngineError, match=r"shifts reached .* Å, beyond the field of view \(10 × 10 Å\)") as info:
         reconstruct_plane_wave(hrtem, params=params, device="cpu")
     partial = info.value.partial

@@ -7,7 +7,7 @@ import pytest
 
 from napari_ptychotomo.data import Calibration, DefocusSeries, MSPResult, ScanData, TiltSeries
 from napari_ptychotomo.joint import JointParams, reconstruct_joint, reconstruct_plane_wave
-from napari_ptychotomo.joint.params import Rate
+from napari_ptychotomo.joint.params import LearningRate
 
 from .conftest import ENERGY, gaussian_atoms, hrtem_series, nrmse, particle_atoms, stem_series
 
@@ -86,7 +86,7 @@ def test_msp_results_give_the_starting_probe_and_positions():
     msp = {k: MSPResult(np.zeros((2, 20, 20), np.complex64), probe, series.scans[k].positions + 100.0,
                         np.zeros(2), 4.0, VOXEL, ENERGY) for k in range(2)}
     params = JointParams(iterations=1, num_slices=4, batch_size=9, volume_shape=shape,
-                         learn=("volume",), rates={**JointParams().rates, "volume": Rate(1.0)})
+                         learn=("volume",), rates={**JointParams().rates, "volume": LearningRate(1.0)})
     result = reconstruct_joint(series, init=msp, params=params, device="cpu")
     # the MSP probe (normalised to unit power) and its positions (same frame) are kept
     assert np.allclose(np.abs(result.probes[0, 0, 6:10, 6:10]), 0.25, atol=1e-6)

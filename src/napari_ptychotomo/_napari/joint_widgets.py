@@ -241,10 +241,10 @@ class EndToEndWidget(_JointWidget):
         return float(scan.calibration.pixel_size(scan.detector_shape)[1])
 
     def params(self):
-        from ..joint import JointParams, Rate
+        from ..joint import JointParams, LearningRate
 
         rates = JointParams().rates
-        rates["volume"] = Rate(float(self.volume_step.value), 0)
+        rates["volume"] = LearningRate(float(self.volume_step.value), 0)
         learn = ["volume"]
         learn += ["probe"] if self.learn_probe.value else []
         learn += ["positions"] if self.learn_positions.value else []

@@ -3,9 +3,9 @@ Algorithm 3) and plane-wave (HRTEM) tilt × defocus tomography (Ren et al. 2018)
 one volume, rotation and multislice model."""
 
 from .end_to_end import joint_steps, reconstruct_joint
-from .params import JointParams, Rate
+from .params import JointParams, LearningRate
 from .plane_wave import plane_wave_steps, reconstruct_plane_wave
 from .result import JointResult
 
-__all__ = ["JointParams", "Rate", "JointResult", "joint_steps", "reconstruct_joint",
+__all__ = ["JointParams", "LearningRate", "JointResult", "joint_steps", "reconstruct_joint",
            "plane_wave_steps", "reconstruct_plane_wave"]

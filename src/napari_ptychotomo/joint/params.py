@@ -13,20 +13,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["JointParams", "Rate"]
+from ..engine import LearningRate
 
-
-@dataclass
-class Rate:
-    """Step size and first iteration (0-based) of one learned quantity.
-
-    ``step`` is the Adam learning rate in the quantity's unit per update: V for the volume
-    (a voxel's potential), relative amplitude for the probe, Å for positions and shifts,
-    degrees for Euler angles.
-    """
-
-    step: float
-    start: int = 0
+__all__ = ["JointParams", "LearningRate"]
 
 
 #: volume step, V per update, from a zero volume
@@ -41,13 +30,13 @@ def volume_step(from_start_volume: bool) -> float:
     return VOLUME_STEP_FROM_START if from_start_volume else VOLUME_STEP_FROM_ZERO
 
 
-def _default_rates() -> dict[str, Rate]:
+def _default_rates() -> dict[str, LearningRate]:
     return {
-        "volume": Rate(VOLUME_STEP_FROM_ZERO, 0),
-        "probe": Rate(1e-3, 3),
-        "positions": Rate(0.02, 5),
-        "euler": Rate(0.05, 5),
-        "shifts": Rate(0.05, 2),
+        "volume": LearningRate(VOLUME_STEP_FROM_ZERO, 0),
+        "probe": LearningRate(1e-3, 3),
+        "positions": LearningRate(0.02, 5),
+        "euler": LearningRate(0.05, 5),
+        "shifts": LearningRate(0.05, 2),
     }
 
 
@@ -69,7 +58,7 @@ class JointParams:
     num_modes : mixed-state probe modes when the probe starts from the calibration.
     volume_shape : (nz, ny, nx) voxels; ``None`` makes a cube that holds the scan and the
         probe window (4D-STEM) or the images (plane wave).
-    rates : :class:`Rate` per learned quantity: ``volume``, ``probe``, ``positions``,
+    rates : :class:`LearningRate` per learned quantity: ``volume``, ``probe``, ``positions``,
         ``euler``, ``shifts``. A quantity is learned only when listed in ``learn``. The
         volume step (the most any voxel moves in one update, V) defaults to 5 V, for a zero
         start; from a sequential start use about 1 V (the pipeline and the widget do): 5 V
@@ -116,7 +105,7 @@ class JointParams:
     batch_size: int | None = None
     num_modes: int = 1
     volume_shape: tuple[int, int, int] | None = None
-    rates: dict[str, Rate] = field(default_factory=_default_rates)
+    rates: dict[str, LearningRate] = field(default_factory=_default_rates)
     learn: tuple[str, ...] = ("volume",)
     l1_imag: float = 0.0
     l1_start: int = 0
@@ -163,8 +152,8 @@ class JointParams:
             )
         for name in _LEARNED:
             rate = self.rates.get(name)
-            if not isinstance(rate, Rate):
-                raise ValueError(f"rates[{name!r}] = {rate!r}; expected Rate(step, start)")
+            if not isinstance(rate, LearningRate):
+                raise ValueError(f"rates[{name!r}] = {rate!r}; expected LearningRate(step, start)")
             if not (np.isfinite(rate.step) and rate.step >= 0) or rate.start < 0:
                 raise ValueError(
                     f"rates[{name!r}] = {rate!r}; expected a step >= 0 and a start iteration >= 0"

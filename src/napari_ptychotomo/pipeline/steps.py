@@ -230,7 +230,7 @@ def run_end_to_end(ctx: StepContext) -> None:
     or plane-wave tomography when the series holds HRTEM defocus stacks (Ren et al. 2018)."""
     from ..data import DefocusSeries
     from ..engine import run
-    from ..joint import JointParams, Rate
+    from ..joint import JointParams, LearningRate
     from ..joint.end_to_end import joint_steps
     from ..joint.params import volume_step
 
@@ -246,11 +246,11 @@ def run_end_to_end(ctx: StepContext) -> None:
     # halves must stay independent for an honest FSC
     from_linear = "linear" in ctx.project.volumes and not options.get("half_data", False)
     rates = JointParams().rates
-    rates["volume"] = Rate(volume_step(from_start_volume=from_linear), 0)
+    rates["volume"] = LearningRate(volume_step(from_start_volume=from_linear), 0)
     for name, value in given.items():
         if name not in rates:
             raise ValueError(f"end_to_end.rates.{name}: expected one of {', '.join(rates)}")
-        rates[name] = Rate(*value)  # [step, start iteration] as in the TOML file
+        rates[name] = LearningRate(*value)  # [step, start iteration] as in the TOML file
     params = JointParams(rates=rates, **options).validate()
     init: list[Any] = []
     if ctx.project.msp and sorted(ctx.project.msp) == list(range(len(_series(ctx)))):
@@ -284,7 +284,7 @@ def run_plane_wave(ctx: StepContext) -> None:
     """Plane-wave multislice tomography of an HRTEM tilt × defocus series (Ren et al. 2018),
     through the objective lens the series states, or ``end_to_end.optics`` where given."""
     from ..engine import run
-    from ..joint import JointParams, Rate
+    from ..joint import JointParams, LearningRate
     from ..joint.plane_wave import plane_wave_steps
 
     options = dict(ctx.options)
@@ -294,7 +294,7 @@ def run_plane_wave(ctx: StepContext) -> None:
     for name, value in options.pop("rates", {}).items():
         if name not in rates:
             raise ValueError(f"end_to_end.rates.{name}: expected one of {', '.join(rates)}")
-        rates[name] = Rate(*value)
+        rates[name] = LearningRate(*value)
     params = JointParams(rates=rates, **options).validate()
     series = with_optics(_series(ctx), optics)
     init = ctx.project.alignment

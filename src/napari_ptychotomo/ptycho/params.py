@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import LearningRate
+
 __all__ = ["MSPParams", "LearningRate", "OBJECT_STEP_PER_ANGSTROM"]
 
 # Default object step per Å of slice (V): a slice's projected potential grows with its
@@ -20,24 +22,6 @@ __all__ = ["MSPParams", "LearningRate", "OBJECT_STEP_PER_ANGSTROM"]
 # simulator's SrTiO3, 10 V·Å for 13-20 Å slices left r = 0.76 and tilt maps at half the
 # truth after 40 iterations; 2 V × Δz gave r 0.9 and tilt maps within 0.4 mrad).
 OBJECT_STEP_PER_ANGSTROM = 2.0
-
-
-@dataclass
-class LearningRate:
-    """Step size and first iteration (0-based) of one learned quantity.
-
-    ``step`` is in the quantity's unit per update: V·Å for the object, relative probe
-    amplitude for the probe, Å for positions, mrad for the tilt and the tilt map, Å for
-    the slice thickness.
-
-    For ``tilt_map`` the step is that of the gradient update of the per-position tilts
-    (default 0: the map comes from the local slice-drift step alone, which starts at
-    ``start``; the gradient is weak, since the object can mimic a local tilt, and its
-    smoothness penalty dominates it).
-    """
-
-    step: float
-    start: int = 0
 
 
 def _default_rates() -> dict[str, LearningRate]:
@@ -90,8 +74,12 @@ class MSPParams:
     max_position_step : largest change of a position per update, Å.
     learn_probe : refine the probe modes.
     optimizer : ``"adam"`` or ``"sgd"`` (plain gradient descent).
-    rates : :class:`LearningRate` per quantity: ``object``, ``probe``, ``positions``,
-        ``tilt``, ``thickness``, ``tilt_map``.
+    rates : :class:`~napari_ptychotomo.engine.LearningRate` per quantity: ``object``
+        (V·Å), ``probe`` (relative amplitude), ``positions`` (Å), ``tilt`` (mrad),
+        ``thickness`` (Å), ``tilt_map`` (mrad: the gradient step of the per-position tilts,
+        default 0, so the map comes from the local slice-drift step alone, which starts at
+        its ``start``; the gradient is weak, since the object can mimic a local tilt, and
+        the smoothness penalty dominates it).
     defocus : start defocus in Å for the probe (positive = underfocus); ``None`` takes the
         calibration's value; ``"estimate"`` the bright-field estimate of
         :func:`~napari_ptychotomo.ptycho.estimate_defocus` (needs a raster scan);
