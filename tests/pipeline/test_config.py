@@ -151,10 +151,11 @@ def test_cli_and_denoise_widget_share_the_nlm_default():
 
 def test_every_template_setting_has_help():
     from napari_ptychotomo.pipeline.config import _docstring_help, step_settings
-    from napari_ptychotomo.pipeline.template import HELP_NOTES, HELP_SOURCES, PYTHON_ONLY
+    from napari_ptychotomo.pipeline.step_table import STEPS
+    from napari_ptychotomo.pipeline.template import HELP_NOTES, PYTHON_ONLY
 
     for step in STEP_ORDER:
-        source = HELP_SOURCES.get(step)
+        source = STEPS[step].docs
         helps = _docstring_help(source()) if source else {}
         bare = [key for key, (_default, text) in step_settings(step).items()
                 if not (text or helps.get(key) or (step, key) in HELP_NOTES)

@@ -9,7 +9,8 @@ import pytest
 
 from napari_ptychotomo import cli, load
 from napari_ptychotomo.pipeline import load_config
-from napari_ptychotomo.pipeline.steps import settings_changes, settings_hash, shaping_settings
+from napari_ptychotomo.pipeline.provenance import settings_hash
+from napari_ptychotomo.pipeline.resume import settings_changes, shaping_settings
 
 
 @pytest.fixture
@@ -89,7 +90,7 @@ def test_restart_step_must_be_a_step_of_the_run(tmp_path, study, write_config, c
 def test_results_without_a_record_are_kept_as_they_are(tmp_path, study, write_config):
     from types import SimpleNamespace
 
-    from napari_ptychotomo.pipeline.steps import recorded_changes
+    from napari_ptychotomo.pipeline.resume import recorded_changes
 
     config = load_config(_config(tmp_path, study, write_config, iterations=2))
     old = SimpleNamespace(msp={0: SimpleNamespace(provenance={"step": "msp"})})

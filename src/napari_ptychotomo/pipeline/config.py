@@ -15,12 +15,13 @@ import inspect
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from .step_table import STEP_ORDER, STEPS
 
 __all__ = ["ConfigError", "STEP_ORDER", "SAMPLES", "load_config", "validate_config",
            "writable_folder", "check_optics", "OPTICS_KEYS"]
 
-STEP_ORDER = ("bright_field", "msp", "denoise", "align", "linear", "end_to_end", "resolution", "atoms")
 SAMPLES = ("default", "nanoparticle", "core_shell", "none")
 CHOICES = {
     ("run", "device"): None,  # checked by engine.resolve_device
@@ -33,70 +34,6 @@ CHOICES = {
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the field."""
 
-
-# --- where each step's settings come from --------------------------------------------
-
-def _msp_params():
-    from ..ptycho import MSPParams
-
-    return MSPParams
-
-
-def _joint_params():
-    from ..joint import JointParams
-
-    return JointParams
-
-
-def _function(module: str, name: str) -> Callable[[], Callable]:
-    def get():
-        import importlib
-
-        return getattr(importlib.import_module(module, __package__), name)
-
-    return get
-
-
-def _tracing_defaults() -> dict[str, Any]:
-    from ..analysis import atom_tracing
-
-    return dict(atom_tracing._DEFAULTS)
-
-
-# step -> (source of the engine's settings, positional names that the pipeline fills in,
-#          extra keys the pipeline itself understands with their defaults and help)
-STEP_SOURCES: dict[str, tuple[Callable[[], Any], tuple[str, ...], dict[str, tuple[Any, str]]]] = {
-    "bright_field": (_function("..ptycho", "estimate_defocus"), ("scan",),
-                     {"use_for_msp": (True, "start MSP from the estimated defocus")}),
-    "msp": (_msp_params, ("rates",),
-            {"tilts": ("all", 'tilt indices to reconstruct, or "all"'),
-             "rates": ({}, "per quantity [step, start iteration], e.g. object = [4.0, 0]")}),
-    "denoise": (_function("..tomo", "denoise_projections"), ("stack",), {}),
-    "align": (_function("..tomo", "align_tilt_series_steps"), ("projections", "angles_deg", "pixel_size"), {}),
-    "linear": (_function("..tomo", "reconstruct_linear_steps"), ("projections", "alignment", "pixel_size"), {}),
-    "end_to_end": (_joint_params, ("rates",),
-                   {"rates": ({}, "per quantity [step, start iteration], e.g. volume = [1.0, 0] (V per "
-                                  "update from pass 0; default 1 V from the linear volume, 5 V "
-                                  "from zero); the others keep their defaults"),
-                    "optics": ({}, "plane-wave (HRTEM) data only: the objective lens the "
-                                   "reconstruction models, each key replacing the series' own "
-                                   "value: aperture_mrad (objective aperture semi-angle, mrad), "
-                                   "aberrations (a table: C12 and C30 in Å, phi12 in rad, ...), "
-                                   "focal_spread (Å, standard deviation of the defocus), "
-                                   "illumination_semiangle_mrad (mrad, 1/e half-width of the beam "
-                                   "divergence), defocus_reference (\"centre\": from the "
-                                   "rotation centre's plane, or \"exit\": from the box's exit "
-                                   "surface)"),
-                    "focal_spread_samples": (0, "plane-wave data only: 0 models the focal spread "
-                                                "as an envelope; M > 0 as the exact sum of each "
-                                                "image over M defoci (e.g. 15; M times the imaging "
-                                                "FFTs)")}),
-    "resolution": (_function("..analysis", "fsc"), ("volume1", "volume2", "voxel_size"),
-                   {"volume": ("end-to-end", "name of the volume whose halves are compared")}),
-    "atoms": (_tracing_defaults, ("volume",),
-              {"volume": ("end-to-end", "name of the volume to trace"),
-               "score_radius": (0.5, "match radius in Å when the project holds true atoms")}),
-}
 
 RUN_KEYS: dict[str, tuple[Any, str]] = {
     "project": ("", "the .ptycho.h5 project every step reads from and writes to"),
@@ -124,7 +61,8 @@ def _docstring_help(obj: Any) -> dict[str, str]:
 
 def step_settings(step: str) -> dict[str, tuple[Any, str]]:
     """Allowed keys of a step section: name → (default, help)."""
-    source, filled, extra = STEP_SOURCES[step]
+    step_ = STEPS[step]
+    source, filled, extra = step_.settings, step_.filled, step_.extra
     try:
         target = source()
     except (ImportError, AttributeError) as exc:
@@ -155,7 +93,7 @@ def step_settings(step: str) -> dict[str, tuple[Any, str]]:
 
 def step_annotations(step: str) -> dict[str, str]:
     """Type annotation (as text) of each setting of a step, where the engine gives one."""
-    source, _, _ = STEP_SOURCES[step]
+    source = STEPS[step].settings
     try:
         target = source()
     except (ImportError, AttributeError):
@@ -407,10 +345,10 @@ def check_optics(table: Any, field: str) -> dict[str, Any]:
 
 def _check_engine_params(step: str, table: dict[str, Any]) -> None:
     """Let the engine's own parameter class check the values together (ranges, combinations)."""
-    extra = STEP_SOURCES[step][2]
+    extra = STEPS[step].extra
     options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in table.items() if k not in extra}
     try:
-        params_class = STEP_SOURCES[step][0]()
+        params_class = STEPS[step].settings()
         params = params_class(**options)
         params.validate()
     except (ImportError, AttributeError):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import datetime
 import platform
 import time
@@ -60,3 +62,8 @@ def timed() -> Iterator[list[float]]:
         yield box
     finally:
         box[0] = time.perf_counter() - start
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """A short SHA-256 of the settings (keys sorted)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

@@ -11,7 +11,9 @@ from typing import Any, Callable
 from ..data import Project
 from ..engine import Progress, resolve_device
 from .config import ConfigError, validate_config
-from .steps import STEPS, StepContext, recorded_changes, shaping_settings, step_outputs_present
+from .resume import recorded_changes, shaping_settings
+from .step_table import STEPS
+from .steps import StepContext
 
 __all__ = ["PlannedStep", "Pipeline", "make_input"]
 
@@ -114,7 +116,7 @@ class Pipeline:
     def _plan_step(self, step: str, chosen: list[str], project: Project | None, keep: bool) -> PlannedStep:
         """One step of :meth:`plan`; ``keep``: its results in the project are kept (resume)."""
         options = self.config.get(step, {})
-        done = project is not None and step_outputs_present(step, project, options)
+        done = project is not None and STEPS[step].complete(project, options)
         status = "skip (done)" if (keep and done) else "run"
         if keep and step == "msp" and project is not None and project.msp and not done:
             status = f"run (resumes: {len(project.msp)} tilt(s) done)"
@@ -204,12 +206,12 @@ class Pipeline:
             ctx.options = dict(self.config.get(step, {}))
             ctx.settings = shaping_settings(step, self.config)
             ctx.resume = resume and not self._redo(step, restart)
-            if ctx.resume and step_outputs_present(step, ctx.project, ctx.options):
+            if ctx.resume and STEPS[step].complete(ctx.project, ctx.options):
                 self._say(f"{step}: done already (resume)")
                 continue
             self._say(f"{step} ...")
             started = time.perf_counter()
-            STEPS[step](ctx)
+            STEPS[step].run(ctx)
             self._say(f"{step}: done in {time.perf_counter() - started:.1f} s")
             self._barrier()
             ctx.reload()

@@ -6,7 +6,6 @@ data), so any step can be re-run alone with new parameters.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,9 @@ import numpy as np
 
 from ..data import Project, Volume
 from ..engine import Progress
-from .provenance import provenance, timed
+from .provenance import provenance, settings_hash, timed
 
-__all__ = ["StepContext", "STEPS", "step_outputs_present", "shaping_settings", "settings_hash",
-           "settings_changes"]
+__all__ = ["StepContext", "msp_params"]
 
 PROJECTIONS = "projections"
 DENOISED = "projections (denoised)"
@@ -431,109 +429,3 @@ def run_atoms(ctx: StepContext) -> None:
                    f"{radius:g} Å): {score['n_matched']} found (recall {score['recall']:.2f}), "
                    f"{score['false_positives']} false positives, position error RMS "
                    f"{score['rms_error_3d']:.2f} Å")
-
-
-STEPS: dict[str, Callable[[StepContext], None]] = {
-    "bright_field": run_bright_field,
-    "msp": run_msp,
-    "denoise": run_denoise,
-    "align": run_align,
-    "linear": run_linear,
-    "end_to_end": run_end_to_end,
-    "resolution": run_resolution,
-    "atoms": run_atoms,
-}
-
-
-def step_outputs_present(step: str, project: Project, options: dict[str, Any]) -> bool:
-    """Whether the project already holds this step's results (for ``--resume``)."""
-    count = len(project.series) if project.series is not None else 0
-    if step == "bright_field":
-        return False
-    if step == "msp":
-        return count > 0 and all(k in project.msp for k in range(count))
-    if step == "denoise":
-        return DENOISED in project.volumes
-    if step == "align":
-        return project.alignment is not None
-    if step == "linear":
-        return "linear" in project.volumes
-    if step == "end_to_end":
-        return "end-to-end" in project.volumes
-    if step == "resolution":
-        return options.get("volume", "end-to-end") in project.resolution
-    if step == "atoms":
-        return options.get("volume", "end-to-end") in project.atoms
-    return False
-
-
-# --- what a result was made with (for --resume) ------------------------------------------
-
-#: settings that choose what to compute or how often to report, not what comes out
-NOT_SHAPING = frozenset({"msp.tilts", "linear.preview_every", "end_to_end.preview_every"})
-
-
-def shaping_settings(step: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The settings that shape ``step``'s results, flat (``"msp.iterations"``), defaults
-    filled in: the step's section and the seed; for MSP also the bright-field section when
-    that step runs (it gives MSP its start defocus). The device, threads and progress
-    display are not among them."""
-    from .config import step_settings
-    from .provenance import plain
-
-    sections = [step]
-    if step == "msp" and "bright_field" in config["run"]["steps"]:
-        sections.append("bright_field")
-    out: dict[str, Any] = {"run.seed": int(config["run"]["seed"])}
-    for section in sections:
-        defaults = {key: default for key, (default, _help) in step_settings(section).items()}
-        for key, value in {**defaults, **config.get(section, {})}.items():
-            if f"{section}.{key}" not in NOT_SHAPING:
-                out[f"{section}.{key}"] = plain(value)
-    return out
-
-
-def settings_hash(settings: dict[str, Any]) -> str:
-    """A short SHA-256 of the settings (keys sorted)."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def settings_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(field, old value, new value) of every setting that differs; a missing one is
-    ``"(not set)"``. Numbers compare by value (2 and 2.0 are the same setting)."""
-    missing = "(not set)"
-    changes = []
-    for key in sorted(set(recorded) | set(now)):
-        old, new = recorded.get(key, missing), now.get(key, missing)
-        if old != new:
-            changes.append((key, old, new))
-    return changes
-
-
-def step_records(step: str, project: Project, options: dict[str, Any]) -> list[tuple[str, dict]]:
-    """(what, provenance) of each result of ``step`` that the project holds."""
-    name = options.get("volume", "end-to-end")
-    if step == "msp":
-        chosen = options.get("tilts", "all")
-        tilts = sorted(project.msp) if chosen in (None, "all") else [int(k) for k in chosen]
-        return [(f"msp tilt {k}", project.msp[k].provenance) for k in tilts if k in project.msp]
-    found = {"denoise": project.volumes.get(DENOISED), "align": project.alignment,
-             "linear": project.volumes.get("linear"), "end_to_end": project.volumes.get("end-to-end"),
-             "resolution": project.resolution.get(name), "atoms": project.atoms.get(name)}.get(step)
-    record = getattr(found, "provenance", None)
-    return [(step, record)] if isinstance(record, dict) else []
-
-
-def recorded_changes(step: str, project: Project, config: dict[str, Any]) -> tuple[str, list] | None:
-    """The first of ``step``'s stored results whose recorded settings differ from the
-    configuration's: (what, changes), else None. Results stored without a record (made
-    by an older version) are taken as they are."""
-    now = shaping_settings(step, config)
-    for what, record in step_records(step, project, config.get(step, {})):
-        text = record.get("settings")
-        if not isinstance(text, str) or record.get("settings_hash") == settings_hash(now):
-            continue
-        changes = settings_changes(json.loads(text), now)
-        if changes:
-            return what, changes
-    return None

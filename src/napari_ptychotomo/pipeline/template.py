@@ -6,18 +6,12 @@ from __future__ import annotations
 
 import re
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
-from .config import INPUT_KEYS, STEP_ORDER, _docstring_help, _function, step_settings
+from .config import INPUT_KEYS, _docstring_help, step_settings
+from .step_table import STEP_ORDER, STEPS
 
 __all__ = ["template", "plain_text"]
-
-#: where a step's settings are documented, when not on the engine object itself
-HELP_SOURCES: dict[str, Callable[[], Any]] = {
-    "align": _function("..tomo", "align_tilt_series"),
-    "linear": _function("..tomo", "reconstruct_linear"),
-    "atoms": _function("..analysis", "trace_atoms"),
-}
 
 #: a value to show for a setting whose default is "not set" (TOML has no null): the line
 #: must still be a valid setting when uncommented as it stands
@@ -145,7 +139,7 @@ def template() -> str:
     lines += _section_lines("input", INPUT_KEYS)
     for step in STEP_ORDER:
         settings = step_settings(step)
-        source = HELP_SOURCES.get(step)
+        source = STEPS[step].docs
         if source is not None:
             helps = _docstring_help(source())
             settings = {key: (default, text or helps.get(key, "")) for key, (default, text) in settings.items()}
