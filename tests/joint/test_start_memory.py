@@ -6,10 +6,10 @@ import pytest
 
 from napari_ptychotomo.data import Volume
 from napari_ptychotomo.io import guards
-from napari_ptychotomo.joint import JointParams, reconstruct_joint
+from napari_ptychotomo.joint import JointParams, reconstruct_joint, reconstruct_plane_wave
 from napari_ptychotomo.joint import setup
 
-from .conftest import stem_series
+from .conftest import hrtem_series, stem_series
 
 GiB = 1 << 30
 
@@ -61,3 +61,14 @@ def test_a_given_start_volume_counts_twice(series, four_gib):
     start = Volume(np.zeros((16, 24, 24), np.float32), 0.5, units="V")
     state = setup.start_state(series, start, 1, 4, (16, 24, 24), device="cpu")  # small: fine
     assert state.volume.shape == (16, 24, 24)
+
+
+def test_a_huge_plane_wave_volume_is_refused_before_it_is_allocated(four_gib, monkeypatch):
+    from napari_ptychotomo.joint import plane_wave
+
+    series = hrtem_series(np.zeros((8, 16, 16), np.complex64), 0.5, [-30.0, 30.0], [0.0, 50.0])
+    _never_allocate(monkeypatch)
+    monkeypatch.setattr(plane_wave.np, "zeros", setup.np.zeros)  # the same guard in plane_wave
+    params = JointParams(iterations=1, num_slices=4, volume_shape=(4 * 1024 * 1024, 16, 16))
+    with pytest.raises(MemoryError, match=r"plane-wave volume of 4194304×16×16 voxels \(volume_shape\)"):
+        reconstruct_plane_wave(series, params=params, device="cpu")

@@ -29,7 +29,7 @@ from .forward import focal_spread_weights, plane_wave_images, series_transfer
 from .memory import choose_batch_size, plane_wave_bytes
 from .params import JointParams
 from .result import JointResult, orthogonal_slices, partial_volume
-from .setup import split_init, start_potential
+from .setup import check_start_memory, split_init, start_potential
 
 __all__ = ["plane_wave_steps", "reconstruct_plane_wave"]
 
@@ -79,9 +79,12 @@ def plane_wave_steps(
     alignment.validate()
     if len(alignment.euler_deg) != len(series):
         raise ValueError(f"init alignment has {len(alignment.euler_deg)} tilts; the series has {len(series)}")
-    data = np.zeros(shape, np.complex64) if start is None else start_potential(start, energy, shape, voxel)
+    # memory first: a volume that cannot fit is refused before it is allocated
+    check_start_memory(shape, 0, 1, params.num_slices, start is not None, step="plane-wave",
+                       change="volume_shape")
     fixed, per_tilt = plane_wave_bytes(shape, params.num_slices, max(len(s.defocus) for s in series.scans))
     choose_batch_size("plane-wave tomography", fixed, per_tilt, 1, dev, most=1)
+    data = np.zeros(shape, np.complex64) if start is None else start_potential(start, energy, shape, voxel)
     halves = [None] if not params.half_data else [0, 1]
     results = []
     for h in halves:

@@ -105,16 +105,17 @@ def lateral_need(positions_px: list[np.ndarray], shifts_px: np.ndarray, window: 
 
 
 def check_start_memory(shape, window: int, num_modes: int, num_slices: int, given: bool,
-                       device: Any = None) -> None:
-    """Refuse (``MemoryError``, naming the volume and what to change) a start volume that
-    would not fit, before it is allocated: on the host, the volume (complex64) and, for a
-    given start volume, its converted copy; with ``device``, also the end-to-end step's
-    fixed memory and one scan position there (:func:`~.memory.stem_bytes`)."""
+                       device: Any = None, *, step: str = "end-to-end",
+                       change: str = "end_to_end.volume_shape, or bin the detector") -> None:
+    """Refuse (``MemoryError``, naming the volume and what to ``change``) a start volume
+    that would not fit, before it is allocated: on the host, the volume (complex64) and,
+    for a given start volume, its converted copy; with ``device``, also the end-to-end
+    step's fixed memory and one scan position there (:func:`~.memory.stem_bytes`)."""
     from ..engine import check_memory, resolve_device
     from .memory import stem_bytes
 
     dims = "×".join(str(int(n)) for n in shape)
-    what = f"the end-to-end volume of {dims} voxels (end_to_end.volume_shape, or bin the detector)"
+    what = f"the {step} volume of {dims} voxels ({change})"
     check_memory(what, math.prod(shape) * 8 * (2 if given else 1), 0, 1, "cpu")
     if device is not None:
         fixed, per_position = stem_bytes(shape, window, num_modes, num_slices)
