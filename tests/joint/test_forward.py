@@ -133,6 +133,11 @@ def test_stage_axis_slices_equal_the_general_rotation_and_binning():
     for theta in (0.0, 0.4, -1.2, np.pi / 2):
         general = bin_along_beam(rotate_volume(volume, torch.tensor([0.0, theta, 0.0])), 3)
         assert torch.allclose(stage_axis_slices(volume, theta, 3), general, atol=1e-5)
+    thetas = [0.0, 0.4, -1.2]  # several angles in one stacked product
+    stacked = stage_axis_slices(volume, thetas, 3)
+    assert stacked.shape == (3, 3, 7, 10)
+    for k, theta in enumerate(thetas):
+        assert torch.allclose(stacked[k], stage_axis_slices(volume, theta, 3), atol=1e-6)
     grad = torch.zeros_like(volume, requires_grad=True)
     stage_axis_slices(grad, 0.4, 3).real.sum().backward()  # differentiable in the volume
     assert grad.grad is not None and float(grad.grad.real.abs().sum()) > 0

@@ -23,6 +23,7 @@ as probe positions moved by −t, and the plane-wave model as a Fourier shift of
 from __future__ import annotations
 
 import functools
+from typing import Any
 import math
 
 import numpy as np
@@ -53,22 +54,36 @@ def tilt_slices(
     fixed = (stage_axis_matrix and not euler_rad.requires_grad
              and bool(torch.all(euler_rad[..., [0, 2]] == 0)))
     if fixed:
-        thetas = euler_rad[..., 1].reshape(-1).tolist()
-        slices = torch.stack([stage_axis_slices(volume, theta, num_slices) for theta in thetas])
+        slices = stage_axis_slices(volume, euler_rad[..., 1].reshape(-1).tolist(), num_slices)
         return (slices if euler_rad.dim() > 1 else slices[0]) * voxel_size
     return bin_along_beam(rotate_volume(volume, euler_rad), num_slices) * voxel_size
 
 
-def stage_axis_slices(volume: torch.Tensor, theta_rad: float, num_slices: int) -> torch.Tensor:
+def stage_axis_slices(volume: torch.Tensor, theta_rad: Any, num_slices: int) -> torch.Tensor:
     """``bin_along_beam(rotate_volume(volume, (0, θ, 0)), num_slices)`` (V·voxel) as one
     sparse matrix product: about the tilt axis the trilinear resampling has y weights 0 or
     1, so rotation and binning are one fixed linear map of each (z, x) plane, the same for
-    every y (4 bilinear taps per voxel, summed into its slab). Built once per angle."""
+    every y (4 bilinear taps per voxel, summed into its slab). Built once per angle.
+
+    ``theta_rad`` one angle, or a sequence of B angles for ``(B, num_slices, ny, nx)``:
+    their maps are stacked into one matrix, so the volume is rearranged once and the
+    backward pass writes its gradient once, not once per angle.
+    """
     nz, ny, nx = volume.shape
-    matrix = _stage_axis_matrix(nz, nx, float(theta_rad), int(num_slices), str(volume.device))
+    thetas = [float(t) for t in np.atleast_1d(theta_rad)]
+    matrix = _stage_axis_stack(nz, nx, tuple(thetas), int(num_slices), str(volume.device))
     planes = torch.view_as_real(volume.to(torch.complex64)).permute(0, 2, 1, 3).reshape(nz * nx, ny * 2)
-    out = torch.sparse.mm(matrix, planes).reshape(num_slices, nx, ny, 2).permute(0, 2, 1, 3)
-    return torch.view_as_complex(out.contiguous())
+    out = torch.sparse.mm(matrix, planes).reshape(len(thetas), num_slices, nx, ny, 2).permute(0, 1, 3, 2, 4)
+    out = torch.view_as_complex(out.contiguous())
+    return out if np.ndim(theta_rad) else out[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _stage_axis_stack(nz: int, nx: int, thetas: tuple[float, ...], num_slices: int, device: str) -> torch.Tensor:
+    """The maps of :func:`_stage_axis_matrix` for several angles, one above the other."""
+    if len(thetas) == 1:
+        return _stage_axis_matrix(nz, nx, thetas[0], num_slices, device)
+    return torch.cat([_stage_axis_matrix(nz, nx, t, num_slices, device) for t in thetas]).coalesce()
 
 
 @functools.lru_cache(maxsize=64)
