@@ -133,10 +133,11 @@ def _slices_forward(psi, patches, step, keep: bool, learn_propagator: bool):
     learned) and the last slice's spectrum."""
     num = patches.shape[1]
     entering, spectra = [], []
+    transmitted = torch.empty_like(psi)  # reused: fresh memory per slice costs page faults
     for s in range(num):
         if keep:
             entering.append(psi)
-        spectrum = torch.fft.fft2(psi * patches[:, s, None])
+        spectrum = torch.fft.fft2(torch.mul(psi, patches[:, s, None], out=transmitted))
         if s == num - 1:
             return entering, spectra, spectrum
         if learn_propagator:
