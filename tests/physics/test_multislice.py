@@ -135,15 +135,15 @@ def test_forward_model_gradients_agree_with_finite_differences_in_float64():
         assert float(analytic) == pytest.approx(numeric, rel=1e-5, abs=1e-9), (which, index)
 
 
-@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("positions_per_chunk", [None, 1, 2])
 @pytest.mark.parametrize("per_position_propagator", [False, True])
-def test_fused_backward_equals_autograd_of_the_plain_loop(per_position_propagator, chunked, monkeypatch):
+def test_fused_backward_equals_autograd_of_the_plain_loop(per_position_propagator, positions_per_chunk, monkeypatch):
     from napari_ptychotomo.physics import fused
     from napari_ptychotomo.physics.fused import multislice_intensities
     from napari_ptychotomo.physics.multislice import propagate
 
-    if chunked:  # cache-sized chunks on the CPU: here 1 position per pass of the fused op
-        monkeypatch.setattr(fused, "_CPU_CHUNK_BYTES", 2 * 12 * 12 * 16)
+    if positions_per_chunk:  # cache-sized chunks on the CPU (2 of 3: a short last chunk)
+        monkeypatch.setattr(fused, "_CPU_CHUNK_BYTES", positions_per_chunk * 2 * 12 * 12 * 16)
 
     torch.manual_seed(2)
     b, m, s, n = 3, 2, 3, 12
@@ -164,6 +164,19 @@ def test_fused_backward_equals_autograd_of_the_plain_loop(per_position_propagato
     assert fused.item() == pytest.approx(plain.item(), rel=1e-12)
     for a, b_ in zip(fused_grads, plain_grads):
         assert torch.allclose(a, b_, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("checkerboard", [False, True])
+def test_subpixel_shift_of_probe_modes_has_exact_gradients(checkerboard):
+    # the batched shift of one set of modes has a hand-written backward
+    from napari_ptychotomo.physics.multislice import _shift_waves
+
+    torch.manual_seed(4)
+    modes = torch.randn(2, 8, 8, dtype=torch.complex128, requires_grad=True)
+    shifts = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w, s: _shift_waves(w, s, checkerboard), (modes, shifts))
+    batched = _shift_waves(modes[None].expand(3, -1, -1, -1), shifts, checkerboard)  # the autograd path
+    assert torch.allclose(_shift_waves(modes, shifts, checkerboard), batched, atol=1e-13)
 
 
 @pytest.mark.parametrize("per_position_propagator", [False, True])

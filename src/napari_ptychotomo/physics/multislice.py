@@ -125,11 +125,49 @@ def _shift_waves(waves: torch.Tensor, shifts_px: torch.Tensor, checkerboard: boo
     if checkerboard:
         fy, fx = torch.fft.fftshift(fy), torch.fft.fftshift(fx)
         spectrum = torch.fft.fftshift(spectrum, dim=(-2, -1))
+    if waves.ndim == 3:
+        return _SubpixelShift.apply(spectrum, shifts_px.to(real), fy[:, 0], fx[0])
     shape = (-1, 1, 1) if waves.ndim == 2 else (-1, 1, 1, 1)
     sy = shifts_px[:, 0].reshape(shape).to(real)
     sx = shifts_px[:, 1].reshape(shape).to(real)
     ramp = torch.polar(torch.ones((), device=device, dtype=real), -2.0 * math.pi * (fy * sy + fx * sx))
     return torch.fft.ifft2(spectrum * ramp)
+
+
+class _SubpixelShift(torch.autograd.Function):
+    """Waves ``ifft2(Ŝ·R)`` ``(B, M, n, m)`` of one set of mode spectra ``Ŝ (M, n, m)``
+    with the shift ramp R = exp(−2πi(f_y s_y + f_x s_x)) of each position ``(B, 2)`` px.
+
+    R is the outer product of its row and column factors (B·(n + m) sines instead of
+    B·n·m), and the backward is written out: with Y = Ŝ·R and Ȳ the gradient of Y,
+    Ŝ̄ = Σ_B Ȳ·conj(R) and ∂L/∂φ = Im(Σ_M Ȳ·conj(Y)) for the phase φ of R, so
+    ∂L/∂s = −2π Σ f·Im(Σ_M Ȳ·conj(R)·conj(Ŝ)).
+    """
+
+    @staticmethod
+    def forward(ctx, spectrum, shifts, fy, fx):
+        one = torch.ones((), dtype=fy.dtype, device=fy.device)
+        rows = torch.polar(one, -2.0 * math.pi * shifts[:, :1] * fy)  # (B, n)
+        columns = torch.polar(one, -2.0 * math.pi * shifts[:, 1:] * fx)  # (B, m)
+        ramp = rows[:, :, None] * columns[:, None, :]  # (B, n, m)
+        ctx.save_for_backward(spectrum, ramp, fy, fx)
+        return torch.fft.ifft2(spectrum * ramp[:, None])
+
+    @staticmethod
+    def backward(ctx, grad_waves):
+        spectrum, ramp, fy, fx = ctx.saved_tensors
+        need_spectrum, need_shifts = ctx.needs_input_grad[:2]
+        n, m = spectrum.shape[-2:]
+        # the adjoint of the unnormalised inverse FFT is fft2 / N; the 1/N rides on R
+        scaled = torch.conj_physical(ramp).mul_(1.0 / (n * m))
+        grad_product = torch.fft.fft2(grad_waves).mul_(scaled[:, None])  # Ȳ·conj(R)
+        grad_spectrum = grad_product.sum(0) if need_spectrum else None
+        grad_shifts = None
+        if need_shifts:
+            phase = torch.imag(grad_product.mul_(spectrum.conj_physical()))  # Im(Ȳ·conj(Y))
+            phase = phase.sum(1) if phase.shape[1] > 1 else phase[:, 0]  # (B, n, m)
+            grad_shifts = -2.0 * math.pi * torch.stack([phase.sum(-1) @ fy, phase.sum(-2) @ fx], dim=1)
+        return grad_spectrum, grad_shifts, None, None
 
 
 def propagate(wave: torch.Tensor, propagator: torch.Tensor) -> torch.Tensor:
