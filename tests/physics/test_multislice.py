@@ -200,3 +200,13 @@ def test_checkerboard_waves_give_the_same_intensities_and_gradients(per_position
         assert torch.allclose(a, b_, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="even window"):
         multislice_intensities(waves[..., :7, :7], patches[..., :7, :7], prop[..., :7, :7], checkerboard=True)
+
+
+def test_amplitude_residual_has_a_finite_gradient_where_the_model_predicts_nothing():
+    from napari_ptychotomo.physics.loss import amplitude_residual
+
+    model = torch.tensor([0.0, 4.0], requires_grad=True)
+    residual = amplitude_residual(model, torch.tensor([1.0, 1.0]), floor=1e-8)
+    np.testing.assert_allclose(residual.detach().numpy(), [1e-4 - 1.0, 1.0], rtol=1e-6)
+    residual.sum().backward()
+    np.testing.assert_allclose(model.grad.numpy(), [0.5 / 1e-4, 0.25], rtol=1e-4)

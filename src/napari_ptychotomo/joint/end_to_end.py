@@ -27,6 +27,7 @@ import torch
 from ..data import Alignment, TiltSeries, Volume
 from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem, checked_counts, warn_negative
+from ..physics.loss import amplitude_residual
 from ..physics import fresnel_propagator, interaction_constant, wavelength
 from ..tomo.rotation import rotation_matrix
 from . import regularizers as reg
@@ -38,7 +39,8 @@ from .setup import half_indices, start_state
 
 __all__ = ["joint_steps", "reconstruct_joint", "keep_windows_inside"]
 
-_EPS = 1e-10
+#: intensity floor of the amplitude residual, in units of the mean pattern sum
+_FLOOR = 1e-10
 _COUNTED = 1e-3  # voxels: smaller clamps are rounding, not counted
 
 
@@ -197,7 +199,7 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
         model = _intensities(zero, euler[0].detach(), shifts[0].detach(), probes[0].detach(),
                              positions[0].detach()[local0.to(dev)], propagator, params.num_slices, voxel, sigma,
                              params.band_limit)
-        torch.sum((torch.sqrt(model + _EPS) - amplitudes[0][local0].to(dev)) ** 2).div(len(probe_batch)).backward()
+        torch.sum(amplitude_residual(model, amplitudes[0][local0].to(dev), _FLOOR) ** 2).div(len(probe_batch)).backward()
     all_reduce_grads([zero])
     volume_scale = float(zero.grad.abs().max()) if zero.grad is not None else 0.0
     del zero
@@ -242,7 +244,7 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
                     model = _intensities(volume, euler[k], shifts[k], probes[k], positions[k][local.to(dev)],
                                          propagator, params.num_slices, voxel, sigma, params.band_limit)
                     target = amplitudes[k][local].to(dev)
-                    loss = torch.sum((torch.sqrt(model + _EPS) - target) ** 2) / len(batch)
+                    loss = torch.sum(amplitude_residual(model, target, _FLOOR) ** 2) / len(batch)
                 tensors = [volume, probes[k], positions[k], euler[k], shifts[k]]
                 for t in tensors:
                     t.grad = None

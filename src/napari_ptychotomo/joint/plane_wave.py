@@ -22,6 +22,7 @@ import torch
 from ..data import Alignment, DefocusSeries, TiltSeries, Volume
 from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem, checked_counts, shift_problem, warn_negative
+from ..physics.loss import amplitude_residual
 from ..physics import fresnel_propagator, interaction_constant, wavelength
 from . import regularizers as reg
 from .distributed import all_reduce_grads, all_reduce_sum, init_from_environment, rank_device, world
@@ -33,7 +34,8 @@ from .setup import check_start_memory, split_init, start_potential
 
 __all__ = ["plane_wave_steps", "reconstruct_plane_wave"]
 
-_EPS = 1e-10
+#: intensity floor of the amplitude residual, in units of the incident beam per pixel
+_FLOOR = 1e-10
 
 
 def _check(series: Any) -> tuple[int, int, float, float]:
@@ -177,7 +179,7 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
             moves = torch.stack([shifts[k] if fit_shifts else shifts[k].detach() for k in group])
             model = plane_wave_images(y, angles, moves, transfer, propagator, params.num_slices, voxel, sigma,
                                       sample_weights=weights)
-            loss = torch.sum((torch.sqrt(model + _EPS) - target) ** 2, dim=(1, 2, 3)) / (n_images * shape[1] * shape[2])
+            loss = torch.sum(amplitude_residual(model, target, _FLOOR) ** 2, dim=(1, 2, 3)) / (n_images * shape[1] * shape[2])
             loss.sum().backward()
             per_tilt[group] = loss.detach()
         all_reduce_grads([y, *euler, *shifts])

@@ -24,6 +24,7 @@ import torch
 from ..data import MSPResult, ScanData
 from ..engine import EngineError, Progress, resolve_device, run
 from ..engine_guards import Divergence, checked_counts, thickness_problem, tilt_problem, warn_negative
+from ..physics.loss import amplitude_residual
 from ..physics import (
     forward_intensities,
     fresnel_propagator,
@@ -119,6 +120,8 @@ def _decay(iteration: int, iterations: int, final: float) -> float:
 # the means of the last two windows of iterations must agree this well (minibatch updates
 # make single iterations jitter by ~0.1 mrad and ~0.1 %)
 _TILT_SETTLED_MRAD = 0.05
+#: intensity floor of the amplitude residual, detector counts (far below one count)
+_FLOOR_COUNTS = 1e-8
 _THICKNESS_SETTLED = 2e-3
 
 
@@ -308,7 +311,7 @@ def _msp_steps(scan: ScanData, params: MSPParams | None, device: Any, seed: int,
                                       state.tilt, device=dev, band_limit=band_limit)
             probe = propagate(state.probe, half)
             model = geometry.measured(forward_intensities(t, probe, positions - lo.to(positions.dtype), propagator))
-            residual = torch.sqrt(model + 1e-8) - amplitudes[index]
+            residual = amplitude_residual(model, amplitudes[index], _FLOOR_COUNTS)
             data_error = torch.sum(residual**2)
             loss = data_error / (len(index) * mean_counts)
             if params.z_smoothness > 0 and S > 1:
