@@ -209,3 +209,46 @@ def test_bad_parameters_are_reported():
         trace_atoms(np.zeros((8, 8, 8), np.float32))
     with pytest.raises(ValueError, match="radius"):
         score_atoms(np.zeros((1, 3)), np.zeros((1, 3)), radius=-1)
+
+
+def _row_with_streak(ghost: bool):
+    """A row of three heavy Gaussian atoms along x (σ 0.3 Å, 200 V, 2.04 Å apart) with a
+    light one (40 V) 2.4 Å to the side of the middle one, and a streak along the row
+    (30 V) that runs 2 Å past its end, where it carries a bump like a ghost atom; 1 V noise.
+    Voxels of 0.25 Å."""
+    voxel, n = 0.25, 48
+    axis = np.arange(n) * voxel
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+
+    def blob(c, height, sigma=0.3):
+        return height * np.exp(-((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) / (2 * sigma**2))
+
+    heavy = [np.array([6.0, 6.0, 3.0 + 2.04 * k]) for k in range(3)]
+    light = heavy[1] + [0.0, 2.4, 0.0]
+    ghost_at = heavy[2] + [0.0, 0.0, 2.04]
+    volume = sum(blob(c, 200.0) for c in heavy) + blob(light, 40.0)
+    if ghost:
+        along = 1 / (1 + np.exp(-(x - 2.0) / 0.2)) / (1 + np.exp((x - (ghost_at[2] + 0.8)) / 0.2))
+        volume = volume + 30.0 * along * np.exp(-((z - 6.0) ** 2 + (y - 6.0) ** 2) / (2 * 0.3**2))
+        volume = volume + blob(ghost_at, 25.0)
+    volume = volume + np.random.default_rng(0).normal(size=volume.shape)
+    return volume.astype(np.float32), voxel, np.array([*heavy, light]), ghost_at
+
+
+def test_a_ghost_on_a_streak_out_of_a_heavy_atom_is_dropped_and_a_light_neighbour_kept():
+    """Few tilts leave streaks along the lattice rows; where a streak runs out of the
+    particle it carries bumps the band-pass takes for atoms. The bridge criterion drops a
+    site joined to a brighter atom by a ridge of about its own height, and keeps a real
+    light atom beside a heavy one (the volume dips between them)."""
+    volume, voxel, atoms, ghost_at = _row_with_streak(ghost=True)
+    loose = trace_atoms(volume, voxel_size=voxel, max_bridge=10.0)
+    assert np.min(np.linalg.norm(loose.positions - ghost_at, axis=1)) < 0.3  # found without the criterion
+    traced = trace_atoms(volume, voxel_size=voxel)
+    score = score_atoms(traced, atoms, radius=0.5)
+    assert score["n_matched"] == 4 and score["false_positives"] == 0
+
+
+def test_the_bridge_criterion_keeps_atoms_without_streaks():
+    volume, voxel, atoms, _ = _row_with_streak(ghost=False)
+    score = score_atoms(trace_atoms(volume, voxel_size=voxel), atoms, radius=0.5)
+    assert score["n_matched"] == 4 and score["false_positives"] == 0

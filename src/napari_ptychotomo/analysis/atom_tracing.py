@@ -35,12 +35,17 @@ from ..data import Atoms
 from ..engine import Progress, resolve_device, run
 from .gaussian_fit import render_model, refine_gaussians, window_offsets
 from .peak_filters import (
-    difference_of_gaussians, dog_noise_map, gaussian_blur, local_maxima, white_noise_sigma,
+    bridge_fractions, difference_of_gaussians, dog_noise_map, filter_gain, gaussian_blur, local_maxima,
+    white_noise_sigma,
 )
 from .species import classify_species
 from .volume_input import volume_array
 
 __all__ = ["trace_atoms", "trace_atoms_steps"]
+
+# noise σ of the smoothed volume, relative to an atom's height, that a bridge may exceed
+# ``max_bridge`` by before it counts: lines through noise scatter by about that much
+BRIDGE_NOISE_SIGMAS = 3.0
 
 _DEFAULTS = dict(
     dog_sigmas=(1.0, 2.0),
@@ -53,8 +58,10 @@ _DEFAULTS = dict(
     residual_rounds=1,
     tolerance=0.005,
     min_distance=None,
-    min_relative_intensity=0.05,
+    min_relative_intensity=0.1,
     max_width=1.5,
+    max_bridge=0.2,
+    bridge_radius=3.0,
     n_species=2,
     names=None,
 )
@@ -69,7 +76,7 @@ def _check_params(params: dict[str, Any], voxel_size: float) -> dict[str, Any]:
         # Ren et al. merge within 2.25 voxels; at fine sampling a true potential's misfit
         # residue reaches ~1 Å, so never less than that
         p["min_distance"] = max(2.25 * voxel_size, 1.0)
-    for name in ("threshold_sigma", "min_distance", "max_width"):
+    for name in ("threshold_sigma", "min_distance", "max_width", "max_bridge", "bridge_radius"):
         if not (np.isfinite(p[name]) and p[name] > 0):
             raise ValueError(f"{name} = {p[name]!r}; expected a positive number")
     sigmas = np.asarray(p["dog_sigmas"], dtype=float)
@@ -106,6 +113,7 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
     dog = difference_of_gaussians(raw, *p["dog_sigmas"])
     # noise levels from the volume's white-noise σ (robust to the atoms' own tails)
     noise = white_noise_sigma(raw)
+    smooth_noise = noise * filter_gain(lambda v: gaussian_blur(v, p["fit_blur"]), dev)
     # the DoG of white noise, voxel by voxel (its σ grows near the reflected faces)
     dog_noise = noise * torch.as_tensor(dog_noise_map(raw.shape, *p["dog_sigmas"]), device=dev)
     dog_threshold = torch.clamp(p["threshold_sigma"] * dog_noise, min=p["min_relative_peak"] * float(dog.max()))
@@ -137,6 +145,10 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
             keep &= intensity > p["min_relative_intensity"] * torch.quantile(intensity, 0.99)
         atom_width = torch.sqrt(torch.clamp(widths**2 - p["fit_blur"] ** 2, min=0)) * size
         keep &= atom_width <= p["max_width"]
+        # a ghost on a streak out of a brighter atom is no atom of its own; the allowance
+        # keeps a faint real atom whose line noise alone lifts the bridge
+        bridge = bridge_fractions(smooth, centres, heights, widths, p["bridge_radius"] / size)
+        keep &= bridge <= p["max_bridge"] + BRIDGE_NOISE_SIGMAS * smooth_noise / heights.clamp_min(1e-12)
         # a centre beyond the outer voxels' edges is an extrapolation, not a measurement
         keep &= ((centres >= -0.5) & (centres <= extent)).all(-1)
         keep_np = keep.cpu().numpy()
