@@ -60,8 +60,10 @@ _DEFAULTS = dict(
     min_distance=None,
     min_relative_intensity=0.1,
     max_width=1.5,
+    max_relative_width=1.5,
     max_bridge=0.2,
     bridge_radius=3.0,
+    bridge_contrast=1.5,
     n_species=2,
     names=None,
 )
@@ -76,7 +78,8 @@ def _check_params(params: dict[str, Any], voxel_size: float) -> dict[str, Any]:
         # Ren et al. merge within 2.25 voxels; at fine sampling a true potential's misfit
         # residue reaches ~1 Å, so never less than that
         p["min_distance"] = max(2.25 * voxel_size, 1.0)
-    for name in ("threshold_sigma", "min_distance", "max_width", "max_bridge", "bridge_radius"):
+    for name in ("threshold_sigma", "min_distance", "max_width", "max_bridge", "bridge_radius", "bridge_contrast",
+                 "max_relative_width"):
         if not (np.isfinite(p[name]) and p[name] > 0):
             raise ValueError(f"{name} = {p[name]!r}; expected a positive number")
     sigmas = np.asarray(p["dog_sigmas"], dtype=float)
@@ -145,9 +148,14 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
             keep &= intensity > p["min_relative_intensity"] * torch.quantile(intensity, 0.99)
         atom_width = torch.sqrt(torch.clamp(widths**2 - p["fit_blur"] ** 2, min=0)) * size
         keep &= atom_width <= p["max_width"]
+        if len(atom_width):
+            # the reconstruction blurs every atom alike: a fit much broader than the typical
+            # atom's is a merged blob or a streak end, not an atom
+            keep &= atom_width <= p["max_relative_width"] * atom_width.median()
         # a ghost on a streak out of a brighter atom is no atom of its own; the allowance
         # keeps a faint real atom whose line noise alone lifts the bridge
-        bridge = bridge_fractions(smooth, centres, heights, widths, p["bridge_radius"] / size)
+        bridge = bridge_fractions(smooth, centres, heights, widths, p["bridge_radius"] / size,
+                                  min_contrast=p["bridge_contrast"])
         keep &= bridge <= p["max_bridge"] + BRIDGE_NOISE_SIGMAS * smooth_noise / heights.clamp_min(1e-12)
         # a centre beyond the outer voxels' edges is an extrapolation, not a measurement
         keep &= ((centres >= -0.5) & (centres <= extent)).all(-1)

@@ -175,8 +175,8 @@ def sphere_directions(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
 
 
 def bridge_fractions(volume: torch.Tensor, centres: torch.Tensor, heights: torch.Tensor, widths: torch.Tensor,
-                     radius: float, min_separation: float = 4.0, samples: int = 9,
-                     directions: int = 64, tail_quantile: float = 0.5) -> torch.Tensor:
+                     radius: float, min_contrast: float = 1.0, min_separation: float = 4.0,
+                     samples: int = 9, directions: int = 64) -> torch.Tensor:
     """How strongly each peak is bridged to a brighter neighbour: per peak (n,) the
     largest, over the brighter fitted peaks within ``radius`` voxels and at least
     ``min_separation`` of the brighter peak's fitted σ (voxels) away, of the lowest excess
@@ -206,6 +206,7 @@ def bridge_fractions(volume: torch.Tensor, centres: torch.Tensor, heights: torch
     weak = torch.where(heights[a] < heights[b], a, b)
     bright = torch.where(heights[a] < heights[b], b, a)
     apart = (centres[weak] - centres[bright]).norm(dim=-1) >= min_separation * widths[bright]
+    apart &= heights[bright] >= min_contrast * heights[weak]
     weak, bright = weak[apart], bright[apart]
     if len(weak) == 0:
         return out
@@ -215,6 +216,6 @@ def bridge_fractions(volume: torch.Tensor, centres: torch.Tensor, heights: torch
     distance = (1 - t)[None, :] * offset.norm(dim=-1, keepdim=True)
     sphere = sphere_directions(directions, volume.device, volume.dtype)
     shells = centres[bright, None, None, :] + distance[..., None, None] * sphere  # (pairs, samples, dirs, 3)
-    tail = torch.quantile(sample_trilinear(volume, shells), tail_quantile, dim=-1)
+    tail = sample_trilinear(volume, shells).median(-1).values
     excess = (sample_trilinear(volume, points) - tail).min(-1).values / heights[weak].clamp_min(1e-12)
     return out.scatter_reduce(0, weak, excess, reduce="amax")
