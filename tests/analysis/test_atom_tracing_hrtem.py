@@ -15,59 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_ptychotomo import score_atoms, trace_atoms
-from napari_ptychotomo.joint import JointParams, reconstruct_plane_wave
-from napari_ptychotomo.simulate import Specimen, fcc_nanoparticle, simulate_hrtem_series
+from napari_ptychotomo import trace_atoms
 
-PIXEL = 0.25  # Å
-AU_LATTICE = 4.078  # Å
-
-
-def au_particle_with_light_atoms(size, facet, light, pixels, axis=1, height=1.9, seed=0):
-    """An Au sphere ``size`` Å across cut by a {100} facet ``facet`` Å from its centre on
-    the + side of ``axis`` (0, 1, 2 = z, y, x), with the ``light`` elements on bridge sites
-    ``height`` Å above that facet, at least 2.9 Å apart; centred in a cubic cell of
-    ``pixels`` pixels whose centre falls on pixel (pixels − 1) / 2, the reconstruction's
-    rotation centre."""
-    particle = fcc_nanoparticle("Au", size, "sphere", vacuum=0.0)
-    xyz = particle.positions - particle.positions.mean(0)
-    xyz = xyz[xyz[:, axis] <= facet]
-    top = xyz[:, axis].max()
-    others = [a for a in range(3) if a != axis]
-    surface = xyz[np.abs(xyz[:, axis] - top) < 0.1]
-    quarter = AU_LATTICE / 4
-    sites = []
-    for atom in surface:
-        for du, dv in ((quarter, quarter), (quarter, -quarter), (-quarter, quarter), (-quarter, -quarter)):
-            site = atom.copy()
-            site[others[0]] += du
-            site[others[1]] += dv
-            site[axis] = top + height
-            sites.append(site)
-    sites = np.unique(np.round(np.array(sites), 3), axis=0)
-    chosen = []
-    for k in np.random.default_rng(seed).permutation(len(sites)):
-        if all(np.linalg.norm(sites[k] - c) >= 2.9 for c in chosen):
-            chosen.append(sites[k])
-        if len(chosen) == len(light):
-            break
-    positions = np.concatenate([xyz, np.array(chosen)])
-    side = (pixels - 0.999) * PIXEL
-    return Specimen(positions - positions.mean(0) + side / 2, ["Au"] * len(xyz) + list(light),
-                    np.full(3, side), {"name": "Au particle with light atoms on a facet"})
-
-
-def noisy_series_at_the_engines_defocus(particle, n_tilts, defoci, dose, seed, pixels):
-    """The simulator's series (its defaults, 0.25 Å pixels, Poisson noise), its defoci moved
-    from the exit surface of the simulator's slab to that of the engine's cubic volume:
-    free propagation over a distance d is a change of defocus by d."""
-    series = simulate_hrtem_series(particle, np.linspace(-90.0, 90.0, n_tilts), defoci, pixel_size=PIXEL,
-                                   dose=dose, seed=seed)
-    depth = 2 * (np.linalg.norm(particle.positions - particle.centre, axis=1).max() + 1.0)
-    slab_exit = series.truth["num_slices"] * series.truth["slice_thickness"] - depth / 2
-    for images in series.scans:
-        images.defocus = np.asarray(images.defocus) + (pixels * PIXEL / 2 - slab_exit)
-    return series
+from hrtem_particle_case import reconstructed_case, split_score
 
 
 @pytest.fixture(scope="module")
@@ -75,23 +25,9 @@ def reconstruction():
     """46 Au and 3 light atoms (Si, O, O) 1.9 Å above the +y facet (the tilt axis: no
     streaks there), 21 tilts over ±90°, 3 defoci, 64² images, 1000 e/Å² per image;
     plane-wave tomography with 30 iterations, 8 slices, TV 0.1 V."""
-    pixels = 64
-    particle = au_particle_with_light_atoms(12.0, 3.5, ("Si", "O", "O"), pixels)
-    series = noisy_series_at_the_engines_defocus(particle, 21, [-100.0, 0.0, 100.0], 1000.0, 5, pixels)
-    params = JointParams(iterations=30, num_slices=8, tv_weight=0.1, plane_wave_step=4.0,
-                         volume_shape=(pixels,) * 3)
-    result = reconstruct_plane_wave(series, params=params, device="cpu")
-    truth = particle.positions - particle.centre + (pixels - 1) / 2 * PIXEL
-    return result.volume, truth, particle.numbers
-
-
-def split_score(traced, truth, numbers):
-    """score_atoms (within 1 Å) with the recall of heavy and light atoms apart."""
-    heavy = numbers == 79
-    score = score_atoms(traced, (truth, heavy.astype(int)), radius=1.0)
-    found = np.zeros(len(truth), bool)
-    found[score["matches"][1]] = True
-    return score, found[heavy].mean(), found[~heavy].mean()
+    case = reconstructed_case(size=12.0, facet=3.5, light=("Si", "O", "O"), pixels=64, n_tilts=21,
+                              iterations=30, num_slices=8)
+    return case["volume"], case["truth"], case["numbers"]
 
 
 def test_plane_wave_reconstruction_is_traced_without_ghost_atoms(reconstruction):

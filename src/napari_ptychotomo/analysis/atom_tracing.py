@@ -13,9 +13,15 @@
    from every traced atom (and ``window`` voxels from the faces) become new candidates:
    atoms hidden next to bright neighbours;
 4. criteria after each iteration: a fit that no longer sits on a significant DoG peak
-   (``accept_fraction`` of the candidate threshold), too faint, too broad, or closer than ``min_distance``
-   to a brighter site → removed (a merge keeps the brighter site, whose refit absorbs
-   the other's intensity);
+   (``accept_fraction`` of the candidate threshold), too faint, too broad (in Å, or
+   against the median fitted width: the reconstruction blurs every atom alike, so a much
+   broader fit is a merged blob or a streak's end), bridged to a clearly brighter site,
+   or closer than ``min_distance`` to a brighter site → removed (a merge keeps the
+   brighter site, whose refit absorbs the other's intensity). Bridged: few tilts for a
+   particle's size leave streaks along its lattice rows; where one runs out of an atom
+   it carries bumps the band-pass takes for atoms, joined to that atom by a ridge of
+   about their own height, where a real neighbour stands apart
+   (:func:`.peak_filters.bridge_fractions`);
 5. species: a Gaussian mixture of the integrated intensities (:mod:`.species`).
 
 The fits run on the volume blurred by ``fit_blur`` voxels: a true potential is a cusp
@@ -237,8 +243,17 @@ def trace_atoms(volume: Any, *, voxel_size: float | None = None, device: Any = "
     tolerance : RMS change of the centres in voxels at which the fit stops (0.005).
     min_distance : the closest two atoms may be, in Å (not set: 2.25 voxels but at least 1 Å).
     min_relative_intensity : weakest atom kept, as a fraction of the 99th-percentile
-        intensity (0.05).
+        intensity (0.1: O beside Pt or Au measures 0.12–0.3 of the heavy atoms in the
+        tests' volumes and reconstructions, streak remnants and noise peaks less).
     max_width : largest fitted σ in Å of an atom (1.5).
+    max_relative_width : largest fitted σ as a multiple of the median fitted σ (1.5).
+    max_bridge : largest bridge to a brighter site, as a fraction of the site's own height,
+        above the noise allowance of 3 σ of the smoothed volume (0.2; see
+        :func:`~napari_ptychotomo.analysis.peak_filters.bridge_fractions`).
+    bridge_radius : distance in Å within which brighter sites are checked for bridges (3).
+    bridge_contrast : how many times brighter (fitted height) a neighbour must be for the
+        bridge test (1.5): a streak's bump is weaker than the atom it comes from, while
+        two equal atoms on a ridge are two atoms.
     n_species : number of species classes (2).
     names : element of each class, lightest first (not set: class numbers).
 
