@@ -252,3 +252,24 @@ def test_the_bridge_criterion_keeps_atoms_without_streaks():
     volume, voxel, atoms, _ = _row_with_streak(ghost=False)
     score = score_atoms(trace_atoms(volume, voxel_size=voxel), atoms, radius=0.5)
     assert score["n_matched"] == 4 and score["false_positives"] == 0
+
+
+def test_a_fit_much_broader_than_the_typical_atom_is_dropped():
+    """Eight Gaussian atoms of σ 0.22 Å and one blob of σ 0.7 Å (as a merged pair or a
+    streak's end in a reconstruction): the blob's fit (in its 5³-voxel window) is about
+    twice as broad as the median."""
+    voxel, n = 0.25, 48
+    axis = np.arange(n) * voxel
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    corners = np.array([[a, b, c] for a in (3.5, 8.5) for b in (3.5, 8.5) for c in (3.5, 8.5)])
+    blob = np.array([6.0, 6.0, 6.0])
+
+    def gaussian(c, height, sigma):
+        return height * np.exp(-((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) / (2 * sigma**2))
+
+    volume = sum(gaussian(c, 100.0, 0.22) for c in corners) + gaussian(blob, 60.0, 0.7)
+    volume = (volume + np.random.default_rng(1).normal(size=volume.shape)).astype(np.float32)
+    kept = trace_atoms(volume, voxel_size=voxel, max_relative_width=10.0)
+    assert np.min(np.linalg.norm(kept.positions - blob, axis=1)) < 0.3
+    score = score_atoms(trace_atoms(volume, voxel_size=voxel), corners, radius=0.5)
+    assert score["n_matched"] == 8 and score["false_positives"] == 0
