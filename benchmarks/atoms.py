@@ -16,8 +16,10 @@ light Si / O atoms 1.9 Å above one {100} facet, 31 tilts over ±90°, 3 defoci,
 images of 0.25 Å, 1000 e/Å² per image with Poisson noise; reconstructed with
 ``reconstruct_plane_wave`` (30 iterations, 16 slices, TV 0.1 V). Two particles: the light
 atoms on the +x facet (in the tilt plane, where the streaks of too few tilts run) and on
-the +y facet (along the tilt axis). Traced with the defaults and with the criteria that
-drop ghosts switched off (the defaults before them). A light atom counts as resolved
+the +y facet (along the tilt axis). Traced with the defaults, with
+``max_relative_width=1.5`` (merged blobs too; off by default, as real atoms of unevenly
+blurred volumes are that broad) and with the criteria that drop ghosts switched off (the
+defaults before them). A light atom counts as resolved
 when the band-pass (DoG) at its true site beats every DoG value farther than 2 Å from
 all true atoms. The reconstructions are cached in ``--cache`` (not the repository) and
 reused; their wall time is the one measured when they were made.
@@ -170,7 +172,9 @@ def lattice(size, rng):
 FULL_CASE = dict(size=18.0, facet=6.2, light=("Si", "O", "O", "Si", "O", "O"), pixels=128, n_tilts=31,
                  iterations=30, num_slices=16)
 # the tracer's defaults before the criteria that drop ghosts on streaks
-LOOSE = dict(max_bridge=1e6, max_relative_width=1e6, min_relative_intensity=0.05)
+LOOSE = dict(max_bridge=1e6, min_relative_intensity=0.05)
+# for volumes that blur every atom alike (all tilts over ±90°): merged blobs go too
+PLANE_WAVE = dict(max_relative_width=1.5)
 
 
 def hrtem_case(axis, cache):
@@ -227,7 +231,7 @@ def hrtem_scores(cache):
                "reconstruction_threads": 1, "load_average_1min": case.get("load_average_1min"),
                "light_dog_at_sites": at_sites.tolist(), "largest_dog_away_from_atoms": background,
                "n_light_resolved": len(resolved)}
-        for name, options in (("defaults", {}), ("without_ghost_criteria", LOOSE)):
+        for name, options in (("defaults", {}), ("plane_wave_setting", PLANE_WAVE), ("without_ghost_criteria", LOOSE)):
             start = time.perf_counter()
             traced = trace_atoms(case["volume"], device="cpu", **options)
             seconds = time.perf_counter() - start

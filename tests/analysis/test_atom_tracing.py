@@ -209,6 +209,10 @@ def test_bad_parameters_are_reported():
         trace_atoms(np.zeros((8, 8, 8), np.float32))
     with pytest.raises(ValueError, match="radius"):
         score_atoms(np.zeros((1, 3)), np.zeros((1, 3)), radius=-1)
+    with pytest.raises(ValueError, match="max_relative_width"):
+        trace_atoms(np.zeros((8, 8, 8), np.float32), voxel_size=0.3, max_relative_width=0.0)
+    with pytest.raises(ValueError, match="max_bridge"):
+        trace_atoms(np.zeros((8, 8, 8), np.float32), voxel_size=0.3, max_bridge=-1.0)
 
 
 def _row_with_streak(ghost: bool):
@@ -254,7 +258,7 @@ def test_the_bridge_criterion_keeps_atoms_without_streaks():
     assert score["n_matched"] == 4 and score["false_positives"] == 0
 
 
-def test_a_fit_much_broader_than_the_typical_atom_is_dropped():
+def test_a_fit_much_broader_than_the_typical_atom_is_dropped_when_asked():
     """Eight Gaussian atoms of σ 0.22 Å and one blob of σ 0.7 Å (as a merged pair or a
     streak's end in a reconstruction): the blob's fit (in its 5³-voxel window) is about
     twice as broad as the median."""
@@ -269,7 +273,7 @@ def test_a_fit_much_broader_than_the_typical_atom_is_dropped():
 
     volume = sum(gaussian(c, 100.0, 0.22) for c in corners) + gaussian(blob, 60.0, 0.7)
     volume = (volume + np.random.default_rng(1).normal(size=volume.shape)).astype(np.float32)
-    kept = trace_atoms(volume, voxel_size=voxel, max_relative_width=10.0)
+    kept = trace_atoms(volume, voxel_size=voxel)  # by default no limit relative to the others
     assert np.min(np.linalg.norm(kept.positions - blob, axis=1)) < 0.3
-    score = score_atoms(trace_atoms(volume, voxel_size=voxel), corners, radius=0.5)
+    score = score_atoms(trace_atoms(volume, voxel_size=voxel, max_relative_width=1.5), corners, radius=0.5)
     assert score["n_matched"] == 8 and score["false_positives"] == 0

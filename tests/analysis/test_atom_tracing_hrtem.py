@@ -5,8 +5,8 @@ defocus series with Poisson noise, :func:`reconstruct_plane_wave`, then
 
 Few tilts for the particle's size leave streaks along the lattice rows in the tilt plane
 (x, z); where they run out of the particle or between rows they carry bumps that a
-band-pass takes for atoms. The tracer's bridge, relative-width and intensity criteria
-drop them. The full-size case (≈ 180 atoms, 31 tilts, 128² images) is
+band-pass takes for atoms. The tracer's bridge and intensity criteria drop
+them. The full-size case (≈ 180 atoms, 31 tilts, 128² images) is
 ``benchmarks/atoms.py --hrtem``.
 """
 
@@ -44,7 +44,7 @@ def test_plane_wave_reconstruction_is_traced_without_ghost_atoms(reconstruction)
 
 def test_without_the_ghost_criteria_the_streaks_give_false_atoms(reconstruction):
     volume, truth, numbers = reconstruction
-    loose = trace_atoms(volume, device="cpu", max_bridge=1e6, max_relative_width=1e6, min_relative_intensity=0.05)
+    loose = trace_atoms(volume, device="cpu", max_bridge=1e6, min_relative_intensity=0.05)
     score, heavy, _ = split_score(loose, truth, numbers)
     print(f"loose: false positives {score['false_positives']}, species {score['species_accuracy']:.3f}")
     assert heavy >= 0.995

@@ -13,9 +13,9 @@
    from every traced atom (and ``window`` voxels from the faces) become new candidates:
    atoms hidden next to bright neighbours;
 4. criteria after each iteration: a fit that no longer sits on a significant DoG peak
-   (``accept_fraction`` of the candidate threshold), too faint, too broad (in Å, or
-   against the median fitted width: the reconstruction blurs every atom alike, so a much
-   broader fit is a merged blob or a streak's end), bridged to a clearly brighter site,
+   (``accept_fraction`` of the candidate threshold), too faint, too broad (in Å, or,
+   where asked, against the median fitted width: where a reconstruction blurs every atom
+   alike a much broader fit is a merged blob or a streak's end), bridged to a clearly brighter site,
    or closer than ``min_distance`` to a brighter site → removed (a merge keeps the
    brighter site, whose refit absorbs the other's intensity). Bridged: few tilts for a
    particle's size leave streaks along its lattice rows; where one runs out of an atom
@@ -66,7 +66,7 @@ _DEFAULTS = dict(
     min_distance=None,
     min_relative_intensity=0.1,
     max_width=1.5,
-    max_relative_width=1.5,
+    max_relative_width=None,
     max_bridge=0.2,
     bridge_radius=3.0,
     bridge_contrast=1.5,
@@ -84,13 +84,15 @@ def _check_params(params: dict[str, Any], voxel_size: float) -> dict[str, Any]:
         # Ren et al. merge within 2.25 voxels; at fine sampling a true potential's misfit
         # residue reaches ~1 Å, so never less than that
         p["min_distance"] = max(2.25 * voxel_size, 1.0)
-    for name in ("threshold_sigma", "min_distance", "max_width", "max_bridge", "bridge_radius", "bridge_contrast",
-                 "max_relative_width"):
+    for name in ("threshold_sigma", "min_distance", "max_width", "max_bridge", "bridge_radius", "bridge_contrast"):
         if not (np.isfinite(p[name]) and p[name] > 0):
             raise ValueError(f"{name} = {p[name]!r}; expected a positive number")
     sigmas = np.asarray(p["dog_sigmas"], dtype=float)
     if sigmas.shape != (2,) or not (0 < sigmas[0] < sigmas[1]):
         raise ValueError(f"dog_sigmas = {p['dog_sigmas']!r}; expected (small, large) voxels with 0 < small < large")
+    width = p["max_relative_width"]
+    if width is not None and not (np.isfinite(width) and width > 0):
+        raise ValueError(f"max_relative_width = {width!r}; expected a positive multiple of the median fitted width, or None")
     if not (0 <= p["accept_fraction"] <= 1):
         raise ValueError(f"accept_fraction = {p['accept_fraction']!r}; expected a fraction from 0 to 1")
     if int(p["window"]) < 1 or int(p["iterations"]) < 1:
@@ -154,9 +156,9 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
             keep &= intensity > p["min_relative_intensity"] * torch.quantile(intensity, 0.99)
         atom_width = torch.sqrt(torch.clamp(widths**2 - p["fit_blur"] ** 2, min=0)) * size
         keep &= atom_width <= p["max_width"]
-        if len(atom_width):
-            # the reconstruction blurs every atom alike: a fit much broader than the typical
-            # atom's is a merged blob or a streak end, not an atom
+        if len(atom_width) and p["max_relative_width"] is not None:
+            # where the reconstruction blurs every atom alike, a fit much broader than the
+            # typical atom's is a merged blob or a streak end, not an atom
             keep &= atom_width <= p["max_relative_width"] * atom_width.median()
         # a ghost on a streak out of a brighter atom is no atom of its own; the allowance
         # keeps a faint real atom whose line noise alone lifts the bridge
@@ -246,7 +248,11 @@ def trace_atoms(volume: Any, *, voxel_size: float | None = None, device: Any = "
         intensity (0.1: O beside Pt or Au measures 0.12–0.3 of the heavy atoms in the
         tests' volumes and reconstructions, streak remnants and noise peaks less).
     max_width : largest fitted σ in Å of an atom (1.5).
-    max_relative_width : largest fitted σ as a multiple of the median fitted σ (1.5).
+    max_relative_width : largest fitted σ as a multiple of the median fitted σ (not set:
+        no such limit). For volumes that blur every atom alike, such as a plane-wave
+        reconstruction from tilts over ±90°, 1.5 drops merged blobs and streak ends; in a
+        volume with a missing wedge or blurred unevenly (the demo's linear tomography)
+        real atoms are that broad too.
     max_bridge : largest bridge to a brighter site, as a fraction of the site's own height,
         above the noise allowance of 3 σ of the smoothed volume (0.2; see
         :func:`~napari_ptychotomo.analysis.peak_filters.bridge_fractions`).
