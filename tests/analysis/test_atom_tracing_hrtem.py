@@ -31,14 +31,17 @@ def reconstruction():
 
 
 def test_plane_wave_reconstruction_is_traced_without_ghost_atoms(reconstruction):
+    """The issue's targets: heavy recall ≥ 99.5 %, false positives ≤ 1 % of the true atoms,
+    RMS ≤ 0.1 Å, light recall ≥ 90 %, species ≥ 97 %. Measured: 46 / 46 Au, 3 / 3 light,
+    RMS 0.049 Å, species all right, and 1 false atom (2.0 % of 49; 1 % would be none): a
+    weak bump 2.6 Å off the surface (0.12 of an Au atom's intensity, the light ones 0.23 to
+    0.29), pinned at its measured level."""
     volume, truth, numbers = reconstruction
     score, heavy, light = split_score(trace_atoms(volume, device="cpu"), truth, numbers)
-    print(f"heavy recall {heavy:.4f}, light {light:.2f}, false positives {score['false_positives']} "
-          f"({score['false_positive_rate']:.3f}), RMS {score['rms_error_3d']:.3f} Å, species {score['species_accuracy']:.3f}")
     assert heavy >= 0.995
-    assert score["false_positive_rate"] <= 0.03
-    assert score["rms_error_3d"] <= 0.1
-    assert light >= 0.6
+    assert score["false_positives"] <= 1
+    assert score["rms_error_3d"] <= 0.06
+    assert light >= 0.9
     assert score["species_accuracy"] >= 0.97
 
 
@@ -46,6 +49,5 @@ def test_without_the_ghost_criteria_the_streaks_give_false_atoms(reconstruction)
     volume, truth, numbers = reconstruction
     loose = trace_atoms(volume, device="cpu", max_bridge=1e6, min_relative_intensity=0.05)
     score, heavy, _ = split_score(loose, truth, numbers)
-    print(f"loose: false positives {score['false_positives']}, species {score['species_accuracy']:.3f}")
     assert heavy >= 0.995
-    assert score["false_positive_rate"] >= 0.3
+    assert score["false_positive_rate"] >= 0.5  # measured 70 of 49 (143 %), species 6 % right
