@@ -12,12 +12,10 @@ them. The full-size case (≈ 180 atoms, 31 tilts, 128² images) is
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from hrtem_particle_case import reconstructed_case, split_score
 
 from napari_ptychotomo import trace_atoms
-
-from hrtem_particle_case import reconstructed_case, split_score
 
 
 @pytest.fixture(scope="module")

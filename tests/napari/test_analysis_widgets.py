@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_ptychotomo.data import Atoms, Resolution, Volume
 from napari_ptychotomo._napari.analysis_widgets import resolution_table, score_line
+from napari_ptychotomo.data import Atoms, Resolution, Volume
 
 
 def gaussian_atoms(n=24, voxel=0.5, sigma=0.5, light=0.0):

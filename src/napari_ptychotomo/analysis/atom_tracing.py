@@ -14,13 +14,13 @@
    atoms hidden next to bright neighbours;
 4. criteria after each iteration: a fit that no longer sits on a significant DoG peak
    (``accept_fraction`` of the candidate threshold), too faint, too broad (in Å, or,
-   where asked, against the median fitted width: where a reconstruction blurs every atom
-   alike a much broader fit is a merged blob or a streak's end), bridged to a clearly brighter site,
-   or closer than ``min_distance`` to a brighter site → removed (a merge keeps the
-   brighter site, whose refit absorbs the other's intensity). Bridged: few tilts for a
-   particle's size leave streaks along its lattice rows; where one runs out of an atom
-   it carries bumps the band-pass takes for atoms, joined to that atom by a ridge of
-   about their own height, where a real neighbour stands apart
+   where asked, against the median fitted width: where a reconstruction blurs every
+   atom alike, a much broader fit is a merged blob or a streak's end), bridged to a
+   clearly brighter site, or closer than ``min_distance`` to a brighter site → removed
+   (a merge keeps the brighter site, whose refit absorbs the other's intensity).
+   Bridged: few tilts for a particle's size leave streaks along its lattice rows; where
+   one runs out of an atom it carries bumps the band-pass takes for atoms, joined to
+   that atom by a ridge of about their own height, where a real neighbour stands apart
    (:func:`.peak_filters.bridge_fractions`);
 5. species: a Gaussian mixture of the integrated intensities (:mod:`.species`).
 
@@ -39,9 +39,14 @@ import torch
 
 from ..data import Atoms
 from ..engine import Progress, resolve_device, run
-from .gaussian_fit import render_model, refine_gaussians, window_offsets
+from .gaussian_fit import refine_gaussians, render_model, window_offsets
 from .peak_filters import (
-    bridge_fractions, difference_of_gaussians, dog_noise_map, filter_gain, gaussian_blur, local_maxima,
+    bridge_fractions,
+    difference_of_gaussians,
+    dog_noise_map,
+    filter_gain,
+    gaussian_blur,
+    local_maxima,
     white_noise_sigma,
 )
 from .species import classify_species
