@@ -83,6 +83,27 @@ def test_score_line_names_recall_false_positives_rms_and_species():
 
 
 @pytest.mark.gui
+def test_atom_tracing_widget_drops_broad_blobs_when_given_a_width_limit(viewer):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.analysis_widgets import AtomTracingWidget
+
+    volume, truth = gaussian_atoms(sigma=0.3)
+    grid = np.arange(volume.shape[0]) * volume.voxel_size
+    blob = np.array([4.5, 4.5, 4.5])  # between lattice sites, as broad as two atoms
+    r2 = sum((g - c) ** 2 for g, c in zip(np.meshgrid(grid, grid, grid, indexing="ij"), blob))
+    show(Volume(data=(volume.data + 0.6 * np.exp(-r2 / (2 * 0.7**2))).astype(np.float32),
+                voxel_size=volume.voxel_size), viewer, name="with blob")
+    show(truth, viewer, name="truth")
+    widget = AtomTracingWidget(viewer, synchronous=True)
+    widget.volume.value, widget.n_species.value, widget.device.value = "Volume (with blob)", 1, "cpu"
+    widget.runner.run()
+    assert "false positives 1 " in widget.score.value, widget.score.value
+    widget.max_relative_width.value = 1.5
+    widget.runner.run()
+    assert widget.score.value.startswith("recall 1.00, false positives 0 "), widget.score.value
+
+
+@pytest.mark.gui
 def test_atom_tracing_widget_scores_species_against_a_truth_layer(viewer):
     from napari_ptychotomo import show
     from napari_ptychotomo._napari.analysis_widgets import AtomTracingWidget

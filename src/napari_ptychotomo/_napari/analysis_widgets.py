@@ -177,11 +177,16 @@ class AtomTracingWidget(_VolumeWidget):
         self.threshold_sigma = FloatSpinBox(label="threshold (noise σ)", min=0.5, max=100.0,
                                             value=5.0, step=0.5, name="threshold_sigma")
         self.iterations = SpinBox(label="iterations", min=1, max=200, value=10, name="iterations")
+        self.max_relative_width = FloatSpinBox(
+            label="max width (× median)", min=0.0, max=10.0, value=0.0, step=0.1, name="max_relative_width",
+            tooltip="drop fits broader than this multiple of the median width (merged blobs, streak "
+                    "ends); 0: no limit. 1.5 suits volumes that blur every atom alike, such as a "
+                    "plane-wave reconstruction from tilts over ±90°")
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
                                name="device")
         self.score = Label(value="", name="score", label="against the truth")
         super().__init__(viewer, [self.volume, self.n_species, self.threshold_sigma,
-                                  self.iterations, self.device], synchronous)
+                                  self.iterations, self.max_relative_width, self.device], synchronous)
         self.append(self.score)
         self._refresh()
 
@@ -193,7 +198,8 @@ class AtomTracingWidget(_VolumeWidget):
         return trace_atoms_steps(
             self._volume, device=str(self.device.value), n_species=int(self.n_species.value),
             threshold_sigma=float(self.threshold_sigma.value),
-            iterations=int(self.iterations.value))
+            iterations=int(self.iterations.value),
+            max_relative_width=float(self.max_relative_width.value) or None)
 
     def _progress(self, progress: Progress) -> None:
         positions = progress.preview
