@@ -277,3 +277,25 @@ def test_a_fit_much_broader_than_the_typical_atom_is_dropped_when_asked():
     assert np.min(np.linalg.norm(kept.positions - blob, axis=1)) < 0.3
     score = score_atoms(trace_atoms(volume, voxel_size=voxel, max_relative_width=1.5), corners, radius=0.5)
     assert score["n_matched"] == 8 and score["false_positives"] == 0
+
+
+def test_a_broad_blob_does_not_take_a_species_class_of_its_own():
+    """Heavy (100 V) and light (25 V) atoms of σ 0.22 Å and one broad blob (σ 0.7 Å, 60 V):
+    integrated, the blob outweighs every atom; with its σ capped at the median for the
+    classes, the two classes are still light and heavy."""
+    voxel, n = 0.25, 48
+    axis = np.arange(n) * voxel
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    corners = np.array([[a, b, c] for a in (3.5, 8.5) for b in (3.5, 8.5) for c in (3.5, 8.5)])
+    heavy = np.arange(len(corners)) % 2
+
+    def gaussian(c, height, sigma):
+        return height * np.exp(-((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) / (2 * sigma**2))
+
+    volume = sum(gaussian(c, 100.0 if h else 25.0, 0.22) for c, h in zip(corners, heavy))
+    volume = volume + gaussian(np.array([6.0, 6.0, 6.0]), 60.0, 0.7)
+    volume = (volume + np.random.default_rng(2).normal(size=volume.shape)).astype(np.float32)
+    traced = trace_atoms(volume, voxel_size=voxel)
+    score = score_atoms(traced, (corners, heavy), radius=0.5)
+    assert score["n_matched"] == 8 and score["species_accuracy"] == 1.0
+    assert traced.intensities.max() > 2 * traced.intensities[score["matches"][0]].max()  # the blob

@@ -22,7 +22,8 @@
    one runs out of an atom it carries bumps the band-pass takes for atoms, joined to
    that atom by a ridge of about their own height, where a real neighbour stands apart
    (:func:`.peak_filters.bridge_fractions`);
-5. species: a Gaussian mixture of the integrated intensities (:mod:`.species`).
+5. species: a Gaussian mixture of the integrated intensities (:mod:`.species`), each
+   fit's σ capped at the median σ for it.
 
 The fits run on the volume blurred by ``fit_blur`` voxels: a true potential is a cusp
 sharper than a voxel, which a Gaussian fitted to the raw voxels locks onto the voxel
@@ -118,6 +119,17 @@ def _merge_close(centres: np.ndarray, intensity: np.ndarray, min_distance_vox: f
     return keep
 
 
+def _species_measure(heights: torch.Tensor, widths: torch.Tensor) -> np.ndarray:
+    """What species and the faintness criterion go by: the integrated intensity, with each
+    fit's σ capped at the median σ. A blob broader than the typical atom (a merged pair,
+    a streak's end) would otherwise outweigh every real atom: take a class of its own,
+    leaving the real heavy and light atoms to share one, and raise the bar for faint ones."""
+    if len(widths) == 0:
+        return np.zeros(0)
+    capped = torch.minimum(widths, widths.median())
+    return (heights * capped**3).double().cpu().numpy()
+
+
 def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: Any = "auto", **params: Any) -> Generator[Progress, None, Atoms]:
     """Generator form of :func:`trace_atoms`: yields a :class:`Progress` per refinement
     iteration (``preview`` = current positions (n, 3) in Å) and returns the ``Atoms``."""
@@ -158,7 +170,9 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
         at = torch.minimum(at, torch.as_tensor(smooth.shape, device=dev) - 1)
         keep = dog[at[:, 0], at[:, 1], at[:, 2]] > p["accept_fraction"] * dog_threshold[at[:, 0], at[:, 1], at[:, 2]]
         if len(intensity):
-            keep &= intensity > p["min_relative_intensity"] * torch.quantile(intensity, 0.99)
+            # against the typical-width measure: a broad blob must not raise the bar
+            measure = torch.as_tensor(_species_measure(heights, widths), device=dev)
+            keep &= measure > p["min_relative_intensity"] * torch.quantile(measure, 0.99)
         atom_width = torch.sqrt(torch.clamp(widths**2 - p["fit_blur"] ** 2, min=0)) * size
         keep &= atom_width <= p["max_width"]
         if len(atom_width) and p["max_relative_width"] is not None:
@@ -210,7 +224,7 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
             break
     centres, heights, widths, _ = state
     intensity = (heights * (2 * np.pi) ** 1.5 * widths**3).double().cpu().numpy() * size**3
-    labels, *_ = classify_species(intensity, p["n_species"])
+    labels, *_ = classify_species(_species_measure(heights, widths), p["n_species"])
     atom_width = torch.sqrt(torch.clamp(widths**2 - p["fit_blur"] ** 2, min=0)).double().cpu().numpy() * size
     return Atoms(
         positions=origin + centres.double().cpu().numpy() * size,
@@ -250,7 +264,7 @@ def trace_atoms(volume: Any, *, voxel_size: float | None = None, device: Any = "
     tolerance : RMS change of the centres in voxels at which the fit stops (0.005).
     min_distance : the closest two atoms may be, in Å (not set: 2.25 voxels but at least 1 Å).
     min_relative_intensity : weakest atom kept, as a fraction of the 99th-percentile
-        intensity (0.1: O beside Pt or Au measures 0.12–0.3 of the heavy atoms in the
+        intensity (both with each fit's σ capped at the median σ) (0.1: O beside Pt or Au measures 0.12–0.3 of the heavy atoms in the
         tests' volumes and reconstructions, streak remnants and noise peaks less).
     max_width : largest fitted σ in Å of an atom (1.5).
     max_relative_width : largest fitted σ as a multiple of the median fitted σ (not set:
@@ -272,7 +286,9 @@ def trace_atoms(volume: Any, *, voxel_size: float | None = None, device: Any = "
     -------
     Atoms
         ``positions`` (n, 3) Å as (z, y, x) in the volume frame (origin = centre of voxel
-        (0, 0, 0) plus the Volume's origin), ``species`` classes by increasing intensity,
+        (0, 0, 0) plus the Volume's origin), ``species`` classes by increasing intensity
+        (each fit's σ capped at the median σ for the classes, so no broad blob makes a
+        class of its own),
         ``intensities`` integrated Gaussian intensity (volume unit × Å³), ``widths`` fitted
         σ in Å with the fit blur removed.
     """
