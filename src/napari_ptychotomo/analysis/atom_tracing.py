@@ -120,10 +120,11 @@ def _merge_close(centres: np.ndarray, intensity: np.ndarray, min_distance_vox: f
 
 
 def _species_measure(heights: torch.Tensor, widths: torch.Tensor) -> np.ndarray:
-    """What species and the faintness criterion go by: the integrated intensity, with each
-    fit's σ capped at the median σ. A blob broader than the typical atom (a merged pair,
-    a streak's end) would otherwise outweigh every real atom: take a class of its own,
-    leaving the real heavy and light atoms to share one, and raise the bar for faint ones."""
+    """What species are told apart by: the integrated intensity, with each fit's σ capped
+    at the median σ. A blob broader than the typical atom (a merged pair, a streak's end)
+    would otherwise outweigh every real atom and take a class of its own, leaving the real
+    heavy and light atoms to share one. (The faintness criterion keeps the full integrated
+    intensity: in unevenly blurred volumes the broad fits are real atoms.)"""
     if len(widths) == 0:
         return np.zeros(0)
     capped = torch.minimum(widths, widths.median())
@@ -170,9 +171,7 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
         at = torch.minimum(at, torch.as_tensor(smooth.shape, device=dev) - 1)
         keep = dog[at[:, 0], at[:, 1], at[:, 2]] > p["accept_fraction"] * dog_threshold[at[:, 0], at[:, 1], at[:, 2]]
         if len(intensity):
-            # against the typical-width measure: a broad blob must not raise the bar
-            measure = torch.as_tensor(_species_measure(heights, widths), device=dev)
-            keep &= measure > p["min_relative_intensity"] * torch.quantile(measure, 0.99)
+            keep &= intensity > p["min_relative_intensity"] * torch.quantile(intensity, 0.99)
         atom_width = torch.sqrt(torch.clamp(widths**2 - p["fit_blur"] ** 2, min=0)) * size
         keep &= atom_width <= p["max_width"]
         if len(atom_width) and p["max_relative_width"] is not None:
@@ -264,7 +263,7 @@ def trace_atoms(volume: Any, *, voxel_size: float | None = None, device: Any = "
     tolerance : RMS change of the centres in voxels at which the fit stops (0.005).
     min_distance : the closest two atoms may be, in Å (not set: 2.25 voxels but at least 1 Å).
     min_relative_intensity : weakest atom kept, as a fraction of the 99th-percentile
-        intensity (both with each fit's σ capped at the median σ) (0.1: O beside Pt or Au measures 0.12–0.3 of the heavy atoms in the
+        intensity (0.1: O beside Pt or Au measures 0.12–0.3 of the heavy atoms in the
         tests' volumes and reconstructions, streak remnants and noise peaks less).
     max_width : largest fitted σ in Å of an atom (1.5).
     max_relative_width : largest fitted σ as a multiple of the median fitted σ (not set:
