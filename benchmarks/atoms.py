@@ -19,7 +19,7 @@ atoms on the +x facet (in the tilt plane, where the streaks of too few tilts run
 the +y facet (along the tilt axis). Traced with the defaults, with
 ``max_relative_width=1.5`` (merged blobs too; off by default, as real atoms of unevenly
 blurred volumes are that broad) and with the criteria that drop ghosts switched off (the
-defaults before them). A light atom counts as resolved
+bridge test, and the faintness bar back at 0.05). A light atom counts as resolved
 when the band-pass (DoG) at its true site beats every DoG value farther than 2 Å from
 all true atoms. The reconstructions are cached in ``--cache`` (not the repository) and
 reused; their wall time is the one measured when they were made.
@@ -171,7 +171,7 @@ def lattice(size, rng):
 
 FULL_CASE = dict(size=18.0, facet=6.2, light=("Si", "O", "O", "Si", "O", "O"), pixels=128, n_tilts=31,
                  iterations=30, num_slices=16)
-# the tracer's defaults before the criteria that drop ghosts on streaks
+# the tracer without the criteria that drop ghosts on streaks (bridge, faintness at 0.05)
 LOOSE = dict(max_bridge=1e6, min_relative_intensity=0.05)
 # for volumes that blur every atom alike (all tilts over ±90°): merged blobs go too
 PLANE_WAVE = dict(max_relative_width=1.5)

@@ -48,4 +48,4 @@ def test_without_the_ghost_criteria_the_streaks_give_false_atoms(reconstruction)
     loose = trace_atoms(volume, device="cpu", max_bridge=1e6, min_relative_intensity=0.05)
     score, heavy, _ = split_score(loose, truth, numbers)
     assert heavy >= 0.995
-    assert score["false_positive_rate"] >= 0.5  # measured 70 of 49 (143 %), species 6 % right
+    assert score["false_positive_rate"] >= 0.5  # measured 70 of 49 (143 %)
