@@ -209,3 +209,94 @@ def test_bad_parameters_are_reported():
         trace_atoms(np.zeros((8, 8, 8), np.float32))
     with pytest.raises(ValueError, match="radius"):
         score_atoms(np.zeros((1, 3)), np.zeros((1, 3)), radius=-1)
+    with pytest.raises(ValueError, match="max_relative_width"):
+        trace_atoms(np.zeros((8, 8, 8), np.float32), voxel_size=0.3, max_relative_width=0.0)
+    with pytest.raises(ValueError, match="max_bridge"):
+        trace_atoms(np.zeros((8, 8, 8), np.float32), voxel_size=0.3, max_bridge=-1.0)
+
+
+def _row_with_streak(ghost: bool):
+    """A row of three heavy Gaussian atoms along x (σ 0.3 Å, 200 V, 2.04 Å apart) with a
+    light one (40 V) 2.4 Å to the side of the middle one, and a streak along the row
+    (30 V) that runs 2 Å past its end, where it carries a bump like a ghost atom; 1 V noise.
+    Voxels of 0.25 Å."""
+    voxel, n = 0.25, 48
+    axis = np.arange(n) * voxel
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+
+    def blob(c, height, sigma=0.3):
+        return height * np.exp(-((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) / (2 * sigma**2))
+
+    heavy = [np.array([6.0, 6.0, 3.0 + 2.04 * k]) for k in range(3)]
+    light = heavy[1] + [0.0, 2.4, 0.0]
+    ghost_at = heavy[2] + [0.0, 0.0, 2.04]
+    volume = sum(blob(c, 200.0) for c in heavy) + blob(light, 40.0)
+    if ghost:
+        along = 1 / (1 + np.exp(-(x - 2.0) / 0.2)) / (1 + np.exp((x - (ghost_at[2] + 0.8)) / 0.2))
+        volume = volume + 30.0 * along * np.exp(-((z - 6.0) ** 2 + (y - 6.0) ** 2) / (2 * 0.3**2))
+        volume = volume + blob(ghost_at, 25.0)
+    volume = volume + np.random.default_rng(0).normal(size=volume.shape)
+    return volume.astype(np.float32), voxel, np.array([*heavy, light]), ghost_at
+
+
+def test_a_ghost_on_a_streak_out_of_a_heavy_atom_is_dropped_and_a_light_neighbour_kept():
+    """Few tilts leave streaks along the lattice rows; where a streak runs out of the
+    particle it carries bumps the band-pass takes for atoms. The bridge criterion drops a
+    site joined to a brighter atom by a ridge of about its own height, and keeps a real
+    light atom beside a heavy one (the volume dips between them)."""
+    volume, voxel, atoms, ghost_at = _row_with_streak(ghost=True)
+    loose = trace_atoms(volume, voxel_size=voxel, max_bridge=10.0)
+    assert np.min(np.linalg.norm(loose.positions - ghost_at, axis=1)) < 0.3  # found without the criterion
+    traced = trace_atoms(volume, voxel_size=voxel)
+    score = score_atoms(traced, atoms, radius=0.5)
+    assert score["n_matched"] == 4 and score["false_positives"] == 0
+
+
+def test_the_bridge_criterion_keeps_atoms_without_streaks():
+    volume, voxel, atoms, _ = _row_with_streak(ghost=False)
+    score = score_atoms(trace_atoms(volume, voxel_size=voxel), atoms, radius=0.5)
+    assert score["n_matched"] == 4 and score["false_positives"] == 0
+
+
+def test_a_fit_much_broader_than_the_typical_atom_is_dropped_when_asked():
+    """Eight Gaussian atoms of σ 0.22 Å and one blob of σ 0.7 Å (as a merged pair or a
+    streak's end in a reconstruction): the blob's fit (in its 5³-voxel window) is about
+    twice as broad as the median."""
+    voxel, n = 0.25, 48
+    axis = np.arange(n) * voxel
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    corners = np.array([[a, b, c] for a in (3.5, 8.5) for b in (3.5, 8.5) for c in (3.5, 8.5)])
+    blob = np.array([6.0, 6.0, 6.0])
+
+    def gaussian(c, height, sigma):
+        return height * np.exp(-((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) / (2 * sigma**2))
+
+    volume = sum(gaussian(c, 100.0, 0.22) for c in corners) + gaussian(blob, 60.0, 0.7)
+    volume = (volume + np.random.default_rng(1).normal(size=volume.shape)).astype(np.float32)
+    kept = trace_atoms(volume, voxel_size=voxel)  # by default no limit relative to the others
+    assert np.min(np.linalg.norm(kept.positions - blob, axis=1)) < 0.3
+    score = score_atoms(trace_atoms(volume, voxel_size=voxel, max_relative_width=1.5), corners, radius=0.5)
+    assert score["n_matched"] == 8 and score["false_positives"] == 0
+
+
+def test_a_broad_blob_does_not_take_a_species_class_of_its_own():
+    """Heavy (100 V) and light (25 V) atoms of σ 0.22 Å and one broad blob (σ 0.7 Å, 60 V):
+    integrated, the blob outweighs every atom; with its σ capped at the median for the
+    classes, the two classes are still light and heavy."""
+    voxel, n = 0.25, 48
+    axis = np.arange(n) * voxel
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    corners = np.array([[a, b, c] for a in (3.5, 8.5) for b in (3.5, 8.5) for c in (3.5, 8.5)])
+    heavy = np.arange(len(corners)) % 2
+
+    def gaussian(c, height, sigma):
+        return height * np.exp(-((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) / (2 * sigma**2))
+
+    volume = sum(gaussian(c, 100.0 if h else 25.0, 0.22) for c, h in zip(corners, heavy))
+    volume = volume + gaussian(np.array([6.0, 6.0, 6.0]), 60.0, 0.7)
+    volume = (volume + np.random.default_rng(2).normal(size=volume.shape)).astype(np.float32)
+    # the blob's intensity would also set the faintness bar above the light atoms
+    traced = trace_atoms(volume, voxel_size=voxel, min_relative_intensity=0.01)
+    score = score_atoms(traced, (corners, heavy), radius=0.5)
+    assert score["n_matched"] == 8 and score["species_accuracy"] == 1.0
+    assert traced.intensities.max() > 2 * traced.intensities[score["matches"][0]].max()  # the blob

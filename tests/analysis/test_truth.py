@@ -45,3 +45,19 @@ def test_resolution_of_halves_that_share_a_start_warns_and_says_so():
     with pytest.warns(UserWarning, match="not independent.*the alignment"):
         result = resolution_of(volume)
     assert result.provenance["independent"] is False
+
+
+def test_species_are_scored_when_the_true_classes_are_given():
+    from napari_ptychotomo.analysis.truth import species_classes
+
+    voxel = 0.4
+    atoms_A = np.array([[4.0, 4.0, 4.0], [4.0, 4.0, 8.0], [8.0, 6.0, 5.0]])
+    truth = Volume(data=_blobs((31, 31, 31), voxel, atoms_A), voxel_size=voxel)
+    numbers = np.array([79, 8, 14])
+    assert species_classes(numbers).tolist() == [2, 0, 1]  # by increasing Z
+    traced = Atoms(positions=atoms_A + 0.05, species=np.array([2, 0, 0]))
+    result = compare_with_truth(truth, truth, atoms=traced, true_atoms=atoms_A,
+                                true_species=species_classes(numbers), score_radius=0.5)
+    assert result.atoms["n_matched"] == 3 and result.atoms["species_accuracy"] == 2 / 3
+    positions_only = compare_with_truth(truth, truth, atoms=traced, true_atoms=atoms_A, score_radius=0.5)
+    assert np.isnan(positions_only.atoms["species_accuracy"])

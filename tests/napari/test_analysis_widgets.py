@@ -3,20 +3,23 @@
 import numpy as np
 import pytest
 
+from napari_ptychotomo._napari.analysis_widgets import resolution_table, score_line
 from napari_ptychotomo.data import Atoms, Resolution, Volume
-from napari_ptychotomo._napari.analysis_widgets import resolution_table
 
 
-def gaussian_atoms(n=24, voxel=0.5, sigma=0.5):
-    """A volume (n³, voxel Å) of unit Gaussian atoms on a 3 Å cubic lattice, and the atoms."""
+def gaussian_atoms(n=24, voxel=0.5, sigma=0.5, light=0.0):
+    """A volume (n³, voxel Å) of Gaussian atoms on a 3 Å cubic lattice, and the atoms: unit
+    heights, or with ``light`` > 0 every other atom of that height (species 0, the rest 1)."""
     r = np.arange(3.0, n * voxel - 2.0, 3.0)
     zz, yy, xx = np.meshgrid(r, r, r, indexing="ij")
     positions = np.stack([zz.ravel(), yy.ravel(), xx.ravel()], axis=1)
+    species = (np.arange(len(positions)) % 2 if light else np.zeros(len(positions))).astype(int)
+    heights = np.where(species == 0, light or 1.0, 1.0)
     axis = np.arange(n) * voxel
     g = [np.exp(-((axis[None] - positions[:, k, None]) ** 2) / (2 * sigma**2)) for k in range(3)]
-    data = np.einsum("az,ay,ax->zyx", *g).astype(np.float32)
-    return Volume(data=data, voxel_size=voxel), Atoms(positions=positions,
-                                                       species=np.zeros(len(positions), int))
+    data = np.einsum("a,az,ay,ax->zyx", heights, *g).astype(np.float32)
+    names = ["O", "Au"] if light else None
+    return Volume(data=data, voxel_size=voxel), Atoms(positions=positions, species=species, names=names)
 
 
 def test_resolution_table_lists_crossings_per_threshold_and_direction():
@@ -69,3 +72,76 @@ def test_atom_tracing_widget_finds_the_lattice_atoms_and_scores_them(viewer, not
     assert {"species", "intensity", "width"} <= set(traced.features.columns)
     viewer.layers["Atoms (truth)"].visible = False
     not_blank(viewer)
+
+
+def test_score_line_names_recall_false_positives_rms_and_species():
+    score = {"recall": 0.995, "false_positives": 2, "false_positive_rate": 0.0112,
+             "rms_error_3d": 0.0834, "species_accuracy": 0.98}
+    assert score_line(score) == ("recall 0.99, false positives 2 (1.1 %), RMS error 0.08 Å, "
+                                 "species 98.0 % right")
+    assert "species" not in score_line({**score, "species_accuracy": np.nan})
+
+
+@pytest.mark.gui
+def test_atom_tracing_widget_drops_broad_blobs_when_given_a_width_limit(viewer):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.analysis_widgets import AtomTracingWidget
+
+    volume, truth = gaussian_atoms(sigma=0.3)
+    grid = np.arange(volume.shape[0]) * volume.voxel_size
+    blob = np.array([4.5, 4.5, 4.5])  # between lattice sites, as broad as two atoms
+    r2 = sum((g - c) ** 2 for g, c in zip(np.meshgrid(grid, grid, grid, indexing="ij"), blob))
+    show(Volume(data=(volume.data + 0.6 * np.exp(-r2 / (2 * 0.7**2))).astype(np.float32),
+                voxel_size=volume.voxel_size), viewer, name="with blob")
+    show(truth, viewer, name="truth")
+    widget = AtomTracingWidget(viewer, synchronous=True)
+    widget.volume.value, widget.n_species.value, widget.device.value = "Volume (with blob)", 1, "cpu"
+    widget.runner.run()
+    assert "false positives 1 " in widget.score.value, widget.score.value
+    widget.max_relative_width.value = 1.5
+    widget.runner.run()
+    assert widget.score.value.startswith("recall 1.00, false positives 0 "), widget.score.value
+
+
+@pytest.mark.gui
+def test_atom_tracing_widget_scores_species_against_a_truth_layer(viewer):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.analysis_widgets import AtomTracingWidget
+
+    volume, truth = gaussian_atoms(light=0.3)
+    show(volume, viewer, name="linear")
+    show(truth, viewer, name="truth")
+    widget = AtomTracingWidget(viewer, synchronous=True)
+    assert widget.n_species.value == 2  # as many classes as the truth has species
+    widget.volume.value, widget.device.value = "Volume (linear)", "cpu"
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    assert widget.score.value.startswith("recall 1.00, false positives 0 (0.0 %)")
+    assert widget.score.value.endswith("species 100.0 % right")
+    assert viewer.layers["Atoms (traced)"].metadata["result"].names == ["O", "Au"]
+
+
+@pytest.mark.gui
+def test_atom_tracing_widget_scores_against_a_simulated_series_truth_in_another_frame(viewer):
+    """A simulator's truth is in the specimen's frame; the reconstruction (here 4 voxels
+    larger on every side, its centre at the specimen centre) in its own: the score moves
+    the true atoms into the volume's frame first (unmoved, every atom would be 2 Å off)."""
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.analysis_widgets import AtomTracingWidget
+    from napari_ptychotomo.data import DefocusSeries, TiltSeries
+
+    truth_volume, truth = gaussian_atoms(light=0.3)
+    padded = Volume(data=np.pad(truth_volume.data, 4), voxel_size=truth_volume.voxel_size)
+    images = DefocusSeries(np.ones((1, 8, 8), np.float32), np.zeros(1), 0.5, 300e3)
+    numbers = np.where(truth.species == 1, 79, 8)
+    series = TiltSeries([images], [0.0], truth={
+        "volume": truth_volume, "atoms": {"positions": truth.positions, "numbers": numbers}})
+    show(series, viewer)
+    show(padded, viewer, name="plane-wave")
+    widget = AtomTracingWidget(viewer, synchronous=True)
+    widget.volume.value, widget.device.value = "Volume (plane-wave)", "cpu"
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    assert widget.score.value.startswith("recall 1.00, false positives 0 (0.0 %)"), widget.score.value
+    assert widget.score.value.endswith("species 100.0 % right")
+    assert viewer.layers["Atoms (traced)"].metadata["result"].names == ["O", "Au"]

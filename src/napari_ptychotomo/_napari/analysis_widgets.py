@@ -7,8 +7,9 @@ layers (or the two half-data volumes a Volume carries in ``halves``), puts the
 :class:`~napari_ptychotomo.data.Resolution` into the first layer's ``metadata["resolution"]``,
 and shows the crossings per threshold and direction in a table (and the curves in a
 :class:`.plots.LivePlot`). Atom tracing puts ``Atoms (traced)`` as Points (size and
-colour by species; features intensity, width) and, when the volume's provenance carries
-true atoms, a score line.
+colour by species; features intensity, width) and, when the true atoms are known (an
+``Atoms (truth)`` layer, or the truth of a simulated series in the viewer), a score line:
+recall, false positives, RMS error and species.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .plots import LivePlot, Panel
 from .show import put_layer, put_layers
 from .tomo_widgets import one_step
 
-__all__ = ["ResolutionWidget", "AtomTracingWidget", "layer_volume", "resolution_table"]
+__all__ = ["ResolutionWidget", "AtomTracingWidget", "layer_volume", "resolution_table", "score_line"]
 
 
 def layer_volume(layer: Any) -> Volume:
@@ -176,11 +177,16 @@ class AtomTracingWidget(_VolumeWidget):
         self.threshold_sigma = FloatSpinBox(label="threshold (noise σ)", min=0.5, max=100.0,
                                             value=5.0, step=0.5, name="threshold_sigma")
         self.iterations = SpinBox(label="iterations", min=1, max=200, value=10, name="iterations")
+        self.max_relative_width = FloatSpinBox(
+            label="max width (× median)", min=0.0, max=10.0, value=0.0, step=0.1, name="max_relative_width",
+            tooltip="drop fits broader than this multiple of the median width (merged blobs, streak "
+                    "ends); 0: no limit. 1.5 suits volumes that blur every atom alike, such as a "
+                    "plane-wave reconstruction from tilts over ±90°")
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
                                name="device")
         self.score = Label(value="", name="score", label="against the truth")
         super().__init__(viewer, [self.volume, self.n_species, self.threshold_sigma,
-                                  self.iterations, self.device], synchronous)
+                                  self.iterations, self.max_relative_width, self.device], synchronous)
         self.append(self.score)
         self._refresh()
 
@@ -192,7 +198,8 @@ class AtomTracingWidget(_VolumeWidget):
         return trace_atoms_steps(
             self._volume, device=str(self.device.value), n_species=int(self.n_species.value),
             threshold_sigma=float(self.threshold_sigma.value),
-            iterations=int(self.iterations.value))
+            iterations=int(self.iterations.value),
+            max_relative_width=float(self.max_relative_width.value) or None)
 
     def _progress(self, progress: Progress) -> None:
         positions = progress.preview
@@ -207,29 +214,71 @@ class AtomTracingWidget(_VolumeWidget):
         if "Atoms (traced)" in layers and layers["Atoms (traced)"].metadata.get("kind") == "atoms-preview":
             layers.remove(layers["Atoms (traced)"])  # the live preview gives way to the result
         truth = self._truth()
-        if truth is not None and truth.names and not atoms.names and int(self.n_species.value) == len(truth.names):
+        names = _truth_names(truth)
+        if names and not atoms.names and int(self.n_species.value) == len(names):
             # classes by increasing intensity are the true species by increasing Z: name
             # them alike, so traced and true atoms of one element share a colour
-            atoms.names = list(truth.names)
+            atoms.names = list(names)
         put_layers(self.viewer, atoms_layers(atoms, "traced"))
-        if truth is not None:
-            from ..analysis import score_atoms
+        self.score.value = "" if truth is None else score_line(self._score(atoms, truth))
 
-            s = score_atoms(atoms, truth, radius=1.0)
-            self.score.value = (f"recall {s['recall']:.2f}, false positives {s['false_positives']}, "
-                                f"RMS error {s['rms_error_3d']:.2f} Å")
+    def _score(self, atoms: Atoms, truth: Any) -> dict:
+        """Score against true atoms in the volume's frame, or against a simulator's truth
+        (its atoms moved into the volume's frame by :func:`compare_with_truth`)."""
+        from ..analysis import score_atoms
+        from ..analysis.truth import compare_with_truth, species_classes
+
+        if isinstance(truth, Atoms):
+            return score_atoms(atoms, truth, radius=SCORE_RADIUS)
+        true_atoms = truth["atoms"]
+        species = species_classes(true_atoms["numbers"]) if "numbers" in true_atoms else None
+        return compare_with_truth(self._volume, truth["volume"], atoms=atoms,
+                                  true_atoms=true_atoms["positions"], true_species=species,
+                                  score_radius=SCORE_RADIUS).atoms
 
     def _refresh(self, *_: Any) -> None:
         super()._refresh()
-        truth = self._truth()
-        if truth is not None and truth.names and not getattr(self, "_species_set", False):
-            self.n_species.value = len(truth.names)  # as many classes as true species
+        names = _truth_names(self._truth())
+        if names and not getattr(self, "_species_set", False):
+            self.n_species.value = len(names)  # as many classes as true species
             self._species_set = True
 
-    def _truth(self) -> Atoms | None:
-        """True atoms when known: an ``Atoms (truth)`` layer in the viewer."""
-        if "Atoms (truth)" in self.viewer.layers:
-            truth = self.viewer.layers["Atoms (truth)"].metadata.get("result")
+    def _truth(self) -> Atoms | dict | None:
+        """True atoms when known: an ``Atoms (truth)`` layer (in the frame of the volumes
+        beside it), else the ``truth`` of a simulated series in the viewer (with its
+        volume and atoms, as :mod:`napari_ptychotomo.simulate` gives them)."""
+        layers = self.viewer.layers
+        if "Atoms (truth)" in layers:
+            truth = layers["Atoms (truth)"].metadata.get("result")
             if isinstance(truth, Atoms):
                 return truth
+        for layer in layers:
+            truth = getattr(layer.metadata.get("result"), "truth", None)
+            if isinstance(truth, dict) and truth.get("atoms") is not None and truth.get("volume") is not None:
+                return truth
         return None
+
+
+#: largest distance (Å) at which a traced atom stands for a true one in the widget's score
+SCORE_RADIUS = 1.0
+
+
+def _truth_names(truth: Any) -> list[str] | None:
+    """Element names of the true species, lightest first (``None`` when unknown)."""
+    if isinstance(truth, Atoms):
+        return list(truth.names) if truth.names else None
+    if isinstance(truth, dict) and "numbers" in truth["atoms"]:
+        from ..simulate import chemical_symbol
+
+        return [chemical_symbol(int(z)) for z in np.unique(truth["atoms"]["numbers"])]
+    return None
+
+
+def score_line(score: dict) -> str:
+    """The score of traced atoms as one line: recall, false positives (count and share of
+    the true atoms, as Ren et al. 2018, Table I), RMS position error, right species."""
+    line = (f"recall {score['recall']:.2f}, false positives {score['false_positives']} "
+            f"({100 * score['false_positive_rate']:.1f} %), RMS error {score['rms_error_3d']:.2f} Å")
+    if np.isfinite(score.get("species_accuracy", np.nan)):
+        line += f", species {100 * score['species_accuracy']:.1f} % right"
+    return line

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data import Atoms, Resolution, Volume
 
-__all__ = ["TruthComparison", "compare_with_truth", "truth_atoms_in_volume_frame"]
+__all__ = ["TruthComparison", "compare_with_truth", "truth_atoms_in_volume_frame", "species_classes"]
 
 BAND_SIGMA = 0.7  # Å: about half the probe's λ/α resolution of the default sample
 
@@ -67,12 +67,20 @@ def truth_atoms_in_volume_frame(positions: Any, truth: Volume, volume: Volume,
     return np.asarray(volume.origin, dtype=float) + index * volume.voxel_size
 
 
+def species_classes(numbers: Any) -> np.ndarray:
+    """Atomic numbers (n,) as species classes 0, 1, … by increasing Z: the order of
+    :func:`~napari_ptychotomo.analysis.trace_atoms`' classes (increasing intensity)."""
+    numbers = np.asarray(numbers).ravel()
+    return np.searchsorted(np.unique(numbers), numbers)
+
+
 def compare_with_truth(volume: Volume, truth: Volume, *, atoms: Atoms | None = None,
-                       true_atoms: Any = None, score_radius: float = 1.0,
+                       true_atoms: Any = None, true_species: Any = None, score_radius: float = 1.0,
                        band_sigma: float = BAND_SIGMA) -> TruthComparison:
     """Compare a reconstruction with the simulator's truth potential (and traced atoms with
-    the true ones: ``true_atoms`` (positions (n, 3) Å in the truth's frame, species or
-    atomic numbers (n,)); species are compared only by matching, not by label).
+    the true ones: ``true_atoms``, positions (n, 3) Å in the truth's frame, and, to score the
+    species too, ``true_species`` (n,) classes as the traced ones count them, e.g.
+    :func:`species_classes` of the atomic numbers).
 
     The units of the two volumes may differ (phase per Å against V): FSC and r do not
     depend on scale."""
@@ -103,5 +111,8 @@ def compare_with_truth(volume: Volume, truth: Volume, *, atoms: Atoms | None = N
     result = TruthComparison(fsc=curve, pearson_r=r, offset_voxels=np.asarray(offset), band_sigma=band_sigma)
     if atoms is not None and true_atoms is not None:
         positions = truth_atoms_in_volume_frame(true_atoms, truth, volume, offset)
-        result.atoms = score_atoms(atoms.positions, positions, radius=score_radius)
+        if true_species is not None:
+            result.atoms = score_atoms(atoms, (positions, np.asarray(true_species)), radius=score_radius)
+        else:
+            result.atoms = score_atoms(atoms.positions, positions, radius=score_radius)
     return result
