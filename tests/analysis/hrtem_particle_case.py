@@ -45,18 +45,12 @@ def au_particle_with_light_atoms(size, facet, light, pixels, axis=1, height=1.9,
                     np.full(3, side), {"name": "Au particle with light atoms on a facet"})
 
 
-def noisy_series_at_the_engines_defocus(particle, n_tilts, dose, seed, pixels):
-    """The simulator's series (its defaults; 0.25 Å pixels, defoci ``DEFOCI``, Poisson noise
-    at ``dose`` e/Å² per image) with its defoci moved from the exit surface of the
-    simulator's slab to that of the engine's cubic volume: free propagation over a
-    distance d is a change of defocus by d."""
-    series = simulate_hrtem_series(particle, np.linspace(-90.0, 90.0, n_tilts), DEFOCI, pixel_size=PIXEL,
-                                   dose=dose, seed=seed)
-    depth = 2 * (np.linalg.norm(particle.positions - particle.centre, axis=1).max() + 1.0)
-    slab_exit = series.truth["num_slices"] * series.truth["slice_thickness"] - depth / 2
-    for images in series.scans:
-        images.defocus = np.asarray(images.defocus) + (pixels * PIXEL / 2 - slab_exit)
-    return series
+def noisy_series(particle, n_tilts, dose, seed):
+    """The simulator's series (its defaults; 0.25 Å pixels, defoci ``DEFOCI`` measured from
+    the rotation centre's plane, Poisson noise at ``dose`` e/Å² per image); the engine
+    refers them to its own volume by the series' ``defocus_reference``."""
+    return simulate_hrtem_series(particle, np.linspace(-90.0, 90.0, n_tilts), DEFOCI, pixel_size=PIXEL,
+                                 dose=dose, seed=seed)
 
 
 def reconstructed_case(*, size, facet, light, pixels, n_tilts, iterations, num_slices, axis=1,
@@ -66,7 +60,7 @@ def reconstructed_case(*, size, facet, light, pixels, n_tilts, iterations, num_s
     Returns ``volume`` (the reconstruction's Volume), ``truth`` (n, 3) Å in its frame,
     ``numbers`` (n,), ``seconds`` of the reconstruction and ``loss`` (first, last)."""
     particle = au_particle_with_light_atoms(size, facet, light, pixels, axis=axis)
-    series = noisy_series_at_the_engines_defocus(particle, n_tilts, dose, seed, pixels)
+    series = noisy_series(particle, n_tilts, dose, seed)
     params = JointParams(iterations=iterations, num_slices=num_slices, tv_weight=0.1, plane_wave_step=4.0,
                          volume_shape=(pixels,) * 3)
     start = time.perf_counter()
