@@ -1,7 +1,7 @@
 """End-to-end ptycho-tomography benchmark: seconds per tilt-iteration, peak memory and the
 FFT-floor ratio on a fixed synthetic case. Writes benchmarks/results/joint.json.
 
-Full case (issue 6): a 96³ volume, 16×16 scan, 64×64 detector, 8 slices, 2 probe modes,
+Full case: a 96³ volume, 16×16 scan, 64×64 detector, 8 slices, 2 probe modes,
 batches of 64 positions. ``--quick``: 48³, 8×8 scan, 32×32 detector, 4 slices.
 
 A tilt-iteration is one pass of Algorithm 3 over one tilt's positions (forward, backward,
@@ -10,7 +10,7 @@ for that pass alone (forward and backward: 2 per slice and mode, plus the far fi
 the same batch shapes); the ratio measured / floor says how far the step is from the cost
 of its FFTs. The plane-wave mode is timed per iteration on the same volume.
 
-``--missing-wedge`` runs issue 6's achievement 1 at a larger size than its test
+``--missing-wedge`` runs the missing-wedge comparison at a larger size than its test
 (tests/joint/missing_wedge_case.py: a Pt@O particle, 9 tilts over ±45°, 12×12 scans; real
 MSP per tilt, converged (200 iterations) → linear tomography, its length chosen against the
 truth, and the same with FISTA + proximal TV, against end-to-end with proximal TV started from
@@ -159,7 +159,7 @@ MISSING_WEDGE = dict(specimen="pt_o", scan=12, step=1.0, tilts=9, start="sequent
 
 
 def missing_wedge():
-    """Achievement 1 at benchmark size; adds ``"missing_wedge"`` to results/joint.json."""
+    """The missing-wedge comparison at benchmark size; adds ``"missing_wedge"`` to results/joint.json."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "joint"))
     from missing_wedge_case import run_case
 

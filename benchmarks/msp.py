@@ -1,6 +1,6 @@
 """Multislice ptychography benchmark: speed against the FFT floor, and the full case 1.
 
-Case 1 of issue 4: SrTiO3-like slab (tests/ptycho/msp_data.py), 300 keV, 25 mrad, 51
+The full case: SrTiO3-like slab (tests/ptycho/msp_data.py), 300 keV, 25 mrad, 51
 atomic planes (99.6 Å), 24×24 scan at 0.4 Å, 64×64 detector at 1.6 mrad/px, 1e5 e/Å²,
 mistilt (4, 0) mrad; 6 slices. Measured: seconds per iteration and patterns per second
 with 1 and 3 probe modes, peak resident memory, and the FFT floor: (2 FFTs per slice
@@ -153,7 +153,7 @@ def main():
     path = ROOT / "benchmarks" / "results" / "msp.json"
     earlier = json.loads(path.read_text()) if path.exists() else {}
     out = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "case": "issue 4 case 1 (scaled specimen model, see docstring)",
+           "threads": torch.get_num_threads(), "case": "SrTiO3-like slab, full case (scaled specimen model, see docstring)",
            "load_average_before": os.getloadavg()[0]}
     out["timing"] = [time_iterations(scan, modes) for modes in (1, 3)]
     out["timing"].append(time_iterations(scan, 1, oversampling=2))

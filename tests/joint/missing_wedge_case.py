@@ -1,4 +1,4 @@
-"""Issue 6, achievement 1: end-to-end against sequential ptycho-tomography in a ±45° wedge.
+"""End-to-end against sequential ptycho-tomography in a ±45° wedge.
 
 One simulated case, shared by ``test_achievements.py`` (small) and ``benchmarks/joint.py``
 (``--missing-wedge``, larger):

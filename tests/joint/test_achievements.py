@@ -1,14 +1,14 @@
-"""What issue 6 asks the joint step to achieve, on scaled-down cases (fixed seeds).
+"""What the joint step must achieve, on scaled-down cases (fixed seeds).
 
-* Achievement 1 (slow): simulator data (:mod:`napari_ptychotomo.simulate`, Lobato
+* Accuracy in a missing wedge (slow): simulator data (:mod:`napari_ptychotomo.simulate`, Lobato
   potentials), real MSP → linear tomography against end-to-end; see missing_wedge_case.py.
   The larger case is ``benchmarks/joint.py --missing-wedge``.
-* Achievement 2: simulator data of a Pt13 cuboctahedron (coarse-to-fine: the shifts are
+* Shift refinement: simulator data of a Pt13 cuboctahedron (coarse-to-fine: the shifts are
   learned against a low-passed volume first), and the same refinement on data from the
   engine's own forward model (Gaussian atoms).
-* Achievement 3: simulator HRTEM series of a Si/SiO2-like particle, traced with
+* Plane-wave mode: simulator HRTEM series of a Si/SiO2-like particle, traced with
   :func:`napari_ptychotomo.analysis.trace_atoms` and scored with ``score_atoms``.
-* Achievement 4 is test_distributed.py.
+* Several processes: test_distributed.py.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def shift_errors_up_to_a_volume_translation(shifts, angles_deg):
 
 
 def test_coarse_to_fine_shift_refinement_reduces_1px_errors_on_simulator_data():
-    """Issue 6, achievement 2 on simulator data: a Pt13 cuboctahedron (Lobato potentials,
+    """Shift refinement on simulator data: a Pt13 cuboctahedron (Lobato potentials,
     simulate_tilt_series), 6 tilts over ±45°, 5×5 scans of 1 Å, 16×16 detector (0.5 Å
     voxels, 28³), 300 keV, 12 mrad, 30 Å defocus, noise-free; the alignment starts with
     ±1 px (0.5 Å) shift errors and the volume from zero.
@@ -98,7 +98,7 @@ def test_coarse_to_fine_shift_refinement_reduces_1px_errors_on_simulator_data():
 
 
 def test_refining_shifts_reduces_1px_alignment_errors():
-    """Issue 6, achievement 2 on data from the engine's own forward model (Gaussian atoms):
+    """Shift refinement on data from the engine's own forward model (Gaussian atoms):
     ±1 px (0.5 Å) shift errors, 6 tilts over ±45°, no low-pass needed here (the simulator
     case above needs the coarse-to-fine start).
     A common translation of all shifts is a free translation of the volume, so errors are
@@ -137,7 +137,7 @@ def _hrtem_particle(pixel):
 
 
 def test_plane_wave_tv_traces_95_percent_of_atoms_within_half_an_angstrom():
-    """Issue 6, achievement 3: plane-wave mode on a simulated Si/SiO2-like particle (a diamond-Si
+    """Plane-wave mode on a simulated Si/SiO2-like particle (a diamond-Si
     core of radius 3 Å in a 2 Å amorphous SiO2-like shell: 11 Si, 11 O, Lobato potentials),
     3 defoci per tilt, 8 tilts over 180°, TV; atoms traced with analysis.trace_atoms.
 
@@ -169,7 +169,7 @@ def test_plane_wave_tv_traces_95_percent_of_atoms_within_half_an_angstrom():
 
 @pytest.fixture(scope="module")
 def missing_wedge():
-    """Achievement 1's case (missing_wedge_case.SMALL): a simulated Pt13 cuboctahedron, 7
+    """The missing-wedge case (missing_wedge_case.SMALL): a simulated Pt13 cuboctahedron, 7
     tilts over ±45°, 10×10 scans of 1 Å on a 16×16 detector (0.5 Å voxels, 36³), 300 keV,
     15 mrad, 30 Å defocus, noise-free. Sequential: real MSP per tilt (2 slices, 200
     iterations: converged) → summed phase → linear tomography (non-negative; 100, 200 and
@@ -195,7 +195,7 @@ def missing_wedge():
 
 @pytest.mark.slow
 def test_end_to_end_has_20_percent_lower_nrmse_than_sequential_in_a_45_degree_wedge(missing_wedge):
-    """Issue 6, achievement 1 (error part): ≥ 20 % lower NRMSE at the models' band limit (2/3
+    """Missing wedge, error part: ≥ 20 % lower NRMSE at the models' band limit (2/3
     Nyquist, volumes in V, no rescaling; see missing_wedge_case.py) than the best sequential
     volume, with or without TV. Measured on the fine-grid simulator's data (the detector
     records what scatters past 2/3 of its grid): 0.213 end-to-end against 0.321 sequential
@@ -235,7 +235,7 @@ def test_multislice_data_reach_no_missing_wedge_frequency_at_these_sizes():
     convergent-beam data (:func:`multislice_reach`: |k_z'| ≤ α|q| + λ|q|²/2 per tilt) is
     checked against the exact Ewald-sphere difference of incident and scattered waves, then
     counted inside the ±45° missing wedge (|k_z| > |k_x|, within 2/3 Nyquist). Measured: no
-    wedge voxel is reachable at 0.5 Å (36³, achievement 1's case) or 0.25 Å (72³) at 15 mrad;
+    wedge voxel is reachable at 0.5 Å (36³, the missing-wedge case) or 0.25 Å (72³) at 15 mrad;
     at 0.25 Å and 30 mrad 4 % of them, all at the wedge's edge. What fills the rest of the
     wedge in any volume comes from its priors (non-negativity, TV)."""
     lam, alpha, q = float(wavelength(300e3)), 15e-3, 0.6
@@ -268,7 +268,7 @@ def test_multislice_data_reach_no_missing_wedge_frequency_at_these_sizes():
                    "tilt range), so a narrower peak could only come from priors the sequential "
                    "route can use as well", strict=False)
 def test_heavy_atom_peak_is_narrower_along_z_than_sequential(missing_wedge):
-    """Issue 6, achievement 1 (missing-wedge part): the heavy (central Pt) atom's peak should
+    """Missing wedge, peak-shape part: the heavy (central Pt) atom's peak should
     be less elongated along z, the missing-wedge direction, end-to-end than sequential. The
     measure is σ_z / σ_x of fitted Gaussians in the same volume: the absolute σ_z is biased by
     the non-Gaussian peak shape in both volumes (see missing_wedge_case.py)."""

@@ -1,4 +1,4 @@
-"""Mixed-state probe and the bright-field defocus estimate (issue 4, achievements 4 and 5).
+"""Mixed-state probe and the bright-field defocus estimate.
 
 Scaled to seconds: partial coherence on a 12×12 scan of a 6-plane slab (1 slice, 30
 iterations, no noise, Gaussian source of 0.8 Å FWHM made as an incoherent sum of 16

@@ -1,4 +1,4 @@
-"""Multislice ptychography recovers known synthetic specimens (issue 4, "What it must achieve").
+"""Multislice ptychography recovers known synthetic specimens.
 
 The data come from ``msp_data.make_scan`` (SrTiO3-like slab of Gaussian atoms, tilt made by
 moving atoms plane by plane, plane-by-plane propagation, Poisson noise at 1e5 e/Å²).

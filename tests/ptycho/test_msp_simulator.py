@@ -1,4 +1,4 @@
-"""Issue 4, achievements 1-5 on the package simulator (Lobato potentials, fine slicing).
+"""What MSP must achieve, on the package simulator (Lobato potentials, fine slicing).
 
 test_msp.py and test_tilt_map.py check the same things on a smooth Gaussian-atom slab built
 plane by plane; here the data come from :mod:`napari_ptychotomo.simulate`: SrTiO3 [001]
@@ -132,7 +132,7 @@ def test_simulated_srtio3_fixed_propagator_fits_the_data_measurably_worse(case_o
 
 @pytest.mark.slow
 def test_simulated_two_grain_tilt_map_median_in_each_grain_within_1_mrad():
-    """Achievement 2 on the simulator: two halves of the SrTiO3 slab mistilted by +3 and −3
+    """Tilt map on the simulator: two halves of the SrTiO3 slab mistilted by +3 and −3
     mrad about y (`two_grain_specimen`), 16×24 scan at 0.8 Å, 80 Å underfocus, 4 slices, 40
     iterations, thickness given. Measured: left 2.38, right −2.38 mrad, θy 0.00 mrad."""
     specimen = two_grain_specimen(srtio3_slab((12, 9, 20)), ((3.0, 0.0), (-3.0, 0.0)))
@@ -148,7 +148,7 @@ def test_simulated_two_grain_tilt_map_median_in_each_grain_within_1_mrad():
 
 
 def test_simulated_positions_with_0p3_angstrom_error_are_refined_below_0p08():
-    """Achievement 3: a 19.5 Å SrTiO3 slab (5 cells), true positions jittered by 0.3 Å RMS,
+    """Position correction: a 19.5 Å SrTiO3 slab (5 cells), true positions jittered by 0.3 Å RMS,
     2 slices, 60 iterations. Measured: 0.302 Å → 0.069 Å (after removing the mean shift);
     noise / jitter seeds 1, 3: 0.060, 0.071 Å; seed 2: 0.114 Å, all from one position whose
     true offset is 0.6 Å (a 2.9σ draw) and which slides 1.6 Å the wrong way on the
@@ -169,7 +169,7 @@ def test_simulated_positions_with_0p3_angstrom_error_are_refined_below_0p08():
 
 
 def test_simulated_partially_coherent_data_fit_better_with_three_probe_modes():
-    """Achievement 4: a Gaussian source of 0.34 Å std (0.8 Å FWHM) in the simulator, 7.8 Å
+    """Mixed-state probe: a Gaussian source of 0.34 Å std (0.8 Å FWHM) in the simulator, 7.8 Å
     SrTiO3, 12×12 scan, no noise, 1 slice, 30 iterations. Measured final error: 1 mode
     3.13e-4, 3 modes 2.28e-4."""
     scan = _scan(srtio3_slab((8, 8, 2)), scan_shape=(12, 12), slice_thickness=None, num_slices=4, dose=None,
@@ -184,7 +184,7 @@ def test_simulated_partially_coherent_data_fit_better_with_three_probe_modes():
 
 @pytest.mark.parametrize("defocus", [150.0, 300.0])
 def test_simulated_bright_field_defocus_within_10_percent(defocus):
-    """Achievement 5: one SrTiO3 cell (3.9 Å), 20×20 scan at 0.8 Å, 64×64 detector at 2
+    """Bright-field defocus start: one SrTiO3 cell (3.9 Å), 20×20 scan at 0.8 Å, 64×64 detector at 2
     mrad/px, 1e5 e/Å². Measured: 143.5 Å for 150, 291.7 Å for 300 (226.9 Å for 225)."""
     scan = _scan(srtio3_slab((12, 12, 1)), scan_shape=(20, 20), scan_step=0.8, detector_shape=(64, 64),
                  detector_sampling_mrad=2.0, defocus=defocus, slice_thickness=None, num_slices=2, seed=1)

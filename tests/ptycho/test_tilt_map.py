@@ -1,4 +1,4 @@
-"""Tilt map of the extended adaptive propagator (issue 4, achievement 2).
+"""Tilt map of the extended adaptive propagator.
 
 Scaled to seconds: a two-grain SrTiO3-like slab (``msp_data.make_scan(grain_tilts=...)``,
 40 atomic planes, 78 Å) whose left and right halves are mistilted by +3 and −3 mrad

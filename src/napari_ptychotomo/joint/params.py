@@ -73,7 +73,7 @@ class JointParams:
     butterworth_stop : first pass without the low-pass (``None``: to the end). A low-pass
         for the first passes only is a coarse-to-fine alignment: shifts learned against a
         smooth volume cannot be absorbed by atom-sized detail of a volume fitted to the
-        wrong shifts (see tests/joint/test_achievements.py, achievement 2).
+        wrong shifts (see the shift-refinement tests in tests/joint/test_achievements.py).
     kz_beta, kz_start : strength of the k_z regularisation kernel
         w = 1 − (2/π) arctan(β² k_∥² / k_⊥²) applied to each tilt's volume update along that
         tilt's beam (Tsai et al. 2016 as used by You et al.); 0 disables.
