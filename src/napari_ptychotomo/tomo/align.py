@@ -293,8 +293,8 @@ def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initi
     euler = torch.as_tensor(np.deg2rad(euler0), dtype=torch.float32, device=dev)
     options = dict(options)
     options.setdefault("refine_axis", bool(estimate_axis))
-    n_rounds = int(options.setdefault("n_rounds", 8))
-    total = n_rounds + 2
+    n_rounds = int(options.setdefault("n_rounds", 4))
+    total = n_rounds + int(options.setdefault("n_fit_cycles", 3)) + 2
     if initial is not None:
         initial.validate()
         euler = torch.as_tensor(np.deg2rad(initial.euler_deg), dtype=torch.float32, device=dev)
@@ -364,8 +364,8 @@ def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> t
         vacuum, :func:`.projection_matching.is_isolated`, else neighbouring tilts),
         ``"com"``, ``"neighbours"`` or ``"none"``; ignored when ``initial`` is given.
     matching : keywords of :func:`.projection_matching.match_projections_steps`
-        (``n_rounds`` = 8, ``tolerance_px`` = 0.05, ``axis_search_deg``, ``volume_size``,
-        ``n_sirt``, ``peak_threshold``, ``refine_tilts``, …).
+        (``n_rounds`` = 4, ``tolerance_px`` = 0.05, ``axis_search_deg``, ``volume_size``,
+        ``n_sirt``, ``peak_threshold``, ``n_fit_cycles`` = 3, ``refine_tilts``, …).
     stages : list of :class:`AlignStage` for ``method="gradient"``; default translations
         at 10 % scale, then at 20 % (Romanov et al. 2025), floored at 24 px.
     threshold : (gradient) fraction of the stack maximum below which projection values

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import EngineError, Progress
+from .peak_refinement import refine_peak_model
 from .projector import project
 
 __all__ = [
@@ -304,59 +305,62 @@ def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px:
     return centre, float(values.max() / norm) if norm > 0 else 0.0
 
 
-def _best_angle(data, positions, heights, euler_k, axis, deltas_rad, shape, sigma, scale, lowpass):
-    """Change δ (rad) of Euler angle ``axis`` (1: tilt θ, 2: in-plane ψ) of one tilt's
-    template that matches its image best (highest correlation, parabola through the
-    three best)."""
-    errors = []
-    for delta in deltas_rad:
-        e = euler_k.copy()
-        e[axis] += delta
-        template = render_peaks(positions, heights, e[None], shape, sigma, scale)[0]
-        errors.append(-_register(data, template, 10, lowpass)[1])
-    best = int(np.argmin(errors))
-    delta = float(deltas_rad[best])
-    if 0 < best < len(errors) - 1:
-        a, b, c = errors[best - 1], errors[best], errors[best + 1]
-        denom = a - 2 * b + c
-        if denom > 0:
-            delta += 0.5 * (deltas_rad[1] - deltas_rad[0]) * (a - c) / denom
-    return delta
+def _axis_scan(matched, euler, shifts, search_deg, step_deg):
+    """ψ offsets over ±``search_deg`` in steps of ``step_deg``, one matching each, kept by
+    the mean correlation (parabola through the best three); yields (offset, score) and
+    returns (best offset in degrees, the shifts found there)."""
+    offsets = np.arange(-search_deg, search_deg + step_deg / 2, step_deg)
+    scores, found = [], []
+    for offset in offsets:
+        trial = euler.clone()
+        trial[:, 2] += np.deg2rad(offset)
+        _, _, _, shifts_found, score = matched(trial, shifts)
+        scores.append(score)
+        found.append(shifts_found)
+        yield float(np.rad2deg(trial[0, 2])), score
+    best = int(np.argmax(scores))
+    offset = offsets[best]
+    if 0 < best < len(offsets) - 1:
+        a, c = scores[best - 1] - scores[best], scores[best + 1] - scores[best]
+        if a + c < 0:
+            offset += 0.5 * step_deg * (a - c) / (a + c)
+    return float(offset), found[best]
 
 
 def match_projections_steps(
     stack: torch.Tensor,
     euler_rad: torch.Tensor,
     shifts_px: torch.Tensor,
-    n_rounds: int = 6,
+    n_rounds: int = 4,
     tolerance_px: float = 0.05,
     refine_axis: bool = True,
     axis_search_deg: float = 3.0,
     axis_scan_step_deg: float = 1.0,
     volume_size: int = 80,
     n_sirt: int = 30,
+    n_sirt_warm: int = 10,
     peak_threshold: float = 0.3,
     min_peak_distance: int = 3,
     upsample: int = 50,
+    n_fit_cycles: int = 3,
+    fit_iter: int = 100,
     refine_tilts: bool = False,
-    tilt_search_deg: float = 1.5,
 ) -> Generator[Progress, None, MatchResult]:
     """Projection matching against a sparse re-projection (generator; returns MatchResult).
 
-    Each round: (1) SIRT with non-negativity of a volume binned to at most
-    ``volume_size`` voxels across (the binning divides the image sides), at the current
-    alignment; (2) its local maxima above ``peak_threshold`` × the maximum, as Gaussian
-    blobs (σ = 0.75 voxel), re-projected at every tilt at the projections' own pixel
-    size; (3) each tilt's shift against its re-projection by upsampled cross-correlation
-    (a global search, 1/``upsample`` px); with ``refine_axis`` also its in-plane rotation δ_k,
-    from which the axis angle ψ is updated (below). Rounds stop when the shifts move less
-    than ``tolerance_px`` RMS (gauge removed) and ψ by less than 0.02°. With
-    ``refine_axis`` the rounds start from a scan of ψ over ±``axis_search_deg`` in steps
-    of ``axis_scan_step_deg`` (one matching round each, kept by the mean correlation,
-    parabola through the best three). ``refine_tilts`` also searches each tilt's θ within
-    ±``tilt_search_deg`` against the model (mean change removed: a turn of the volume);
-    on the Pt test case with ±1° tilt errors it did not lower the shift error, so it is
-    off by default.
+    1. With ``refine_axis``, a scan of the axis angle ψ over ±``axis_search_deg`` in
+       steps of ``axis_scan_step_deg`` (one matching each, kept by the mean correlation).
+    2. Up to ``n_rounds`` matching rounds: SIRT with non-negativity of a volume binned to
+       at most ``volume_size`` voxels across (the binning divides the image sides) at the
+       current alignment (``n_sirt`` iterations, then ``n_sirt_warm`` from the last
+       volume); its local maxima above ``peak_threshold`` × the maximum as Gaussian blobs
+       (σ = 0.75 voxel) re-projected at every tilt at the projections' own pixel size;
+       each tilt's shift against its re-projection by upsampled cross-correlation (a
+       global search, 1/``upsample`` px). They stop when the shifts move less than
+       ``tolerance_px`` RMS (gauge removed).
+    3. ``n_fit_cycles`` cycles of a volume refit, its peaks, and a joint least-squares
+       fit of the peaks with the shifts, ψ (with ``refine_axis``) and each tilt's θ (with
+       ``refine_tilts``) (:func:`.peak_refinement.refine_peak_model`, ``fit_iter`` steps).
 
     Why peaks: with few tilts a voxel volume fitted to all of them reproduces each tilt's
     own misplacement across the axis (the least-squares volume absorbs it entirely), and
@@ -366,10 +370,10 @@ def match_projections_steps(
     assumes a specimen of compact features (atoms, nanoparticles); use the gradient
     stages of :mod:`.align` otherwise.
 
-    Axis angle: re-projections of a volume fitted with an in-plane axis error Δψ match
-    the images best after an in-plane rotation δ_k ≈ Δψ − β cos θ_k, where β is the part
-    of the error the volume took up as a turn about z; a straight-line fit of δ_k
-    against cos θ_k gives Δψ as its intercept.
+    Why the joint fit for ψ: a volume refitted at a wrong ψ takes up most of the error as
+    a turn about z, which is exact at 0° and leaves only a remainder at high tilts; the
+    matching's correlation hardly tells ψ a degree apart. A fixed set of blobs fitted
+    together with ψ (and with a turn of its own) keeps that remainder visible.
     """
     t, ny, nx = stack.shape
     dev = stack.device
@@ -381,80 +385,65 @@ def match_projections_steps(
     data = stack.detach().cpu().double().numpy()
     euler = euler_rad.detach().to(torch.float64).cpu().clone()
     shifts = remove_translation(shifts_px.detach().to(torch.float64).cpu(), euler)
-    history, converged = [], False
-    volume = None
+    history, converged, volume = [], False, None
+    total = n_rounds + n_fit_cycles
 
-    def matched(euler_try, shifts_try, upsample_try):
-        """Volume at an alignment, its peaks, and each tilt's shift and correlation."""
-        vol = sirt(small, euler_try.to(small.dtype).to(dev), (shifts_try / b).to(small.dtype).to(dev), shape, n_sirt)
+    def fit_volume(euler_try, shifts_try, start=None):
+        vol = sirt(small, euler_try.to(small.dtype).to(dev), (shifts_try / b).to(small.dtype).to(dev), shape,
+                   n_sirt if start is None else n_sirt_warm, start)
         pos, hts = peak_model(vol, min_peak_distance, peak_threshold)
         if len(hts) == 0:
             raise EngineError("projection matching found no peaks in the volume; lower peak_threshold")
+        return vol, pos, hts
+
+    def matched(euler_try, shifts_try, start=None, upsample_try=10):
+        """Volume at an alignment, its peaks, each tilt's shift and the mean correlation."""
+        vol, pos, hts = fit_volume(euler_try, shifts_try, start)
         templates = render_peaks(pos, hts, euler_try.numpy(), (ny, nx), sigma, b)
         found = [_register(data[k], templates[k], upsample_try, lowpass) for k in range(t)]
         shifts_found = remove_translation(torch.as_tensor(np.array([f[0] for f in found])), euler_try)
         return vol, pos, hts, shifts_found, float(np.mean([f[1] for f in found]))
 
-    search = np.deg2rad(axis_search_deg)
     if refine_axis and axis_scan_step_deg > 0:
-        # a scan of ψ first: the per-tilt rotations below only converge from near it
-        offsets = np.arange(-axis_search_deg, axis_search_deg + axis_scan_step_deg / 2, axis_scan_step_deg)
-        scores, found = [], []
-        for offset in offsets:
-            trial = euler.clone()
-            trial[:, 2] += np.deg2rad(offset)
-            result = matched(trial, shifts, 10)
-            scores.append(result[4])
-            found.append(result[3])
-            yield Progress(0, n_rounds, -result[4], message=f"axis scan: ψ {np.rad2deg(trial[0, 2]):.2f}°, "
-                                                            f"correlation {result[4]:.4f}")
-        best = int(np.argmax(scores))
-        offset = offsets[best]
-        if 0 < best < len(offsets) - 1:
-            a, c = scores[best - 1] - scores[best], scores[best + 1] - scores[best]
-            if a + c < 0:
-                offset += 0.5 * axis_scan_step_deg * (a - c) / (a + c)
+        scan = _axis_scan(matched, euler, shifts, axis_search_deg, axis_scan_step_deg)
+        while True:
+            try:
+                psi_deg, score = next(scan)
+            except StopIteration as stop:
+                offset, shifts = stop.value
+                break
+            yield Progress(0, total, -score, message=f"axis scan: ψ {psi_deg:.2f}°, correlation {score:.4f}")
         euler[:, 2] += np.deg2rad(offset)
-        shifts = found[best]
-        search = np.deg2rad(0.75 * axis_scan_step_deg)
+    round_ = 0
     for round_ in range(1, n_rounds + 1):
-        volume = sirt(small, euler.to(small.dtype).to(dev), (shifts / b).to(small.dtype).to(dev), shape, n_sirt)
-        positions, heights = peak_model(volume, min_peak_distance, peak_threshold)
-        if len(heights) == 0:
-            raise EngineError("projection matching found no peaks in the volume; lower peak_threshold")
-        euler_np = euler.numpy()
-        d_psi = 0.0
-        if refine_axis:
-            step = max(search / 8, np.deg2rad(0.05))
-            deltas = np.arange(-search, search + step / 2, step)
-            rotation = np.array([_best_angle(data[k], positions, heights, euler_np[k], 2, deltas, (ny, nx), sigma,
-                                             b, lowpass) for k in range(t)])
-            basis = np.stack([np.ones(t), np.cos(euler_np[:, 1])], 1)
-            d_psi = float(np.linalg.lstsq(basis, rotation, rcond=None)[0][0])
-            euler[:, 2] += d_psi
-            search = max(4 * abs(d_psi), np.deg2rad(0.4))
-        if refine_tilts:
-            # each tilt's own θ; their mean is a turn of the volume about y (free), kept
-            step = np.deg2rad(tilt_search_deg) / 6
-            deltas = np.arange(-6, 7) * step
-            euler_np = euler.numpy()
-            tilt = np.array([_best_angle(data[k], positions, heights, euler_np[k], 1, deltas, (ny, nx), sigma, b,
-                                         lowpass) for k in range(t)])
-            euler[:, 1] += torch.as_tensor(tilt - tilt.mean())
-        templates = render_peaks(positions, heights, euler.numpy(), (ny, nx), sigma, b)
-        found = torch.as_tensor(np.array([_register(data[k], templates[k], upsample, lowpass)[0]
-                                          for k in range(t)]))
-        new = remove_translation(found, euler)
+        volume, positions, heights, new, _ = matched(euler, shifts, volume, upsample)
         change = float((new - shifts).pow(2).mean().sqrt())
         shifts = new
         history.append({"rms_change_px": change, "psi_deg": float(np.rad2deg(euler[:, 2].mean())),
                         "n_peaks": int(len(heights))})
-        yield Progress(round_, n_rounds, change,
-                       preview={"volume_slice": volume[volume.shape[0] // 2].cpu().numpy(),
-                                "shifts_px": shifts.numpy(), "euler_deg": np.rad2deg(euler.numpy())},
+        yield Progress(round_, total, change, preview=_preview(volume, shifts, euler),
                        message=f"projection matching round {round_}: shifts moved {change:.3f} px RMS, "
-                               f"ψ {history[-1]['psi_deg']:.2f}°, {len(heights)} peaks")
-        if change < tolerance_px and abs(np.rad2deg(d_psi)) < 0.02:
+                               f"{len(heights)} peaks")
+        if change < tolerance_px:
             converged = True
             break
+    for cycle in range(1, n_fit_cycles + 1):
+        volume, positions, heights = fit_volume(euler, shifts, volume)
+        fit = refine_peak_model(stack, positions * b, heights, euler, shifts, sigma, fit_iter,
+                                refine_psi=refine_axis, refine_tilts=refine_tilts)
+        euler = fit.euler_rad
+        new = remove_translation(fit.shifts_px, euler)
+        change = float((new - shifts).pow(2).mean().sqrt())
+        shifts = new
+        history.append({"rms_change_px": change, "psi_deg": float(np.rad2deg(euler[:, 2].mean())),
+                        "n_peaks": int(len(heights)), "misfit": fit.misfit_end})
+        yield Progress(n_rounds + cycle, total, fit.misfit_end, preview=_preview(volume, shifts, euler),
+                       message=f"joint fit of peaks and geometry {cycle}: shifts moved {change:.3f} px RMS, "
+                               f"ψ {history[-1]['psi_deg']:.2f}°, misfit {fit.misfit_start:.4f} → "
+                               f"{fit.misfit_end:.4f}")
     return MatchResult(shifts.to(stack.dtype).to(dev), euler.to(dev), round_, converged, history, volume, b)
+
+
+def _preview(volume, shifts, euler):
+    return {"volume_slice": volume[volume.shape[0] // 2].cpu().numpy(), "shifts_px": shifts.numpy(),
+            "euler_deg": np.rad2deg(euler.numpy())}
