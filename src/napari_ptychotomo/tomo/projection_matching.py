@@ -55,18 +55,23 @@ def remove_translation(shifts_px: torch.Tensor, euler_rad: torch.Tensor) -> torc
 
 
 def centre_of_mass_shifts(
-    stack: torch.Tensor, euler_rad: torch.Tensor, radius_px: float | None = None, n_rounds: int = 4
+    stack: torch.Tensor, euler_rad: torch.Tensor, radius_px: float | None = None, n_rounds: int = 4,
+    floor: float = 0.1,
 ) -> torch.Tensor:
     """Shifts (T, 2) (y, x) in pixels from the projections' centres of mass, gauge removed.
 
     The centre of mass is taken in a circular window of ``radius_px`` (default 0.45 × the
     smaller image side) that follows it for ``n_rounds`` rounds, so that noise far from
-    the object does not enter. The object must stay inside the window at every tilt and
-    the background must be zero on average (vacuum).
+    the object does not enter, and of the values above ``floor`` × the stack maximum
+    only: a phase image's negative halo (MSP phases have one around the particle and
+    artefacts at the scan's edge) would otherwise cancel most of the mass and throw the
+    centre pixels away. The object must stay inside the window at every tilt and the
+    background must be zero on average (vacuum).
     """
     t, ny, nx = stack.shape
     dev, dt = stack.device, torch.float64
     data = stack.to(dt)
+    data = torch.where(data > floor * data.max(), data, torch.zeros_like(data))
     y = torch.arange(ny, dtype=dt, device=dev) - (ny - 1) / 2
     x = torch.arange(nx, dtype=dt, device=dev) - (nx - 1) / 2
     radius = 0.45 * min(ny, nx) if radius_px is None else float(radius_px)
@@ -273,24 +278,35 @@ def _correlation_at(cross: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.nda
     return (ey @ cross @ ex).real
 
 
-def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px: float):
+def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px: float,
+              max_shift_fraction: float = 0.25):
     """Shift (y, x) in pixels of ``data`` against ``template`` (data ≈ template moved by
     +shift) and the normalised correlation at it.
 
-    A global search of the cross-correlation of both images low-passed by a Gaussian of
+    A search of the cross-correlation of both images low-passed by a Gaussian of
     ``lowpass_px`` (which removes the periodic detail of a crystal lattice, whose
-    correlation peaks a lattice vector away can beat the right one), then the full-band
-    correlation maximised within ±1.5 px of it to 1/``upsample`` px.
+    correlation peaks a lattice vector away can beat the right one) over shifts up to
+    ``max_shift_fraction`` of the image sides, then the full-band correlation maximised
+    within ±1.5 px of it to 1/``upsample`` px.
     """
     d = np.fft.fft2(data - data.mean())
     t = np.fft.fft2(template - template.mean())
     cross = d * t.conj()
     ky = np.fft.fftfreq(data.shape[0])[:, None]
     kx = np.fft.fftfreq(data.shape[1])[None, :]
-    smooth = np.exp(-2 * np.pi**2 * lowpass_px**2 * (ky**2 + kx**2))
+    k2 = ky**2 + kx**2
+    # a band: above it the lattice, below it a phase image's smooth background and halo
+    smooth = np.exp(-2 * np.pi**2 * lowpass_px**2 * k2) - np.exp(-2 * np.pi**2 * (4 * lowpass_px) ** 2 * k2)
     coarse = np.fft.ifft2(cross * smooth).real
-    peak = np.array(np.unravel_index(int(np.argmax(coarse)), coarse.shape), dtype=float)
     size = np.array(data.shape)
+    # only shifts within a quarter of the image: further out, the low-passed correlation
+    # of a phase image's smooth background and halo with the template can win (measured:
+    # jumps of 40 px on MSP phases of 84 px)
+    lag_y = np.fft.fftfreq(size[0]) * size[0]
+    lag_x = np.fft.fftfreq(size[1]) * size[1]
+    reach = (lag_y[:, None] / size[0]) ** 2 + (lag_x[None, :] / size[1]) ** 2 <= max_shift_fraction**2
+    coarse = np.where(reach, coarse, -np.inf)
+    peak = np.array(np.unravel_index(int(np.argmax(coarse)), coarse.shape), dtype=float)
     peak = np.where(peak > size // 2, peak - size, peak)
     centre, radius, step = peak, 1.5, 0.1
     while True:
@@ -336,7 +352,7 @@ def match_projections_steps(
     refine_axis: bool = True,
     axis_search_deg: float = 3.0,
     axis_scan_step_deg: float = 1.0,
-    volume_size: int = 80,
+    volume_size: int = 96,
     n_sirt: int = 30,
     n_sirt_warm: int = 10,
     peak_threshold: float = 0.3,
