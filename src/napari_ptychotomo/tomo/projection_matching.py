@@ -20,6 +20,7 @@ Two robust ways to find each projection's shift (both with the gauge of
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Generator
 
@@ -56,22 +57,25 @@ def remove_translation(shifts_px: torch.Tensor, euler_rad: torch.Tensor) -> torc
 
 def centre_of_mass_shifts(
     stack: torch.Tensor, euler_rad: torch.Tensor, radius_px: float | None = None, n_rounds: int = 4,
-    floor: float = 0.1,
+    floor: float | None = 0.0,
 ) -> torch.Tensor:
     """Shifts (T, 2) (y, x) in pixels from the projections' centres of mass, gauge removed.
 
     The centre of mass is taken in a circular window of ``radius_px`` (default 0.45 × the
     smaller image side) that follows it for ``n_rounds`` rounds, so that noise far from
     the object does not enter, and of the values above ``floor`` × the stack maximum
-    only: a phase image's negative halo (MSP phases have one around the particle and
+    only (``None``: all values): a phase image's negative halo (MSP phases have one around the particle and
     artefacts at the scan's edge) would otherwise cancel most of the mass and throw the
-    centre pixels away. The object must stay inside the window at every tilt and the
-    background must be zero on average (vacuum).
+    centre pixels away. Clipped noise adds a uniform mass in the window, whose centre
+    follows the object's, so it slows the rounds without moving their fixed point; a
+    floor above zero cuts the atoms' tails unevenly as they move between pixels. The
+    object must stay inside the window at every tilt and the background must be zero on
+    average (vacuum).
     """
     t, ny, nx = stack.shape
     dev, dt = stack.device, torch.float64
     data = stack.to(dt)
-    data = torch.where(data > floor * data.max(), data, torch.zeros_like(data))
+    data = torch.where(data > floor * data.max(), data, torch.zeros_like(data)) if floor is not None else data
     y = torch.arange(ny, dtype=dt, device=dev) - (ny - 1) / 2
     x = torch.arange(nx, dtype=dt, device=dev) - (nx - 1) / 2
     radius = 0.45 * min(ny, nx) if radius_px is None else float(radius_px)
@@ -249,7 +253,8 @@ class MatchResult:
     """Outcome of :func:`match_projections_steps`: shifts (T, 2) (y, x) in pixels (gauge
     removed), Euler angles (T, 3) in radians, the rounds run, whether the shifts stopped
     moving, per-round ``history`` (RMS shift change in px, ψ in degrees, peaks in the
-    model) and the last binned volume with its bin factor."""
+    model) and the last binned volume with its bin factor; ``seconds`` spent in volume
+    refits (SIRT and peaks, ψ scan included), registrations and joint fits."""
 
     shifts_px: torch.Tensor
     euler_rad: torch.Tensor
@@ -258,6 +263,7 @@ class MatchResult:
     history: list
     volume: torch.Tensor
     volume_bin: int
+    seconds: dict
 
 
 def _volume_bin(ny: int, nx: int, max_size: int) -> int:
@@ -296,7 +302,7 @@ def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px:
     kx = np.fft.fftfreq(data.shape[1])[None, :]
     k2 = ky**2 + kx**2
     # a band: above it the lattice, below it a phase image's smooth background and halo
-    smooth = np.exp(-2 * np.pi**2 * lowpass_px**2 * k2) - np.exp(-2 * np.pi**2 * (4 * lowpass_px) ** 2 * k2)
+    smooth = np.exp(-2 * np.pi**2 * lowpass_px**2 * k2)
     coarse = np.fft.ifft2(cross * smooth).real
     size = np.array(data.shape)
     # only shifts within a quarter of the image: further out, the low-passed correlation
@@ -321,16 +327,17 @@ def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px:
     return centre, float(values.max() / norm) if norm > 0 else 0.0
 
 
-def _axis_scan(matched, euler, shifts, search_deg, step_deg):
-    """ψ offsets over ±``search_deg`` in steps of ``step_deg``, one matching each, kept by
-    the mean correlation (parabola through the best three); yields (offset, score) and
-    returns (best offset in degrees, the shifts found there)."""
+def _axis_scan(matched, euler, shifts, search_deg, step_deg, warm):
+    """ψ offsets over ±``search_deg`` in steps of ``step_deg``, one matching each (with
+    ``warm``, each volume fit starts from the previous angle's), kept by the mean
+    correlation (parabola through the best three); yields (offset, score) and returns
+    (best offset in degrees, the shifts found there)."""
     offsets = np.arange(-search_deg, search_deg + step_deg / 2, step_deg)
-    scores, found = [], []
+    scores, found, volume = [], [], None
     for offset in offsets:
         trial = euler.clone()
         trial[:, 2] += np.deg2rad(offset)
-        _, _, _, shifts_found, score = matched(trial, shifts)
+        volume, _, _, shifts_found, score = matched(trial, shifts, volume if warm else None)
         scores.append(score)
         found.append(shifts_found)
         yield float(np.rad2deg(trial[0, 2])), score
@@ -358,14 +365,17 @@ def match_projections_steps(
     peak_threshold: float = 0.3,
     min_peak_distance: int = 3,
     upsample: int = 50,
-    n_fit_cycles: int = 3,
-    fit_iter: int = 100,
+    n_fit_cycles: int = 4,
+    fit_iter: int = 200,
     refine_tilts: bool = False,
+    scan_warm_start: bool = True,
 ) -> Generator[Progress, None, MatchResult]:
     """Projection matching against a sparse re-projection (generator; returns MatchResult).
 
     1. With ``refine_axis``, a scan of the axis angle ψ over ±``axis_search_deg`` in
-       steps of ``axis_scan_step_deg`` (one matching each, kept by the mean correlation).
+       steps of ``axis_scan_step_deg`` (one matching each, kept by the mean correlation;
+       with ``scan_warm_start`` each volume starts from the previous angle's and runs
+       ``n_sirt_warm`` iterations).
     2. Up to ``n_rounds`` matching rounds: SIRT with non-negativity of a volume binned to
        at most ``volume_size`` voxels across (the binning divides the image sides) at the
        current alignment (``n_sirt`` iterations, then ``n_sirt_warm`` from the last
@@ -403,25 +413,30 @@ def match_projections_steps(
     shifts = remove_translation(shifts_px.detach().to(torch.float64).cpu(), euler)
     history, converged, volume = [], False, None
     total = n_rounds + n_fit_cycles
+    seconds = {"volume refits": 0.0, "registration": 0.0, "joint fits": 0.0}
 
     def fit_volume(euler_try, shifts_try, start=None):
+        began = time.perf_counter()
         vol = sirt(small, euler_try.to(small.dtype).to(dev), (shifts_try / b).to(small.dtype).to(dev), shape,
                    n_sirt if start is None else n_sirt_warm, start)
         pos, hts = peak_model(vol, min_peak_distance, peak_threshold)
         if len(hts) == 0:
             raise EngineError("projection matching found no peaks in the volume; lower peak_threshold")
+        seconds["volume refits"] += time.perf_counter() - began
         return vol, pos, hts
 
     def matched(euler_try, shifts_try, start=None, upsample_try=10):
         """Volume at an alignment, its peaks, each tilt's shift and the mean correlation."""
         vol, pos, hts = fit_volume(euler_try, shifts_try, start)
+        began = time.perf_counter()
         templates = render_peaks(pos, hts, euler_try.numpy(), (ny, nx), sigma, b)
         found = [_register(data[k], templates[k], upsample_try, lowpass) for k in range(t)]
+        seconds["registration"] += time.perf_counter() - began
         shifts_found = remove_translation(torch.as_tensor(np.array([f[0] for f in found])), euler_try)
         return vol, pos, hts, shifts_found, float(np.mean([f[1] for f in found]))
 
     if refine_axis and axis_scan_step_deg > 0:
-        scan = _axis_scan(matched, euler, shifts, axis_search_deg, axis_scan_step_deg)
+        scan = _axis_scan(matched, euler, shifts, axis_search_deg, axis_scan_step_deg, scan_warm_start)
         while True:
             try:
                 psi_deg, score = next(scan)
@@ -445,8 +460,10 @@ def match_projections_steps(
             break
     for cycle in range(1, n_fit_cycles + 1):
         volume, positions, heights = fit_volume(euler, shifts, volume)
+        began = time.perf_counter()
         fit = refine_peak_model(stack, positions * b, heights, euler, shifts, sigma, fit_iter,
                                 refine_psi=refine_axis, refine_tilts=refine_tilts)
+        seconds["joint fits"] += time.perf_counter() - began
         euler = fit.euler_rad
         new = remove_translation(fit.shifts_px, euler)
         change = float((new - shifts).pow(2).mean().sqrt())
@@ -457,7 +474,8 @@ def match_projections_steps(
                        message=f"joint fit of peaks and geometry {cycle}: shifts moved {change:.3f} px RMS, "
                                f"ψ {history[-1]['psi_deg']:.2f}°, misfit {fit.misfit_start:.4f} → "
                                f"{fit.misfit_end:.4f}")
-    return MatchResult(shifts.to(stack.dtype).to(dev), euler.to(dev), round_, converged, history, volume, b)
+    return MatchResult(shifts.to(stack.dtype).to(dev), euler.to(dev), round_, converged, history, volume, b,
+                       {k: round(v, 2) for k, v in seconds.items()})
 
 
 def _preview(volume, shifts, euler):
