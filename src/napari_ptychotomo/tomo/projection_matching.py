@@ -1,21 +1,14 @@
-"""Coarse and fine alignment of a tilt series without gradient steps on the shifts.
+"""Fine alignment of a tilt series without gradient steps on the shifts: projection matching.
 
-Two robust ways to find each projection's shift (both with the gauge of
-:func:`.align.remove_gauge` left free):
-
-* **Centre of mass** (isolated object): the first moment of a projection is the projection
-  of the object's centre of mass, so at tilt k the image centre of mass is
-  P_k·c + t_k, and t_k follows up to the rigid translation c (the gauge). It needs no
-  start and no volume; its error is the noise's first moment inside the window.
-* **Projection matching**: fit a volume to the projections (SIRT with non-negativity),
-  take its local maxima as a sparse model, re-project that at every tilt, find each
-  tilt's shift against its re-projection by upsampled cross-correlation (a global
-  search over the whole image), repeat until the shifts stop moving (You et al. 2025,
-  Algorithm 2's alternation, with a global search in place of gradient steps on the
-  shifts). See :func:`match_projections_steps` for why a sparse model and not the voxel
-  volume, and for the axis angle.
-* **Neighbouring tilts** (extended specimens): cross-correlation of each tilt with the
-  next, stretched across the axis by the ratio of their cosines, chained from 0°.
+Fit a volume to the projections (SIRT with non-negativity), take its local maxima as a
+sparse model, re-project that at every tilt, find each tilt's shift against its
+re-projection by upsampled cross-correlation (a search over a quarter of the image),
+repeat until the shifts stop moving (You et al. 2025, Algorithm 2's alternation, with a
+global search in place of gradient steps on the shifts); then fit the model's peaks
+together with the shifts and the axis angle (:mod:`.peak_refinement`). See
+:func:`match_projections_steps` for why a sparse model and not the voxel volume, and for
+the axis angle. The coarse start (centre of mass, neighbouring tilts) is in
+:mod:`.coarse_alignment`.
 """
 
 from __future__ import annotations
@@ -29,6 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import EngineError, Progress
+from .coarse_alignment import (
+    centre_of_mass_shifts,
+    is_isolated,
+    neighbour_shifts,
+    remove_translation,
+)
 from .peak_refinement import refine_peak_model
 from .projector import project
 
@@ -36,58 +35,6 @@ __all__ = [
     "MatchResult", "centre_of_mass_shifts", "is_isolated", "match_projections_steps",
     "neighbour_shifts", "peak_model", "register_shifts", "remove_translation", "render_peaks", "sirt",
 ]
-
-
-def _gauge_basis(euler_rad: torch.Tensor) -> torch.Tensor:
-    """(T, 2, 3): how a volume translation (x, y, z) moves each projection (y, x)."""
-    from .rotation import rotation_matrix
-
-    rot = rotation_matrix(euler_rad.to(torch.float64))  # (T, 3, 3) acting on (x, y, z)
-    return torch.stack([rot[:, 1], rot[:, 0]], 1)  # image (y, x) rows of R
-
-
-def remove_translation(shifts_px: torch.Tensor, euler_rad: torch.Tensor) -> torch.Tensor:
-    """(T, 2) shifts (y, x) less their least-squares fit by a rigid volume translation
-    (the gauge), for general Euler angles (in-plane axis angle ψ included)."""
-    basis = _gauge_basis(euler_rad).reshape(-1, 3)  # (2T, 3)
-    flat = shifts_px.to(torch.float64).reshape(-1, 1)
-    coef = torch.linalg.lstsq(basis, flat).solution
-    return (flat - basis @ coef).reshape(-1, 2).to(shifts_px.dtype)
-
-
-def centre_of_mass_shifts(
-    stack: torch.Tensor, euler_rad: torch.Tensor, radius_px: float | None = None, n_rounds: int = 4,
-    floor: float | None = 0.0,
-) -> torch.Tensor:
-    """Shifts (T, 2) (y, x) in pixels from the projections' centres of mass, gauge removed.
-
-    The centre of mass is taken in a circular window of ``radius_px`` (default 0.45 × the
-    smaller image side) that follows it for ``n_rounds`` rounds, so that noise far from
-    the object does not enter, and of the values above ``floor`` × the stack maximum
-    only (``None``: all values): a phase image's negative halo (MSP phases have one around the particle and
-    artefacts at the scan's edge) would otherwise cancel most of the mass and throw the
-    centre pixels away. Clipped noise adds a uniform mass in the window, whose centre
-    follows the object's, so it slows the rounds without moving their fixed point; a
-    floor above zero cuts the atoms' tails unevenly as they move between pixels. The
-    object must stay inside the window at every tilt and the background must be zero on
-    average (vacuum).
-    """
-    t, ny, nx = stack.shape
-    dev, dt = stack.device, torch.float64
-    data = stack.to(dt)
-    data = torch.where(data > floor * data.max(), data, torch.zeros_like(data)) if floor is not None else data
-    y = torch.arange(ny, dtype=dt, device=dev) - (ny - 1) / 2
-    x = torch.arange(nx, dtype=dt, device=dev) - (nx - 1) / 2
-    radius = 0.45 * min(ny, nx) if radius_px is None else float(radius_px)
-    centre = torch.zeros(t, 2, dtype=dt, device=dev)
-    for _ in range(n_rounds):
-        r2 = (y[None, :, None] - centre[:, 0, None, None]) ** 2 + (x[None, None, :] - centre[:, 1, None, None]) ** 2
-        weighted = data * (r2 <= radius**2)
-        mass = weighted.sum((1, 2))
-        cy = (weighted * y[None, :, None]).sum((1, 2)) / mass
-        cx = (weighted * x[None, None, :]).sum((1, 2)) / mass
-        centre = torch.stack([cy, cx], 1)
-    return remove_translation(centre, euler_rad).to(stack.dtype)
 
 
 def sirt(
@@ -164,53 +111,6 @@ def downsample(stack: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool2d(stack[:, None], factor)[:, 0]
 
 
-def is_isolated(stack: torch.Tensor, border_px: int = 4, level: float = 0.05) -> bool:
-    """Whether an object sits in vacuum at every tilt: the mean of each image's border
-    band is below ``level`` × its interior mean, or within four standard errors of zero
-    (white noise averaged over the band)."""
-    t, ny, nx = stack.shape
-    band = torch.ones(ny, nx, dtype=torch.bool, device=stack.device)
-    band[border_px:-border_px, border_px:-border_px] = False
-    edge = stack[:, band].double()
-    inner = stack[:, ~band].double().mean(1).abs()
-    noise = 4 * edge.std(1) / np.sqrt(edge.shape[1])
-    return bool((edge.mean(1).abs() < torch.maximum(level * inner, noise)).all())
-
-
-def neighbour_shifts(stack: torch.Tensor, euler_rad: torch.Tensor, upsample: int = 20) -> torch.Tensor:
-    """Shifts (T, 2) (y, x) in pixels by cross-correlating neighbouring tilts, chained
-    outwards from the tilt nearest 0°, gauge removed.
-
-    Before each comparison the image at tilt θ_j is stretched across the axis by
-    cos θ_i / cos θ_j about the image centre, so that a flat film looks the same in both;
-    this serves extended specimens (films), for which the centre of mass is meaningless.
-    """
-    from scipy.ndimage import affine_transform
-    from skimage.registration import phase_cross_correlation
-
-    theta = euler_rad[:, 1].detach().cpu().double().numpy()
-    order = np.argsort(theta)
-    data = stack.detach().cpu().double().numpy()
-    t, ny, nx = data.shape
-    centre = np.array([(ny - 1) / 2, (nx - 1) / 2])
-    start = int(np.argmin(np.abs(theta[order])))
-    shifts = np.zeros((t, 2))
-    for direction in (1, -1):
-        i = start
-        while 0 <= i + direction < t:
-            a, b = order[i], order[i + direction]
-            stretch = np.cos(theta[a]) / np.cos(theta[b])
-            # output pixel u samples input at centre + (u - centre) / stretch (x only)
-            matrix = np.diag([1.0, 1.0 / stretch])
-            moved = affine_transform(data[b], matrix, offset=centre - matrix @ centre, order=1)
-            found, _, _ = phase_cross_correlation(data[a], moved, upsample_factor=upsample,
-                                                  normalization=None)
-            # the stretched image b is image a displaced by s_b·(1, stretch) − s_a
-            shifts[b] = (shifts[a] - found) * np.array([1.0, 1.0 / stretch])
-            i += direction
-    return remove_translation(torch.as_tensor(shifts, dtype=stack.dtype, device=stack.device), euler_rad)
-
-
 def peak_model(volume: torch.Tensor, min_distance: int = 3, threshold: float = 0.3):
     """Local maxima of a volume as a sparse model: positions (n, 3) (x, y, z) in voxels from
     the volume centre (refined to the weighted centroid of their 3×3×3 neighbourhood) and
@@ -285,15 +185,15 @@ def _correlation_at(cross: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.nda
 
 
 def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px: float,
-              max_shift_fraction: float = 0.25):
+              guess_px=(0.0, 0.0), max_shift_fraction: float = 0.1):
     """Shift (y, x) in pixels of ``data`` against ``template`` (data ≈ template moved by
     +shift) and the normalised correlation at it.
 
     A search of the cross-correlation of both images low-passed by a Gaussian of
     ``lowpass_px`` (which removes the periodic detail of a crystal lattice, whose
-    correlation peaks a lattice vector away can beat the right one) over shifts up to
-    ``max_shift_fraction`` of the image sides, then the full-band correlation maximised
-    within ±1.5 px of it to 1/``upsample`` px.
+    correlation peaks a lattice vector away can beat the right one) over shifts within
+    ``max_shift_fraction`` of the image sides of ``guess_px`` (y, x), then the full-band
+    correlation maximised within ±1.5 px of it to 1/``upsample`` px.
     """
     d = np.fft.fft2(data - data.mean())
     t = np.fft.fft2(template - template.mean())
@@ -305,11 +205,12 @@ def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px:
     smooth = np.exp(-2 * np.pi**2 * lowpass_px**2 * k2)
     coarse = np.fft.ifft2(cross * smooth).real
     size = np.array(data.shape)
-    # only shifts within a quarter of the image: further out, the low-passed correlation
-    # of a phase image's smooth background and halo with the template can win (measured:
-    # jumps of 40 px on MSP phases of 84 px)
-    lag_y = np.fft.fftfreq(size[0]) * size[0]
-    lag_x = np.fft.fftfreq(size[1]) * size[1]
+    # only shifts near the guess (the coarse stage's error is a few pixels): further out
+    # the low-passed correlation of a phase image's smooth background and halo with the
+    # template, or a particle's outline one row of columns over, can win (measured: jumps
+    # of 40 px and of 18 px on the demo's MSP phases of 84 px)
+    lag_y = (np.fft.fftfreq(size[0]) * size[0] - guess_px[0] + size[0] / 2) % size[0] - size[0] / 2
+    lag_x = (np.fft.fftfreq(size[1]) * size[1] - guess_px[1] + size[1] / 2) % size[1] - size[1] / 2
     reach = (lag_y[:, None] / size[0]) ** 2 + (lag_x[None, :] / size[1]) ** 2 <= max_shift_fraction**2
     coarse = np.where(reach, coarse, -np.inf)
     peak = np.array(np.unravel_index(int(np.argmax(coarse)), coarse.shape), dtype=float)
@@ -430,7 +331,8 @@ def match_projections_steps(
         vol, pos, hts = fit_volume(euler_try, shifts_try, start)
         began = time.perf_counter()
         templates = render_peaks(pos, hts, euler_try.numpy(), (ny, nx), sigma, b)
-        found = [_register(data[k], templates[k], upsample_try, lowpass) for k in range(t)]
+        guess = shifts_try.numpy()
+        found = [_register(data[k], templates[k], upsample_try, lowpass, guess[k]) for k in range(t)]
         seconds["registration"] += time.perf_counter() - began
         shifts_found = remove_translation(torch.as_tensor(np.array([f[0] for f in found])), euler_try)
         return vol, pos, hts, shifts_found, float(np.mean([f[1] for f in found]))
@@ -451,7 +353,7 @@ def match_projections_steps(
         change = float((new - shifts).pow(2).mean().sqrt())
         shifts = new
         history.append({"rms_change_px": change, "psi_deg": float(np.rad2deg(euler[:, 2].mean())),
-                        "n_peaks": int(len(heights))})
+                        "n_peaks": len(heights)})
         yield Progress(round_, total, change, preview=_preview(volume, shifts, euler),
                        message=f"projection matching round {round_}: shifts moved {change:.3f} px RMS, "
                                f"{len(heights)} peaks")
@@ -469,7 +371,7 @@ def match_projections_steps(
         change = float((new - shifts).pow(2).mean().sqrt())
         shifts = new
         history.append({"rms_change_px": change, "psi_deg": float(np.rad2deg(euler[:, 2].mean())),
-                        "n_peaks": int(len(heights)), "misfit": fit.misfit_end})
+                        "n_peaks": len(heights), "misfit": fit.misfit_end})
         yield Progress(n_rounds + cycle, total, fit.misfit_end, preview=_preview(volume, shifts, euler),
                        message=f"joint fit of peaks and geometry {cycle}: shifts moved {change:.3f} px RMS, "
                                f"ψ {history[-1]['psi_deg']:.2f}°, misfit {fit.misfit_start:.4f} → "
