@@ -2,9 +2,10 @@
 
 Fit a volume to the projections (SIRT with non-negativity), take its local maxima as a
 sparse model, re-project that at every tilt, find each tilt's shift against its
-re-projection by upsampled cross-correlation (a search over a quarter of the image),
+re-projection by upsampled cross-correlation (searched over a tenth of the image around
+the current shift),
 repeat until the shifts stop moving (You et al. 2025, Algorithm 2's alternation, with a
-global search in place of gradient steps on the shifts); then fit the model's peaks
+search in place of gradient steps on the shifts); then fit the model's peaks
 together with the shifts and the axis angle (:mod:`.peak_refinement`). See
 :func:`match_projections_steps` for why a sparse model and not the voxel volume, and for
 the axis angle. The coarse start (centre of mass, neighbouring tilts) is in
@@ -284,7 +285,8 @@ def match_projections_steps(
        volume); its local maxima above ``peak_threshold`` × the maximum as Gaussian blobs
        (σ = 0.75 voxel) re-projected at every tilt at the projections' own pixel size;
        each tilt's shift against its re-projection by upsampled cross-correlation (a
-       global search, 1/``upsample`` px). They stop when the shifts move less than
+       search over a tenth of the image around the current shift, 1/``upsample`` px).
+       They stop when the shifts move less than
        ``tolerance_px`` RMS (gauge removed).
     3. ``n_fit_cycles`` cycles of a volume refit, its peaks, and a joint least-squares
        fit of the peaks with the shifts, ψ (with ``refine_axis``) and each tilt's θ (with
