@@ -125,7 +125,7 @@ def test_registration_keeps_to_the_neighbourhood_of_its_guess():
     from napari_ptychotomo.tomo.projection_matching import _register
 
     y, x = np.mgrid[:64, :64] - 31.5
-    blob = lambda cy, cx, h=1.0: h * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 8)  # noqa: E731
+    blob = lambda cy, cx, h=1.0: h * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 8)
     template = blob(0, 0)
     data = blob(2.0, -1.0) + blob(2.0, 19.0, 1.5)
     shift, _ = _register(data, template, 20, 1.0, guess_px=(1.0, 0.0))

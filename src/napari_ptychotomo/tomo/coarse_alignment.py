@@ -75,7 +75,7 @@ def is_isolated(stack: torch.Tensor, border_px: int = 4, level: float = 0.05) ->
     """Whether an object sits in vacuum at every tilt: the mean of each image's border
     band is below ``level`` × its interior mean, or within four standard errors of zero
     (white noise averaged over the band)."""
-    t, ny, nx = stack.shape
+    _, ny, nx = stack.shape
     band = torch.ones(ny, nx, dtype=torch.bool, device=stack.device)
     band[border_px:-border_px, border_px:-border_px] = False
     edge = stack[:, band].double()
