@@ -151,17 +151,30 @@ class DenoiseWidget(_StackWidget):
 
 
 class AlignWidget(_StackWidget):
-    """Joint rigid alignment and linear tomography (You et al. 2025, Algorithm 2)."""
+    """Joint rigid alignment and linear tomography (You et al. 2025, Algorithm 2).
+
+    ``method`` "auto" lets the engine choose (projection matching for an object in vacuum
+    of 64 px or more, else the gradient stages); threshold and outer iterations apply to
+    the gradient stages only. Defaults are the engine's."""
 
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
-        self.threshold = FloatSpinBox(label="threshold (fraction of max)", min=0.0, max=0.95,
-                                      value=0.4, step=0.05, name="threshold")
-        self.estimate_axis = CheckBox(text="estimate tilt axis", value=True, name="estimate_axis")
-        self.outer_iterations = SpinBox(label="outer iterations per stage", min=1, max=1000,
-                                        value=10, name="outer_iterations")
-        self.final_iterations = SpinBox(label="final iterations", min=1, max=5000, value=150,
-                                        name="final_iterations")
-        super().__init__(viewer, [self.threshold, self.estimate_axis, self.outer_iterations,
+        import inspect
+
+        from ..tomo import align_tilt_series_steps
+        from ..tomo.align import default_stages
+
+        engine = inspect.signature(align_tilt_series_steps).parameters
+        self.method = ComboBox(label="method", choices=["auto", "matching", "gradient"], value="auto",
+                               name="method")
+        self.threshold = FloatSpinBox(label="threshold (fraction of max, gradient)", min=0.0, max=0.95,
+                                      value=engine["threshold"].default, step=0.05, name="threshold")
+        self.estimate_axis = CheckBox(text="estimate tilt axis", value=engine["estimate_axis"].default,
+                                      name="estimate_axis")
+        self.outer_iterations = SpinBox(label="outer iterations per stage (gradient)", min=1, max=1000,
+                                        value=default_stages()[0].n_outer, name="outer_iterations")
+        self.final_iterations = SpinBox(label="final iterations", min=1, max=5000,
+                                        value=engine["final_n_iter"].default, name="final_iterations")
+        super().__init__(viewer, [self.method, self.threshold, self.estimate_axis, self.outer_iterations,
                                   self.final_iterations], synchronous)
         self.shift_plot = LivePlot(name="shift_plot", label="shifts")
         self.append(self.shift_plot)
@@ -170,14 +183,16 @@ class AlignWidget(_StackWidget):
         from dataclasses import replace
 
         from ..tomo import align_tilt_series_steps
-        from ..tomo.align import default_stages
+        from ..tomo.align import default_method, default_stages
 
         self._layer, data, angles, self._pixel = self.inputs()
         self._angles = angles
-        stages = [replace(stage, n_outer=int(self.outer_iterations.value))
-                  for stage in default_stages()]
+        method = default_method(data) if self.method.value == "auto" else str(self.method.value)
+        stages = None
+        if method == "gradient":
+            stages = [replace(stage, n_outer=int(self.outer_iterations.value)) for stage in default_stages()]
         return align_tilt_series_steps(
-            data, angles, self._pixel, stages=stages, threshold=float(self.threshold.value),
+            data, angles, self._pixel, method=method, stages=stages, threshold=float(self.threshold.value),
             estimate_axis=bool(self.estimate_axis.value),
             final_n_iter=int(self.final_iterations.value), device=str(self.device.value))
 

@@ -30,9 +30,8 @@ def demo_config(output: Any, device: str = "auto", fast: bool = False) -> dict[s
                 "learn_tilt": False, "learn_thickness": False, "rates": {"object": [50.0, 0]},
                 "object_step_decay": 1.0},
         "denoise": {"method": "tv"},
-        # the gradient stages: projection matching, the default for an object in vacuum of
-        # 64 px or more, aligned these MSP phases 6 Å off (true shifts 0.5 Å)
-        "align": {"final_n_iter": its(20), "method": "gradient"},
+        # the engine's default: projection matching for this particle in vacuum
+        "align": {"final_n_iter": its(20)},
         "linear": {"n_iter": its(80)},
         # half data from a zero start; the halves still share that start, the MSP probes
         # and positions and the alignment, so the resolution step prints no resolution

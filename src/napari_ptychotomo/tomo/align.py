@@ -44,7 +44,8 @@ from .projector import project
 from .reconstruct import fit_volume, reconstruct_linear_steps
 from .tilt_axis import estimate_tilt_axis
 
-__all__ = ["AlignStage", "align_tilt_series", "align_tilt_series_steps", "downsample", "remove_gauge"]
+__all__ = ["AlignStage", "align_tilt_series", "align_tilt_series_steps", "default_method", "downsample",
+           "remove_gauge"]
 
 _ANGLES = ("phi", "theta", "psi")
 _MATCHING_MIN_PX = 64  # smallest image side for which method=None picks the matching
@@ -109,6 +110,19 @@ def _threshold(stack: torch.Tensor, fraction: float) -> torch.Tensor:
         return stack
     cut = fraction * stack.amax()
     return torch.where(stack >= cut, stack, torch.zeros_like(stack))
+
+
+def default_method(projections) -> str:
+    """The method ``align_tilt_series`` takes for ``projections`` (T, ny, nx) when none is
+    given: ``"matching"`` for an object in vacuum at least 64 px across, else
+    ``"gradient"``."""
+    # the sparse model of the matching needs an object in vacuum sampled finely enough
+    # to show its features (measured: fails on 28 px binned MSP phases and finds ψ
+    # 1° off on 40 px); elsewhere the gradient stages
+    proj = np.asarray(projections)
+    if min(proj.shape[1:]) < _MATCHING_MIN_PX:
+        return "gradient"
+    return "matching" if is_isolated(torch.as_tensor(proj, dtype=torch.float32)) else "gradient"
 
 
 def _check_inputs(projections, angles_deg, pixel_size):
@@ -176,12 +190,7 @@ def align_tilt_series_steps(
     proj_np, euler0 = _check_inputs(projections, angles_deg, pixel_size)
     dev = resolve_device(device)
     if method is None:
-        # the sparse model of the matching needs an object in vacuum sampled finely enough
-        # to show its features (measured: fails on 28 px binned MSP phases and finds ψ
-        # 1° off on 40 px); elsewhere the gradient stages
-        small = min(proj_np.shape[1:]) < _MATCHING_MIN_PX
-        isolated = is_isolated(torch.as_tensor(proj_np, dtype=torch.float32))
-        method = "gradient" if stages is not None or small or not isolated else "matching"
+        method = "gradient" if stages is not None else default_method(proj_np)
     if method not in ("matching", "gradient"):
         raise ValueError(f"method = {method!r}; expected 'matching' or 'gradient'")
     if coarse not in ("auto", "com", "neighbours", "none"):
@@ -312,8 +321,8 @@ def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initi
     euler = torch.as_tensor(np.deg2rad(euler0), dtype=torch.float32, device=dev)
     options = dict(options)
     options.setdefault("refine_axis", bool(estimate_axis))
-    n_rounds = int(options.setdefault("n_rounds", 8))
-    total = n_rounds + 2
+    n_rounds = int(options.setdefault("n_rounds", 4))
+    total = n_rounds + int(options.setdefault("n_fit_cycles", 4)) + 2
     if initial is not None:
         initial.validate()
         euler = torch.as_tensor(np.deg2rad(initial.euler_deg), dtype=torch.float32, device=dev)
@@ -360,7 +369,7 @@ def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initi
         euler_deg=np.rad2deg(match.euler_rad.cpu().numpy().astype(np.float64)),
         shifts=match.shifts_px.cpu().numpy().astype(np.float64) * pixel_size,
         provenance={"method": "projection matching", "coarse": names[how], "rounds": match.rounds,
-                    "converged": match.converged, "history": match.history},
+                    "converged": match.converged, "history": match.history, "seconds": match.seconds},
     )
     if final_n_iter > 0:
         result = _final_volume(proj_np, alignment, pixel_size, final_n_iter, nonnegative, tv_weight,
@@ -408,8 +417,8 @@ def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> t
         vacuum, :func:`.projection_matching.is_isolated`, else neighbouring tilts),
         ``"com"``, ``"neighbours"`` or ``"none"``; ignored when ``initial`` is given.
     matching : keywords of :func:`.projection_matching.match_projections_steps`
-        (``n_rounds`` = 8, ``tolerance_px`` = 0.05, ``axis_search_deg``, ``volume_size``,
-        ``n_sirt``, ``peak_threshold``, ``refine_tilts``, …).
+        (``n_rounds`` = 4, ``tolerance_px`` = 0.05, ``axis_search_deg``, ``volume_size``,
+        ``n_sirt``, ``peak_threshold``, ``n_fit_cycles`` = 4, ``refine_tilts``, …).
     stages : list of :class:`AlignStage` for ``method="gradient"``; default translations
         at 10 % scale, then at 20 % (Romanov et al. 2025), floored at 24 px.
     threshold : (gradient) fraction of the stack maximum below which projection values

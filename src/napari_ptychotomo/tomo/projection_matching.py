@@ -1,25 +1,20 @@
-"""Coarse and fine alignment of a tilt series without gradient steps on the shifts.
+"""Fine alignment of a tilt series without gradient steps on the shifts: projection matching.
 
-Two robust ways to find each projection's shift (both with the gauge of
-:func:`.align.remove_gauge` left free):
-
-* **Centre of mass** (isolated object): the first moment of a projection is the projection
-  of the object's centre of mass, so at tilt k the image centre of mass is
-  P_k·c + t_k, and t_k follows up to the rigid translation c (the gauge). It needs no
-  start and no volume; its error is the noise's first moment inside the window.
-* **Projection matching**: fit a volume to the projections (SIRT with non-negativity),
-  take its local maxima as a sparse model, re-project that at every tilt, find each
-  tilt's shift against its re-projection by upsampled cross-correlation (a global
-  search over the whole image), repeat until the shifts stop moving (You et al. 2025,
-  Algorithm 2's alternation, with a global search in place of gradient steps on the
-  shifts). See :func:`match_projections_steps` for why a sparse model and not the voxel
-  volume, and for the axis angle.
-* **Neighbouring tilts** (extended specimens): cross-correlation of each tilt with the
-  next, stretched across the axis by the ratio of their cosines, chained from 0°.
+Fit a volume to the projections (SIRT with non-negativity), take its local maxima as a
+sparse model, re-project that at every tilt, find each tilt's shift against its
+re-projection by upsampled cross-correlation (searched over a tenth of the image around
+the current shift),
+repeat until the shifts stop moving (You et al. 2025, Algorithm 2's alternation, with a
+search in place of gradient steps on the shifts); then fit the model's peaks
+together with the shifts and the axis angle (:mod:`.peak_refinement`). See
+:func:`match_projections_steps` for why a sparse model and not the voxel volume, and for
+the axis angle. The coarse start (centre of mass, neighbouring tilts) is in
+:mod:`.coarse_alignment`.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Generator
 
@@ -28,56 +23,19 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import EngineError, Progress
+from .coarse_alignment import (
+    centre_of_mass_shifts,
+    is_isolated,
+    neighbour_shifts,
+    remove_translation,
+)
+from .peak_refinement import refine_peak_model
 from .projector import project
 
 __all__ = [
     "MatchResult", "centre_of_mass_shifts", "is_isolated", "match_projections_steps",
     "neighbour_shifts", "peak_model", "register_shifts", "remove_translation", "render_peaks", "sirt",
 ]
-
-
-def _gauge_basis(euler_rad: torch.Tensor) -> torch.Tensor:
-    """(T, 2, 3): how a volume translation (x, y, z) moves each projection (y, x)."""
-    from .rotation import rotation_matrix
-
-    rot = rotation_matrix(euler_rad.to(torch.float64))  # (T, 3, 3) acting on (x, y, z)
-    return torch.stack([rot[:, 1], rot[:, 0]], 1)  # image (y, x) rows of R
-
-
-def remove_translation(shifts_px: torch.Tensor, euler_rad: torch.Tensor) -> torch.Tensor:
-    """(T, 2) shifts (y, x) less their least-squares fit by a rigid volume translation
-    (the gauge), for general Euler angles (in-plane axis angle ψ included)."""
-    basis = _gauge_basis(euler_rad).reshape(-1, 3)  # (2T, 3)
-    flat = shifts_px.to(torch.float64).reshape(-1, 1)
-    coef = torch.linalg.lstsq(basis, flat).solution
-    return (flat - basis @ coef).reshape(-1, 2).to(shifts_px.dtype)
-
-
-def centre_of_mass_shifts(
-    stack: torch.Tensor, euler_rad: torch.Tensor, radius_px: float | None = None, n_rounds: int = 4
-) -> torch.Tensor:
-    """Shifts (T, 2) (y, x) in pixels from the projections' centres of mass, gauge removed.
-
-    The centre of mass is taken in a circular window of ``radius_px`` (default 0.45 × the
-    smaller image side) that follows it for ``n_rounds`` rounds, so that noise far from
-    the object does not enter. The object must stay inside the window at every tilt and
-    the background must be zero on average (vacuum).
-    """
-    t, ny, nx = stack.shape
-    dev, dt = stack.device, torch.float64
-    data = stack.to(dt)
-    y = torch.arange(ny, dtype=dt, device=dev) - (ny - 1) / 2
-    x = torch.arange(nx, dtype=dt, device=dev) - (nx - 1) / 2
-    radius = 0.45 * min(ny, nx) if radius_px is None else float(radius_px)
-    centre = torch.zeros(t, 2, dtype=dt, device=dev)
-    for _ in range(n_rounds):
-        r2 = (y[None, :, None] - centre[:, 0, None, None]) ** 2 + (x[None, None, :] - centre[:, 1, None, None]) ** 2
-        weighted = data * (r2 <= radius**2)
-        mass = weighted.sum((1, 2))
-        cy = (weighted * y[None, :, None]).sum((1, 2)) / mass
-        cx = (weighted * x[None, None, :]).sum((1, 2)) / mass
-        centre = torch.stack([cy, cx], 1)
-    return remove_translation(centre, euler_rad).to(stack.dtype)
 
 
 def sirt(
@@ -154,53 +112,6 @@ def downsample(stack: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool2d(stack[:, None], factor)[:, 0]
 
 
-def is_isolated(stack: torch.Tensor, border_px: int = 4, level: float = 0.05) -> bool:
-    """Whether an object sits in vacuum at every tilt: the mean of each image's border
-    band is below ``level`` × its interior mean, or within four standard errors of zero
-    (white noise averaged over the band)."""
-    t, ny, nx = stack.shape
-    band = torch.ones(ny, nx, dtype=torch.bool, device=stack.device)
-    band[border_px:-border_px, border_px:-border_px] = False
-    edge = stack[:, band].double()
-    inner = stack[:, ~band].double().mean(1).abs()
-    noise = 4 * edge.std(1) / np.sqrt(edge.shape[1])
-    return bool((edge.mean(1).abs() < torch.maximum(level * inner, noise)).all())
-
-
-def neighbour_shifts(stack: torch.Tensor, euler_rad: torch.Tensor, upsample: int = 20) -> torch.Tensor:
-    """Shifts (T, 2) (y, x) in pixels by cross-correlating neighbouring tilts, chained
-    outwards from the tilt nearest 0°, gauge removed.
-
-    Before each comparison the image at tilt θ_j is stretched across the axis by
-    cos θ_i / cos θ_j about the image centre, so that a flat film looks the same in both;
-    this serves extended specimens (films), for which the centre of mass is meaningless.
-    """
-    from scipy.ndimage import affine_transform
-    from skimage.registration import phase_cross_correlation
-
-    theta = euler_rad[:, 1].detach().cpu().double().numpy()
-    order = np.argsort(theta)
-    data = stack.detach().cpu().double().numpy()
-    t, ny, nx = data.shape
-    centre = np.array([(ny - 1) / 2, (nx - 1) / 2])
-    start = int(np.argmin(np.abs(theta[order])))
-    shifts = np.zeros((t, 2))
-    for direction in (1, -1):
-        i = start
-        while 0 <= i + direction < t:
-            a, b = order[i], order[i + direction]
-            stretch = np.cos(theta[a]) / np.cos(theta[b])
-            # output pixel u samples input at centre + (u - centre) / stretch (x only)
-            matrix = np.diag([1.0, 1.0 / stretch])
-            moved = affine_transform(data[b], matrix, offset=centre - matrix @ centre, order=1)
-            found, _, _ = phase_cross_correlation(data[a], moved, upsample_factor=upsample,
-                                                  normalization=None)
-            # the stretched image b is image a displaced by s_b·(1, stretch) − s_a
-            shifts[b] = (shifts[a] - found) * np.array([1.0, 1.0 / stretch])
-            i += direction
-    return remove_translation(torch.as_tensor(shifts, dtype=stack.dtype, device=stack.device), euler_rad)
-
-
 def peak_model(volume: torch.Tensor, min_distance: int = 3, threshold: float = 0.3):
     """Local maxima of a volume as a sparse model: positions (n, 3) (x, y, z) in voxels from
     the volume centre (refined to the weighted centroid of their 3×3×3 neighbourhood) and
@@ -243,7 +154,8 @@ class MatchResult:
     """Outcome of :func:`match_projections_steps`: shifts (T, 2) (y, x) in pixels (gauge
     removed), Euler angles (T, 3) in radians, the rounds run, whether the shifts stopped
     moving, per-round ``history`` (RMS shift change in px, ψ in degrees, peaks in the
-    model) and the last binned volume with its bin factor."""
+    model) and the last binned volume with its bin factor; ``seconds`` spent in volume
+    refits (SIRT and peaks, ψ scan included), registrations and joint fits."""
 
     shifts_px: torch.Tensor
     euler_rad: torch.Tensor
@@ -252,6 +164,7 @@ class MatchResult:
     history: list
     volume: torch.Tensor
     volume_bin: int
+    seconds: dict
 
 
 def _volume_bin(ny: int, nx: int, max_size: int) -> int:
@@ -272,13 +185,15 @@ def _correlation_at(cross: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.nda
     return (ey @ cross @ ex).real
 
 
-def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px: float):
+def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px: float,
+              guess_px=(0.0, 0.0), max_shift_fraction: float = 0.1):
     """Shift (y, x) in pixels of ``data`` against ``template`` (data ≈ template moved by
     +shift) and the normalised correlation at it.
 
-    A global search of the cross-correlation of both images low-passed by a Gaussian of
+    A search of the cross-correlation of both images low-passed by a Gaussian of
     ``lowpass_px`` (which removes the periodic detail of a crystal lattice, whose
-    correlation peaks a lattice vector away can beat the right one), then the full-band
+    correlation peaks a lattice vector away can beat the right one) over shifts within
+    ``max_shift_fraction`` of the image sides of ``guess_px`` (y, x), then the full-band
     correlation maximised within ±1.5 px of it to 1/``upsample`` px.
     """
     d = np.fft.fft2(data - data.mean())
@@ -286,10 +201,20 @@ def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px:
     cross = d * t.conj()
     ky = np.fft.fftfreq(data.shape[0])[:, None]
     kx = np.fft.fftfreq(data.shape[1])[None, :]
-    smooth = np.exp(-2 * np.pi**2 * lowpass_px**2 * (ky**2 + kx**2))
+    k2 = ky**2 + kx**2
+    # a band: above it the lattice, below it a phase image's smooth background and halo
+    smooth = np.exp(-2 * np.pi**2 * lowpass_px**2 * k2)
     coarse = np.fft.ifft2(cross * smooth).real
-    peak = np.array(np.unravel_index(int(np.argmax(coarse)), coarse.shape), dtype=float)
     size = np.array(data.shape)
+    # only shifts near the guess (the coarse stage's error is a few pixels): further out
+    # the low-passed correlation of a phase image's smooth background and halo with the
+    # template, or a particle's outline one row of columns over, can win (measured: jumps
+    # of 40 px and of 18 px on the demo's MSP phases of 84 px)
+    lag_y = (np.fft.fftfreq(size[0]) * size[0] - guess_px[0] + size[0] / 2) % size[0] - size[0] / 2
+    lag_x = (np.fft.fftfreq(size[1]) * size[1] - guess_px[1] + size[1] / 2) % size[1] - size[1] / 2
+    reach = (lag_y[:, None] / size[0]) ** 2 + (lag_x[None, :] / size[1]) ** 2 <= max_shift_fraction**2
+    coarse = np.where(reach, coarse, -np.inf)
+    peak = np.array(np.unravel_index(int(np.argmax(coarse)), coarse.shape), dtype=float)
     peak = np.where(peak > size // 2, peak - size, peak)
     centre, radius, step = peak, 1.5, 0.1
     while True:
@@ -304,59 +229,68 @@ def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px:
     return centre, float(values.max() / norm) if norm > 0 else 0.0
 
 
-def _best_angle(data, positions, heights, euler_k, axis, deltas_rad, shape, sigma, scale, lowpass):
-    """Change δ (rad) of Euler angle ``axis`` (1: tilt θ, 2: in-plane ψ) of one tilt's
-    template that matches its image best (highest correlation, parabola through the
-    three best)."""
-    errors = []
-    for delta in deltas_rad:
-        e = euler_k.copy()
-        e[axis] += delta
-        template = render_peaks(positions, heights, e[None], shape, sigma, scale)[0]
-        errors.append(-_register(data, template, 10, lowpass)[1])
-    best = int(np.argmin(errors))
-    delta = float(deltas_rad[best])
-    if 0 < best < len(errors) - 1:
-        a, b, c = errors[best - 1], errors[best], errors[best + 1]
-        denom = a - 2 * b + c
-        if denom > 0:
-            delta += 0.5 * (deltas_rad[1] - deltas_rad[0]) * (a - c) / denom
-    return delta
+def _axis_scan(matched, euler, shifts, search_deg, step_deg, warm):
+    """ψ offsets over ±``search_deg`` in steps of ``step_deg``, one matching each (with
+    ``warm``, each volume fit starts from the previous angle's), kept by the mean
+    correlation (parabola through the best three); yields (offset, score) and returns
+    (best offset in degrees, the shifts found there)."""
+    offsets = np.arange(-search_deg, search_deg + step_deg / 2, step_deg)
+    scores, found, volume = [], [], None
+    for offset in offsets:
+        trial = euler.clone()
+        trial[:, 2] += np.deg2rad(offset)
+        volume, _, _, shifts_found, score = matched(trial, shifts, volume if warm else None)
+        scores.append(score)
+        found.append(shifts_found)
+        yield float(np.rad2deg(trial[0, 2])), score
+    best = int(np.argmax(scores))
+    offset = offsets[best]
+    if 0 < best < len(offsets) - 1:
+        a, c = scores[best - 1] - scores[best], scores[best + 1] - scores[best]
+        if a + c < 0:
+            offset += 0.5 * step_deg * (a - c) / (a + c)
+    return float(offset), found[best]
 
 
 def match_projections_steps(
     stack: torch.Tensor,
     euler_rad: torch.Tensor,
     shifts_px: torch.Tensor,
-    n_rounds: int = 6,
+    n_rounds: int = 4,
     tolerance_px: float = 0.05,
     refine_axis: bool = True,
     axis_search_deg: float = 3.0,
     axis_scan_step_deg: float = 1.0,
-    volume_size: int = 80,
+    volume_size: int = 96,
     n_sirt: int = 30,
+    n_sirt_warm: int = 10,
     peak_threshold: float = 0.3,
     min_peak_distance: int = 3,
     upsample: int = 50,
+    n_fit_cycles: int = 4,
+    fit_iter: int = 200,
     refine_tilts: bool = False,
-    tilt_search_deg: float = 1.5,
+    scan_warm_start: bool = False,
 ) -> Generator[Progress, None, MatchResult]:
     """Projection matching against a sparse re-projection (generator; returns MatchResult).
 
-    Each round: (1) SIRT with non-negativity of a volume binned to at most
-    ``volume_size`` voxels across (the binning divides the image sides), at the current
-    alignment; (2) its local maxima above ``peak_threshold`` × the maximum, as Gaussian
-    blobs (σ = 0.75 voxel), re-projected at every tilt at the projections' own pixel
-    size; (3) each tilt's shift against its re-projection by upsampled cross-correlation
-    (a global search, 1/``upsample`` px); with ``refine_axis`` also its in-plane rotation δ_k,
-    from which the axis angle ψ is updated (below). Rounds stop when the shifts move less
-    than ``tolerance_px`` RMS (gauge removed) and ψ by less than 0.02°. With
-    ``refine_axis`` the rounds start from a scan of ψ over ±``axis_search_deg`` in steps
-    of ``axis_scan_step_deg`` (one matching round each, kept by the mean correlation,
-    parabola through the best three). ``refine_tilts`` also searches each tilt's θ within
-    ±``tilt_search_deg`` against the model (mean change removed: a turn of the volume);
-    on the Pt test case with ±1° tilt errors it did not lower the shift error, so it is
-    off by default.
+    1. With ``refine_axis``, a scan of the axis angle ψ over ±``axis_search_deg`` in
+       steps of ``axis_scan_step_deg`` (one matching each, kept by the mean correlation;
+       with ``scan_warm_start`` each volume starts from the previous angle's and runs
+       ``n_sirt_warm`` iterations: 40 % faster, but on the Pt case at 72 px it ranked the
+       scan's edge first and left 10 px errors, so it is off by default).
+    2. Up to ``n_rounds`` matching rounds: SIRT with non-negativity of a volume binned to
+       at most ``volume_size`` voxels across (the binning divides the image sides) at the
+       current alignment (``n_sirt`` iterations, then ``n_sirt_warm`` from the last
+       volume); its local maxima above ``peak_threshold`` × the maximum as Gaussian blobs
+       (σ = 0.75 voxel) re-projected at every tilt at the projections' own pixel size;
+       each tilt's shift against its re-projection by upsampled cross-correlation (a
+       search over a tenth of the image around the current shift, 1/``upsample`` px).
+       They stop when the shifts move less than
+       ``tolerance_px`` RMS (gauge removed).
+    3. ``n_fit_cycles`` cycles of a volume refit, its peaks, and a joint least-squares
+       fit of the peaks with the shifts, ψ (with ``refine_axis``) and each tilt's θ (with
+       ``refine_tilts``) (:func:`.peak_refinement.refine_peak_model`, ``fit_iter`` steps).
 
     Why peaks: with few tilts a voxel volume fitted to all of them reproduces each tilt's
     own misplacement across the axis (the least-squares volume absorbs it entirely), and
@@ -366,10 +300,10 @@ def match_projections_steps(
     assumes a specimen of compact features (atoms, nanoparticles); use the gradient
     stages of :mod:`.align` otherwise.
 
-    Axis angle: re-projections of a volume fitted with an in-plane axis error Δψ match
-    the images best after an in-plane rotation δ_k ≈ Δψ − β cos θ_k, where β is the part
-    of the error the volume took up as a turn about z; a straight-line fit of δ_k
-    against cos θ_k gives Δψ as its intercept.
+    Why the joint fit for ψ: a volume refitted at a wrong ψ takes up most of the error as
+    a turn about z, which is exact at 0° and leaves only a remainder at high tilts; the
+    matching's correlation hardly tells ψ a degree apart. A fixed set of blobs fitted
+    together with ψ (and with a turn of its own) keeps that remainder visible.
     """
     t, ny, nx = stack.shape
     dev = stack.device
@@ -381,80 +315,74 @@ def match_projections_steps(
     data = stack.detach().cpu().double().numpy()
     euler = euler_rad.detach().to(torch.float64).cpu().clone()
     shifts = remove_translation(shifts_px.detach().to(torch.float64).cpu(), euler)
-    history, converged = [], False
-    volume = None
+    history, converged, volume = [], False, None
+    total = n_rounds + n_fit_cycles
+    seconds = {"volume refits": 0.0, "registration": 0.0, "joint fits": 0.0}
 
-    def matched(euler_try, shifts_try, upsample_try):
-        """Volume at an alignment, its peaks, and each tilt's shift and correlation."""
-        vol = sirt(small, euler_try.to(small.dtype).to(dev), (shifts_try / b).to(small.dtype).to(dev), shape, n_sirt)
+    def fit_volume(euler_try, shifts_try, start=None):
+        began = time.perf_counter()
+        vol = sirt(small, euler_try.to(small.dtype).to(dev), (shifts_try / b).to(small.dtype).to(dev), shape,
+                   n_sirt if start is None else n_sirt_warm, start)
         pos, hts = peak_model(vol, min_peak_distance, peak_threshold)
         if len(hts) == 0:
             raise EngineError("projection matching found no peaks in the volume; lower peak_threshold")
+        seconds["volume refits"] += time.perf_counter() - began
+        return vol, pos, hts
+
+    def matched(euler_try, shifts_try, start=None, upsample_try=10):
+        """Volume at an alignment, its peaks, each tilt's shift and the mean correlation."""
+        vol, pos, hts = fit_volume(euler_try, shifts_try, start)
+        began = time.perf_counter()
         templates = render_peaks(pos, hts, euler_try.numpy(), (ny, nx), sigma, b)
-        found = [_register(data[k], templates[k], upsample_try, lowpass) for k in range(t)]
+        guess = shifts_try.numpy()
+        found = [_register(data[k], templates[k], upsample_try, lowpass, guess[k]) for k in range(t)]
+        seconds["registration"] += time.perf_counter() - began
         shifts_found = remove_translation(torch.as_tensor(np.array([f[0] for f in found])), euler_try)
         return vol, pos, hts, shifts_found, float(np.mean([f[1] for f in found]))
 
-    search = np.deg2rad(axis_search_deg)
     if refine_axis and axis_scan_step_deg > 0:
-        # a scan of ψ first: the per-tilt rotations below only converge from near it
-        offsets = np.arange(-axis_search_deg, axis_search_deg + axis_scan_step_deg / 2, axis_scan_step_deg)
-        scores, found = [], []
-        for offset in offsets:
-            trial = euler.clone()
-            trial[:, 2] += np.deg2rad(offset)
-            result = matched(trial, shifts, 10)
-            scores.append(result[4])
-            found.append(result[3])
-            yield Progress(0, n_rounds, -result[4], message=f"axis scan: ψ {np.rad2deg(trial[0, 2]):.2f}°, "
-                                                            f"correlation {result[4]:.4f}")
-        best = int(np.argmax(scores))
-        offset = offsets[best]
-        if 0 < best < len(offsets) - 1:
-            a, c = scores[best - 1] - scores[best], scores[best + 1] - scores[best]
-            if a + c < 0:
-                offset += 0.5 * axis_scan_step_deg * (a - c) / (a + c)
+        scan = _axis_scan(matched, euler, shifts, axis_search_deg, axis_scan_step_deg, scan_warm_start)
+        while True:
+            try:
+                psi_deg, score = next(scan)
+            except StopIteration as stop:
+                offset, shifts = stop.value
+                break
+            yield Progress(0, total, -score, message=f"axis scan: ψ {psi_deg:.2f}°, correlation {score:.4f}")
         euler[:, 2] += np.deg2rad(offset)
-        shifts = found[best]
-        search = np.deg2rad(0.75 * axis_scan_step_deg)
+    round_ = 0
     for round_ in range(1, n_rounds + 1):
-        volume = sirt(small, euler.to(small.dtype).to(dev), (shifts / b).to(small.dtype).to(dev), shape, n_sirt)
-        positions, heights = peak_model(volume, min_peak_distance, peak_threshold)
-        if len(heights) == 0:
-            raise EngineError("projection matching found no peaks in the volume; lower peak_threshold")
-        euler_np = euler.numpy()
-        d_psi = 0.0
-        if refine_axis:
-            step = max(search / 8, np.deg2rad(0.05))
-            deltas = np.arange(-search, search + step / 2, step)
-            rotation = np.array([_best_angle(data[k], positions, heights, euler_np[k], 2, deltas, (ny, nx), sigma,
-                                             b, lowpass) for k in range(t)])
-            basis = np.stack([np.ones(t), np.cos(euler_np[:, 1])], 1)
-            d_psi = float(np.linalg.lstsq(basis, rotation, rcond=None)[0][0])
-            euler[:, 2] += d_psi
-            search = max(4 * abs(d_psi), np.deg2rad(0.4))
-        if refine_tilts:
-            # each tilt's own θ; their mean is a turn of the volume about y (free), kept
-            step = np.deg2rad(tilt_search_deg) / 6
-            deltas = np.arange(-6, 7) * step
-            euler_np = euler.numpy()
-            tilt = np.array([_best_angle(data[k], positions, heights, euler_np[k], 1, deltas, (ny, nx), sigma, b,
-                                         lowpass) for k in range(t)])
-            euler[:, 1] += torch.as_tensor(tilt - tilt.mean())
-        templates = render_peaks(positions, heights, euler.numpy(), (ny, nx), sigma, b)
-        found = torch.as_tensor(np.array([_register(data[k], templates[k], upsample, lowpass)[0]
-                                          for k in range(t)]))
-        new = remove_translation(found, euler)
+        volume, positions, heights, new, _ = matched(euler, shifts, volume, upsample)
         change = float((new - shifts).pow(2).mean().sqrt())
         shifts = new
         history.append({"rms_change_px": change, "psi_deg": float(np.rad2deg(euler[:, 2].mean())),
-                        "n_peaks": int(len(heights))})
-        yield Progress(round_, n_rounds, change,
-                       preview={"volume_slice": volume[volume.shape[0] // 2].cpu().numpy(),
-                                "shifts_px": shifts.numpy(), "euler_deg": np.rad2deg(euler.numpy())},
+                        "n_peaks": len(heights)})
+        yield Progress(round_, total, change, preview=_preview(volume, shifts, euler),
                        message=f"projection matching round {round_}: shifts moved {change:.3f} px RMS, "
-                               f"ψ {history[-1]['psi_deg']:.2f}°, {len(heights)} peaks")
-        if change < tolerance_px and abs(np.rad2deg(d_psi)) < 0.02:
+                               f"{len(heights)} peaks")
+        if change < tolerance_px:
             converged = True
             break
-    return MatchResult(shifts.to(stack.dtype).to(dev), euler.to(dev), round_, converged, history, volume, b)
+    for cycle in range(1, n_fit_cycles + 1):
+        volume, positions, heights = fit_volume(euler, shifts, volume)
+        began = time.perf_counter()
+        fit = refine_peak_model(stack, positions * b, heights, euler, shifts, sigma, fit_iter,
+                                refine_psi=refine_axis, refine_tilts=refine_tilts)
+        seconds["joint fits"] += time.perf_counter() - began
+        euler = fit.euler_rad
+        new = remove_translation(fit.shifts_px, euler)
+        change = float((new - shifts).pow(2).mean().sqrt())
+        shifts = new
+        history.append({"rms_change_px": change, "psi_deg": float(np.rad2deg(euler[:, 2].mean())),
+                        "n_peaks": len(heights), "misfit": fit.misfit_end})
+        yield Progress(n_rounds + cycle, total, fit.misfit_end, preview=_preview(volume, shifts, euler),
+                       message=f"joint fit of peaks and geometry {cycle}: shifts moved {change:.3f} px RMS, "
+                               f"ψ {history[-1]['psi_deg']:.2f}°, misfit {fit.misfit_start:.4f} → "
+                               f"{fit.misfit_end:.4f}")
+    return MatchResult(shifts.to(stack.dtype).to(dev), euler.to(dev), round_, converged, history, volume, b,
+                       {k: round(v, 2) for k, v in seconds.items()})
+
+
+def _preview(volume, shifts, euler):
+    return {"volume_slice": volume[volume.shape[0] // 2].cpu().numpy(), "shifts_px": shifts.numpy(),
+            "euler_deg": np.rad2deg(euler.numpy())}
