@@ -6,7 +6,7 @@ For 64³ and 128³ volumes with 31 tilts over ±60°:
 - the time of one alignment outer iteration (default inner/alignment step counts) and of
   one linear-tomography iteration.
 
-Alignment (issue 19, ``--alignment``): the Pt-sphere tilt series of
+Alignment (``--alignment``): the Pt-sphere tilt series of
 ``tests/tomo/pt_series.py`` (369 atoms, 144 px of 0.22 Å, 11 tilts over ±60°, shifts up to
 ±2 Å, 10 % noise) aligned by :func:`align_tilt_series` from the nominal tilts, per seed:
 shift errors (gauge removed) along / across the axis, the axis angle, rounds, and the time
@@ -129,7 +129,7 @@ def bench_size(n, n_tilts, device, repeats):
 
 
 def bench_alignment(seeds, device, psi_deg, angle_error_deg):
-    """Issue 19 case per seed: errors and the time of each stage of the alignment."""
+    """The Pt-particle alignment case per seed: errors and the time of each stage of the alignment."""
     import importlib.util
 
     from napari_ptychotomo.tomo.projection_matching import remove_translation

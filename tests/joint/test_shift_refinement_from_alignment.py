@@ -17,10 +17,9 @@ import torch
 
 from napari_ptychotomo import MSPParams
 from napari_ptychotomo.joint import JointParams, reconstruct_joint
-from napari_ptychotomo.joint.params import Rate
 from napari_ptychotomo.ptycho import LearningRate
 from napari_ptychotomo.simulate import fcc_nanoparticle, simulate_tilt_series
-from napari_ptychotomo.tomo import sequential_tomography
+from napari_ptychotomo.pipeline.sequential import sequential_tomography
 from napari_ptychotomo.tomo.align import remove_gauge
 
 ANGLES = np.linspace(-45, 45, 5)
@@ -51,7 +50,7 @@ def test_end_to_end_refines_the_shifts_found_by_the_alignment():
     alignment, volume, results = sequential_tomography(series, msp_params=msp, denoise="tv", device="cpu")
     params = JointParams(iterations=20, num_slices=2, learn=("volume", "shifts"), band_limit=True,
                          butterworth_cutoff=0.3, butterworth_stop=8)
-    params.rates["shifts"] = Rate(0.05, 3)
+    params.rates["shifts"] = LearningRate(0.05, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         refined = reconstruct_joint(series, init=[results, alignment, volume], params=params, device="cpu")

@@ -1,4 +1,4 @@
-"""A misaligned tilt series of a Pt nanoparticle's projected potential (issue 19 case).
+"""A misaligned tilt series of a Pt nanoparticle's projected potential: the alignment's accuracy case.
 
 Built with the package simulator's specimens and projected potentials, independently of the
 projector under test: each tilt rotates the atoms (R = R_z(ψ) R_y(θ), DESIGN.md) about the

@@ -1,4 +1,4 @@
-"""Joint alignment + linear tomography recovers a mis-aligned tilt series (issue 5, goal 1).
+"""Joint alignment + linear tomography recovers a mis-aligned tilt series.
 
 A ~2 nm particle (40³ voxels of 1 Å), 25 tilts over ±60°, random shifts up to ±3 px,
 a 2° in-plane error of the tilt axis and 10 % noise; denoised (NLM) as the pipeline does,
@@ -123,7 +123,7 @@ def test_bad_inputs_name_the_field():
 def test_common_line_on_raw_noisy_data_finds_axis_within_0p3_deg_with_its_own_denoising(
     make_tilt_series, psi_deg
 ):
-    """Goal 1 from raw (not denoised) projections: the ψ estimate denoises a copy of the
+    """Alignment from raw (not denoised) projections: the ψ estimate denoises a copy of the
     stack (NLM) for itself. Without it the spread is 0.87° RMS over 9 cases (see
     estimate_tilt_axis); measured here with it: 0.12 and -0.20 (seed 3/4 at ±2°)."""
     rng = np.random.default_rng(3)
@@ -138,7 +138,7 @@ def test_common_line_on_raw_noisy_data_finds_axis_within_0p3_deg_with_its_own_de
 
 @pytest.mark.slow
 def test_goal_1_on_raw_noisy_projections(misaligned, make_tilt_series, band_limited_truth, pearson):
-    """The whole of goal 1 without denoising the projections (only the ψ estimate
+    """The whole alignment without denoising the projections (only the ψ estimate
     denoises a copy). Measured: ψ 2.115°, shifts 0.094 px RMS, r 0.923 (14 s on 2
     idle cores; slow on the shared ones)."""
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Alignment to a fraction of a pixel from any start (issue 19).
+"""Alignment to a fraction of a pixel from any start.
 
 The case: projected potentials of a 369-atom Pt sphere (the package simulator's specimen
 and projected potentials, independent of the projector), 11 tilts over ±60°, random shifts

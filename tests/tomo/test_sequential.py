@@ -1,5 +1,4 @@
-"""Sequential ptychographic tomography in one call from a simulated 4D-STEM tilt series
-(issue 5, goal 2).
+"""Sequential ptychographic tomography in one call from a simulated 4D-STEM tilt series.
 
 A Pt cuboctahedron (55 atoms, 7.8 Å between its outermost atoms) is simulated with the physics core
 (:func:`napari_ptychotomo.simulate.simulate_tilt_series`: tabulated atomic potentials,

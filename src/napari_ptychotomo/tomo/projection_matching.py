@@ -133,7 +133,7 @@ def peak_model(volume: torch.Tensor, min_distance: int = 3, threshold: float = 0
 def render_peaks(positions: np.ndarray, heights: np.ndarray, euler_rad, shape: tuple[int, int],
                  sigma_px: float, scale: float = 1.0) -> np.ndarray:
     """Projections (T, ny, nx) of Gaussian blobs at ``positions`` (n, 3) (x, y, z) in volume
-    voxels (× ``scale`` = image pixels) after rotation by R(euler) (DESIGN.md), unshifted."""
+    voxels (× ``scale`` = image pixels) after rotation by R(euler) (docs/conventions.md), unshifted."""
     from .rotation import rotation_matrix
 
     rot = rotation_matrix(torch.as_tensor(np.asarray(euler_rad), dtype=torch.float64)).numpy()
