@@ -119,9 +119,9 @@ def accuracy_simulator(iterations: int = 100) -> dict:
     Å), mistilted (4, 0) mrad by moving its atoms, one slice per atomic plane, 24×24 scan at
     0.4 Å, 64×64 detector at 1.6 mrad/px, 1e5 e/Å²; 6 slices from (0, 0) mrad and 80 %, 100
     iterations (at 40 the 10 nm crystal is not converged: r 0.88, tilt 3.5 mrad)."""
+    from scipy.ndimage import gaussian_filter
     from test_msp_simulator import PLANE, THERMAL_SIGMA, column_projection
     from test_msp_simulator import pearson_over_scan as pearson_sim
-    from scipy.ndimage import gaussian_filter
 
     from napari_ptychotomo.simulate import simulate_scan, srtio3_slab
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_ptychotomo.simulate import fcc_nanoparticle, simulate_scan, simulate_tilt_series
-from napari_ptychotomo.simulate import stem
+from napari_ptychotomo.simulate import fcc_nanoparticle, simulate_scan, simulate_tilt_series, stem
 
 OPTIONS = dict(scan_shape=(24, 24), scan_step=0.4, detector_shape=(64, 64), num_slices=6, dose=1e5)
 ANGLES = np.linspace(-70, 70, 15)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._version import __version__  # noqa: F401  (the package's version, public)
 from .data import (
     Alignment,
     Atoms,
@@ -24,8 +25,6 @@ from .data import (
     Volume,
 )
 from .engine import EngineError, Progress, run
-
-from ._version import __version__  # noqa: F401  (the package's version, public)
 
 # public name -> module that defines it (imported lazily, so `import napari_ptychotomo`
 # stays fast and GUI-free)

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -10,8 +10,16 @@ import dataclasses
 import numpy as np
 
 from napari_ptychotomo.data import (
-    Alignment, Atoms, Calibration, DefocusSeries, MSPResult, Project, Resolution, ScanData,
-    TiltSeries, Volume,
+    Alignment,
+    Atoms,
+    Calibration,
+    DefocusSeries,
+    MSPResult,
+    Project,
+    Resolution,
+    ScanData,
+    TiltSeries,
+    Volume,
 )
 from napari_ptychotomo.io import LazyDataset
 

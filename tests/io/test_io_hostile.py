@@ -17,8 +17,7 @@ import pytest
 from napari_ptychotomo import load, save
 from napari_ptychotomo._napari.reader import napari_get_reader, read_path
 from napari_ptychotomo.data import Calibration, Project, ScanData, TiltSeries, Volume
-from napari_ptychotomo.io import PtychoFormatError, append_result, sidecar_path
-from napari_ptychotomo.io import guards
+from napari_ptychotomo.io import PtychoFormatError, append_result, guards, sidecar_path
 
 CAL = Calibration(energy_eV=300e3, semiangle_mrad=25.0, detector_sampling_mrad=1.0, scan_step=0.5)
 

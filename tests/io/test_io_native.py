@@ -15,7 +15,12 @@ from io_cases import assert_identical, make_defocus_series, make_project
 from napari_ptychotomo import load, save
 from napari_ptychotomo.data import Alignment, Atoms, Project, ScanData, TiltSeries, Volume
 from napari_ptychotomo.io import (
-    LazyDataset, PtychoFormatError, append_result, close, open_project, sidecar_path,
+    LazyDataset,
+    PtychoFormatError,
+    append_result,
+    close,
+    open_project,
+    sidecar_path,
 )
 
 

@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 
 from napari_ptychotomo import load, save
 from napari_ptychotomo.data import (
-    Atoms, Calibration, MSPResult, Project, ScanData, TiltSeries, Volume,
+    Atoms,
+    Calibration,
+    MSPResult,
+    Project,
+    ScanData,
+    TiltSeries,
+    Volume,
 )
 from napari_ptychotomo.io import PtychoFormatError, sidecar_path
 

@@ -61,7 +61,10 @@ from napari_ptychotomo.joint.regularizers import tv_prox
 from napari_ptychotomo.physics import interaction_constant, wavelength
 from napari_ptychotomo.ptycho import MSPParams, reconstruct_msp
 from napari_ptychotomo.simulate import (
-    core_shell_particle, fcc_nanoparticle, potential_volume, simulate_tilt_series,
+    core_shell_particle,
+    fcc_nanoparticle,
+    potential_volume,
+    simulate_tilt_series,
 )
 from napari_ptychotomo.tomo import reconstruct_linear
 from napari_ptychotomo.tomo.projector import project

@@ -24,7 +24,11 @@ from napari_ptychotomo.joint import JointParams, reconstruct_joint, reconstruct_
 from napari_ptychotomo.joint.params import LearningRate
 from napari_ptychotomo.physics import wavelength
 from napari_ptychotomo.simulate import (
-    Specimen, core_shell_particle, fcc_nanoparticle, simulate_hrtem_series, simulate_tilt_series,
+    Specimen,
+    core_shell_particle,
+    fcc_nanoparticle,
+    simulate_hrtem_series,
+    simulate_tilt_series,
 )
 
 from .conftest import gaussian_atoms, particle_atoms, stem_series

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from napari_ptychotomo.joint.regularizers import (
+    _divergence,
+    _gradient,
     butterworth_lowpass,
     clip_negative,
     kz_filter,
     shrink_imag,
     tv_prox,
 )
-from napari_ptychotomo.joint.regularizers import _divergence, _gradient
 
 
 def test_shrink_imag_is_soft_thresholding_of_the_imaginary_part_only():

@@ -17,9 +17,9 @@ import torch
 
 from napari_ptychotomo import MSPParams
 from napari_ptychotomo.joint import JointParams, reconstruct_joint
+from napari_ptychotomo.pipeline.sequential import sequential_tomography
 from napari_ptychotomo.ptycho import LearningRate
 from napari_ptychotomo.simulate import fcc_nanoparticle, simulate_tilt_series
-from napari_ptychotomo.pipeline.sequential import sequential_tomography
 from napari_ptychotomo.tomo.align import remove_gauge
 
 ANGLES = np.linspace(-45, 45, 5)

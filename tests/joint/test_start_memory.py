@@ -6,8 +6,7 @@ import pytest
 
 from napari_ptychotomo.data import Volume
 from napari_ptychotomo.io import guards
-from napari_ptychotomo.joint import JointParams, reconstruct_joint, reconstruct_plane_wave
-from napari_ptychotomo.joint import setup
+from napari_ptychotomo.joint import JointParams, reconstruct_joint, reconstruct_plane_wave, setup
 
 from .conftest import hrtem_series, stem_series
 

@@ -3,9 +3,14 @@
 import numpy as np
 import pytest
 
+from napari_ptychotomo._napari.inspection import (
+    line_profile,
+    orthogonal_views,
+    points_in_shape,
+    region_statistics,
+    world_to_index,
+)
 from napari_ptychotomo.data import Volume
-from napari_ptychotomo._napari.inspection import (line_profile, orthogonal_views, points_in_shape,
-                                                  region_statistics, world_to_index)
 
 
 def blob(shape=(12, 16, 20), centre=(5.0, 7.0, 12.0), sigma=1.5):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from napari_ptychotomo.data import Alignment, Volume
-from napari_ptychotomo.engine import Progress
 from napari_ptychotomo._napari.layers import scan_layers
 from napari_ptychotomo._napari.previews import orthogonal_mosaic
+from napari_ptychotomo.data import Alignment, Volume
+from napari_ptychotomo.engine import Progress
 
 
 def test_orthogonal_mosaic_places_the_three_central_planes():

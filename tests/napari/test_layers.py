@@ -3,13 +3,19 @@
 import numpy as np
 import pytest
 
-from napari_ptychotomo.data import Atoms, Project, ScanData, TiltSeries, Volume
-from napari_ptychotomo.optics import interaction_constant
 from napari_ptychotomo._napari.layers import (
-    ELEMENT_COLOURS, SPECIES_COLOURS, atoms_layers, layers_for, msp_layers, project_layers, scan_layers,
+    ELEMENT_COLOURS,
+    SPECIES_COLOURS,
+    atoms_layers,
+    layers_for,
+    msp_layers,
+    project_layers,
+    scan_layers,
     volume_layers,
 )
 from napari_ptychotomo._napari.scan_views import bright_field_mask, scan_views
+from napari_ptychotomo.data import Atoms, Project, ScanData, TiltSeries, Volume
+from napari_ptychotomo.optics import interaction_constant
 
 
 class CountingArray:

@@ -83,8 +83,9 @@ def test_sample_data_opens_as_scaled_layers(viewer, not_blank, key, expected):
 
 
 def manifest_widgets():
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     import napari_ptychotomo
 

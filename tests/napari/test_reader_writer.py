@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from napari_ptychotomo import load, save
-from napari_ptychotomo.data import Atoms, MSPResult, Project, TiltSeries, Volume
 from napari_ptychotomo._napari.reader import DEFAULT_CALIBRATION, napari_get_reader, read_path
 from napari_ptychotomo._napari.writer import write_image, write_points
+from napari_ptychotomo.data import Atoms, MSPResult, Project, TiltSeries, Volume
 
 
 def by_name(layers):

@@ -2,11 +2,8 @@
 
 import time
 
-import numpy as np
-import pytest
-
-from napari_ptychotomo.engine import EngineError, Progress
 from napari_ptychotomo._napari._runner import EngineRunner
+from napari_ptychotomo.engine import EngineError, Progress
 
 
 def counting_engine(n, tag="A", delay=0.0, fail_at=None):

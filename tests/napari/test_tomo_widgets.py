@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_ptychotomo.data import Alignment, Volume
 from napari_ptychotomo._napari.tomo_widgets import parse_angles
+from napari_ptychotomo.data import Alignment, Volume
 
 
 def test_angles_parse_from_lists_and_ranges():

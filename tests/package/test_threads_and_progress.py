@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from napari_ptychotomo.engine import Progress, run, show_progress
 from napari_ptychotomo import threads
+from napari_ptychotomo.engine import Progress, run, show_progress
 
 
 def _engine(n=3):

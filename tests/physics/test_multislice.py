@@ -65,7 +65,7 @@ def test_plane_wave_exit_wave_and_ctf_images_match_abtem(abtem_reference):
 
 
 def test_weak_phase_object_matches_first_order_expansion():
-    n, sampling, sigma = 64, 0.2, interaction_constant(300e3)
+    n, sigma = 64, interaction_constant(300e3)
     rng = np.random.default_rng(0)
     potential = torch.tensor(rng.normal(scale=0.05, size=(1, n, n)), dtype=torch.float32)  # V·Å
     t = transmission(potential, sigma, band_limit=False)

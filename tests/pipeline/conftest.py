@@ -5,8 +5,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory):
     """A 3-tilt series of a small Pt particle (8×8 scan, 32×32 detector) saved as a project."""
-    from napari_ptychotomo import Project, save
-    from napari_ptychotomo import simulate
+    from napari_ptychotomo import Project, save, simulate
 
     particle = simulate.fcc_nanoparticle("Pt", size=8.0, shape="cuboctahedron", vacuum=2.0)
     series = simulate.simulate_tilt_series(

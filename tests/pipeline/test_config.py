@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_ptychotomo.pipeline import ConfigError, STEP_ORDER, template, validate_config
+from napari_ptychotomo.pipeline import STEP_ORDER, ConfigError, template, validate_config
 
 
 def _base(**sections):

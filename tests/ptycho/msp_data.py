@@ -85,7 +85,7 @@ def make_scan(scan_shape=(16, 16), step=0.4, detector=32, mrad_per_px=3.2, energ
         z = (j + 0.5) * PLANE
         if grain_tilts is not None:
             left, right = grain_tilts
-            def sx(ax, z=z):
+            def sx(ax, z=z, left=left, right=right):
                 return z * np.tan(np.where(ax < split, left, right) * 1e-3)
             def sy(ay):
                 return 0.0 * ay

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from msp_data import make_scan
+
 from napari_ptychotomo import estimate_defocus as top_level_estimate
 from napari_ptychotomo.ptycho import MSPParams, estimate_defocus, reconstruct_msp
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from msp_data import make_scan, pearson_over_scan
+
 from napari_ptychotomo import engine
 from napari_ptychotomo.data import MSPResult
 from napari_ptychotomo.engine import EngineError, Progress

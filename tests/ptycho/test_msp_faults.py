@@ -11,8 +11,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from msp_data import make_scan
+
 from napari_ptychotomo.data import MSPResult
 from napari_ptychotomo.engine import EngineError
 from napari_ptychotomo.engine_guards import MAX_TILT_CHANGE_MRAD, MIN_MEAN_COUNTS

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
 from msp_data import make_scan
+
 from napari_ptychotomo.engine import run
 from napari_ptychotomo.ptycho import MSPParams, msp_series_steps, reconstruct_msp
 

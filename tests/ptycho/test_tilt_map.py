@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from msp_data import make_scan
+
 from napari_ptychotomo.ptycho import MSPParams, reconstruct_msp
 from napari_ptychotomo.ptycho.local_drift import local_slice_drift, sample_field, warp_slices
 

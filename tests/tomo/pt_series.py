@@ -14,6 +14,9 @@ import numpy as np
 from napari_ptychotomo.simulate import fcc_nanoparticle
 from napari_ptychotomo.simulate.potentials import projected_potential_slices
 
+#: 11 tilts over ±60°, degrees
+ANGLES_DEG = tuple(np.linspace(-60, 60, 11))
+
 
 def pt_particle(size: float = 22.0):
     """A spherical fcc Pt particle ``size`` Å across (22 Å: 369 atoms)."""
@@ -23,7 +26,7 @@ def pt_particle(size: float = 22.0):
 def pt_tilt_series(
     n_px: int = 144,
     pixel_size: float = 0.22,
-    angles_deg=np.linspace(-60, 60, 11),
+    angles_deg=ANGLES_DEG,
     max_shift: float = 2.0,
     noise: float = 0.1,
     psi_deg: float = 0.0,

@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from napari_ptychotomo import Alignment, MSPParams, Progress, Volume, run
+from napari_ptychotomo.pipeline.sequential import sequential_tomography, sequential_tomography_steps
 from napari_ptychotomo.ptycho import LearningRate
 from napari_ptychotomo.simulate import fcc_nanoparticle, simulate_tilt_series
-from napari_ptychotomo.pipeline.sequential import sequential_tomography, sequential_tomography_steps
 from napari_ptychotomo.tomo import AlignStage, reconstruct_linear
 from napari_ptychotomo.tomo.align import remove_gauge
 
@@ -123,8 +123,8 @@ def test_volume_correlates_with_band_limited_truth(chain):
 
 
 def _stack(chain):
-    from napari_ptychotomo.tomo import denoise_projections, projections_from_msp
     from napari_ptychotomo.pipeline.sequential import bin_projections
+    from napari_ptychotomo.tomo import denoise_projections, projections_from_msp
 
     stack, _angles, _pixel = projections_from_msp(chain[5], crop=(56, 56))
     return denoise_projections(bin_projections(stack, 2), method="tv")

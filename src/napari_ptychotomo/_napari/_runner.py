@@ -19,7 +19,8 @@ last one held back is handed over before the run finishes.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Generator
+from collections.abc import Callable, Generator
+from typing import Any
 
 __all__ = ["EngineRunner", "format_progress"]
 

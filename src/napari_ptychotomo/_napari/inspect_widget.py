@@ -18,8 +18,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 
 from ..data import MSPResult
-from .inspection import (line_profile, orthogonal_views, points_in_shape, region_statistics,
-                         world_to_index)
+from .inspection import line_profile, orthogonal_views, points_in_shape, region_statistics, world_to_index
 from .layers import summed_phase_layer
 from .plots import LivePlot, Panel
 from .show import put_layer

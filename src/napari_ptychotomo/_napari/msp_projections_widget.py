@@ -9,7 +9,8 @@ pixel size in Å and the stage tilts in ``metadata["angles_deg"]``, ready for th
 
 from __future__ import annotations
 
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 from magicgui.widgets import Container, Label

@@ -15,7 +15,8 @@ the mask's projections (:func:`~napari_ptychotomo.tomo.project_mask`) as ``<stac
 
 from __future__ import annotations
 
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox

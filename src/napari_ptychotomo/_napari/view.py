@@ -64,7 +64,7 @@ def _units_agree(layers: list[Any]) -> bool:
     return True
 
 
-_WANTED: "weakref.WeakKeyDictionary[Any, tuple[str, ...]]" = weakref.WeakKeyDictionary()
+_WANTED: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
 def want_units(layer: Any, units: Any) -> None:
@@ -105,7 +105,7 @@ def reconcile_units(viewer: Any, agree: bool | None = None) -> None:
             layer.units = target
 
 
-_WATCHED: "weakref.WeakSet[Any]" = weakref.WeakSet()  # layer lists already watched
+_WATCHED: weakref.WeakSet[Any] = weakref.WeakSet()  # layer lists already watched
 
 
 def keep_units_consistent(viewer: Any) -> None:

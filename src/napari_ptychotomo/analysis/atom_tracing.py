@@ -33,7 +33,8 @@ the integrated intensity, and is removed from the reported widths.
 
 from __future__ import annotations
 
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 import torch

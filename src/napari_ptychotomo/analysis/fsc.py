@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Resolution, Volume
+from ..data import Resolution
 from .volume_input import volume_array
 
 __all__ = ["fsc", "threshold_curve", "first_crossing", "SNR_ONE_BIT", "SNR_HALF_BIT"]

@@ -8,8 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from .checks import (_check_aberrations, _check_finite, _number, _positive, _shape_error, check_negative_counts,
-                     check_scan_shape)
+from .checks import (
+    _check_aberrations,
+    _check_finite,
+    _number,
+    _positive,
+    _shape_error,
+    check_negative_counts,
+    check_scan_shape,
+)
 
 __all__ = [
     "Calibration",
@@ -67,7 +74,7 @@ class Calibration:
         dk = self.detector_sampling
         return 1.0 / (ky * dk), 1.0 / (kx * dk)
 
-    def validate(self) -> "Calibration":
+    def validate(self) -> Calibration:
         _positive("energy_eV", self.energy_eV, "eV")
         _number("defocus", self.defocus, "Å")
         _number("scan_rotation_deg", self.scan_rotation_deg, "degrees")
@@ -171,7 +178,7 @@ class ScanData:
         yy, xx = np.meshgrid(np.arange(ny) * step, np.arange(nx) * step, indexing="ij")
         return np.stack([yy.ravel(), xx.ravel()], axis=1)
 
-    def validate(self, check_values: bool = True) -> "ScanData":
+    def validate(self, check_values: bool = True) -> ScanData:
         """Check shapes, calibration and (on a sample of patterns) the counts."""
         self.calibration.validate()
         shape = tuple(self.intensities.shape)
@@ -264,7 +271,7 @@ class DefocusSeries:
                 "focal_spread": float(self.focal_spread),
                 "illumination_semiangle_mrad": float(self.illumination_semiangle_mrad)}
 
-    def with_optics(self, **optics: Any) -> "DefocusSeries":
+    def with_optics(self, **optics: Any) -> DefocusSeries:
         """A copy with the given optics fields replaced (the images are shared)."""
         import dataclasses
 
@@ -286,7 +293,7 @@ class DefocusSeries:
         defocus = np.asarray(self.defocus, dtype=np.float64)
         return defocus + float(centre_to_exit) if self.defocus_reference == "centre" else defocus
 
-    def validate(self) -> "DefocusSeries":
+    def validate(self) -> DefocusSeries:
         shape = tuple(self.images.shape)
         if len(shape) != 3:
             raise _shape_error("images", self.images, "(n_defocus, ny, nx)")
@@ -325,7 +332,7 @@ class TiltSeries:
     def __len__(self) -> int:
         return len(self.scans)
 
-    def validate(self, check_values: bool = True) -> "TiltSeries":
+    def validate(self, check_values: bool = True) -> TiltSeries:
         try:
             raw = np.asarray(self.angles_deg) if not isinstance(self.angles_deg, str) else None
         except ValueError:  # ragged

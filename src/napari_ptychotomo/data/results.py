@@ -51,7 +51,7 @@ class MSPResult:
         sigma = float(interaction_constant(self.energy_eV))
         return (sigma * np.real(np.asarray(self.object)).sum(axis=0)).astype(np.float32)
 
-    def validate(self) -> "MSPResult":
+    def validate(self) -> MSPResult:
         obj = np.asarray(self.object)
         if obj.ndim != 3:
             raise _shape_error("object", obj, "(n_slices, ny, nx) complex V·Å")
@@ -86,14 +86,14 @@ class Alignment:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_angles(cls, angles_deg: Any) -> "Alignment":
+    def from_angles(cls, angles_deg: Any) -> Alignment:
         """Nominal alignment: stage tilts about y, no in-plane error, zero shifts."""
         angles = np.asarray(angles_deg, dtype=np.float64)
         euler = np.zeros((len(angles), 3))
         euler[:, 1] = angles
         return cls(euler_deg=euler, shifts=np.zeros((len(angles), 2)))
 
-    def validate(self) -> "Alignment":
+    def validate(self) -> Alignment:
         euler = np.asarray(self.euler_deg)
         if euler.ndim != 2 or euler.shape[1] != 3:
             raise _shape_error("euler_deg", euler, "(n_tilts, 3) as (φ, θ, ψ) in degrees")
@@ -124,7 +124,7 @@ class Volume:
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
 
-    def validate(self) -> "Volume":
+    def validate(self) -> Volume:
         if len(self.data.shape) != 3 or min(self.data.shape) < 1:
             raise _shape_error("data", self.data, "(nz, ny, nx) with at least one voxel per axis")
         if np.dtype(self.data.dtype).kind not in "iufc":
@@ -161,7 +161,7 @@ class Resolution:
     directional: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> "Resolution":
+    def validate(self) -> Resolution:
         if np.shape(self.fsc) != np.shape(self.frequency):
             raise _shape_error("fsc", self.fsc, f"{np.shape(self.frequency)} like frequency")
         for name, curve in self.thresholds.items():
@@ -195,7 +195,7 @@ class Atoms:
             return [self.names[s] if 0 <= s < len(self.names) else f"X{s}" for s in species]
         return [f"X{s}" for s in species]
 
-    def validate(self) -> "Atoms":
+    def validate(self) -> Atoms:
         pos = np.asarray(self.positions)
         if pos.ndim != 2 or pos.shape[1] != 3:
             raise _shape_error("positions", pos, "(n, 3) in Å as (z, y, x)")
@@ -226,10 +226,10 @@ class Project:
     atoms: dict[str, Atoms] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> "Project":
+    def validate(self) -> Project:
         if self.series is not None:
             self.series.validate(check_values=False)
-        for k, result in self.msp.items():
+        for result in self.msp.values():
             result.validate()
         if self.alignment is not None:
             self.alignment.validate()

@@ -101,7 +101,7 @@ def load_xyz(path: Any) -> Atoms:
             raise ValueError(f"expected {n} atom lines of {width} columns")
         cols: dict[str, list] = {}
         start = 0
-        for name, kind, count in fields:
+        for name, _kind, count in fields:
             cols[name] = [r[start: start + count] for r in rows]
             start += count
         pos = np.array(cols["pos"], dtype=float).reshape(n, 3)[:, ::-1]

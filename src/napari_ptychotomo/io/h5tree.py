@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -42,7 +43,12 @@ import numpy as np
 from .errors import PtychoFormatError
 from .guards import check_fits
 from .h5datasets import (  # noqa: F401  (re-exported)
-    COMPRESSION, copy_dataset, copy_group, get_text, set_text, write_dataset,
+    COMPRESSION,
+    copy_dataset,
+    copy_group,
+    get_text,
+    set_text,
+    write_dataset,
 )
 
 __all__ = ["write_value", "read_value", "write_dataset", "copy_dataset", "copy_group", "set_text", "get_text", "COMPRESSION"]

@@ -45,21 +45,20 @@ import contextlib
 import datetime
 import os
 import uuid as uuidlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import h5py
 import numpy as np
 
-from ..data import (Alignment, Atoms, MSPResult, Project, Resolution, ScanData, TiltSeries, Volume,
-                    check_negative_counts)
+from ..data import Alignment, Atoms, MSPResult, Project, Resolution, ScanData, TiltSeries, Volume, check_negative_counts
 from .errors import PtychoFormatError
 from .h5tree import get_text, set_text
 from .lazy import LazyDataset, open_h5
 from .native_files import RESULT_FIELDS, atomic_h5, check, sidecar_path, unwrap, wrap
 from .native_results import append_result, read_sidecar, write_results
 from .native_schema import FORMAT_VERSION, Codec
-
 
 __all__ = ["save_native", "load_native", "append_result", "sidecar_path", "close",
            "open_project", "RESULT_FIELDS"]
@@ -96,7 +95,7 @@ def save_native(obj: Any, path: Any, *, name: Any = None, compression: dict | No
         set_text(fh, "format_version", FORMAT_VERSION)
         set_text(fh, "creator", f"napari-ptychotomo {_version()}")
         set_text(fh, "uuid", file_id)
-        set_text(fh, "created", datetime.datetime.now(datetime.timezone.utc).isoformat())
+        set_text(fh, "created", datetime.datetime.now(datetime.UTC).isoformat())
         set_text(fh, "root_object", kind)
         Codec(compression).write_object(fh, project)
         fh["appended_results"] = h5py.ExternalLink(sidecar_path(path).name, "/")

@@ -6,14 +6,22 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid as uuidlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import h5py
 
 from ..data import (
-    Alignment, Atoms, DefocusSeries, MSPResult, Project, Resolution, ScanData,
-    TiltSeries, Volume,
+    Alignment,
+    Atoms,
+    DefocusSeries,
+    MSPResult,
+    Project,
+    Resolution,
+    ScanData,
+    TiltSeries,
+    Volume,
 )
 from .errors import PtychoFormatError
 

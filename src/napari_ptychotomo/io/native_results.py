@@ -86,7 +86,7 @@ def _start_sidecar(out: h5py.File, file_id: str) -> None:
     set_text(out, "format_version", FORMAT_VERSION)
     set_text(out, "ptycho_type", "ProjectResults")
     set_text(out, "parent_uuid", file_id)
-    set_text(out, "created", datetime.datetime.now(datetime.timezone.utc).isoformat())
+    set_text(out, "created", datetime.datetime.now(datetime.UTC).isoformat())
 
 
 def _put(out: h5py.File, entry: list, key: Any, obj: Any, codec: Codec) -> list:

@@ -18,11 +18,19 @@ import h5py
 import numpy as np
 
 from ..data import (
-    Alignment, Atoms, Calibration, DefocusSeries, MSPResult, Project, Resolution,
-    ScanData, TiltSeries, Volume,
+    Alignment,
+    Atoms,
+    Calibration,
+    DefocusSeries,
+    MSPResult,
+    Project,
+    Resolution,
+    ScanData,
+    TiltSeries,
+    Volume,
 )
-from .h5tree import get_text, read_members, set_text, write_dataset, write_members
 from .guards import check_fits
+from .h5tree import get_text, read_members, set_text, write_dataset, write_members
 from .lazy import LazyDataset
 
 __all__ = ["FORMAT_VERSION", "DATA_CLASSES", "UNITS", "intensity_chunks", "Codec"]

@@ -19,7 +19,8 @@ how often that clamped them is in the result's provenance and a warning.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +28,8 @@ import torch
 from ..data import Alignment, TiltSeries, Volume
 from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem, checked_counts, warn_negative
-from ..physics.loss import amplitude_residual
 from ..physics import fresnel_propagator, interaction_constant, wavelength
+from ..physics.loss import amplitude_residual
 from ..tomo.rotation import rotation_matrix
 from . import regularizers as reg
 from .distributed import all_reduce_grads, init_from_environment, rank_device, world

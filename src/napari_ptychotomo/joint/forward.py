@@ -23,8 +23,8 @@ as probe positions moved by −t, and the plane-wave model as a Fourier shift of
 from __future__ import annotations
 
 import functools
-from typing import Any
 import math
+from typing import Any
 
 import numpy as np
 import torch

@@ -126,7 +126,7 @@ class JointParams:
     preview_every: int = 1
     band_limit: bool = False
 
-    def validate(self) -> "JointParams":
+    def validate(self) -> JointParams:
         """Raise ``ValueError`` naming the first bad field; return ``self``."""
         for name in ("iterations", "num_slices", "num_modes", "preview_every"):
             value = getattr(self, name)

@@ -14,7 +14,8 @@ the volume gradients summed.
 from __future__ import annotations
 
 import math
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +23,8 @@ import torch
 from ..data import Alignment, DefocusSeries, TiltSeries, Volume
 from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem, checked_counts, shift_problem, warn_negative
-from ..physics.loss import amplitude_residual
 from ..physics import fresnel_propagator, interaction_constant, wavelength
+from ..physics.loss import amplitude_residual
 from . import regularizers as reg
 from .distributed import all_reduce_grads, all_reduce_sum, init_from_environment, rank_device, world
 from .forward import focal_spread_weights, plane_wave_images, series_transfer

@@ -4,6 +4,7 @@ Differentiable torch, float32 / complex64, on any device. Each formula lives in 
 module and is shared by the simulator and every reconstruction.
 """
 
+from ..optics import interaction_constant, mrad_to_inverse_angstrom, wavelength
 from .grids import band_limit_mask, spatial_frequencies
 from .multislice import (
     crop_patches,
@@ -14,7 +15,6 @@ from .multislice import (
     shift_waves,
     transmission,
 )
-from ..optics import interaction_constant, mrad_to_inverse_angstrom, wavelength
 from .probe import aberration_phase, ctf, make_probe, orthogonalize_modes, probe_modes, soft_aperture
 from .propagator import fresnel_propagator
 from .rotation import rotation_matrix, rotation_matrix_deg

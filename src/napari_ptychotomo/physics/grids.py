@@ -6,7 +6,7 @@ in Å⁻¹; the forward transform is ``torch.fft.fft2`` with kernel exp(−2πi 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

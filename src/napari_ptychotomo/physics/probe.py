@@ -9,12 +9,12 @@ underfocus).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
-from .grids import as_pair, spatial_frequencies
 from ..optics import wavelength
+from .grids import as_pair, spatial_frequencies
 
 __all__ = [
     "aberration_phase",

@@ -8,7 +8,7 @@ P(k) = exp[−iπΔz(λk² − 2k_x tanθ_x − 2k_y tanθ_y)] (Sha et al. 2022,
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

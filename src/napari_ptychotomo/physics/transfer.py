@@ -33,7 +33,8 @@ can therefore make data with the exact sum over defocus (``focal_spread_samples`
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

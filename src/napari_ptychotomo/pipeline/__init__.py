@@ -6,8 +6,8 @@ resolution → atoms. Configured by one TOML file (:mod:`.config`), run by
 """
 
 from .config import STEP_ORDER, ConfigError, load_config, validate_config
-from .template import template
 from .runner import Pipeline, PlannedStep, make_input
+from .template import template
 
 __all__ = ["STEP_ORDER", "ConfigError", "load_config", "template", "validate_config",
            "Pipeline", "PlannedStep", "make_input"]

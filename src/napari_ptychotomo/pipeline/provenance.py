@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
-import datetime
 import platform
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["provenance", "timed", "plain"]
 
@@ -42,7 +43,7 @@ def provenance(step: str, parameters: Any, device: Any, seconds: float, seed: in
         "device": str(device),
         "seconds": float(seconds),
         "seed": int(seed),
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {
             "napari_ptychotomo": __version__,
             "torch": torch.__version__,

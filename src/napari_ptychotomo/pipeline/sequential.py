@@ -13,8 +13,9 @@ centred on, up to the rigid translation that alignment cannot determine (see
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import replace
-from typing import Any, Generator
+from typing import Any
 
 import numpy as np
 import torch

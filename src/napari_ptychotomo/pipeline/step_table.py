@@ -5,8 +5,9 @@ where its documentation is, and what it stores in the project (for ``--resume``)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..data import Project
 from . import steps as run

@@ -4,8 +4,8 @@ each line valid TOML once its ``#`` is removed."""
 
 from __future__ import annotations
 
-import re
 import dataclasses
+import re
 from typing import Any
 
 from .config import INPUT_KEYS, _docstring_help, step_settings

@@ -16,7 +16,8 @@ centre (this removes a bias of the fitted thickness).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generator
+from collections.abc import Callable, Generator
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,6 @@ import torch
 from ..data import MSPResult, ScanData
 from ..engine import EngineError, Progress, resolve_device, run
 from ..engine_guards import Divergence, checked_counts, thickness_problem, tilt_problem, warn_negative
-from ..physics.loss import amplitude_residual
 from ..physics import (
     forward_intensities,
     fresnel_propagator,
@@ -34,6 +34,7 @@ from ..physics import (
     transmission,
     wavelength,
 )
+from ..physics.loss import amplitude_residual
 from .batches import adjacent_batches, neighbour_pairs
 from .bright_field import start_defocus
 from .params import MSPParams

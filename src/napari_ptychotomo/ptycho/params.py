@@ -124,7 +124,7 @@ class MSPParams:
     oversampling: int = 1
 
     @classmethod
-    def from_calibration(cls, calibration: Any, thickness: float | None = None, **overrides) -> "MSPParams":
+    def from_calibration(cls, calibration: Any, thickness: float | None = None, **overrides) -> MSPParams:
         """Defaults for a scan with this calibration.
 
         The specimen depth is given either as ``thickness`` (Å, split into ``num_slices``
@@ -157,7 +157,7 @@ class MSPParams:
     def rate(self, name: str) -> LearningRate:
         return self.rates[name]
 
-    def validate(self) -> "MSPParams":
+    def validate(self) -> MSPParams:
         """Check every field; raise ``ValueError`` naming the field."""
         def positive_int(name):
             value = getattr(self, name)

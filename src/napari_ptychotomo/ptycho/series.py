@@ -8,7 +8,8 @@ the first runs) and handles a finished tilt as it needs (a layer, a checkpoint, 
 from __future__ import annotations
 
 import time
-from typing import Any, Generator, Iterable
+from collections.abc import Generator, Iterable
+from typing import Any
 
 from ..data import MSPResult, ScanData
 from ..engine import Progress

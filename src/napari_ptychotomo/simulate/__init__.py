@@ -8,6 +8,7 @@ Dyck 2014; Kirkland 2010).
 from __future__ import annotations
 
 from .elements import atomic_number, atomic_numbers, chemical_symbol, scattering_factor
+from .hrtem import default_hrtem_sample, simulate_hrtem_series
 from .potentials import (
     atom_potential,
     atom_projected_potential,
@@ -24,7 +25,6 @@ from .specimens import (
     srtio3_slab,
     two_grain_specimen,
 )
-from .hrtem import default_hrtem_sample, simulate_hrtem_series
 from .stem import default_sample, simulate_scan, simulate_tilt_series
 from .volume import potential_volume
 

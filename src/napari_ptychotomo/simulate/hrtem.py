@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,10 +22,10 @@ from ..data import DefocusSeries, TiltSeries
 from ..engine import resolve_device
 from ..physics import exit_wave, fresnel_propagator, interaction_constant, transmission, wavelength
 from ..physics.transfer import objective_transfer
+from ..threads import cpu_threads
 from .potentials import slices_tensor
 from .series_geometry import rotated, slicing, tilt_geometry, truth_volume
 from .specimens import Specimen, core_shell_particle
-from ..threads import cpu_threads
 
 __all__ = ["simulate_hrtem_series", "default_hrtem_sample"]
 

@@ -67,7 +67,7 @@ class Specimen:
         """Centre of the cell (z, y, x) in Å."""
         return self.cell / 2.0
 
-    def rotate(self, euler_deg: Any, centre: Any = None) -> "Specimen":
+    def rotate(self, euler_deg: Any, centre: Any = None) -> Specimen:
         """Atoms moved from r to R·r about ``centre`` (default the cell centre).
 
         R = R_z(ψ) R_y(θ) R_x(φ) acts on (x, y, z) (docs/conventions.md); ``euler_deg`` = (φ, θ, ψ).
@@ -77,7 +77,7 @@ class Specimen:
         xyz = (self.positions - c)[:, ::-1] @ rotation_matrix_deg(euler_deg).T
         return replace(self, positions=xyz[:, ::-1] + c, info=dict(self.info))
 
-    def tilt(self, mrad: Any) -> "Specimen":
+    def tilt(self, mrad: Any) -> Specimen:
         """Columns tilted by (θ_x, θ_y) mrad: an atom at depth z (from the cell centre)
         moves by z·(tan θ_x, tan θ_y) in (x, y), as in the tilted Fresnel propagator."""
         tx, ty = np.tan(np.asarray(mrad, dtype=np.float64).reshape(2) * 1e-3)
@@ -87,11 +87,11 @@ class Specimen:
         pos[:, 1] += dz * ty
         return replace(self, positions=pos, info=dict(self.info))
 
-    def translate(self, shift: Any) -> "Specimen":
+    def translate(self, shift: Any) -> Specimen:
         """Atoms moved by ``shift`` (z, y, x) Å; the cell is unchanged."""
         return replace(self, positions=self.positions + np.asarray(shift, float), info=dict(self.info))
 
-    def padded(self, vacuum: Any) -> "Specimen":
+    def padded(self, vacuum: Any) -> Specimen:
         """The atoms centred in a box enlarged by ``vacuum`` Å (z, y, x) on every side."""
         pad = np.broadcast_to(np.asarray(vacuum, dtype=np.float64), (3,))
         lo, hi = self.positions.min(0), self.positions.max(0)

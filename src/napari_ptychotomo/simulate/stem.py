@@ -20,14 +20,18 @@ import torch
 from ..data import Calibration, ScanData, TiltSeries
 from ..engine import resolve_device
 from ..physics import (
-    forward_intensities, fresnel_propagator, interaction_constant, make_probe, transmission,
+    forward_intensities,
+    fresnel_propagator,
+    interaction_constant,
+    make_probe,
+    transmission,
     wavelength,
 )
+from ..threads import cpu_threads
 from .detector_sampling import average_to_coarse_pixels, check_sampling_factors, crop_and_bin
 from .potentials import slices_tensor
 from .series_geometry import rotated, slicing, tilt_geometry, truth_volume
 from .specimens import Specimen, fcc_nanoparticle
-from ..threads import cpu_threads
 
 __all__ = ["simulate_scan", "simulate_tilt_series", "default_sample"]
 

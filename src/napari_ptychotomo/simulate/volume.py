@@ -14,7 +14,7 @@ Fourier ringing; summed along z it reproduces the projected potential away from 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ __all__ = ["potential_volume", "radial_terms"]
 _CUBE_CORE = 0.42  # 1/r averaged over a cube of side h about the pole is 1/(0.42 h)
 
 
-@lru_cache(maxsize=None)
+@cache
 def radial_terms(number: int, parameterisation: str = "lobato") -> np.ndarray:
     """Coefficients ``(5, 5)`` float64 of V(r) = Σ (A/r + B) e^(−βr) + Σ G e^(−γr²) in V.
 

@@ -15,8 +15,8 @@ the axis angle. The coarse start (centre of mass, neighbouring tilts) is in
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Generator
 
 import numpy as np
 import torch

@@ -12,7 +12,8 @@ non-negativity by projection after each Adam step.
 
 from __future__ import annotations
 
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 import torch
