@@ -93,17 +93,34 @@ def noise_sweep(size, levels, blur, rng):
         ours, theirs = score_atoms(traced, truth, 0.6), score_atoms(plain, truth, 0.6)
         common = np.intersect1d(ours["matches"][1], theirs["matches"][1])
         t = {**summary(ours), "rms_error_3d_common": common_rms(traced.positions, ours, common, positions)}
-        b = {**summary(theirs), "species_accuracy": None,
-             "rms_error_3d_common": common_rms(plain, theirs, common, positions)}
-        beats = (t["recall"] >= b["recall"] and t["false_positives"] <= b["false_positives"]
-                 and t["rms_error_3d_common"] <= b["rms_error_3d_common"])
-        rows.append({"noise_V": noise, "blur_A": blur, "n_atoms": len(positions), "n_common": len(common),
-                     "tracer": t, "baseline": b, "tracer_beats_baseline": bool(beats)})
-        print(f"noise {noise:5.1f} V blur {blur} Å: tracer recall {t['recall']:.4f} FP {t['false_positive_rate']:.4f} "
-              f"RMS {t['rms_error_3d']:.4f} Å species {t['species_accuracy']:.4f} | baseline recall "
-              f"{b['recall']:.4f} FP {b['false_positive_rate']:.4f} RMS {b['rms_error_3d']:.4f} Å | common RMS "
-              f"{t['rms_error_3d_common']:.4f} / {b['rms_error_3d_common']:.4f} Å {'beats' if beats else 'LOSES'}",
-              flush=True)
+        b = {
+            **summary(theirs),
+            "species_accuracy": None,
+            "rms_error_3d_common": common_rms(plain, theirs, common, positions),
+        }
+        beats = (
+            t["recall"] >= b["recall"]
+            and t["false_positives"] <= b["false_positives"]
+            and t["rms_error_3d_common"] <= b["rms_error_3d_common"]
+        )
+        rows.append(
+            {
+                "noise_V": noise,
+                "blur_A": blur,
+                "n_atoms": len(positions),
+                "n_common": len(common),
+                "tracer": t,
+                "baseline": b,
+                "tracer_beats_baseline": bool(beats),
+            }
+        )
+        print(
+            f"noise {noise:5.1f} V blur {blur} Å: tracer recall {t['recall']:.4f} FP {t['false_positive_rate']:.4f} "
+            f"RMS {t['rms_error_3d']:.4f} Å species {t['species_accuracy']:.4f} | baseline recall "
+            f"{b['recall']:.4f} FP {b['false_positive_rate']:.4f} RMS {b['rms_error_3d']:.4f} Å | common RMS "
+            f"{t['rms_error_3d_common']:.4f} / {b['rms_error_3d_common']:.4f} Å {'beats' if beats else 'LOSES'}",
+            flush=True,
+        )
     return rows
 
 
@@ -130,12 +147,21 @@ def timing(size, n_atoms, rng):
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     torch.set_num_threads(threads)
     score = summary(score_atoms(traced, (positions, heavy.astype(int)), 0.6))
-    print(f"{len(positions)} atoms in {size}³: {seconds:.1f} s ({cpu_seconds:.1f} s CPU) on {min(2, threads)} threads; "
-          f"recall {score['recall']:.4f}, RMS {score['rms_error_3d']:.4f} Å", flush=True)
+    print(
+        f"{len(positions)} atoms in {size}³: {seconds:.1f} s ({cpu_seconds:.1f} s CPU) on {min(2, threads)} threads; "
+        f"recall {score['recall']:.4f}, RMS {score['rms_error_3d']:.4f} Å",
+        flush=True,
+    )
     # wall time depends on what else runs on the machine: keep the CPU time and load too
-    return {"size": size, "n_atoms": len(positions), "seconds": seconds, "cpu_seconds": cpu_seconds,
-            "threads": min(2, threads), "load_average_1min": [load_before, os.getloadavg()[0]],
-            "score": score}
+    return {
+        "size": size,
+        "n_atoms": len(positions),
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "threads": min(2, threads),
+        "load_average_1min": [load_before, os.getloadavg()[0]],
+        "score": score,
+    }
 
 
 def lattice(size, rng):
@@ -157,21 +183,33 @@ def lattice(size, rng):
     volume = potential_volume(positions[keep], np.full(keep.sum(), 78), (size,) * 3, VOXEL)
     volume += 10.0 * rng.standard_normal(volume.shape).astype(np.float32)
     start = time.perf_counter()
-    result = register_lattice(volume, 3.924, voxel_size=VOXEL, basis=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    result = register_lattice(
+        volume, 3.924, voxel_size=VOXEL, basis=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    )
     seconds = time.perf_counter() - start
     r = result.rotation @ rotation_matrix_deg(euler).T
     angle = float(np.rad2deg(np.arccos(np.clip((np.trace(r) - 1) / 2, -1, 1))))
     gap = np.linalg.norm(result.missing_sites[:, None] - positions[removed][None], axis=-1)
-    row = {"size": size, "seconds": seconds, "rotation_error_deg": angle, "n_removed": 10,
-           "n_missing": result.n_missing, "missing_are_removed": int(np.sum(gap.min(1) < 0.05)),
-           **{k: v for k, v in result.summary().items() if k not in ("euler_deg", "translation_A")}}
-    print(f"lattice {size}³: {seconds:.1f} s, rotation error {angle:.4f}°, {result.n_missing} missing "
-          f"({row['missing_are_removed']} of them removed atoms), {result.n_found} found", flush=True)
+    row = {
+        "size": size,
+        "seconds": seconds,
+        "rotation_error_deg": angle,
+        "n_removed": 10,
+        "n_missing": result.n_missing,
+        "missing_are_removed": int(np.sum(gap.min(1) < 0.05)),
+        **{k: v for k, v in result.summary().items() if k not in ("euler_deg", "translation_A")},
+    }
+    print(
+        f"lattice {size}³: {seconds:.1f} s, rotation error {angle:.4f}°, {result.n_missing} missing "
+        f"({row['missing_are_removed']} of them removed atoms), {result.n_found} found",
+        flush=True,
+    )
     return row
 
 
-FULL_CASE = dict(size=18.0, facet=6.2, light=("Si", "O", "O", "Si", "O", "O"), pixels=128, n_tilts=31,
-                 iterations=30, num_slices=16)
+FULL_CASE = dict(
+    size=18.0, facet=6.2, light=("Si", "O", "O", "Si", "O", "O"), pixels=128, n_tilts=31, iterations=30, num_slices=16
+)
 # the tracer without the criteria that drop ghosts on streaks (bridge, faintness at 0.05)
 LOOSE = dict(max_bridge=1e6, min_relative_intensity=0.05)
 # for volumes that blur every atom alike (all tilts over ±90°): merged blobs go too
@@ -189,15 +227,26 @@ def hrtem_case(axis, cache):
     path = Path(cache) / f"full_axis{axis}.npz"
     if path.exists():
         saved = np.load(path)
-        return {"volume": Volume(saved["volume"], voxel_size=float(saved["voxel_size"])), "truth": saved["truth"],
-                "numbers": saved["numbers"], "seconds": float(saved["seconds"]),
-                "load_average_1min": saved["load_average_1min"].tolist()}
+        return {
+            "volume": Volume(saved["volume"], voxel_size=float(saved["voxel_size"])),
+            "truth": saved["truth"],
+            "numbers": saved["numbers"],
+            "seconds": float(saved["seconds"]),
+            "load_average_1min": saved["load_average_1min"].tolist(),
+        }
     load = os.getloadavg()[0]
     case = reconstructed_case(axis=axis, **FULL_CASE)
     case["load_average_1min"] = [load, os.getloadavg()[0]]
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, volume=case["volume"].data, voxel_size=case["volume"].voxel_size, truth=case["truth"],
-             numbers=case["numbers"], seconds=case["seconds"], load_average_1min=case["load_average_1min"])
+    np.savez(
+        path,
+        volume=case["volume"].data,
+        voxel_size=case["volume"].voxel_size,
+        truth=case["truth"],
+        numbers=case["numbers"],
+        seconds=case["seconds"],
+        load_average_1min=case["load_average_1min"],
+    )
     return case
 
 
@@ -227,30 +276,54 @@ def hrtem_scores(cache):
     for axis, facet in ((2, "+x (tilt plane)"), (1, "+y (tilt axis)")):
         case = hrtem_case(axis, cache)
         resolved, at_sites, background = light_resolved(case["volume"], case["truth"], case["numbers"])
-        row = {"light_facet": facet, "n_heavy": int(np.sum(case["numbers"] == 79)),
-               "n_light": int(np.sum(case["numbers"] != 79)), "reconstruction_seconds": case["seconds"],
-               "reconstruction_threads": 1, "load_average_1min": case.get("load_average_1min"),
-               "light_dog_at_sites": at_sites.tolist(), "largest_dog_away_from_atoms": background,
-               "n_light_resolved": len(resolved)}
+        row = {
+            "light_facet": facet,
+            "n_heavy": int(np.sum(case["numbers"] == 79)),
+            "n_light": int(np.sum(case["numbers"] != 79)),
+            "reconstruction_seconds": case["seconds"],
+            "reconstruction_threads": 1,
+            "load_average_1min": case.get("load_average_1min"),
+            "light_dog_at_sites": at_sites.tolist(),
+            "largest_dog_away_from_atoms": background,
+            "n_light_resolved": len(resolved),
+        }
         for name, options in (("defaults", {}), ("plane_wave_setting", PLANE_WAVE), ("without_ghost_criteria", LOOSE)):
             start = time.perf_counter()
             traced = trace_atoms(case["volume"], device="cpu", **options)
             seconds = time.perf_counter() - start
             score, heavy, light = split_score(traced, case["truth"], case["numbers"])
             found = set(score["matches"][1].tolist())
-            light_of_resolved = (float(np.mean([k in found for k in resolved])) if len(resolved) else None)
-            row[name] = {"tracing_seconds": seconds, "heavy_recall": heavy, "light_recall": light,
-                         "light_recall_of_resolved": light_of_resolved, **summary(score)}
-            print(f"light atoms on {facet}, {name}: heavy recall {heavy:.4f}, light {light:.2f} "
-                  f"({len(resolved)} resolved), false positives {score['false_positives']} "
-                  f"({100 * score['false_positive_rate']:.1f} %), RMS {score['rms_error_3d']:.3f} Å, species "
-                  f"{score['species_accuracy']:.3f}; traced in {seconds:.1f} s, reconstructed in "
-                  f"{case['seconds']:.0f} s", flush=True)
+            light_of_resolved = float(np.mean([k in found for k in resolved])) if len(resolved) else None
+            row[name] = {
+                "tracing_seconds": seconds,
+                "heavy_recall": heavy,
+                "light_recall": light,
+                "light_recall_of_resolved": light_of_resolved,
+                **summary(score),
+            }
+            print(
+                f"light atoms on {facet}, {name}: heavy recall {heavy:.4f}, light {light:.2f} "
+                f"({len(resolved)} resolved), false positives {score['false_positives']} "
+                f"({100 * score['false_positive_rate']:.1f} %), RMS {score['rms_error_3d']:.3f} Å, species "
+                f"{score['species_accuracy']:.3f}; traced in {seconds:.1f} s, reconstructed in "
+                f"{case['seconds']:.0f} s",
+                flush=True,
+            )
         rows.append(row)
-    return {"case": {**FULL_CASE, "light": list(FULL_CASE["light"]), "defoci_A": [-100.0, 0.0, 100.0],
-                     "pixel_A": 0.25, "dose_e_per_A2_per_image": 1000.0, "tv_weight_V": 0.1,
-                     "plane_wave_step": 4.0, "score_radius_A": 1.0, "seed": 5},
-            "particles": rows}
+    return {
+        "case": {
+            **FULL_CASE,
+            "light": list(FULL_CASE["light"]),
+            "defoci_A": [-100.0, 0.0, 100.0],
+            "pixel_A": 0.25,
+            "dose_e_per_A2_per_image": 1000.0,
+            "tv_weight_V": 0.1,
+            "plane_wave_step": 4.0,
+            "score_radius_A": 1.0,
+            "seed": 5,
+        },
+        "particles": rows,
+    }
 
 
 def main():

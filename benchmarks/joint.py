@@ -63,8 +63,17 @@ def case(n_volume, scan, window, seed=0):
     scans = []
     for angle in (-20.0, 20.0):
         with torch.no_grad():
-            patterns = stem_intensities(volume, torch.tensor([0.0, np.deg2rad(angle), 0.0]), torch.zeros(2),
-                                        probe, centred, prop, 4, voxel, float(interaction_constant(ENERGY)))
+            patterns = stem_intensities(
+                volume,
+                torch.tensor([0.0, np.deg2rad(angle), 0.0]),
+                torch.zeros(2),
+                probe,
+                centred,
+                prop,
+                4,
+                voxel,
+                float(interaction_constant(ENERGY)),
+            )
         scans.append(ScanData(patterns.numpy().astype(np.float32), cal, positions=pos, tilt_deg=angle))
     return TiltSeries(scans, [-20.0, 20.0]), voxel
 
@@ -108,8 +117,14 @@ def main():
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     n_volume, scan, window, slices, modes, batch = (48, 8, 32, 4, 2, 32) if args.quick else (96, 16, 64, 8, 2, 64)
     series, voxel = case(n_volume, scan, window)
-    params = JointParams(iterations=2, num_slices=slices, num_modes=modes, batch_size=batch,
-                         volume_shape=(n_volume,) * 3, learn=("volume", "probe", "positions"))
+    params = JointParams(
+        iterations=2,
+        num_slices=slices,
+        num_modes=modes,
+        batch_size=batch,
+        volume_shape=(n_volume,) * 3,
+        learn=("volume", "probe", "positions"),
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -125,8 +140,10 @@ def main():
     floor = fft_floor(batch, modes, slices, window, device) * batches
     memory = peak_memory_bytes(device)
 
-    images = [DefocusSeries(np.ones((3, n_volume, n_volume), np.float32), np.array([-50.0, 0.0, 50.0]),
-                            voxel, ENERGY, a) for a in (-20.0, 20.0)]
+    images = [
+        DefocusSeries(np.ones((3, n_volume, n_volume), np.float32), np.array([-50.0, 0.0, 50.0]), voxel, ENERGY, a)
+        for a in (-20.0, 20.0)
+    ]
     pw = JointParams(iterations=3, num_slices=slices, volume_shape=(n_volume,) * 3, tv_weight=0.1)
     pw_times, start = [], time.perf_counter()
     for _ in plane_wave_steps(TiltSeries(images, [-20.0, 20.0]), params=pw, device=device):
@@ -135,8 +152,16 @@ def main():
         pw_times.append(now - start)
         start = now
     result = {
-        "case": {"volume": n_volume, "scan": [scan, scan], "detector": [window, window], "slices": slices,
-                 "modes": modes, "batch_size": batch, "tilts": 2, "voxel_size_A": voxel},
+        "case": {
+            "volume": n_volume,
+            "scan": [scan, scan],
+            "detector": [window, window],
+            "slices": slices,
+            "modes": modes,
+            "batch_size": batch,
+            "tilts": 2,
+            "voxel_size_A": voxel,
+        },
         "device": str(device),
         "threads": torch.get_num_threads(),
         "seconds_per_tilt_iteration": per_tilt,

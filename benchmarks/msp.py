@@ -49,8 +49,9 @@ SLICES = 6
 
 
 def case_one(seed=0):
-    return make_scan(scan_shape=(24, 24), step=0.4, detector=64, mrad_per_px=1.6, planes=51,
-                     mistilt=(4.0, 0.0), dose=1e5, seed=seed)
+    return make_scan(
+        scan_shape=(24, 24), step=0.4, detector=64, mrad_per_px=1.6, planes=51, mistilt=(4.0, 0.0), dose=1e5, seed=seed
+    )
 
 
 def fft_seconds(batch: int, n: int, repeats: int = 30) -> tuple[float, float]:
@@ -71,11 +72,17 @@ def fft_seconds(batch: int, n: int, repeats: int = 30) -> tuple[float, float]:
 def time_iterations(scan, modes: int, iterations: int = 6, oversampling: int = 1) -> dict:
     """Seconds per iteration of the model MSP runs: with ``oversampling`` f its window is
     f K pixels (the FFT floor is counted at that size), the detector's K × K in the loss."""
-    params = MSPParams.from_calibration(scan.calibration, thickness=0.8 * scan.truth["thickness"],
-                                        num_slices=SLICES, num_modes=modes, iterations=iterations + 1,
-                                        learn_positions=True, oversampling=oversampling,
-                                        convergence_tolerance=0.0,
-                                        rates={"probe": (2e-3, 0), "tilt": (0.2, 0), "thickness": (0.1, 0)})
+    params = MSPParams.from_calibration(
+        scan.calibration,
+        thickness=0.8 * scan.truth["thickness"],
+        num_slices=SLICES,
+        num_modes=modes,
+        iterations=iterations + 1,
+        learn_positions=True,
+        oversampling=oversampling,
+        convergence_tolerance=0.0,
+        rates={"probe": (2e-3, 0), "tilt": (0.2, 0), "thickness": (0.1, 0)},
+    )
     steps = msp_steps(scan, params, device="cpu")
     next(steps)  # warm-up iteration
     walls, cpus = [], []
@@ -93,25 +100,44 @@ def time_iterations(scan, modes: int, iterations: int = 6, oversampling: int = 1
     timings = [fft_seconds(b, k) for b in (8, 32, min(n * modes, 256))]
     wall_fft, cpu_fft = min(t[0] for t in timings), min(t[1] for t in timings)
     floor, cpu_floor = ffts * wall_fft, ffts * cpu_fft
-    return {"modes": modes, "slices": SLICES, "oversampling": oversampling, "model_window": k,
-            "patterns": n, "seconds_per_iteration": seconds,
-            "mean_seconds_per_iteration": float(np.mean(walls)),
-            "cpu_seconds_per_iteration": min(cpus),
-            "patterns_per_second": n / seconds, "ffts_per_iteration": ffts,
-            "model_ffts_per_iteration": (2 * (2 * SLICES - 1) + 2) * n * modes,
-            "fft_floor_seconds": floor, "ratio_to_fft_floor": seconds / floor,
-            "cpu_ratio_to_fft_floor": min(cpus) / cpu_floor}
+    return {
+        "modes": modes,
+        "slices": SLICES,
+        "oversampling": oversampling,
+        "model_window": k,
+        "patterns": n,
+        "seconds_per_iteration": seconds,
+        "mean_seconds_per_iteration": float(np.mean(walls)),
+        "cpu_seconds_per_iteration": min(cpus),
+        "patterns_per_second": n / seconds,
+        "ffts_per_iteration": ffts,
+        "model_ffts_per_iteration": (2 * (2 * SLICES - 1) + 2) * n * modes,
+        "fft_floor_seconds": floor,
+        "ratio_to_fft_floor": seconds / floor,
+        "cpu_ratio_to_fft_floor": min(cpus) / cpu_floor,
+    }
 
 
 def accuracy(scan, iterations: int = 40) -> dict:
-    params = MSPParams.from_calibration(scan.calibration, thickness=0.8 * scan.truth["thickness"],
-                                        num_slices=SLICES, iterations=iterations, convergence_tolerance=0.0)
+    params = MSPParams.from_calibration(
+        scan.calibration,
+        thickness=0.8 * scan.truth["thickness"],
+        num_slices=SLICES,
+        iterations=iterations,
+        convergence_tolerance=0.0,
+    )
     start = time.perf_counter()
     result = reconstruct_msp(scan, params, device="cpu")
-    return {"iterations": iterations, "seconds": time.perf_counter() - start,
-            "tilt_mrad": result.tilt_mrad.tolist(), "true_tilt_mrad": [4.0, 0.0],
-            "thickness": result.slice_thickness * SLICES, "true_thickness": scan.truth["thickness"],
-            "pearson_r": pearson_over_scan(result, scan), "final_error": result.loss_history[-1]}
+    return {
+        "iterations": iterations,
+        "seconds": time.perf_counter() - start,
+        "tilt_mrad": result.tilt_mrad.tolist(),
+        "true_tilt_mrad": [4.0, 0.0],
+        "thickness": result.slice_thickness * SLICES,
+        "true_thickness": scan.truth["thickness"],
+        "pearson_r": pearson_over_scan(result, scan),
+        "final_error": result.loss_history[-1],
+    }
 
 
 def accuracy_simulator(iterations: int = 100) -> dict:
@@ -126,25 +152,42 @@ def accuracy_simulator(iterations: int = 100) -> dict:
     from napari_ptychotomo.simulate import simulate_scan, srtio3_slab
 
     start = time.perf_counter()
-    scan = simulate_scan(srtio3_slab((11, 11, 26)).tilt((4.0, 0.0)), scan_shape=(24, 24), scan_step=0.4,
-                         detector_shape=(64, 64), detector_sampling_mrad=1.6, defocus=40.0,
-                         slice_thickness=PLANE, dose=1e5, seed=0)
+    scan = simulate_scan(
+        srtio3_slab((11, 11, 26)).tilt((4.0, 0.0)),
+        scan_shape=(24, 24),
+        scan_step=0.4,
+        detector_shape=(64, 64),
+        detector_sampling_mrad=1.6,
+        defocus=40.0,
+        slice_thickness=PLANE,
+        dose=1e5,
+        seed=0,
+    )
     simulated = time.perf_counter() - start
     truth = column_projection(scan, (4.0, 0.0))
     thermal = gaussian_filter(truth, THERMAL_SIGMA / scan.truth["pixel_size"][0])
     out = {"specimen": "simulator: Lobato SrTiO3, 101.5 Å, atoms tilted (4, 0) mrad", "simulate_seconds": simulated}
     for name, extra in (("adaptive", {}), ("fixed", {"learn_tilt": False, "learn_thickness": False})):
-        params = MSPParams.from_calibration(scan.calibration, thickness=0.8 * scan.truth["thickness"],
-                                            num_slices=SLICES, iterations=iterations,
-                                            convergence_tolerance=0.0, **extra)
+        params = MSPParams.from_calibration(
+            scan.calibration,
+            thickness=0.8 * scan.truth["thickness"],
+            num_slices=SLICES,
+            iterations=iterations,
+            convergence_tolerance=0.0,
+            **extra,
+        )
         start = time.perf_counter()
         result = reconstruct_msp(scan, params, device="cpu")
-        out[name] = {"iterations": iterations, "seconds": time.perf_counter() - start,
-                     "tilt_mrad": result.tilt_mrad.tolist(), "thickness": result.slice_thickness * SLICES,
-                     "true_thickness": scan.truth["thickness"],
-                     "pearson_r_300K_truth": pearson_sim(result, scan, thermal),
-                     "pearson_r_raw_truth": pearson_sim(result, scan, truth),
-                     "final_error": result.loss_history[-1]}
+        out[name] = {
+            "iterations": iterations,
+            "seconds": time.perf_counter() - start,
+            "tilt_mrad": result.tilt_mrad.tolist(),
+            "thickness": result.slice_thickness * SLICES,
+            "true_thickness": scan.truth["thickness"],
+            "pearson_r_300K_truth": pearson_sim(result, scan, thermal),
+            "pearson_r_raw_truth": pearson_sim(result, scan, truth),
+            "final_error": result.loss_history[-1],
+        }
     return out
 
 
@@ -152,9 +195,13 @@ def main():
     scan = case_one()
     path = ROOT / "benchmarks" / "results" / "msp.json"
     earlier = json.loads(path.read_text()) if path.exists() else {}
-    out = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "case": "SrTiO3-like slab, full case (scaled specimen model, see docstring)",
-           "load_average_before": os.getloadavg()[0]}
+    out = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "case": "SrTiO3-like slab, full case (scaled specimen model, see docstring)",
+        "load_average_before": os.getloadavg()[0],
+    }
     out["timing"] = [time_iterations(scan, modes) for modes in (1, 3)]
     out["timing"].append(time_iterations(scan, 1, oversampling=2))
     out["load_average_after"] = os.getloadavg()[0]
@@ -166,7 +213,8 @@ def main():
             if key in earlier:
                 out[key] = earlier[key]
                 out[key + "_note"] = earlier.get(key + "_note") or (
-                    "kept from an earlier run (" + earlier.get("note", "no note") + ")")
+                    "kept from an earlier run (" + earlier.get("note", "no note") + ")"
+                )
     if len(sys.argv) > 1 and sys.argv[-1] != "--accuracy":
         out["note"] = sys.argv[-1]
     out["peak_memory_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

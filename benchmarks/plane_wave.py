@@ -47,8 +47,17 @@ def series_of(case) -> TiltSeries:
     angles = np.linspace(-90, 90, case["tilts"], endpoint=False)
     defoci = np.linspace(-60.0, 60.0, case["defoci"])
     rng = np.random.default_rng(0)
-    stacks = [DefocusSeries((1 + 0.05 * rng.standard_normal((case["defoci"], case["n"], case["n"]))).astype(np.float32),
-                            defoci, case["pixel"], ENERGY, float(a), **OPTICS) for a in angles]
+    stacks = [
+        DefocusSeries(
+            (1 + 0.05 * rng.standard_normal((case["defoci"], case["n"], case["n"]))).astype(np.float32),
+            defoci,
+            case["pixel"],
+            ENERGY,
+            float(a),
+            **OPTICS,
+        )
+        for a in angles
+    ]
     return TiltSeries(stacks, angles)
 
 
@@ -109,8 +118,12 @@ def parts(case, device) -> dict[str, float]:
 
 
 def iteration_seconds(case, device, iterations, tv_weight=0.1) -> float:
-    params = JointParams(iterations=iterations, num_slices=case["slices"], tv_weight=tv_weight,
-                         volume_shape=(case["depth"], case["n"], case["n"]))
+    params = JointParams(
+        iterations=iterations,
+        num_slices=case["slices"],
+        tv_weight=tv_weight,
+        volume_shape=(case["depth"], case["n"], case["n"]),
+    )
     times, start = [], time.perf_counter()
     for _ in plane_wave_steps(series_of(case), params=params, device=device):
         _sync(device)

@@ -47,14 +47,19 @@ def main():
     a, b = blurred_pair(128, 0.5, 0.6, 0.1, rng, wedge_deg=60)
     table, seconds = timed(directional_fsc, a, b, 0.5, cone_half_angle_deg=45, device="cpu")
     wedge = {
-        "size": 128, "seconds": seconds, "wedge_deg": 60, "cone_half_angle_deg": 45,
+        "size": 128,
+        "seconds": seconds,
+        "wedge_deg": 60,
+        "cone_half_angle_deg": 45,
         "crossings_A": {k: table[k]["crossings"] for k in ("x", "y", "z")},
         "anisotropy": table["anisotropy"],
     }
     print(f"directional FSC 128³ (60° wedge): {seconds:.2f} s, anisotropy {table['anisotropy']}", flush=True)
     spectra, seconds = timed(axis_power_spectra, a, 0.5, device="cpu")
     out = {
-        "threads": torch.get_num_threads(), "fsc": rows, "directional_missing_wedge": wedge,
+        "threads": torch.get_num_threads(),
+        "fsc": rows,
+        "directional_missing_wedge": wedge,
         "power_spectra_128_seconds": seconds,
     }
     path = Path(__file__).parent / "results" / "resolution.json"

@@ -47,6 +47,7 @@ def _time_steps(particle, oversampling) -> dict[str, float]:
                 return function(*args, **kwargs)
             finally:
                 spent[label] += time.perf_counter() - start
+
         return run
 
     try:
@@ -59,8 +60,11 @@ def _time_steps(particle, oversampling) -> dict[str, float]:
         for name, function in originals.items():
             setattr(stem, name, function)
     spent["other"] = total - sum(spent.values())
-    return {"seconds": round(total, 3), "steps_seconds": {k: round(v, 3) for k, v in spent.items()},
-            "truth": scan.truth}
+    return {
+        "seconds": round(total, 3),
+        "steps_seconds": {k: round(v, 3) for k, v in spent.items()},
+        "truth": scan.truth,
+    }
 
 
 def main() -> None:
@@ -77,26 +81,34 @@ def main() -> None:
         f, b = truth["oversampling"], truth["detector_binning"]
         window = [f * b * n for n in OPTIONS["detector_shape"]]
         runs[str(oversampling)] = {
-            "oversampling": f, "detector_binning": b,
-            "seconds": round(seconds, 2), "seconds_per_tilt": round(seconds / len(series), 3),
-            "cpu_seconds": round(cpu_seconds, 2), "load_average_1min_before": round(load_before, 2),
+            "oversampling": f,
+            "detector_binning": b,
+            "seconds": round(seconds, 2),
+            "seconds_per_tilt": round(seconds / len(series), 3),
+            "cpu_seconds": round(cpu_seconds, 2),
+            "load_average_1min_before": round(load_before, 2),
             "simulation_pixel_A": round(truth["simulation_pixel_size"][0], 5),
             "detector_pixel_A": round(truth["pixel_size"][0], 5),
-            "window_pixels": window, "field_pixels": list(truth["simulation_potential"].shape[1:]),
+            "window_pixels": window,
+            "field_pixels": list(truth["simulation_potential"].shape[1:]),
             "detector_field_pixels": list(truth["potential"].shape[1:]),
             # probe shift (fft + ifft), then 2 per slice less the one the fused pass saves
-            "ffts_per_pattern": 2 * OPTIONS["num_slices"] + 1, "fft_size": window,
+            "ffts_per_pattern": 2 * OPTIONS["num_slices"] + 1,
+            "fft_size": window,
             "intensity_kept_mean": round(float(np.mean(truth["intensity_kept"])), 4),
             "one_scan": one,
         }
     result = {
         "case": "15 tilts, Pt cuboctahedron 2 nm, 24x24 scan, 64x64 detector, 6 slices, 300 keV, 25 mrad",
-        "atoms": len(particle), "volume_shape": list(series.truth["volume"].shape),
+        "atoms": len(particle),
+        "volume_shape": list(series.truth["volume"].shape),
         "runs": runs,
         "slowdown_default_vs_detector_grid": round(runs["auto"]["seconds"] / runs["1"]["seconds"], 1),
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
         "simulator": "tilts in parallel threads, 1 torch thread each (napari_ptychotomo.threads)",
-        "machine": platform.machine(), "torch": torch.__version__,
+        "machine": platform.machine(),
+        "torch": torch.__version__,
     }
     out = Path(__file__).parent / "results" / "simulate.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,7 @@ def bench_size(n, n_tilts, device, repeats):
         def go():
             v = volume.clone().requires_grad_(True)
             (fn(v, euler, shifts) * weights).sum().backward()
+
         return go
 
     fast = timed(run(lambda v, e, s: project(v, e, s)), device, repeats)
@@ -105,22 +106,36 @@ def bench_size(n, n_tilts, device, repeats):
     agreement = float((a - b).norm() / b.norm())
 
     target = project(volume, euler, shifts).detach()
+
     def recon_iteration():
         gen = fit_volume(target, euler, shifts, (n, n, n), n_iter=1)
         for _ in gen:
             pass
+
     recon = timed(recon_iteration, device, repeats)
 
     stage = AlignStage(scale=1.0, refine=("shifts",), n_outer=2, min_size=n)
+
     def align_two_outer():
-        gen = align_tilt_series_steps(target.cpu().numpy(), np.linspace(-60, 60, n_tilts), 1.0,
-                                      stages=[stage], estimate_axis=False, final_n_iter=0, device=device)
+        gen = align_tilt_series_steps(
+            target.cpu().numpy(),
+            np.linspace(-60, 60, n_tilts),
+            1.0,
+            stages=[stage],
+            estimate_axis=False,
+            final_n_iter=0,
+            device=device,
+        )
         for _ in range(2):
             next(gen)
+
     align = timed(align_two_outer, device, 1, warm_up=False) / 2  # minutes at 128³ on a CPU
     return {
-        "volume": [n, n, n], "n_tilts": n_tilts,
-        "projector_fwd_bwd_s": fast, "affine_grid_fwd_bwd_s": ref, "speedup": ref / fast,
+        "volume": [n, n, n],
+        "n_tilts": n_tilts,
+        "projector_fwd_bwd_s": fast,
+        "affine_grid_fwd_bwd_s": ref,
+        "speedup": ref / fast,
         "relative_difference_to_affine_grid": agreement,
         "reconstruction_iteration_s": recon,
         "alignment_outer_iteration_s": align,
@@ -135,14 +150,16 @@ def bench_alignment(seeds, device, psi_deg, angle_error_deg):
     from napari_ptychotomo.tomo.projection_matching import remove_translation
 
     spec = importlib.util.spec_from_file_location(
-        "pt_series", Path(__file__).parents[1] / "tests" / "tomo" / "pt_series.py")
+        "pt_series", Path(__file__).parents[1] / "tests" / "tomo" / "pt_series.py"
+    )
     pt_series = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pt_series)
     angles, pixel = np.linspace(-60, 60, 11), 0.22
     runs = []
     for seed in seeds:
-        proj, shifts, euler = pt_series.pt_tilt_series(144, pixel, angles, psi_deg=psi_deg,
-                                                       angle_error_deg=angle_error_deg, seed=seed)
+        proj, shifts, euler = pt_series.pt_tilt_series(
+            144, pixel, angles, psi_deg=psi_deg, angle_error_deg=angle_error_deg, seed=seed
+        )
         stages = {"coarse": 0.0, "axis scan": 0.0, "matching rounds": 0.0, "joint fits": 0.0}
         t0, last = time.perf_counter(), None
         gen = align_tilt_series_steps(proj, angles, pixel, final_n_iter=0, device=device)
@@ -152,26 +169,45 @@ def bench_alignment(seeds, device, psi_deg, angle_error_deg):
             except StopIteration:
                 break
             now = time.perf_counter()
-            key = ("coarse" if progress.message.startswith("coarse") else
-                   "axis scan" if progress.message.startswith("axis scan") else
-                   "joint fits" if progress.message.startswith("joint fit") else "matching rounds")
+            key = (
+                "coarse"
+                if progress.message.startswith("coarse")
+                else "axis scan"
+                if progress.message.startswith("axis scan")
+                else "joint fits"
+                if progress.message.startswith("joint fit")
+                else "matching rounds"
+            )
             if not progress.message.startswith("final"):
                 stages[key] += now - t0
             t0 = now
             last = progress
         alignment = last.result[0]
-        error = remove_translation(torch.as_tensor(alignment.shifts / pixel - shifts / pixel),
-                                   torch.deg2rad(torch.as_tensor(euler)))
+        error = remove_translation(
+            torch.as_tensor(alignment.shifts / pixel - shifts / pixel), torch.deg2rad(torch.as_tensor(euler))
+        )
         rms = lambda a: float(a.pow(2).mean().sqrt())  # noqa: E731
-        runs.append({"seed": seed, "shift_error_rms_px": rms(error), "along_axis_px": rms(error[:, 0]),
-                     "across_axis_px": rms(error[:, 1]), "psi_deg": float(alignment.euler_deg[0, 2]),
-                     "rounds": alignment.provenance["rounds"], "converged": alignment.provenance["converged"],
-                     "seconds": {k: round(v, 2) for k, v in stages.items()},
-                     "seconds_by_task": alignment.provenance["seconds"],
-                     "total_s": round(sum(stages.values()), 2)})
+        runs.append(
+            {
+                "seed": seed,
+                "shift_error_rms_px": rms(error),
+                "along_axis_px": rms(error[:, 0]),
+                "across_axis_px": rms(error[:, 1]),
+                "psi_deg": float(alignment.euler_deg[0, 2]),
+                "rounds": alignment.provenance["rounds"],
+                "converged": alignment.provenance["converged"],
+                "seconds": {k: round(v, 2) for k, v in stages.items()},
+                "seconds_by_task": alignment.provenance["seconds"],
+                "total_s": round(sum(stages.values()), 2),
+            }
+        )
         print(json.dumps(runs[-1]), flush=True)
-    return {"case": "Pt sphere 369 atoms, 144 px × 0.22 Å, 11 tilts ±60°, shifts ±2 Å, noise 10 % of max",
-            "psi_true_deg": psi_deg, "tilt_error_deg": angle_error_deg, "runs": runs}
+    return {
+        "case": "Pt sphere 369 atoms, 144 px × 0.22 Å, 11 tilts ±60°, shifts ±2 Å, noise 10 % of max",
+        "psi_true_deg": psi_deg,
+        "tilt_error_deg": angle_error_deg,
+        "runs": runs,
+    }
 
 
 def final_reconstruction_iteration(device, repeats=2):
@@ -181,9 +217,11 @@ def final_reconstruction_iteration(device, repeats=2):
     euler[:, 1] = torch.deg2rad(torch.linspace(-60, 60, 11, device=device))
 
     def one():
-        for _ in fit_volume(target, euler, torch.zeros(11, 2, device=device), (144, 144, 144), n_iter=1,
-                            blur_sigma_px=0.5):
+        for _ in fit_volume(
+            target, euler, torch.zeros(11, 2, device=device), (144, 144, 144), n_iter=1, blur_sigma_px=0.5
+        ):
             pass
+
     return timed(one, device, repeats, warm_up=False)
 
 
@@ -202,7 +240,9 @@ def main():
     if args.alignment:
         previous = json.loads(out.read_text()) if out.exists() else {"benchmark": "tomo", "cases": []}
         previous["alignment"] = {
-            "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
             "exact_axis": bench_alignment(args.seeds, device, 0.0, 0.0),
             "axis_2deg_tilts_1deg": bench_alignment(args.seeds, device, 2.0, 1.0),
             "final_reconstruction_iteration_s_144": final_reconstruction_iteration(device),
@@ -224,7 +264,9 @@ def main():
                 cases.append(case)
     cases.sort(key=lambda c: (c["device"], c["volume"][0], c["n_tilts"]))
     results = {
-        "benchmark": "tomo", "torch": torch.__version__, "machine": platform.machine(),
+        "benchmark": "tomo",
+        "torch": torch.__version__,
+        "machine": platform.machine(),
         "cases": cases,
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,11 +29,9 @@ def main(output: Path, fast: bool, show: bool) -> pt.Project:
     # 2. multislice ptychography per tilt, starting from the bright-field defocus estimate
     msp = {}
     for k, scan in enumerate(series.scans):
-        params = pt.MSPParams.from_calibration(scan.calibration, iterations=its(12), num_slices=4,
-                                               defocus="estimate")
+        params = pt.MSPParams.from_calibration(scan.calibration, iterations=its(12), num_slices=4, defocus="estimate")
         msp[k] = pt.reconstruct_msp(scan, params, seed=k)
-        print(f"tilt {k}: mistilt {np.round(msp[k].tilt_mrad, 2)} mrad, "
-              f"slice {msp[k].slice_thickness:.1f} Å")
+        print(f"tilt {k}: mistilt {np.round(msp[k].tilt_mrad, 2)} mrad, slice {msp[k].slice_thickness:.1f} Å")
 
     # 3. phase projections, denoised
     projections, _angles, pixel_size = pt.projections_from_msp(msp)
@@ -44,8 +42,11 @@ def main(output: Path, fast: bool, show: bool) -> pt.Project:
     linear = pt.reconstruct_linear(denoised, alignment, pixel_size, n_iter=its(60))
 
     # 5. end-to-end ptycho-tomography from all diffraction data, two half-data volumes
-    joint = pt.reconstruct_joint(series, init=[[msp[k] for k in sorted(msp)], alignment],
-                                 params=pt.JointParams(iterations=its(3), half_data=True))
+    joint = pt.reconstruct_joint(
+        series,
+        init=[[msp[k] for k in sorted(msp)], alignment],
+        params=pt.JointParams(iterations=its(3), half_data=True),
+    )
     volume = joint.volume
 
     # 6. resolution from the half-data volumes, atoms traced in the end-to-end volume
@@ -54,9 +55,14 @@ def main(output: Path, fast: bool, show: bool) -> pt.Project:
     print("FSC crossings (Å):", {k: round(v, 2) for k, v in resolution.crossings.items()})
     print(f"{len(atoms)} atoms traced")
 
-    project = pt.Project(series=series, msp=msp, alignment=alignment,
-                         volumes={"linear": linear, "end-to-end": volume},
-                         resolution={"end-to-end": resolution}, atoms={"end-to-end": atoms})
+    project = pt.Project(
+        series=series,
+        msp=msp,
+        alignment=alignment,
+        volumes={"linear": linear, "end-to-end": volume},
+        resolution={"end-to-end": resolution},
+        atoms={"end-to-end": atoms},
+    )
     output.mkdir(parents=True, exist_ok=True)
     path = pt.save(project, output / "example.ptycho.h5")
     print(f"saved {path}")

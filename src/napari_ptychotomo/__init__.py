@@ -55,8 +55,19 @@ _LAZY = {
 }
 
 __all__ = [
-    "Alignment", "Atoms", "Calibration", "DefocusSeries", "MSPResult", "Project",
-    "Resolution", "ScanData", "TiltSeries", "Volume", "EngineError", "Progress", "run",
+    "Alignment",
+    "Atoms",
+    "Calibration",
+    "DefocusSeries",
+    "MSPResult",
+    "Project",
+    "Resolution",
+    "ScanData",
+    "TiltSeries",
+    "Volume",
+    "EngineError",
+    "Progress",
+    "run",
     *_LAZY,
 ]
 

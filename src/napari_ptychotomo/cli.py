@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_USAGE, EXIT_DATA, EXIT_ENGINE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
-STEP_COMMANDS = {"msp": "msp", "denoise": "denoise", "align": "align", "linear": "linear",
-                 "end-to-end": "end_to_end", "resolution": "resolution", "atoms": "atoms",
-                 "bright-field": "bright_field"}
+STEP_COMMANDS = {
+    "msp": "msp",
+    "denoise": "denoise",
+    "align": "align",
+    "linear": "linear",
+    "end-to-end": "end_to_end",
+    "resolution": "resolution",
+    "atoms": "atoms",
+    "bright-field": "bright_field",
+}
 
 
 def _parse_value(text: str) -> Any:
@@ -36,8 +43,7 @@ def _settings(pairs: list[str]) -> dict[str, Any]:
     out = {}
     for pair in pairs or []:
         if "=" not in pair or not pair.split("=", 1)[0].strip():
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE (a TOML value), e.g. "
-                              "--set iterations=20")
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE (a TOML value), e.g. --set iterations=20")
         key, value = pair.split("=", 1)
         out[key.strip()] = _parse_value(value.strip())
     return out
@@ -112,12 +118,13 @@ def cmd_step(args) -> int:
     from .pipeline import validate_config
 
     step = STEP_COMMANDS[args.command]
-    config = validate_config({
-        "run": {"project": str(args.project), "device": args.device or "auto", "seed": args.seed,
-                "steps": [step]},
-        "input": {"simulate": "none"},
-        step: _settings(args.set),
-    })
+    config = validate_config(
+        {
+            "run": {"project": str(args.project), "device": args.device or "auto", "seed": args.seed, "steps": [step]},
+            "input": {"simulate": "none"},
+            step: _settings(args.set),
+        }
+    )
     pipeline, bars = _pipeline(config, args.quiet)
     try:
         pipeline.run(resume=args.resume, restart=args.restart_step)
@@ -132,8 +139,10 @@ def _require_writable(folder: Path, what: str) -> None:
 
     refused = writable_folder(folder)
     if refused is not None:
-        raise ConfigError(f"{what}: cannot write in {str(refused)!r} (permission denied or not "
-                          "a folder); choose a folder you can write to")
+        raise ConfigError(
+            f"{what}: cannot write in {str(refused)!r} (permission denied or not "
+            "a folder); choose a folder you can write to"
+        )
 
 
 def cmd_simulate(args) -> int:
@@ -204,18 +213,27 @@ def _step_name(text: str) -> str:
 
 
 def _add_resume(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resume", action="store_true",
-                   help="keep finished steps and tilts (refused when the settings that shaped "
-                        "them changed)")
-    p.add_argument("--restart-step", type=_step_name, metavar="STEP",
-                   help="resume, but recompute STEP and every step after it (e.g. after "
-                        "changing its settings)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep finished steps and tilts (refused when the settings that shaped them changed)",
+    )
+    p.add_argument(
+        "--restart-step",
+        type=_step_name,
+        metavar="STEP",
+        help="resume, but recompute STEP and every step after it (e.g. after changing its settings)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ptychotomo", description=(
-        "3D phase-contrast electron microscopy from 4D-STEM tilt series: multislice "
-        "ptychography, ptychographic tomography, resolution and atom tracing."))
+    parser = argparse.ArgumentParser(
+        prog="ptychotomo",
+        description=(
+            "3D phase-contrast electron microscopy from 4D-STEM tilt series: multislice "
+            "ptychography, ptychographic tomography, resolution and atom tracing."
+        ),
+    )
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -238,9 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="describe a project or data file")
     p.add_argument("file", type=Path)
-    p.add_argument("--full", action="store_true",
-                   help="check every diffraction pattern for NaN / inf / negative counts "
-                        "(reads all data; by default a sample is checked)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="check every diffraction pattern for NaN / inf / negative counts "
+        "(reads all data; by default a sample is checked)",
+    )
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", help="the whole chain on the default sample")
@@ -254,8 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, step in STEP_COMMANDS.items():
         p = sub.add_parser(name, help=f"run the {step} step on a project")
         p.add_argument("project", type=Path)
-        p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help=f"a [{step}] setting (TOML value), repeatable")
+        p.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help=f"a [{step}] setting (TOML value), repeatable"
+        )
         p.add_argument("--device")
         p.add_argument("--seed", type=int, default=0)
         _add_resume(p)
@@ -263,8 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_OOM_ADVICE = ("lower the batch size (msp.batch_size, end_to_end.batch_size), reconstruct "
-               "fewer tilts at a time, or use a device with more memory (--device)")
+_OOM_ADVICE = (
+    "lower the batch size (msp.batch_size, end_to_end.batch_size), reconstruct "
+    "fewer tilts at a time, or use a device with more memory (--device)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,8 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: results up to the last checkpoint are kept; re-run with --resume",
-              file=sys.stderr)
+        print("interrupted: results up to the last checkpoint are kept; re-run with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError as exc:
         # ours (check_memory) say what fits; numpy's only what it tried to allocate
@@ -298,8 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         if not _out_of_memory(exc):
             raise
-        print(f"reconstruction failed: out of memory ({_first_line(exc)}); {_OOM_ADVICE}",
-              file=sys.stderr)
+        print(f"reconstruction failed: out of memory ({_first_line(exc)}); {_OOM_ADVICE}", file=sys.stderr)
         return EXIT_ENGINE
     finally:
         _close_distributed()
@@ -314,8 +336,10 @@ def _os_error_message(exc: OSError) -> str:
     where = exc.filename or (found.group(1) if found else None)
     where = f" {where}:" if where else ""
     if isinstance(exc, PermissionError) or exc.errno == errno.EACCES or "errno = 13" in str(exc):
-        return (f"error: permission denied:{where} this user may not read or write it; fix its "
-                "permissions or choose another path")
+        return (
+            f"error: permission denied:{where} this user may not read or write it; fix its "
+            "permissions or choose another path"
+        )
     return f"error:{where} {exc.strerror or _first_line(exc)}"
 
 
@@ -327,8 +351,10 @@ def _out_of_memory(exc: BaseException) -> bool:
     if oom is not None and isinstance(exc, oom):
         return True
     text = str(exc).lower()
-    return any(words in text for words in ("out of memory", "can't allocate memory",
-                                           "not enough memory", "defaultcpuallocator"))
+    return any(
+        words in text
+        for words in ("out of memory", "can't allocate memory", "not enough memory", "defaultcpuallocator")
+    )
 
 
 def _first_line(exc: BaseException) -> str:

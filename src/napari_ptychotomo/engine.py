@@ -113,8 +113,7 @@ def run(
             if show and bar is None:  # made at the first step, which knows the total
                 from tqdm import tqdm
 
-                bar = tqdm(desc=label, total=step.total, file=sys.stderr, leave=False,
-                           dynamic_ncols=True)
+                bar = tqdm(desc=label, total=step.total, file=sys.stderr, leave=False, dynamic_ncols=True)
             if bar is not None:
                 if bar.total != step.total:
                     bar.reset(total=step.total)

@@ -35,9 +35,19 @@ import torch
 from .engine import EngineError
 
 __all__ = [
-    "MIN_MEAN_COUNTS", "LOSS_GROWTH_LIMIT", "LOSS_FLOOR", "MAX_TILT_CHANGE_MRAD",
-    "MAX_THICKNESS_FACTOR", "MAX_ANGLE_CHANGE_DEG", "checked_counts", "warn_negative",
-    "Divergence", "tilt_problem", "thickness_problem", "angle_problem", "shift_problem",
+    "MIN_MEAN_COUNTS",
+    "LOSS_GROWTH_LIMIT",
+    "LOSS_FLOOR",
+    "MAX_TILT_CHANGE_MRAD",
+    "MAX_THICKNESS_FACTOR",
+    "MAX_ANGLE_CHANGE_DEG",
+    "checked_counts",
+    "warn_negative",
+    "Divergence",
+    "tilt_problem",
+    "thickness_problem",
+    "angle_problem",
+    "shift_problem",
     "is_overflow",
 ]
 
@@ -57,8 +67,9 @@ MAX_ANGLE_CHANGE_DEG = 20.0
 
 
 # ----------------------------------------------------------------------------- data
-def checked_counts(values: torch.Tensor, what: str, per: str = "pattern",
-                   minimum: float = MIN_MEAN_COUNTS) -> tuple[torch.Tensor, int]:
+def checked_counts(
+    values: torch.Tensor, what: str, per: str = "pattern", minimum: float = MIN_MEAN_COUNTS
+) -> tuple[torch.Tensor, int]:
     """Check measured values ``(n, ky, kx)`` read into an engine and clamp them at zero.
 
     Raises ``ValueError`` naming ``what`` when a value is NaN or infinite, or when the
@@ -74,8 +85,9 @@ def checked_counts(values: torch.Tensor, what: str, per: str = "pattern",
     finite = torch.isfinite(sums)
     if not bool(finite.all()):
         bad = torch.nonzero(~finite).flatten()[:5].tolist()
-        raise ValueError(f"{what}: {per}(s) {bad} hold NaN or infinite values; repair or "
-                         "exclude them before reconstruction")
+        raise ValueError(
+            f"{what}: {per}(s) {bad} hold NaN or infinite values; repair or exclude them before reconstruction"
+        )
     if per != "pattern":
         sums = sums / max(flat.shape[1], 1)
     mean = float(sums.double().mean()) if len(sums) else 0.0
@@ -85,7 +97,8 @@ def checked_counts(values: torch.Tensor, what: str, per: str = "pattern",
             f"{what} hold no counts: the mean {'sum of a' if per == 'pattern' else 'value of an'} "
             f"{per} is {mean:.3g} ({empty} of {len(sums)} are zero or negative), below the "
             f"minimum of {minimum:g} (in the data's unit); check that these are the measured "
-            "data (not an empty or dark-subtracted frame) and their scaling")
+            "data (not an empty or dark-subtracted frame) and their scaling"
+        )
     negative = int((flat < 0).sum()) if len(flat) and float(flat.amin()) < 0 else 0
     return (torch.clamp(values, min=0.0) if negative else values), negative
 
@@ -93,9 +106,12 @@ def checked_counts(values: torch.Tensor, what: str, per: str = "pattern",
 def warn_negative(negative: int, total: int, what: str) -> None:
     """One warning that ``negative`` of ``total`` values of ``what`` were clamped to 0."""
     if negative:
-        warnings.warn(f"{what}: {negative} of {total} values are negative ({100 * negative / max(total, 1):.2g} %) "
-                      "and were set to 0; subtract the dark reference so that counts stay "
-                      "non-negative", stacklevel=3)
+        warnings.warn(
+            f"{what}: {negative} of {total} values are negative ({100 * negative / max(total, 1):.2g} %) "
+            "and were set to 0; subtract the dark reference so that counts stay "
+            "non-negative",
+            stacklevel=3,
+        )
 
 
 # ---------------------------------------------------------------------- divergence
@@ -110,16 +126,17 @@ def tilt_problem(tilt_mrad: Any, start_mrad: Any, name: str = "tilt_mrad") -> st
     :data:`MAX_TILT_CHANGE_MRAD` from its start, or ``None``."""
     moved = _moved(tilt_mrad, start_mrad)
     if moved > MAX_TILT_CHANGE_MRAD:
-        return (f"{name} moved {moved:.4g} mrad from its start {np.round(start_mrad, 2).tolist()} mrad, "
-                f"more than the {MAX_TILT_CHANGE_MRAD:g} mrad a specimen mistilt may take")
+        return (
+            f"{name} moved {moved:.4g} mrad from its start {np.round(start_mrad, 2).tolist()} mrad, "
+            f"more than the {MAX_TILT_CHANGE_MRAD:g} mrad a specimen mistilt may take"
+        )
     return None
 
 
 def thickness_problem(thickness: float, start: float, name: str = "slice_thickness") -> str | None:
     """Why a learned slice thickness (Å) left (0, MAX_THICKNESS_FACTOR × start], or ``None``."""
     if not (0 < thickness <= MAX_THICKNESS_FACTOR * start):
-        return (f"{name} reached {thickness:.4g} Å, outside (0, {MAX_THICKNESS_FACTOR:g} × its "
-                f"start {start:.4g} Å]")
+        return f"{name} reached {thickness:.4g} Å, outside (0, {MAX_THICKNESS_FACTOR:g} × its start {start:.4g} Å]"
     return None
 
 
@@ -137,15 +154,16 @@ def shift_problem(shifts: Any, field: Sequence[float], unit: str, name: str = "s
     size = np.abs(np.asarray(shifts, float)) / np.asarray(field, float)
     if not np.all(np.isfinite(size)) or size.max(initial=0.0) > 1:
         worst = float(np.nanmax(np.abs(np.asarray(shifts, float)), initial=0.0))
-        return (f"{name} reached {worst:.4g} {unit}, beyond the field of view "
-                f"({' × '.join(f'{f:.4g}' for f in field)} {unit})")
+        return (
+            f"{name} reached {worst:.4g} {unit}, beyond the field of view "
+            f"({' × '.join(f'{f:.4g}' for f in field)} {unit})"
+        )
     return None
 
 
 def is_overflow(exc: BaseException) -> bool:
     """Whether ``exc`` is torch's refusal of a number too large for its dtype."""
-    return (isinstance(exc, RuntimeError) and not isinstance(exc, EngineError)
-            and "overflow" in str(exc))
+    return isinstance(exc, RuntimeError) and not isinstance(exc, EngineError) and "overflow" in str(exc)
 
 
 class Divergence:
@@ -172,8 +190,7 @@ class Divergence:
             return f"the loss grew to {loss:.3g}, more than {LOSS_GROWTH_LIMIT:g} × its best {best:.3g}"
         return None
 
-    def check(self, where: str, loss: float | None = None, key: Any = 0,
-              problems: Sequence[str | None] = ()) -> None:
+    def check(self, where: str, loss: float | None = None, key: Any = 0, problems: Sequence[str | None] = ()) -> None:
         """Raise :meth:`stop` when ``loss`` or one of ``problems`` says the run blew up;
         otherwise record ``loss`` as a candidate best."""
         loss_problem = None if loss is None else self.loss_problem(float(loss), key)
@@ -185,8 +202,10 @@ class Divergence:
 
     def stop(self, reason: str) -> EngineError:
         """The error that ends the run, carrying :attr:`last_good` as ``partial``."""
-        return EngineError(f"{self.engine} diverged: {reason}; stopped with the last good state "
-                           f"(in .partial). {self.advice}", partial=self.last_good())
+        return EngineError(
+            f"{self.engine} diverged: {reason}; stopped with the last good state (in .partial). {self.advice}",
+            partial=self.last_good(),
+        )
 
     def step(self, optimizer: Any) -> None:
         """``optimizer.step()``, a torch overflow turned into :meth:`stop`."""

@@ -33,9 +33,11 @@ _CGROUP = Path("/sys/fs/cgroup")
 def _cgroup_cpu_limit(root: Path = _CGROUP) -> float | None:
     """CPUs' worth of time the cgroup may use (cgroup v2 ``cpu.max``, else v1 CFS quota);
     ``None`` when unlimited or unknown."""
-    candidates = [(root / "cpu.max", None),
-                  (root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"),
-                  (root / "cpu,cpuacct" / "cpu.cfs_quota_us", root / "cpu,cpuacct" / "cpu.cfs_period_us")]
+    candidates = [
+        (root / "cpu.max", None),
+        (root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"),
+        (root / "cpu,cpuacct" / "cpu.cfs_quota_us", root / "cpu,cpuacct" / "cpu.cfs_period_us"),
+    ]
     for quota_file, period_file in candidates:
         try:
             if period_file is None:

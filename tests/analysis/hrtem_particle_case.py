@@ -41,34 +41,46 @@ def au_particle_with_light_atoms(size, facet, light, pixels, axis=1, height=1.9,
             break
     positions = np.concatenate([xyz, np.array(chosen)])[:, np.argsort(order)]
     side = (pixels - 0.999) * PIXEL
-    return Specimen(positions - positions.mean(0) + side / 2, ["Au"] * len(xyz) + list(light),
-                    np.full(3, side), {"name": "Au particle with light atoms on a facet"})
+    return Specimen(
+        positions - positions.mean(0) + side / 2,
+        ["Au"] * len(xyz) + list(light),
+        np.full(3, side),
+        {"name": "Au particle with light atoms on a facet"},
+    )
 
 
 def noisy_series(particle, n_tilts, dose, seed):
     """The simulator's series (its defaults; 0.25 Å pixels, defoci ``DEFOCI`` measured from
     the rotation centre's plane, Poisson noise at ``dose`` e/Å² per image); the engine
     refers them to its own volume by the series' ``defocus_reference``."""
-    return simulate_hrtem_series(particle, np.linspace(-90.0, 90.0, n_tilts), DEFOCI, pixel_size=PIXEL,
-                                 dose=dose, seed=seed)
+    return simulate_hrtem_series(
+        particle, np.linspace(-90.0, 90.0, n_tilts), DEFOCI, pixel_size=PIXEL, dose=dose, seed=seed
+    )
 
 
-def reconstructed_case(*, size, facet, light, pixels, n_tilts, iterations, num_slices, axis=1,
-                       dose=1000.0, seed=5) -> dict:
+def reconstructed_case(
+    *, size, facet, light, pixels, n_tilts, iterations, num_slices, axis=1, dose=1000.0, seed=5
+) -> dict:
     """Simulate and reconstruct (plane-wave tomography, TV 0.1 V, FISTA step 4, on the CPU).
 
     Returns ``volume`` (the reconstruction's Volume), ``truth`` (n, 3) Å in its frame,
     ``numbers`` (n,), ``seconds`` of the reconstruction and ``loss`` (first, last)."""
     particle = au_particle_with_light_atoms(size, facet, light, pixels, axis=axis)
     series = noisy_series(particle, n_tilts, dose, seed)
-    params = JointParams(iterations=iterations, num_slices=num_slices, tv_weight=0.1, plane_wave_step=4.0,
-                         volume_shape=(pixels,) * 3)
+    params = JointParams(
+        iterations=iterations, num_slices=num_slices, tv_weight=0.1, plane_wave_step=4.0, volume_shape=(pixels,) * 3
+    )
     start = time.perf_counter()
     result = reconstruct_plane_wave(series, params=params, device="cpu")
     seconds = time.perf_counter() - start
     truth = particle.positions - particle.centre + (pixels - 1) / 2 * PIXEL
-    return {"volume": result.volume, "truth": truth, "numbers": particle.numbers, "seconds": seconds,
-            "loss": (result.loss_history[0], result.loss_history[-1])}
+    return {
+        "volume": result.volume,
+        "truth": truth,
+        "numbers": particle.numbers,
+        "seconds": seconds,
+        "loss": (result.loss_history[0], result.loss_history[-1]),
+    }
 
 
 def split_score(traced, truth, numbers, heavy_number=79, radius=1.0):

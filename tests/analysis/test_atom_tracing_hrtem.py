@@ -23,8 +23,9 @@ def reconstruction():
     """46 Au and 3 light atoms (Si, O, O) 1.9 Å above the +y facet (the tilt axis: no
     streaks there), 21 tilts over ±90°, 3 defoci, 64² images, 1000 e/Å² per image;
     plane-wave tomography with 30 iterations, 8 slices, TV 0.1 V."""
-    case = reconstructed_case(size=12.0, facet=3.5, light=("Si", "O", "O"), pixels=64, n_tilts=21,
-                              iterations=30, num_slices=8)
+    case = reconstructed_case(
+        size=12.0, facet=3.5, light=("Si", "O", "O"), pixels=64, n_tilts=21, iterations=30, num_slices=8
+    )
     return case["volume"], case["truth"], case["numbers"]
 
 

@@ -13,9 +13,7 @@ from napari_ptychotomo.analysis import resolution_of, threshold_curve
 
 def blurred_signal(shape, voxel_size, sigma, rng):
     """White noise (variance 1) blurred in Fourier space by exp(-2π²σ²k²) (σ in Å)."""
-    k2 = sum(
-        np.meshgrid(*[np.fft.fftfreq(n, d=voxel_size) ** 2 for n in shape], indexing="ij")
-    )
+    k2 = sum(np.meshgrid(*[np.fft.fftfreq(n, d=voxel_size) ** 2 for n in shape], indexing="ij"))
     transfer = np.exp(-2 * np.pi**2 * sigma**2 * k2)
     return np.fft.ifftn(np.fft.fftn(rng.standard_normal(shape)) * transfer).real, transfer
 
@@ -121,9 +119,7 @@ def test_fsc_crossing_within_5_percent_of_expected_resolution(rng):
     expected_fsc = gain / (gain + noise**2)
     counts = np.interp(k, result.frequency, result.shell_counts)
     for name, snr in (("one_bit", 0.5), ("half_bit", (np.sqrt(2) - 1) / 2)):
-        threshold = (snr + (2 * np.sqrt(snr) + 1) / np.sqrt(counts)) / (
-            1 + snr + 2 * np.sqrt(snr) / np.sqrt(counts)
-        )
+        threshold = (snr + (2 * np.sqrt(snr) + 1) / np.sqrt(counts)) / (1 + snr + 2 * np.sqrt(snr) / np.sqrt(counts))
         expected = 1 / k[np.argmax(expected_fsc < threshold)]
         assert result.crossings[name] == pytest.approx(expected, rel=0.05), name
     expected_0143 = 1 / k[np.argmax(expected_fsc < 0.143)]

@@ -113,8 +113,9 @@ def test_srtio3_slab_in_vacuum_reports_vacancies_not_the_vacuum():
     volume = potential_volume(positions[keep], numbers[keep], (N,) * 3, VOXEL, cutoff=3.0)
     volume += 5.0 * np.random.default_rng(3).standard_normal(volume.shape).astype(np.float32)
     basis = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
-    registration = register_lattice(volume, 3.905, basis=basis, voxel_size=VOXEL, weights=[38, 22, 8, 8, 8],
-                                     species=["Sr", "Ti", "O", "O", "O"])
+    registration = register_lattice(
+        volume, 3.905, basis=basis, voxel_size=VOXEL, weights=[38, 22, 8, 8, 8], species=["Sr", "Ti", "O", "O", "O"]
+    )
     assert rotation_angle_deg(registration.rotation, rotation_matrix_deg(euler)) < 0.05
     missing = registration.missing_sites
     assert len(missing) == 2

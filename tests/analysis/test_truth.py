@@ -56,8 +56,9 @@ def test_species_are_scored_when_the_true_classes_are_given():
     numbers = np.array([79, 8, 14])
     assert species_classes(numbers).tolist() == [2, 0, 1]  # by increasing Z
     traced = Atoms(positions=atoms_A + 0.05, species=np.array([2, 0, 0]))
-    result = compare_with_truth(truth, truth, atoms=traced, true_atoms=atoms_A,
-                                true_species=species_classes(numbers), score_radius=0.5)
+    result = compare_with_truth(
+        truth, truth, atoms=traced, true_atoms=atoms_A, true_species=species_classes(numbers), score_radius=0.5
+    )
     assert result.atoms["n_matched"] == 3 and result.atoms["species_accuracy"] == 2 / 3
     positions_only = compare_with_truth(truth, truth, atoms=traced, true_atoms=atoms_A, score_radius=0.5)
     assert np.isnan(positions_only.atoms["species_accuracy"])

@@ -46,7 +46,9 @@ def assert_identical(a, b, where="obj"):
         for i, (x, y) in enumerate(zip(a, b)):
             assert_identical(x, y, f"{where}[{i}]")
     elif isinstance(a, (np.ndarray, np.generic)):
-        assert a.dtype == b.dtype and np.shape(a) == np.shape(b), f"{where}: {a.dtype}{np.shape(a)} vs {b.dtype}{np.shape(b)}"
+        assert a.dtype == b.dtype and np.shape(a) == np.shape(b), (
+            f"{where}: {a.dtype}{np.shape(a)} vs {b.dtype}{np.shape(b)}"
+        )
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), f"{where}: values differ"
     elif isinstance(a, float) and np.isnan(a):
         assert np.isnan(b), where
@@ -57,38 +59,92 @@ def assert_identical(a, b, where="obj"):
 def make_project(seed: int = 0) -> Project:
     """A small Project exercising every object, dtype and optional field."""
     rng = np.random.default_rng(seed)
-    cal = Calibration(energy_eV=300e3, semiangle_mrad=25.0, detector_sampling_mrad=1.0,
-                      defocus=150.0, scan_step=0.4, aberrations={"C30": 1.2e4, "phi12": 0.3},
-                      scan_rotation_deg=2.5)
-    scan4d = ScanData(rng.poisson(5, (3, 4, 16, 16)).astype(np.uint16), cal, tilt_deg=-30.0,
-                      truth={"mistilt_mrad": np.array([4.0, 0.0]), "thickness": 30.0,
-                             "name": "SrTiO3", "n_slices": 3, "ok": True, "none": None,
-                             "weights": [0.5, 0.25], "nested": {"a": np.float32(1.5)}})
-    scan3d = ScanData(rng.random((12, 16, 12), dtype=np.float32), cal,
-                      positions=rng.random((12, 2)) * 5, tilt_deg=30.0, scan_shape=(3, 4))
+    cal = Calibration(
+        energy_eV=300e3,
+        semiangle_mrad=25.0,
+        detector_sampling_mrad=1.0,
+        defocus=150.0,
+        scan_step=0.4,
+        aberrations={"C30": 1.2e4, "phi12": 0.3},
+        scan_rotation_deg=2.5,
+    )
+    scan4d = ScanData(
+        rng.poisson(5, (3, 4, 16, 16)).astype(np.uint16),
+        cal,
+        tilt_deg=-30.0,
+        truth={
+            "mistilt_mrad": np.array([4.0, 0.0]),
+            "thickness": 30.0,
+            "name": "SrTiO3",
+            "n_slices": 3,
+            "ok": True,
+            "none": None,
+            "weights": [0.5, 0.25],
+            "nested": {"a": np.float32(1.5)},
+        },
+    )
+    scan3d = ScanData(
+        rng.random((12, 16, 12), dtype=np.float32),
+        cal,
+        positions=rng.random((12, 2)) * 5,
+        tilt_deg=30.0,
+        scan_shape=(3, 4),
+    )
     series = TiltSeries([scan4d, scan3d], np.array([-30.0, 30.0]), truth={"volume_shape": (4, 5, 6)})
     msp = MSPResult(
         object=(rng.random((2, 8, 8)) + 1j * rng.random((2, 8, 8))).astype(np.complex64),
-        probe=rng.random((2, 16, 16)).astype(np.complex64), positions=rng.random((12, 2)),
-        tilt_mrad=np.array([1.0, -2.0]), slice_thickness=5.0, pixel_size=0.3, energy_eV=300e3,
-        tilt_map=rng.random((12, 2)), loss_history=[1.0, 0.5, 0.25], tilt_deg=30.0,
-        scan_shape=(3, 4), provenance={"iterations": 10, "seed": 1})
-    volume = Volume(rng.random((4, 5, 6)).astype(np.float32), 0.3, origin=np.array([1.0, 2.0, 3.0]),
-                    halves=(rng.random((4, 5, 6)).astype(np.float32),
-                            rng.random((4, 5, 6)).astype(np.float32)),
-                    units="V", provenance={"step": "linear", "angles": [-30.0, 30.0]})
-    resolution = Resolution(frequency=np.linspace(0, 1, 6), fsc=rng.random(6),
-                            crossings={"half_bit": 2.5, "0.143": float("nan")},
-                            thresholds={"half_bit": rng.random(6)}, shell_counts=np.arange(6),
-                            directional={"z": {"fsc": rng.random(6), "crossings": {"half_bit": 3.0}}})
-    atoms = Atoms(rng.random((5, 3)) * 10, np.array([0, 1, 1, 0, 2]), intensities=rng.random(5),
-                  widths=rng.random(5), names=["O", "Ti", "Sr"])
-    return Project(series=series, msp={1: msp}, alignment=Alignment.from_angles([-30.0, 30.0]),
-                   volumes={"linear": volume}, resolution={"linear": resolution},
-                   atoms={"traced": atoms}, provenance={"created_by": "test", "version": 1})
+        probe=rng.random((2, 16, 16)).astype(np.complex64),
+        positions=rng.random((12, 2)),
+        tilt_mrad=np.array([1.0, -2.0]),
+        slice_thickness=5.0,
+        pixel_size=0.3,
+        energy_eV=300e3,
+        tilt_map=rng.random((12, 2)),
+        loss_history=[1.0, 0.5, 0.25],
+        tilt_deg=30.0,
+        scan_shape=(3, 4),
+        provenance={"iterations": 10, "seed": 1},
+    )
+    volume = Volume(
+        rng.random((4, 5, 6)).astype(np.float32),
+        0.3,
+        origin=np.array([1.0, 2.0, 3.0]),
+        halves=(rng.random((4, 5, 6)).astype(np.float32), rng.random((4, 5, 6)).astype(np.float32)),
+        units="V",
+        provenance={"step": "linear", "angles": [-30.0, 30.0]},
+    )
+    resolution = Resolution(
+        frequency=np.linspace(0, 1, 6),
+        fsc=rng.random(6),
+        crossings={"half_bit": 2.5, "0.143": float("nan")},
+        thresholds={"half_bit": rng.random(6)},
+        shell_counts=np.arange(6),
+        directional={"z": {"fsc": rng.random(6), "crossings": {"half_bit": 3.0}}},
+    )
+    atoms = Atoms(
+        rng.random((5, 3)) * 10,
+        np.array([0, 1, 1, 0, 2]),
+        intensities=rng.random(5),
+        widths=rng.random(5),
+        names=["O", "Ti", "Sr"],
+    )
+    return Project(
+        series=series,
+        msp={1: msp},
+        alignment=Alignment.from_angles([-30.0, 30.0]),
+        volumes={"linear": volume},
+        resolution={"linear": resolution},
+        atoms={"traced": atoms},
+        provenance={"created_by": "test", "version": 1},
+    )
 
 
 def make_defocus_series(seed: int = 0) -> DefocusSeries:
     rng = np.random.default_rng(seed)
-    return DefocusSeries(rng.random((3, 8, 8), dtype=np.float32), np.array([0.0, 50.0, 100.0]),
-                         pixel_size=0.2, energy_eV=300e3, tilt_deg=10.0)
+    return DefocusSeries(
+        rng.random((3, 8, 8), dtype=np.float32),
+        np.array([0.0, 50.0, 100.0]),
+        pixel_size=0.2,
+        energy_eV=300e3,
+        tilt_deg=10.0,
+    )

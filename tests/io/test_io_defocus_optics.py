@@ -13,13 +13,17 @@ from napari_ptychotomo import load, save
 from napari_ptychotomo.data import TiltSeries
 from napari_ptychotomo.io import PtychoFormatError
 
-OPTICS = dict(aperture_mrad=19.0, aberrations={"C30": 1.2e5, "C12": 25.0, "phi12": 0.7},
-              focal_spread=35.0, illumination_semiangle_mrad=0.3, defocus_reference="exit")
+OPTICS = dict(
+    aperture_mrad=19.0,
+    aberrations={"C30": 1.2e5, "C12": 25.0, "phi12": 0.7},
+    focal_spread=35.0,
+    illumination_semiangle_mrad=0.3,
+    defocus_reference="exit",
+)
 
 
 def test_optics_round_trip_bit_exact_with_units(tmp_path):
-    series = TiltSeries([dataclasses.replace(make_defocus_series(k), **OPTICS) for k in range(2)],
-                        [-10.0, 10.0])
+    series = TiltSeries([dataclasses.replace(make_defocus_series(k), **OPTICS) for k in range(2)], [-10.0, 10.0])
     path = save(series, tmp_path / "hrtem.ptycho.h5")
     loaded = load(path)
     assert_identical(series, loaded)
@@ -43,13 +47,22 @@ def test_a_file_without_the_optics_fields_reads_as_the_exit_surface_convention(t
     with h5py.File(path, "r+") as fh:
         group = fh["series/scans/0"]
         members = json.loads(group.attrs["members"])
-        for name in ("aperture_mrad", "aberrations", "focal_spread", "illumination_semiangle_mrad",
-                     "defocus_reference"):
+        for name in (
+            "aperture_mrad",
+            "aberrations",
+            "focal_spread",
+            "illumination_semiangle_mrad",
+            "defocus_reference",
+        ):
             if name in group:
                 del group[name]
             group.attrs.pop(name, None)
-        group.attrs["members"] = json.dumps(_drop(members, {"aperture_mrad", "aberrations", "focal_spread",
-                                                             "illumination_semiangle_mrad", "defocus_reference"}))
+        group.attrs["members"] = json.dumps(
+            _drop(
+                members,
+                {"aperture_mrad", "aberrations", "focal_spread", "illumination_semiangle_mrad", "defocus_reference"},
+            )
+        )
     loaded = load(path)
     assert loaded.defocus_reference == "exit" and loaded.aperture_mrad is None
     assert loaded.aberrations == {} and loaded.focal_spread == 0.0
@@ -57,8 +70,12 @@ def test_a_file_without_the_optics_fields_reads_as_the_exit_surface_convention(t
 
 def _drop(members, names):
     if isinstance(members, list):
-        return [m for m in members if not (isinstance(m, (list, tuple)) and m and m[0] in names)
-                and not (isinstance(m, dict) and m.get("name") in names)]
+        return [
+            m
+            for m in members
+            if not (isinstance(m, (list, tuple)) and m and m[0] in names)
+            and not (isinstance(m, dict) and m.get("name") in names)
+        ]
     return {k: v for k, v in members.items() if k not in names}
 
 

@@ -63,11 +63,14 @@ def test_npz_with_positions(tmp_path, rng):
     np.testing.assert_array_equal(scan.positions, positions)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.full((2, 2, 8, 8), np.nan, np.float32), "NaN"),
-    (-np.ones((2, 2, 8, 8), np.float32), "negative counts"),
-    (np.ones((8, 8), np.float32), r"shape \(8, 8\)"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.full((2, 2, 8, 8), np.nan, np.float32), "NaN"),
+        (-np.ones((2, 2, 8, 8), np.float32), "negative counts"),
+        (np.ones((8, 8), np.float32), r"shape \(8, 8\)"),
+    ],
+)
 def test_bad_npy_content_names_the_file_and_problem(tmp_path, bad, message):
     np.save(tmp_path / "bad.npy", bad)
     with pytest.raises(PtychoFormatError, match=rf"bad\.npy.*{message}"):
@@ -76,8 +79,9 @@ def test_bad_npy_content_names_the_file_and_problem(tmp_path, bad, message):
 
 def test_missing_calibration_says_which_values_and_how(tmp_path, cube):
     np.save(tmp_path / "scan.npy", cube)
-    with pytest.raises(PtychoFormatError, match="missing calibration: semiangle_mrad, "
-                       "detector_sampling_mrad.*scan.json"):
+    with pytest.raises(
+        PtychoFormatError, match="missing calibration: semiangle_mrad, detector_sampling_mrad.*scan.json"
+    ):
         load(tmp_path / "scan.npy", energy_eV=300e3)
 
 
@@ -100,8 +104,12 @@ def _write_emd(path, cube, *, style):
         group.attrs["emd_group_type"] = 1 if style == "1.0" else "array"
         group.create_dataset("data", data=cube)
         first = 1 if style == "1.0" else 0
-        dims = [(np.arange(cube.shape[0]) * 0.05, "nm"), (np.arange(cube.shape[1]) * 0.05, "nm"),
-                (np.arange(cube.shape[2]) * 0.02, "A^-1"), (np.arange(cube.shape[3]) * 0.02, "A^-1")]
+        dims = [
+            (np.arange(cube.shape[0]) * 0.05, "nm"),
+            (np.arange(cube.shape[1]) * 0.05, "nm"),
+            (np.arange(cube.shape[2]) * 0.02, "A^-1"),
+            (np.arange(cube.shape[3]) * 0.02, "A^-1"),
+        ]
         for axis, (values, units) in enumerate(dims):
             dim = group.create_dataset(f"dim{axis + first}", data=values[:2] if style != "1.0" else values)
             dim.attrs["name"], dim.attrs["units"] = f"axis{axis}", units
@@ -131,13 +139,18 @@ def test_detector_format_via_rosettasciio_blockfile(tmp_path, rng):
     from rsciio.blockfile import file_writer
 
     data = rng.integers(0, 200, (3, 4, 16, 16)).astype(np.uint8)
-    axes = [{"name": n, "size": s, "scale": sc, "offset": 0.0, "units": u, "navigate": nav,
-             "index_in_array": i}
-            for i, (n, s, sc, u, nav) in enumerate([
-                ("y", 3, 0.05, "nm", True), ("x", 4, 0.05, "nm", True),
-                ("dy", 16, 0.01, "cm", False), ("dx", 16, 0.01, "cm", False)])]
-    signal = {"data": data, "axes": axes, "metadata": {}, "original_metadata": {},
-              "attributes": {"_lazy": False}}
+    axes = [
+        {"name": n, "size": s, "scale": sc, "offset": 0.0, "units": u, "navigate": nav, "index_in_array": i}
+        for i, (n, s, sc, u, nav) in enumerate(
+            [
+                ("y", 3, 0.05, "nm", True),
+                ("x", 4, 0.05, "nm", True),
+                ("dy", 16, 0.01, "cm", False),
+                ("dx", 16, 0.01, "cm", False),
+            ]
+        )
+    ]
+    signal = {"data": data, "axes": axes, "metadata": {}, "original_metadata": {}, "attributes": {"_lazy": False}}
     file_writer(str(tmp_path / "scan.blo"), signal, show_progressbar=False)
     scan = load(tmp_path / "scan.blo", **CAL)
     np.testing.assert_array_equal(np.asarray(scan.intensities), data)
@@ -161,8 +174,9 @@ def test_missing_rosettasciio_gives_an_install_hint(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------ volumes
 @pytest.fixture
 def volume(rng):
-    return Volume(rng.random((4, 5, 6)).astype(np.float32), voxel_size=0.37,
-                  origin=np.array([1.0, -2.0, 3.5]), units="V")
+    return Volume(
+        rng.random((4, 5, 6)).astype(np.float32), voxel_size=0.37, origin=np.array([1.0, -2.0, 3.5]), units="V"
+    )
 
 
 def test_mrc_volume_keeps_voxel_size_origin_and_values(tmp_path, volume):
@@ -214,8 +228,13 @@ def test_corrupt_mrc_is_reported(tmp_path):
 # ------------------------------------------------------------------------ atoms
 @pytest.fixture
 def atoms(rng):
-    return Atoms(positions=rng.random((6, 3)) * 20, species=np.array([0, 1, 2, 1, 0, 2]),
-                 intensities=rng.random(6), widths=rng.random(6) * 0.3, names=["O", "Ti", "Sr"])
+    return Atoms(
+        positions=rng.random((6, 3)) * 20,
+        species=np.array([0, 1, 2, 1, 0, 2]),
+        intensities=rng.random(6),
+        widths=rng.random(6) * 0.3,
+        names=["O", "Ti", "Sr"],
+    )
 
 
 def test_extended_xyz_round_trips_exactly(tmp_path, atoms):
@@ -243,8 +262,9 @@ def test_extended_xyz_is_read_by_ase(tmp_path, atoms):
 
 def test_csv_round_trips(tmp_path, atoms):
     save(atoms, tmp_path / "a.csv")
-    assert (tmp_path / "a.csv").read_text().splitlines()[0] == \
-        "symbol,class_index,z_angstrom,y_angstrom,x_angstrom,intensity,width"
+    assert (tmp_path / "a.csv").read_text().splitlines()[
+        0
+    ] == "symbol,class_index,z_angstrom,y_angstrom,x_angstrom,intensity,width"
     back = load(tmp_path / "a.csv")
     np.testing.assert_array_equal(back.positions, atoms.positions)
     np.testing.assert_array_equal(back.intensities, atoms.intensities)
@@ -268,8 +288,7 @@ def test_broken_xyz_is_reported(tmp_path):
 def _folder_of_scans(folder, rng, n=3):
     folder.mkdir()
     for k in range(n):  # names sort naturally: scan_2 before scan_10
-        np.save(folder / f"scan_{[2, 10, 11][k]}.npy",
-                np.full((2, 2, 8, 8), k + 1, np.float32))
+        np.save(folder / f"scan_{[2, 10, 11][k]}.npy", np.full((2, 2, 8, 8), k + 1, np.float32))
     return folder
 
 

@@ -37,12 +37,16 @@ def _scan3d(n=16, scan_shape=None, dtype=np.float32, cal=CAL):
 
 
 # ------------------------------------------------------------------ 1. scan_shape
-@pytest.mark.parametrize("scan_shape, message", [
-    ((7, 7), r"scan_shape = \(7, 7\) describes 49 positions but intensities hold 16"),
-    ((-4, 4), r"scan_shape = \(-4, 4\); expected \(Ny, Nx\), two positive integers"),
-])
+@pytest.mark.parametrize(
+    "scan_shape, message",
+    [
+        ((7, 7), r"scan_shape = \(7, 7\) describes 49 positions but intensities hold 16"),
+        ((-4, 4), r"scan_shape = \(-4, 4\); expected \(Ny, Nx\), two positive integers"),
+    ],
+)
 def test_scan_shape_not_describing_the_patterns_is_refused_naming_file_and_field(
-        tmp_path, monkeypatch, scan_shape, message):
+    tmp_path, monkeypatch, scan_shape, message
+):
     path = _save_unchecked(monkeypatch, _scan3d(scan_shape=scan_shape), tmp_path / "s.ptycho.h5")
     with pytest.raises(PtychoFormatError, match=rf"s\.ptycho\.h5: .*{message}"):
         load(path)
@@ -59,26 +63,28 @@ def test_scan_shape_of_a_4d_scan_must_be_its_raster():
 
 
 # ------------------------------------------------------------------ 2. sidecar fields
-@pytest.mark.parametrize("field, value, message", [
-    ("positions", "abc", r"field 'positions': 'abc' is not a list of \[y, x\] pairs"),
-    ("positions", [[0, 1], [2]], r"field 'positions': .* \(ragged, or holds non-numbers\)"),
-    ("positions", [[0, 1]] * 3, r"field 'positions': 3 positions for 4 diffraction patterns"),
-    ("tilt_deg", "ten", r"field 'tilt_deg': 'ten' is not a number; expected a number in degrees"),
-    ("tilt_deg", {"value": 10}, r"field 'tilt_deg': \{'value': 10\} is not a number"),
-    ("tilt_deg", 120.0, r"field 'tilt_deg': 120.0 is out of range"),
-    ("aberrations", {"C30": "big"}, r"field 'aberrations.C30': 'big' is not a finite number"),
-    ("aberrations", {"Cs": 1e4}, r"field 'aberrations.Cs': is not an aberration"),
-    ("aberrations", [1, 2], r"field 'aberrations': \[1, 2\] is not a mapping"),
-    ("enrgy_eV", 300e3, r"field 'enrgy_eV' is not a calibration name; did you mean 'energy_eV'\?"),
-    ("energy_eV", 300, r"field 'energy_eV': 300 is out of range; expected ≥ 1000"),
-    ("energy_eV", "300 keV", r"field 'energy_eV': '300 keV' is not a number"),
-    ("semiangle_mrad", True, r"field 'semiangle_mrad': True is not a number"),
-    ("scan_step", -0.5, r"field 'scan_step': -0.5 is out of range; expected > 0"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("positions", "abc", r"field 'positions': 'abc' is not a list of \[y, x\] pairs"),
+        ("positions", [[0, 1], [2]], r"field 'positions': .* \(ragged, or holds non-numbers\)"),
+        ("positions", [[0, 1]] * 3, r"field 'positions': 3 positions for 4 diffraction patterns"),
+        ("tilt_deg", "ten", r"field 'tilt_deg': 'ten' is not a number; expected a number in degrees"),
+        ("tilt_deg", {"value": 10}, r"field 'tilt_deg': \{'value': 10\} is not a number"),
+        ("tilt_deg", 120.0, r"field 'tilt_deg': 120.0 is out of range"),
+        ("aberrations", {"C30": "big"}, r"field 'aberrations.C30': 'big' is not a finite number"),
+        ("aberrations", {"Cs": 1e4}, r"field 'aberrations.Cs': is not an aberration"),
+        ("aberrations", [1, 2], r"field 'aberrations': \[1, 2\] is not a mapping"),
+        ("enrgy_eV", 300e3, r"field 'enrgy_eV' is not a calibration name; did you mean 'energy_eV'\?"),
+        ("energy_eV", 300, r"field 'energy_eV': 300 is out of range; expected ≥ 1000"),
+        ("energy_eV", "300 keV", r"field 'energy_eV': '300 keV' is not a number"),
+        ("semiangle_mrad", True, r"field 'semiangle_mrad': True is not a number"),
+        ("scan_step", -0.5, r"field 'scan_step': -0.5 is out of range; expected > 0"),
+    ],
+)
 def test_sidecar_fields_are_checked_naming_the_sidecar_and_the_field(tmp_path, field, value, message):
     np.save(tmp_path / "scan.npy", np.ones((2, 2, 8, 8), np.float32))
-    values = {"energy_eV": 300e3, "semiangle_mrad": 25.0, "detector_sampling_mrad": 1.0,
-              "scan_step": 0.5, field: value}
+    values = {"energy_eV": 300e3, "semiangle_mrad": 25.0, "detector_sampling_mrad": 1.0, "scan_step": 0.5, field: value}
     (tmp_path / "scan.json").write_text(json.dumps(values))
     with pytest.raises(PtychoFormatError, match=rf"scan\.json: {message}"):
         load(tmp_path / "scan.npy")
@@ -89,8 +95,7 @@ def test_sidecar_fields_are_checked_naming_the_sidecar_and_the_field(tmp_path, f
 def test_keyword_calibration_is_checked_like_the_sidecar(tmp_path):
     np.save(tmp_path / "scan.npy", np.ones((2, 2, 8, 8), np.float32))
     with pytest.raises(PtychoFormatError, match=r"scan\.npy: keyword 'semiangle_mrad': 'wide'"):
-        load(tmp_path / "scan.npy", energy_eV=300e3, semiangle_mrad="wide",
-             detector_sampling_mrad=1.0, scan_step=0.5)
+        load(tmp_path / "scan.npy", energy_eV=300e3, semiangle_mrad="wide", detector_sampling_mrad=1.0, scan_step=0.5)
 
 
 # ------------------------------------------------------------------ 3. empty .npy
@@ -114,8 +119,7 @@ def test_complex_or_bool_intensities_in_a_project_are_refused(tmp_path, monkeypa
 
 
 def test_empty_volume_in_a_project_is_refused(tmp_path, monkeypatch):
-    path = _save_unchecked(monkeypatch, Volume(np.zeros((0, 0, 0), np.float32), 0.5),
-                           tmp_path / "v.ptycho.h5")
+    path = _save_unchecked(monkeypatch, Volume(np.zeros((0, 0, 0), np.float32), 0.5), tmp_path / "v.ptycho.h5")
     with pytest.raises(PtychoFormatError, match=r"v\.ptycho\.h5: .*data has shape \(0, 0, 0\)"):
         load(path)
 
@@ -123,8 +127,11 @@ def test_empty_volume_in_a_project_is_refused(tmp_path, monkeypatch):
 def test_energy_stored_as_text_in_a_project_is_refused(tmp_path, monkeypatch):
     cal = Calibration(energy_eV="300000", semiangle_mrad=25.0, detector_sampling_mrad=1.0)
     path = _save_unchecked(monkeypatch, _scan3d(cal=cal), tmp_path / "e.ptycho.h5")
-    with pytest.raises(PtychoFormatError, match=r"e\.ptycho\.h5: .*energy_eV = '300000' \(str\); "
-                       "expected a number in eV"):
+    with pytest.raises(
+        PtychoFormatError,
+        match=r"e\.ptycho\.h5: .*energy_eV = '300000' \(str\); "
+        "expected a number in eV",
+    ):
         load(path)
 
 
@@ -142,8 +149,11 @@ def test_unsampled_nan_is_reported_by_info_refused_when_read_and_by_the_reader(t
 
     path, hidden = _sampled_away_nan(tmp_path)
     scan = load(path)  # opening samples the patterns: this one is not among them
-    with pytest.raises(ValueError, match=rf"nan\.ptycho\.h5: intensities: pattern\(s\) \[{hidden}\] "
-                       "hold NaN"):
+    with pytest.raises(
+        ValueError,
+        match=rf"nan\.ptycho\.h5: intensities: pattern\(s\) \[{hidden}\] "
+        "hold NaN",
+    ):
         scan.patterns([hidden])
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
@@ -185,12 +195,21 @@ def test_small_file_declaring_a_huge_volume_is_refused_before_allocating(tmp_pat
         fh.visititems(lambda name, obj: found.append(name) if name.endswith("/data") else None)
         name = found[0]
         del fh[name]  # never written: no chunk stored, the file stays small
-        fh.create_dataset(name, shape=(1200, 1200, 1200), dtype=np.float32, chunks=(1, 1200, 1200),
-                          compression="gzip", fletcher32=True)
+        fh.create_dataset(
+            name,
+            shape=(1200, 1200, 1200),
+            dtype=np.float32,
+            chunks=(1, 1200, 1200),
+            compression="gzip",
+            fletcher32=True,
+        )
     assert path.stat().st_size < 64 << 10
     monkeypatch.setattr(guards, "available_memory", lambda: 2 << 30)
-    with pytest.raises(PtychoFormatError, match=r"huge\.ptycho\.h5: .*data: declares 1200×1200×1200 "
-                       r"float32 \(6\.4 GiB\), more than the 2\.0 GiB of memory available"):
+    with pytest.raises(
+        PtychoFormatError,
+        match=r"huge\.ptycho\.h5: .*data: declares 1200×1200×1200 "
+        r"float32 \(6\.4 GiB\), more than the 2\.0 GiB of memory available",
+    ):
         load(path)
 
 
@@ -215,8 +234,9 @@ def test_unreadable_file_says_permission_denied(tmp_path, monkeypatch):
         load(path)
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root reads every file whatever its permissions")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads every file whatever its permissions"
+)
 def test_unreadable_file_says_permission_denied_for_real(tmp_path):
     path = save(_scan3d(), tmp_path / "locked.ptycho.h5")
     path.chmod(0)
@@ -245,8 +265,7 @@ def test_damaged_results_sidecar_opens_the_raw_data_with_a_warning(tmp_path):
 
 # ------------------------------------------------------------------ 9. stale temporary files
 def test_next_save_removes_temporary_files_of_killed_saves_only(tmp_path):
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(done.stdout)  # this process has exited
     target = tmp_path / "t.ptycho.h5"
     stale = tmp_path / f".t.ptycho.h5.{dead}.0123abcd.tmp"
@@ -254,8 +273,11 @@ def test_next_save_removes_temporary_files_of_killed_saves_only(tmp_path):
     other = tmp_path / f".u.ptycho.h5.{dead}.0123abcd.tmp"  # another file's
     for p in (stale, live, other):
         p.write_bytes(b"x" * 1000)
-    with pytest.warns(UserWarning, match=rf"{stale.name}: removed the temporary file \(1000 bytes\) "
-                      rf"of an earlier save of t\.ptycho\.h5 that did not finish \(process {dead}"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"{stale.name}: removed the temporary file \(1000 bytes\) "
+        rf"of an earlier save of t\.ptycho\.h5 that did not finish \(process {dead}",
+    ):
         save(_scan3d(), target)
     assert not stale.exists() and live.exists() and other.exists()
 
@@ -271,8 +293,11 @@ def test_npy_pair_saved_together_loads(tmp_path):
 def test_npy_replaced_beside_its_old_sidecar_is_refused(tmp_path):
     path = save(_scan3d(), tmp_path / "pair.npy")
     np.save(path, np.zeros((16, 8, 8), np.float32))
-    with pytest.raises(PtychoFormatError, match=r"pair\.json: field 'array': this calibration was "
-                       r"written for a different pair\.npy"):
+    with pytest.raises(
+        PtychoFormatError,
+        match=r"pair\.json: field 'array': this calibration was "
+        r"written for a different pair\.npy",
+    ):
         load(path)
 
 
@@ -306,6 +331,9 @@ def test_reading_lazy_intensities_whole_is_checked_against_memory(tmp_path, monk
     scan = load(save(_scan3d(), tmp_path / "m.ptycho.h5"))
     monkeypatch.setattr(guards, "available_memory", lambda: 1000)
     assert scan.patterns([0, 1]).shape == (2, 8, 8)  # batches are read as before
-    with pytest.raises(PtychoFormatError, match=r"m\.ptycho\.h5: .*intensities: declares 16×8×8 "
-                       r"float32 \(4\.0 KiB\), more than the 1000 bytes of memory available"):
+    with pytest.raises(
+        PtychoFormatError,
+        match=r"m\.ptycho\.h5: .*intensities: declares 16×8×8 "
+        r"float32 \(4\.0 KiB\), more than the 1000 bytes of memory available",
+    ):
         np.asarray(scan.intensities)

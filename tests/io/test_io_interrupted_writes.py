@@ -25,8 +25,7 @@ def _atoms(value):
 
 
 WRITES = {
-    "project": ("p.ptycho.h5", lambda v: ScanData(np.full((4, 8, 8), v, np.float32), CAL,
-                                                  positions=np.zeros((4, 2)))),
+    "project": ("p.ptycho.h5", lambda v: ScanData(np.full((4, 8, 8), v, np.float32), CAL, positions=np.zeros((4, 2)))),
     "mrc": ("v.mrc", _volume),
     "tiff": ("v.tif", _volume),
     "npy array": ("a.npy", lambda v: np.full((2, 8, 8), v, np.float32)),

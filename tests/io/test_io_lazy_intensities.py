@@ -21,15 +21,15 @@ DECLARED = (512, 512, 256, 256)  # float32: 64 GiB, of which two patterns are wr
 
 @pytest.fixture
 def huge_project(tmp_path):
-    cal = Calibration(energy_eV=300e3, semiangle_mrad=25.0, detector_sampling_mrad=0.5,
-                      scan_step=0.5)
+    cal = Calibration(energy_eV=300e3, semiangle_mrad=25.0, detector_sampling_mrad=0.5, scan_step=0.5)
     scan = ScanData(np.ones((2, 2, 8, 8), np.float32), cal, tilt_deg=0.0)
     path = save(TiltSeries([scan], [0.0]), tmp_path / "huge.ptycho.h5")
     with h5py.File(path, "r+") as fh:
         group = fh["series/scans/0"]
         del group["intensities"]
-        data = group.create_dataset("intensities", shape=DECLARED, dtype=np.float32,
-                                    chunks=(1, 1, 256, 256), fletcher32=True, **COMPRESSION)
+        data = group.create_dataset(
+            "intensities", shape=DECLARED, dtype=np.float32, chunks=(1, 1, 256, 256), fletcher32=True, **COMPRESSION
+        )
         data.attrs["units"] = "counts"
         data[3, 4] = 2.0
         data[500, 7] = 5.0
@@ -65,8 +65,7 @@ def test_load_does_not_read_the_intensities_until_used(huge_project):
                           "means": [float(p.mean()) for p in pattern], "refused": refused}}))
     """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["type"] == "LazyDataset" and report["shape"] == list(DECLARED)

@@ -35,13 +35,18 @@ def test_project_round_trip_is_bit_exact(tmp_path, project):
     assert_identical(project, loaded)
 
 
-@pytest.mark.parametrize("pick", ["series", "scan", "defocus", "msp", "alignment", "volume",
-                                  "resolution", "atoms"])
+@pytest.mark.parametrize("pick", ["series", "scan", "defocus", "msp", "alignment", "volume", "resolution", "atoms"])
 def test_every_single_object_round_trips_as_itself(tmp_path, project, pick):
-    obj = {"series": project.series, "scan": project.series.scans[0],
-           "defocus": make_defocus_series(), "msp": project.msp[1],
-           "alignment": project.alignment, "volume": project.volumes["linear"],
-           "resolution": project.resolution["linear"], "atoms": project.atoms["traced"]}[pick]
+    obj = {
+        "series": project.series,
+        "scan": project.series.scans[0],
+        "defocus": make_defocus_series(),
+        "msp": project.msp[1],
+        "alignment": project.alignment,
+        "volume": project.volumes["linear"],
+        "resolution": project.resolution["linear"],
+        "atoms": project.atoms["traced"],
+    }[pick]
     path = save(obj, tmp_path / f"{pick}.ptycho.h5")
     assert_identical(obj, load(path))
 
@@ -149,8 +154,7 @@ def test_saving_a_loaded_project_back_rewrites_only_results(tmp_path, project):
     assert _digest(path) != before and not sidecar_path(path).exists()
     final = load(path)
     assert final.series.scans[0].calibration.defocus == 80.0 and list(final.volumes) == ["other"]
-    np.testing.assert_array_equal(np.asarray(final.series.scans[0].intensities),
-                                  project.series.scans[0].intensities)
+    np.testing.assert_array_equal(np.asarray(final.series.scans[0].intensities), project.series.scans[0].intensities)
 
 
 def test_a_stale_results_sidecar_is_ignored(tmp_path, project):

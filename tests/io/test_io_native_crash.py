@@ -47,8 +47,7 @@ def _digest(path):
 
 def _run_and_kill(script, folder):
     """Start ``script``; SIGKILL it once it is writing its temporary file."""
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert line.strip() == "writing", proc.stderr.read()

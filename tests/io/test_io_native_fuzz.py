@@ -27,22 +27,36 @@ from napari_ptychotomo.data import (
 )
 from napari_ptychotomo.io import PtychoFormatError, sidecar_path
 
-FUZZ = settings(max_examples=25, deadline=5000, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=25, deadline=5000, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture(scope="module")
 def valid_file(tmp_path_factory):
     rng = np.random.default_rng(1)
-    cal = Calibration(energy_eV=200e3, semiangle_mrad=20.0, detector_sampling_mrad=1.2,
-                      scan_step=0.5, aberrations={"C30": 1e4})
-    scan = ScanData(rng.poisson(3, (2, 3, 8, 8)).astype(np.float32), cal, tilt_deg=5.0,
-                    truth={"thickness": 20.0, "label": "fuzz"})
-    msp = MSPResult(np.ones((1, 4, 4), np.complex64), np.ones((1, 8, 8), np.complex64),
-                    rng.random((6, 2)), np.zeros(2), 2.0, 0.5, 200e3, loss_history=[1.0, 0.5])
-    project = Project(series=TiltSeries([scan], [5.0]), msp={0: msp},
-                      volumes={"v": Volume(rng.random((3, 4, 5)).astype(np.float32), 0.5)},
-                      atoms={"a": Atoms(rng.random((3, 3)), np.array([0, 1, 0]), names=["O", "Ti"])})
+    cal = Calibration(
+        energy_eV=200e3, semiangle_mrad=20.0, detector_sampling_mrad=1.2, scan_step=0.5, aberrations={"C30": 1e4}
+    )
+    scan = ScanData(
+        rng.poisson(3, (2, 3, 8, 8)).astype(np.float32), cal, tilt_deg=5.0, truth={"thickness": 20.0, "label": "fuzz"}
+    )
+    msp = MSPResult(
+        np.ones((1, 4, 4), np.complex64),
+        np.ones((1, 8, 8), np.complex64),
+        rng.random((6, 2)),
+        np.zeros(2),
+        2.0,
+        0.5,
+        200e3,
+        loss_history=[1.0, 0.5],
+    )
+    project = Project(
+        series=TiltSeries([scan], [5.0]),
+        msp={0: msp},
+        volumes={"v": Volume(rng.random((3, 4, 5)).astype(np.float32), 0.5)},
+        atoms={"a": Atoms(rng.random((3, 3)), np.array([0, 1, 0]), names=["O", "Ti"])},
+    )
     path = save(project, tmp_path_factory.mktemp("fuzz") / "valid.ptycho.h5")
     return path, path.read_bytes()
 
@@ -69,8 +83,9 @@ def _read_everything(path):
 def test_flipped_bytes_give_only_our_error(tmp_path, valid_file, data):
     source, content = valid_file
     damaged = bytearray(content)
-    flips = data.draw(st.lists(st.tuples(st.integers(0, len(content) - 1), st.integers(1, 255)),
-                               min_size=1, max_size=8))
+    flips = data.draw(
+        st.lists(st.tuples(st.integers(0, len(content) - 1), st.integers(1, 255)), min_size=1, max_size=8)
+    )
     for offset, mask in flips:
         damaged[offset] ^= mask
     path = tmp_path / "damaged.ptycho.h5"

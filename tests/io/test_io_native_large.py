@@ -31,13 +31,11 @@ def _constant_source(path):
     chunks = intensity_chunks(SCAN, 4)
     assert chunks == (1, 1, 512, 512)
     fh = h5py.File(path, "w", libver=("v110", "v110"))
-    one = fh.create_dataset("one", shape=chunks, dtype=np.float32, chunks=chunks,
-                            fletcher32=True, **COMPRESSION)
+    one = fh.create_dataset("one", shape=chunks, dtype=np.float32, chunks=chunks, fletcher32=True, **COMPRESSION)
     one[...] = 3.0
     fh.flush()  # the compressed chunk must be on disk before reading it raw
     mask, payload = one.id.read_direct_chunk((0, 0, 0, 0))
-    data = fh.create_dataset("data", shape=SCAN, dtype=np.float32, chunks=chunks,
-                             fletcher32=True, **COMPRESSION)
+    data = fh.create_dataset("data", shape=SCAN, dtype=np.float32, chunks=chunks, fletcher32=True, **COMPRESSION)
     for y in range(SCAN[0]):
         for x in range(SCAN[1]):
             data.id.write_direct_chunk((y, x, 0, 0), payload, mask)
@@ -47,8 +45,7 @@ def _constant_source(path):
 def test_ten_gb_series_opens_in_under_a_second_and_200_mb(tmp_path):
     start = time.perf_counter()
     fh, source = _constant_source(tmp_path / "source.h5")
-    cal = Calibration(energy_eV=300e3, semiangle_mrad=25.0, detector_sampling_mrad=0.5,
-                      scan_step=0.5)
+    cal = Calibration(energy_eV=300e3, semiangle_mrad=25.0, detector_sampling_mrad=0.5, scan_step=0.5)
     angles = np.linspace(-60, 60, N_TILTS)
     series = TiltSeries([ScanData(source, cal, tilt_deg=a) for a in angles], angles)
     path = save(series, tmp_path / "big.ptycho.h5")
@@ -73,8 +70,7 @@ def test_ten_gb_series_opens_in_under_a_second_and_200_mb(tmp_path):
                           "shape": list(series.scans[0].intensities.shape),
                           "n": len(series)}}))
     """)
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=120, check=True)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"built in {built:.1f} s, file {size / 2**20:.1f} MiB, {report}")
     assert report["n"] == N_TILTS and report["shape"] == list(SCAN)

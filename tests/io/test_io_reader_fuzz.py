@@ -25,18 +25,39 @@ from napari_ptychotomo._napari.reader import napari_get_reader, read_path
 from napari_ptychotomo.data import Calibration, Project, ScanData, TiltSeries, Volume
 from napari_ptychotomo.io import PtychoFormatError
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
-NAMES = ["energy_eV", "semiangle_mrad", "detector_sampling_mrad", "defocus", "scan_step",
-         "aberrations", "scan_rotation_deg", "tilt_deg", "positions", "array", "enrgy_eV", "C30"]
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+NAMES = [
+    "energy_eV",
+    "semiangle_mrad",
+    "detector_sampling_mrad",
+    "defocus",
+    "scan_step",
+    "aberrations",
+    "scan_rotation_deg",
+    "tilt_deg",
+    "positions",
+    "array",
+    "enrgy_eV",
+    "C30",
+]
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.sampled_from(NAMES) | st.text(max_size=4),
-                                                                inner, max_size=4),
-    max_leaves=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.sampled_from(NAMES) | st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def _only_our_error(read, *names):
@@ -51,16 +72,17 @@ def _only_our_error(read, *names):
 
 
 def _valid_sidecar():
-    return {"energy_eV": 300e3, "semiangle_mrad": 25.0, "detector_sampling_mrad": 1.0,
-            "scan_step": 0.5}
+    return {"energy_eV": 300e3, "semiangle_mrad": 25.0, "detector_sampling_mrad": 1.0, "scan_step": 0.5}
 
 
 @FUZZ
-@given(dtype=st.sampled_from(["float32", "float64", "int16", "uint8", "complex64", "bool"]),
-       shape=st.lists(st.integers(0, 9), min_size=0, max_size=4),
-       fill=st.sampled_from([1.0, 0.0, -1.0, np.nan, np.inf]),
-       edits=st.dictionaries(st.sampled_from(NAMES), json_values, max_size=3),
-       drop=st.lists(st.sampled_from(["energy_eV", "scan_step"]), max_size=2))
+@given(
+    dtype=st.sampled_from(["float32", "float64", "int16", "uint8", "complex64", "bool"]),
+    shape=st.lists(st.integers(0, 9), min_size=0, max_size=4),
+    fill=st.sampled_from([1.0, 0.0, -1.0, np.nan, np.inf]),
+    edits=st.dictionaries(st.sampled_from(NAMES), json_values, max_size=3),
+    drop=st.lists(st.sampled_from(["energy_eV", "scan_step"]), max_size=2),
+)
 def test_npy_with_any_sidecar_gives_a_scan_or_our_error(tmp_path, dtype, shape, fill, edits, drop):
     path = tmp_path / "scan.npy"
     data = np.ones(shape, dtype)
@@ -104,27 +126,40 @@ def test_damaged_npy_bytes_give_a_scan_or_our_error(tmp_path, npy_bytes, data):
 @pytest.fixture(scope="module")
 def project_file(tmp_path_factory):
     rng = np.random.default_rng(3)
-    cal = Calibration(energy_eV=200e3, semiangle_mrad=20.0, detector_sampling_mrad=1.2,
-                      scan_step=0.5, aberrations={"C30": 1e4})
-    scan = ScanData(rng.poisson(3, (12, 8, 8)).astype(np.float32), cal,
-                    positions=rng.random((12, 2)), tilt_deg=5.0, scan_shape=(3, 4))
-    project = Project(series=TiltSeries([scan], [5.0]),
-                      volumes={"v": Volume(rng.random((3, 4, 5)).astype(np.float32), 0.5)})
+    cal = Calibration(
+        energy_eV=200e3, semiangle_mrad=20.0, detector_sampling_mrad=1.2, scan_step=0.5, aberrations={"C30": 1e4}
+    )
+    scan = ScanData(
+        rng.poisson(3, (12, 8, 8)).astype(np.float32),
+        cal,
+        positions=rng.random((12, 2)),
+        tilt_deg=5.0,
+        scan_shape=(3, 4),
+    )
+    project = Project(
+        series=TiltSeries([scan], [5.0]), volumes={"v": Volume(rng.random((3, 4, 5)).astype(np.float32), 0.5)}
+    )
     path = save(project, tmp_path_factory.mktemp("native") / "valid.ptycho.h5")
     attributes = []
     with h5py.File(path, "r") as fh:
+
         def collect(name, obj):
             for key in obj.attrs:
                 if key not in ("members", "ptycho_type", "field_units", "format_version"):
                     attributes.append((name, key))
+
         fh.visititems(collect)
     return path.read_bytes(), sorted(attributes)
 
 
-attribute_values = (st.integers(-5, 10**9) | st.floats() | st.text(max_size=6).map(lambda t: np.bytes_(t.encode()))
-                    | st.booleans().map(np.bool_)
-                    | st.lists(st.integers(-3, 20), min_size=0, max_size=4).map(np.array)
-                    | st.just(np.array([1 + 2j])))
+attribute_values = (
+    st.integers(-5, 10**9)
+    | st.floats()
+    | st.text(max_size=6).map(lambda t: np.bytes_(t.encode()))
+    | st.booleans().map(np.bool_)
+    | st.lists(st.integers(-3, 20), min_size=0, max_size=4).map(np.array)
+    | st.just(np.array([1 + 2j]))
+)
 
 
 @FUZZ
@@ -133,8 +168,7 @@ def test_project_with_replaced_attributes_gives_a_project_or_our_error(tmp_path,
     content, attributes = project_file
     path = tmp_path / "edited.ptycho.h5"
     path.write_bytes(content)
-    edits = data.draw(st.lists(st.tuples(st.sampled_from(attributes), attribute_values),
-                               min_size=1, max_size=3))
+    edits = data.draw(st.lists(st.tuples(st.sampled_from(attributes), attribute_values), min_size=1, max_size=3))
     with h5py.File(path, "r+") as fh:
         for (member, key), value in edits:
             fh[member].attrs[key] = value
@@ -158,8 +192,7 @@ def mrc_bytes(tmp_path_factory):
 @given(data=st.data())
 def test_damaged_mrc_header_gives_a_volume_or_our_error(tmp_path, mrc_bytes, data):
     content = bytearray(mrc_bytes)
-    flips = data.draw(st.lists(st.tuples(st.integers(0, 1023), st.integers(1, 255)),
-                               min_size=1, max_size=4))
+    flips = data.draw(st.lists(st.tuples(st.integers(0, 1023), st.integers(1, 255)), min_size=1, max_size=4))
     for offset, mask in flips:
         content[offset] ^= mask
     path = tmp_path / "edited.mrc"

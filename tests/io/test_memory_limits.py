@@ -28,27 +28,43 @@ def _fake_cgroups(monkeypatch, tmp_path, own: str, files: dict[str, str]):
 
 
 def test_cgroup_v2_limit_of_the_own_cgroup_less_its_usage(monkeypatch, tmp_path):
-    _fake_cgroups(monkeypatch, tmp_path, "0::/batch/job7\n", {
-        "batch/job7/memory.max": f"{3 * GiB}\n", "batch/job7/memory.current": f"{GiB}\n",
-        "memory.max": "max\n"})
+    _fake_cgroups(
+        monkeypatch,
+        tmp_path,
+        "0::/batch/job7\n",
+        {"batch/job7/memory.max": f"{3 * GiB}\n", "batch/job7/memory.current": f"{GiB}\n", "memory.max": "max\n"},
+    )
     assert guards._cgroup_left() == 2 * GiB
     assert guards.available_memory() <= 2 * GiB
 
 
 def test_cgroup_v1_limit_and_unlimited_v1(monkeypatch, tmp_path):
-    _fake_cgroups(monkeypatch, tmp_path, "4:memory:/docker/abc\n", {
-        "memory/docker/abc/memory.limit_in_bytes": f"{GiB}\n",
-        "memory/docker/abc/memory.usage_in_bytes": f"{GiB // 4}\n",
-        "memory/memory.limit_in_bytes": "9223372036854771712\n"})  # v1's "unlimited"
+    _fake_cgroups(
+        monkeypatch,
+        tmp_path,
+        "4:memory:/docker/abc\n",
+        {
+            "memory/docker/abc/memory.limit_in_bytes": f"{GiB}\n",
+            "memory/docker/abc/memory.usage_in_bytes": f"{GiB // 4}\n",
+            "memory/memory.limit_in_bytes": "9223372036854771712\n",
+        },
+    )  # v1's "unlimited"
     assert guards._cgroup_left() == 3 * GiB // 4
     size, what = guards.memory_limit()
     assert size == 3 * GiB // 4 and "cgroup" in what
 
 
 def test_cgroup_page_cache_counts_as_available(monkeypatch, tmp_path):
-    _fake_cgroups(monkeypatch, tmp_path, "0::/job\n", {
-        "job/memory.max": f"{4 * GiB}\n", "job/memory.current": f"{3 * GiB}\n",
-        "job/memory.stat": f"anon {GiB}\nfile {2 * GiB}\ninactive_file {2 * GiB}\n"})
+    _fake_cgroups(
+        monkeypatch,
+        tmp_path,
+        "0::/job\n",
+        {
+            "job/memory.max": f"{4 * GiB}\n",
+            "job/memory.current": f"{3 * GiB}\n",
+            "job/memory.stat": f"anon {GiB}\nfile {2 * GiB}\ninactive_file {2 * GiB}\n",
+        },
+    )
     assert guards._cgroup_left() == 3 * GiB
 
 
@@ -64,8 +80,9 @@ def test_engine_cpu_memory_is_the_io_guard(monkeypatch):
 
 def _run(script: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @linux

@@ -44,8 +44,21 @@ def detector_sampling_mrad(window, voxel):
     return 1.0 / (window * voxel) * float(wavelength(ENERGY)) * 1e3
 
 
-def stem_series(volume, voxel, angles_deg, window=24, scan=(6, 6), step=1.5, semiangle=12.0,
-                num_slices=4, shifts_A=None, defocus=0.0, dose=None, seed=0, band_limit=False):
+def stem_series(
+    volume,
+    voxel,
+    angles_deg,
+    window=24,
+    scan=(6, 6),
+    step=1.5,
+    semiangle=12.0,
+    num_slices=4,
+    shifts_A=None,
+    defocus=0.0,
+    dose=None,
+    seed=0,
+    band_limit=False,
+):
     """4D-STEM tilt series of ``volume`` from the package's forward model (truth included),
     the engine's: ``band_limit`` as ``JointParams.band_limit`` (default off)."""
     from napari_ptychotomo.joint.forward import stem_intensities
@@ -53,8 +66,9 @@ def stem_series(volume, voxel, angles_deg, window=24, scan=(6, 6), step=1.5, sem
     nz, ny, nx = volume.shape
     cal = Calibration(ENERGY, semiangle, detector_sampling_mrad(window, voxel), defocus=defocus, scan_step=step)
     probe = make_probe((window, window), voxel, ENERGY, semiangle, cal.aberration_dict())[None]
-    prop = fresnel_propagator((window, window), voxel, float(wavelength(ENERGY)), nz / num_slices * voxel,
-                              band_limit=band_limit)
+    prop = fresnel_propagator(
+        (window, window), voxel, float(wavelength(ENERGY)), nz / num_slices * voxel, band_limit=band_limit
+    )
     sigma = float(interaction_constant(ENERGY))
     yy, xx = np.meshgrid(np.arange(scan[0]) * step, np.arange(scan[1]) * step, indexing="ij")
     pos = np.stack([yy.ravel(), xx.ravel()], 1)
@@ -67,14 +81,28 @@ def stem_series(volume, voxel, angles_deg, window=24, scan=(6, 6), step=1.5, sem
         euler = torch.tensor(np.deg2rad([0.0, angle, 0.0]), dtype=torch.float32)
         with torch.no_grad():
             intensities = stem_intensities(
-                vol, euler, torch.tensor(shifts_A[k] / voxel, dtype=torch.float32), probe,
-                torch.tensor(centred, dtype=torch.float32), prop, num_slices, voxel, sigma, band_limit,
+                vol,
+                euler,
+                torch.tensor(shifts_A[k] / voxel, dtype=torch.float32),
+                probe,
+                torch.tensor(centred, dtype=torch.float32),
+                prop,
+                num_slices,
+                voxel,
+                sigma,
+                band_limit,
             ).numpy()
         if dose is not None:
             counts = dose * step * step
             intensities = rng.poisson(intensities * counts) / counts
-        scans.append(ScanData(intensities.reshape(*scan, window, window).astype(np.float32), cal,
-                              positions=pos.copy(), tilt_deg=float(angle)))
+        scans.append(
+            ScanData(
+                intensities.reshape(*scan, window, window).astype(np.float32),
+                cal,
+                positions=pos.copy(),
+                tilt_deg=float(angle),
+            )
+        )
     return TiltSeries(scans, np.asarray(angles_deg, float), truth={"volume": volume, "voxel_size": voxel})
 
 
@@ -90,13 +118,20 @@ def hrtem_series(volume, voxel, angles_deg, defoci, num_slices=4, **optics):
     out = []
     vol = torch.as_tensor(volume)
     for angle in angles_deg:
-        stack = DefocusSeries(np.zeros((len(defoci), ny, nx), np.float32), np.asarray(defoci, float),
-                              voxel, ENERGY, float(angle), **optics)
+        stack = DefocusSeries(
+            np.zeros((len(defoci), ny, nx), np.float32),
+            np.asarray(defoci, float),
+            voxel,
+            ENERGY,
+            float(angle),
+            **optics,
+        )
         transfer = series_transfer(stack, (ny, nx), voxel, nz * voxel)
         euler = torch.tensor(np.deg2rad([0.0, angle, 0.0]), dtype=torch.float32)
         with torch.no_grad():
-            stack.images = plane_wave_images(vol, euler, torch.zeros(2), transfer, prop, num_slices, voxel,
-                                             sigma).numpy()
+            stack.images = plane_wave_images(
+                vol, euler, torch.zeros(2), transfer, prop, num_slices, voxel, sigma
+            ).numpy()
         out.append(stack)
     return TiltSeries(out, np.asarray(angles_deg, float), truth={"volume": volume, "voxel_size": voxel})
 

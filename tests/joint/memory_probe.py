@@ -61,8 +61,16 @@ def end_to_end(side: int) -> dict:
     series = TiltSeries([_stem_scan(32, 6, a) for a in angles], np.array(angles))
 
     def params(n):  # every regulariser on: the estimate covers the largest workspace
-        return JointParams(iterations=1, num_slices=4, batch_size=16, volume_shape=(n, n, n),
-                           kz_beta=0.5, tv_weight=0.01, butterworth_cutoff=2.0, l1_imag=0.1)
+        return JointParams(
+            iterations=1,
+            num_slices=4,
+            batch_size=16,
+            volume_shape=(n, n, n),
+            kz_beta=0.5,
+            tv_weight=0.01,
+            butterworth_cutoff=2.0,
+            l1_imag=0.1,
+        )
 
     reconstruct_joint(series, params=params(48), device="cpu")
     measured = _measure(lambda: reconstruct_joint(series, params=params(side), device="cpu"))
@@ -78,13 +86,24 @@ def plane_wave(side: int) -> dict:
     def series(n):
         rng = np.random.default_rng(0)
         angles = [-30.0, 0.0, 30.0]
-        scans = [DefocusSeries(rng.uniform(0.5, 1.5, (3, n, n)).astype(np.float32),
-                               np.array([-50.0, 0.0, 50.0]), 0.5, ENERGY, a) for a in angles]
+        scans = [
+            DefocusSeries(
+                rng.uniform(0.5, 1.5, (3, n, n)).astype(np.float32), np.array([-50.0, 0.0, 50.0]), 0.5, ENERGY, a
+            )
+            for a in angles
+        ]
         return TiltSeries(scans, np.array(angles))
 
     def params(n):
-        return JointParams(iterations=1, num_slices=4, volume_shape=(n, n, n), tv_weight=0.01,
-                           butterworth_cutoff=2.0, l1_imag=0.1, learn=("volume", "euler", "shifts"))
+        return JointParams(
+            iterations=1,
+            num_slices=4,
+            volume_shape=(n, n, n),
+            tv_weight=0.01,
+            butterworth_cutoff=2.0,
+            l1_imag=0.1,
+            learn=("volume", "euler", "shifts"),
+        )
 
     reconstruct_plane_wave(series(32), params=params(32), device="cpu")
     data = series(side)
@@ -104,8 +123,7 @@ def msp(window: int) -> dict:
     scan = _stem_scan(window, 12)
     measured = _measure(lambda: reconstruct_msp(scan, params(), device="cpu"))
     geometry = make_geometry(scan, params())
-    estimate = fixed_memory(params(), geometry, scan.num_positions) + 64 * memory_per_pattern(
-        params(), geometry.window)
+    estimate = fixed_memory(params(), geometry, scan.num_positions) + 64 * memory_per_pattern(params(), geometry.window)
     return {"estimate": estimate, "measured": measured}
 
 

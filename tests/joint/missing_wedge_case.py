@@ -72,11 +72,30 @@ from napari_ptychotomo.tomo.projector import project
 ENERGY = 300e3
 SEQUENTIAL_TV = 0.03  # V per FISTA step; of 0.01 / 0.03 / 0.1 the best for the Pt13 case (0.211 / 0.205 / 0.214)
 
-SMALL = dict(specimen="pt13", voxel=0.5, window=16, semiangle=15.0, defocus=30.0, scan=10, step=1.0,
-             tilts=7, slices=4, dose=None, msp_slices=2, msp_iterations=200,
-             linear_iterations=(100, 200, 400), fista_iterations=200, iterations=100, volume_step=1.0,
-             oversampling="auto", band_limit=False,
-             tv_weight=0.01, batch_size=50, start="zero", learn=("volume", "probe"))
+SMALL = dict(
+    specimen="pt13",
+    voxel=0.5,
+    window=16,
+    semiangle=15.0,
+    defocus=30.0,
+    scan=10,
+    step=1.0,
+    tilts=7,
+    slices=4,
+    dose=None,
+    msp_slices=2,
+    msp_iterations=200,
+    linear_iterations=(100, 200, 400),
+    fista_iterations=200,
+    iterations=100,
+    volume_step=1.0,
+    oversampling="auto",
+    band_limit=False,
+    tv_weight=0.01,
+    batch_size=50,
+    start="zero",
+    learn=("volume", "probe"),
+)
 
 
 def specimen(name: str):
@@ -85,8 +104,9 @@ def specimen(name: str):
     if name == "pt147":  # a ~2 nm particle: run_case(specimen="pt147", scan=22, msp_slices=4, slices=6)
         return fcc_nanoparticle("Pt", size=20.0, shape="cuboctahedron", vacuum=2.0)
     if name == "pt_o":
-        return core_shell_particle("Pt", core_radius=2.8, shell_thickness=2.5, shell_elements=("O",),
-                                   shell_density=0.05, seed=0, vacuum=2.0)
+        return core_shell_particle(
+            "Pt", core_radius=2.8, shell_thickness=2.5, shell_elements=("O",), shell_density=0.05, seed=0, vacuum=2.0
+        )
     raise ValueError(f"specimen = {name!r}; expected 'pt13', 'pt147' or 'pt_o'")
 
 
@@ -130,8 +150,10 @@ def wedge_errors(volume, truth, voxel, max_tilt_deg=45.0):
     band, wedge = wedge_mask(truth.shape, voxel, max_tilt_deg)
     reference = np.fft.fftn(truth)
     difference = np.fft.fftn(np.real(volume)) - reference
-    return {name: float(np.linalg.norm(difference[part]) / np.linalg.norm(reference[part]))
-            for name, part in (("wedge", wedge), ("measured", band & ~wedge))}
+    return {
+        name: float(np.linalg.norm(difference[part]) / np.linalg.norm(reference[part]))
+        for name, part in (("wedge", wedge), ("measured", band & ~wedge))
+    }
 
 
 def multislice_reach(shape, voxel, semiangle_mrad, energy=ENERGY, max_tilt_deg=45.0, tilts=901):
@@ -236,18 +258,33 @@ def run_case(**overrides) -> dict:
     angles = np.linspace(-45.0, 45.0, cfg["tilts"])
     clock = {"start": time.perf_counter()}
     series = simulate_tilt_series(
-        spec, angles, scan_shape=(cfg["scan"],) * 2, scan_step=cfg["step"], detector_shape=(window, window),
-        detector_sampling_mrad=lam / (window * voxel) * 1e3, semiangle_mrad=cfg["semiangle"],
-        defocus=cfg["defocus"], num_slices=cfg["slices"], dose=cfg["dose"], seed=0,
+        spec,
+        angles,
+        scan_shape=(cfg["scan"],) * 2,
+        scan_step=cfg["step"],
+        detector_shape=(window, window),
+        detector_sampling_mrad=lam / (window * voxel) * 1e3,
+        semiangle_mrad=cfg["semiangle"],
+        defocus=cfg["defocus"],
+        num_slices=cfg["slices"],
+        dose=cfg["dose"],
+        seed=0,
         oversampling=cfg["oversampling"],
     )
     depth = series.scans[0].truth["thickness"]
     clock["simulate"] = time.perf_counter()
     msp = {}
     for k, scan in enumerate(series.scans):
-        params = MSPParams(num_slices=cfg["msp_slices"], slice_thickness=depth / cfg["msp_slices"],
-                           iterations=cfg["msp_iterations"], learn_tilt=False, learn_thickness=False,
-                           defocus=None, batch_size=cfg["batch_size"], convergence_tolerance=0.0)
+        params = MSPParams(
+            num_slices=cfg["msp_slices"],
+            slice_thickness=depth / cfg["msp_slices"],
+            iterations=cfg["msp_iterations"],
+            learn_tilt=False,
+            learn_thickness=False,
+            defocus=None,
+            batch_size=cfg["batch_size"],
+            convergence_tolerance=0.0,
+        )
         msp[k] = reconstruct_msp(scan, params, device="cpu", seed=k)
     clock["msp"] = time.perf_counter()
     n = int(np.ceil((cfg["scan"] - 1) * cfg["step"] / voxel + window + 2))
@@ -260,20 +297,34 @@ def run_case(**overrides) -> dict:
     # differs from case to case)
     candidates = {}
     for iterations in cfg["linear_iterations"]:
-        linear = reconstruct_linear(projections, Alignment.from_angles(angles), voxel, shape=shape,
-                                    n_iter=iterations, device="cpu", blur_sigma_px=0.0)
+        linear = reconstruct_linear(
+            projections,
+            Alignment.from_angles(angles),
+            voxel,
+            shape=shape,
+            n_iter=iterations,
+            device="cpu",
+            blur_sigma_px=0.0,
+        )
         candidates[iterations] = np.real(linear.data) / sigma  # rad/Å → V
     by_iterations = {it: nrmse(volume, truth, voxel) for it, volume in candidates.items()}
     sequential = candidates[min(by_iterations, key=by_iterations.get)]
     clock["sequential"] = time.perf_counter()
     sequential_tv = None
     if cfg["fista_iterations"]:
-        sequential_tv = tv_tomography(projections / sigma, angles, voxel, sequential, SEQUENTIAL_TV,
-                                      cfg["fista_iterations"])
+        sequential_tv = tv_tomography(
+            projections / sigma, angles, voxel, sequential, SEQUENTIAL_TV, cfg["fista_iterations"]
+        )
     clock["sequential_tv"] = time.perf_counter()
-    params = JointParams(iterations=cfg["iterations"], num_slices=cfg["slices"], batch_size=cfg["batch_size"],
-                         volume_shape=shape, learn=tuple(cfg["learn"]), tv_weight=cfg["tv_weight"],
-                         band_limit=cfg["band_limit"])
+    params = JointParams(
+        iterations=cfg["iterations"],
+        num_slices=cfg["slices"],
+        batch_size=cfg["batch_size"],
+        volume_shape=shape,
+        learn=tuple(cfg["learn"]),
+        tv_weight=cfg["tv_weight"],
+        band_limit=cfg["band_limit"],
+    )
     params.rates["volume"] = LearningRate(cfg["volume_step"], 0)
     init = [msp, Alignment.from_angles(angles)]
     if cfg["start"] == "sequential":
@@ -288,9 +339,14 @@ def run_case(**overrides) -> dict:
     volumes = {name: volume for name, volume in volumes.items() if volume is not None}
     for name, volume in volumes.items():
         sz, sy, sx, amplitude = peak_widths(volume, heavy, voxel)
-        out[name] = {"sigma_z": sz, "sigma_y": sy, "sigma_x": sx, "amplitude_V": amplitude,
-                     "elongation_zx": sz / sx,
-                     "peak_integral_VA3": amplitude * (2 * np.pi) ** 1.5 * sz * sy * sx}
+        out[name] = {
+            "sigma_z": sz,
+            "sigma_y": sy,
+            "sigma_x": sx,
+            "amplitude_V": amplitude,
+            "elongation_zx": sz / sx,
+            "peak_integral_VA3": amplitude * (2 * np.pi) ** 1.5 * sz * sy * sx,
+        }
         if name != "truth":
             out[name]["nrmse"] = nrmse(volume, truth, voxel)
             errors = wedge_errors(volume, truth, voxel)

@@ -76,16 +76,31 @@ def test_coarse_to_fine_shift_refinement_reduces_1px_errors_on_simulator_data():
     specimen = fcc_nanoparticle("Pt", size=8.0, shape="cuboctahedron", vacuum=2.0).translate(np.full(3, voxel / 2))
     angles = np.linspace(-45, 45, 6)
     series = simulate_tilt_series(
-        specimen, angles, scan_shape=(5, 5), scan_step=1.0, detector_shape=(window, window),
-        detector_sampling_mrad=float(wavelength(300e3)) / (window * voxel) * 1e3, semiangle_mrad=12.0,
-        defocus=30.0, num_slices=4, seed=0)
+        specimen,
+        angles,
+        scan_shape=(5, 5),
+        scan_step=1.0,
+        detector_shape=(window, window),
+        detector_sampling_mrad=float(wavelength(300e3)) / (window * voxel) * 1e3,
+        semiangle_mrad=12.0,
+        defocus=30.0,
+        num_slices=4,
+        seed=0,
+    )
     errors = np.random.default_rng(1).choice([-1.0, 1.0], size=(6, 2)) * voxel
     start = Alignment.from_angles(angles)
     start.shifts = errors.copy()
 
     def refine(**kw):
-        params = JointParams(iterations=50, num_slices=4, batch_size=13, volume_shape=(28, 28, 28),
-                             learn=("volume", "shifts"), band_limit=True, **kw)
+        params = JointParams(
+            iterations=50,
+            num_slices=4,
+            batch_size=13,
+            volume_shape=(28, 28, 28),
+            learn=("volume", "shifts"),
+            band_limit=True,
+            **kw,
+        )
         params.rates["shifts"] = LearningRate(0.05, 3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the runaway case is clamped at the volume edge
@@ -94,7 +109,8 @@ def test_coarse_to_fine_shift_refinement_reduces_1px_errors_on_simulator_data():
     before = shift_errors_up_to_a_volume_translation(errors, angles)  # (0.44, 0.50, 0.37)
     fine = shift_errors_up_to_a_volume_translation(refine(), angles)
     coarse_to_fine = shift_errors_up_to_a_volume_translation(
-        refine(butterworth_cutoff=0.3, butterworth_stop=20), angles)
+        refine(butterworth_cutoff=0.3, butterworth_stop=20), angles
+    )
     assert fine[1] > before[1]  # measured 0.94 against 0.50
     assert coarse_to_fine[0] < 0.4 * before[0]  # measured 0.057 against 0.44
     assert coarse_to_fine[1] < 0.1 * before[1]  # measured 0.010 against 0.50
@@ -118,8 +134,9 @@ def test_refining_shifts_reduces_1px_alignment_errors():
     errors = np.random.default_rng(1).choice([-1.0, 1.0], size=(6, 2)) * VOXEL
     start = Alignment.from_angles(angles)
     start.shifts = errors.copy()
-    params = JointParams(iterations=30, num_slices=4, batch_size=13, volume_shape=shape,
-                         learn=("volume", "shifts"), band_limit=True)
+    params = JointParams(
+        iterations=30, num_slices=4, batch_size=13, volume_shape=shape, learn=("volume", "shifts"), band_limit=True
+    )
     params.rates["shifts"] = LearningRate(0.05, 5)
     result = reconstruct_joint(series, init=start, params=params, device="cpu")
     before = errors - errors.mean(0)
@@ -132,12 +149,21 @@ def test_refining_shifts_reduces_1px_alignment_errors():
 def _hrtem_particle(pixel):
     """A Si/SiO2-like core-shell particle in a cubic cell of m pixels whose centre (side / 2)
     falls on pixel (m - 1) / 2, the engine's rotation centre."""
-    particle = core_shell_particle("Si", core_radius=3.0, shell_thickness=2.0, shell_elements=("Si", "O", "O"),
-                                   shell_density=0.066, min_distance=1.6, seed=0, vacuum=2.0)
+    particle = core_shell_particle(
+        "Si",
+        core_radius=3.0,
+        shell_thickness=2.0,
+        shell_elements=("Si", "O", "O"),
+        shell_density=0.066,
+        min_distance=1.6,
+        seed=0,
+        vacuum=2.0,
+    )
     m = int(np.ceil(particle.cell.max() / pixel)) + 1
     side = (m - 0.999) * pixel
-    return Specimen(particle.positions + (side - particle.cell) / 2, particle.numbers, np.full(3, side),
-                    dict(particle.info)), m
+    return Specimen(
+        particle.positions + (side - particle.cell) / 2, particle.numbers, np.full(3, side), dict(particle.info)
+    ), m
 
 
 def test_plane_wave_tv_traces_95_percent_of_atoms_within_half_an_angstrom():
@@ -156,8 +182,9 @@ def test_plane_wave_tv_traces_95_percent_of_atoms_within_half_an_angstrom():
     series = simulate_hrtem_series(particle, angles, [-60.0, 0.0, 60.0], pixel_size=pixel, slice_thickness=1.0)
     num_slices = 4
     nz = m + (-m) % num_slices
-    params = JointParams(iterations=20, num_slices=num_slices, plane_wave_step=4.0, tv_weight=0.1,
-                         volume_shape=(nz, m, m))
+    params = JointParams(
+        iterations=20, num_slices=num_slices, plane_wave_step=4.0, tv_weight=0.1, volume_shape=(nz, m, m)
+    )
     result = reconstruct_plane_wave(series, params=params, device="cpu")
     assert result.loss_history[-1] < 0.3 * result.loss_history[0]
     traced = trace_atoms(result.volume, device="cpu", min_relative_intensity=0.2)
@@ -260,17 +287,20 @@ def test_multislice_data_reach_no_missing_wedge_frequency_at_these_sizes():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured: elongation σ_z/σ_x of the central Pt 0.93 end-to-end (σ_z 0.404 Å) "
-                   "against 0.83 sequential (0.371 Å) and 0.80 with TV, truth 1.00 (0.475 Å): at 0.5 Å "
-                   "voxels no volume shows wedge elongation; the fitted widths measure the peak shape. "
-                   "At 0.25 Å voxels (72³, 13 tilts, MSP 100, best linear tomography 400 iterations, "
-                   "end-to-end volume step 5 V, TV 0.03 V, 100 passes) the NRMSE is 0.189 against 0.241 "
-                   "(22 % lower) and the central Pt σ_z 0.359 against 0.376 Å (σ_z/σ_x 1.54 against "
-                   "1.62), but the median σ_z/σ_x over the 13 Pt atoms is 1.09 against 1.05: no "
-                   "consistent narrowing. No missing-wedge frequency at these sizes is within reach of "
-                   "the data (test above: convergent-beam data reach α + λ|q|/2 ≈ 1.2° past the "
-                   "tilt range), so a narrower peak could only come from priors the sequential "
-                   "route can use as well", strict=False)
+@pytest.mark.xfail(
+    reason="measured: elongation σ_z/σ_x of the central Pt 0.93 end-to-end (σ_z 0.404 Å) "
+    "against 0.83 sequential (0.371 Å) and 0.80 with TV, truth 1.00 (0.475 Å): at 0.5 Å "
+    "voxels no volume shows wedge elongation; the fitted widths measure the peak shape. "
+    "At 0.25 Å voxels (72³, 13 tilts, MSP 100, best linear tomography 400 iterations, "
+    "end-to-end volume step 5 V, TV 0.03 V, 100 passes) the NRMSE is 0.189 against 0.241 "
+    "(22 % lower) and the central Pt σ_z 0.359 against 0.376 Å (σ_z/σ_x 1.54 against "
+    "1.62), but the median σ_z/σ_x over the 13 Pt atoms is 1.09 against 1.05: no "
+    "consistent narrowing. No missing-wedge frequency at these sizes is within reach of "
+    "the data (test above: convergent-beam data reach α + λ|q|/2 ≈ 1.2° past the "
+    "tilt range), so a narrower peak could only come from priors the sequential "
+    "route can use as well",
+    strict=False,
+)
 def test_heavy_atom_peak_is_narrower_along_z_than_sequential(missing_wedge):
     """Missing wedge, peak-shape part: the heavy (central Pt) atom's peak should
     be less elongated along z, the missing-wedge direction, end-to-end than sequential. The

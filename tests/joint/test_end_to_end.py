@@ -34,8 +34,9 @@ def small_case():
 
 
 def _params(**kw):
-    p = JointParams(iterations=kw.pop("iterations", 4), num_slices=4, batch_size=8,
-                    volume_shape=SHAPE, momentum=0.5, **kw)
+    p = JointParams(
+        iterations=kw.pop("iterations", 4), num_slices=4, batch_size=8, volume_shape=SHAPE, momentum=0.5, **kw
+    )
     p.rates["volume"] = LearningRate(5.0, 0)
     return p
 

@@ -94,14 +94,16 @@ def test_stem_patterns_keep_the_probe_power_without_absorption():
     probe = make_probe((16, 16), VOXEL, ENERGY, 12.0)[None]
     prop = fresnel_propagator((16, 16), VOXEL, lam, 4 * VOXEL)
     positions = torch.tensor([[19.5, 19.5], [17.25, 21.0], [22.0, 18.0]])
-    patterns = stem_intensities(volume, torch.tensor([0.0, 0.4, 0.0]), torch.zeros(2), probe,
-                                positions, prop, 4, VOXEL, sigma)
+    patterns = stem_intensities(
+        volume, torch.tensor([0.0, 0.4, 0.0]), torch.zeros(2), probe, positions, prop, 4, VOXEL, sigma
+    )
     assert patterns.shape == (3, 16, 16)
     # the band limit of the transmission scatters a little power out; < 2 % here
     assert torch.allclose(patterns.sum((-2, -1)), torch.ones(3), atol=0.02)
     # an atom under the probe scatters: patterns differ from the vacuum pattern
-    vacuum = stem_intensities(torch.zeros_like(volume), torch.zeros(3), torch.zeros(2), probe,
-                              positions, prop, 4, VOXEL, sigma)
+    vacuum = stem_intensities(
+        torch.zeros_like(volume), torch.zeros(3), torch.zeros(2), probe, positions, prop, 4, VOXEL, sigma
+    )
     assert float((patterns - vacuum).abs().sum()) > 0.01
 
 

@@ -101,8 +101,10 @@ def test_an_overflowing_step_becomes_an_engine_error_with_a_joint_result(stem, n
 
 def test_learning_positions_of_a_single_position_scan_is_refused():
     cal = Calibration(ENERGY, 12.0, detector_sampling_mrad(12, VOXEL), scan_step=1.0)
-    scans = [ScanData(np.full((1, 1, 12, 12), 1 / 144, np.float32), cal, positions=np.zeros((1, 2)), tilt_deg=a)
-             for a in (-30.0, 30.0)]
+    scans = [
+        ScanData(np.full((1, 1, 12, 12), 1 / 144, np.float32), cal, positions=np.zeros((1, 2)), tilt_deg=a)
+        for a in (-30.0, 30.0)
+    ]
     series = TiltSeries(scans, [-30.0, 30.0])
     with pytest.raises(ValueError, match=r"scan\(s\) \[0, 1\] have a single probe position.*'positions'"):
         reconstruct_joint(series, params=_params(learn=("volume", "positions")), device="cpu")

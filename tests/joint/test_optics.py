@@ -20,8 +20,9 @@ ENERGY = 300e3
 LAM = float(wavelength(ENERGY))
 
 
-def numpy_transfer(n, pixel, lam, defocus, aperture_mrad=None, cs=0.0, c12=0.0, phi12=0.0,
-                   focal_spread=0.0, beta_mrad=0.0):
+def numpy_transfer(
+    n, pixel, lam, defocus, aperture_mrad=None, cs=0.0, c12=0.0, phi12=0.0, focal_spread=0.0, beta_mrad=0.0
+):
     """T(k) = A·E_t·E_s·exp(−iχ), written out for a round lens with two-fold astigmatism:
     χ = πλk²(C12 cos 2(φ−φ12) − Δf) + (π/2)Cs λ³k⁴; E_t = exp[−½(πλΔk²)²];
     E_s = exp[−(β/2λ)²|∇χ|²]; A = clip((α_c − α)/(λΔk) + ½, 0, 1) (abTEM's soft edge)."""
@@ -44,19 +45,26 @@ def numpy_transfer(n, pixel, lam, defocus, aperture_mrad=None, cs=0.0, c12=0.0, 
 @pytest.mark.parametrize("defocus", [0.0, 120.0, -250.0])
 def test_transfer_matches_numpy_formulas_with_aperture_aberrations_and_envelopes(defocus):
     n, pixel = 64, 0.25
-    optics = dict(aperture_mrad=22.0, aberrations={"C30": 2e5, "C12": 30.0, "phi12": 0.4},
-                  focal_spread=40.0, illumination_semiangle_mrad=0.6)
+    optics = dict(
+        aperture_mrad=22.0,
+        aberrations={"C30": 2e5, "C12": 30.0, "phi12": 0.4},
+        focal_spread=40.0,
+        illumination_semiangle_mrad=0.6,
+    )
     ours = defocus_transfer((n, n), pixel, LAM, [defocus], **optics)[0].numpy()
-    expected = numpy_transfer(n, pixel, LAM, defocus, 22.0, cs=2e5, c12=30.0, phi12=0.4,
-                              focal_spread=40.0, beta_mrad=0.6)
+    expected = numpy_transfer(
+        n, pixel, LAM, defocus, 22.0, cs=2e5, c12=30.0, phi12=0.4, focal_spread=40.0, beta_mrad=0.6
+    )
     assert 0.05 < np.abs(expected).mean() < 0.9  # the envelopes and the aperture all bite
     assert np.abs(ours - expected).max() < 2e-4
 
 
 def test_each_envelope_alone_matches_its_formula():
     n, pixel = 48, 0.3
-    cases = [(dict(focal_spread=60.0), dict(focal_spread=60.0)),
-             (dict(illumination_semiangle_mrad=1.0, aberrations={"C30": 1e5}), dict(beta_mrad=1.0, cs=1e5))]
+    cases = [
+        (dict(focal_spread=60.0), dict(focal_spread=60.0)),
+        (dict(illumination_semiangle_mrad=1.0, aberrations={"C30": 1e5}), dict(beta_mrad=1.0, cs=1e5)),
+    ]
     for ours_kw, numpy_kw in cases:
         ours = defocus_transfer((n, n), pixel, LAM, [80.0], **ours_kw)[0].numpy()
         assert np.abs(ours - numpy_transfer(n, pixel, LAM, 80.0, **numpy_kw)).max() < 2e-4
@@ -101,9 +109,12 @@ def test_temporal_envelope_against_an_incoherent_sum_over_defocus(strength, low,
     n, pixel, spread, defocus = 64, 0.25, 50.0, 100.0
     spectrum = np.fft.fft2(_weak_and_strong_waves(n, pixel)[strength])
     nodes, weights = np.polynomial.hermite.hermgauss(61)
-    incoherent = sum(w / np.sqrt(np.pi) * np.abs(np.fft.ifft2(
-        spectrum * numpy_transfer(n, pixel, LAM, defocus + np.sqrt(2) * spread * x))) ** 2
-        for x, w in zip(nodes, weights))
+    incoherent = sum(
+        w
+        / np.sqrt(np.pi)
+        * np.abs(np.fft.ifft2(spectrum * numpy_transfer(n, pixel, LAM, defocus + np.sqrt(2) * spread * x))) ** 2
+        for x, w in zip(nodes, weights)
+    )
     envelope = defocus_transfer((n, n), pixel, LAM, [defocus], focal_spread=spread)[0].numpy()
     image = np.abs(np.fft.ifft2(spectrum * envelope)) ** 2
     contrast = incoherent - incoherent.mean()
@@ -112,8 +123,9 @@ def test_temporal_envelope_against_an_incoherent_sum_over_defocus(strength, low,
 
 
 def test_series_transfer_moves_centre_defocus_to_the_box_exit():
-    stack = DefocusSeries(np.zeros((2, 32, 32), np.float32), np.array([0.0, 40.0]), 0.5, ENERGY,
-                          defocus_reference="centre")
+    stack = DefocusSeries(
+        np.zeros((2, 32, 32), np.float32), np.array([0.0, 40.0]), 0.5, ENERGY, defocus_reference="centre"
+    )
     np.testing.assert_allclose(stack.exit_defocus(8.0), [8.0, 48.0])
     ours = series_transfer(stack, (32, 32), 0.5, 16.0)  # box 16 Å deep: exit 8 Å past the centre
     np.testing.assert_allclose(ours.numpy(), defocus_transfer((32, 32), 0.5, LAM, [8.0, 48.0]).numpy(), atol=1e-6)
@@ -121,16 +133,19 @@ def test_series_transfer_moves_centre_defocus_to_the_box_exit():
     np.testing.assert_allclose(exit_ref.exit_defocus(8.0), [0.0, 40.0])
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("aperture_mrad", -3.0, "aperture_mrad = -3.0; expected"),
-    ("aperture_mrad", "19", "expected a number in mrad"),
-    ("focal_spread", -1.0, "focal_spread = -1.0"),
-    ("illumination_semiangle_mrad", 25.0, "beam divergence"),
-    ("defocus_reference", "middle", "'centre', 'exit'"),
-    ("aberrations", {"Cs": 1e5}, "unknown key"),
-    ("aberrations", {"C10": 50.0}, "defocus of each image is its own field"),
-    ("aberrations", {"C30": float("nan")}, "finite"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("aperture_mrad", -3.0, "aperture_mrad = -3.0; expected"),
+        ("aperture_mrad", "19", "expected a number in mrad"),
+        ("focal_spread", -1.0, "focal_spread = -1.0"),
+        ("illumination_semiangle_mrad", 25.0, "beam divergence"),
+        ("defocus_reference", "middle", "'centre', 'exit'"),
+        ("aberrations", {"Cs": 1e5}, "unknown key"),
+        ("aberrations", {"C10": 50.0}, "defocus of each image is its own field"),
+        ("aberrations", {"C30": float("nan")}, "finite"),
+    ],
+)
 def test_bad_optics_are_refused_naming_the_field(field, value, words):
     stack = DefocusSeries(np.ones((1, 8, 8), np.float32), np.zeros(1), 0.5, ENERGY, **{field: value})
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace("[", r"\[")):
@@ -139,9 +154,16 @@ def test_bad_optics_are_refused_naming_the_field(field, value, words):
 
 def test_optics_enter_the_engine_model():
     """The engine's transfer of a tilt is the series' optics, not a bare CTF."""
-    stack = DefocusSeries(np.ones((1, 32, 32), np.float32), np.array([30.0]), 0.5, ENERGY,
-                          aperture_mrad=20.0, aberrations={"C30": 1e5}, focal_spread=30.0,
-                          defocus_reference="exit")
+    stack = DefocusSeries(
+        np.ones((1, 32, 32), np.float32),
+        np.array([30.0]),
+        0.5,
+        ENERGY,
+        aperture_mrad=20.0,
+        aberrations={"C30": 1e5},
+        focal_spread=30.0,
+        defocus_reference="exit",
+    )
     ours = series_transfer(stack, (32, 32), 0.5, 16.0)[0].numpy()
     expected = numpy_transfer(32, 0.5, LAM, 30.0, 20.0, cs=1e5, focal_spread=30.0)
     assert np.abs(ours - expected).max() < 2e-4
@@ -175,8 +197,9 @@ def test_spatial_envelope_against_an_incoherent_sum_over_incidence_angles(streng
     contrast = incoherent - incoherent.mean()
 
     def error(semiangle_mrad):
-        envelope = defocus_transfer((n, n), pixel, LAM, [defocus], aberrations={"C30": cs},
-                                    illumination_semiangle_mrad=semiangle_mrad)[0].numpy()
+        envelope = defocus_transfer(
+            (n, n), pixel, LAM, [defocus], aberrations={"C30": cs}, illumination_semiangle_mrad=semiangle_mrad
+        )[0].numpy()
         image = np.abs(np.fft.ifft2(spectrum * envelope)) ** 2
         return np.linalg.norm(image - incoherent) / np.linalg.norm(contrast)
 
@@ -192,8 +215,15 @@ def test_focal_spread_samples_give_the_incoherent_sum_of_the_images():
     from napari_ptychotomo.physics import fresnel_propagator, interaction_constant
 
     n, pixel, samples = 24, 0.4, 9
-    stack = DefocusSeries(np.zeros((2, n, n), np.float32), np.array([0.0, 60.0]), pixel, ENERGY,
-                          aperture_mrad=20.0, focal_spread=40.0, defocus_reference="exit")
+    stack = DefocusSeries(
+        np.zeros((2, n, n), np.float32),
+        np.array([0.0, 60.0]),
+        pixel,
+        ENERGY,
+        aperture_mrad=20.0,
+        focal_spread=40.0,
+        defocus_reference="exit",
+    )
     rng = np.random.default_rng(8)
     volume = torch.tensor(rng.random((8, n, n)) * 40, dtype=torch.complex64)
     prop = fresnel_propagator((n, n), pixel, LAM, 2 * pixel)
@@ -201,8 +231,9 @@ def test_focal_spread_samples_give_the_incoherent_sum_of_the_images():
     transfer = series_transfer(stack, (n, n), pixel, 8 * pixel, focal_spread_samples=samples)
     assert transfer.shape == (2 * samples, n, n)
     euler, shift = torch.tensor([0.0, 0.3, 0.0]), torch.zeros(2)
-    summed = plane_wave_images(volume, euler, shift, transfer, prop, 4, pixel, sigma,
-                               sample_weights=focal_spread_weights(samples))
+    summed = plane_wave_images(
+        volume, euler, shift, transfer, prop, 4, pixel, sigma, sample_weights=focal_spread_weights(samples)
+    )
     each = plane_wave_images(volume, euler, shift, transfer, prop, 4, pixel, sigma)
     nodes, weights = np.polynomial.hermite.hermgauss(samples)
     for d, defocus in enumerate([0.0, 60.0]):

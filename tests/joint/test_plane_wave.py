@@ -25,8 +25,9 @@ def hrtem_case():
 
 def test_plane_wave_fista_lowers_the_loss_and_recovers_the_volume(hrtem_case):
     volume, series = hrtem_case
-    result = reconstruct_plane_wave(series, params=JointParams(iterations=12, num_slices=4, plane_wave_step=4.0),
-                                    device="cpu")
+    result = reconstruct_plane_wave(
+        series, params=JointParams(iterations=12, num_slices=4, plane_wave_step=4.0), device="cpu"
+    )
     assert result.volume.shape == SHAPE and result.probes is None
     assert result.loss_history[-1] < 0.2 * result.loss_history[0]
     assert nrmse(result.volume.data, volume) < 0.8
@@ -55,8 +56,9 @@ def test_plane_wave_progress_carries_the_current_volume_as_a_partial_volume(hrte
 
 def test_plane_wave_half_data_splits_the_defocus_images(hrtem_case):
     _, series = hrtem_case
-    result = reconstruct_plane_wave(series, params=JointParams(iterations=3, num_slices=4, half_data=True),
-                                    device="cpu")
+    result = reconstruct_plane_wave(
+        series, params=JointParams(iterations=3, num_slices=4, half_data=True), device="cpu"
+    )
     a, b = result.volume.halves
     assert not np.allclose(a, b) and np.allclose(result.volume.data, (a + b) / 2)
 
@@ -83,10 +85,26 @@ def test_msp_results_give_the_starting_probe_and_positions():
     series = stem_series(volume, VOXEL, [-10.0, 10.0], window=16, scan=(3, 3), step=1.0)
     probe = np.zeros((1, 16, 16), np.complex64)
     probe[0, 6:10, 6:10] = 1.0
-    msp = {k: MSPResult(np.zeros((2, 20, 20), np.complex64), probe, series.scans[k].positions + 100.0,
-                        np.zeros(2), 4.0, VOXEL, ENERGY) for k in range(2)}
-    params = JointParams(iterations=1, num_slices=4, batch_size=9, volume_shape=shape,
-                         learn=("volume",), rates={**JointParams().rates, "volume": LearningRate(1.0)})
+    msp = {
+        k: MSPResult(
+            np.zeros((2, 20, 20), np.complex64),
+            probe,
+            series.scans[k].positions + 100.0,
+            np.zeros(2),
+            4.0,
+            VOXEL,
+            ENERGY,
+        )
+        for k in range(2)
+    }
+    params = JointParams(
+        iterations=1,
+        num_slices=4,
+        batch_size=9,
+        volume_shape=shape,
+        learn=("volume",),
+        rates={**JointParams().rates, "volume": LearningRate(1.0)},
+    )
     result = reconstruct_joint(series, init=msp, params=params, device="cpu")
     # the MSP probe (normalised to unit power) and its positions (same frame) are kept
     assert np.allclose(np.abs(result.probes[0, 0, 6:10, 6:10]), 0.25, atol=1e-6)

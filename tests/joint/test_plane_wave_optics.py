@@ -19,19 +19,27 @@ PIXEL = 0.4
 ANGLES = np.linspace(-90, 90, 8, endpoint=False)
 DEFOCI = [-60.0, 0.0, 60.0]
 #: a real microscope's lens at 300 keV: the aperture cuts inside the grid's 24.6 mrad
-OPTICS = dict(aperture_mrad=18.0, aberrations={"C30": 3e5, "C12": 15.0, "phi12": 0.5},
-              focal_spread=30.0)
+OPTICS = dict(aperture_mrad=18.0, aberrations={"C30": 3e5, "C12": 15.0, "phi12": 0.5}, focal_spread=30.0)
 
 
 def _particle():
     """A Si/SiO2-like core-shell particle in a cubic cell of m pixels whose centre falls
     on pixel (m - 1) / 2, the engine's rotation centre."""
-    particle = core_shell_particle("Si", core_radius=3.0, shell_thickness=2.0, shell_elements=("Si", "O", "O"),
-                                   shell_density=0.066, min_distance=1.6, seed=0, vacuum=2.0)
+    particle = core_shell_particle(
+        "Si",
+        core_radius=3.0,
+        shell_thickness=2.0,
+        shell_elements=("Si", "O", "O"),
+        shell_density=0.066,
+        min_distance=1.6,
+        seed=0,
+        vacuum=2.0,
+    )
     m = int(np.ceil(particle.cell.max() / PIXEL)) + 1
     side = (m - 0.999) * PIXEL
-    return Specimen(particle.positions + (side - particle.cell) / 2, particle.numbers, np.full(3, side),
-                    dict(particle.info)), m
+    return Specimen(
+        particle.positions + (side - particle.cell) / 2, particle.numbers, np.full(3, side), dict(particle.info)
+    ), m
 
 
 def _truth_on_engine_grid(particle, shape):
@@ -44,8 +52,9 @@ def _nrmse(estimate, truth):
 
 
 def _reconstruct(series, shape, num_slices=4, iterations=20):
-    params = JointParams(iterations=iterations, num_slices=num_slices, plane_wave_step=4.0, tv_weight=0.1,
-                         volume_shape=shape)
+    params = JointParams(
+        iterations=iterations, num_slices=num_slices, plane_wave_step=4.0, tv_weight=0.1, volume_shape=shape
+    )
     return reconstruct_plane_wave(series, params=params, device="cpu").volume.data
 
 
@@ -58,8 +67,9 @@ def _without_optics(series: TiltSeries) -> TiltSeries:
 def microscope_case():
     particle, m = _particle()
     # the focal spread as the exact incoherent sum over 61 defoci, not the engine's envelope
-    series = simulate_hrtem_series(particle, ANGLES, DEFOCI, pixel_size=PIXEL, slice_thickness=1.0,
-                                   focal_spread_samples=61, **OPTICS)
+    series = simulate_hrtem_series(
+        particle, ANGLES, DEFOCI, pixel_size=PIXEL, slice_thickness=1.0, focal_spread_samples=61, **OPTICS
+    )
     return particle, m, series
 
 
@@ -97,13 +107,14 @@ def _box_difference(series, particle, m, reference):
     """Relative difference, over the particle (true potential > 5 % of its maximum), of
     the volumes reconstructed in a box of 40 and of 80 voxels along the beam (slices of
     10 voxels in both, so the slice planes coincide), the defocus read as ``reference``."""
-    labelled = TiltSeries([dataclasses.replace(s, defocus_reference=reference) for s in series.scans],
-                          series.angles_deg)
+    labelled = TiltSeries(
+        [dataclasses.replace(s, defocus_reference=reference) for s in series.scans], series.angles_deg
+    )
     thick, small_nz, large_nz = 10, 40, 80
     small = np.real(_reconstruct(labelled, (small_nz, m, m), num_slices=small_nz // thick))
     large = np.real(_reconstruct(labelled, (large_nz, m, m), num_slices=large_nz // thick))
     pad = (large_nz - small_nz) // 2
-    shared = large[pad:pad + small_nz]
+    shared = large[pad : pad + small_nz]
     truth = _truth_on_engine_grid(particle, (small_nz, m, m))
     inside = truth > 0.05 * truth.max()
     return float(np.linalg.norm((shared - small)[inside]) / np.linalg.norm(small[inside]))
@@ -133,10 +144,18 @@ def test_exact_focal_spread_sum_fits_heavy_atoms_better_and_reconstructs_alike()
     cluster = fcc_nanoparticle("Au", size=8.0, shape="cuboctahedron", vacuum=3.0)
     m = int(np.ceil(cluster.cell.max() / PIXEL)) + 1
     side = (m - 0.999) * PIXEL
-    particle = Specimen(cluster.positions + (side - cluster.cell) / 2, cluster.numbers, np.full(3, side),
-                        dict(cluster.info))
-    series = simulate_hrtem_series(particle, ANGLES, DEFOCI, pixel_size=PIXEL, slice_thickness=1.0,
-                                   focal_spread_samples=61, **dict(OPTICS, focal_spread=50.0))
+    particle = Specimen(
+        cluster.positions + (side - cluster.cell) / 2, cluster.numbers, np.full(3, side), dict(cluster.info)
+    )
+    series = simulate_hrtem_series(
+        particle,
+        ANGLES,
+        DEFOCI,
+        pixel_size=PIXEL,
+        slice_thickness=1.0,
+        focal_spread_samples=61,
+        **dict(OPTICS, focal_spread=50.0),
+    )
     shape = (m + (-m) % 4, m, m)
     truth = _truth_on_engine_grid(particle, shape)
     k_max = OPTICS["aperture_mrad"] * 1e-3 / float(wavelength(series.scans[0].energy_eV))
@@ -153,5 +172,6 @@ def test_exact_focal_spread_sum_fits_heavy_atoms_better_and_reconstructs_alike()
 def test_bad_focal_spread_samples_are_refused(microscope_case, samples):
     _, m, series = microscope_case
     with pytest.raises(ValueError, match="focal_spread_samples"):
-        reconstruct_plane_wave(series, params=JointParams(iterations=1, num_slices=4), device="cpu",
-                               focal_spread_samples=samples)
+        reconstruct_plane_wave(
+            series, params=JointParams(iterations=1, num_slices=4), device="cpu", focal_spread_samples=samples
+        )

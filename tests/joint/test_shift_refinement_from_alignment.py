@@ -40,16 +40,40 @@ def test_end_to_end_refines_the_shifts_found_by_the_alignment():
     torch.set_num_threads(1)
     particle = fcc_nanoparticle("Pt", size=14.0, shape="cuboctahedron", vacuum=2.0)
     series = simulate_tilt_series(
-        particle, ANGLES, shift_std=0.5, seed=0, scan_shape=(16, 16), scan_step=1.0, defocus=80.0,
-        detector_shape=(32, 32), semiangle_mrad=15.0, num_slices=2, dose=None, workers=1)
+        particle,
+        ANGLES,
+        shift_std=0.5,
+        seed=0,
+        scan_shape=(16, 16),
+        scan_step=1.0,
+        defocus=80.0,
+        detector_shape=(32, 32),
+        semiangle_mrad=15.0,
+        num_slices=2,
+        dose=None,
+        workers=1,
+    )
     scan = series.scans[0]
-    msp = MSPParams.from_calibration(scan.calibration, thickness=scan.truth["thickness"], num_slices=2,
-                                     iterations=8, defocus=None, learn_thickness=False, learn_tilt=False,
-                                     object_step_decay=1.0)
+    msp = MSPParams.from_calibration(
+        scan.calibration,
+        thickness=scan.truth["thickness"],
+        num_slices=2,
+        iterations=8,
+        defocus=None,
+        learn_thickness=False,
+        learn_tilt=False,
+        object_step_decay=1.0,
+    )
     msp.rates["object"] = LearningRate(50.0, 0)  # Pt columns reach ~1000 V·Å
     alignment, volume, results = sequential_tomography(series, msp_params=msp, denoise="tv", device="cpu")
-    params = JointParams(iterations=20, num_slices=2, learn=("volume", "shifts"), band_limit=True,
-                         butterworth_cutoff=0.3, butterworth_stop=8)
+    params = JointParams(
+        iterations=20,
+        num_slices=2,
+        learn=("volume", "shifts"),
+        band_limit=True,
+        butterworth_cutoff=0.3,
+        butterworth_stop=8,
+    )
     params.rates["shifts"] = LearningRate(0.05, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -15,8 +15,7 @@ GiB = 1 << 30
 
 @pytest.fixture(scope="module")
 def series():
-    return stem_series(np.zeros((16, 24, 24), np.complex64), 0.5, [-30.0, 0.0, 30.0], window=16,
-                       scan=(3, 3), step=1.0)
+    return stem_series(np.zeros((16, 24, 24), np.complex64), 0.5, [-30.0, 0.0, 30.0], window=16, scan=(3, 3), step=1.0)
 
 
 @pytest.fixture
@@ -39,9 +38,12 @@ def _never_allocate(monkeypatch):
 def test_a_huge_start_volume_is_refused_before_it_is_allocated(series, four_gib, monkeypatch):
     _never_allocate(monkeypatch)
     params = JointParams(iterations=1, num_slices=4, volume_shape=(1024, 1024, 1024))
-    with pytest.raises(MemoryError, match=r"end-to-end volume of 1024×1024×1024 voxels "
-                       r"\(end_to_end\.volume_shape.*needs 8\.00 GiB before any batch.*"
-                       r"a test limit of 4 GiB"):
+    with pytest.raises(
+        MemoryError,
+        match=r"end-to-end volume of 1024×1024×1024 voxels "
+        r"\(end_to_end\.volume_shape.*needs 8\.00 GiB before any batch.*"
+        r"a test limit of 4 GiB",
+    ):
         reconstruct_joint(series, params=params, device="cpu")
 
 

@@ -31,8 +31,14 @@ def case():
     # near zero) turn float-order differences into 2.5e-3 of the volume instead of < 1e-3
     stem = stem_series(volume, VOXEL, [-20.0, 20.0], window=16, scan=(3, 3), step=1.0, band_limit=True)
     hrtem = hrtem_series(volume, VOXEL, [-40.0, 0.0, 40.0], [0.0, 60.0])
-    stem_params = JointParams(iterations=2, num_slices=4, batch_size=5, volume_shape=SHAPE,
-                              learn=("volume", "probe", "positions", "shifts"), band_limit=True)
+    stem_params = JointParams(
+        iterations=2,
+        num_slices=4,
+        batch_size=5,
+        volume_shape=SHAPE,
+        learn=("volume", "probe", "positions", "shifts"),
+        band_limit=True,
+    )
     for name in ("probe", "positions", "shifts"):
         stem_params.rates[name].start = 1
     pw_params = JointParams(iterations=3, num_slices=4, tv_weight=0.1, plane_wave_step=3.0)
@@ -45,8 +51,15 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     a, b = case()
     if world()[0] == 0:
-        np.savez(sys.argv[1], stem=a.volume.data, positions=a.positions[0], probes=a.probes,
-                 shifts=a.alignment.shifts, plane_wave=b.volume.data, world=world()[1])
+        np.savez(
+            sys.argv[1],
+            stem=a.volume.data,
+            positions=a.positions[0],
+            probes=a.probes,
+            shifts=a.alignment.shifts,
+            plane_wave=b.volume.data,
+            world=world()[1],
+        )
     if torch.distributed.is_initialized():
         # a clean shutdown: gloo's threads abort the process ("terminate called without an
         # active exception") when the interpreter exits with the group still alive

@@ -64,8 +64,7 @@ def viewer(make_napari_viewer):
 def _calibration(**overrides):
     from napari_ptychotomo.data import Calibration
 
-    values = dict(energy_eV=300e3, semiangle_mrad=20.0, detector_sampling_mrad=2.5,
-                  defocus=100.0, scan_step=0.5)
+    values = dict(energy_eV=300e3, semiangle_mrad=20.0, detector_sampling_mrad=2.5, defocus=100.0, scan_step=0.5)
     values.update(overrides)
     return Calibration(**values)
 
@@ -90,13 +89,19 @@ def tiny_msp():
     yy, xx = np.mgrid[:4, :4]
     positions = 8.0 + 0.6 * np.stack([yy.ravel(), xx.ravel()], axis=1)
     tilt_map = np.stack([np.where(xx.ravel() < 2, 3.0, -3.0), 0.5 * np.ones(16)], axis=1)
-    obj = (rng.normal(size=(3, 32, 32)) + 1j * np.abs(rng.normal(size=(3, 32, 32))) * 0.1)
+    obj = rng.normal(size=(3, 32, 32)) + 1j * np.abs(rng.normal(size=(3, 32, 32))) * 0.1
     return MSPResult(
         object=obj.astype(np.complex64),
         probe=(rng.normal(size=(2, 16, 16)) + 1j * rng.normal(size=(2, 16, 16))).astype(np.complex64),
-        positions=positions, tilt_mrad=np.array([0.0, 0.5]), slice_thickness=20.0,
-        pixel_size=0.3, energy_eV=300e3, tilt_map=tilt_map, loss_history=[1.0, 0.5],
-        tilt_deg=-20.0, scan_shape=(4, 4),
+        positions=positions,
+        tilt_mrad=np.array([0.0, 0.5]),
+        slice_thickness=20.0,
+        pixel_size=0.3,
+        energy_eV=300e3,
+        tilt_map=tilt_map,
+        loss_history=[1.0, 0.5],
+        tilt_deg=-20.0,
+        scan_shape=(4, 4),
     )
 
 
@@ -105,9 +110,16 @@ def small_simulated_scan():
     """SrTiO3 2×2×2 cells, 6×6 scan at 0.5 Å, 24×24 detector, 4 mrad mistilt (seed 0)."""
     from napari_ptychotomo.simulate import simulate_scan, srtio3_slab
 
-    return simulate_scan(srtio3_slab((2, 2, 2)), scan_shape=(6, 6), scan_step=0.5,
-                         detector_shape=(24, 24), num_slices=2, mistilt_mrad=(4.0, 0.0),
-                         dose=1e5, seed=0)
+    return simulate_scan(
+        srtio3_slab((2, 2, 2)),
+        scan_shape=(6, 6),
+        scan_step=0.5,
+        detector_shape=(24, 24),
+        num_slices=2,
+        mistilt_mrad=(4.0, 0.0),
+        dose=1e5,
+        seed=0,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -131,8 +143,7 @@ def _gaussian_volume(shape, voxel, atoms_zyx, width=0.5):
     grids = np.meshgrid(*(np.arange(n) * voxel for n in shape), indexing="ij")
     vol = np.zeros(shape)
     for z, y, x in atoms_zyx:
-        vol += 20.0 * np.exp(-((grids[0] - z) ** 2 + (grids[1] - y) ** 2 + (grids[2] - x) ** 2)
-                             / (2 * width**2))
+        vol += 20.0 * np.exp(-((grids[0] - z) ** 2 + (grids[1] - y) ** 2 + (grids[2] - x) ** 2) / (2 * width**2))
     return (vol * (1 + 0.05j)).astype(np.complex64)
 
 
@@ -160,11 +171,21 @@ def tiny_stem_series():
     for angle in (-30.0, 0.0, 30.0):
         euler = torch.tensor(np.deg2rad([0.0, angle, 0.0]), dtype=torch.float32)
         with torch.no_grad():
-            patterns = stem_intensities(torch.as_tensor(volume), euler, torch.zeros(2), probe, centred,
-                                        prop, slices, voxel, float(interaction_constant(energy)),
-                                        band_limit=False)
-        scans.append(ScanData(patterns.numpy().reshape(3, 3, window, window), cal,
-                              positions=pos.copy(), tilt_deg=angle))
+            patterns = stem_intensities(
+                torch.as_tensor(volume),
+                euler,
+                torch.zeros(2),
+                probe,
+                centred,
+                prop,
+                slices,
+                voxel,
+                float(interaction_constant(energy)),
+                band_limit=False,
+            )
+        scans.append(
+            ScanData(patterns.numpy().reshape(3, 3, window, window), cal, positions=pos.copy(), tilt_deg=angle)
+        )
     return TiltSeries(scans, np.array([-30.0, 0.0, 30.0]), truth={"volume": volume})
 
 
@@ -188,8 +209,15 @@ def tiny_hrtem_series():
     for angle in angles:
         euler = torch.tensor(np.deg2rad([0.0, angle, 0.0]), dtype=torch.float32)
         with torch.no_grad():
-            images = plane_wave_images(torch.as_tensor(volume), euler, torch.zeros(2), transfer, prop,
-                                       slices, voxel, float(interaction_constant(energy)))
-        stacks.append(DefocusSeries(images.numpy(), defoci, voxel, energy, float(angle),
-                                    defocus_reference="exit"))
+            images = plane_wave_images(
+                torch.as_tensor(volume),
+                euler,
+                torch.zeros(2),
+                transfer,
+                prop,
+                slices,
+                voxel,
+                float(interaction_constant(energy)),
+            )
+        stacks.append(DefocusSeries(images.numpy(), defoci, voxel, energy, float(angle), defocus_reference="exit"))
     return TiltSeries(stacks, angles, truth={"volume": volume})

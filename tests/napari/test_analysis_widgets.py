@@ -23,11 +23,17 @@ def gaussian_atoms(n=24, voxel=0.5, sigma=0.5, light=0.0):
 
 
 def test_resolution_table_lists_crossings_per_threshold_and_direction():
-    res = Resolution(frequency=np.array([0.0, 0.5]), fsc=np.array([1.0, 0.1]),
-                     crossings={"half_bit": 2.5, "0.143": np.nan},
-                     directional={"z": {"crossings": {"half_bit": 3.0, "0.143": 2.0}}})
+    res = Resolution(
+        frequency=np.array([0.0, 0.5]),
+        fsc=np.array([1.0, 0.1]),
+        crossings={"half_bit": 2.5, "0.143": np.nan},
+        directional={"z": {"crossings": {"half_bit": 3.0, "0.143": 2.0}}},
+    )
     assert resolution_table(res).splitlines() == [
-        "threshold: half_bit, 0.143", "all: 2.50 Å, < 2.00 Å", "z: 3.00 Å, 2.00 Å"]  # no crossing: Nyquist
+        "threshold: half_bit, 0.143",
+        "all: 2.50 Å, < 2.00 Å",
+        "z: 3.00 Å, 2.00 Å",
+    ]  # no crossing: Nyquist
 
 
 @pytest.mark.gui
@@ -38,8 +44,11 @@ def test_fsc_widget_finds_higher_resolution_for_less_noise(viewer, qtbot):
     volume, _ = gaussian_atoms()
     rng = np.random.default_rng(0)
     for name, noise in (("a", 0.05), ("b", 0.05)):
-        show(Volume(data=volume.data + noise * rng.normal(size=volume.shape).astype(np.float32),
-                    voxel_size=0.5), viewer, name=name)
+        show(
+            Volume(data=volume.data + noise * rng.normal(size=volume.shape).astype(np.float32), voxel_size=0.5),
+            viewer,
+            name=name,
+        )
     widget = ResolutionWidget(viewer, synchronous=True)
     widget.volume1.value, widget.volume2.value = "Volume (a)", "Volume (b)"
     widget.runner.run()
@@ -75,10 +84,14 @@ def test_atom_tracing_widget_finds_the_lattice_atoms_and_scores_them(viewer, not
 
 
 def test_score_line_names_recall_false_positives_rms_and_species():
-    score = {"recall": 0.995, "false_positives": 2, "false_positive_rate": 0.0112,
-             "rms_error_3d": 0.0834, "species_accuracy": 0.98}
-    assert score_line(score) == ("recall 0.99, false positives 2 (1.1 %), RMS error 0.08 Å, "
-                                 "species 98.0 % right")
+    score = {
+        "recall": 0.995,
+        "false_positives": 2,
+        "false_positive_rate": 0.0112,
+        "rms_error_3d": 0.0834,
+        "species_accuracy": 0.98,
+    }
+    assert score_line(score) == ("recall 0.99, false positives 2 (1.1 %), RMS error 0.08 Å, species 98.0 % right")
     assert "species" not in score_line({**score, "species_accuracy": np.nan})
 
 
@@ -91,8 +104,11 @@ def test_atom_tracing_widget_drops_broad_blobs_when_given_a_width_limit(viewer):
     grid = np.arange(volume.shape[0]) * volume.voxel_size
     blob = np.array([4.5, 4.5, 4.5])  # between lattice sites, as broad as two atoms
     r2 = sum((g - c) ** 2 for g, c in zip(np.meshgrid(grid, grid, grid, indexing="ij"), blob))
-    show(Volume(data=(volume.data + 0.6 * np.exp(-r2 / (2 * 0.7**2))).astype(np.float32),
-                voxel_size=volume.voxel_size), viewer, name="with blob")
+    show(
+        Volume(data=(volume.data + 0.6 * np.exp(-r2 / (2 * 0.7**2))).astype(np.float32), voxel_size=volume.voxel_size),
+        viewer,
+        name="with blob",
+    )
     show(truth, viewer, name="truth")
     widget = AtomTracingWidget(viewer, synchronous=True)
     widget.volume.value, widget.n_species.value, widget.device.value = "Volume (with blob)", 1, "cpu"
@@ -134,8 +150,9 @@ def test_atom_tracing_widget_scores_against_a_simulated_series_truth_in_another_
     padded = Volume(data=np.pad(truth_volume.data, 4), voxel_size=truth_volume.voxel_size)
     images = DefocusSeries(np.ones((1, 8, 8), np.float32), np.zeros(1), 0.5, 300e3)
     numbers = np.where(truth.species == 1, 79, 8)
-    series = TiltSeries([images], [0.0], truth={
-        "volume": truth_volume, "atoms": {"positions": truth.positions, "numbers": numbers}})
+    series = TiltSeries(
+        [images], [0.0], truth={"volume": truth_volume, "atoms": {"positions": truth.positions, "numbers": numbers}}
+    )
     show(series, viewer)
     show(padded, viewer, name="plane-wave")
     widget = AtomTracingWidget(viewer, synchronous=True)

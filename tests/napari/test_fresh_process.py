@@ -52,8 +52,7 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.gui
 def test_msp_widget_runs_in_a_fresh_process_after_the_viewer_exists():
     env = dict(os.environ, PTYCHOTOMO_PROGRESS="0")
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          timeout=400, env=env)
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=400, env=env)
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"exit code {done.returncode}:\n{output[-4000:]}"
     assert "status: done" in done.stdout, output[-4000:]

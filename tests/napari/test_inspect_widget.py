@@ -46,8 +46,7 @@ def test_line_profile_of_a_linear_ramp_is_linear_in_angstrom():
 def test_region_statistics_of_two_grains():
     positions = np.stack(np.meshgrid(np.arange(4.0), np.arange(4.0), indexing="ij"), -1).reshape(-1, 2)
     tilt_map = np.stack([np.where(positions[:, 1] < 2, 3.0, -3.0), np.full(16, 0.5)], 1)
-    left = points_in_shape(positions, np.array([[-0.5, -0.5], [-0.5, 1.5], [3.5, 1.5], [3.5, -0.5]]),
-                           "rectangle")
+    left = points_in_shape(positions, np.array([[-0.5, -0.5], [-0.5, 1.5], [3.5, 1.5], [3.5, -0.5]]), "rectangle")
     stats = region_statistics(tilt_map, left)
     assert stats["count"] == 8 and stats["theta_x"]["mean"] == 3.0 and stats["theta_x"]["std"] == 0.0
     assert stats["theta_y"]["median"] == 0.5
@@ -101,8 +100,9 @@ def test_inspect_tilt_map_overlay_and_region_statistics(viewer, not_blank, tiny_
     assert names[-2:] == ["MSP tilt map θx [tilt 2]", "MSP tilt map θy [tilt 2]"]
     assert "MSP summed phase [tilt 2]" in names and viewer.layers["MSP tilt map θx [tilt 2]"].opacity == 0.5
     # the grain on the left (x < 9.2 Å: scan columns 0 and 1) has θx = +3 mrad, θy = 0.5 mrad
-    viewer.add_shapes([np.array([[7.5, 7.5], [7.5, 9.0], [10.5, 9.0], [10.5, 7.5]])],
-                      shape_type="rectangle", name="grain")
+    viewer.add_shapes(
+        [np.array([[7.5, 7.5], [7.5, 9.0], [10.5, 9.0], [10.5, 7.5]])], shape_type="rectangle", name="grain"
+    )
     widget.region.value = "grain"
     widget.stats_button.clicked.emit()
     assert widget.status.value == "", widget.status.value

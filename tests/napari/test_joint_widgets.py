@@ -14,8 +14,8 @@ def test_orthogonal_mosaic_places_the_three_central_planes():
     slices = {"yx": np.full((ny, nx), 1.0), "zx": np.full((nz, nx), 2.0), "zy": np.arange(nz * ny).reshape(nz, ny)}
     mosaic = orthogonal_mosaic(slices, gap=1)
     assert mosaic.shape == (ny + 1 + nz, nx + 1 + nz)
-    assert np.all(mosaic[:ny, :nx] == 1.0) and np.all(mosaic[ny + 1:, :nx] == 2.0)
-    np.testing.assert_array_equal(mosaic[:ny, nx + 1:], slices["zy"].T)  # y down, z across
+    assert np.all(mosaic[:ny, :nx] == 1.0) and np.all(mosaic[ny + 1 :, :nx] == 2.0)
+    np.testing.assert_array_equal(mosaic[:ny, nx + 1 :], slices["zy"].T)  # y down, z across
     assert mosaic[-1, -1] == 0.0  # the empty corner holds the smallest value
     with pytest.raises(ValueError, match="expected"):
         orthogonal_mosaic({"yx": np.zeros((4, 5)), "zx": np.zeros((3, 4)), "zy": np.zeros((3, 4))})
@@ -41,8 +41,9 @@ def test_end_to_end_widget_fits_the_series_from_viewer_layers(viewer, not_blank,
 
     show(tiny_stem_series, viewer)
     # an alignment left by an earlier step in a layer's metadata is offered as the start
-    viewer.add_image(np.zeros((3, 4, 4)), name="phases",
-                     metadata={"alignment": Alignment.from_angles([-30.0, 0.0, 30.0])})
+    viewer.add_image(
+        np.zeros((3, 4, 4)), name="phases", metadata={"alignment": Alignment.from_angles([-30.0, 0.0, 30.0])}
+    )
     widget = EndToEndWidget(viewer, synchronous=True)
     assert widget.dataset.value == "Virtual bright field"
     assert list(widget.alignment_from.choices) == ["phases", NOMINAL]

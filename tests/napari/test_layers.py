@@ -84,8 +84,13 @@ def test_scattered_positions_become_points_coloured_by_bright_field(tiny_scan):
 
 def test_msp_layers_show_phase_slices_probe_positions_and_tilt_map(tiny_msp):
     layers = {kw["name"]: (data, kw, kind) for data, kw, kind in msp_layers(tiny_msp, 3)}
-    assert set(layers) == {"MSP phase [tilt 3]", "MSP probe [tilt 3]", "MSP positions [tilt 3]",
-                           "MSP tilt map θx [tilt 3]", "MSP tilt map θy [tilt 3]"}
+    assert set(layers) == {
+        "MSP phase [tilt 3]",
+        "MSP probe [tilt 3]",
+        "MSP positions [tilt 3]",
+        "MSP tilt map θx [tilt 3]",
+        "MSP tilt map θy [tilt 3]",
+    }
     phase, kw, _ = layers["MSP phase [tilt 3]"]
     sigma = float(interaction_constant(300e3))
     np.testing.assert_allclose(phase, sigma * tiny_msp.object.real, rtol=1e-5)
@@ -115,9 +120,12 @@ def test_volume_layer_is_scaled_by_voxel_size_and_placed_at_origin():
 
 
 def test_atoms_become_points_sized_and_coloured_by_species():
-    atoms = Atoms(positions=np.array([[0.0, 1, 2], [3, 4, 5], [6, 7, 8]]),
-                  species=np.array([0, 1, 1]), intensities=np.array([1.0, 5.0, 6.0]),
-                  names=["O", "Pt"])
+    atoms = Atoms(
+        positions=np.array([[0.0, 1, 2], [3, 4, 5], [6, 7, 8]]),
+        species=np.array([0, 1, 1]),
+        intensities=np.array([1.0, 5.0, 6.0]),
+        names=["O", "Pt"],
+    )
     ((data, kw, kind),) = atoms_layers(atoms, "traced", translate=(1.0, 1.0, 1.0))
     assert kind == "points" and kw["name"] == "Atoms (traced)" and data.shape == (3, 3)
     assert list(kw["features"]["element"]) == ["O", "Pt", "Pt"]
@@ -134,11 +142,14 @@ def test_project_layers_carry_alignment_and_resolution_in_volume_metadata(tiny_m
     from napari_ptychotomo.data import Alignment, Resolution
 
     volume = Volume(data=np.zeros((3, 3, 3), np.float32), voxel_size=0.5, origin=np.array([1.0, 1, 1]))
-    resolution = Resolution(frequency=np.array([0.1, 0.2]), fsc=np.array([1.0, 0.5]),
-                            crossings={"0.143": 3.0})
-    project = Project(msp={0: tiny_msp}, alignment=Alignment.from_angles([0.0]),
-                      volumes={"linear": volume}, resolution={"linear": resolution},
-                      atoms={"linear": Atoms(positions=np.zeros((1, 3)), species=np.zeros(1, int))})
+    resolution = Resolution(frequency=np.array([0.1, 0.2]), fsc=np.array([1.0, 0.5]), crossings={"0.143": 3.0})
+    project = Project(
+        msp={0: tiny_msp},
+        alignment=Alignment.from_angles([0.0]),
+        volumes={"linear": volume},
+        resolution={"linear": resolution},
+        atoms={"linear": Atoms(positions=np.zeros((1, 3)), species=np.zeros(1, int))},
+    )
     layers = {kw["name"]: kw for _, kw, _ in project_layers(project)}
     assert "MSP phase [tilt 0]" in layers and "Atoms (linear)" in layers
     assert layers["Volume (linear)"]["metadata"]["resolution"] is resolution

@@ -106,8 +106,7 @@ def test_msp_widget_docks_from_the_manifest_and_runs_in_a_thread(viewer, qtbot, 
 
 
 @pytest.mark.gui
-def test_msp_widget_passes_tilt_map_window_z_smoothness_defocus_and_steps_to_the_engine(
-        viewer, small_simulated_scan):
+def test_msp_widget_passes_tilt_map_window_z_smoothness_defocus_and_steps_to_the_engine(viewer, small_simulated_scan):
     widget = make_widget(viewer, small_simulated_scan, iterations=1)
     assert not widget.tilt_map_window.enabled  # only meaningful with a tilt map
     widget.tilt_map.value = True
@@ -160,16 +159,16 @@ def test_msp_widget_reports_a_bad_start_defocus_in_the_status_line(viewer, small
 
 
 @pytest.mark.gui
-def test_msp_widget_defaults_are_the_engines_and_every_start_defocus_mode_is_accepted(
-        viewer, small_simulated_scan):
+def test_msp_widget_defaults_are_the_engines_and_every_start_defocus_mode_is_accepted(viewer, small_simulated_scan):
     from napari_ptychotomo._napari.msp_widget import parse_defocus
     from napari_ptychotomo.ptycho import MSPParams
 
     widget = make_widget(viewer, small_simulated_scan)
     built = widget.params(small_simulated_scan)
     slices = int(widget.num_slices.value)
-    engine = MSPParams.from_calibration(small_simulated_scan.calibration, num_slices=slices,
-                                        thickness=float(widget.slice_thickness.value) * slices)
+    engine = MSPParams.from_calibration(
+        small_simulated_scan.calibration, num_slices=slices, thickness=float(widget.slice_thickness.value) * slices
+    )
     assert built.defocus == engine.defocus == "auto"
     assert built.z_smoothness == engine.z_smoothness and built.tilt_map_window == engine.tilt_map_window
     # object 2 V × slice thickness from iteration 0 (follows the thickness box), tilt 0.2 mrad from 2, …
@@ -183,8 +182,7 @@ def test_msp_widget_defaults_are_the_engines_and_every_start_defocus_mode_is_acc
 
 
 @pytest.mark.gui
-def test_one_depth_setting_gives_one_parameter_object_from_widget_toml_and_python(
-        viewer, small_simulated_scan):
+def test_one_depth_setting_gives_one_parameter_object_from_widget_toml_and_python(viewer, small_simulated_scan):
     """Two slices of 8 Å, written three ways, are the same MSPParams (object step 2 V × 8 Å)."""
     import tomllib
 
@@ -197,8 +195,12 @@ def test_one_depth_setting_gives_one_parameter_object_from_widget_toml_and_pytho
     widget.num_slices.value, widget.slice_thickness.value = 2, 8.0
     from_widget = widget.params(small_simulated_scan)
 
-    config = validate_config(tomllib.loads('[run]\nproject = "p.ptycho.h5"\n[input]\nsimulate = "default"\n[msp]\nnum_slices = 2\n'
-                                           'slice_thickness = 8.0\n'))
+    config = validate_config(
+        tomllib.loads(
+            '[run]\nproject = "p.ptycho.h5"\n[input]\nsimulate = "default"\n[msp]\nnum_slices = 2\n'
+            "slice_thickness = 8.0\n"
+        )
+    )
     from_toml = msp_params(calibration, config["msp"])
     from_python = MSPParams.from_calibration(calibration, num_slices=2, thickness=16.0)
 

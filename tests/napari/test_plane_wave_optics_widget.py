@@ -5,13 +5,26 @@ import pytest
 
 from napari_ptychotomo.data import TiltSeries
 
-OPTICS_FIELDS = ("aperture_mrad", "cs", "c12", "phi12", "focal_spread", "illumination_semiangle_mrad",
-                 "defocus_reference", "focal_spread_samples")
+OPTICS_FIELDS = (
+    "aperture_mrad",
+    "cs",
+    "c12",
+    "phi12",
+    "focal_spread",
+    "illumination_semiangle_mrad",
+    "defocus_reference",
+    "focal_spread_samples",
+)
 
 
 def _with_lens(series):
-    lens = dict(aperture_mrad=19.0, aberrations={"C30": 1.2e5, "C12": 20.0, "phi12": 0.5, "C23": 7.0},
-                focal_spread=30.0, illumination_semiangle_mrad=0.2, defocus_reference="exit")
+    lens = dict(
+        aperture_mrad=19.0,
+        aberrations={"C30": 1.2e5, "C12": 20.0, "phi12": 0.5, "C23": 7.0},
+        focal_spread=30.0,
+        illumination_semiangle_mrad=0.2,
+        defocus_reference="exit",
+    )
     return TiltSeries([s.with_optics(**lens) for s in series.scans], series.angles_deg, truth=series.truth)
 
 

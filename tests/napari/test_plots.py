@@ -7,8 +7,10 @@ from napari_ptychotomo._napari.plots import LivePlot, Panel
 
 def test_plot_draws_one_line_per_curve_and_keeps_the_curves(qtbot):
     plot = LivePlot()
-    panels = [Panel("tilt (°)", "shift (Å)", {"y": ([-1, 0, 1], [0.1, 0.0, -0.1]), "x": ([-1, 0, 1], [1, 2, 3])}),
-              Panel("step", "loss", {"loss": ([1, 2], [1.0, 0.0])}, log_y=True)]  # 0 is not drawn on a log axis
+    panels = [
+        Panel("tilt (°)", "shift (Å)", {"y": ([-1, 0, 1], [0.1, 0.0, -0.1]), "x": ([-1, 0, 1], [1, 2, 3])}),
+        Panel("step", "loss", {"loss": ([1, 2], [1.0, 0.0])}, log_y=True),
+    ]  # 0 is not drawn on a log axis
     plot.show(panels, "RMS shift 0.1 Å")
     assert plot.figure is not None and plot.drawn_lines() == 3
     assert plot.summary.value == "RMS shift 0.1 Å" and plot.panels[0].curves["x"][1] == [1, 2, 3]

@@ -19,8 +19,9 @@ def blob_volume(n=16, voxel=0.5):
 @pytest.mark.gui
 def test_open_npy_scan_and_mrc_volume_with_the_plugin(viewer, not_blank, tmp_path, tiny_scan):
     np.save(tmp_path / "scan.npy", np.asarray(tiny_scan.intensities))
-    (tmp_path / "scan.json").write_text(json.dumps(
-        {"energy_eV": 300e3, "semiangle_mrad": 20.0, "detector_sampling_mrad": 2.5, "scan_step": 0.5}))
+    (tmp_path / "scan.json").write_text(
+        json.dumps({"energy_eV": 300e3, "semiangle_mrad": 20.0, "detector_sampling_mrad": 2.5, "scan_step": 0.5})
+    )
     save(blob_volume(), tmp_path / "blob.mrc")
     viewer.open(str(tmp_path / "scan.npy"), plugin=PLUGIN)
     viewer.open(str(tmp_path / "blob.mrc"), plugin=PLUGIN)
@@ -40,8 +41,7 @@ def test_open_project_file_with_the_plugin(viewer, not_blank, tmp_path, tiny_msp
     save(Project(msp={0: tiny_msp}, volumes={"linear": blob_volume()}), path)
     viewer.open(str(path), plugin=PLUGIN)
     names = [layer.name for layer in viewer.layers]
-    assert {"MSP phase [tilt 0]", "MSP probe [tilt 0]", "MSP tilt map θx [tilt 0]",
-            "Volume (linear)"} <= set(names)
+    assert {"MSP phase [tilt 0]", "MSP probe [tilt 0]", "MSP tilt map θx [tilt 0]", "Volume (linear)"} <= set(names)
     assert tuple(viewer.layers["MSP phase [tilt 0]"].scale) == pytest.approx((20.0, 0.3, 0.3))
     for layer in viewer.layers:
         layer.visible = layer.name == "MSP tilt map θx [tilt 0]"
@@ -54,8 +54,7 @@ def test_save_layers_through_the_plugin_writers(viewer, tmp_path):
     from napari_ptychotomo.data import Atoms
 
     show(blob_volume(), viewer, name="linear")
-    show(Atoms(positions=np.array([[1.0, 2.0, 3.0]]), species=np.array([0]), names=["Pt"]),
-         viewer, name="traced")
+    show(Atoms(positions=np.array([[1.0, 2.0, 3.0]]), species=np.array([0]), names=["Pt"]), viewer, name="traced")
     viewer.layers["Volume (linear)"].save(str(tmp_path / "v.mrc"), plugin=PLUGIN)
     viewer.layers["Atoms (traced)"].save(str(tmp_path / "a.xyz"), plugin=PLUGIN)
     assert load(tmp_path / "v.mrc").voxel_size == pytest.approx(0.5)
@@ -63,12 +62,15 @@ def test_save_layers_through_the_plugin_writers(viewer, tmp_path):
 
 
 @pytest.mark.gui
-@pytest.mark.parametrize("key, expected", [
-    ("srtio3_scan", {"Virtual bright field": (12, 12)}),
-    ("nanoparticle_series", {"Virtual bright field": (5, 10, 10)}),
-    ("core_shell_potential", {"Volume (truth)": None, "Atoms (truth)": None}),
-    ("hrtem_series", {"Defocus images": (12, 3, 94, 94)}),
-])
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("srtio3_scan", {"Virtual bright field": (12, 12)}),
+        ("nanoparticle_series", {"Virtual bright field": (5, 10, 10)}),
+        ("core_shell_potential", {"Volume (truth)": None, "Atoms (truth)": None}),
+        ("hrtem_series", {"Defocus images": (12, 3, 94, 94)}),
+    ],
+)
 def test_sample_data_opens_as_scaled_layers(viewer, not_blank, key, expected):
     viewer.open_sample(PLUGIN, key)
     for name, shape in expected.items():

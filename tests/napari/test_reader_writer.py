@@ -28,11 +28,16 @@ def test_reader_claims_only_its_files(tmp_path):
 def test_project_file_opens_as_every_result(tmp_path, tiny_scan, tiny_msp):
     volume = Volume(data=np.arange(27, dtype=np.float32).reshape(3, 3, 3), voxel_size=0.7)
     path = tmp_path / "study.ptycho.h5"
-    save(Project(series=TiltSeries(scans=[tiny_scan, tiny_scan], angles_deg=[-5.0, 5.0]),
-                 msp={0: tiny_msp}, volumes={"linear": volume}), path)
+    save(
+        Project(
+            series=TiltSeries(scans=[tiny_scan, tiny_scan], angles_deg=[-5.0, 5.0]),
+            msp={0: tiny_msp},
+            volumes={"linear": volume},
+        ),
+        path,
+    )
     layers = by_name(napari_get_reader(str(path))(str(path)))
-    assert {"Virtual bright field", "MSP phase [tilt 0]",
-            "Volume (linear)"} <= set(layers)
+    assert {"Virtual bright field", "MSP phase [tilt 0]", "Volume (linear)"} <= set(layers)
     bright, kw, _ = layers["Virtual bright field"]
     assert bright.shape == (2, 6, 5) and kw["scale"] == (1.0, 0.5, 0.5)
     np.testing.assert_array_equal(layers["Volume (linear)"][0], volume.data)
@@ -43,8 +48,9 @@ def test_project_file_opens_as_every_result(tmp_path, tiny_scan, tiny_msp):
 def test_npy_scan_uses_its_json_sidecar(tmp_path, tiny_scan):
     path = tmp_path / "scan.npy"
     np.save(path, np.asarray(tiny_scan.intensities))
-    (tmp_path / "scan.json").write_text(json.dumps(
-        {"energy_eV": 200e3, "semiangle_mrad": 20.0, "detector_sampling_mrad": 1.5, "scan_step": 0.8}))
+    (tmp_path / "scan.json").write_text(
+        json.dumps({"energy_eV": 200e3, "semiangle_mrad": 20.0, "detector_sampling_mrad": 1.5, "scan_step": 0.8})
+    )
     layers = by_name(read_path(str(path)))
     assert layers["Virtual bright field"][0].shape == (6, 5)
     assert layers["Virtual bright field"][1]["scale"] == (0.8, 0.8)
@@ -76,10 +82,17 @@ def test_mrc_volume_and_tilt_stack_open_with_their_pixel_size(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".mrc", ".tif", ".ptycho.h5"])
 def test_image_writer_round_trips_a_volume_layer(tmp_path, suffix):
-    volume = Volume(data=np.random.default_rng(1).random((3, 4, 5), dtype=np.float32),
-                    voxel_size=0.6, origin=np.array([0.0, 1.2, 2.4]))
-    meta = {"name": "Volume (linear)", "scale": (0.6,) * 3, "translate": (0.0, 1.2, 2.4),
-            "metadata": {"result": volume, "kind": "volume", "volume_name": "linear"}}
+    volume = Volume(
+        data=np.random.default_rng(1).random((3, 4, 5), dtype=np.float32),
+        voxel_size=0.6,
+        origin=np.array([0.0, 1.2, 2.4]),
+    )
+    meta = {
+        "name": "Volume (linear)",
+        "scale": (0.6,) * 3,
+        "translate": (0.0, 1.2, 2.4),
+        "metadata": {"result": volume, "kind": "volume", "volume_name": "linear"},
+    }
     (written,) = write_image(str(tmp_path / f"out{suffix}"), volume.data, meta)
     back = load(written)
     back = back.volumes["linear"] if isinstance(back, Project) else back
@@ -97,8 +110,11 @@ def test_image_writer_builds_a_volume_from_a_plain_layer(tmp_path):
 
 
 def test_image_writer_saves_an_msp_result_whole_into_a_project(tmp_path, tiny_msp):
-    meta = {"name": "MSP phase [tilt 2]", "scale": (20.0, 0.3, 0.3),
-            "metadata": {"result": tiny_msp, "kind": "msp", "tilt_index": 2}}
+    meta = {
+        "name": "MSP phase [tilt 2]",
+        "scale": (20.0, 0.3, 0.3),
+        "metadata": {"result": tiny_msp, "kind": "msp", "tilt_index": 2},
+    }
     (written,) = write_image(str(tmp_path / "msp.ptycho.h5"), np.zeros((3, 32, 32)), meta)
     back = load(written)
     back = next(iter(back.msp.values())) if isinstance(back, Project) else back
@@ -108,8 +124,12 @@ def test_image_writer_saves_an_msp_result_whole_into_a_project(tmp_path, tiny_ms
 
 @pytest.mark.parametrize("suffix", [".xyz", ".csv"])
 def test_points_writer_saves_atoms_with_species(tmp_path, suffix):
-    atoms = Atoms(positions=np.array([[1.0, 2, 3], [4, 5, 6]]), species=np.array([0, 1]),
-                  intensities=np.array([1.5, 7.0]), names=["O", "Pt"])
+    atoms = Atoms(
+        positions=np.array([[1.0, 2, 3], [4, 5, 6]]),
+        species=np.array([0, 1]),
+        intensities=np.array([1.5, 7.0]),
+        names=["O", "Pt"],
+    )
     meta = {"name": "Atoms (traced)", "metadata": {"result": atoms, "kind": "atoms"}}
     (written,) = write_points(str(tmp_path / f"atoms{suffix}"), atoms.positions, meta)
     back = load(written)
@@ -131,10 +151,15 @@ def test_project_file_opens_with_only_its_latest_volume_and_atoms_visible(tmp_pa
     from napari_ptychotomo.data import Atoms
 
     blob = np.ones((4, 4, 4), np.float32)
-    save(Project(series=TiltSeries(scans=[tiny_scan, tiny_scan], angles_deg=[-5.0, 5.0]),
-                 msp={0: tiny_msp}, volumes={"linear": Volume(blob, 0.5), "end-to-end": Volume(blob, 0.5)},
-                 atoms={"end-to-end": Atoms(positions=np.zeros((1, 3)), species=np.zeros(1, int))}),
-         tmp_path / "p.ptycho.h5")
+    save(
+        Project(
+            series=TiltSeries(scans=[tiny_scan, tiny_scan], angles_deg=[-5.0, 5.0]),
+            msp={0: tiny_msp},
+            volumes={"linear": Volume(blob, 0.5), "end-to-end": Volume(blob, 0.5)},
+            atoms={"end-to-end": Atoms(positions=np.zeros((1, 3)), species=np.zeros(1, int))},
+        ),
+        tmp_path / "p.ptycho.h5",
+    )
     layers = napari_get_reader(str(tmp_path / "p.ptycho.h5"))(str(tmp_path / "p.ptycho.h5"))
     visible = {kw["name"] for _data, kw, _kind in layers if kw.get("visible", True)}
     assert visible == {"Volume (end-to-end)", "Atoms (end-to-end)"}

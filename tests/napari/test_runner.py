@@ -13,8 +13,7 @@ def counting_engine(n, tag="A", delay=0.0, fail_at=None):
             time.sleep(delay)
         if fail_at == k + 1:
             raise EngineError(f"diverged at step {k + 1}", partial=f"{tag} partial {k}")
-        yield Progress(step=k + 1, total=n, loss=1.0 / (k + 1), preview=(tag, k + 1),
-                       message=f"{tag} step {k + 1}/{n}")
+        yield Progress(step=k + 1, total=n, loss=1.0 / (k + 1), preview=(tag, k + 1), message=f"{tag} step {k + 1}/{n}")
     return f"{tag} final"
 
 
@@ -24,8 +23,13 @@ class Recorder:
 
     def runner(self, start, **kwargs):
         kwargs.setdefault("min_interval", 0.0)
-        return EngineRunner(start, on_progress=self.progress.append, on_result=self.results.append,
-                            on_stopped=lambda p: f"from preview {p.preview}", **kwargs)
+        return EngineRunner(
+            start,
+            on_progress=self.progress.append,
+            on_result=self.results.append,
+            on_stopped=lambda p: f"from preview {p.preview}",
+            **kwargs,
+        )
 
 
 def test_synchronous_run_relays_every_step_and_delivers_the_result(qtbot):
@@ -117,8 +121,9 @@ def test_threaded_previews_are_throttled_but_the_last_one_arrives(qtbot):
 
 def test_progress_that_must_show_is_never_held_back(qtbot):
     rec = Recorder()
-    runner = rec.runner(lambda: counting_engine(30, delay=0.002), min_interval=10.0,
-                        must_show=lambda p: p.step % 10 == 0)
+    runner = rec.runner(
+        lambda: counting_engine(30, delay=0.002), min_interval=10.0, must_show=lambda p: p.step % 10 == 0
+    )
     runner.run()
     qtbot.waitUntil(lambda: not runner.running, timeout=10000)
     assert [p.step for p in rec.progress] == [1, 10, 20, 30]

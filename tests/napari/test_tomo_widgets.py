@@ -17,8 +17,7 @@ def test_angles_parse_from_lists_and_ranges():
 def add_stack(viewer, blob_projections, noise=0.0):
     stack, angles = blob_projections
     data = stack + noise * np.random.default_rng(0).normal(size=stack.shape).astype(np.float32)
-    return viewer.add_image(data, name="phases", scale=(1.0, 0.5, 0.5),
-                            metadata={"angles_deg": angles})
+    return viewer.add_image(data, name="phases", scale=(1.0, 0.5, 0.5), metadata={"angles_deg": angles})
 
 
 @pytest.mark.gui
@@ -92,8 +91,9 @@ def test_align_widget_gives_alignment_volume_and_aligned_stack(viewer, blob_proj
     assert widget.runner.progress.value == widget.runner.progress.max
     shifts_panel, angles_panel = widget.shift_plot.panels  # the final alignment, per tilt
     np.testing.assert_allclose(shifts_panel.curves["x"][1], alignment.shifts[:, 1])
-    np.testing.assert_allclose(angles_panel.curves["θ − nominal"][1],
-                               alignment.euler_deg[:, 1] - blob_projections[1], atol=1e-9)
+    np.testing.assert_allclose(
+        angles_panel.curves["θ − nominal"][1], alignment.euler_deg[:, 1] - blob_projections[1], atol=1e-9
+    )
     assert widget.shift_plot.drawn_lines() == 5 and "RMS shift" in widget.shift_plot.summary.value
 
 
@@ -110,8 +110,7 @@ def test_projections_from_msp_stack_the_summed_phases_with_their_tilts(viewer, t
     assert widget.found.value.startswith("no MSP results")
     # scans centred on the objects, so the common field is nearly the whole object
     centred = tiny_msp.positions - tiny_msp.positions.mean(0) + 15.0 * tiny_msp.pixel_size
-    results = {k: replace(tiny_msp, tilt_deg=angle, positions=centred)
-               for k, angle in enumerate((-20.0, 0.0, 20.0))}
+    results = {k: replace(tiny_msp, tilt_deg=angle, positions=centred) for k, angle in enumerate((-20.0, 0.0, 20.0))}
     for k in (2, 0, 1):  # in any order: the stack follows the tilt index
         show(results[k], viewer, name=str(k))
     assert widget.found.value == "MSP results for tilts [0, 1, 2]"

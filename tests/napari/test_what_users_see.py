@@ -60,10 +60,8 @@ def _foreground_box(shot: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.mark.gui
-@pytest.mark.parametrize("key", ["srtio3_scan", "nanoparticle_series", "core_shell_potential",
-                                 "hrtem_series"])
-def test_sample_opens_without_unit_warnings_in_angstrom_and_fills_the_view(
-        viewer, qtbot, unit_warnings, key):
+@pytest.mark.parametrize("key", ["srtio3_scan", "nanoparticle_series", "core_shell_potential", "hrtem_series"])
+def test_sample_opens_without_unit_warnings_in_angstrom_and_fills_the_view(viewer, qtbot, unit_warnings, key):
     viewer.open_sample(PLUGIN, key)
     _draw(viewer, qtbot)
     assert unit_warnings == []
@@ -88,20 +86,30 @@ def _demo_like_project():
     from napari_ptychotomo.data import Atoms, Project, TiltSeries, Volume
     from napari_ptychotomo.simulate import simulate_scan, srtio3_slab
 
-    scan = simulate_scan(srtio3_slab((2, 2, 2)), scan_shape=(6, 6), scan_step=0.5,
-                         detector_shape=(24, 24), num_slices=2, dose=1e5, seed=0)
+    scan = simulate_scan(
+        srtio3_slab((2, 2, 2)),
+        scan_shape=(6, 6),
+        scan_step=0.5,
+        detector_shape=(24, 24),
+        num_slices=2,
+        dose=1e5,
+        seed=0,
+    )
     zz, yy, xx = np.mgrid[:24, :24, :24] - 11.5
     blob = np.exp(-(zz**2 + yy**2 + xx**2) / 20.0).astype(np.float32)
     volumes = {
-        "projections": Volume(data=blob[:5], voxel_size=0.4, units="rad",
-                              provenance={"axes": "tilt, y, x (a projection stack, not a volume)"}),
+        "projections": Volume(
+            data=blob[:5],
+            voxel_size=0.4,
+            units="rad",
+            provenance={"axes": "tilt, y, x (a projection stack, not a volume)"},
+        ),
         "aligned (low resolution)": Volume(data=blob, voxel_size=0.4),
         "linear": Volume(data=blob, voxel_size=0.4),
         "end-to-end": Volume(data=(blob + 0.1j * blob).astype(np.complex64), voxel_size=0.4, units="V"),
     }
     atoms = {"end-to-end": Atoms(positions=np.array([[4.6, 4.6, 4.6]]), species=np.array([0]))}
-    return Project(series=TiltSeries(scans=[scan, scan], angles_deg=[-10.0, 10.0]),
-                   volumes=volumes, atoms=atoms)
+    return Project(series=TiltSeries(scans=[scan, scan], angles_deg=[-10.0, 10.0]), volumes=volumes, atoms=atoms)
 
 
 @pytest.mark.gui
@@ -124,8 +132,7 @@ def test_project_opens_at_its_latest_volume_fitted_without_unit_warnings(viewer,
 
 
 @pytest.mark.gui
-def test_msp_run_beside_a_tilt_series_raises_no_unit_warnings(viewer, qtbot, unit_warnings,
-                                                             small_simulated_scan):
+def test_msp_run_beside_a_tilt_series_raises_no_unit_warnings(viewer, qtbot, unit_warnings, small_simulated_scan):
     from napari_ptychotomo import show
     from napari_ptychotomo._napari.msp_widget import MSPWidget
     from napari_ptychotomo.data import TiltSeries
@@ -143,7 +150,8 @@ def test_msp_run_beside_a_tilt_series_raises_no_unit_warnings(viewer, qtbot, uni
     assert not widget.loss_plot.native.isHidden()
     phase = viewer.layers["MSP phase [tilt 0]"]
     assert phase.axis_labels[-2:] == ("y", "x") and phase.scale[-1] == pytest.approx(
-        phase.metadata["result"].pixel_size)
+        phase.metadata["result"].pixel_size
+    )
     for layer in viewer.layers:
         layer.visible = layer.name == "MSP phase [tilt 0]"
     viewer.dims.set_point(0, 0)

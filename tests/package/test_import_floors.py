@@ -14,11 +14,24 @@ PACKAGE = "napari_ptychotomo"
 
 # floor of each top-level part; a module may import its own floor and those below
 FLOORS = {
-    "optics": 0, "_version": 0, "data": 0, "io": 0,
-    "physics": 1, "engine": 1, "engine_guards": 1, "threads": 1, "_triton": 1,
-    "ptycho": 2, "tomo": 2, "joint": 2, "analysis": 2, "simulate": 2,
+    "optics": 0,
+    "_version": 0,
+    "data": 0,
+    "io": 0,
+    "physics": 1,
+    "engine": 1,
+    "engine_guards": 1,
+    "threads": 1,
+    "_triton": 1,
+    "ptycho": 2,
+    "tomo": 2,
+    "joint": 2,
+    "analysis": 2,
+    "simulate": 2,
     "pipeline": 3,
-    "_napari": 4, "cli": 4, "__init__": 4,
+    "_napari": 4,
+    "cli": 4,
+    "__init__": 4,
 }
 
 # circles that are known and why they stay; anything else fails
@@ -116,8 +129,8 @@ def test_every_top_level_part_has_a_floor():
     assert parts <= set(FLOORS), f"parts without a floor in FLOORS: {sorted(parts - set(FLOORS))}"
 
 
-
 def test_no_floor_imports_a_floor_above_it():
-    upward = sorted(f"{module} → {dep}" for module, deps in import_graph().items()
-                    for dep in deps if _floor(dep) > _floor(module))
+    upward = sorted(
+        f"{module} → {dep}" for module, deps in import_graph().items() for dep in deps if _floor(dep) > _floor(module)
+    )
     assert not upward, "imports from a higher floor:\n" + "\n".join(upward)

@@ -31,8 +31,10 @@ def test_core_modules_do_not_import_gui_packages():
             continue
         for line in path.read_text().splitlines():
             words = line.strip().split()
-            if len(words) >= 2 and words[0] in ("import", "from") and words[1].split(".")[0] in (
-                "napari", "magicgui", "qtpy", "PyQt6", "PyQt5", "PySide6", "superqt"
+            if (
+                len(words) >= 2
+                and words[0] in ("import", "from")
+                and words[1].split(".")[0] in ("napari", "magicgui", "qtpy", "PyQt6", "PyQt5", "PySide6", "superqt")
             ):
                 offenders.append(f"{relative}: {line.strip()}")
     assert not offenders, offenders
@@ -40,17 +42,25 @@ def test_core_modules_do_not_import_gui_packages():
 
 def test_npe2_manifest_validates_with_imports():
     npe2 = Path(sys.executable).with_name("npe2")
-    done = subprocess.run(
-        [str(npe2), "validate", "napari-ptychotomo", "--imports"], capture_output=True, text=True
-    )
+    done = subprocess.run([str(npe2), "validate", "napari-ptychotomo", "--imports"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_top_level_exports_resolve():
     import napari_ptychotomo as p
 
-    for name in ("Calibration", "ScanData", "TiltSeries", "MSPResult", "Alignment", "Volume",
-                 "Resolution", "Atoms", "Progress", "run"):
+    for name in (
+        "Calibration",
+        "ScanData",
+        "TiltSeries",
+        "MSPResult",
+        "Alignment",
+        "Volume",
+        "Resolution",
+        "Atoms",
+        "Progress",
+        "run",
+    ):
         assert hasattr(p, name)
     with pytest.raises(AttributeError):
         p.no_such_thing  # noqa: B018

@@ -103,7 +103,7 @@ def test_forward_model_gradients_agree_with_finite_differences_in_float64():
     torch.manual_seed(0)
     n, sampling, lam, sigma = 16, 0.3, wavelength(300e3), interaction_constant(300e3)
     potential = (torch.randn(2, 28, 28, dtype=torch.float64) * 3).requires_grad_()
-    absorption = (torch.rand(2, 28, 28, dtype=torch.float64) * 0.5)
+    absorption = torch.rand(2, 28, 28, dtype=torch.float64) * 0.5
     probe = (torch.randn(2, n, n, dtype=torch.complex128) / n).requires_grad_()
     positions = torch.tensor([[12.3, 13.6], [15.1, 11.8]], dtype=torch.float64, requires_grad=True)
     tilt = torch.tensor([2.0, -1.0], dtype=torch.float64, requires_grad=True)
@@ -120,7 +120,13 @@ def test_forward_model_gradients_agree_with_finite_differences_in_float64():
     grads = torch.autograd.grad(value, args)
     eps = 1e-6
     checks = [
-        (0, (1, 13, 14)), (1, (0, 8, 8)), (2, (0, 1)), (2, (1, 0)), (3, (0,)), (3, (1,)), (4, ()),
+        (0, (1, 13, 14)),
+        (1, (0, 8, 8)),
+        (2, (0, 1)),
+        (2, (1, 0)),
+        (3, (0,)),
+        (3, (1,)),
+        (4, ()),
     ]
     for which, index in checks:
         bumped = [a.detach().clone() for a in args]
@@ -188,15 +194,15 @@ def test_checkerboard_waves_give_the_same_intensities_and_gradients(per_position
     b, m, s, n = 2, 2, 3, 8
     waves = torch.randn(b, m, n, n, dtype=torch.complex128, requires_grad=True)
     patches = torch.randn(b, s, n, n, dtype=torch.complex128, requires_grad=True)
-    prop = torch.randn(*((b, n, n) if per_position_propagator else (n, n)), dtype=torch.complex128,
-                       requires_grad=True)
+    prop = torch.randn(*((b, n, n) if per_position_propagator else (n, n)), dtype=torch.complex128, requires_grad=True)
     weights = torch.rand(b, n, n, dtype=torch.float64)
     sign = (-1.0) ** (torch.arange(n)[:, None] + torch.arange(n)[None, :])
     plain = torch.sum(weights * multislice_intensities(waves, patches, prop))
     checker = torch.sum(weights * multislice_intensities(waves * sign, patches, prop, checkerboard=True))
     assert checker.item() == pytest.approx(plain.item(), rel=1e-12)
-    for a, b_ in zip(torch.autograd.grad(checker, (waves, patches, prop)),
-                     torch.autograd.grad(plain, (waves, patches, prop))):
+    for a, b_ in zip(
+        torch.autograd.grad(checker, (waves, patches, prop)), torch.autograd.grad(plain, (waves, patches, prop))
+    ):
         assert torch.allclose(a, b_, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="even window"):
         multislice_intensities(waves[..., :7, :7], patches[..., :7, :7], prop[..., :7, :7], checkerboard=True)

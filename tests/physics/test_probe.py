@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 import torch
@@ -39,8 +38,9 @@ def test_wrong_astigmatism_angle_sign_is_detected(abtem_reference):
     aberrations = _reference_aberrations(ref["probe_b"])
     aberrations["phi12"] = -aberrations["phi12"]
     wave = ref["probe_b/wave_at_positions"][0]
-    ours = make_probe((128, 128), float(ref.attrs["sampling_A"]), 200e3, 21.4, aberrations,
-                      position=ref["positions_yx"][0])
+    ours = make_probe(
+        (128, 128), float(ref.attrs["sampling_A"]), 200e3, 21.4, aberrations, position=ref["positions_yx"][0]
+    )
     assert abs(np.vdot(wave / np.linalg.norm(wave), ours.numpy())) < 0.9
 
 

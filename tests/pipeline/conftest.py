@@ -9,8 +9,15 @@ def tiny_project(tmp_path_factory):
 
     particle = simulate.fcc_nanoparticle("Pt", size=8.0, shape="cuboctahedron", vacuum=2.0)
     series = simulate.simulate_tilt_series(
-        particle, np.linspace(-30, 30, 3), scan_shape=(8, 8), scan_step=0.6,
-        detector_shape=(32, 32), num_slices=2, dose=1e5, seed=0)
+        particle,
+        np.linspace(-30, 30, 3),
+        scan_shape=(8, 8),
+        scan_step=0.6,
+        detector_shape=(32, 32),
+        num_slices=2,
+        dose=1e5,
+        seed=0,
+    )
     path = tmp_path_factory.mktemp("tiny") / "tiny.ptycho.h5"
     save(Project(series=series), path)
     return path
@@ -23,8 +30,13 @@ def write_config():
 
 def _write_config(path, project, steps=("msp",), **sections):
     """A TOML configuration over ``project`` running ``steps``."""
-    lines = ["[run]", f'project = "{project}"', "steps = [" + ", ".join(f'"{s}"' for s in steps) + "]",
-             "[input]", 'simulate = "none"']
+    lines = [
+        "[run]",
+        f'project = "{project}"',
+        "steps = [" + ", ".join(f'"{s}"' for s in steps) + "]",
+        "[input]",
+        'simulate = "none"',
+    ]
     for name, table in sections.items():
         lines.append(f"[{name}]")
         for key, value in table.items():

@@ -18,6 +18,7 @@ linux = pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linu
 def _failing(exc):
     def cmd(args):
         raise exc
+
     return cmd
 
 
@@ -27,16 +28,19 @@ def _main_with(monkeypatch, tmp_path, exc) -> int:
 
 
 def test_torch_cpu_allocator_failure_is_out_of_memory_without_its_prefix(tmp_path, capsys, monkeypatch):
-    exc = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
-                       "allocate memory: you tried to allocate 8589934592 bytes. Error code 12")
+    exc = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+        "allocate memory: you tried to allocate 8589934592 bytes. Error code 12"
+    )
     assert _main_with(monkeypatch, tmp_path, exc) == cli.EXIT_ENGINE
     err = capsys.readouterr().err
     assert "out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate" in err
     assert "enforce fail" not in err and "batch_size" in err
 
 
-@pytest.mark.parametrize("text", ["DefaultCPUAllocator: not enough memory: you tried to allocate 1 GB",
-                                  "MPS backend out of memory"])
+@pytest.mark.parametrize(
+    "text", ["DefaultCPUAllocator: not enough memory: you tried to allocate 1 GB", "MPS backend out of memory"]
+)
 def test_other_allocator_messages_are_out_of_memory(tmp_path, capsys, monkeypatch, text):
     assert _main_with(monkeypatch, tmp_path, RuntimeError(text)) == cli.EXIT_ENGINE
     assert "reconstruction failed: out of memory" in capsys.readouterr().err
@@ -55,9 +59,12 @@ def test_an_unrelated_runtime_error_is_not_called_out_of_memory(tmp_path, monkey
 
 
 def test_h5py_permission_error_names_the_file_from_its_message(tmp_path, capsys, monkeypatch):
-    exc = PermissionError(errno.EACCES, "Unable to synchronously create file (unable to open file: "
-                          "name = '/data/out/p.ptycho.h5', errno = 13, error message = 'Permission "
-                          "denied', flags = 13, o_flags = 242)")
+    exc = PermissionError(
+        errno.EACCES,
+        "Unable to synchronously create file (unable to open file: "
+        "name = '/data/out/p.ptycho.h5', errno = 13, error message = 'Permission "
+        "denied', flags = 13, o_flags = 242)",
+    )
     assert _main_with(monkeypatch, tmp_path, exc) == cli.EXIT_DATA
     err = capsys.readouterr().err
     assert "permission denied: /data/out/p.ptycho.h5:" in err and "Traceback" not in err
@@ -77,13 +84,13 @@ def test_disk_full_names_the_file(tmp_path, capsys, monkeypatch):
 
 def _run(script: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @linux
-def test_job_over_the_address_space_limit_is_refused_before_work_with_a_batch_that_fits(
-        tmp_path, tiny_project):
+def test_job_over_the_address_space_limit_is_refused_before_work_with_a_batch_that_fits(tmp_path, tiny_project):
     """MSP with 16 modes and 16 slices needs about 9 MiB per pattern of a batch; under an
     address-space limit that leaves 80 MiB, batch_size = 64 is refused before any work
     (exit 4), naming RLIMIT_AS and a batch size that fits."""
@@ -109,15 +116,15 @@ def test_job_over_the_address_space_limit_is_refused_before_work_with_a_batch_th
     assert 1 <= fits < 64
 
 
-def test_an_end_to_end_volume_too_big_is_refused_before_work(tmp_path, tiny_project, capsys,
-                                                             monkeypatch):
+def test_an_end_to_end_volume_too_big_is_refused_before_work(tmp_path, tiny_project, capsys, monkeypatch):
     from napari_ptychotomo.io import guards
 
     project = tmp_path / "study.ptycho.h5"
     shutil.copy(tiny_project, project)
     monkeypatch.setattr(guards, "memory_limit", lambda: (4 << 30, "a 4 GiB test limit"))
-    code = cli.main(["--quiet", "end-to-end", str(project), "--set", "volume_shape=[1024, 1024, 1024]",
-                     "--set", "iterations=1"])
+    code = cli.main(
+        ["--quiet", "end-to-end", str(project), "--set", "volume_shape=[1024, 1024, 1024]", "--set", "iterations=1"]
+    )
     err = capsys.readouterr().err
     assert code == cli.EXIT_ENGINE, err
     assert "1024×1024×1024 voxels (end_to_end.volume_shape" in err and "a 4 GiB test limit" in err

@@ -126,16 +126,18 @@ def test_dry_run_says_per_step_whether_it_runs_and_why_not(tmp_path, capsys):
     from napari_ptychotomo import cli
 
     config = tmp_path / "run.toml"
-    config.write_text('[run]\nproject = "p.ptycho.h5"\nsteps = ["denoise", "end_to_end", "resolution"]\n'
-                      '[denoise]\nmethod = "tv"\n')
+    config.write_text(
+        '[run]\nproject = "p.ptycho.h5"\nsteps = ["denoise", "end_to_end", "resolution"]\n[denoise]\nmethod = "tv"\n'
+    )
     assert cli.main(["run", str(config), "--dry-run"]) == cli.EXIT_OK
     lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()}
     assert "run" in lines["denoise"] and "method=tv" in lines["denoise"]
     assert "defaults" in lines["end_to_end"]
     # the default input is a simulation: with no halves, only the FSC against its truth
     assert "run (truth only)" in lines["resolution"] and "half_data = false" in lines["resolution"]
-    config.write_text('[run]\nproject = "p.ptycho.h5"\nsteps = ["end_to_end", "resolution"]\n'
-                      '[input]\npath = "scan.npy"\n')
+    config.write_text(
+        '[run]\nproject = "p.ptycho.h5"\nsteps = ["end_to_end", "resolution"]\n[input]\npath = "scan.npy"\n'
+    )
     np.save(tmp_path / "scan.npy", np.ones((2, 2, 4, 4), np.float32))
     assert cli.main(["run", str(config), "--dry-run"]) == cli.EXIT_OK
     lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()}
@@ -157,7 +159,9 @@ def test_every_template_setting_has_help():
     for step in STEP_ORDER:
         source = STEPS[step].docs
         helps = _docstring_help(source()) if source else {}
-        bare = [key for key, (_default, text) in step_settings(step).items()
-                if not (text or helps.get(key) or (step, key) in HELP_NOTES)
-                and key not in PYTHON_ONLY.get(step, ())]
+        bare = [
+            key
+            for key, (_default, text) in step_settings(step).items()
+            if not (text or helps.get(key) or (step, key) in HELP_NOTES) and key not in PYTHON_ONLY.get(step, ())
+        ]
         assert not bare, f"[{step}] settings without help: {bare}"

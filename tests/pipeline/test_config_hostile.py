@@ -13,8 +13,7 @@ from napari_ptychotomo.pipeline import ConfigError, load_config, validate_config
 
 
 def _base(tmp_path, **sections):
-    config = {"run": {"project": str(tmp_path / "x.ptycho.h5"), "steps": ["msp"]},
-              "input": {"simulate": "default"}}
+    config = {"run": {"project": str(tmp_path / "x.ptycho.h5"), "steps": ["msp"]}, "input": {"simulate": "default"}}
     config.update(sections)
     return config
 
@@ -36,14 +35,17 @@ def test_msp_defocus_of_another_word_is_refused_naming_the_field(tmp_path):
         validate_config(_base(tmp_path, msp={"defocus": "far"}))
 
 
-@pytest.mark.parametrize("body, message", [
-    ('[msp]\nbatch_size = "big"', r"msp\.batch_size: expected an integer, got 'big' \(str\)"),
-    ('[msp]\ntilt_mrad = ["a", "b"]', r"msp\.tilt_mrad\[0\]: expected a number, got 'a' \(str\)"),
-    ("[msp]\niterations = 0", r"msp\.iterations = 0; expected an integer of at least 1"),
-    ("[msp]\nslice_thickness = -5.0", r"msp\.slice_thickness = -5\.0; expected a number ≥ 0"),
-    ("[msp]\nrates = {object = [1.0, -2]}", r"msp\.rates\.object = \[1\.0, -2\]; expected \[step ≥ 0"),
-    ("[msp]\nobject_step_decay = 2.0", r"msp\.object_step_decay = 2\.0; expected a fraction"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('[msp]\nbatch_size = "big"', r"msp\.batch_size: expected an integer, got 'big' \(str\)"),
+        ('[msp]\ntilt_mrad = ["a", "b"]', r"msp\.tilt_mrad\[0\]: expected a number, got 'a' \(str\)"),
+        ("[msp]\niterations = 0", r"msp\.iterations = 0; expected an integer of at least 1"),
+        ("[msp]\nslice_thickness = -5.0", r"msp\.slice_thickness = -5\.0; expected a number ≥ 0"),
+        ("[msp]\nrates = {object = [1.0, -2]}", r"msp\.rates\.object = \[1\.0, -2\]; expected \[step ≥ 0"),
+        ("[msp]\nobject_step_decay = 2.0", r"msp\.object_step_decay = 2\.0; expected a fraction"),
+    ],
+)
 def test_dry_run_refuses_wrong_types_and_ranges_naming_the_field(tmp_path, capsys, body, message):
     path = _toml(tmp_path, body)
     assert cli.main(["run", str(path), "--dry-run"]) == cli.EXIT_USAGE
@@ -80,8 +82,9 @@ def test_project_that_is_a_folder_is_named(tmp_path, capsys):
 def test_unwritable_output_folder_stops_before_any_work(tmp_path, capsys, monkeypatch):
     path = _toml(tmp_path, "")
     real = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if os.fspath(p) == str(tmp_path)
-                        else real(p, mode, **k))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **k: False if os.fspath(p) == str(tmp_path) else real(p, mode, **k)
+    )
     assert cli.main(["run", str(path)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert f"cannot write in '{tmp_path}'" in err and "p.ptycho.h5" in err
@@ -90,8 +93,9 @@ def test_unwritable_output_folder_stops_before_any_work(tmp_path, capsys, monkey
     assert f"cannot write in '{tmp_path}'" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root writes into every folder whatever its permissions")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into every folder whatever its permissions"
+)
 def test_unwritable_output_folder_for_real(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -108,14 +112,16 @@ def test_unwritable_output_folder_for_real(tmp_path, capsys):
 def _failing_info(exc):
     def cmd(args):
         raise exc
+
     return cmd
 
 
 def test_out_of_memory_is_a_reconstruction_failure_with_advice(tmp_path, capsys, monkeypatch):
     import torch
 
-    monkeypatch.setattr(cli, "cmd_info", _failing_info(
-        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.00 GiB")))
+    monkeypatch.setattr(
+        cli, "cmd_info", _failing_info(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.00 GiB"))
+    )
     assert cli.main(["info", str(tmp_path / "x")]) == cli.EXIT_ENGINE
     err = capsys.readouterr().err
     assert "out of memory (CUDA out of memory. Tried to allocate 6.00 GiB)" in err

@@ -15,8 +15,13 @@ def test_demo_runs_the_whole_chain_and_writes_an_overview(tmp_path):
     # fast demo's linear volume does (measured 68 traced, 18 false, with 1 thread; 126, 77
     # false, with 2: the tracer's false positives are what issue-20 work must remove)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([str(exe), "demo", "--fast", "--no-viewer", "--output", str(tmp_path)],
-                          capture_output=True, text=True, timeout=1500, env=env)
+    done = subprocess.run(
+        [str(exe), "demo", "--fast", "--no-viewer", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=env,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "overview" in done.stdout
     # the halves share their start, probes and alignment: no resolution from them, and

@@ -15,18 +15,29 @@ from napari_ptychotomo.pipeline.config import ConfigError, validate_config
 @pytest.fixture(scope="module")
 def hrtem_project(tmp_path_factory):
     rng = np.random.default_rng(0)
-    stacks = [DefocusSeries((1 + 0.1 * rng.standard_normal((2, 16, 16))).astype(np.float32),
-                            np.array([0.0, 50.0]), 0.5, 300e3, float(a), aperture_mrad=20.0,
-                            aberrations={"C30": 1e5}) for a in (-30.0, 30.0)]
+    stacks = [
+        DefocusSeries(
+            (1 + 0.1 * rng.standard_normal((2, 16, 16))).astype(np.float32),
+            np.array([0.0, 50.0]),
+            0.5,
+            300e3,
+            float(a),
+            aperture_mrad=20.0,
+            aberrations={"C30": 1e5},
+        )
+        for a in (-30.0, 30.0)
+    ]
     path = tmp_path_factory.mktemp("hrtem") / "hrtem.ptycho.h5"
     save(Project(series=TiltSeries(stacks, [-30.0, 30.0])), path)
     return path
 
 
 def _config(project, **end_to_end):
-    return {"run": {"project": str(project), "steps": ["end_to_end"], "device": "cpu"},
-            "input": {"simulate": "none"},
-            "end_to_end": {"iterations": 2, "num_slices": 2, "volume_shape": [16, 16, 16], **end_to_end}}
+    return {
+        "run": {"project": str(project), "steps": ["end_to_end"], "device": "cpu"},
+        "input": {"simulate": "none"},
+        "end_to_end": {"iterations": 2, "num_slices": 2, "volume_shape": [16, 16, 16], **end_to_end},
+    }
 
 
 def test_plane_wave_project_runs_with_the_series_optics_or_the_configured_ones(tmp_path, hrtem_project, monkeypatch):
@@ -55,14 +66,17 @@ def test_plane_wave_project_runs_with_the_series_optics_or_the_configured_ones(t
     assert load(project, as_project=True).series.scans[0].aperture_mrad == 20.0  # the data stay as recorded
 
 
-@pytest.mark.parametrize("optics, message", [
-    ({"aperture": 19.0}, "end_to_end.optics.aperture is not an optics setting; did you mean 'aperture_mrad'?"),
-    ({"focal_spread": "30"}, "end_to_end.optics.focal_spread: expected a number"),
-    ({"focal_spread": -2.0}, "end_to_end.optics.focal_spread = -2.0"),
-    ({"defocus_reference": "top"}, "end_to_end.optics.defocus_reference = 'top'"),
-    ({"aberrations": {"Cs": 1e5}}, "end_to_end.optics.aberrations has unknown key(s) ['Cs']"),
-    ({"illumination_semiangle_mrad": 50.0}, "end_to_end.optics.illumination_semiangle_mrad = 50.0"),
-])
+@pytest.mark.parametrize(
+    "optics, message",
+    [
+        ({"aperture": 19.0}, "end_to_end.optics.aperture is not an optics setting; did you mean 'aperture_mrad'?"),
+        ({"focal_spread": "30"}, "end_to_end.optics.focal_spread: expected a number"),
+        ({"focal_spread": -2.0}, "end_to_end.optics.focal_spread = -2.0"),
+        ({"defocus_reference": "top"}, "end_to_end.optics.defocus_reference = 'top'"),
+        ({"aberrations": {"Cs": 1e5}}, "end_to_end.optics.aberrations has unknown key(s) ['Cs']"),
+        ({"illumination_semiangle_mrad": 50.0}, "end_to_end.optics.illumination_semiangle_mrad = 50.0"),
+    ],
+)
 def test_bad_optics_in_the_config_are_refused_naming_the_field(hrtem_project, optics, message):
     with pytest.raises(ConfigError) as info:
         validate_config(_config(hrtem_project, optics=optics))

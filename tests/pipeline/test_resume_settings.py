@@ -39,8 +39,9 @@ def test_the_record_holds_what_shapes_results_and_not_the_device(tmp_path, study
 
 
 def test_changes_name_field_old_and_new_and_compare_numbers_by_value():
-    assert settings_changes({"msp.iterations": 2, "msp.defocus": 150}, {"msp.iterations": 4,
-                            "msp.defocus": 150.0}) == [("msp.iterations", 2, 4)]
+    assert settings_changes({"msp.iterations": 2, "msp.defocus": 150}, {"msp.iterations": 4, "msp.defocus": 150.0}) == [
+        ("msp.iterations", 2, 4)
+    ]
     assert settings_changes({}, {"msp.num_modes": 2}) == [("msp.num_modes", "(not set)", 2)]
 
 
@@ -62,8 +63,7 @@ def test_resume_after_changing_a_setting_is_refused_naming_it(tmp_path, study, w
 
 def test_restart_step_recomputes_that_step(tmp_path, study, write_config):
     assert _run(_config(tmp_path, study, write_config, iterations=1, tilts=[0])) == 0
-    assert _run(_config(tmp_path, study, write_config, iterations=2, tilts=[0]),
-                "--restart-step", "msp") == 0
+    assert _run(_config(tmp_path, study, write_config, iterations=2, tilts=[0]), "--restart-step", "msp") == 0
     result = load(study).msp[0]
     assert len(result.loss_history) == 2
     assert json.loads(result.provenance["settings"])["msp.iterations"] == 2

@@ -55,9 +55,23 @@ def _plane_potential(shape, pixel_size, origin, layer, shift_x, shift_y):
     return out
 
 
-def make_scan(scan_shape=(16, 16), step=0.4, detector=32, mrad_per_px=3.2, energy=300e3,
-              semiangle=25.0, defocus=40.0, planes=40, mistilt=(4.0, 0.0), grain_tilts=None,
-              dose=1e5, source_fwhm=0.0, position_error=0.0, aberrations=None, seed=0):
+def make_scan(
+    scan_shape=(16, 16),
+    step=0.4,
+    detector=32,
+    mrad_per_px=3.2,
+    energy=300e3,
+    semiangle=25.0,
+    defocus=40.0,
+    planes=40,
+    mistilt=(4.0, 0.0),
+    grain_tilts=None,
+    dose=1e5,
+    source_fwhm=0.0,
+    position_error=0.0,
+    aberrations=None,
+    seed=0,
+):
     """A noisy 4D-STEM scan of the SrTiO3-like slab with its ground truth.
 
     ``mistilt`` (θx, θy) mrad; ``grain_tilts`` (left, right) θx mrad of a two-grain
@@ -68,15 +82,18 @@ def make_scan(scan_shape=(16, 16), step=0.4, detector=32, mrad_per_px=3.2, energ
     of the probe (e.g. ``{"C12": 50, "phi12": 0.3}``).
     """
     rng = np.random.default_rng(seed)
-    cal = Calibration(energy_eV=energy, semiangle_mrad=semiangle, detector_sampling_mrad=mrad_per_px,
-                      defocus=defocus, scan_step=step)
+    cal = Calibration(
+        energy_eV=energy, semiangle_mrad=semiangle, detector_sampling_mrad=mrad_per_px, defocus=defocus, scan_step=step
+    )
     dx = cal.pixel_size((detector, detector))[0]
     ny, nx = scan_shape
     yy, xx = np.meshgrid(np.arange(ny) * step, np.arange(nx) * step, indexing="ij")
     raster = np.stack([yy.ravel(), xx.ravel()], axis=1) + 0.3 * LATTICE  # start off a column
     margin = detector // 2 + 6
-    shape = (int(np.ceil((raster[:, 0].max() - raster[:, 0].min()) / dx)) + 2 * margin,
-             int(np.ceil((raster[:, 1].max() - raster[:, 1].min()) / dx)) + 2 * margin)
+    shape = (
+        int(np.ceil((raster[:, 0].max() - raster[:, 0].min()) / dx)) + 2 * margin,
+        int(np.ceil((raster[:, 1].max() - raster[:, 1].min()) / dx)) + 2 * margin,
+    )
     origin = raster.min(axis=0) - margin * dx
     split = float(np.mean(raster[:, 1]))
 
@@ -85,21 +102,27 @@ def make_scan(scan_shape=(16, 16), step=0.4, detector=32, mrad_per_px=3.2, energ
         z = (j + 0.5) * PLANE
         if grain_tilts is not None:
             left, right = grain_tilts
+
             def sx(ax, z=z, left=left, right=right):
                 return z * np.tan(np.where(ax < split, left, right) * 1e-3)
+
             def sy(ay):
                 return 0.0 * ay
         else:
+
             def sx(ax, z=z):
                 return z * np.tan(mistilt[0] * 1e-3) + 0 * ax
+
             def sy(ay, z=z):
                 return z * np.tan(mistilt[1] * 1e-3) + 0 * ay
+
         slices.append(_plane_potential(shape, dx, origin, LAYERS[j % 2], sx, sy))
     potential = np.stack(slices)
     # the projection along the atomic columns: every plane's atoms at their entrance-surface
     # (x, y); this is what a tilt-corrected reconstruction's summed slices should show
-    column_projection = sum(_plane_potential(shape, dx, origin, LAYERS[j % 2], lambda a: 0 * a, lambda a: 0 * a)
-                            for j in range(2)) * (planes / 2)
+    column_projection = sum(
+        _plane_potential(shape, dx, origin, LAYERS[j % 2], lambda a: 0 * a, lambda a: 0 * a) for j in range(2)
+    ) * (planes / 2)
 
     sigma = interaction_constant(energy)
     t = transmission(torch.tensor(potential, dtype=torch.float32), sigma)
@@ -114,7 +137,8 @@ def make_scan(scan_shape=(16, 16), step=0.4, detector=32, mrad_per_px=3.2, energ
             weights /= weights.sum()
             intensities = sum(
                 w * forward_intensities(t, probe[None], centres + torch.tensor([a * s * 0.8, b * s * 0.8]), prop)
-                for w, (a, b) in zip(weights, offsets))
+                for w, (a, b) in zip(weights, offsets)
+            )
         else:
             intensities = forward_intensities(t, probe[None], centres, prop)
     intensities = intensities.numpy().astype(np.float64)
@@ -134,8 +158,12 @@ def make_scan(scan_shape=(16, 16), step=0.4, detector=32, mrad_per_px=3.2, energ
         "pixel_size": dx,
         "defocus": defocus,
     }
-    return ScanData(intensities=intensities.reshape(ny, nx, detector, detector).astype(np.float32),
-                    calibration=cal, positions=given, truth=truth)
+    return ScanData(
+        intensities=intensities.reshape(ny, nx, detector, detector).astype(np.float32),
+        calibration=cal,
+        positions=given,
+        truth=truth,
+    )
 
 
 def pearson_over_scan(result, scan, border=0.0, key="column_projection"):
@@ -149,7 +177,6 @@ def pearson_over_scan(result, scan, border=0.0, key="column_projection"):
     raster = truth["positions"]
     lo = np.ceil((raster.min(0) + border - origin_rec) / dx).astype(int)
     hi = np.floor((raster.max(0) - border - origin_rec) / dx).astype(int)
-    phase = result.phase()[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1]
-    true = truth[key][lo[0] + offset[0]:hi[0] + 1 + offset[0],
-                                        lo[1] + offset[1]:hi[1] + 1 + offset[1]]
+    phase = result.phase()[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1]
+    true = truth[key][lo[0] + offset[0] : hi[0] + 1 + offset[0], lo[1] + offset[1] : hi[1] + 1 + offset[1]]
     return float(np.corrcoef(phase.ravel(), true.ravel())[0, 1])

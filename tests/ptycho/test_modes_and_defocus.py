@@ -21,9 +21,15 @@ def test_three_probe_modes_fit_partially_coherent_data_better_than_one():
     scan = make_scan(scan_shape=(12, 12), planes=6, mistilt=(0.0, 0.0), source_fwhm=0.8, dose=None)
     errors = {}
     for modes in (1, 3):
-        params = MSPParams.from_calibration(scan.calibration, thickness=scan.truth["thickness"], num_slices=1,
-                                            num_modes=modes, iterations=30, learn_tilt=False,
-                                            learn_thickness=False)
+        params = MSPParams.from_calibration(
+            scan.calibration,
+            thickness=scan.truth["thickness"],
+            num_slices=1,
+            num_modes=modes,
+            iterations=30,
+            learn_tilt=False,
+            learn_thickness=False,
+        )
         result = reconstruct_msp(scan, params, device="cpu")
         errors[modes] = result.loss_history[-1]
         assert result.probe.shape[0] == modes
@@ -32,8 +38,15 @@ def test_three_probe_modes_fit_partially_coherent_data_better_than_one():
 
 def test_probe_modes_stay_orthogonal():
     scan = make_scan(scan_shape=(6, 6), planes=2, mistilt=(0.0, 0.0), source_fwhm=0.8, dose=None)
-    params = MSPParams.from_calibration(scan.calibration, thickness=4.0, num_slices=1, num_modes=3,
-                                        iterations=4, learn_tilt=False, learn_thickness=False)
+    params = MSPParams.from_calibration(
+        scan.calibration,
+        thickness=4.0,
+        num_slices=1,
+        num_modes=3,
+        iterations=4,
+        learn_tilt=False,
+        learn_thickness=False,
+    )
     probe = reconstruct_msp(scan, params, device="cpu").probe.reshape(3, -1)
     gram = probe.conj() @ probe.T
     off = np.abs(gram - np.diag(np.diag(gram)))
@@ -43,8 +56,16 @@ def test_probe_modes_stay_orthogonal():
 @pytest.mark.parametrize("defocus", [150.0, 300.0])
 def test_bright_field_defocus_within_10_percent(defocus):
     # measured: 142.9 Å for 150, 290.2 Å for 300 (96 px detector); 199.1 Å for 200
-    scan = make_scan(scan_shape=(20, 20), step=0.8, detector=64, mrad_per_px=2.0, planes=2,
-                     defocus=defocus, mistilt=(0.0, 0.0), seed=1)
+    scan = make_scan(
+        scan_shape=(20, 20),
+        step=0.8,
+        detector=64,
+        mrad_per_px=2.0,
+        planes=2,
+        defocus=defocus,
+        mistilt=(0.0, 0.0),
+        seed=1,
+    )
     found = estimate_defocus(scan)
     assert abs(found["defocus"] / defocus - 1) < 0.10
     assert found["contrast_gain"] > 1
@@ -65,26 +86,43 @@ def test_estimate_defocus_needs_a_raster():
 
 
 def test_reconstruction_can_start_from_the_bright_field_estimate():
-    scan = make_scan(scan_shape=(20, 20), step=0.8, detector=64, mrad_per_px=2.0, planes=2,
-                     defocus=200.0, mistilt=(0.0, 0.0), seed=1)
+    scan = make_scan(
+        scan_shape=(20, 20), step=0.8, detector=64, mrad_per_px=2.0, planes=2, defocus=200.0, mistilt=(0.0, 0.0), seed=1
+    )
     scan.calibration.defocus = 0.0  # the calibration does not know it
-    params = MSPParams.from_calibration(scan.calibration, thickness=4.0, num_slices=1, iterations=1,
-                                        defocus="estimate", learn_tilt=False, learn_thickness=False)
+    params = MSPParams.from_calibration(
+        scan.calibration,
+        thickness=4.0,
+        num_slices=1,
+        iterations=1,
+        defocus="estimate",
+        learn_tilt=False,
+        learn_thickness=False,
+    )
     result = reconstruct_msp(scan, params, device="cpu")
     assert abs(result.provenance["defocus_start"] / 200.0 - 1) < 0.10
 
 
 def _thin_scan_at(defocus, calibrated):
-    scan = make_scan(scan_shape=(20, 20), step=0.8, detector=64, mrad_per_px=2.0, planes=2,
-                     defocus=defocus, mistilt=(0.0, 0.0), seed=1)
+    scan = make_scan(
+        scan_shape=(20, 20),
+        step=0.8,
+        detector=64,
+        mrad_per_px=2.0,
+        planes=2,
+        defocus=defocus,
+        mistilt=(0.0, 0.0),
+        seed=1,
+    )
     scan.calibration.defocus = calibrated
     return scan
 
 
 def test_default_start_is_the_bright_field_estimate_for_a_thin_specimen_on_a_raster():
     scan = _thin_scan_at(200.0, 0.0)  # the calibration is wrong
-    params = MSPParams.from_calibration(scan.calibration, thickness=4.0, num_slices=1, iterations=1,
-                                        learn_tilt=False, learn_thickness=False)
+    params = MSPParams.from_calibration(
+        scan.calibration, thickness=4.0, num_slices=1, iterations=1, learn_tilt=False, learn_thickness=False
+    )
     assert params.defocus == "auto"
     result = reconstruct_msp(scan, params, device="cpu")
     assert result.provenance["defocus_source"] == "bright-field estimate"
@@ -109,8 +147,17 @@ def test_bright_field_estimates_two_fold_astigmatism_roughly():
     # stated tolerance: C12 within 15 Å, φ12 within 0.25 rad, defocus within 10 %;
     # measured: C12 66.0 Å, φ12 0.554 rad, defocus 200.3 Å for (60 Å, 0.4 rad, 200 Å);
     # (40 Å, −1.0 rad) gives 22.6 Å, −1.017 rad: the magnitude is the weak part
-    scan = make_scan(scan_shape=(20, 20), step=0.8, detector=64, mrad_per_px=2.0, planes=2, defocus=200.0,
-                     mistilt=(0.0, 0.0), seed=1, aberrations={"C12": 60.0, "phi12": 0.4})
+    scan = make_scan(
+        scan_shape=(20, 20),
+        step=0.8,
+        detector=64,
+        mrad_per_px=2.0,
+        planes=2,
+        defocus=200.0,
+        mistilt=(0.0, 0.0),
+        seed=1,
+        aberrations={"C12": 60.0, "phi12": 0.4},
+    )
     found = estimate_defocus(scan, astigmatism=True)
     assert abs(found["C12"] - 60.0) < 15.0 and abs(found["phi12"] - 0.4) < 0.25
     assert abs(found["defocus"] / 200.0 - 1) < 0.10

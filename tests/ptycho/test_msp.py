@@ -28,8 +28,12 @@ def tilted_slab():
 
 def _params(scan, **overrides):
     return MSPParams.from_calibration(
-        scan.calibration, thickness=0.8 * scan.truth["thickness"], num_slices=4,
-        iterations=overrides.pop("iterations", 40), **overrides)
+        scan.calibration,
+        thickness=0.8 * scan.truth["thickness"],
+        num_slices=4,
+        iterations=overrides.pop("iterations", 40),
+        **overrides,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +61,9 @@ def test_summed_phase_correlates_with_projected_potential(adaptive_result, tilte
 
 def test_fixed_propagator_is_measurably_worse(adaptive_result, tilted_slab):
     # measured: error 0.0068 vs 0.0053, r 0.924 vs 0.994
-    fixed = reconstruct_msp(tilted_slab, _params(tilted_slab, learn_tilt=False, learn_thickness=False),
-                            device="cpu", seed=0)
+    fixed = reconstruct_msp(
+        tilted_slab, _params(tilted_slab, learn_tilt=False, learn_thickness=False), device="cpu", seed=0
+    )
     assert fixed.loss_history[-1] > 1.2 * adaptive_result.loss_history[-1]
     assert pearson_over_scan(fixed, tilted_slab) < pearson_over_scan(adaptive_result, tilted_slab) - 0.03
 
@@ -74,9 +79,15 @@ def test_result_is_a_valid_msp_result_in_physical_units(adaptive_result, tilted_
 def test_positions_with_0p3_angstrom_error_are_refined_below_0p08():
     """Scaled: 10 atomic planes, untilted, 2 slices, 40 iterations. Measured 0.069 Å."""
     scan = make_scan(planes=10, mistilt=(0.0, 0.0), position_error=0.3, seed=0)
-    params = MSPParams.from_calibration(scan.calibration, thickness=scan.truth["thickness"], num_slices=2,
-                                        iterations=40, learn_tilt=False, learn_thickness=False,
-                                        learn_positions=True)
+    params = MSPParams.from_calibration(
+        scan.calibration,
+        thickness=scan.truth["thickness"],
+        num_slices=2,
+        iterations=40,
+        learn_tilt=False,
+        learn_thickness=False,
+        learn_positions=True,
+    )
     result = reconstruct_msp(scan, params, device="cpu")
 
     def rms(found):
@@ -91,8 +102,9 @@ def test_positions_with_0p3_angstrom_error_are_refined_below_0p08():
 
 def test_generator_yields_progress_with_previews():
     scan = make_scan(scan_shape=(6, 6), planes=4, dose=None)
-    steps = msp_steps(scan, MSPParams.from_calibration(scan.calibration, thickness=8.0, num_slices=2,
-                                                       iterations=2), device="cpu")
+    steps = msp_steps(
+        scan, MSPParams.from_calibration(scan.calibration, thickness=8.0, num_slices=2, iterations=2), device="cpu"
+    )
     first = next(steps)
     assert isinstance(first, Progress) and (first.step, first.total) == (1, 2)
     assert {"phase", "slices", "probe_intensity", "loss_history", "tilt_mrad", "slice_thickness"} <= set(first.preview)
@@ -103,8 +115,9 @@ def test_generator_yields_progress_with_previews():
 
 def test_divergence_stops_with_last_good_state():
     scan = make_scan(scan_shape=(6, 6), planes=4, dose=None)
-    params = MSPParams.from_calibration(scan.calibration, thickness=8.0, num_slices=2, iterations=5,
-                                        rates={"probe": LearningRate(1e38, 1)})
+    params = MSPParams.from_calibration(
+        scan.calibration, thickness=8.0, num_slices=2, iterations=5, rates={"probe": LearningRate(1e38, 1)}
+    )
     with pytest.raises(EngineError, match="diverged|NaN") as info:
         reconstruct_msp(scan, params, device="cpu")
     partial = info.value.partial
@@ -119,12 +132,15 @@ def test_batch_size_that_does_not_fit_is_refused_with_one_that_does(monkeypatch)
         reconstruct_msp(scan, params, device="cpu")
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("num_slices", 0, "num_slices"),
-    ("tilt_mrad", (1.0,), "tilt_mrad"),
-    ("optimizer", "lbfgs", "optimizer"),
-    ("max_position_step", -1.0, "max_position_step"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("num_slices", 0, "num_slices"),
+        ("tilt_mrad", (1.0,), "tilt_mrad"),
+        ("optimizer", "lbfgs", "optimizer"),
+        ("max_position_step", -1.0, "max_position_step"),
+    ],
+)
 def test_bad_parameters_name_the_field(field, value, words):
     with pytest.raises(ValueError, match=words):
         MSPParams(**{field: value}).validate()

@@ -25,8 +25,9 @@ def small_scan():
 
 
 def _params(scan, **overrides):
-    return MSPParams.from_calibration(scan.calibration, thickness=8.0, num_slices=2,
-                                      iterations=overrides.pop("iterations", 3), **overrides)
+    return MSPParams.from_calibration(
+        scan.calibration, thickness=8.0, num_slices=2, iterations=overrides.pop("iterations", 3), **overrides
+    )
 
 
 def _with_intensities(scan, intensities):

@@ -35,19 +35,31 @@ ITERATIONS = 60
 def _scan(reference, group: str) -> ScanData:
     a = reference.attrs
     calibration = Calibration(
-        energy_eV=float(a["energy_eV"]), semiangle_mrad=float(a["semiangle_mrad"]),
-        detector_sampling_mrad=float(a["detector_sampling_mrad"]), defocus=float(a["defocus_A"]),
+        energy_eV=float(a["energy_eV"]),
+        semiangle_mrad=float(a["semiangle_mrad"]),
+        detector_sampling_mrad=float(a["detector_sampling_mrad"]),
+        defocus=float(a["defocus_A"]),
         scan_step=float(a["scan_step_A"]),
     )
-    return ScanData(intensities=reference[group]["intensities"][...], calibration=calibration,
-                    positions=reference["positions_yx_A"][...], scan_shape=(8, 8))
+    return ScanData(
+        intensities=reference[group]["intensities"][...],
+        calibration=calibration,
+        positions=reference["positions_yx_A"][...],
+        scan_shape=(8, 8),
+    )
 
 
 def _params(scan: ScanData, **overrides) -> MSPParams:
     """10 slices over the known 81.6 Å, probe from the calibration (defocus 100 Å),
     positions fixed, a fixed number of iterations so the two models are compared alike."""
-    options = dict(num_slices=10, iterations=ITERATIONS, defocus=None, batch_size=16,
-                   learn_thickness=False, convergence_tolerance=0.0)
+    options = dict(
+        num_slices=10,
+        iterations=ITERATIONS,
+        defocus=None,
+        batch_size=16,
+        learn_thickness=False,
+        convergence_tolerance=0.0,
+    )
     options.update(overrides)
     return MSPParams.from_calibration(scan.calibration, thickness=81.6, **options)
 
@@ -68,8 +80,7 @@ def test_models_that_predict_the_whole_detector_fit_abtem_data_3x_better(tilted,
     for oversampling in (1, 2):
         result = reconstruct_msp(tilted, _params(tilted, oversampling=oversampling), device="cpu")
         errors[oversampling] = result.loss_history[-1]
-    monkeypatch.setattr(msp_module, "fresnel_propagator",
-                        functools.partial(_band_limited, fresnel_propagator))
+    monkeypatch.setattr(msp_module, "fresnel_propagator", functools.partial(_band_limited, fresnel_propagator))
     cut = reconstruct_msp(tilted, _params(tilted), device="cpu").loss_history[-1]
     assert cut > 3.0 * errors[2], (errors, cut)
     assert cut > 2.4 * errors[1], (errors, cut)
@@ -81,22 +92,26 @@ def _band_limited(propagator, *args, band_limit=True, **kwargs):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "not reached. A free multislice object carries any tilt as a lateral drift of its slices "
-    "(a shear; the patterns are identical), so the data fix only tilt + shear and the learned "
-    "tilt is where the shear gets pinned (z-smoothness, the slice-drift step). Measured with "
-    "these settings (10 slices, detector grid): (1.1, −1.3) mrad after 60 iterations; "
-    "(0.2, −1.3) with the defaults (300 iterations, E 0.056); (1.6, −1.2) started from the "
-    "truth; the untilted group learns (−0.9, −0.8) after 60 and (−0.5, −0.3) after 200. With "
-    "the slices tied equal every iteration (no shear possible) the bias stays: (1.2, −1.2) "
-    "after 200 iterations on the detector grid (untilted (−0.3, −0.3)); (1.7, −0.1) at "
-    "oversampling 2 after 150, (1.7, −0.5) with the probe fixed, at E 0.10-0.15 against 0.062 "
-    "for the true slices; one slice repeated (z-invariant by construction) at oversampling 2: "
-    "(1.5, −0.7) after 150 iterations although E with the tilt held at the truth is lower "
-    "(0.0836 against 0.0854): a learned object flattens the tilt's minimum. The model "
-    "itself is right: the true unsheared slices fit best at (2.05, −1.00) at oversampling 2 "
-    "(test below), at (1.6, −1.0) on the detector grid (E 0.24 with a fitted intensity scale), "
-    "whose coarse pixels bias x"))
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "not reached. A free multislice object carries any tilt as a lateral drift of its slices "
+        "(a shear; the patterns are identical), so the data fix only tilt + shear and the learned "
+        "tilt is where the shear gets pinned (z-smoothness, the slice-drift step). Measured with "
+        "these settings (10 slices, detector grid): (1.1, −1.3) mrad after 60 iterations; "
+        "(0.2, −1.3) with the defaults (300 iterations, E 0.056); (1.6, −1.2) started from the "
+        "truth; the untilted group learns (−0.9, −0.8) after 60 and (−0.5, −0.3) after 200. With "
+        "the slices tied equal every iteration (no shear possible) the bias stays: (1.2, −1.2) "
+        "after 200 iterations on the detector grid (untilted (−0.3, −0.3)); (1.7, −0.1) at "
+        "oversampling 2 after 150, (1.7, −0.5) with the probe fixed, at E 0.10-0.15 against 0.062 "
+        "for the true slices; one slice repeated (z-invariant by construction) at oversampling 2: "
+        "(1.5, −0.7) after 150 iterations although E with the tilt held at the truth is lower "
+        "(0.0836 against 0.0854): a learned object flattens the tilt's minimum. The model "
+        "itself is right: the true unsheared slices fit best at (2.05, −1.00) at oversampling 2 "
+        "(test below), at (1.6, −1.0) on the detector grid (E 0.24 with a fitted intensity scale), "
+        "whose coarse pixels bias x"
+    ),
+)
 def test_learned_tilt_of_abtem_au_within_0p3_mrad(abtem_detector_reference):
     scan = _scan(abtem_detector_reference, "mistilt_p2_m1")
     result = reconstruct_msp(scan, _params(scan), device="cpu")
@@ -113,7 +128,7 @@ def _true_slices(reference, geometry, num_slices: int) -> torch.Tensor:
     fine, n = planes.shape[-1], geometry.window[0]
     spectrum = torch.fft.fftshift(torch.fft.fft2(per_slice))
     c = fine // 2
-    spectrum = torch.fft.ifftshift(spectrum[c - n // 2:c + n // 2, c - n // 2:c + n // 2]) * (n / fine) ** 2
+    spectrum = torch.fft.ifftshift(spectrum[c - n // 2 : c + n // 2, c - n // 2 : c + n // 2]) * (n / fine) ** 2
     k = torch.fft.fftfreq(n, d=geometry.pixel_size, dtype=torch.float64)
     oy, ox = geometry.origin
     cell = torch.fft.ifft2(spectrum * torch.exp(2j * np.pi * (k[:, None] * oy + k[None, :] * ox))).real
@@ -135,9 +150,12 @@ def _data_error(scan, params, geometry, slices, probe, tilt_mrad) -> float:
 
     positions = torch.as_tensor(geometry.positions_px, dtype=torch.float32)
     with torch.no_grad():
-        model = forward_intensities(transmission(slices, sigma, band_limit=False),
-                                    propagate(probe, propagator(0.5 * params.slice_thickness)),
-                                    positions, propagator(params.slice_thickness))
+        model = forward_intensities(
+            transmission(slices, sigma, band_limit=False),
+            propagate(probe, propagator(0.5 * params.slice_thickness)),
+            positions,
+            propagator(params.slice_thickness),
+        )
     measured = np.sqrt(np.clip(scan.patterns(), 0, None))
     return float(np.sum((np.sqrt(geometry.measured(model).numpy()) - measured) ** 2) / np.sum(measured**2))
 
@@ -152,8 +170,14 @@ def test_abtem_au_tilt_is_where_the_true_unsheared_slices_fit_best(tilted, abtem
     params = _params(tilted, oversampling=2)
     geometry = make_geometry(tilted, params)
     slices = _true_slices(abtem_detector_reference, geometry, params.num_slices)
-    probe = initial_probe(tilted, geometry, params, tilted.calibration.defocus,
-                          float(tilted.patterns().sum()) / tilted.num_positions, "cpu")
+    probe = initial_probe(
+        tilted,
+        geometry,
+        params,
+        tilted.calibration.defocus,
+        float(tilted.patterns().sum()) / tilted.num_positions,
+        "cpu",
+    )
     truth = np.array([2.0, -1.0])
     at_truth = _data_error(tilted, params, geometry, slices, probe, truth)
     assert at_truth < 0.07, at_truth

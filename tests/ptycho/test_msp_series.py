@@ -11,11 +11,11 @@ from napari_ptychotomo.ptycho import MSPParams, msp_series_steps, reconstruct_ms
 
 def test_series_counts_over_all_tilts_reports_each_result_and_seeds_tilt_k_with_seed_plus_k():
     scans = [make_scan(scan_shape=(6, 6), planes=4, dose=None, mistilt=(t, 0.0)) for t in (0.0, 2.0)]
-    params = MSPParams.from_calibration(scans[0].calibration, thickness=8.0, num_slices=2,
-                                        iterations=3, num_modes=2)  # modes: random start
+    params = MSPParams.from_calibration(
+        scans[0].calibration, thickness=8.0, num_slices=2, iterations=3, num_modes=2
+    )  # modes: random start
     seen = []
-    results = run(msp_series_steps([(4, scans[0], params), (7, scans[1], params)], device="cpu",
-                                   seed=10), seen.append)
+    results = run(msp_series_steps([(4, scans[0], params), (7, scans[1], params)], device="cpu", seed=10), seen.append)
 
     steps = [p.step for p in seen]
     assert steps == sorted(steps) and all(p.total == 6 for p in seen)

@@ -31,8 +31,16 @@ THERMAL_SIGMA = 0.1  # Å
 
 
 def _scan(specimen, **kwargs):
-    defaults = dict(scan_shape=(16, 16), scan_step=0.4, detector_shape=(32, 32), detector_sampling_mrad=3.2,
-                    defocus=40.0, slice_thickness=PLANE, dose=1e5, seed=0)
+    defaults = dict(
+        scan_shape=(16, 16),
+        scan_step=0.4,
+        detector_shape=(32, 32),
+        detector_sampling_mrad=3.2,
+        defocus=40.0,
+        slice_thickness=PLANE,
+        dose=1e5,
+        seed=0,
+    )
     return simulate_scan(specimen, **{**defaults, **kwargs})
 
 
@@ -48,8 +56,7 @@ def column_projection(scan, tilt_mrad):
     shape = truth["potential"].shape[1:]
     inside = np.all((atoms[:, 1:] >= 0) & (atoms[:, 1:] < np.array(shape) * (dy, dx)), axis=1)
     atoms[:, 0] = 0.0
-    return projected_potential_slices(atoms[inside], truth["atoms"]["numbers"][inside], shape, (dy, dx),
-                                      1.0, 1)[0]
+    return projected_potential_slices(atoms[inside], truth["atoms"]["numbers"][inside], shape, (dy, dx), 1.0, 1)[0]
 
 
 def pearson_over_scan(result, scan, truth_image):
@@ -59,8 +66,8 @@ def pearson_over_scan(result, scan, truth_image):
     offset = np.round(origin / dy).astype(int)
     lo = np.ceil((scan.positions.min(0) - origin) / dy).astype(int)
     hi = np.floor((scan.positions.max(0) - origin) / dy).astype(int) + 1
-    phase = result.phase()[lo[0]:hi[0], lo[1]:hi[1]]
-    true = truth_image[lo[0] + offset[0]:hi[0] + offset[0], lo[1] + offset[1]:hi[1] + offset[1]]
+    phase = result.phase()[lo[0] : hi[0], lo[1] : hi[1]]
+    true = truth_image[lo[0] + offset[0] : hi[0] + offset[0], lo[1] + offset[1] : hi[1] + offset[1]]
     return float(np.corrcoef(phase.ravel(), true.ravel())[0, 1])
 
 
@@ -72,12 +79,18 @@ def case_one():
     thermal = gaussian_filter(truth, THERMAL_SIGMA / scan.truth["pixel_size"][0])
 
     def run(**overrides):
-        params = MSPParams.from_calibration(scan.calibration, thickness=0.8 * scan.truth["thickness"],
-                                            num_slices=6, **overrides)
+        params = MSPParams.from_calibration(
+            scan.calibration, thickness=0.8 * scan.truth["thickness"], num_slices=6, **overrides
+        )
         return reconstruct_msp(scan, params, device="cpu", seed=0)
 
-    return {"scan": scan, "truth": truth, "thermal": thermal, "adaptive": run(),
-            "fixed": run(learn_tilt=False, learn_thickness=False)}
+    return {
+        "scan": scan,
+        "truth": truth,
+        "thermal": thermal,
+        "adaptive": run(),
+        "fixed": run(learn_tilt=False, learn_thickness=False),
+    }
 
 
 @pytest.mark.slow
@@ -137,8 +150,14 @@ def test_simulated_two_grain_tilt_map_median_in_each_grain_within_1_mrad():
     iterations, thickness given. Measured: left 2.38, right −2.38 mrad, θy 0.00 mrad."""
     specimen = two_grain_specimen(srtio3_slab((12, 9, 20)), ((3.0, 0.0), (-3.0, 0.0)))
     scan = _scan(specimen, scan_shape=(16, 24), scan_step=0.8, defocus=80.0)
-    params = MSPParams.from_calibration(scan.calibration, thickness=scan.truth["thickness"], num_slices=4,
-                                        iterations=40, tilt_map=True, learn_thickness=False)
+    params = MSPParams.from_calibration(
+        scan.calibration,
+        thickness=scan.truth["thickness"],
+        num_slices=4,
+        iterations=40,
+        tilt_map=True,
+        learn_thickness=False,
+    )
     result = reconstruct_msp(scan, params, device="cpu", seed=0)
     x = scan.truth["positions"][:, 1] - scan.truth["specimen_offset"][2]
     left = x < specimen.centre[2]
@@ -154,9 +173,15 @@ def test_simulated_positions_with_0p3_angstrom_error_are_refined_below_0p08():
     true offset is 0.6 Å (a 2.9σ draw) and which slides 1.6 Å the wrong way on the
     periodic object (the others then give 0.07 Å)."""
     scan = _scan(srtio3_slab((9, 9, 5)), position_jitter=0.3 / np.sqrt(2))
-    params = MSPParams.from_calibration(scan.calibration, thickness=scan.truth["thickness"], num_slices=2,
-                                        iterations=60, learn_tilt=False, learn_thickness=False,
-                                        learn_positions=True)
+    params = MSPParams.from_calibration(
+        scan.calibration,
+        thickness=scan.truth["thickness"],
+        num_slices=2,
+        iterations=60,
+        learn_tilt=False,
+        learn_thickness=False,
+        learn_positions=True,
+    )
     result = reconstruct_msp(scan, params, device="cpu", seed=0)
 
     def rms(found):
@@ -172,12 +197,20 @@ def test_simulated_partially_coherent_data_fit_better_with_three_probe_modes():
     """Mixed-state probe: a Gaussian source of 0.34 Å std (0.8 Å FWHM) in the simulator, 7.8 Å
     SrTiO3, 12×12 scan, no noise, 1 slice, 30 iterations. Measured final error: 1 mode
     3.13e-4, 3 modes 2.28e-4."""
-    scan = _scan(srtio3_slab((8, 8, 2)), scan_shape=(12, 12), slice_thickness=None, num_slices=4, dose=None,
-                 source_size=0.34)
+    scan = _scan(
+        srtio3_slab((8, 8, 2)), scan_shape=(12, 12), slice_thickness=None, num_slices=4, dose=None, source_size=0.34
+    )
     errors = {}
     for modes in (1, 3):
-        params = MSPParams.from_calibration(scan.calibration, thickness=scan.truth["thickness"], num_slices=1,
-                                            num_modes=modes, iterations=30, learn_tilt=False, learn_thickness=False)
+        params = MSPParams.from_calibration(
+            scan.calibration,
+            thickness=scan.truth["thickness"],
+            num_slices=1,
+            num_modes=modes,
+            iterations=30,
+            learn_tilt=False,
+            learn_thickness=False,
+        )
         errors[modes] = reconstruct_msp(scan, params, device="cpu", seed=0).loss_history[-1]
     assert errors[3] < 0.85 * errors[1]
 
@@ -186,7 +219,16 @@ def test_simulated_partially_coherent_data_fit_better_with_three_probe_modes():
 def test_simulated_bright_field_defocus_within_10_percent(defocus):
     """Bright-field defocus start: one SrTiO3 cell (3.9 Å), 20×20 scan at 0.8 Å, 64×64 detector at 2
     mrad/px, 1e5 e/Å². Measured: 143.5 Å for 150, 291.7 Å for 300 (226.9 Å for 225)."""
-    scan = _scan(srtio3_slab((12, 12, 1)), scan_shape=(20, 20), scan_step=0.8, detector_shape=(64, 64),
-                 detector_sampling_mrad=2.0, defocus=defocus, slice_thickness=None, num_slices=2, seed=1)
+    scan = _scan(
+        srtio3_slab((12, 12, 1)),
+        scan_shape=(20, 20),
+        scan_step=0.8,
+        detector_shape=(64, 64),
+        detector_sampling_mrad=2.0,
+        defocus=defocus,
+        slice_thickness=None,
+        num_slices=2,
+        seed=1,
+    )
     found = estimate_defocus(scan)
     assert abs(found["defocus"] / defocus - 1) < 0.10 and found["reliable"]

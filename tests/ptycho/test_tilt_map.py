@@ -45,8 +45,14 @@ def test_tilt_map_median_in_each_grain_within_1_mrad():
     # measured: left 2.97, right −2.88 mrad (object step 2 V × Δz with cosine decay; with
     # 10 V·Å constant 2.98 / −2.68). The simulator's Lobato SrTiO3 is test_msp_simulator.py.
     scan = make_scan(scan_shape=(16, 24), step=0.8, planes=40, grain_tilts=(3.0, -3.0), defocus=80.0, seed=0)
-    params = MSPParams.from_calibration(scan.calibration, thickness=scan.truth["thickness"], num_slices=4,
-                                        iterations=40, tilt_map=True, learn_thickness=False)
+    params = MSPParams.from_calibration(
+        scan.calibration,
+        thickness=scan.truth["thickness"],
+        num_slices=4,
+        iterations=40,
+        tilt_map=True,
+        learn_thickness=False,
+    )
     result = reconstruct_msp(scan, params, device="cpu").validate()
     assert result.tilt_map.shape == (scan.num_positions, 2)
     left = scan.truth["positions"][:, 1] < scan.truth["grain_split_x"]

@@ -46,8 +46,11 @@ DETECTOR = 64
 def _l1(ours, reference):
     ours = ours.reshape(-1, *ours.shape[-2:])
     reference = reference.reshape(-1, *reference.shape[-2:])
-    return float(np.abs(ours / ours.sum((1, 2), keepdims=True)
-                        - reference / reference.sum((1, 2), keepdims=True)).sum((1, 2)).mean())
+    return float(
+        np.abs(ours / ours.sum((1, 2), keepdims=True) - reference / reference.sum((1, 2), keepdims=True))
+        .sum((1, 2))
+        .mean()
+    )
 
 
 def _abtem_aperture(shape, pixel):
@@ -81,8 +84,13 @@ def test_multislice_on_the_fine_grid_matches_abtem_cropped_to_the_detector(abtem
     trans = trans.repeat(int(attrs["n_slices"]) // 2, 2, 2)
     # the stored probe is a single row of abTEM's probe; ours from the calibration is its
     # equal (the other reference checks that to an overlap of 0.9999)
-    probe = make_probe((n, n), (pixel, pixel), float(attrs["energy_eV"]), float(attrs["semiangle_mrad"]),
-                       {"C10": -float(attrs["defocus_A"])})
+    probe = make_probe(
+        (n, n),
+        (pixel, pixel),
+        float(attrs["energy_eV"]),
+        float(attrs["semiangle_mrad"]),
+        {"C10": -float(attrs["defocus_A"])},
+    )
     positions = torch.as_tensor(ref["positions_yx_A"][()][every] / pixel + n, dtype=torch.float32)
     with torch.no_grad():
         patterns = forward_intensities(trans, probe[None], positions, prop)
@@ -103,18 +111,26 @@ def _periodic_au(ref, copies=1):
     numbers = np.tile(ref["truth/atomic_numbers"][()], len(shifts))
     side = (2 * copies + 1) * cell
     centre = ref["positions_yx_A"][()].mean(0)
-    return Specimen(positions + [0.0, side / 2 - centre[0], side / 2 - centre[1]], numbers,
-                    [float(attrs["thickness_A"]), side, side])
+    return Specimen(
+        positions + [0.0, side / 2 - centre[0], side / 2 - centre[1]],
+        numbers,
+        [float(attrs["thickness_A"]), side, side],
+    )
 
 
 def _simulate(ref, group, **options):
     attrs = dict(ref.attrs)
     defaults = dict(
-        energy_eV=float(attrs["energy_eV"]), semiangle_mrad=float(attrs["semiangle_mrad"]),
-        defocus=float(attrs["defocus_A"]), scan_shape=tuple(attrs["scan_shape"]),
-        scan_step=float(attrs["scan_step_A"]), detector_shape=(DETECTOR, DETECTOR),
-        detector_sampling_mrad=float(attrs["detector_sampling_mrad"]), num_slices=None,
-        slice_thickness=float(attrs["slice_thickness_A"]), mistilt_mrad=tuple(ref[group].attrs["mistilt_mrad"]),
+        energy_eV=float(attrs["energy_eV"]),
+        semiangle_mrad=float(attrs["semiangle_mrad"]),
+        defocus=float(attrs["defocus_A"]),
+        scan_shape=tuple(attrs["scan_shape"]),
+        scan_step=float(attrs["scan_step_A"]),
+        detector_shape=(DETECTOR, DETECTOR),
+        detector_sampling_mrad=float(attrs["detector_sampling_mrad"]),
+        num_slices=None,
+        slice_thickness=float(attrs["slice_thickness_A"]),
+        mistilt_mrad=tuple(ref[group].attrs["mistilt_mrad"]),
     )
     # 3×3 cells cover the simulated field (the scan, 2 Å margins and one 24.48 Å window)
     return simulate_scan(_periodic_au(ref), **{**defaults, **options})
@@ -177,12 +193,21 @@ def test_binning_sums_the_pixels_of_a_three_times_finer_detector():
     assert binned.truth["probe"].shape == (32, 32) and binned.truth["detector_binning"] == 3
     summed = crop_and_bin(torch.as_tensor(fine.intensities.reshape(4, 96, 96)), (32, 32), 3).numpy()
     # the first row and column of blocks would reach past the finer detector's edge
-    np.testing.assert_allclose(binned.intensities.reshape(4, 32, 32)[:, 1:, 1:], summed[:, 1:, 1:],
-                               rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(
+        binned.intensities.reshape(4, 32, 32)[:, 1:, 1:], summed[:, 1:, 1:], rtol=1e-4, atol=1e-9
+    )
 
 
-@pytest.mark.parametrize("bad", [dict(oversampling=0), dict(oversampling=2.5), dict(oversampling="fine"),
-                                 dict(detector_binning=2), dict(detector_binning=0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(oversampling=0),
+        dict(oversampling=2.5),
+        dict(oversampling="fine"),
+        dict(detector_binning=2),
+        dict(detector_binning=0),
+    ],
+)
 def test_sampling_factors_that_do_not_fit_the_detector_are_explained(bad):
     atom = Specimen(np.array([[1.0, 6.0, 6.0]]), [78], np.array([2.0, 12.0, 12.0]))
     with pytest.raises(ValueError, match="oversampling|detector_binning"):

@@ -25,7 +25,14 @@ def test_potential_prefactor_is_h2_over_2pi_m0_e_in_volt_angstrom2():
 
 def test_symbols_and_numbers_round_trip():
     assert [atomic_number(s) for s in ("H", "O", "Al", "Si", "Ti", "Sr", "Pt", "Au")] == [
-        1, 8, 13, 14, 22, 38, 78, 79,
+        1,
+        8,
+        13,
+        14,
+        22,
+        38,
+        78,
+        79,
     ]
     with pytest.raises(ValueError, match="unknown chemical symbol"):
         atomic_number("Xx")
@@ -67,9 +74,7 @@ def test_one_atom_slice_matches_analytic_projected_potential_in_volt_angstrom():
     # analytic one (measured: within 1.0 % at 0.025 Å pixels, 4.9 % at 0.05 Å).
     d, n = 0.025, 512
     y0, x0 = n * d / 2 + 0.013, n * d / 2 - 0.021
-    slices = projected_potential_slices(
-        np.array([[1.0, y0, x0]]), [78], (n, n), d, slice_thickness=2.0, num_slices=1
-    )
+    slices = projected_potential_slices(np.array([[1.0, y0, x0]]), [78], (n, n), d, slice_thickness=2.0, num_slices=1)
     assert slices.shape == (1, n, n) and slices.dtype == np.float32
     grid = np.arange(n) * d
     rho = np.hypot(grid[:, None] - y0, grid[None, :] - x0)
@@ -96,8 +101,18 @@ def test_atoms_go_to_the_slice_that_holds_their_depth():
 
 def test_periodic_silicon_slices_match_abtem_bragg_reflections(abtem_reference):
     a = 5.431
-    basis = np.array([[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0],
-                      [.25, .25, .25], [.25, .75, .75], [.75, .25, .75], [.75, .75, .25]])
+    basis = np.array(
+        [
+            [0, 0, 0],
+            [0, 0.5, 0.5],
+            [0.5, 0, 0.5],
+            [0.5, 0.5, 0],
+            [0.25, 0.25, 0.25],
+            [0.25, 0.75, 0.75],
+            [0.75, 0.25, 0.75],
+            [0.75, 0.75, 0.25],
+        ]
+    )
     cells = np.array([[i, j, k] for i in range(3) for j in range(3) for k in range(4)])
     xyz = ((basis[None] + cells[:, None]).reshape(-1, 3)) * a
     xyz[:, 2] += a / 8

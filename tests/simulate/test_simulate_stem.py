@@ -42,8 +42,9 @@ def _atom_position(image, pixel):
     frequency, which biases a centroid of pixel values)."""
     spectrum = np.fft.fft2(image)
     ny, nx = image.shape
-    return (-np.angle(spectrum[1, 0]) / (2 * np.pi) * ny * pixel) % (ny * pixel), \
-        (-np.angle(spectrum[0, 1]) / (2 * np.pi) * nx * pixel) % (nx * pixel)
+    return (-np.angle(spectrum[1, 0]) / (2 * np.pi) * ny * pixel) % (ny * pixel), (
+        -np.angle(spectrum[0, 1]) / (2 * np.pi) * nx * pixel
+    ) % (nx * pixel)
 
 
 def test_mistilt_moves_columns_by_depth_times_tan_theta_in_the_slices():
@@ -78,8 +79,9 @@ def test_scan_conserves_intensity_and_dose_gives_poisson_counts():
     # unit incident intensity; only what scatters beyond the band limit is lost (a few %)
     assert totals.max() <= 1.005 and totals.min() > 0.95
     dose = 2e4
-    noisy = simulate_scan(_one_atom(), scan_shape=(4, 4), scan_step=0.5, detector_shape=(48, 48),
-                          num_slices=2, dose=dose, seed=3)
+    noisy = simulate_scan(
+        _one_atom(), scan_shape=(4, 4), scan_step=0.5, detector_shape=(48, 48), num_slices=2, dose=dose, seed=3
+    )
     counts = noisy.intensities.sum(axis=(2, 3))
     expected = dose * 0.5**2
     assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
@@ -93,8 +95,16 @@ def test_scan_conserves_intensity_and_dose_gives_poisson_counts():
 
 
 def test_scan_truth_is_consistent_with_the_data():
-    scan = simulate_scan(_one_atom(), scan_shape=(3, 3), scan_step=0.6, detector_shape=(32, 32),
-                         num_slices=2, position_jitter=0.2, mistilt_mrad=(2.0, -1.0), seed=5)
+    scan = simulate_scan(
+        _one_atom(),
+        scan_shape=(3, 3),
+        scan_step=0.6,
+        detector_shape=(32, 32),
+        num_slices=2,
+        position_jitter=0.2,
+        mistilt_mrad=(2.0, -1.0),
+        seed=5,
+    )
     truth = scan.truth
     assert truth["thickness"] == pytest.approx(10.0)
     assert truth["potential"].shape[0] == 2
@@ -110,8 +120,16 @@ def test_scan_truth_is_consistent_with_the_data():
 
 def test_tilt_series_truth_holds_angles_shifts_and_volume():
     atom = Specimen(np.array([[6.0, 6.0, 7.5]]), [78], np.array([12.0, 12.0, 12.0]))
-    series = simulate_tilt_series(atom, [-30, 0, 30], shift_std=0.5, seed=1, scan_shape=(2, 2),
-                                  scan_step=1.0, detector_shape=(32, 32), num_slices=2)
+    series = simulate_tilt_series(
+        atom,
+        [-30, 0, 30],
+        shift_std=0.5,
+        seed=1,
+        scan_shape=(2, 2),
+        scan_step=1.0,
+        detector_shape=(32, 32),
+        num_slices=2,
+    )
     truth = series.truth
     np.testing.assert_allclose(truth["euler_deg"][:, 1], [-30, 0, 30])
     assert truth["shifts"].shape == (3, 2) and np.abs(truth["shifts"]).max() > 0

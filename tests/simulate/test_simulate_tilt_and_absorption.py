@@ -26,8 +26,7 @@ def _relative_difference(a, b):
 def test_tilt_map_gives_each_position_the_pattern_of_its_own_tilt():
     slab = fcc_slab("Pt", (3, 3, 3))
     tilts = {0: (15.0, 0.0), 1: (-10.0, 5.0)}
-    uniform = {g: simulate_scan(slab, mistilt_mrad=t, **SCAN).intensities.reshape(6, 32, 32)
-               for g, t in tilts.items()}
+    uniform = {g: simulate_scan(slab, mistilt_mrad=t, **SCAN).intensities.reshape(6, 32, 32) for g, t in tilts.items()}
     left = np.tile([True, True, False], 2)  # raster order, scan x = −1, 0, +1 Å
     per_position = np.where(left[:, None], tilts[0], tilts[1])
     as_array = simulate_scan(slab, mistilt_mrad=per_position, **SCAN)
@@ -55,8 +54,9 @@ def test_two_grain_data_carry_each_grains_mistilt_as_a_tilted_propagator_would()
     mistilts = ((20.0, 0.0), (-20.0, 0.0))
     grains = two_grain_specimen(base, mistilts)
     # one atomic plane per slice; scan x from −5 to +5 Å about the grain boundary
-    options = dict(scan_shape=(2, 6), scan_step=2.0, detector_shape=(48, 48),
-                   num_slices=None, slice_thickness=base.info["a"] / 2)
+    options = dict(
+        scan_shape=(2, 6), scan_step=2.0, detector_shape=(48, 48), num_slices=None, slice_thickness=base.info["a"] / 2
+    )
     data = simulate_scan(grains, **options).intensities.reshape(12, 48, 48)
     deep = {0: np.tile(np.arange(6) == 0, 2), 1: np.tile(np.arange(6) == 5, 2)}  # 5 Å from it
     # the same slab, untilted atoms, tilted propagator: an atom at depth z then sits at
@@ -116,16 +116,27 @@ def test_atoms_outside_the_field_do_not_wrap_into_it():
     assert scan.truth["potential"].shape[-1] * scan.truth["pixel_size"][1] < 14.0
     assert np.abs(scan.truth["potential"]).max() < 1e-3
     inside = Specimen(np.array([[2.0, 20.0, 21.0]]), [78], np.array([4.0, 40.0, 40.0]))
-    peak = simulate_scan(inside, scan_shape=(2, 2), scan_step=0.5, detector_shape=(32, 32),
-                         num_slices=1).truth["potential"].max()
+    peak = (
+        simulate_scan(inside, scan_shape=(2, 2), scan_step=0.5, detector_shape=(32, 32), num_slices=1)
+        .truth["potential"]
+        .max()
+    )
     assert peak > 100.0  # V·Å: the atom itself is there when inside
 
 
 def test_tilt_series_threads_give_the_same_data_and_restore_torch_threads():
     atom = Specimen(np.array([[6.0, 6.0, 7.0]]), [78], np.array([12.0, 12.0, 12.0]))
     before = torch.get_num_threads()
-    options = dict(shift_std=0.3, seed=2, scan_shape=(2, 2), scan_step=1.0, detector_shape=(32, 32),
-                   num_slices=2, dose=1e4, voxel_size=0.5)
+    options = dict(
+        shift_std=0.3,
+        seed=2,
+        scan_shape=(2, 2),
+        scan_step=1.0,
+        detector_shape=(32, 32),
+        num_slices=2,
+        dose=1e4,
+        voxel_size=0.5,
+    )
     one = simulate_tilt_series(atom, [-40, 0, 40], workers=1, **options)
     two = simulate_tilt_series(atom, [-40, 0, 40], workers=2, **options)
     for a, b in zip(one.scans, two.scans):

@@ -54,7 +54,8 @@ def pt_tilt_series(
         pos = turned.positions - particle.centre
         pos[:, 0] += particle.cell.max()  # one slab holding every atom
         pos[:, 1:] += centre_px + shifts[k]
-        out[k] = projected_potential_slices(pos, turned.numbers, (n_px, n_px), pixel_size,
-                                            2 * particle.cell.max(), 1)[0]
+        out[k] = projected_potential_slices(pos, turned.numbers, (n_px, n_px), pixel_size, 2 * particle.cell.max(), 1)[
+            0
+        ]
     out += noise * out.max() * rng.normal(size=out.shape)
     return out.astype(np.float32), shifts, euler

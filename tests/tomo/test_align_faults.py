@@ -24,13 +24,21 @@ def stack(make_tilt_series):
 
 
 def _stage(**kw):
-    return AlignStage(scale=1.0, refine=kw.pop("refine", ("shifts",)), n_outer=kw.pop("n_outer", 4),
-                      n_inner=2, n_align=2, min_size=24, **kw)
+    return AlignStage(
+        scale=1.0,
+        refine=kw.pop("refine", ("shifts",)),
+        n_outer=kw.pop("n_outer", 4),
+        n_inner=2,
+        n_align=2,
+        min_size=24,
+        **kw,
+    )
 
 
 def _run(stack, **kw):
-    return align_tilt_series(stack, ANGLES, 1.0, estimate_axis=False, final_n_iter=0, device="cpu",
-                             method=kw.pop("method", "gradient"), **kw)
+    return align_tilt_series(
+        stack, ANGLES, 1.0, estimate_axis=False, final_n_iter=0, device="cpu", method=kw.pop("method", "gradient"), **kw
+    )
 
 
 @pytest.mark.parametrize("angles", [[10.0], [20.0, 20.0, 20.0]])

@@ -147,8 +147,7 @@ def test_joint_fit_of_peaks_and_geometry_recovers_the_axis_angle_and_shifts():
     true[:, 2] = np.deg2rad(1.5)
     shifts = torch.as_tensor(rng.uniform(-1, 1, size=(9, 2)))
     data = render_blobs(positions, heights, true, shifts, (56, 56), 1.5)
-    fit = refine_peak_model(data.float(), positions.numpy(), heights.numpy(), euler, torch.zeros(9, 2), 1.5,
-                            n_iter=300)
+    fit = refine_peak_model(data.float(), positions.numpy(), heights.numpy(), euler, torch.zeros(9, 2), 1.5, n_iter=300)
     assert abs(np.rad2deg(float(fit.euler_rad[0, 2])) - 1.5) < 0.1
     error = remove_translation(fit.shifts_px - shifts, true)
     assert float(error.pow(2).mean().sqrt()) < 0.1

@@ -12,9 +12,7 @@ from napari_ptychotomo.tomo import bin_along_beam, project, rotate_volume, rotat
 def blob_volume(shape, centres_xyz, sigma=1.5, dtype=torch.float64):
     """Gaussian blobs at (x, y, z) voxel offsets from the volume centre."""
     nz, ny, nx = shape
-    zz, yy, xx = torch.meshgrid(
-        *(torch.arange(n, dtype=dtype) - (n - 1) / 2 for n in shape), indexing="ij"
-    )
+    zz, yy, xx = torch.meshgrid(*(torch.arange(n, dtype=dtype) - (n - 1) / 2 for n in shape), indexing="ij")
     vol = torch.zeros(shape, dtype=dtype)
     for cx, cy, cz in centres_xyz:
         vol += torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2 + (zz - cz) ** 2) / (2 * sigma**2))
@@ -23,17 +21,13 @@ def blob_volume(shape, centres_xyz, sigma=1.5, dtype=torch.float64):
 
 def centroid_xyz(vol):
     """Centre of mass (x, y, z) in voxels from the centre."""
-    grids = torch.meshgrid(
-        *(torch.arange(n, dtype=vol.dtype) - (n - 1) / 2 for n in vol.shape), indexing="ij"
-    )
+    grids = torch.meshgrid(*(torch.arange(n, dtype=vol.dtype) - (n - 1) / 2 for n in vol.shape), indexing="ij")
     z, y, x = (float((g * vol).sum() / vol.sum()) for g in grids)
     return np.array([x, y, z])
 
 
 def centroid_yx(img):
-    grids = torch.meshgrid(
-        *(torch.arange(n, dtype=img.dtype) - (n - 1) / 2 for n in img.shape), indexing="ij"
-    )
+    grids = torch.meshgrid(*(torch.arange(n, dtype=img.dtype) - (n - 1) / 2 for n in img.shape), indexing="ij")
     return np.array([float((g * img).sum() / img.sum()) for g in grids])
 
 
@@ -112,9 +106,12 @@ def test_gradients_match_finite_differences():
     loss(v, e, s).backward()
     h = 1e-6
     for name, tensor, grad, index in [
-        ("phi", euler, e.grad, (1, 0)), ("theta", euler, e.grad, (0, 1)),
-        ("psi", euler, e.grad, (1, 2)), ("shift y", shifts, s.grad, (0, 0)),
-        ("shift x", shifts, s.grad, (1, 1)), ("voxel", vol, v.grad, (6, 5, 7)),
+        ("phi", euler, e.grad, (1, 0)),
+        ("theta", euler, e.grad, (0, 1)),
+        ("psi", euler, e.grad, (1, 2)),
+        ("shift y", shifts, s.grad, (0, 0)),
+        ("shift x", shifts, s.grad, (1, 1)),
+        ("voxel", vol, v.grad, (6, 5, 7)),
     ]:
         plus, minus = tensor.clone(), tensor.clone()
         plus[index] += h

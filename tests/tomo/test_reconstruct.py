@@ -60,8 +60,13 @@ def _msp(phase_value, tilt, shape=(20, 24), pixel_size=0.4):
     sigma = float(interaction_constant(200e3))
     obj = np.full((2, *shape), phase_value / sigma / 2, dtype=np.complex64)
     return MSPResult(
-        object=obj, probe=np.ones((1, 8, 8), np.complex64), positions=np.zeros((4, 2)),
-        tilt_mrad=np.zeros(2), slice_thickness=10.0, pixel_size=pixel_size, energy_eV=200e3,
+        object=obj,
+        probe=np.ones((1, 8, 8), np.complex64),
+        positions=np.zeros((4, 2)),
+        tilt_mrad=np.zeros(2),
+        slice_thickness=10.0,
+        pixel_size=pixel_size,
+        energy_eV=200e3,
         tilt_deg=tilt,
     )
 

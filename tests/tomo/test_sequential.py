@@ -34,9 +34,19 @@ BAND_SIGMA = 0.7  # Å
 def _series(n_tilts, seed=1, psi_deg=0.0):
     particle = fcc_nanoparticle("Pt", size=14.0, shape="cuboctahedron", vacuum=2.0)
     series = simulate_tilt_series(
-        particle, np.linspace(-60, 60, n_tilts), shift_std=0.5, seed=seed, scan_shape=(16, 16),
-        scan_step=1.0, defocus=80.0, detector_shape=(32, 32), semiangle_mrad=15.0, num_slices=2,
-        dose=1e6, workers=1, tilt_axis_error_deg=psi_deg,
+        particle,
+        np.linspace(-60, 60, n_tilts),
+        shift_std=0.5,
+        seed=seed,
+        scan_shape=(16, 16),
+        scan_step=1.0,
+        defocus=80.0,
+        detector_shape=(32, 32),
+        semiangle_mrad=15.0,
+        num_slices=2,
+        dose=1e6,
+        workers=1,
+        tilt_axis_error_deg=psi_deg,
     )
     return particle, series
 
@@ -44,8 +54,13 @@ def _series(n_tilts, seed=1, psi_deg=0.0):
 def _msp_params(series, iterations):
     scan = series.scans[0]
     params = MSPParams.from_calibration(
-        scan.calibration, thickness=scan.truth["thickness"], num_slices=2, iterations=iterations,
-        defocus=None, learn_thickness=False, learn_tilt=False,
+        scan.calibration,
+        thickness=scan.truth["thickness"],
+        num_slices=2,
+        iterations=iterations,
+        defocus=None,
+        learn_thickness=False,
+        learn_tilt=False,
         object_step_decay=1.0,  # a constant step: 8-12 iterations are too few to decay
     )
     params.rates["object"] = LearningRate(50.0, 0)  # Pt columns reach ~1000 V·Å
@@ -58,8 +73,10 @@ def truth_on_grid(truth: Volume, centre_A, volume: Volume) -> np.ndarray:
     from scipy.ndimage import gaussian_filter, map_coordinates
 
     blurred = gaussian_filter(np.asarray(truth.data, float), BAND_SIGMA / truth.voxel_size)
-    axes = [((np.arange(n) - (n - 1) / 2) * volume.voxel_size + c - o) / truth.voxel_size
-            for n, c, o in zip(volume.shape, centre_A, truth.origin)]
+    axes = [
+        ((np.arange(n) - (n - 1) / 2) * volume.voxel_size + c - o) / truth.voxel_size
+        for n, c, o in zip(volume.shape, centre_A, truth.origin)
+    ]
     return map_coordinates(blurred, np.meshgrid(*axes, indexing="ij"), order=1)
 
 
@@ -84,8 +101,12 @@ def chain(request):
     messages = []
     alignment, volume, results = run(
         sequential_tomography_steps(
-            series, msp_params=_msp_params(series, iterations), denoise="tv", crop=(56, 56),
-            bin_factor=2, device="cpu",
+            series,
+            msp_params=_msp_params(series, iterations),
+            denoise="tv",
+            crop=(56, 56),
+            bin_factor=2,
+            device="cpu",
         ),
         lambda p: messages.append((p.message, p.total)),
     )
@@ -114,8 +135,10 @@ def test_volume_correlates_with_band_limited_truth(chain):
     assert r >= 0.8  # measured: full (13 tilts) 0.993, fast (9 tilts) 0.943
     # the same projections reconstructed without alignment correlate less
     unaligned = reconstruct_linear(
-        _stack(chain), Alignment.from_angles(series.angles_deg),
-        volume.voxel_size, device="cpu",
+        _stack(chain),
+        Alignment.from_angles(series.angles_deg),
+        volume.voxel_size,
+        device="cpu",
     )
     r_unaligned, _ = registered_r(unaligned.data, truth, volume.voxel_size)
     print(f"{name}: r = {r:.3f}, unaligned {r_unaligned:.3f}, offset {offset}")
@@ -146,7 +169,11 @@ def test_in_plane_axis_error_of_2_deg_is_found_from_msp_phases():
     torch.set_num_threads(1)
     particle, series = _series(9, psi_deg=2.0)
     alignment, volume, _results = sequential_tomography(
-        series, msp_params=_msp_params(series, 8), denoise="tv", crop=(56, 56), bin_factor=2,
+        series,
+        msp_params=_msp_params(series, 8),
+        denoise="tv",
+        crop=(56, 56),
+        bin_factor=2,
         device="cpu",
     )
     np.testing.assert_allclose(alignment.euler_deg[:, 2], 2.0, atol=0.3)
@@ -157,11 +184,17 @@ def test_in_plane_axis_error_of_2_deg_is_found_from_msp_phases():
 
 def test_existing_msp_results_skip_the_msp_step_and_progress_names_each_stage(chain):
     _name, _particle, _series, _alignment, volume, results = chain
-    steps = list(sequential_tomography_steps(
-        results, denoise="tv", crop=(56, 56), bin_factor=2, device="cpu",
-        align={"stages": [AlignStage(0.1, ("shifts",), n_outer=1, n_inner=2, n_align=1)]},
-        linear={"n_iter": 2},
-    ))
+    steps = list(
+        sequential_tomography_steps(
+            results,
+            denoise="tv",
+            crop=(56, 56),
+            bin_factor=2,
+            device="cpu",
+            align={"stages": [AlignStage(0.1, ("shifts",), n_outer=1, n_inner=2, n_align=1)]},
+            linear={"n_iter": 2},
+        )
+    )
     assert all(isinstance(p, Progress) for p in steps)
     assert not any(p.message.startswith("MSP") for p in steps)
     assert any(p.message.startswith("align:") for p in steps)

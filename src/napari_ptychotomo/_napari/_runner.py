@@ -86,9 +86,13 @@ class EngineRunner:
         self.progress = ProgressBar(name="progress", min=0, max=1, value=0)
         self.status = Label(name="status", value="ready")
         self.widget = Container(
-            widgets=[Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
-                               labels=False), self.progress, self.status],
-            labels=False, name="runner",
+            widgets=[
+                Container(widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False),
+                self.progress,
+                self.status,
+            ],
+            labels=False,
+            name="runner",
         )
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
@@ -174,8 +178,7 @@ class EngineRunner:
         if self._on_progress is None:
             return
         now = self.clock()
-        if (self.synchronous or now - self._shown_at >= self.min_interval
-                or self._must_show(progress)):
+        if self.synchronous or now - self._shown_at >= self.min_interval or self._must_show(progress):
             self._held, self._shown_at = None, now
             self._on_progress(progress)
         else:

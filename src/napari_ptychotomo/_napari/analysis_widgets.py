@@ -40,10 +40,15 @@ def layer_volume(layer: Any) -> Volume:
         return result
     scale = np.asarray(layer.scale, dtype=float)
     if np.ndim(layer.data) != 3 or not np.allclose(scale, scale[-1], rtol=1e-6):
-        raise ValueError(f"layer {layer.name!r} has shape {np.shape(layer.data)} and scale "
-                         f"{tuple(scale)}; expected a volume (nz, ny, nx) with cubic voxels")
-    return Volume(data=np.asarray(layer.data, dtype=np.float32), voxel_size=float(scale[-1]),
-                  origin=np.asarray(layer.translate, dtype=float))
+        raise ValueError(
+            f"layer {layer.name!r} has shape {np.shape(layer.data)} and scale "
+            f"{tuple(scale)}; expected a volume (nz, ny, nx) with cubic voxels"
+        )
+    return Volume(
+        data=np.asarray(layer.data, dtype=np.float32),
+        voxel_size=float(scale[-1]),
+        origin=np.asarray(layer.translate, dtype=float),
+    )
 
 
 def resolution_table(resolution: Any) -> str:
@@ -64,8 +69,9 @@ def resolution_table(resolution: Any) -> str:
 class _VolumeWidget(Container):
     def __init__(self, viewer: Any, fields: list, synchronous: bool):
         self.viewer = viewer
-        self.runner = EngineRunner(self._start, on_result=self._result,
-                                   on_progress=self._progress, synchronous=synchronous)
+        self.runner = EngineRunner(
+            self._start, on_result=self._result, on_progress=self._progress, synchronous=synchronous
+        )
         self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[*fields, self.runner.widget])
         viewer.layers.events.inserted.connect(self._refresh)
@@ -74,8 +80,11 @@ class _VolumeWidget(Container):
     def _names(self, *_: Any) -> list[str]:
         """Volumes only: not the virtual bright field, projection or MSP phase stacks, which
         are also 3D image layers."""
-        return [name for name, layer in image_layers(self.viewer, ndim=3)
-                if layer.metadata.get("kind", "volume") == "volume"]
+        return [
+            name
+            for name, layer in image_layers(self.viewer, ndim=3)
+            if layer.metadata.get("kind", "volume") == "volume"
+        ]
 
     def _layer(self, name: Any) -> Any:
         if name is None or name not in self.viewer.layers:
@@ -99,8 +108,7 @@ class ResolutionWidget(_VolumeWidget):
         self.use_halves = CheckBox(text="use the halves of volume 1", value=False, name="use_halves")
         self.directional = CheckBox(text="directional (x, y, z cones)", value=True, name="directional")
         self.table = Label(value="", name="table", label="resolution")
-        super().__init__(viewer, [self.volume1, self.volume2, self.use_halves, self.directional],
-                         synchronous)
+        super().__init__(viewer, [self.volume1, self.volume2, self.use_halves, self.directional], synchronous)
         self.append(self.table)
         self.fsc_plot = LivePlot(name="fsc_plot", height=3.0, label="FSC")
         self.append(self.fsc_plot)
@@ -125,8 +133,7 @@ class ResolutionWidget(_VolumeWidget):
             resolution = fsc(a, b)
             if with_directions:
                 table = directional_fsc(a, b)
-                resolution.directional = {k: v for k, v in table.items() if isinstance(v, dict)
-                                          and "crossings" in v}
+                resolution.directional = {k: v for k, v in table.items() if isinstance(v, dict) and "crossings" in v}
             return resolution
 
         return one_step(compute, message="Fourier shell correlation…")
@@ -137,8 +144,7 @@ class ResolutionWidget(_VolumeWidget):
         if shared:
             # halves with a common start or common fitted probes / alignment agree more than
             # their noise allows: their crossings are no resolution
-            self.table.value = ("not a resolution: the halves are not independent (they share "
-                                + "; ".join(shared) + ")")
+            self.table.value = "not a resolution: the halves are not independent (they share " + "; ".join(shared) + ")"
         else:
             self.table.value = resolution_table(resolution)
         self._plot(resolution)
@@ -164,8 +170,7 @@ class ResolutionWidget(_VolumeWidget):
             curves[name], styles[name] = (resolution.frequency, curve), "--"
         for name, entry in (resolution.directional or {}).items():
             curves[f"FSC {name}"] = (entry["frequency"], entry["fsc"])
-        self.fsc_plot.show([Panel("spatial frequency (1/Å)", "FSC", curves, styles=styles)],
-                           "")
+        self.fsc_plot.show([Panel("spatial frequency (1/Å)", "FSC", curves, styles=styles)], "")
 
 
 class AtomTracingWidget(_VolumeWidget):
@@ -175,19 +180,28 @@ class AtomTracingWidget(_VolumeWidget):
         self.viewer = viewer
         self.volume = ComboBox(label="volume", choices=self._names, name="volume")
         self.n_species = SpinBox(label="species", min=1, max=10, value=2, name="n_species")
-        self.threshold_sigma = FloatSpinBox(label="threshold (noise σ)", min=0.5, max=100.0,
-                                            value=5.0, step=0.5, name="threshold_sigma")
+        self.threshold_sigma = FloatSpinBox(
+            label="threshold (noise σ)", min=0.5, max=100.0, value=5.0, step=0.5, name="threshold_sigma"
+        )
         self.iterations = SpinBox(label="iterations", min=1, max=200, value=10, name="iterations")
         self.max_relative_width = FloatSpinBox(
-            label="max width (× median)", min=0.0, max=10.0, value=0.0, step=0.1, name="max_relative_width",
+            label="max width (× median)",
+            min=0.0,
+            max=10.0,
+            value=0.0,
+            step=0.1,
+            name="max_relative_width",
             tooltip="drop fits broader than this multiple of the median width (merged blobs, streak "
-                    "ends); 0: no limit. 1.5 suits volumes that blur every atom alike, such as a "
-                    "plane-wave reconstruction from tilts over ±90°")
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
-                               name="device")
+            "ends); 0: no limit. 1.5 suits volumes that blur every atom alike, such as a "
+            "plane-wave reconstruction from tilts over ±90°",
+        )
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto", name="device")
         self.score = Label(value="", name="score", label="against the truth")
-        super().__init__(viewer, [self.volume, self.n_species, self.threshold_sigma,
-                                  self.iterations, self.max_relative_width, self.device], synchronous)
+        super().__init__(
+            viewer,
+            [self.volume, self.n_species, self.threshold_sigma, self.iterations, self.max_relative_width, self.device],
+            synchronous,
+        )
         self.append(self.score)
         self._refresh()
 
@@ -197,18 +211,33 @@ class AtomTracingWidget(_VolumeWidget):
         self._target = self._layer(self.volume.value)
         self._volume = layer_volume(self._target)
         return trace_atoms_steps(
-            self._volume, device=str(self.device.value), n_species=int(self.n_species.value),
+            self._volume,
+            device=str(self.device.value),
+            n_species=int(self.n_species.value),
             threshold_sigma=float(self.threshold_sigma.value),
             iterations=int(self.iterations.value),
-            max_relative_width=float(self.max_relative_width.value) or None)
+            max_relative_width=float(self.max_relative_width.value) or None,
+        )
 
     def _progress(self, progress: Progress) -> None:
         positions = progress.preview
         if isinstance(positions, np.ndarray) and positions.ndim == 2 and positions.shape[1] == 3:
-            put_layer(self.viewer, (positions, {
-                "name": "Atoms (traced)", "ndim": 3, "size": 1.0, "face_color": "yellow",
-                "units": ("angstrom",) * 3,
-                "border_width": 0.0, "metadata": {"kind": "atoms-preview"}}, "points"))
+            put_layer(
+                self.viewer,
+                (
+                    positions,
+                    {
+                        "name": "Atoms (traced)",
+                        "ndim": 3,
+                        "size": 1.0,
+                        "face_color": "yellow",
+                        "units": ("angstrom",) * 3,
+                        "border_width": 0.0,
+                        "metadata": {"kind": "atoms-preview"},
+                    },
+                    "points",
+                ),
+            )
 
     def _result(self, atoms: Any) -> None:
         layers = self.viewer.layers
@@ -233,9 +262,14 @@ class AtomTracingWidget(_VolumeWidget):
             return score_atoms(atoms, truth, radius=SCORE_RADIUS)
         true_atoms = truth["atoms"]
         species = species_classes(true_atoms["numbers"]) if "numbers" in true_atoms else None
-        return compare_with_truth(self._volume, truth["volume"], atoms=atoms,
-                                  true_atoms=true_atoms["positions"], true_species=species,
-                                  score_radius=SCORE_RADIUS).atoms
+        return compare_with_truth(
+            self._volume,
+            truth["volume"],
+            atoms=atoms,
+            true_atoms=true_atoms["positions"],
+            true_species=species,
+            score_radius=SCORE_RADIUS,
+        ).atoms
 
     def _refresh(self, *_: Any) -> None:
         super()._refresh()
@@ -278,8 +312,10 @@ def _truth_names(truth: Any) -> list[str] | None:
 def score_line(score: dict) -> str:
     """The score of traced atoms as one line: recall, false positives (count and share of
     the true atoms, as Ren et al. 2018, Table I), RMS position error, right species."""
-    line = (f"recall {score['recall']:.2f}, false positives {score['false_positives']} "
-            f"({100 * score['false_positive_rate']:.1f} %), RMS error {score['rms_error_3d']:.2f} Å")
+    line = (
+        f"recall {score['recall']:.2f}, false positives {score['false_positives']} "
+        f"({100 * score['false_positive_rate']:.1f} %), RMS error {score['rms_error_3d']:.2f} Å"
+    )
     if np.isfinite(score.get("species_accuracy", np.nan)):
         line += f", species {100 * score['species_accuracy']:.1f} % right"
     return line

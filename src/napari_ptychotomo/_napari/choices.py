@@ -43,7 +43,6 @@ def msp_results(viewer: Any, n_tilts: int | None = None) -> dict[int, Any]:
     found: dict[int, Any] = {}
     for layer in viewer.layers:
         result, k = layer.metadata.get("result"), layer.metadata.get("tilt_index")
-        if isinstance(result, MSPResult) and k is not None and int(k) >= 0 and (
-                n_tilts is None or int(k) < n_tilts):
+        if isinstance(result, MSPResult) and k is not None and int(k) >= 0 and (n_tilts is None or int(k) < n_tilts):
             found.setdefault(int(k), result)
     return dict(sorted(found.items()))

@@ -37,11 +37,9 @@ class InspectWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
         self.volume = ComboBox(label="volume", choices=self._volume_names, name="volume")
-        self.follow_cursor = CheckBox(text="slice views follow the cursor", value=True,
-                                      name="follow_cursor")
+        self.follow_cursor = CheckBox(text="slice views follow the cursor", value=True, name="follow_cursor")
         self.views = LivePlot(name="views", height=2.0, label="slices")
-        self.profile_from = ComboBox(label="profile along", choices=self._line_sources,
-                                     name="profile_from")
+        self.profile_from = ComboBox(label="profile along", choices=self._line_sources, name="profile_from")
         self.profile_button = PushButton(text="Line profile", name="profile_button")
         self.profile_plot = LivePlot(name="profile_plot", height=2.0)
         self.spectrum_button = PushButton(text="Power spectrum", name="spectrum_button")
@@ -53,11 +51,25 @@ class InspectWidget(Container):
         self.stats_button = PushButton(text="Region statistics", name="stats_button")
         self.stats = Label(value="", name="stats")
         self.status = Label(value="", name="status")
-        super().__init__(widgets=[
-            self.volume, self.follow_cursor, self.views, self.profile_from, self.profile_button,
-            self.profile_plot, self.spectrum_button, self.spectrum_plot, self.spectrum_images,
-            self.tilt_map, self.overlay_button, self.region, self.stats_button, self.stats,
-            self.status])
+        super().__init__(
+            widgets=[
+                self.volume,
+                self.follow_cursor,
+                self.views,
+                self.profile_from,
+                self.profile_button,
+                self.profile_plot,
+                self.spectrum_button,
+                self.spectrum_plot,
+                self.spectrum_images,
+                self.tilt_map,
+                self.overlay_button,
+                self.region,
+                self.stats_button,
+                self.stats,
+                self.status,
+            ]
+        )
         self.statistics: dict[str, Any] | None = None
         self.index: tuple[int, int, int] | None = None
         self._pending: tuple[int, int, int] | None = None
@@ -68,10 +80,12 @@ class InspectWidget(Container):
         self._cursor_timer.setSingleShot(True)
         self._cursor_timer.setInterval(100)
         self._cursor_timer.timeout.connect(self._draw_pending)
-        for button, action in ((self.profile_button, self.show_profile),
-                               (self.spectrum_button, self.show_spectrum),
-                               (self.overlay_button, self.overlay),
-                               (self.stats_button, self.show_statistics)):
+        for button, action in (
+            (self.profile_button, self.show_profile),
+            (self.spectrum_button, self.show_spectrum),
+            (self.overlay_button, self.overlay),
+            (self.stats_button, self.show_statistics),
+        ):
             button.changed.connect(self._reporting(action))
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
@@ -79,20 +93,29 @@ class InspectWidget(Container):
 
     # ------------------------------------------------------------------ choices
     def _volume_names(self, *_: Any) -> list[str]:
-        return [layer.name for layer in self.viewer.layers
-                if _kind(layer) == "Image" and np.ndim(layer.data) == 3
-                and layer.metadata.get("kind") != "projections"]
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if _kind(layer) == "Image" and np.ndim(layer.data) == 3 and layer.metadata.get("kind") != "projections"
+        ]
 
     def _line_sources(self, *_: Any) -> list[str]:
-        return [layer.name for layer in self.viewer.layers
-                if (_kind(layer) == "Shapes" and "line" in list(layer.shape_type))
-                or (_kind(layer) == "Points" and len(layer.data) >= 2)]
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if (_kind(layer) == "Shapes" and "line" in list(layer.shape_type))
+            or (_kind(layer) == "Points" and len(layer.data) >= 2)
+        ]
 
     def _tilt_map_names(self, *_: Any) -> list[str]:
-        return [layer.name for layer in self.viewer.layers
-                if isinstance(layer.metadata.get("result"), MSPResult)
-                and layer.metadata["result"].tilt_map is not None
-                and "tilt map" in layer.name and "θy" not in layer.name]
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if isinstance(layer.metadata.get("result"), MSPResult)
+            and layer.metadata["result"].tilt_map is not None
+            and "tilt map" in layer.name
+            and "θy" not in layer.name
+        ]
 
     def _shapes_names(self, *_: Any) -> list[str]:
         return [layer.name for layer in self.viewer.layers if _kind(layer) == "Shapes"]
@@ -107,6 +130,7 @@ class InspectWidget(Container):
                 self.status.value = ""
             except ValueError as exc:
                 self.status.value = str(exc)
+
         return run
 
     def _layer(self, name: Any, what: str) -> Any:
@@ -118,7 +142,7 @@ class InspectWidget(Container):
         """A world point with ``ndim`` coordinates, the missing leading ones from the sliders."""
         point = np.asarray(point, float)
         if len(point) < ndim:
-            point = np.concatenate([np.asarray(self.viewer.dims.point, float)[:ndim - len(point)], point])
+            point = np.concatenate([np.asarray(self.viewer.dims.point, float)[: ndim - len(point)], point])
         return point[-ndim:]
 
     # ------------------------------------------------------------------ volume
@@ -126,8 +150,9 @@ class InspectWidget(Container):
         if not self.follow_cursor.value or self.volume.value not in self.viewer.layers:
             return
         layer = self.viewer.layers[self.volume.value]
-        index = world_to_index(self._world(self.viewer.cursor.position, 3), layer.scale,
-                               layer.translate, np.shape(layer.data))
+        index = world_to_index(
+            self._world(self.viewer.cursor.position, 3), layer.scale, layer.translate, np.shape(layer.data)
+        )
         if index != self.index:
             self._pending = index
             if not self._cursor_timer.isActive():
@@ -152,11 +177,14 @@ class InspectWidget(Container):
         views = orthogonal_views(data, self.index)
         (x0, x1), (y0, y1), (z0, z1) = span(tx, sx, nx), span(ty, sy, ny), span(tz, sz, nz)
         z, y, x = self.index
-        self.views.show_images({
-            f"yx at z = {tz + z * sz:.1f} Å": (views["yx"], (x0, x1, y1, y0), "x (Å)", "y (Å)"),
-            f"zx at y = {ty + y * sy:.1f} Å": (views["zx"], (x0, x1, z1, z0), "x (Å)", "z (Å)"),
-            f"zy at x = {tx + x * sx:.1f} Å": (views["zy"], (y0, y1, z1, z0), "y (Å)", "z (Å)"),
-        }, f"voxel (z, y, x) = {self.index}: value {float(data[self.index]):.4g}")
+        self.views.show_images(
+            {
+                f"yx at z = {tz + z * sz:.1f} Å": (views["yx"], (x0, x1, y1, y0), "x (Å)", "y (Å)"),
+                f"zx at y = {ty + y * sy:.1f} Å": (views["zx"], (x0, x1, z1, z0), "x (Å)", "z (Å)"),
+                f"zy at x = {tx + x * sx:.1f} Å": (views["zy"], (y0, y1, z1, z0), "y (Å)", "z (Å)"),
+            },
+            f"voxel (z, y, x) = {self.index}: value {float(data[self.index]):.4g}",
+        )
 
     def show_profile(self) -> None:
         """Profile of the volume along the chosen line (Shapes) or two points (Points)."""
@@ -173,7 +201,8 @@ class InspectWidget(Container):
         distance, values = line_profile(layer.data, layer.scale, layer.translate, start, end)
         self.profile_plot.show(
             [Panel("distance (Å)", layer.name, {"profile": (distance, values)})],
-            f"{len(distance)} samples over {distance[-1]:.2f} Å, max {np.nanmax(values):.4g}")
+            f"{len(distance)} samples over {distance[-1]:.2f} Å, max {np.nanmax(values):.4g}",
+        )
 
     def show_spectrum(self) -> None:
         """Per-axis power spectra with their last-peak resolution, and 2D projections."""
@@ -189,14 +218,24 @@ class InspectWidget(Container):
             value = spectra[a].get("resolution", np.nan)
             return f"{a} {value:.2f} Å" if np.isfinite(value) else f"{a} —"
 
-        self.spectrum_plot.show([Panel("spatial frequency (1/Å)", "power", curves, log_y=True)],
-                                "last peak: " + ", ".join(res(a) for a in axes))
+        self.spectrum_plot.show(
+            [Panel("spatial frequency (1/Å)", "power", curves, log_y=True)],
+            "last peak: " + ", ".join(res(a) for a in axes),
+        )
         k = 1.0 / (2 * float(volume.voxel_size))
         labels = {"z": ("k_x", "k_y"), "y": ("k_x", "k_z"), "x": ("k_y", "k_z")}
-        self.spectrum_images.show_images({
-            f"summed along {a}": (np.log1p(np.asarray(spectra["projections"][a], float)),
-                                  (-k, k, -k, k), f"{labels[a][0]} (1/Å)", f"{labels[a][1]} (1/Å)")
-            for a in axes}, cmap="magma")
+        self.spectrum_images.show_images(
+            {
+                f"summed along {a}": (
+                    np.log1p(np.asarray(spectra["projections"][a], float)),
+                    (-k, k, -k, k),
+                    f"{labels[a][0]} (1/Å)",
+                    f"{labels[a][1]} (1/Å)",
+                )
+                for a in axes
+            },
+            cmap="magma",
+        )
         self.spectra = spectra
 
     # ------------------------------------------------------------------ tilt maps
@@ -231,6 +270,5 @@ class InspectWidget(Container):
         lines = [f"tilt {k}: {stats['count']} scan positions"]
         for name, label in (("theta_x", "θx"), ("theta_y", "θy")):
             s = stats[name]
-            lines.append(f"{label}: mean {s['mean']:.2f}, median {s['median']:.2f}, "
-                         f"std {s['std']:.2f} mrad")
+            lines.append(f"{label}: mean {s['mean']:.2f}, median {s['median']:.2f}, std {s['std']:.2f} mrad")
         self.stats.value = "\n".join(lines)

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["world_to_index", "orthogonal_views", "line_profile", "points_in_shape",
-           "region_statistics"]
+__all__ = ["world_to_index", "orthogonal_views", "line_profile", "points_in_shape", "region_statistics"]
 
 
 def world_to_index(point: Any, scale: Any, translate: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -35,8 +34,9 @@ def orthogonal_views(volume: np.ndarray, index: tuple[int, int, int]) -> dict[st
     return {"yx": data[z], "zx": data[:, y, :], "zy": data[:, :, x]}
 
 
-def line_profile(data: np.ndarray, scale: Any, translate: Any, start: Any, end: Any,
-                 samples_per_voxel: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def line_profile(
+    data: np.ndarray, scale: Any, translate: Any, start: Any, end: Any, samples_per_voxel: float = 2.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Values of ``data`` along the straight line from ``start`` to ``end`` (world, Å).
 
     Parameters
@@ -82,8 +82,7 @@ def points_in_shape(points: np.ndarray, vertices: np.ndarray, shape_type: str) -
         return np.sum(((points - centre) / np.maximum(radii, 1e-12)) ** 2, axis=1) <= 1.0
     if shape_type in ("rectangle", "polygon"):
         return points_in_poly(points, vertices)
-    raise ValueError(f"shape type {shape_type!r} encloses no region; draw a rectangle, "
-                     "polygon or ellipse")
+    raise ValueError(f"shape type {shape_type!r} encloses no region; draw a rectangle, polygon or ellipse")
 
 
 def region_statistics(tilt_map: np.ndarray, inside: np.ndarray) -> dict[str, Any]:

@@ -49,11 +49,21 @@ SPECIES_COLOURS = np.array(
 
 #: RGBA colour of an element (Jmol-like), so traced and true atoms of one element match
 ELEMENT_COLOURS = {
-    "H": (1.00, 1.00, 1.00), "C": (0.56, 0.56, 0.56), "N": (0.19, 0.31, 0.97),
-    "O": (1.00, 0.20, 0.15), "Al": (0.75, 0.65, 0.65), "Si": (0.94, 0.78, 0.63),
-    "Ti": (0.75, 0.76, 0.78), "Sr": (0.00, 1.00, 0.00), "Pt": (0.95, 0.85, 0.30),
-    "Au": (1.00, 0.82, 0.14), "Pd": (0.00, 0.41, 0.52), "Ag": (0.75, 0.75, 0.75),
-    "Fe": (0.88, 0.40, 0.20), "Cu": (0.78, 0.50, 0.20), "Ce": (1.00, 1.00, 0.78),
+    "H": (1.00, 1.00, 1.00),
+    "C": (0.56, 0.56, 0.56),
+    "N": (0.19, 0.31, 0.97),
+    "O": (1.00, 0.20, 0.15),
+    "Al": (0.75, 0.65, 0.65),
+    "Si": (0.94, 0.78, 0.63),
+    "Ti": (0.75, 0.76, 0.78),
+    "Sr": (0.00, 1.00, 0.00),
+    "Pt": (0.95, 0.85, 0.30),
+    "Au": (1.00, 0.82, 0.14),
+    "Pd": (0.00, 0.41, 0.52),
+    "Ag": (0.75, 0.75, 0.75),
+    "Fe": (0.88, 0.40, 0.20),
+    "Cu": (0.78, 0.50, 0.20),
+    "Ce": (1.00, 1.00, 0.78),
 }
 
 
@@ -61,7 +71,9 @@ def atom_colours(atoms: Atoms) -> np.ndarray:
     """(n, 4) RGBA per atom: by element where the atoms have element names (so a traced
     and a true set of the same element look alike), else by species class."""
     species = np.asarray(atoms.species, dtype=int).reshape(-1)
-    colours = SPECIES_COLOURS[np.mod(species, len(SPECIES_COLOURS))].copy() if len(species) else np.zeros((0, 4), np.float32)
+    colours = (
+        SPECIES_COLOURS[np.mod(species, len(SPECIES_COLOURS))].copy() if len(species) else np.zeros((0, 4), np.float32)
+    )
     if atoms.names:
         for k, symbol in enumerate(atoms.symbols()):
             if symbol in ELEMENT_COLOURS:
@@ -104,43 +116,104 @@ def scan_layers(data: ScanData | TiltSeries, diffraction: bool = False) -> list[
         (dy, dx), dk = steps[0], scans[0].calibration.detector_sampling_mrad
         bright = np.stack([v[0] for v in views])
         mean = np.stack([v[1] for v in views])
-        bright_meta = {"metadata": _meta(data, "scan", angles_deg=angles, mean_diffraction=mean,
-                                         detector_sampling_mrad=dk)}
+        bright_meta = {
+            "metadata": _meta(data, "scan", angles_deg=angles, mean_diffraction=mean, detector_sampling_mrad=dk)
+        }
         out: list[LayerData] = [
-            (bright, {"name": "Virtual bright field", "scale": (1.0, dy, dx),
-                      "axis_labels": ("tilt", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
-                      "colormap": "gray", **bright_meta}, "image")]
+            (
+                bright,
+                {
+                    "name": "Virtual bright field",
+                    "scale": (1.0, dy, dx),
+                    "axis_labels": ("tilt", "y", "x"),
+                    "units": (INDEX, ANGSTROM, ANGSTROM),
+                    "colormap": "gray",
+                    **bright_meta,
+                },
+                "image",
+            )
+        ]
         if diffraction:
-            out.append((mean, {"name": "Mean diffraction", "scale": (1.0, dk, dk),
-                               "axis_labels": ("tilt", "k_y", "k_x"), "units": (INDEX, MRAD, MRAD),
-                               "colormap": "magma", "gamma": 0.5, "visible": False, **common}, "image"))
+            out.append(
+                (
+                    mean,
+                    {
+                        "name": "Mean diffraction",
+                        "scale": (1.0, dk, dk),
+                        "axis_labels": ("tilt", "k_y", "k_x"),
+                        "units": (INDEX, MRAD, MRAD),
+                        "colormap": "magma",
+                        "gamma": 0.5,
+                        "visible": False,
+                        **common,
+                    },
+                    "image",
+                )
+            )
         return out
     layers: list[LayerData] = []
     for k, (scan, (bright, mean), (dy, dx)) in enumerate(zip(scans, views, steps)):
         suffix = f" [tilt {k}]" if len(scans) > 1 else ""
         dk = scan.calibration.detector_sampling_mrad
-        bright_meta = {"metadata": _meta(data, "scan", angles_deg=angles, mean_diffraction=mean,
-                                         detector_sampling_mrad=dk)}
+        bright_meta = {
+            "metadata": _meta(data, "scan", angles_deg=angles, mean_diffraction=mean, detector_sampling_mrad=dk)
+        }
         if bright.ndim == 2:
-            layers.append((bright, {"name": f"Virtual bright field{suffix}", "scale": (dy, dx),
-                                    "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM),
-                                    "colormap": "gray", **bright_meta}, "image"))
+            layers.append(
+                (
+                    bright,
+                    {
+                        "name": f"Virtual bright field{suffix}",
+                        "scale": (dy, dx),
+                        "axis_labels": ("y", "x"),
+                        "units": (ANGSTROM, ANGSTROM),
+                        "colormap": "gray",
+                        **bright_meta,
+                    },
+                    "image",
+                )
+            )
         else:  # scattered positions: one point per pattern, coloured by its bright field
-            layers.append((scan.positions_angstrom(), {
-                "name": f"Virtual bright field{suffix}", "features": {"bright_field": bright},
-                "face_color": "bright_field", "face_colormap": "gray", "size": dy,
-                "axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM), **bright_meta}, "points"))
+            layers.append(
+                (
+                    scan.positions_angstrom(),
+                    {
+                        "name": f"Virtual bright field{suffix}",
+                        "features": {"bright_field": bright},
+                        "face_color": "bright_field",
+                        "face_colormap": "gray",
+                        "size": dy,
+                        "axis_labels": ("y", "x"),
+                        "units": (ANGSTROM, ANGSTROM),
+                        **bright_meta,
+                    },
+                    "points",
+                )
+            )
         if diffraction:
-            layers.append((mean, {"name": f"Mean diffraction{suffix}", "scale": (dk, dk),
-                                  "axis_labels": ("k_y", "k_x"), "units": (MRAD, MRAD),
-                                  "colormap": "magma", "gamma": 0.5, "visible": False,
-                                  **common}, "image"))
+            layers.append(
+                (
+                    mean,
+                    {
+                        "name": f"Mean diffraction{suffix}",
+                        "scale": (dk, dk),
+                        "axis_labels": ("k_y", "k_x"),
+                        "units": (MRAD, MRAD),
+                        "colormap": "magma",
+                        "gamma": 0.5,
+                        "visible": False,
+                        **common,
+                    },
+                    "image",
+                )
+            )
     return layers
 
 
 def _defocus_layers(data: Any, series: list[Any], angles: list[float]) -> list[LayerData]:
     """One ``Defocus images`` layer (tilt, defocus, y, x) when every tilt has the same
     stack shape and pixel size, else one ``Defocus images [tilt k]`` per tilt."""
+
     def limits(images: Any) -> tuple[float, float]:
         # the images are near 1 with a few % of contrast and a bright edge or two: the
         # 0.5-99.5 % range shows the specimen where min-max would show a flat grey
@@ -150,20 +223,39 @@ def _defocus_layers(data: Any, series: list[Any], angles: list[float]) -> list[L
     shapes = {(tuple(np.shape(item.images)), float(item.pixel_size)) for item in series}
     if len(series) > 1 and len(shapes) == 1:
         p = float(series[0].pixel_size)
-        return [(np.stack([np.asarray(item.images) for item in series]), {
-            "name": "Defocus images", "scale": (1.0, 1.0, p, p),
-            "axis_labels": ("tilt", "defocus", "y", "x"),
-            "units": (INDEX, INDEX, ANGSTROM, ANGSTROM), "colormap": "gray",
-            "contrast_limits": limits([item.images for item in series]),
-            "metadata": _meta(data, "defocus", angles_deg=angles)}, "image")]
+        return [
+            (
+                np.stack([np.asarray(item.images) for item in series]),
+                {
+                    "name": "Defocus images",
+                    "scale": (1.0, 1.0, p, p),
+                    "axis_labels": ("tilt", "defocus", "y", "x"),
+                    "units": (INDEX, INDEX, ANGSTROM, ANGSTROM),
+                    "colormap": "gray",
+                    "contrast_limits": limits([item.images for item in series]),
+                    "metadata": _meta(data, "defocus", angles_deg=angles),
+                },
+                "image",
+            )
+        ]
     layers = []
     for k, item in enumerate(series):
         p = float(item.pixel_size)
-        layers.append((np.asarray(item.images), {
-            "name": f"Defocus images [tilt {k}]", "scale": (1.0, p, p),
-            "axis_labels": ("defocus", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
-            "colormap": "gray", "contrast_limits": limits(item.images),
-            "metadata": _meta(data, "defocus", angles_deg=angles)}, "image"))
+        layers.append(
+            (
+                np.asarray(item.images),
+                {
+                    "name": f"Defocus images [tilt {k}]",
+                    "scale": (1.0, p, p),
+                    "axis_labels": ("defocus", "y", "x"),
+                    "units": (INDEX, ANGSTROM, ANGSTROM),
+                    "colormap": "gray",
+                    "contrast_limits": limits(item.images),
+                    "metadata": _meta(data, "defocus", angles_deg=angles),
+                },
+                "image",
+            )
+        )
     return layers
 
 
@@ -203,45 +295,98 @@ def msp_layers(result: MSPResult, tilt_index: int = 0) -> list[LayerData]:
     positions = np.asarray(result.positions, dtype=np.float64)
     plane = {"axis_labels": ("y", "x"), "units": (ANGSTROM, ANGSTROM)}
     layers: list[LayerData] = [
-        (phase, {"name": f"MSP phase{tag}", "scale": (dz, p, p), "axis_labels": ("z", "y", "x"),
-                 "units": (ANGSTROM, ANGSTROM, ANGSTROM), "colormap": "gray",
-                 "metadata": meta}, "image"),
-        (probe, {"name": f"MSP probe{tag}", "scale": (p, p), "colormap": "inferno",
-                 "metadata": meta, **plane}, "image"),
-        (positions, {"name": f"MSP positions{tag}", "size": max(2 * p, 0.1), "face_color": "cyan",
-                     "border_width": 0.0, "opacity": 0.6, "metadata": meta, **plane}, "points"),
+        (
+            phase,
+            {
+                "name": f"MSP phase{tag}",
+                "scale": (dz, p, p),
+                "axis_labels": ("z", "y", "x"),
+                "units": (ANGSTROM, ANGSTROM, ANGSTROM),
+                "colormap": "gray",
+                "metadata": meta,
+            },
+            "image",
+        ),
+        (
+            probe,
+            {"name": f"MSP probe{tag}", "scale": (p, p), "colormap": "inferno", "metadata": meta, **plane},
+            "image",
+        ),
+        (
+            positions,
+            {
+                "name": f"MSP positions{tag}",
+                "size": max(2 * p, 0.1),
+                "face_color": "cyan",
+                "border_width": 0.0,
+                "opacity": 0.6,
+                "metadata": meta,
+                **plane,
+            },
+            "points",
+        ),
     ]
     if result.tilt_map is not None:
         tilt_map = np.asarray(result.tilt_map, dtype=np.float32)
         limit = float(np.max(np.abs(tilt_map))) or 1.0
         raster = _raster(positions, result.scan_shape)
         if raster is None:
-            layers.append((positions, {
-                "name": f"MSP tilt map{tag}", "size": max(4 * p, 0.2),
-                "features": {"theta_x_mrad": tilt_map[:, 0], "theta_y_mrad": tilt_map[:, 1]},
-                "face_color": "theta_x_mrad", "face_colormap": "PiYG",
-                "face_contrast_limits": (-limit, limit), "metadata": meta, **plane}, "points"))
+            layers.append(
+                (
+                    positions,
+                    {
+                        "name": f"MSP tilt map{tag}",
+                        "size": max(4 * p, 0.2),
+                        "features": {"theta_x_mrad": tilt_map[:, 0], "theta_y_mrad": tilt_map[:, 1]},
+                        "face_color": "theta_x_mrad",
+                        "face_colormap": "PiYG",
+                        "face_contrast_limits": (-limit, limit),
+                        "metadata": meta,
+                        **plane,
+                    },
+                    "points",
+                )
+            )
             return layers
         translate, step = raster
         grid = tilt_map.reshape(*result.scan_shape, 2)
         for axis, label in enumerate(("θx", "θy")):
-            layers.append((grid[..., axis], {
-                "name": f"MSP tilt map {label}{tag}", "scale": step, "translate": translate,
-                "colormap": "PiYG", "contrast_limits": (-limit, limit), "metadata": meta,
-                **plane}, "image"))
+            layers.append(
+                (
+                    grid[..., axis],
+                    {
+                        "name": f"MSP tilt map {label}{tag}",
+                        "scale": step,
+                        "translate": translate,
+                        "colormap": "PiYG",
+                        "contrast_limits": (-limit, limit),
+                        "metadata": meta,
+                        **plane,
+                    },
+                    "image",
+                )
+            )
     return layers
 
 
-def summed_phase_layer(phase: np.ndarray, pixel_size: float, tilt_index: int,
-                       result: MSPResult | None = None) -> LayerData:
+def summed_phase_layer(
+    phase: np.ndarray, pixel_size: float, tilt_index: int, result: MSPResult | None = None
+) -> LayerData:
     """``MSP summed phase [tilt k]``: the object phase summed over slices ``(ny, nx)`` in
     rad (σ · Σ Re V), 2D at the object pixel size in Å."""
     p = float(pixel_size)
-    return (np.asarray(phase, dtype=np.float32), {
-        "name": f"MSP summed phase [tilt {tilt_index}]", "scale": (p, p), "axis_labels": ("y", "x"),
-        "units": (ANGSTROM, ANGSTROM), "colormap": "gray",
-        "metadata": _meta(result, "msp" if result is not None else "msp-preview",
-                          tilt_index=tilt_index)}, "image")
+    return (
+        np.asarray(phase, dtype=np.float32),
+        {
+            "name": f"MSP summed phase [tilt {tilt_index}]",
+            "scale": (p, p),
+            "axis_labels": ("y", "x"),
+            "units": (ANGSTROM, ANGSTROM),
+            "colormap": "gray",
+            "metadata": _meta(result, "msp" if result is not None else "msp-preview", tilt_index=tilt_index),
+        },
+        "image",
+    )
 
 
 def volume_layers(volume: Volume, name: str = "linear") -> list[LayerData]:
@@ -249,27 +394,46 @@ def volume_layers(volume: Volume, name: str = "linear") -> list[LayerData]:
     origin; a complex volume adds ``Volume (name, absorption)`` for its imaginary part."""
     data = volume.data
     s = float(volume.voxel_size)
-    common = {"scale": (s, s, s), "translate": tuple(float(v) for v in np.asarray(volume.origin)),
-              "axis_labels": ("z", "y", "x"), "units": (ANGSTROM, ANGSTROM, ANGSTROM)}
+    common = {
+        "scale": (s, s, s),
+        "translate": tuple(float(v) for v in np.asarray(volume.origin)),
+        "axis_labels": ("z", "y", "x"),
+        "units": (ANGSTROM, ANGSTROM, ANGSTROM),
+    }
     meta = _meta(volume, "volume", volume_name=name)
     if str(volume.provenance.get("axes", "")).startswith("tilt"):
         # a projection stack (tilt, y, x): the tilt is an index, not a length
         origin = np.asarray(volume.origin, dtype=float)
-        return [(np.asarray(data), {"name": name[:1].upper() + name[1:], "colormap": "gray",
-                                    "scale": (1.0, s, s), "translate": (0.0, *map(float, origin[1:])),
-                                    "axis_labels": ("tilt", "y", "x"), "units": (INDEX, ANGSTROM, ANGSTROM),
-                                    "metadata": _meta(volume, "projections", volume_name=name)}, "image")]
+        return [
+            (
+                np.asarray(data),
+                {
+                    "name": name[:1].upper() + name[1:],
+                    "colormap": "gray",
+                    "scale": (1.0, s, s),
+                    "translate": (0.0, *map(float, origin[1:])),
+                    "axis_labels": ("tilt", "y", "x"),
+                    "units": (INDEX, ANGSTROM, ANGSTROM),
+                    "metadata": _meta(volume, "projections", volume_name=name),
+                },
+                "image",
+            )
+        ]
     if np.iscomplexobj(np.empty(0, dtype=data.dtype)):
         values = np.asarray(data)
         return [
-            (values.real.astype(np.float32), {"name": f"Volume ({name})", "colormap": "gray",
-                                              "metadata": meta, **common}, "image"),
-            (values.imag.astype(np.float32), {"name": f"Volume ({name}, absorption)",
-                                              "colormap": "magma", "metadata": meta,
-                                              **common}, "image"),
+            (
+                values.real.astype(np.float32),
+                {"name": f"Volume ({name})", "colormap": "gray", "metadata": meta, **common},
+                "image",
+            ),
+            (
+                values.imag.astype(np.float32),
+                {"name": f"Volume ({name}, absorption)", "colormap": "magma", "metadata": meta, **common},
+                "image",
+            ),
         ]
-    return [(data, {"name": f"Volume ({name})", "colormap": "gray", "metadata": meta, **common},
-             "image")]
+    return [(data, {"name": f"Volume ({name})", "colormap": "gray", "metadata": meta, **common}, "image")]
 
 
 def atoms_layers(atoms: Atoms, name: str = "traced", translate=(0.0, 0.0, 0.0)) -> list[LayerData]:
@@ -287,15 +451,27 @@ def atoms_layers(atoms: Atoms, name: str = "traced", translate=(0.0, 0.0, 0.0)) 
         "width": nan if atoms.widths is None else np.asarray(atoms.widths, float),
     }
     colours = atom_colours(atoms) if n else np.zeros((0, 4))
-    return [(positions, {
-        "name": f"Atoms ({name})", "ndim": 3, "features": features, "face_color": colours,
-        # the element as text, off until "display text" is ticked (on, it would tick the
-        # box with nothing to show when the string is empty)
-        "text": {"string": "{element}", "visible": False, "size": 8, "color": "white"},
-        "size": 1.0 + 0.3 * species if n else 1.0, "border_width": 0.0,
-        "translate": tuple(float(v) for v in translate), "axis_labels": ("z", "y", "x"),
-        "units": (ANGSTROM, ANGSTROM, ANGSTROM),
-        "metadata": _meta(atoms, "atoms", atoms_name=name)}, "points")]
+    return [
+        (
+            positions,
+            {
+                "name": f"Atoms ({name})",
+                "ndim": 3,
+                "features": features,
+                "face_color": colours,
+                # the element as text, off until "display text" is ticked (on, it would tick the
+                # box with nothing to show when the string is empty)
+                "text": {"string": "{element}", "visible": False, "size": 8, "color": "white"},
+                "size": 1.0 + 0.3 * species if n else 1.0,
+                "border_width": 0.0,
+                "translate": tuple(float(v) for v in translate),
+                "axis_labels": ("z", "y", "x"),
+                "units": (ANGSTROM, ANGSTROM, ANGSTROM),
+                "metadata": _meta(atoms, "atoms", atoms_name=name),
+            },
+            "points",
+        )
+    ]
 
 
 def project_layers(project: Project) -> list[LayerData]:
@@ -335,17 +511,22 @@ def _latest_visible(layers: list[LayerData]) -> None:
     a project's latest volume (its real part); without a volume, the last MSP phase, else
     the raw data.
     The rest stays in the layer list, hidden: 31 overlapping layers show nothing."""
+
     def kind(item: LayerData) -> str:
         return item[1].get("metadata", {}).get("kind", "")
 
-    volumes = {item[1]["metadata"].get("volume_name"): item for item in layers
-               if kind(item) == "volume" and not item[1]["name"].endswith(", absorption)")}
+    volumes = {
+        item[1]["metadata"].get("volume_name"): item
+        for item in layers
+        if kind(item) == "volume" and not item[1]["name"].endswith(", absorption)")
+    }
     atoms = [item for item in layers if kind(item) == "atoms"]
     traced_in = [item[1]["metadata"].get("atoms_name") for item in atoms]
     # atom tracing is the last step: its atoms with the volume they were traced in (atoms
     # over another volume would sit in the wrong frame); else the latest volume
     latest = next((name for name in reversed(traced_in) if name in volumes), None) or next(
-        (name for name in LATEST_VOLUMES if name in volumes), next(iter(volumes), None))
+        (name for name in LATEST_VOLUMES if name in volumes), next(iter(volumes), None)
+    )
     keep: list[LayerData] = []
     if latest is not None:
         keep.append(volumes[latest])

@@ -31,8 +31,9 @@ class ProjectionsFromMSPWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
         self.viewer = viewer
         self.found = Label(value="", name="found")
-        self.runner = EngineRunner(self._start, on_result=self._result, synchronous=synchronous,
-                                   run_text="Make projection stack")
+        self.runner = EngineRunner(
+            self._start, on_result=self._result, synchronous=synchronous, run_text="Make projection stack"
+        )
         self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[self.found, self.runner.widget])
         viewer.layers.events.inserted.connect(self._refresh)
@@ -41,25 +42,41 @@ class ProjectionsFromMSPWidget(Container):
 
     def _refresh(self, *_: Any) -> None:
         tilts = list(msp_results(self.viewer))
-        self.found.value = (f"MSP results for tilts {tilts}" if tilts
-                            else "no MSP results: run Multislice ptychography first")
+        self.found.value = (
+            f"MSP results for tilts {tilts}" if tilts else "no MSP results: run Multislice ptychography first"
+        )
 
     def _start(self) -> Generator:
         from ..tomo import projections_from_msp
 
         results = msp_results(self.viewer)
         if not results:
-            raise ValueError("no MSP results in the viewer: run Multislice ptychography "
-                             "(all tilts) or open a project with MSP results")
+            raise ValueError(
+                "no MSP results in the viewer: run Multislice ptychography "
+                "(all tilts) or open a project with MSP results"
+            )
         self._tilts = list(results)
-        return one_step(projections_from_msp, results,
-                        message=f"summing the phase of {len(results)} MSP results…")
+        return one_step(projections_from_msp, results, message=f"summing the phase of {len(results)} MSP results…")
 
     def _result(self, result: Any) -> None:
         stack, angles, pixel = result
-        put_layer(self.viewer, (np.asarray(stack, dtype=np.float32), {
-            "name": LAYER_NAME, "scale": (1.0, pixel, pixel), "axis_labels": ("tilt", "y", "x"),
-            "units": ("pixel", "angstrom", "angstrom"), "colormap": "gray",
-            "metadata": {"kind": "projections", "result": stack,
-                         "angles_deg": np.asarray(angles, dtype=float), "tilt_indices": self._tilts}},
-            "image"))
+        put_layer(
+            self.viewer,
+            (
+                np.asarray(stack, dtype=np.float32),
+                {
+                    "name": LAYER_NAME,
+                    "scale": (1.0, pixel, pixel),
+                    "axis_labels": ("tilt", "y", "x"),
+                    "units": ("pixel", "angstrom", "angstrom"),
+                    "colormap": "gray",
+                    "metadata": {
+                        "kind": "projections",
+                        "result": stack,
+                        "angles_deg": np.asarray(angles, dtype=float),
+                        "tilt_indices": self._tilts,
+                    },
+                },
+                "image",
+            ),
+        )

@@ -44,8 +44,10 @@ def parse_defocus(text: str) -> float | str | None:
     except ValueError:
         defocus = float("nan")
     if not np.isfinite(defocus):
-        raise ValueError(f"start defocus = {value!r}; expected 'auto', 'estimate', 'calibration' "
-                         "or a length in Å (positive = underfocus), e.g. 150")
+        raise ValueError(
+            f"start defocus = {value!r}; expected 'auto', 'estimate', 'calibration' "
+            "or a length in Å (positive = underfocus), e.g. 150"
+        )
     return defocus
 
 
@@ -69,61 +71,111 @@ class MSPWidget(Container):
         self.all_tilts = CheckBox(text="all tilts", value=False, name="all_tilts")
         self.iterations = SpinBox(label="iterations", min=1, max=10000, value=engine.iterations, name="iterations")
         self.num_slices = SpinBox(label="slices", min=1, max=500, value=engine.num_slices, name="num_slices")
-        self.slice_thickness = FloatSpinBox(label="slice thickness (Å)", min=0.1, max=1e4,
-                                            value=engine.slice_thickness, step=0.5,
-                                            name="slice_thickness")
+        self.slice_thickness = FloatSpinBox(
+            label="slice thickness (Å)",
+            min=0.1,
+            max=1e4,
+            value=engine.slice_thickness,
+            step=0.5,
+            name="slice_thickness",
+        )
         self.num_modes = SpinBox(label="probe modes", min=1, max=20, value=engine.num_modes, name="num_modes")
         self.learn_tilt = CheckBox(text="learn tilt", value=engine.learn_tilt, name="learn_tilt")
         self.learn_thickness = CheckBox(text="learn thickness", value=engine.learn_thickness, name="learn_thickness")
         self.tilt_map = CheckBox(text="tilt map", value=engine.tilt_map, name="tilt_map")
         self.tilt_map_window = FloatSpinBox(
-            label="tilt map window σ (Å)", min=0.1, max=1e3, value=engine.tilt_map_window, step=0.5,
-            name="tilt_map_window", enabled=False,
+            label="tilt map window σ (Å)",
+            min=0.1,
+            max=1e3,
+            value=engine.tilt_map_window,
+            step=0.5,
+            name="tilt_map_window",
+            enabled=False,
             tooltip="Standard deviation (Å) of the Gaussian window over which the local drift "
-                    "of adjacent slices is measured: the lateral resolution of the tilt map. "
-                    "Used only when 'tilt map' is checked.")
+            "of adjacent slices is measured: the lateral resolution of the tilt map. "
+            "Used only when 'tilt map' is checked.",
+        )
         self.z_smoothness = FloatSpinBox(
-            label="z smoothness (weight)", min=0.0, max=100.0, value=engine.z_smoothness, step=0.001,
+            label="z smoothness (weight)",
+            min=0.0,
+            max=100.0,
+            value=engine.z_smoothness,
+            step=0.001,
             name="z_smoothness",
             tooltip="Weight (dimensionless, loss units) of the penalty Σ|V(s+1) − V(s)|² / Σ|V(s)|² "
-                    "between adjacent slices; it couples the slices so that the data determine "
-                    "the tilt. 0 switches it off.")
+            "between adjacent slices; it couples the slices so that the data determine "
+            "the tilt. 0 switches it off.",
+        )
         self.defocus = LineEdit(
-            label="start defocus (Å)", value=str(engine.defocus), name="defocus",
+            label="start defocus (Å)",
+            value=str(engine.defocus),
+            name="defocus",
             tooltip="Start defocus of the probe: 'auto' (bright-field estimate when reliable, "
-                    "else the calibration's), 'estimate' (bright-field estimate, raster scans), "
-                    "'calibration' (the calibration's value) or a number in Å "
-                    "(positive = underfocus).")
+            "else the calibration's), 'estimate' (bright-field estimate, raster scans), "
+            "'calibration' (the calibration's value) or a number in Å "
+            "(positive = underfocus).",
+        )
         self.learn_positions = CheckBox(text="refine positions", value=engine.learn_positions, name="learn_positions")
         self.show_advanced = CheckBox(text="advanced", value=False, name="show_advanced")
         self.object_step = FloatSpinBox(
-            label="object step (V·Å)", min=0.0, max=1e5, value=engine.rate("object").step, step=1.0,
+            label="object step (V·Å)",
+            min=0.0,
+            max=1e5,
+            value=engine.rate("object").step,
+            step=1.0,
             name="object_step",
             tooltip="Learning rate of the object's projected potential per slice, V·Å per "
-                    "update. Follows the slice thickness (2 V × Δz, the engine's default) "
-                    "until you set it.")
+            "update. Follows the slice thickness (2 V × Δz, the engine's default) "
+            "until you set it.",
+        )
         self.tilt_step = FloatSpinBox(
-            label="tilt step (mrad)", min=0.0, max=100.0, value=engine.rate("tilt").step, step=0.05,
+            label="tilt step (mrad)",
+            min=0.0,
+            max=100.0,
+            value=engine.rate("tilt").step,
+            step=0.05,
             name="tilt_step",
-            tooltip="Learning rate of the global specimen tilt (θx, θy), mrad per update.")
-        self.advanced = Container(widgets=[self.object_step, self.tilt_step], name="advanced",
-                                  label="learning rates", visible=False)
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto",
-                               name="device")
+            tooltip="Learning rate of the global specimen tilt (θx, θy), mrad per update.",
+        )
+        self.advanced = Container(
+            widgets=[self.object_step, self.tilt_step], name="advanced", label="learning rates", visible=False
+        )
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto", name="device")
         self.fitted = Label(value="", name="fitted", label="fitted values")
         self.loss_plot = LivePlot(name="loss_plot", label="loss")
-        self.runner = EngineRunner(self._start, on_progress=self._show_progress,
-                                   on_result=self._show_result, on_stopped=self._partial,
-                                   synchronous=synchronous,
-                                   must_show=lambda p: "result" in (p.preview or {}))
+        self.runner = EngineRunner(
+            self._start,
+            on_progress=self._show_progress,
+            on_result=self._show_result,
+            on_stopped=self._partial,
+            synchronous=synchronous,
+            must_show=lambda p: "result" in (p.preview or {}),
+        )
         self.runner.widget.label = ""  # its Run / Stop buttons say what it is
-        super().__init__(widgets=[
-            self.dataset, self.tilt, self.all_tilts, self.iterations, self.num_slices,
-            self.slice_thickness, self.num_modes, self.defocus, self.learn_tilt,
-            self.learn_thickness, self.z_smoothness, self.tilt_map, self.tilt_map_window,
-            self.learn_positions, self.show_advanced, self.advanced, self.device,
-            self.runner.widget, self.fitted, self.loss_plot,
-        ])
+        super().__init__(
+            widgets=[
+                self.dataset,
+                self.tilt,
+                self.all_tilts,
+                self.iterations,
+                self.num_slices,
+                self.slice_thickness,
+                self.num_modes,
+                self.defocus,
+                self.learn_tilt,
+                self.learn_thickness,
+                self.z_smoothness,
+                self.tilt_map,
+                self.tilt_map_window,
+                self.learn_positions,
+                self.show_advanced,
+                self.advanced,
+                self.device,
+                self.runner.widget,
+                self.fitted,
+                self.loss_plot,
+            ]
+        )
         self.finished: dict[int, Any] = {}
         self.loss_curves: dict[int, np.ndarray] = {}
         self._current = 0
@@ -150,12 +202,15 @@ class MSPWidget(Container):
         found = dict(objects_in(self.viewer, ScanData, TiltSeries))
         data = found.get(self.dataset.value)
         if data is None:
-            raise ValueError("no 4D-STEM dataset: open a scan or tilt series first "
-                             "(File > Open, or File > Open Sample > Ptycho-Tomo)")
+            raise ValueError(
+                "no 4D-STEM dataset: open a scan or tilt series first "
+                "(File > Open, or File > Open Sample > Ptycho-Tomo)"
+            )
         if isinstance(data, TiltSeries):
             if not all(isinstance(s, ScanData) for s in data.scans):
-                raise ValueError(f"{self.dataset.value!r} is a plane-wave series; multislice "
-                                 "ptychography needs 4D-STEM scans")
+                raise ValueError(
+                    f"{self.dataset.value!r} is a plane-wave series; multislice ptychography needs 4D-STEM scans"
+                )
             return list(data.scans), np.asarray(data.angles_deg, dtype=float)
         return [data], np.array([float(data.tilt_deg)])
 
@@ -194,16 +249,22 @@ class MSPWidget(Container):
         default = MSPParams()
         slices = int(self.num_slices.value)
         return MSPParams.from_calibration(
-            scan.calibration, thickness=float(self.slice_thickness.value) * slices,
-            num_slices=slices, iterations=int(self.iterations.value),
-            num_modes=int(self.num_modes.value), learn_tilt=bool(self.learn_tilt.value),
-            learn_thickness=bool(self.learn_thickness.value), tilt_map=bool(self.tilt_map.value),
+            scan.calibration,
+            thickness=float(self.slice_thickness.value) * slices,
+            num_slices=slices,
+            iterations=int(self.iterations.value),
+            num_modes=int(self.num_modes.value),
+            learn_tilt=bool(self.learn_tilt.value),
+            learn_thickness=bool(self.learn_thickness.value),
+            tilt_map=bool(self.tilt_map.value),
             tilt_map_window=float(self.tilt_map_window.value),
             z_smoothness=float(self.z_smoothness.value),
             defocus=parse_defocus(self.defocus.value),
             learn_positions=bool(self.learn_positions.value),
-            rates={"object": LearningRate(float(self.object_step.value), default.rate("object").start),
-                   "tilt": LearningRate(float(self.tilt_step.value), default.rate("tilt").start)},
+            rates={
+                "object": LearningRate(float(self.object_step.value), default.rate("object").start),
+                "tilt": LearningRate(float(self.tilt_step.value), default.rate("tilt").start),
+            },
         )
 
     # ------------------------------------------------------------------ engine
@@ -232,8 +293,10 @@ class MSPWidget(Container):
     def _plot_losses(self, k: int) -> None:
         curves = {f"tilt {t}": (np.arange(1, len(c) + 1), c) for t, c in sorted(self.loss_curves.items())}
         last = self.loss_curves[k]
-        self.loss_plot.show([Panel("iteration", "relative amplitude error", curves, log_y=True)],
-                            f"tilt {k}: iteration {len(last)}, loss {last[-1]:.4g}")
+        self.loss_plot.show(
+            [Panel("iteration", "relative amplitude error", curves, log_y=True)],
+            f"tilt {k}: iteration {len(last)}, loss {last[-1]:.4g}",
+        )
 
     def _show_preview(self, k: int, preview: dict) -> None:
         scans, _ = self.selected()
@@ -241,16 +304,39 @@ class MSPWidget(Container):
         pixel = scan.calibration.pixel_size(scan.detector_shape)[1]
         stride = preview["phase"].shape[-1] / preview["slices"].shape[-1]
         thickness = float(preview.get("slice_thickness", self.slice_thickness.value))
-        put_layer(self.viewer, (preview["slices"], {
-            "name": f"MSP phase [tilt {k}]", "scale": (thickness, pixel * stride, pixel * stride),
-            "axis_labels": ("z", "y", "x"), "units": ("angstrom",) * 3, "colormap": "gray",
-            "metadata": {"kind": "msp-preview", "tilt_index": k}}, "image"))
+        put_layer(
+            self.viewer,
+            (
+                preview["slices"],
+                {
+                    "name": f"MSP phase [tilt {k}]",
+                    "scale": (thickness, pixel * stride, pixel * stride),
+                    "axis_labels": ("z", "y", "x"),
+                    "units": ("angstrom",) * 3,
+                    "colormap": "gray",
+                    "metadata": {"kind": "msp-preview", "tilt_index": k},
+                },
+                "image",
+            ),
+        )
         if "phase" in preview:
             put_layer(self.viewer, summed_phase_layer(preview["phase"], pixel, k))
         amplitude = np.sqrt(np.asarray(preview["probe_intensity"], dtype=np.float32))
-        put_layer(self.viewer, (np.concatenate(list(amplitude), axis=-1), {
-            "name": f"MSP probe [tilt {k}]", "scale": (pixel, pixel), "axis_labels": ("y", "x"),
-            "units": ("angstrom", "angstrom"), "colormap": "inferno", "metadata": {"kind": "msp-preview", "tilt_index": k}}, "image"))
+        put_layer(
+            self.viewer,
+            (
+                np.concatenate(list(amplitude), axis=-1),
+                {
+                    "name": f"MSP probe [tilt {k}]",
+                    "scale": (pixel, pixel),
+                    "axis_labels": ("y", "x"),
+                    "units": ("angstrom", "angstrom"),
+                    "colormap": "inferno",
+                    "metadata": {"kind": "msp-preview", "tilt_index": k},
+                },
+                "image",
+            ),
+        )
         tx, ty = (float(v) for v in preview.get("tilt_mrad", (np.nan, np.nan)))
         self.fitted.value = f"tilt {k}: θ = ({tx:.2f}, {ty:.2f}) mrad, slice {thickness:.2f} Å"
 

@@ -42,8 +42,7 @@ class LivePlot(Container):
     text_only : never use matplotlib (the fallback, also for tests).
     """
 
-    def __init__(self, name: str = "plot", height: float = 2.4, text_only: bool = False,
-                 label: str = ""):
+    def __init__(self, name: str = "plot", height: float = 2.4, text_only: bool = False, label: str = ""):
         self.summary = Label(value="", name=f"{name}_summary")
         # no "loss_plot" name shown as a label; hidden until there is something to draw
         super().__init__(widgets=[self.summary], labels=False, name=name, label=label)
@@ -77,8 +76,7 @@ class LivePlot(Container):
                 y = np.asarray(y, dtype=float)
                 if panel.log_y:
                     y = np.where(y > 0, y, np.nan)
-                ax.plot(np.asarray(x, dtype=float), y, panel.styles.get(label, panel.style),
-                        label=label, ms=3, lw=1)
+                ax.plot(np.asarray(x, dtype=float), y, panel.styles.get(label, panel.style), label=label, ms=3, lw=1)
             if panel.log_y and any(np.any(np.asarray(y, float) > 0) for _, y in panel.curves.values()):
                 ax.set_yscale("log")
             ax.set_xlabel(panel.xlabel, fontsize=8)
@@ -88,8 +86,12 @@ class LivePlot(Container):
                 ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
         self.canvas.draw()  # now: a deferred draw may outlive a closed widget
 
-    def show_images(self, images: dict[str, tuple[Any, tuple[float, float, float, float], str, str]],
-                    summary: str = "", cmap: str = "gray") -> None:
+    def show_images(
+        self,
+        images: dict[str, tuple[Any, tuple[float, float, float, float], str, str]],
+        summary: str = "",
+        cmap: str = "gray",
+    ) -> None:
         """Draw images side by side: ``{title: (array (rows, cols), extent (left, right,
         bottom, top) in physical units, xlabel, ylabel)}``; kept in ``self.images``."""
         self.images = dict(images)
@@ -100,8 +102,14 @@ class LivePlot(Container):
         self.figure.clear()
         for index, (title, (array, extent, xlabel, ylabel)) in enumerate(self.images.items()):
             ax = self.figure.add_subplot(1, len(self.images), index + 1)
-            ax.imshow(np.asarray(array, dtype=float), cmap=cmap, extent=extent, origin="upper",
-                      aspect="equal", interpolation="nearest")
+            ax.imshow(
+                np.asarray(array, dtype=float),
+                cmap=cmap,
+                extent=extent,
+                origin="upper",
+                aspect="equal",
+                interpolation="nearest",
+            )
             ax.set_title(title, fontsize=8)
             ax.set_xlabel(xlabel, fontsize=7)
             ax.set_ylabel(ylabel, fontsize=7)

@@ -28,20 +28,24 @@ def orthogonal_mosaic(slices: dict[str, np.ndarray], gap: int = 2) -> np.ndarray
     slices : ``{"yx": (ny, nx), "zx": (nz, nx), "zy": (nz, ny)}`` as the engines preview.
     gap : pixels between the planes, filled with the smallest value shown.
     """
-    yx, zx, zy = (np.real(np.asarray(slices[key], dtype=np.complex64 if np.iscomplexobj(
-        slices[key]) else np.float32)) for key in ("yx", "zx", "zy"))
+    yx, zx, zy = (
+        np.real(np.asarray(slices[key], dtype=np.complex64 if np.iscomplexobj(slices[key]) else np.float32))
+        for key in ("yx", "zx", "zy")
+    )
     ny, nx = yx.shape
     nz = zx.shape[0]
     if zx.shape != (nz, nx) or zy.shape != (nz, ny):
-        raise ValueError(f"slices have shapes yx {yx.shape}, zx {zx.shape}, zy {zy.shape}; "
-                         "expected (ny, nx), (nz, nx), (nz, ny) of one volume")
+        raise ValueError(
+            f"slices have shapes yx {yx.shape}, zx {zx.shape}, zy {zy.shape}; "
+            "expected (ny, nx), (nz, nx), (nz, ny) of one volume"
+        )
     fill = float(min(yx.min(), zx.min(), zy.min()))
     out = np.full((ny + gap + nz, nx + gap + nz), fill, dtype=np.float32)
     origins = mosaic_origins((nz, ny, nx), gap)
     (r, c) = origins["yx"]
-    out[r:r + ny, c:c + nx] = yx
+    out[r : r + ny, c : c + nx] = yx
     (r, c) = origins["zy"]
-    out[r:r + ny, c:c + nz] = zy.T
+    out[r : r + ny, c : c + nz] = zy.T
     (r, c) = origins["zx"]
-    out[r:r + nz, c:c + nx] = zx
+    out[r : r + nz, c : c + nx] = zx
     return out

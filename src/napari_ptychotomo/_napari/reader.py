@@ -17,12 +17,10 @@ import numpy as np
 
 from .layers import LayerData, layers_for
 
-__all__ = ["napari_get_reader", "read_path", "read_project", "read_stem_numpy", "read_mrc",
-           "DEFAULT_CALIBRATION"]
+__all__ = ["napari_get_reader", "read_path", "read_project", "read_stem_numpy", "read_mrc", "DEFAULT_CALIBRATION"]
 
 #: Calibration used (with a warning) when a ``.npy`` file comes without one.
-DEFAULT_CALIBRATION = {"energy_eV": 300e3, "semiangle_mrad": 25.0,
-                       "detector_sampling_mrad": 1.0, "scan_step": 1.0}
+DEFAULT_CALIBRATION = {"energy_eV": 300e3, "semiangle_mrad": 25.0, "detector_sampling_mrad": 1.0, "scan_step": 1.0}
 
 _MRC = (".mrc", ".rec", ".map", ".st", ".ali")
 
@@ -115,7 +113,8 @@ def read_stem_numpy(path: Any) -> list[LayerData]:
             f"{path.name}: no calibration for {', '.join(missing)} (give it in "
             f"{path.name.split('.')[0]}.json next to the file); showing it with "
             f"{missing}, which are placeholders, not measurements",
-            UserWarning, stacklevel=2,
+            UserWarning,
+            stacklevel=2,
         )
     return layers_for(load(path, **missing))
 
@@ -138,8 +137,20 @@ def read_mrc(path: Any) -> list[LayerData]:
         with mrcfile.open(path, header_only=True, permissive=True) as mrc:
             pixel = float(mrc.voxel_size.x) or 1.0
     data = np.asarray(obj)
-    labels = ("tilt", "y", "x")[-data.ndim:]
+    labels = ("tilt", "y", "x")[-data.ndim :]
     scale = (1.0,) * (data.ndim - 2) + (pixel, pixel)
     units = ("pixel",) * (data.ndim - 2) + ("angstrom", "angstrom")
-    return [(data, {"name": stem, "scale": scale, "axis_labels": labels, "units": units,
-                    "colormap": "gray", "metadata": {"result": data, "kind": "stack"}}, "image")]
+    return [
+        (
+            data,
+            {
+                "name": stem,
+                "scale": scale,
+                "axis_labels": labels,
+                "units": units,
+                "colormap": "gray",
+                "metadata": {"result": data, "kind": "stack"},
+            },
+            "image",
+        )
+    ]

@@ -11,8 +11,15 @@ import numpy as np
 
 from .layers import LayerData, atoms_layers, scan_layers, volume_layers
 
-__all__ = ["srtio3_scan", "nanoparticle_series", "core_shell_potential", "hrtem_series",
-           "make_srtio3_scan", "make_nanoparticle_series", "make_core_shell_potential"]
+__all__ = [
+    "srtio3_scan",
+    "nanoparticle_series",
+    "core_shell_potential",
+    "hrtem_series",
+    "make_srtio3_scan",
+    "make_nanoparticle_series",
+    "make_core_shell_potential",
+]
 
 
 def make_srtio3_scan(seed: int = 0):
@@ -21,9 +28,16 @@ def make_srtio3_scan(seed: int = 0):
     from ..simulate import simulate_scan, srtio3_slab
 
     return simulate_scan(
-        srtio3_slab((3, 3, 6)), energy_eV=300e3, semiangle_mrad=25.0, scan_shape=(12, 12),
-        scan_step=0.5, detector_shape=(32, 32), num_slices=6, mistilt_mrad=(4.0, 0.0),
-        dose=1e5, seed=seed,
+        srtio3_slab((3, 3, 6)),
+        energy_eV=300e3,
+        semiangle_mrad=25.0,
+        scan_shape=(12, 12),
+        scan_step=0.5,
+        detector_shape=(32, 32),
+        num_slices=6,
+        mistilt_mrad=(4.0, 0.0),
+        dose=1e5,
+        seed=seed,
     )
 
 
@@ -34,8 +48,15 @@ def make_nanoparticle_series(seed: int = 0):
 
     particle = fcc_nanoparticle("Pt", size=14.0, shape="cuboctahedron", vacuum=2.0)
     return simulate_tilt_series(
-        particle, np.linspace(-60.0, 60.0, 5), shift_std=0.3, seed=seed, scan_shape=(10, 10),
-        scan_step=0.6, detector_shape=(32, 32), num_slices=3, dose=1e5,
+        particle,
+        np.linspace(-60.0, 60.0, 5),
+        shift_std=0.3,
+        seed=seed,
+        scan_shape=(10, 10),
+        scan_step=0.6,
+        detector_shape=(32, 32),
+        num_slices=3,
+        dose=1e5,
     )
 
 
@@ -48,11 +69,18 @@ def make_core_shell_potential(seed: int = 0, voxel_size: float = 0.4):
     particle = core_shell_particle(core_radius=5.0, shell_thickness=3.0, seed=seed)
     shape = tuple(int(np.ceil(c / voxel_size)) + 1 for c in particle.cell)
     data = potential_volume(particle.positions, particle.numbers, shape, voxel_size)
-    volume = Volume(data=data, voxel_size=voxel_size, units="V",
-                    provenance={"source": "simulate", "specimen": particle.info.get("name")})
+    volume = Volume(
+        data=data,
+        voxel_size=voxel_size,
+        units="V",
+        provenance={"source": "simulate", "specimen": particle.info.get("name")},
+    )
     numbers = np.unique(particle.numbers)  # increasing Z = increasing scattering strength
-    atoms = Atoms(positions=particle.positions, species=np.searchsorted(numbers, particle.numbers),
-                  names=[chemical_symbol(int(z)) for z in numbers])
+    atoms = Atoms(
+        positions=particle.positions,
+        species=np.searchsorted(numbers, particle.numbers),
+        names=[chemical_symbol(int(z)) for z in numbers],
+    )
     return volume, atoms
 
 

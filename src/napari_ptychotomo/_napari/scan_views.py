@@ -47,8 +47,9 @@ def scan_views(scan: ScanData, batch_bytes: int = 64 * 2**20) -> tuple[np.ndarra
     data = scan.intensities
     shape = tuple(data.shape)
     if len(shape) not in (3, 4) or min(shape) < 1:
-        raise ValueError(f"intensities have shape {shape}; expected (Ny, Nx, Ky, Kx) or "
-                         "(n, Ky, Kx) diffraction patterns")
+        raise ValueError(
+            f"intensities have shape {shape}; expected (Ny, Nx, Ky, Kx) or (n, Ky, Kx) diffraction patterns"
+        )
     mask = bright_field_mask(scan)
     pattern_bytes = 4 * shape[-1] * shape[-2]
     total = np.zeros(shape[-2:], np.float64)
@@ -79,11 +80,14 @@ def _checked(block: np.ndarray, first: int) -> np.ndarray:
     file checks only a sample of its patterns; the views read them all)."""
     if not np.all(np.isfinite(block)):
         bad = np.flatnonzero(~np.isfinite(block).reshape(-1, *block.shape[-2:]).all(axis=(1, 2)))
-        raise ValueError(f"intensities: pattern(s) {(first + bad[:5]).tolist()} (counted "
-                         "along the scan) hold NaN or infinite counts")
+        raise ValueError(
+            f"intensities: pattern(s) {(first + bad[:5]).tolist()} (counted along the scan) hold NaN or infinite counts"
+        )
     if block.size and block.min() < 0:
-        raise ValueError(f"intensities: negative counts (minimum {block.min():.3g}) among "
-                         f"patterns from {first} on; subtract the dark reference and clip")
+        raise ValueError(
+            f"intensities: negative counts (minimum {block.min():.3g}) among "
+            f"patterns from {first} on; subtract the dark reference and clip"
+        )
     return block
 
 
@@ -93,8 +97,11 @@ def scan_step_angstrom(scan: ScanData) -> tuple[float, float]:
     if scan.calibration.scan_step is not None:
         step = float(scan.calibration.scan_step)
         return step, step
-    if (scan.positions is not None and scan.scan_shape is not None
-            and int(np.prod(scan.scan_shape)) * 2 == np.size(scan.positions)):
+    if (
+        scan.positions is not None
+        and scan.scan_shape is not None
+        and int(np.prod(scan.scan_shape)) * 2 == np.size(scan.positions)
+    ):
         ny, nx = (int(v) for v in scan.scan_shape)
         pos = np.asarray(scan.positions, dtype=np.float64).reshape(ny, nx, 2)
         dy = np.median(np.abs(np.diff(pos[:, :, 0], axis=0))) if ny > 1 else np.nan

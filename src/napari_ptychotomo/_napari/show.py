@@ -37,8 +37,7 @@ def put_layer(viewer: Any, layer_data: LayerData) -> Any:
     else:
         agree = units_agree_with(viewer, units)
     reconcile_units(viewer, agree=agree)
-    layer = _add(viewer, (data, {**kwargs, "units": units if agree else ("pixel",) * len(units)},
-                          layer_type))
+    layer = _add(viewer, (data, {**kwargs, "units": units if agree else ("pixel",) * len(units)}, layer_type))
     want_units(layer, units)
     return layer
 
@@ -48,8 +47,10 @@ def _add(viewer: Any, layer_data: LayerData) -> Any:
     name = kwargs.get("name")
     if name is not None and name in viewer.layers:
         old = viewer.layers[name]
-        if type(old).__name__.lower() == layer_type and np.ndim(old.data) == np.ndim(data) and (
-            layer_type != "points" or np.shape(old.data)[-1:] == np.shape(data)[-1:]
+        if (
+            type(old).__name__.lower() == layer_type
+            and np.ndim(old.data) == np.ndim(data)
+            and (layer_type != "points" or np.shape(old.data)[-1:] == np.shape(data)[-1:])
         ):
             for key in (*_UPDATABLE, "units"):
                 if key in kwargs:

@@ -16,8 +16,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["centre_sliders", "fit_to_visible", "keep_units_consistent", "reconcile_units",
-           "units_agree_with", "want_units", "wanted_units"]
+__all__ = [
+    "centre_sliders",
+    "fit_to_visible",
+    "keep_units_consistent",
+    "reconcile_units",
+    "units_agree_with",
+    "want_units",
+    "wanted_units",
+]
 
 
 def fit_to_visible(viewer: Any) -> None:

@@ -37,8 +37,10 @@ def image_to_object(data: Any, meta: dict[str, Any], native: bool = False) -> tu
     """
     result = (meta.get("metadata") or {}).get("result")
     array = np.asarray(data)
-    if isinstance(result, Volume) and tuple(result.data.shape) == array.shape and not np.iscomplexobj(
-        np.empty(0, dtype=result.data.dtype)
+    if (
+        isinstance(result, Volume)
+        and tuple(result.data.shape) == array.shape
+        and not np.iscomplexobj(np.empty(0, dtype=result.data.dtype))
     ):
         return result, {}
     if native and result is not None and not isinstance(result, np.ndarray):
@@ -86,8 +88,10 @@ def points_to_atoms(data: Any, meta: dict[str, Any]) -> Atoms:
     ``width`` taken from the layer's features when present."""
     positions = np.asarray(data, dtype=np.float64)
     result = (meta.get("metadata") or {}).get("result")
-    if isinstance(result, Atoms) and np.shape(result.positions) == positions.shape and np.allclose(
-        result.positions, positions
+    if (
+        isinstance(result, Atoms)
+        and np.shape(result.positions) == positions.shape
+        and np.allclose(result.positions, positions)
     ):
         return result
     if positions.ndim != 2 or positions.shape[1] not in (2, 3):
@@ -107,8 +111,13 @@ def points_to_atoms(data: Any, meta: dict[str, Any]) -> Atoms:
         for s, e in zip(species, columns["element"]):
             names[s] = str(e)
         names = [name or f"X{s}" for s, name in enumerate(names)]
-    return Atoms(positions=positions, species=species, intensities=_measured(columns, "intensity"),
-                 widths=_measured(columns, "width"), names=names)
+    return Atoms(
+        positions=positions,
+        species=species,
+        intensities=_measured(columns, "intensity"),
+        widths=_measured(columns, "width"),
+        names=names,
+    )
 
 
 def _measured(columns: dict[str, np.ndarray], key: str) -> np.ndarray | None:

@@ -99,7 +99,9 @@ def _check_params(params: dict[str, Any], voxel_size: float) -> dict[str, Any]:
         raise ValueError(f"dog_sigmas = {p['dog_sigmas']!r}; expected (small, large) voxels with 0 < small < large")
     width = p["max_relative_width"]
     if width is not None and not (np.isfinite(width) and width > 0):
-        raise ValueError(f"max_relative_width = {width!r}; expected a positive multiple of the median fitted width, or None")
+        raise ValueError(
+            f"max_relative_width = {width!r}; expected a positive multiple of the median fitted width, or None"
+        )
     if not (0 <= p["accept_fraction"] <= 1):
         raise ValueError(f"accept_fraction = {p['accept_fraction']!r}; expected a fraction from 0 to 1")
     if int(p["window"]) < 1 or int(p["iterations"]) < 1:
@@ -132,7 +134,9 @@ def _species_measure(heights: torch.Tensor, widths: torch.Tensor) -> np.ndarray:
     return (heights * capped**3).double().cpu().numpy()
 
 
-def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: Any = "auto", **params: Any) -> Generator[Progress, None, Atoms]:
+def trace_atoms_steps(
+    volume: Any, *, voxel_size: float | None = None, device: Any = "auto", **params: Any
+) -> Generator[Progress, None, Atoms]:
     """Generator form of :func:`trace_atoms`: yields a :class:`Progress` per refinement
     iteration (``preview`` = current positions (n, 3) in Å) and returns the ``Atoms``."""
     array, size, origin = volume_array(volume, voxel_size)
@@ -181,8 +185,9 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
             keep &= atom_width <= p["max_relative_width"] * atom_width.median()
         # a ghost on a streak out of a brighter atom is no atom of its own; the allowance
         # keeps a faint real atom whose line noise alone lifts the bridge
-        bridge = bridge_fractions(smooth, centres, heights, widths, p["bridge_radius"] / size,
-                                  min_contrast=p["bridge_contrast"])
+        bridge = bridge_fractions(
+            smooth, centres, heights, widths, p["bridge_radius"] / size, min_contrast=p["bridge_contrast"]
+        )
         keep &= bridge <= p["max_bridge"] + BRIDGE_NOISE_SIGMAS * smooth_noise / heights.clamp_min(1e-12)
         # a centre beyond the outer voxels' edges is an extrapolation, not a measurement
         keep &= ((centres >= -0.5) & (centres <= extent)).all(-1)
@@ -217,7 +222,10 @@ def trace_atoms_steps(volume: Any, *, voxel_size: float | None = None, device: A
                 added = len(index)
         positions = origin + state[0].double().cpu().numpy() * size
         yield Progress(
-            step=iteration + 1, total=total, loss=rms_change * size, preview=positions,
+            step=iteration + 1,
+            total=total,
+            loss=rms_change * size,
+            preview=positions,
             message=f"{len(positions)} atoms, {removed} removed, {added} added, RMS shift {rms_change * size:.4f} Å",
         )
         if added == 0 and removed == 0 and rms_change < p["tolerance"] and rounds_left == 0:

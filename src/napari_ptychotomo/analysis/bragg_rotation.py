@@ -19,8 +19,9 @@ import torch
 __all__ = ["allowed_reflections", "kabsch_rotation", "fit_rotation_to_bragg_peaks"]
 
 
-def allowed_reflections(cell: np.ndarray, basis: np.ndarray, weights: np.ndarray, g_max: float,
-                        min_structure_factor: float = 0.1) -> np.ndarray:
+def allowed_reflections(
+    cell: np.ndarray, basis: np.ndarray, weights: np.ndarray, g_max: float, min_structure_factor: float = 0.1
+) -> np.ndarray:
     """Reciprocal-lattice vectors g (m, 3) as (x, y, z) in Å⁻¹ of the crystal frame with
     0 < |g| ≤ ``g_max`` whose structure factor |Σ_b w_b exp(2πi hkl·b_b)| is at least
     ``min_structure_factor`` · Σ_b w_b (fcc extinctions and the like are dropped).

@@ -92,8 +92,8 @@ def shell_sums(f1, f2, coordinate, n_shells: int, select=None):
 
     r = coordinate
     cross = (f1 * torch.conj(f2)).real.double()
-    p1 = (f1.real.double() ** 2 + f1.imag.double() ** 2)
-    p2 = (f2.real.double() ** 2 + f2.imag.double() ** 2)
+    p1 = f1.real.double() ** 2 + f1.imag.double() ** 2
+    p2 = f2.real.double() ** 2 + f2.imag.double() ** 2
     if select is not None:
         r, cross, p1, p2 = r[select], cross[select], p1[select], p2[select]
     r, cross, p1, p2 = r.reshape(-1), cross.reshape(-1), p1.reshape(-1), p2.reshape(-1)
@@ -123,8 +123,11 @@ def correlation_result(frequency, sums) -> dict[str, Any]:
     }
     crossings = {name: first_crossing(frequency, curve, t) for name, t in thresholds.items()}
     return {
-        "frequency": frequency, "fsc": curve, "thresholds": thresholds,
-        "crossings": crossings, "shell_counts": counts,
+        "frequency": frequency,
+        "fsc": curve,
+        "thresholds": thresholds,
+        "crossings": crossings,
+        "shell_counts": counts,
     }
 
 

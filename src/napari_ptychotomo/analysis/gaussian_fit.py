@@ -86,17 +86,20 @@ def refine_gaussians(
         g, d2 = _gaussians(coords, centres, heights, widths)
         residual = (data - g - background[:, None]) * weight
         s2 = widths[:, None] ** 2
-        jac = torch.stack(
-            [
-                g * (coords[..., 0] - centres[:, None, 0]) / s2,
-                g * (coords[..., 1] - centres[:, None, 1]) / s2,
-                g * (coords[..., 2] - centres[:, None, 2]) / s2,
-                g / heights[:, None].clamp_min(1e-12),
-                g * d2 / (s2 * widths[:, None]),
-                torch.ones_like(g),
-            ],
-            dim=-1,
-        ) * weight[..., None]
+        jac = (
+            torch.stack(
+                [
+                    g * (coords[..., 0] - centres[:, None, 0]) / s2,
+                    g * (coords[..., 1] - centres[:, None, 1]) / s2,
+                    g * (coords[..., 2] - centres[:, None, 2]) / s2,
+                    g / heights[:, None].clamp_min(1e-12),
+                    g * d2 / (s2 * widths[:, None]),
+                    torch.ones_like(g),
+                ],
+                dim=-1,
+            )
+            * weight[..., None]
+        )
         normal = jac.transpose(1, 2) @ jac
         damping = 1e-3 * torch.diagonal(normal, dim1=1, dim2=2).mean(-1).clamp_min(1e-12)
         rhs = (jac * residual[..., None]).sum(1)

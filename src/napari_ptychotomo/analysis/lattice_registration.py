@@ -93,10 +93,12 @@ def _search_translation(volume, size, cell, basis, weights, rot, lo, hi):
     shifts = fractions @ (rot @ cell).T
     w = torch.as_tensor(weights[index], dtype=torch.float32, device=volume.device)
     chunk = max(1, 4_000_000 // max(len(x), 1))
-    scores = torch.cat([
-        (_sample(volume, x[None] + s[:, None], size) * w).sum(1)
-        for s in np.array_split(shifts, max(1, len(shifts) // chunk))
-    ])
+    scores = torch.cat(
+        [
+            (_sample(volume, x[None] + s[:, None], size) * w).sum(1)
+            for s in np.array_split(shifts, max(1, len(shifts) // chunk))
+        ]
+    )
     return centre + shifts[int(scores.argmax())]
 
 
@@ -210,8 +212,12 @@ def register_lattice(
         first = np.zeros(len(x), bool)
         first[order[np.unique(flat[order], return_index=True)[1]]] = True
         found = captured & first
-        level = np.array([np.median(heights[found & (index == b)]) if np.any(found & (index == b)) else 0.0
-                          for b in range(len(basis))])
+        level = np.array(
+            [
+                np.median(heights[found & (index == b)]) if np.any(found & (index == b)) else 0.0
+                for b in range(len(basis))
+            ]
+        )
         found &= heights > np.maximum(threshold_sigma * noise, min_relative_height * level[index])
         if found.sum() < 4:
             raise ValueError(
@@ -239,10 +245,16 @@ def register_lattice(
     shift = np.round(np.linalg.solve(cell, rot.T @ (centre - t)))
     t = t + rot @ cell @ shift
     return LatticeRegistration(
-        rotation=rot, euler_deg=euler_from_rotation(rot), translation=t[::-1] + origin,
-        sites=x[inside][:, ::-1] + origin, site_basis=index[inside], found=found[inside],
-        peaks=all_peaks[inside] + origin, heights=all_heights[inside],
-        species=list(species) if species is not None else None, n_bragg=n_bragg,
+        rotation=rot,
+        euler_deg=euler_from_rotation(rot),
+        translation=t[::-1] + origin,
+        sites=x[inside][:, ::-1] + origin,
+        site_basis=index[inside],
+        found=found[inside],
+        peaks=all_peaks[inside] + origin,
+        heights=all_heights[inside],
+        species=list(species) if species is not None else None,
+        n_bragg=n_bragg,
         n_outside=int((~inside).sum()),
     )
 

@@ -64,9 +64,12 @@ class LatticeRegistration:
         d = self.displacement[self.found]
         nan3 = np.full(3, np.nan)
         return {
-            "n_sites": len(self.sites), "n_found": self.n_found, "n_missing": self.n_missing,
+            "n_sites": len(self.sites),
+            "n_found": self.n_found,
+            "n_missing": self.n_missing,
             "found_fraction": self.n_found / max(len(self.sites), 1),
-            "euler_deg": self.euler_deg.tolist(), "translation_A": self.translation.tolist(),
+            "euler_deg": self.euler_deg.tolist(),
+            "translation_A": self.translation.tolist(),
             "mean_abs_displacement_zyx": (np.abs(d).mean(0) if len(d) else nan3).tolist(),
             "rms_displacement_zyx": (np.sqrt((d**2).mean(0)) if len(d) else nan3).tolist(),
             "mean_displacement_3d": float(np.linalg.norm(d, axis=1).mean()) if len(d) else float("nan"),
@@ -75,8 +78,11 @@ class LatticeRegistration:
 
     def found_atoms(self) -> Atoms:
         """The found peaks as :class:`Atoms` (species = basis index of their site)."""
-        return Atoms(positions=self.peaks[self.found], species=self.site_basis[self.found],
-                     names=list(self.species) if self.species is not None else None).validate()
+        return Atoms(
+            positions=self.peaks[self.found],
+            species=self.site_basis[self.found],
+            names=list(self.species) if self.species is not None else None,
+        ).validate()
 
 
 def euler_from_rotation(r: np.ndarray) -> np.ndarray:

@@ -9,8 +9,16 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "gaussian_blur", "difference_of_gaussians", "local_maxima", "robust_sigma", "filter_gain",
-    "white_noise_sigma", "climb_to_maxima", "sample_trilinear", "sphere_directions", "bridge_fractions",
+    "gaussian_blur",
+    "difference_of_gaussians",
+    "local_maxima",
+    "robust_sigma",
+    "filter_gain",
+    "white_noise_sigma",
+    "climb_to_maxima",
+    "sample_trilinear",
+    "sphere_directions",
+    "bridge_fractions",
 ]
 
 
@@ -94,6 +102,7 @@ def filter_gain(filter_fn, device, size: int = 25) -> float:
 def white_noise_sigma(volume: torch.Tensor) -> float:
     """Per-voxel σ of white noise in a volume of sparse peaks: the robust spread of its
     high-pass part (volume minus a 1-voxel blur), divided by that filter's noise gain."""
+
     def high_pass(v):
         return v - gaussian_blur(v, 1.0)
 
@@ -151,7 +160,11 @@ def dog_noise_map(shape, sigma_small: float, sigma_large: float) -> np.ndarray:
 
     variance = outer([(m * m).sum(1) for m in small])
     if sigma_large > 0:
-        variance = variance + outer([(m * m).sum(1) for m in large]) - 2 * outer([(a * b).sum(1) for a, b in zip(small, large)])
+        variance = (
+            variance
+            + outer([(m * m).sum(1) for m in large])
+            - 2 * outer([(a * b).sum(1) for a, b in zip(small, large)])
+        )
     return np.sqrt(np.clip(variance, 0, None)).astype(np.float32)
 
 
@@ -174,9 +187,17 @@ def sphere_directions(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
     return torch.stack([cos_polar, sin_polar * torch.sin(azimuth), sin_polar * torch.cos(azimuth)], -1)
 
 
-def bridge_fractions(volume: torch.Tensor, centres: torch.Tensor, heights: torch.Tensor, widths: torch.Tensor,
-                     radius: float, min_contrast: float = 1.0, min_separation: float = 4.0,
-                     samples: int = 9, directions: int = 64) -> torch.Tensor:
+def bridge_fractions(
+    volume: torch.Tensor,
+    centres: torch.Tensor,
+    heights: torch.Tensor,
+    widths: torch.Tensor,
+    radius: float,
+    min_contrast: float = 1.0,
+    min_separation: float = 4.0,
+    samples: int = 9,
+    directions: int = 64,
+) -> torch.Tensor:
     """How strongly each peak is bridged to a brighter neighbour: per peak (n,) the
     largest, over the brighter fitted peaks within ``radius`` voxels and at least
     ``min_separation`` of the brighter peak's fitted σ (voxels) away, of the lowest excess

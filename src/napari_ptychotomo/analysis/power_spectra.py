@@ -85,7 +85,7 @@ def axis_power_spectra(
         n = array.shape[axis]
         half = n // 2
         folded = line[: half + 1].copy()
-        folded[1:] += line[::-1][: half]  # add −k to +k (index n−k)
+        folded[1:] += line[::-1][:half]  # add −k to +k (index n−k)
         folded[1:] /= 2.0
         if n % 2 == 0:
             folded[half] = line[half]

@@ -34,9 +34,13 @@ def resolution_of(volume: Volume, *, mask: Any = None, directions: Any = None, *
     shared = (volume.provenance or {}).get("halves_share")
     if shared:
         # correlated errors raise the FSC: its crossings are then no resolution
-        warnings.warn("resolution_of: the halves are not independent (they share "
-                      + "; ".join(map(str, shared)) + "); the crossings overstate the resolution",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            "resolution_of: the halves are not independent (they share "
+            + "; ".join(map(str, shared))
+            + "); the crossings overstate the resolution",
+            UserWarning,
+            stacklevel=2,
+        )
         result.provenance["independent"] = False
         result.provenance["halves_share"] = list(shared)
     if directions is not None:

@@ -38,16 +38,14 @@ class TruthComparison:
     atoms: dict[str, Any] = field(default_factory=dict)
 
 
-def _truth_on_grid(truth: Volume, centre: np.ndarray, shape: tuple[int, ...], voxel: float,
-                   sigma: float) -> np.ndarray:
+def _truth_on_grid(truth: Volume, centre: np.ndarray, shape: tuple[int, ...], voxel: float, sigma: float) -> np.ndarray:
     from scipy.ndimage import gaussian_filter, map_coordinates
 
     data = np.real(np.asarray(truth.data, dtype=np.complex128 if np.iscomplexobj(truth.data) else float))
     if sigma:
         data = gaussian_filter(data, sigma / truth.voxel_size)
     origin = np.asarray(truth.origin, dtype=float)
-    axes = [((np.arange(n) - (n - 1) / 2) * voxel + c - o) / truth.voxel_size
-            for n, c, o in zip(shape, centre, origin)]
+    axes = [((np.arange(n) - (n - 1) / 2) * voxel + c - o) / truth.voxel_size for n, c, o in zip(shape, centre, origin)]
     return map_coordinates(data, np.meshgrid(*axes, indexing="ij"), order=1, mode="constant")
 
 
@@ -56,8 +54,9 @@ def truth_centre(truth: Volume) -> np.ndarray:
     return np.asarray(truth.origin, dtype=float) + (np.asarray(truth.shape) - 1) / 2 * truth.voxel_size
 
 
-def truth_atoms_in_volume_frame(positions: Any, truth: Volume, volume: Volume,
-                                offset_voxels: Any = (0.0, 0.0, 0.0)) -> np.ndarray:
+def truth_atoms_in_volume_frame(
+    positions: Any, truth: Volume, volume: Volume, offset_voxels: Any = (0.0, 0.0, 0.0)
+) -> np.ndarray:
     """True atom positions (n, 3) Å, given in the specimen frame of ``truth``, moved into
     the frame of ``volume`` (its ``origin`` and voxel (n − 1)/2 at the specimen centre),
     less the registration ``offset_voxels`` found by :func:`compare_with_truth`."""
@@ -74,9 +73,16 @@ def species_classes(numbers: Any) -> np.ndarray:
     return np.searchsorted(np.unique(numbers), numbers)
 
 
-def compare_with_truth(volume: Volume, truth: Volume, *, atoms: Atoms | None = None,
-                       true_atoms: Any = None, true_species: Any = None, score_radius: float = 1.0,
-                       band_sigma: float = BAND_SIGMA) -> TruthComparison:
+def compare_with_truth(
+    volume: Volume,
+    truth: Volume,
+    *,
+    atoms: Atoms | None = None,
+    true_atoms: Any = None,
+    true_species: Any = None,
+    score_radius: float = 1.0,
+    band_sigma: float = BAND_SIGMA,
+) -> TruthComparison:
     """Compare a reconstruction with the simulator's truth potential (and traced atoms with
     the true ones: ``true_atoms``, positions (n, 3) Å in the truth's frame, and, to score the
     species too, ``true_species`` (n,) classes as the traced ones count them, e.g.

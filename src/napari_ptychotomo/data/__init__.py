@@ -16,7 +16,17 @@ from .inputs import DEFOCUS_REFERENCES, Calibration, DefocusSeries, ScanData, Ti
 from .results import Alignment, Atoms, MSPResult, Project, Resolution, Volume
 
 __all__ = [
-    "Calibration", "ScanData", "DefocusSeries", "TiltSeries",
-    "MSPResult", "Alignment", "Volume", "Resolution", "Atoms", "Project",
-    "DEFOCUS_REFERENCES", "check_negative_counts", "check_scan_shape",
+    "Calibration",
+    "ScanData",
+    "DefocusSeries",
+    "TiltSeries",
+    "MSPResult",
+    "Alignment",
+    "Volume",
+    "Resolution",
+    "Atoms",
+    "Project",
+    "DEFOCUS_REFERENCES",
+    "check_negative_counts",
+    "check_scan_shape",
 ]

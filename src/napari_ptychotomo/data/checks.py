@@ -9,8 +9,19 @@ from typing import Any
 import numpy as np
 
 _ABERRATION_NAMES = {
-    "C10", "C12", "phi12", "C21", "phi21", "C23", "phi23", "C30", "C32", "phi32",
-    "C34", "phi34", "C50",
+    "C10",
+    "C12",
+    "phi12",
+    "C21",
+    "phi21",
+    "C23",
+    "phi23",
+    "C30",
+    "C32",
+    "phi32",
+    "C34",
+    "phi34",
+    "C50",
 }
 
 
@@ -27,8 +38,7 @@ def _check_finite(name: str, array: Any) -> None:
 
 def _is_number(value: Any) -> bool:
     """A real number (Python or numpy scalar), not a bool, a string or an array."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_))
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _number(name: str, value: Any, unit: str) -> None:
@@ -45,15 +55,16 @@ def _positive(name: str, value: float, unit: str) -> None:
 def _check_aberrations(aberrations: Any, allow_defocus: bool) -> None:
     """Aberration coefficients keyed as :data:`_ABERRATION_NAMES`: C_nm in Å, phi_nm in rad."""
     if not isinstance(aberrations, dict):
-        raise ValueError(f"aberrations = {aberrations!r}; expected a mapping such as "
-                         "{'C30': 1.2e4} (Å, angles in rad)")
+        raise ValueError(
+            f"aberrations = {aberrations!r}; expected a mapping such as {{'C30': 1.2e4}} (Å, angles in rad)"
+        )
     allowed = _ABERRATION_NAMES if allow_defocus else _ABERRATION_NAMES - {"C10"}
     unknown = set(aberrations) - allowed
     if unknown:
-        extra = ("; the defocus of each image is its own field (defocus)"
-                 if "C10" in unknown and not allow_defocus else "")
-        raise ValueError(f"aberrations has unknown key(s) {sorted(unknown)}; "
-                         f"allowed: {sorted(allowed)}{extra}")
+        extra = (
+            "; the defocus of each image is its own field (defocus)" if "C10" in unknown and not allow_defocus else ""
+        )
+        raise ValueError(f"aberrations has unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}{extra}")
     for key, value in aberrations.items():
         _number(f"aberrations[{key!r}]", value, "Å (Cnm) or rad (phinm)")
         if not np.isfinite(value):
@@ -68,17 +79,22 @@ def check_scan_shape(scan_shape: Any, num_positions: int, intensity_shape: tuple
     except TypeError:
         shape = ()
     if len(shape) != 2 or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in shape):
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in shape
+    ):
         raise ValueError(f"scan_shape = {scan_shape!r}; expected (Ny, Nx), two positive integers")
     if min(shape) < 1:
         raise ValueError(f"scan_shape = {shape}; expected (Ny, Nx), two positive integers")
     if len(intensity_shape) == 4 and shape != tuple(int(v) for v in intensity_shape[:2]):
-        raise ValueError(f"scan_shape = {shape} but intensities have shape {intensity_shape}; "
-                         f"expected scan_shape = {tuple(int(v) for v in intensity_shape[:2])}")
+        raise ValueError(
+            f"scan_shape = {shape} but intensities have shape {intensity_shape}; "
+            f"expected scan_shape = {tuple(int(v) for v in intensity_shape[:2])}"
+        )
     if int(shape[0]) * int(shape[1]) != num_positions:
-        raise ValueError(f"scan_shape = {shape} describes {int(shape[0]) * int(shape[1])} "
-                         f"positions but intensities hold {num_positions} patterns; give the "
-                         "raster (Ny, Nx) with Ny × Nx patterns, or no scan_shape")
+        raise ValueError(
+            f"scan_shape = {shape} describes {int(shape[0]) * int(shape[1])} "
+            f"positions but intensities hold {num_positions} patterns; give the "
+            "raster (Ny, Nx) with Ny × Nx patterns, or no scan_shape"
+        )
 
 
 def check_negative_counts(values: np.ndarray, what: str) -> None:
@@ -91,6 +107,11 @@ def check_negative_counts(values: np.ndarray, what: str) -> None:
     if float(values.mean()) <= 0:
         raise ValueError(
             f"{what} has negative counts (minimum {values.min():.3g}, mean {values.mean():.3g}): "
-            "no signal above the dark level; subtract the dark reference and check the data")
-    warnings.warn(f"{what}: {negative} of {values.size} sampled values are negative (minimum "
-                  f"{values.min():.3g}); the reconstructions clamp them to 0", UserWarning, stacklevel=3)
+            "no signal above the dark level; subtract the dark reference and check the data"
+        )
+    warnings.warn(
+        f"{what}: {negative} of {values.size} sampled values are negative (minimum "
+        f"{values.min():.3g}); the reconstructions clamp them to 0",
+        UserWarning,
+        stacklevel=3,
+    )

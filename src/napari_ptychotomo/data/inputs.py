@@ -25,6 +25,7 @@ __all__ = [
     "TiltSeries",
 ]
 
+
 @dataclass
 class Calibration:
     """Microscope and detector calibration of one 4D-STEM scan.
@@ -79,10 +80,7 @@ class Calibration:
         _number("defocus", self.defocus, "Å")
         _number("scan_rotation_deg", self.scan_rotation_deg, "degrees")
         if self.energy_eV < 1e3 or self.energy_eV > 3e6:
-            raise ValueError(
-                f"energy_eV = {self.energy_eV!r}; expected a beam energy in eV "
-                "(e.g. 300e3 for 300 keV)"
-            )
+            raise ValueError(f"energy_eV = {self.energy_eV!r}; expected a beam energy in eV (e.g. 300e3 for 300 keV)")
         _positive("semiangle_mrad", self.semiangle_mrad, "mrad")
         _positive("detector_sampling_mrad", self.detector_sampling_mrad, "mrad per pixel")
         if not np.isfinite(self.defocus):
@@ -138,7 +136,8 @@ class ScanData:
             source = getattr(self.intensities, "path", None) or getattr(self.intensities, "filename", None)
             raise ValueError(
                 f"{str(source) + ': ' if source else ''}intensities: pattern(s) {flat[bad[:5]].tolist()} hold NaN or infinite counts; "
-                "repair or exclude them (the file was only sampled when it was opened)")
+                "repair or exclude them (the file was only sampled when it was opened)"
+            )
         return out
 
     def _read_patterns(self, index: Any) -> np.ndarray:
@@ -183,27 +182,24 @@ class ScanData:
         self.calibration.validate()
         shape = tuple(self.intensities.shape)
         if len(shape) not in (3, 4):
-            raise _shape_error(
-                "intensities", self.intensities, "(Ny, Nx, Ky, Kx) or (n, Ky, Kx) diffraction patterns"
-            )
+            raise _shape_error("intensities", self.intensities, "(Ny, Nx, Ky, Kx) or (n, Ky, Kx) diffraction patterns")
         if min(shape) < 1 or shape[-1] < 8 or shape[-2] < 8:
             raise _shape_error("intensities", self.intensities, "at least 8×8 detector pixels")
         kind = np.dtype(self.intensities.dtype).kind
         if kind not in "iuf":
-            raise ValueError(f"intensities have dtype {np.dtype(self.intensities.dtype)}; expected "
-                             "real detector counts (integers or floats, not complex or bool)")
+            raise ValueError(
+                f"intensities have dtype {np.dtype(self.intensities.dtype)}; expected "
+                "real detector counts (integers or floats, not complex or bool)"
+            )
         if self.scan_shape is not None:
             check_scan_shape(self.scan_shape, self.num_positions, shape)
         _number("tilt_deg", self.tilt_deg, "degrees")
         if not (np.isfinite(self.tilt_deg) and abs(self.tilt_deg) <= 90):
-            raise ValueError(f"tilt_deg = {self.tilt_deg!r}; expected a stage tilt in degrees "
-                             "within ±90")
+            raise ValueError(f"tilt_deg = {self.tilt_deg!r}; expected a stage tilt in degrees within ±90")
         if self.positions is not None:
             pos = np.asarray(self.positions)
             if pos.shape != (self.num_positions, 2):
-                raise _shape_error(
-                    "positions", pos, f"({self.num_positions}, 2) in Å as (y, x)"
-                )
+                raise _shape_error("positions", pos, f"({self.num_positions}, 2) in Å as (y, x)")
             _check_finite("positions", pos)
         elif self.scan_shape is None or self.calibration.scan_step is None:
             self.positions_angstrom()  # raises the explanatory error
@@ -266,10 +262,12 @@ class DefocusSeries:
     def optics(self) -> dict[str, Any]:
         """The imaging optics as keywords of
         :func:`~napari_ptychotomo.physics.transfer.objective_transfer`."""
-        return {"aperture_mrad": self.aperture_mrad,
-                "aberrations": {k: float(v) for k, v in self.aberrations.items()},
-                "focal_spread": float(self.focal_spread),
-                "illumination_semiangle_mrad": float(self.illumination_semiangle_mrad)}
+        return {
+            "aperture_mrad": self.aperture_mrad,
+            "aberrations": {k: float(v) for k, v in self.aberrations.items()},
+            "focal_spread": float(self.focal_spread),
+            "illumination_semiangle_mrad": float(self.illumination_semiangle_mrad),
+        }
 
     def with_optics(self, **optics: Any) -> DefocusSeries:
         """A copy with the given optics fields replaced (the images are shared)."""
@@ -277,8 +275,10 @@ class DefocusSeries:
 
         unknown = set(optics) - set(self.optics()) - {"defocus_reference"}
         if unknown:
-            raise ValueError(f"with_optics: unknown field(s) {sorted(unknown)}; expected "
-                             f"{', '.join([*self.optics(), 'defocus_reference'])}")
+            raise ValueError(
+                f"with_optics: unknown field(s) {sorted(unknown)}; expected "
+                f"{', '.join([*self.optics(), 'defocus_reference'])}"
+            )
         if "aberrations" in optics:
             optics["aberrations"] = dict(optics["aberrations"])
         return dataclasses.replace(self, **optics)
@@ -308,16 +308,31 @@ class DefocusSeries:
 
     def _validate_optics(self) -> None:
         if self.aperture_mrad is not None:
-            _optional_range("aperture_mrad", self.aperture_mrad, "mrad", 1e-3, 1000.0,
-                            "an objective aperture semi-angle, typically 5–40 mrad; None for none")
-        _optional_range("focal_spread", self.focal_spread, "Å", 0.0, 1e4,
-                        "the rms defocus spread, typically 10–80 Å; 0 for none")
-        _optional_range("illumination_semiangle_mrad", self.illumination_semiangle_mrad, "mrad",
-                        0.0, 10.0, "the beam divergence, typically 0.05–1 mrad; 0 for none")
+            _optional_range(
+                "aperture_mrad",
+                self.aperture_mrad,
+                "mrad",
+                1e-3,
+                1000.0,
+                "an objective aperture semi-angle, typically 5–40 mrad; None for none",
+            )
+        _optional_range(
+            "focal_spread", self.focal_spread, "Å", 0.0, 1e4, "the rms defocus spread, typically 10–80 Å; 0 for none"
+        )
+        _optional_range(
+            "illumination_semiangle_mrad",
+            self.illumination_semiangle_mrad,
+            "mrad",
+            0.0,
+            10.0,
+            "the beam divergence, typically 0.05–1 mrad; 0 for none",
+        )
         if self.defocus_reference not in DEFOCUS_REFERENCES:
-            raise ValueError(f"defocus_reference = {self.defocus_reference!r}; expected one of "
-                             f"{', '.join(map(repr, DEFOCUS_REFERENCES))} (the plane the defocus "
-                             "is measured from)")
+            raise ValueError(
+                f"defocus_reference = {self.defocus_reference!r}; expected one of "
+                f"{', '.join(map(repr, DEFOCUS_REFERENCES))} (the plane the defocus "
+                "is measured from)"
+            )
         _check_aberrations(self.aberrations, allow_defocus=False)
 
 
@@ -338,8 +353,9 @@ class TiltSeries:
         except ValueError:  # ragged
             raw = None
         if raw is None or raw.dtype.kind not in "iuf":
-            raise ValueError(f"angles_deg = {self.angles_deg!r}; expected numbers, the stage "
-                             "tilt of each scan in degrees")
+            raise ValueError(
+                f"angles_deg = {self.angles_deg!r}; expected numbers, the stage tilt of each scan in degrees"
+            )
         angles = raw.astype(float)
         if angles.ndim != 1 or len(angles) != len(self.scans):
             raise ValueError(

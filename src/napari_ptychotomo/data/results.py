@@ -62,9 +62,7 @@ class MSPResult:
         if np.shape(self.tilt_mrad) != (2,):
             raise _shape_error("tilt_mrad", self.tilt_mrad, "(2,) as (θx, θy) in mrad")
         if self.tilt_map is not None and np.shape(self.tilt_map) != (len(self.positions), 2):
-            raise _shape_error(
-                "tilt_map", self.tilt_map, f"({len(self.positions)}, 2) as (θx, θy) in mrad"
-            )
+            raise _shape_error("tilt_map", self.tilt_map, f"({len(self.positions)}, 2) as (θx, θy) in mrad")
         if self.scan_shape is not None:
             check_scan_shape(self.scan_shape, len(self.positions), (len(self.positions), 0, 0))
         _positive("slice_thickness", self.slice_thickness, "Å")
@@ -128,8 +126,7 @@ class Volume:
         if len(self.data.shape) != 3 or min(self.data.shape) < 1:
             raise _shape_error("data", self.data, "(nz, ny, nx) with at least one voxel per axis")
         if np.dtype(self.data.dtype).kind not in "iufc":
-            raise ValueError(f"data has dtype {np.dtype(self.data.dtype)}; expected real or "
-                             "complex numbers")
+            raise ValueError(f"data has dtype {np.dtype(self.data.dtype)}; expected real or complex numbers")
         _positive("voxel_size", self.voxel_size, "Å")
         if np.shape(self.origin) != (3,):
             raise _shape_error("origin", self.origin, "(3,) in Å as (z, y, x)")

@@ -36,9 +36,19 @@ from .native import append_result, close, load_native, open_project, save_native
 from .tilt_series_files import load_tilt_series, read_angles
 
 __all__ = [
-    "load", "save", "load_tilt_series", "append_result", "open_project", "close",
-    "PtychoFormatError", "LazyDataset", "sidecar_path", "read_angles", "is_supported",
-    "READ_EXTENSIONS", "WRITE_EXTENSIONS",
+    "load",
+    "save",
+    "load_tilt_series",
+    "append_result",
+    "open_project",
+    "close",
+    "PtychoFormatError",
+    "LazyDataset",
+    "sidecar_path",
+    "read_angles",
+    "is_supported",
+    "READ_EXTENSIONS",
+    "WRITE_EXTENSIONS",
 ]
 
 _HDF5 = (".h5", ".hdf5", ".hdf", ".emd")
@@ -53,9 +63,26 @@ def _detector_extensions() -> dict[str, str]:
     return DETECTOR_EXTENSIONS
 
 
-READ_EXTENSIONS = (".ptycho.h5", *_HDF5, ".npy", ".npz", *_MRC, *_TIFF, *_XYZ, ".csv",
-                   ".mib", ".xml", ".raw", ".dm3", ".dm4", ".blo", ".hspy", ".tvips",
-                   ".mrcz", ".zspy")
+READ_EXTENSIONS = (
+    ".ptycho.h5",
+    *_HDF5,
+    ".npy",
+    ".npz",
+    *_MRC,
+    *_TIFF,
+    *_XYZ,
+    ".csv",
+    ".mib",
+    ".xml",
+    ".raw",
+    ".dm3",
+    ".dm4",
+    ".blo",
+    ".hspy",
+    ".tvips",
+    ".mrcz",
+    ".zspy",
+)
 WRITE_EXTENSIONS = (".ptycho.h5", ".npy", *_MRC, *_TIFF, *_XYZ, ".csv")
 
 
@@ -99,8 +126,9 @@ def load(path: Any, **kwargs: Any) -> Any:
     if suffix == ".ptycho.h5":
         return load_native(path, **kwargs)
     if suffix == ".ptycho-results.h5":
-        raise PtychoFormatError(path, "this is the results sidecar of a project; open the "
-                                "project's .ptycho.h5 file next to it instead")
+        raise PtychoFormatError(
+            path, "this is the results sidecar of a project; open the project's .ptycho.h5 file next to it instead"
+        )
     if suffix in _HDF5:
         return _load_hdf5(path, **kwargs)
     if suffix in (".npy", ".npz"):
@@ -123,8 +151,11 @@ def load(path: Any, **kwargs: Any) -> Any:
         from .stem_detectors import load_detector
 
         return load_detector(path, **kwargs)
-    raise PtychoFormatError(path, f"unsupported file type {suffix or '(no extension)'!r}; "
-                            f"supported: {', '.join(READ_EXTENSIONS)} or a folder of scans")
+    raise PtychoFormatError(
+        path,
+        f"unsupported file type {suffix or '(no extension)'!r}; "
+        f"supported: {', '.join(READ_EXTENSIONS)} or a folder of scans",
+    )
 
 
 def _load_hdf5(path: Path, **kwargs: Any) -> Any:
@@ -142,9 +173,12 @@ def _load_hdf5(path: Path, **kwargs: Any) -> Any:
         from .stem_detectors import load_detector
 
         return load_detector(path, **kwargs)
-    raise PtychoFormatError(path, "HDF5 file is neither a napari-ptychotomo project (no "
-                            "format_version attribute) nor a py4DSTEM / EMD 1.0 file (no "
-                            "emd_group_type attributes)")
+    raise PtychoFormatError(
+        path,
+        "HDF5 file is neither a napari-ptychotomo project (no "
+        "format_version attribute) nor a py4DSTEM / EMD 1.0 file (no "
+        "emd_group_type attributes)",
+    )
 
 
 def save(obj: Any, path: Any, **kwargs: Any) -> Path:
@@ -164,8 +198,9 @@ def save(obj: Any, path: Any, **kwargs: Any) -> Path:
         from .volume_files import save_mrc, save_tiff
 
         if not isinstance(obj, (Volume, np.ndarray)):
-            raise PtychoFormatError(path, f"{suffix} holds a Volume or an image stack, not a "
-                                    f"{type(obj).__name__}; use .ptycho.h5")
+            raise PtychoFormatError(
+                path, f"{suffix} holds a Volume or an image stack, not a {type(obj).__name__}; use .ptycho.h5"
+            )
         return (save_mrc if suffix in _MRC else save_tiff)(obj, path, **kwargs)
     if suffix in _XYZ:
         from .atom_files import save_xyz
@@ -183,5 +218,6 @@ def save(obj: Any, path: Any, **kwargs: Any) -> Path:
         if isinstance(obj, np.ndarray):
             return save_array(obj, path)
         raise PtychoFormatError(path, f".npy holds a ScanData or an ndarray, not a {type(obj).__name__}")
-    raise PtychoFormatError(path, f"cannot write {suffix or '(no extension)'!r}; supported: "
-                            f"{', '.join(WRITE_EXTENSIONS)}")
+    raise PtychoFormatError(
+        path, f"cannot write {suffix or '(no extension)'!r}; supported: {', '.join(WRITE_EXTENSIONS)}"
+    )

@@ -54,13 +54,15 @@ def save_xyz(atoms: Atoms, path: Any, *, cell: Any = None) -> Path:
     path = Path(path)
     atoms = _checked(atoms, path)
     pos = np.asarray(atoms.positions, dtype=float)
-    extent = np.asarray(cell, float) if cell is not None else (
-        np.maximum(pos[:, ::-1].max(axis=0), 1.0) if len(pos) else np.ones(3))
+    extent = (
+        np.asarray(cell, float)
+        if cell is not None
+        else (np.maximum(pos[:, ::-1].max(axis=0), 1.0) if len(pos) else np.ones(3))
+    )
     lattice = np.diag(extent)
     extra = _columns(atoms)
     props = "species:S:1:pos:R:3:class_index:I:1" + "".join(f":{n}:R:1" for n, _ in extra)
-    head = (f'Lattice="{" ".join(repr(float(v)) for v in lattice.ravel())}" '
-            f'Properties={props} pbc="F F F"')
+    head = f'Lattice="{" ".join(repr(float(v)) for v in lattice.ravel())}" Properties={props} pbc="F F F"'
     if atoms.names:
         head += f' ptycho_names="{",".join(atoms.names)}"'
     lines = [str(len(pos)), head]
@@ -95,28 +97,35 @@ def load_xyz(path: Any) -> Atoms:
         info = dict(item.split("=", 1) for item in shlex.split(lines[1]) if "=" in item)
         props = info.get("Properties", "species:S:1:pos:R:3").split(":")
         fields = [(props[i], props[i + 1], int(props[i + 2])) for i in range(0, len(props), 3)]
-        rows = [line.split() for line in lines[2: 2 + n]]
+        rows = [line.split() for line in lines[2 : 2 + n]]
         width = sum(f[2] for f in fields)
         if len(rows) != n or any(len(r) != width for r in rows):
             raise ValueError(f"expected {n} atom lines of {width} columns")
         cols: dict[str, list] = {}
         start = 0
         for name, _kind, count in fields:
-            cols[name] = [r[start: start + count] for r in rows]
+            cols[name] = [r[start : start + count] for r in rows]
             start += count
         pos = np.array(cols["pos"], dtype=float).reshape(n, 3)[:, ::-1]
         symbols = [c[0] for c in cols.get("species", [["X"]] * n)]
-        classes = (np.array(cols["class_index"], dtype=int).reshape(n) if "class_index" in cols
-                   else _classes_from_symbols(symbols))
+        classes = (
+            np.array(cols["class_index"], dtype=int).reshape(n)
+            if "class_index" in cols
+            else _classes_from_symbols(symbols)
+        )
         given = info["ptycho_names"].split(",") if info.get("ptycho_names") else None
-        extra = {k: np.array(cols[k], dtype=float).reshape(n) for k in ("intensity", "width")
-                 if k in cols}
+        extra = {k: np.array(cols[k], dtype=float).reshape(n) for k in ("intensity", "width") if k in cols}
     except (OSError, UnicodeDecodeError) as exc:
         raise PtychoFormatError(path, f"cannot read: {exc}") from None
     except (ValueError, IndexError, KeyError) as exc:
         raise PtychoFormatError(path, f"not a valid extended XYZ file: {exc}") from None
-    return Atoms(positions=pos, species=classes, intensities=extra.get("intensity"),
-                 widths=extra.get("width"), names=_names_from(symbols, classes, given))
+    return Atoms(
+        positions=pos,
+        species=classes,
+        intensities=extra.get("intensity"),
+        widths=extra.get("width"),
+        names=_names_from(symbols, classes, given),
+    )
 
 
 def _classes_from_symbols(symbols: list[str]) -> np.ndarray:
@@ -137,8 +146,9 @@ def save_csv(atoms: Atoms, path: Any) -> Path:
             writer = csv.writer(fh)
             writer.writerow(header)
             for i, symbol in enumerate(_symbols(atoms)):
-                writer.writerow([symbol, int(species[i])] + [repr(float(v)) for v in pos[i]]
-                                + [repr(float(v[i])) for _, v in extra])
+                writer.writerow(
+                    [symbol, int(species[i])] + [repr(float(v)) for v in pos[i]] + [repr(float(v[i])) for _, v in extra]
+                )
     return path
 
 
@@ -148,17 +158,26 @@ def load_csv(path: Any) -> Atoms:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-        pos = np.array([[float(r["z_angstrom"]), float(r["y_angstrom"]), float(r["x_angstrom"])]
-                        for r in rows], dtype=float).reshape(len(rows), 3)
+        pos = np.array(
+            [[float(r["z_angstrom"]), float(r["y_angstrom"]), float(r["x_angstrom"])] for r in rows], dtype=float
+        ).reshape(len(rows), 3)
         symbols = [r.get("symbol") or "X" for r in rows]
-        classes = (np.array([int(r["class_index"]) for r in rows], dtype=int)
-                   if rows and "class_index" in rows[0] else _classes_from_symbols(symbols))
-        extra = {k: np.array([float(r[k]) for r in rows]) for k in ("intensity", "width")
-                 if rows and k in rows[0]}
+        classes = (
+            np.array([int(r["class_index"]) for r in rows], dtype=int)
+            if rows and "class_index" in rows[0]
+            else _classes_from_symbols(symbols)
+        )
+        extra = {k: np.array([float(r[k]) for r in rows]) for k in ("intensity", "width") if rows and k in rows[0]}
     except OSError as exc:
         raise PtychoFormatError(path, f"cannot read: {exc}") from None
     except (ValueError, KeyError, TypeError) as exc:
-        raise PtychoFormatError(path, "not an atoms CSV (expected columns symbol, class_index, "
-                                f"z_angstrom, y_angstrom, x_angstrom): {exc}") from None
-    return Atoms(positions=pos, species=classes, intensities=extra.get("intensity"),
-                 widths=extra.get("width"), names=_names_from(symbols, classes, None))
+        raise PtychoFormatError(
+            path, f"not an atoms CSV (expected columns symbol, class_index, z_angstrom, y_angstrom, x_angstrom): {exc}"
+        ) from None
+    return Atoms(
+        positions=pos,
+        species=classes,
+        intensities=extra.get("intensity"),
+        widths=extra.get("width"),
+        names=_names_from(symbols, classes, None),
+    )

@@ -36,15 +36,17 @@ def require_readable(path: Any) -> None:
     except FileNotFoundError:
         raise PtychoFormatError(path, "file not found") from None
     except PermissionError:
-        raise PtychoFormatError(path, "permission denied: this user may not read the file; "
-                                "fix its permissions (chmod u+r) or copy it somewhere "
-                                "readable") from None
+        raise PtychoFormatError(
+            path,
+            "permission denied: this user may not read the file; "
+            "fix its permissions (chmod u+r) or copy it somewhere "
+            "readable",
+        ) from None
     except IsADirectoryError:
         raise PtychoFormatError(path, "is a folder, not a file") from None
     except OSError as exc:
         if exc.errno == errno.EACCES:
-            raise PtychoFormatError(path, "permission denied: this user may not read the "
-                                    "file") from None
+            raise PtychoFormatError(path, "permission denied: this user may not read the file") from None
         raise PtychoFormatError(path, f"cannot open the file: {exc.strerror or exc}") from None
     os.close(fd)
     if path.is_dir():
@@ -127,8 +129,7 @@ def _cgroup_left() -> int | None:
     ``memory.usage_in_bytes``."""
     left = []
     for folder in _own_cgroups():
-        for limit, usage in (("memory.max", "memory.current"),
-                             ("memory.limit_in_bytes", "memory.usage_in_bytes")):
+        for limit, usage in (("memory.max", "memory.current"), ("memory.limit_in_bytes", "memory.usage_in_bytes")):
             cap = _read_number(folder / limit)  # None for "max" (unlimited) or no such file
             if cap is not None and cap < 1 << 60:  # v1 writes "unlimited" as ~2^63
                 used = max(0, (_read_number(folder / usage) or 0) - _reclaimable(folder))
@@ -143,8 +144,7 @@ def memory_limit() -> tuple[int, str]:
     them is known)."""
     limits = {
         "free memory (MemAvailable)": _proc_field(Path("/proc/meminfo"), "MemAvailable"),
-        "the address-space limit (RLIMIT_AS, ulimit -v) less what this process maps":
-            _address_space_left(),
+        "the address-space limit (RLIMIT_AS, ulimit -v) less what this process maps": _address_space_left(),
         "the cgroup's memory limit less its usage (container or batch job)": _cgroup_left(),
     }
     known = {what: int(n) for what, n in limits.items() if n is not None}
@@ -174,12 +174,13 @@ def check_fits(path: Any, what: str, shape: Any, dtype: Any) -> None:
         count = int(np.prod([int(s) for s in shape], dtype=object))
         nbytes = count * np.dtype(dtype).itemsize
     except (TypeError, ValueError):
-        raise PtychoFormatError(path, f"{what}: declares an invalid shape {shape!r} or "
-                                f"dtype {dtype!r}") from None
+        raise PtychoFormatError(path, f"{what}: declares an invalid shape {shape!r} or dtype {dtype!r}") from None
     free = available_memory()
     if nbytes > MEMORY_FRACTION * free:
         dims = "×".join(str(int(s)) for s in shape)
         raise PtychoFormatError(
-            path, f"{what}: declares {dims} {np.dtype(dtype)} ({format_bytes(nbytes)}), more "
+            path,
+            f"{what}: declares {dims} {np.dtype(dtype)} ({format_bytes(nbytes)}), more "
             f"than the {format_bytes(free)} of memory available; the file is damaged or too "
-            "big to read whole on this machine (free memory, or open it lazily)")
+            "big to read whole on this machine (free memory, or open it lazily)",
+        )

@@ -54,9 +54,7 @@ def write_dataset(
     if isinstance(array, h5py.Dataset) and _same_layout(array, chunks, opts):
         dset = copy_dataset(array, group, name, with_attrs=False)
     else:
-        dset = group.create_dataset(
-            name, shape=shape, dtype=dtype, chunks=chunks, fletcher32=True, **opts
-        )
+        dset = group.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, fletcher32=True, **opts)
         if isinstance(array, np.ndarray) and array.nbytes <= _COPY_BATCH:
             dset[()] = array
         else:
@@ -72,8 +70,7 @@ def write_dataset(
     return dset
 
 
-def copy_dataset(source: h5py.Dataset, group: h5py.Group, name: str, *,
-                 with_attrs: bool = True) -> h5py.Dataset:
+def copy_dataset(source: h5py.Dataset, group: h5py.Group, name: str, *, with_attrs: bool = True) -> h5py.Dataset:
     """Copy a dataset chunk by chunk, compressed bytes as they are (no recompression).
 
     (``H5Ocopy`` would do the same, but in HDF5 2.0 / h5py 3.16 it corrupts the heap when
@@ -85,9 +82,15 @@ def copy_dataset(source: h5py.Dataset, group: h5py.Group, name: str, *,
         if source.file.mode == "r+":
             source.file.flush()  # raw chunk reads see only what is on disk
         dset = group.create_dataset(
-            name, shape=source.shape, dtype=source.dtype, chunks=source.chunks,
-            compression=source.compression, compression_opts=source.compression_opts,
-            shuffle=source.shuffle, fletcher32=source.fletcher32)
+            name,
+            shape=source.shape,
+            dtype=source.dtype,
+            chunks=source.chunks,
+            compression=source.compression,
+            compression_opts=source.compression_opts,
+            shuffle=source.shuffle,
+            fletcher32=source.fletcher32,
+        )
         for index in range(source.id.get_num_chunks()):
             offset = source.id.get_chunk_info(index).chunk_offset
             mask, data = source.id.read_direct_chunk(offset)

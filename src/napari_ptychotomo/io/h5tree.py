@@ -51,18 +51,36 @@ from .h5datasets import (  # noqa: F401  (re-exported)
     write_dataset,
 )
 
-__all__ = ["write_value", "read_value", "write_dataset", "copy_dataset", "copy_group", "set_text", "get_text", "COMPRESSION"]
+__all__ = [
+    "write_value",
+    "read_value",
+    "write_dataset",
+    "copy_dataset",
+    "copy_group",
+    "set_text",
+    "get_text",
+    "COMPRESSION",
+]
 
 _SMALL = 4096  # bytes: number lists up to this size are attributes
 # attribute names with a meaning of their own; members never take them
-RESERVED = {"members", "field_units", "ptycho_type", "format_version", "creator", "uuid",
-            "root_object", "created", "parent_uuid", "description"}
+RESERVED = {
+    "members",
+    "field_units",
+    "ptycho_type",
+    "format_version",
+    "creator",
+    "uuid",
+    "root_object",
+    "created",
+    "parent_uuid",
+    "description",
+}
 
 
 def _safe_name(key: Any, index: int, used: set[str]) -> str:
     name = str(key)
-    if not name or "/" in name or name in (".", "..") or name.startswith("_m") or name in used \
-            or name in RESERVED:
+    if not name or "/" in name or name in (".", "..") or name.startswith("_m") or name in used or name in RESERVED:
         name = f"_m{index}"
     used.add(name)
     return name
@@ -133,8 +151,9 @@ def write_value(
         tag = "ndarray"
     elif isinstance(value, (list, tuple)) and value and _homogeneous(value):
         kind = _homogeneous(value)
-        array = np.asarray(value, dtype={"float": np.float64, "int": np.int64,
-                                         "bool": np.bool_, "complex": np.complex128}[kind])
+        array = np.asarray(
+            value, dtype={"float": np.float64, "int": np.int64, "bool": np.bool_, "complex": np.complex128}[kind]
+        )
         if array.nbytes <= _SMALL:
             group.attrs[name] = array
         else:
@@ -207,9 +226,7 @@ def read_value(group: h5py.Group, name: str, tag: str, *, special: Callable | No
     if tag == "none":
         return None
     if tag in ("float", "int", "bool", "complex"):
-        return {"float": float, "int": int, "bool": bool, "complex": complex}[tag](
-            group.attrs[name].item()
-        )
+        return {"float": float, "int": int, "bool": bool, "complex": complex}[tag](group.attrs[name].item())
     if tag == "str":
         return get_text(group, name)
     if tag.startswith("np:"):

@@ -33,14 +33,12 @@ def open_h5(path: Any) -> h5py.File:
     try:
         return h5py.File(path, "r", rdcc_nbytes=_CHUNK_CACHE, locking=False)
     except Exception as exc:  # h5py raises OSError for truncated / foreign files
-        raise PtychoFormatError(
-            path, f"not a readable HDF5 file (truncated or corrupt?): {exc}"
-        ) from None
+        raise PtychoFormatError(path, f"not a readable HDF5 file (truncated or corrupt?): {exc}") from None
 
 
 def _reads_all(index: Any) -> bool:
     """True for the indices that read a whole dataset: ``()``, ``...``, ``:``."""
-    whole = (lambda i: i is Ellipsis or (isinstance(i, slice) and i == slice(None)))
+    whole = lambda i: i is Ellipsis or (isinstance(i, slice) and i == slice(None))
     return whole(index) or (isinstance(index, tuple) and all(whole(i) for i in index))
 
 

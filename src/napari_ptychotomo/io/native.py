@@ -60,8 +60,7 @@ from .native_files import RESULT_FIELDS, atomic_h5, check, sidecar_path, unwrap,
 from .native_results import append_result, read_sidecar, write_results
 from .native_schema import FORMAT_VERSION, Codec
 
-__all__ = ["save_native", "load_native", "append_result", "sidecar_path", "close",
-           "open_project", "RESULT_FIELDS"]
+__all__ = ["save_native", "load_native", "append_result", "sidecar_path", "close", "open_project", "RESULT_FIELDS"]
 
 
 def save_native(obj: Any, path: Any, *, name: Any = None, compression: dict | None = None) -> Path:
@@ -137,22 +136,18 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, LazyDataset) and isinstance(b, LazyDataset):
         return a.name == b.name and a.shape == b.shape
     if dataclasses.is_dataclass(a):
-        return type(a) is type(b) and all(
-            _same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+        return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
-        return (isinstance(b, (list, tuple)) and len(a) == len(b)
-                and all(_same(x, y) for x, y in zip(a, b)))
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
     return type(a) is type(b) and (a == b or (a != a and b != b))
 
 
 # ---------------------------------------------------------------------------- reading
-def load_native(
-    path: Any, *, lazy: bool = True, validate: str = "sample", as_project: bool = False
-) -> Any:
+def load_native(path: Any, *, lazy: bool = True, validate: str = "sample", as_project: bool = False) -> Any:
     """Open a ``.ptycho.h5`` file; 4D-STEM intensities stay on disk (lazy).
 
     Parameters
@@ -180,11 +175,13 @@ def load_native(
     try:
         version = get_text(fh, "format_version")
         if version is None:
-            raise PtychoFormatError(path, "not a napari-ptychotomo project: no format_version "
-                                    "attribute on the root group")
+            raise PtychoFormatError(
+                path, "not a napari-ptychotomo project: no format_version attribute on the root group"
+            )
         if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
-            raise PtychoFormatError(path, f"format_version {version} is not supported "
-                                    f"(this version reads {FORMAT_VERSION})")
+            raise PtychoFormatError(
+                path, f"format_version {version} is not supported (this version reads {FORMAT_VERSION})"
+            )
         codec = Codec(lazy=lazy)
         values = dict(codec.read_members(fh))
         kind = get_text(fh, "root_object", "Project")
@@ -294,5 +291,3 @@ def open_project(path: Any, **kwargs: Any) -> Iterator[Project]:
         yield project
     finally:
         close(project)
-
-

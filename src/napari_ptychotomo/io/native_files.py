@@ -25,7 +25,17 @@ from ..data import (
 )
 from .errors import PtychoFormatError
 
-__all__ = ["atomic_h5", "atomic_file", "remove_stale_temps", "sidecar_path", "wrap", "unwrap", "check", "RESULT_FIELDS", "NAMED"]
+__all__ = [
+    "atomic_h5",
+    "atomic_file",
+    "remove_stale_temps",
+    "sidecar_path",
+    "wrap",
+    "unwrap",
+    "check",
+    "RESULT_FIELDS",
+    "NAMED",
+]
 
 RESULT_FIELDS = ("msp", "alignment", "volumes", "resolution", "atoms", "provenance")
 _LIBVER = ("v110", "v110")  # readable by HDF5 >= 1.10, checksummed metadata
@@ -117,9 +127,13 @@ def remove_stale_temps(path: Path) -> list[Path]:
         except OSError:
             continue
         removed.append(candidate)
-        warnings.warn(f"{candidate}: removed the temporary file ({size} bytes) of an earlier "
-                      f"save of {path.name} that did not finish (process {match.group(1)} is "
-                      "gone)", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"{candidate}: removed the temporary file ({size} bytes) of an earlier "
+            f"save of {path.name} that did not finish (process {match.group(1)} is "
+            "gone)",
+            UserWarning,
+            stacklevel=4,
+        )
     return removed
 
 
@@ -142,8 +156,7 @@ def wrap(obj: Any, name: Any) -> tuple[Project, str]:
     raise TypeError(f"cannot save a {kind}; expected a data object of napari_ptychotomo.data")
 
 
-NAMED = ((Volume, "volumes", "volume"), (Resolution, "resolution", "resolution"),
-          (Atoms, "atoms", "atoms"))
+NAMED = ((Volume, "volumes", "volume"), (Resolution, "resolution", "resolution"), (Atoms, "atoms", "atoms"))
 
 
 def unwrap(project: Project, kind: str) -> Any:
@@ -168,5 +181,3 @@ def check(obj: Any, path: Any) -> None:
         obj.validate()
     except ValueError as exc:
         raise PtychoFormatError(path, f"cannot save an invalid {type(obj).__name__}: {exc}") from None
-
-

@@ -19,6 +19,7 @@ from .native_schema import FORMAT_VERSION, Codec
 
 __all__ = ["append_result", "read_sidecar", "write_results"]
 
+
 def _result_slot(obj: Any, name: Any) -> tuple[str, Any]:
     if isinstance(obj, MSPResult):
         if name is None:
@@ -29,8 +30,7 @@ def _result_slot(obj: Any, name: Any) -> tuple[str, Any]:
     for cls, field, default in NAMED:
         if isinstance(obj, cls):
             return field, default if name is None else str(name)
-    raise TypeError(f"{type(obj).__name__} is not a result; expected MSPResult, Alignment, "
-                    "Volume, Resolution or Atoms")
+    raise TypeError(f"{type(obj).__name__} is not a result; expected MSPResult, Alignment, Volume, Resolution or Atoms")
 
 
 def append_result(path: Any, obj: Any, *, name: Any = None, compression: dict | None = None) -> Path:
@@ -56,8 +56,11 @@ def append_result(path: Any, obj: Any, *, name: Any = None, compression: dict | 
         try:
             sfh = open_h5(side) if side.exists() else None
         except PtychoFormatError as exc:
-            raise PtychoFormatError(side, f"{exc.reason}; cannot add a result next to a damaged "
-                                    "results sidecar: move it away (or delete it) first") from None
+            raise PtychoFormatError(
+                side,
+                f"{exc.reason}; cannot add a result next to a damaged "
+                "results sidecar: move it away (or delete it) first",
+            ) from None
         try:
             if sfh is not None and get_text(sfh, "parent_uuid") == file_id:
                 source = sfh
@@ -146,8 +149,7 @@ def read_sidecar(path: Any, file_id: str | None, codec: Codec) -> dict[str, Any]
             _warn_damaged(side, f"{type(exc).__name__}: {exc}")
             return None
         if parent != file_id:
-            warnings.warn(f"{side}: results sidecar belongs to an older {Path(path).name}; "
-                          "ignored")
+            warnings.warn(f"{side}: results sidecar belongs to an older {Path(path).name}; ignored")
             return None
         try:
             return {k: v for k, v in codec.read_members(sfh) if k in RESULT_FIELDS}
@@ -158,6 +160,10 @@ def read_sidecar(path: Any, file_id: str | None, codec: Codec) -> dict[str, Any]
 
 
 def _warn_damaged(side: Path, reason: str) -> None:
-    warnings.warn(f"{side}: results sidecar is damaged ({reason}); opening the project "
-                  "without the results added to it. Move the sidecar away (or delete it) to "
-                  "silence this and to add results again", UserWarning, stacklevel=4)
+    warnings.warn(
+        f"{side}: results sidecar is damaged ({reason}); opening the project "
+        "without the results added to it. Move the sidecar away (or delete it) to "
+        "silence this and to add results again",
+        UserWarning,
+        stacklevel=4,
+    )

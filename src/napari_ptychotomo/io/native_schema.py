@@ -39,38 +39,68 @@ FORMAT_VERSION = "1.0"
 
 DATA_CLASSES = {
     cls.__name__: cls
-    for cls in (Calibration, ScanData, DefocusSeries, TiltSeries, MSPResult, Alignment,
-                Volume, Resolution, Atoms, Project)
+    for cls in (
+        Calibration,
+        ScanData,
+        DefocusSeries,
+        TiltSeries,
+        MSPResult,
+        Alignment,
+        Volume,
+        Resolution,
+        Atoms,
+        Project,
+    )
 }
 
 #: unit of each field, written to the ``units`` attributes (ASCII spellings)
 UNITS: dict[str, dict[str, str]] = {
     "Calibration": {
-        "energy_eV": "eV", "semiangle_mrad": "mrad", "detector_sampling_mrad": "mrad/pixel",
-        "defocus": "angstrom", "scan_step": "angstrom", "scan_rotation_deg": "deg",
+        "energy_eV": "eV",
+        "semiangle_mrad": "mrad",
+        "detector_sampling_mrad": "mrad/pixel",
+        "defocus": "angstrom",
+        "scan_step": "angstrom",
+        "scan_rotation_deg": "deg",
         "aberrations": "angstrom (Cnm), rad (phinm)",
     },
-    "ScanData": {"intensities": "counts", "positions": "angstrom", "tilt_deg": "deg",
-                 "scan_shape": "pixels"},
-    "DefocusSeries": {"images": "1 (unit incident beam)", "defocus": "angstrom",
-                      "pixel_size": "angstrom", "energy_eV": "eV", "tilt_deg": "deg",
-                      "aperture_mrad": "mrad", "aberrations": "angstrom (Cnm), rad (phinm)",
-                      "focal_spread": "angstrom (standard deviation)",
-                      "illumination_semiangle_mrad": "mrad (1/e half-width)",
-                      "defocus_reference": "centre | exit"},
+    "ScanData": {"intensities": "counts", "positions": "angstrom", "tilt_deg": "deg", "scan_shape": "pixels"},
+    "DefocusSeries": {
+        "images": "1 (unit incident beam)",
+        "defocus": "angstrom",
+        "pixel_size": "angstrom",
+        "energy_eV": "eV",
+        "tilt_deg": "deg",
+        "aperture_mrad": "mrad",
+        "aberrations": "angstrom (Cnm), rad (phinm)",
+        "focal_spread": "angstrom (standard deviation)",
+        "illumination_semiangle_mrad": "mrad (1/e half-width)",
+        "defocus_reference": "centre | exit",
+    },
     "TiltSeries": {"angles_deg": "deg"},
     "MSPResult": {
-        "object": "V*angstrom", "probe": "1 (complex amplitude)", "positions": "angstrom",
-        "tilt_mrad": "mrad", "slice_thickness": "angstrom", "pixel_size": "angstrom",
-        "energy_eV": "eV", "tilt_map": "mrad", "tilt_deg": "deg", "loss_history": "1",
+        "object": "V*angstrom",
+        "probe": "1 (complex amplitude)",
+        "positions": "angstrom",
+        "tilt_mrad": "mrad",
+        "slice_thickness": "angstrom",
+        "pixel_size": "angstrom",
+        "energy_eV": "eV",
+        "tilt_map": "mrad",
+        "tilt_deg": "deg",
+        "loss_history": "1",
         "scan_shape": "pixels",
     },
     "Alignment": {"euler_deg": "deg", "shifts": "angstrom"},
     "Volume": {"voxel_size": "angstrom", "origin": "angstrom"},
-    "Resolution": {"frequency": "1/angstrom", "fsc": "1", "crossings": "angstrom",
-                   "thresholds": "1", "shell_counts": "voxels"},
-    "Atoms": {"positions": "angstrom", "widths": "angstrom", "intensities": "a.u.",
-              "species": "class index"},
+    "Resolution": {
+        "frequency": "1/angstrom",
+        "fsc": "1",
+        "crossings": "angstrom",
+        "thresholds": "1",
+        "shell_counts": "voxels",
+    },
+    "Atoms": {"positions": "angstrom", "widths": "angstrom", "intensities": "a.u.", "species": "class index"},
 }
 
 
@@ -91,9 +121,14 @@ def intensity_chunks(shape: tuple[int, ...], itemsize: int, target: int = 1 << 2
 
 
 def _is_array_like(value: Any) -> bool:
-    return (not isinstance(value, (np.ndarray, np.generic)) and hasattr(value, "shape")
-            and hasattr(value, "dtype") and hasattr(value, "__getitem__")
-            and len(value.shape) > 0 and 0 not in tuple(value.shape))
+    return (
+        not isinstance(value, (np.ndarray, np.generic))
+        and hasattr(value, "shape")
+        and hasattr(value, "dtype")
+        and hasattr(value, "__getitem__")
+        and len(value.shape) > 0
+        and 0 not in tuple(value.shape)
+    )
 
 
 class Codec:
@@ -125,8 +160,7 @@ class Codec:
                 shape = tuple(value.shape)
                 chunks = intensity_chunks(shape, np.dtype(value.dtype).itemsize)
                 src = value.dataset if isinstance(value, LazyDataset) else value
-                write_dataset(g, name, src, units="counts", chunks=chunks,
-                              compression=self.compression)
+                write_dataset(g, name, src, units="counts", chunks=chunks, compression=self.compression)
                 return "lazy"
             return self._special_write(g, name, value)
 
@@ -155,15 +189,12 @@ class Codec:
         cls_name = get_text(group, "ptycho_type")
         cls = DATA_CLASSES.get(cls_name or "")
         if cls is None or (expected is not None and cls_name != expected):
-            raise TypeError(
-                f"group {group.name} holds {cls_name!r}; expected {expected or 'a data object'}"
-            )
+            raise TypeError(f"group {group.name} holds {cls_name!r}; expected {expected or 'a data object'}")
         values = dict(read_members(group, special=self._special_read))
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - names
         if unknown:
-            warnings.warn(f"{group.name}: ignoring unknown field(s) {sorted(unknown)} "
-                          "(written by a newer version?)")
+            warnings.warn(f"{group.name}: ignoring unknown field(s) {sorted(unknown)} (written by a newer version?)")
         if cls is DefocusSeries:
             # files from before the field existed meant the exit surface
             values.setdefault("defocus_reference", "exit")

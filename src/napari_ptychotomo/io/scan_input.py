@@ -24,15 +24,40 @@ from ..data import Calibration, ScanData
 from .errors import PtychoFormatError
 from .guards import require_readable
 
-__all__ = ["CALIBRATION_FIELDS", "read_sidecar_json", "sidecar_json_path", "check_fields",
-           "calibration_from", "make_scan", "length_to_angstrom", "sampling_note"]
+__all__ = [
+    "CALIBRATION_FIELDS",
+    "read_sidecar_json",
+    "sidecar_json_path",
+    "check_fields",
+    "calibration_from",
+    "make_scan",
+    "length_to_angstrom",
+    "sampling_note",
+]
 
-CALIBRATION_FIELDS = ("energy_eV", "semiangle_mrad", "detector_sampling_mrad", "defocus",
-                      "scan_step", "aberrations", "scan_rotation_deg")
+CALIBRATION_FIELDS = (
+    "energy_eV",
+    "semiangle_mrad",
+    "detector_sampling_mrad",
+    "defocus",
+    "scan_step",
+    "aberrations",
+    "scan_rotation_deg",
+)
 _REQUIRED = ("energy_eV", "semiangle_mrad", "detector_sampling_mrad")
 _SCAN_FIELDS = ("tilt_deg", "positions")
-_LENGTH = {"a": 1.0, "å": 1.0, "angstrom": 1.0, "angstroms": 1.0, "nm": 10.0, "pm": 0.01,
-           "um": 1e4, "µm": 1e4, "micron": 1e4, "m": 1e10}
+_LENGTH = {
+    "a": 1.0,
+    "å": 1.0,
+    "angstrom": 1.0,
+    "angstroms": 1.0,
+    "nm": 10.0,
+    "pm": 0.01,
+    "um": 1e4,
+    "µm": 1e4,
+    "micron": 1e4,
+    "m": 1e10,
+}
 
 
 def length_to_angstrom(units: str) -> float | None:
@@ -81,8 +106,7 @@ ARRAY_KEY = "array"
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_))
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _field_error(where: Path, label: str, message: str) -> PtychoFormatError:
@@ -108,36 +132,44 @@ def check_fields(where: Any, values: dict[str, Any], kind: str = "field") -> dic
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise _field_error(where, f"{kind} {key!r}", f"is not a calibration name{hint} "
-                               f"Known names: {', '.join(known)}")
+            raise _field_error(
+                where, f"{kind} {key!r}", f"is not a calibration name{hint} Known names: {', '.join(known)}"
+            )
         if value is None or key == ARRAY_KEY:
             out[key] = value
         elif key in RANGES:
             low, high, unit, closed = RANGES[key]
             if not _is_number(value):
-                raise _field_error(where, label, f"{value!r} is not a number; expected a "
-                                   f"number in {unit}")
+                raise _field_error(where, label, f"{value!r} is not a number; expected a number in {unit}")
             inside = (low <= value if closed else low < value) and value <= high
             if not (np.isfinite(value) and inside):
                 bound = "≥" if closed else ">"
-                raise _field_error(where, label, f"{value!r} is out of range; expected "
-                                   f"{bound} {low:g} and ≤ {high:g} {unit}")
+                raise _field_error(
+                    where, label, f"{value!r} is out of range; expected {bound} {low:g} and ≤ {high:g} {unit}"
+                )
             out[key] = float(value)
         elif key == "aberrations":
             if not isinstance(value, dict):
-                raise _field_error(where, label, f"{value!r} is not a mapping; expected "
-                                   "e.g. {\"C30\": 12000.0} (Å, angles phinm in rad)")
+                raise _field_error(
+                    where,
+                    label,
+                    f'{value!r} is not a mapping; expected e.g. {{"C30": 12000.0}} (Å, angles phinm in rad)',
+                )
             for name, coefficient in value.items():
                 if name not in _ABERRATION_NAMES:
                     close = difflib.get_close_matches(str(name), sorted(_ABERRATION_NAMES), n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
-                    raise _field_error(where, f"{kind} 'aberrations.{name}':",
-                                       f"is not an aberration{hint} Known: "
-                                       f"{', '.join(sorted(_ABERRATION_NAMES))}")
+                    raise _field_error(
+                        where,
+                        f"{kind} 'aberrations.{name}':",
+                        f"is not an aberration{hint} Known: {', '.join(sorted(_ABERRATION_NAMES))}",
+                    )
                 if not (_is_number(coefficient) and np.isfinite(coefficient)):
-                    raise _field_error(where, f"{kind} 'aberrations.{name}':",
-                                       f"{coefficient!r} is not a finite number; expected Å "
-                                       "(Cnm) or rad (phinm)")
+                    raise _field_error(
+                        where,
+                        f"{kind} 'aberrations.{name}':",
+                        f"{coefficient!r} is not a finite number; expected Å (Cnm) or rad (phinm)",
+                    )
             out[key] = {str(k): float(v) for k, v in value.items()}
         elif key == "positions":
             out[key] = _positions(where, label, value)
@@ -153,8 +185,7 @@ def _positions(where: Any, label: str, value: Any) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise _field_error(where, label, f"{_short(value)} is not {expected} (ragged, or "
-                           "holds non-numbers)") from None
+        raise _field_error(where, label, f"{_short(value)} is not {expected} (ragged, or holds non-numbers)") from None
     if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1:
         raise _field_error(where, label, f"has shape {array.shape}; expected (n, 2): {expected}")
     if not np.all(np.isfinite(array)):
@@ -185,8 +216,7 @@ def calibration_from(path: Any, *sources: dict[str, Any]) -> Calibration:
             f"or write them to {Path(path).name.split('.')[0]}.json next to the file",
         )
     try:
-        calibration = Calibration(**{k: (dict(v) if k == "aberrations" else float(v))
-                                     for k, v in merged.items()})
+        calibration = Calibration(**{k: (dict(v) if k == "aberrations" else float(v)) for k, v in merged.items()})
         return calibration.validate()
     except (TypeError, ValueError) as exc:
         raise PtychoFormatError(path, f"invalid calibration: {exc}") from None
@@ -213,8 +243,10 @@ def make_scan(
     kwargs = dict(kwargs or {})
     unknown = set(kwargs) - set(CALIBRATION_FIELDS) - set(_SCAN_FIELDS)
     if unknown:
-        raise TypeError(f"unknown keyword(s) {sorted(unknown)}; expected calibration fields "
-                        f"{list(CALIBRATION_FIELDS)} or {list(_SCAN_FIELDS)}")
+        raise TypeError(
+            f"unknown keyword(s) {sorted(unknown)}; expected calibration fields "
+            f"{list(CALIBRATION_FIELDS)} or {list(_SCAN_FIELDS)}"
+        )
     kwargs = check_fields(path, kwargs, "keyword")
     sidecar = read_sidecar_json(path)
     sidecar.pop(ARRAY_KEY, None)
@@ -222,28 +254,30 @@ def make_scan(
     shape = tuple(getattr(intensities, "shape", ()))
     if len(shape) not in (3, 4):
         raise PtychoFormatError(
-            path, f"intensities have shape {shape}; expected 4D-STEM data (Ny, Nx, Ky, Kx) "
-            "or (n, Ky, Kx)")
+            path, f"intensities have shape {shape}; expected 4D-STEM data (Ny, Nx, Ky, Kx) or (n, Ky, Kx)"
+        )
     calibration = calibration_from(path, kwargs, sidecar, file_values)
-    source, positions = next(((s, s["positions"]) for s in (kwargs, sidecar, file_values)
-                              if s.get("positions") is not None), (None, None))
+    source, positions = next(
+        ((s, s["positions"]) for s in (kwargs, sidecar, file_values) if s.get("positions") is not None), (None, None)
+    )
     n = int(np.prod(shape[:-2]))
     if positions is not None and (len(positions) if np.ndim(positions) else 0) != n:
         where = sidecar_json_path(path) if source is sidecar else path
-        what = {id(kwargs): "keyword 'positions'", id(sidecar): "field 'positions'"}.get(
-            id(source), "positions")
-        raise PtychoFormatError(where, f"{what}: {len(positions)} positions for {n} "
-                                f"diffraction patterns of shape {shape}; give one (y, x) per pattern")
-    tilt = next((s["tilt_deg"] for s in (kwargs, sidecar, file_values)
-                 if s.get("tilt_deg") is not None), 0.0)
+        what = {id(kwargs): "keyword 'positions'", id(sidecar): "field 'positions'"}.get(id(source), "positions")
+        raise PtychoFormatError(
+            where,
+            f"{what}: {len(positions)} positions for {n} "
+            f"diffraction patterns of shape {shape}; give one (y, x) per pattern",
+        )
+    tilt = next((s["tilt_deg"] for s in (kwargs, sidecar, file_values) if s.get("tilt_deg") is not None), 0.0)
     try:
         tilt = float(tilt)
         positions = None if positions is None else np.asarray(positions, float)
     except (TypeError, ValueError):
-        raise PtychoFormatError(path, f"tilt_deg {tilt!r} or the positions recorded in the "
-                                "file are not numbers") from None
-    scan = ScanData(intensities=intensities, calibration=calibration,
-                    positions=positions, tilt_deg=tilt)
+        raise PtychoFormatError(
+            path, f"tilt_deg {tilt!r} or the positions recorded in the file are not numbers"
+        ) from None
+    scan = ScanData(intensities=intensities, calibration=calibration, positions=positions, tilt_deg=tilt)
     check_scan(scan, path, validate)
     return scan
 
@@ -281,11 +315,12 @@ def sampling_note(obj: Any) -> str | None:
     series = obj if hasattr(obj, "scans") else series
     if series is not None:
         scans = [s for s in series.scans if isinstance(s, ScanData)]
-    sampled = [(k, s.num_positions) for k, s in enumerate(scans)
-               if s.num_positions > SAMPLED_PATTERNS]
+    sampled = [(k, s.num_positions) for k, s in enumerate(scans) if s.num_positions > SAMPLED_PATTERNS]
     if not sampled:
         return None
     total = sum(n for _, n in sampled)
-    return (f"counts checked for NaN / inf / negative values on {SAMPLED_PATTERNS} sampled "
-            f"patterns per scan only ({len(sampled)} scan(s), {total} patterns in all); "
-            "`ptychotomo info --full FILE` or load(..., validate='full') checks every pattern")
+    return (
+        f"counts checked for NaN / inf / negative values on {SAMPLED_PATTERNS} sampled "
+        f"patterns per scan only ({len(sampled)} scan(s), {total} patterns in all); "
+        "`ptychotomo info --full FILE` or load(..., validate='full') checks every pattern"
+    )

@@ -22,9 +22,17 @@ __all__ = ["DETECTOR_EXTENSIONS", "load_detector"]
 
 #: file extension -> rosettasciio plugin
 DETECTOR_EXTENSIONS = {
-    ".mib": "quantumdetector", ".xml": "empad", ".raw": "empad", ".dm3": "digitalmicrograph",
-    ".dm4": "digitalmicrograph", ".blo": "blockfile", ".hspy": "hspy", ".emd": "emd",
-    ".tvips": "tvips", ".mrcz": "mrcz", ".zspy": "zspy",
+    ".mib": "quantumdetector",
+    ".xml": "empad",
+    ".raw": "empad",
+    ".dm3": "digitalmicrograph",
+    ".dm4": "digitalmicrograph",
+    ".blo": "blockfile",
+    ".hspy": "hspy",
+    ".emd": "emd",
+    ".tvips": "tvips",
+    ".mrcz": "mrcz",
+    ".zspy": "zspy",
 }
 _INVERSE = {"1/nm": 0.1, "nm^-1": 0.1, "1/a": 1.0, "a^-1": 1.0, "1/å": 1.0, "å^-1": 1.0}
 
@@ -34,8 +42,10 @@ def _reader(path: Path, plugin: str) -> Any:
         module = importlib.import_module(f"rsciio.{plugin}")
     except ImportError:
         raise PtychoFormatError(
-            path, f"reading {path.suffix} files needs rosettasciio: pip install rosettasciio "
-            "(or pip install 'napari-ptychotomo[formats]')") from None
+            path,
+            f"reading {path.suffix} files needs rosettasciio: pip install rosettasciio "
+            "(or pip install 'napari-ptychotomo[formats]')",
+        ) from None
     return module.file_reader
 
 
@@ -73,14 +83,12 @@ def load_detector(path: Any, *, validate: str = "sample", **kwargs: Any) -> Scan
         shapes = [tuple(getattr(s.get("data"), "shape", ())) for s in signals]
         raise PtychoFormatError(path, f"holds no 4D-STEM data (arrays of shape {shapes})")
     signal = cubes[0]
-    return make_scan(path, signal["data"], _calibration(signal, kwargs.get("energy_eV")),
-                     kwargs, validate)
+    return make_scan(path, signal["data"], _calibration(signal, kwargs.get("energy_eV")), kwargs, validate)
 
 
 def _calibration(signal: dict[str, Any], energy_eV: float | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    beam = (signal.get("metadata", {}).get("Acquisition_instrument", {})
-            .get("TEM", {}).get("beam_energy"))
+    beam = signal.get("metadata", {}).get("Acquisition_instrument", {}).get("TEM", {}).get("beam_energy")
     if beam:
         values["energy_eV"] = float(beam) * 1e3  # HyperSpy stores keV
     energy = energy_eV or values.get("energy_eV")

@@ -85,8 +85,11 @@ def load_emd(path: Any, *, dataset: str | None = None, validate: str = "sample",
         if dataset is not None:
             cubes = [c for c in cubes if c.strip("/") == dataset.strip("/")]
         if not cubes:
-            raise PtychoFormatError(path, "no 4D EMD datacube (a group with emd_group_type and a "
-                                    "4D 'data' dataset)" + (f" named {dataset!r}" if dataset else ""))
+            raise PtychoFormatError(
+                path,
+                "no 4D EMD datacube (a group with emd_group_type and a "
+                "4D 'data' dataset)" + (f" named {dataset!r}" if dataset else ""),
+            )
         if len(cubes) > 1:
             raise PtychoFormatError(path, f"several datacubes {cubes}; pick one with dataset=")
         group = fh[cubes[0]]

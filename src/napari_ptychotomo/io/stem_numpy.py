@@ -41,8 +41,7 @@ def load_stem_numpy(path: Any, *, validate: str = "sample", **kwargs: Any) -> Sc
     path = Path(path)
     require_readable(path)
     if path.stat().st_size == 0:
-        raise PtychoFormatError(path, "file is empty (0 bytes): the save or copy that wrote it "
-                                "did not finish")
+        raise PtychoFormatError(path, "file is empty (0 bytes): the save or copy that wrote it did not finish")
     file_values: dict[str, Any] = {}
     try:
         if path.suffix.lower() == ".npy":
@@ -52,8 +51,9 @@ def load_stem_numpy(path: Any, *, validate: str = "sample", **kwargs: Any) -> Sc
                 keys = list(archive.keys())
                 key = "intensities" if "intensities" in keys else (keys[0] if len(keys) == 1 else None)
                 if key is None:
-                    raise PtychoFormatError(path, f"holds arrays {keys}; name the 4D-STEM data "
-                                            "'intensities' (and optionally 'positions')")
+                    raise PtychoFormatError(
+                        path, f"holds arrays {keys}; name the 4D-STEM data 'intensities' (and optionally 'positions')"
+                    )
                 for name in {key, "positions"} & set(keys):
                     _check_member_fits(path, archive, name)
                 data = archive[key]
@@ -62,13 +62,17 @@ def load_stem_numpy(path: Any, *, validate: str = "sample", **kwargs: Any) -> Sc
     except PtychoFormatError:
         raise
     except Exception as exc:  # numpy parses a damaged header with ast: SyntaxError and kin
-        raise PtychoFormatError(path, f"not a readable numpy file (truncated or damaged?): "
-                                f"{type(exc).__name__}: {exc}") from None
+        raise PtychoFormatError(
+            path, f"not a readable numpy file (truncated or damaged?): {type(exc).__name__}: {exc}"
+        ) from None
     if path.suffix.lower() == ".npy":
         check_pair(path)
     if data.dtype.kind not in "iuf":
-        raise PtychoFormatError(path, f"intensities have dtype {data.dtype}; expected real "
-                                "detector counts (integers or floats, not complex or bool)")
+        raise PtychoFormatError(
+            path,
+            f"intensities have dtype {data.dtype}; expected real "
+            "detector counts (integers or floats, not complex or bool)",
+        )
     return make_scan(path, data, file_values, kwargs, validate)
 
 
@@ -108,17 +112,22 @@ def check_pair(path: Path) -> None:
     if recorded is None:
         return
     if not (isinstance(recorded, dict) and {"bytes", "sha256_sampled"} <= set(recorded)):
-        raise PtychoFormatError(side, f"field {ARRAY_KEY!r}: {recorded!r} is not a fingerprint "
-                                "{\"bytes\": ..., \"sha256_sampled\": ...}; delete the field or "
-                                "save the scan again")
+        raise PtychoFormatError(
+            side,
+            f"field {ARRAY_KEY!r}: {recorded!r} is not a fingerprint "
+            '{"bytes": ..., "sha256_sampled": ...}; delete the field or '
+            "save the scan again",
+        )
     found = array_fingerprint(path)
     if found != {k: recorded[k] for k in ("bytes", "sha256_sampled")}:
         raise PtychoFormatError(
-            side, f"field {ARRAY_KEY!r}: this calibration was written for a different "
+            side,
+            f"field {ARRAY_KEY!r}: this calibration was written for a different "
             f"{path.name} ({recorded['bytes']} bytes; the file now has {found['bytes']} and "
             "other content): a save was interrupted between the two files, or one of them "
             "was replaced. Save the scan again, or delete the field if this calibration is "
-            "right for the array")
+            "right for the array",
+        )
 
 
 def save_stem_numpy(scan: ScanData, path: Any) -> Path:

@@ -42,8 +42,11 @@ def read_angles(path: Any) -> np.ndarray:
 
 
 def _files_of(folder: Path, supported: Callable[[Path], bool]) -> list[Path]:
-    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-             and p.suffix.lower() not in _SKIP and supported(p)]
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in _SKIP and supported(p)
+    ]
     return sorted(files, key=_natural_key)
 
 
@@ -95,8 +98,10 @@ def load_tilt_series(
         angles = np.atleast_1d(np.asarray(angles, dtype=float))
         if angles.ndim != 1 or len(angles) != len(files):
             raise PtychoFormatError(
-                where, f"{len(files)} data file(s) but {angles.size} tilt angle(s); give one "
-                f"angle in degrees per file (files: {[f.name for f in files][:6]}...)")
+                where,
+                f"{len(files)} data file(s) but {angles.size} tilt angle(s); give one "
+                f"angle in degrees per file (files: {[f.name for f in files][:6]}...)",
+            )
     scans: list[ScanData] = []
     for k, path in enumerate(files):
         scan = load(path, validate=validate, **kwargs)
@@ -111,5 +116,3 @@ def load_tilt_series(
     except ValueError as exc:
         raise PtychoFormatError(where, str(exc)) from None
     return series
-
-

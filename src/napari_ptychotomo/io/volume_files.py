@@ -28,8 +28,7 @@ from .scan_input import length_to_angstrom
 
 __all__ = ["save_mrc", "load_mrc", "save_tiff", "load_tiff"]
 
-_MRC_TYPES = {np.dtype(t) for t in (np.float32, np.int8, np.int16, np.uint8, np.uint16,
-                                    np.complex64, np.float16)}
+_MRC_TYPES = {np.dtype(t) for t in (np.float32, np.int8, np.int16, np.uint8, np.uint16, np.complex64, np.float16)}
 
 
 def _as_volume_parts(obj: Any, path: Path, voxel_size: float | None) -> tuple[np.ndarray, float, np.ndarray, str, bool]:
@@ -42,8 +41,9 @@ def _as_volume_parts(obj: Any, path: Path, voxel_size: float | None) -> tuple[np
         return np.asarray(obj.data), float(obj.voxel_size), np.asarray(obj.origin, float), obj.units, True
     data = np.asarray(obj)
     if data.ndim not in (2, 3):
-        raise PtychoFormatError(path, f"array has shape {data.shape}; expected an image (ny, nx) "
-                                "or a stack (n, ny, nx)")
+        raise PtychoFormatError(
+            path, f"array has shape {data.shape}; expected an image (ny, nx) or a stack (n, ny, nx)"
+        )
     return data, float(voxel_size or 1.0), np.zeros(3), "", False
 
 
@@ -90,8 +90,10 @@ def load_mrc(path: Any, *, voxel_size: float | None = None, as_array: bool = Fal
                 vs = mrc.voxel_size
                 sizes = (float(vs.x), float(vs.y), float(vs.z))
                 origin = np.array([float(mrc.header.origin[a]) for a in ("z", "y", "x")])
-                labels = [bytes(label).decode("ascii", "replace").strip() for label in
-                          mrc.header.label[: int(mrc.header.nlabl)]]
+                labels = [
+                    bytes(label).decode("ascii", "replace").strip()
+                    for label in mrc.header.label[: int(mrc.header.nlabl)]
+                ]
     except PtychoFormatError:
         raise
     except Exception as exc:
@@ -99,17 +101,20 @@ def load_mrc(path: Any, *, voxel_size: float | None = None, as_array: bool = Fal
     _check_values(path, data)
     if stack or as_array:
         return data
-    units = next((lab.split("units=", 1)[1] for lab in labels
-                  if lab.startswith("napari-ptychotomo units=")), "").replace("angstrom", "Å")
+    units = next(
+        (lab.split("units=", 1)[1] for lab in labels if lab.startswith("napari-ptychotomo units=")), ""
+    ).replace("angstrom", "Å")
     voxel = voxel_size or sizes[0]
     if not voxel:
         raise PtychoFormatError(path, "missing voxel size (0 in the header); pass voxel_size= in Å")
     if voxel_size is None and not (np.isfinite(voxel) and voxel > 0):
-        raise PtychoFormatError(path, f"header voxel size is {voxel!r} Å; expected a positive "
-                                "length (pass voxel_size= in Å to override)")
+        raise PtychoFormatError(
+            path, f"header voxel size is {voxel!r} Å; expected a positive length (pass voxel_size= in Å to override)"
+        )
     if voxel_size is None and not np.allclose(sizes, sizes[0], rtol=1e-4):
-        raise PtychoFormatError(path, f"voxels are not cubic: (x, y, z) = {sizes} Å; pass "
-                                "voxel_size= to override or resample first")
+        raise PtychoFormatError(
+            path, f"voxels are not cubic: (x, y, z) = {sizes} Å; pass voxel_size= to override or resample first"
+        )
     return _volume(path, data, voxel, origin, units)
 
 
@@ -118,14 +123,14 @@ def _check_values(path: Path, data: np.ndarray) -> None:
         raise PtychoFormatError(path, f"data has shape {data.shape}: no values")
     if data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
         bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-        raise PtychoFormatError(path, f"data holds {bad} NaN or infinite value(s) of "
-                                f"{data.size}; a volume must be finite")
+        raise PtychoFormatError(
+            path, f"data holds {bad} NaN or infinite value(s) of {data.size}; a volume must be finite"
+        )
 
 
 def _volume(path: Path, data: np.ndarray, voxel: Any, origin: Any, units: str) -> Volume:
     try:
-        return Volume(data=data, voxel_size=float(voxel), origin=np.asarray(origin, float),
-                      units=units).validate()
+        return Volume(data=data, voxel_size=float(voxel), origin=np.asarray(origin, float), units=units).validate()
     except (TypeError, ValueError) as exc:
         raise PtychoFormatError(path, f"not a valid volume: {exc}") from None
 
@@ -137,17 +142,23 @@ def save_tiff(obj: Any, path: Any, *, voxel_size: float | None = None) -> Path:
     path = Path(path)
     data, voxel, origin, units, is_volume = _as_volume_parts(obj, path, voxel_size)
     if np.iscomplexobj(data):
-        raise PtychoFormatError(path, "TIFF cannot hold complex values; save np.real / np.imag "
-                                "separately, or use .mrc or .ptycho.h5")
+        raise PtychoFormatError(
+            path, "TIFF cannot hold complex values; save np.real / np.imag separately, or use .mrc or .ptycho.h5"
+        )
     if data.dtype not in (np.uint8, np.uint16, np.float32):
         warnings.warn(f"{path}: ImageJ TIFF has no {data.dtype}; writing float32")
         data = data.astype(np.float32)
-    metadata = {"axes": "ZYX" if data.ndim == 3 else "YX", "spacing": voxel, "unit": "angstrom",
-                "ptycho_type": "Volume" if is_volume else "ndarray", "voxel_size": repr(voxel),
-                "origin": " ".join(repr(float(v)) for v in origin), "units": units}
+    metadata = {
+        "axes": "ZYX" if data.ndim == 3 else "YX",
+        "spacing": voxel,
+        "unit": "angstrom",
+        "ptycho_type": "Volume" if is_volume else "ndarray",
+        "voxel_size": repr(voxel),
+        "origin": " ".join(repr(float(v)) for v in origin),
+        "units": units,
+    }
     with atomic_file(path) as tmp:
-        tifffile.imwrite(tmp, data, imagej=True, resolution=(1.0 / voxel, 1.0 / voxel),
-                         metadata=metadata)
+        tifffile.imwrite(tmp, data, imagej=True, resolution=(1.0 / voxel, 1.0 / voxel), metadata=metadata)
     return path
 
 
@@ -182,8 +193,9 @@ def load_tiff(path: Any, *, voxel_size: float | None = None, as_array: bool = Fa
         try:
             voxel = float(meta["voxel_size"])
         except (TypeError, ValueError):
-            raise PtychoFormatError(path, f"ImageJ key voxel_size = {meta['voxel_size']!r} is not "
-                                    "a number; pass voxel_size= in Å") from None
+            raise PtychoFormatError(
+                path, f"ImageJ key voxel_size = {meta['voxel_size']!r} is not a number; pass voxel_size= in Å"
+            ) from None
     if voxel is None:
         factor = length_to_angstrom(meta.get("unit", ""))
         if factor and meta.get("spacing"):
@@ -191,13 +203,17 @@ def load_tiff(path: Any, *, voxel_size: float | None = None, as_array: bool = Fa
         elif factor and xres and xres[0]:
             voxel = xres[1] / xres[0] * factor
     if not voxel:
-        raise PtychoFormatError(path, "3D TIFF without a voxel size in a length unit; pass "
-                                "voxel_size= in Å (or as_array=True for a plain image stack)")
+        raise PtychoFormatError(
+            path,
+            "3D TIFF without a voxel size in a length unit; pass "
+            "voxel_size= in Å (or as_array=True for a plain image stack)",
+        )
     origin = np.zeros(3)
     if "origin" in meta:
         try:
             origin = np.array([float(v) for v in str(meta["origin"]).split()])
         except ValueError:
-            raise PtychoFormatError(path, f"ImageJ key origin = {meta['origin']!r} is not three "
-                                    "numbers (z y x in Å)") from None
+            raise PtychoFormatError(
+                path, f"ImageJ key origin = {meta['origin']!r} is not three numbers (z y x in Å)"
+            ) from None
     return _volume(path, data, voxel, origin, str(meta.get("units", "")))

@@ -7,5 +7,12 @@ from .params import JointParams, LearningRate
 from .plane_wave import plane_wave_steps, reconstruct_plane_wave
 from .result import JointResult
 
-__all__ = ["JointParams", "LearningRate", "JointResult", "joint_steps", "reconstruct_joint",
-           "plane_wave_steps", "reconstruct_plane_wave"]
+__all__ = [
+    "JointParams",
+    "LearningRate",
+    "JointResult",
+    "joint_steps",
+    "reconstruct_joint",
+    "plane_wave_steps",
+    "reconstruct_plane_wave",
+]

@@ -59,14 +59,17 @@ def _check_learnable(series: TiltSeries, params: JointParams) -> None:
     """A tilt scanned at a single position cannot place its probe: refuse learning it."""
     single = [k for k, scan in enumerate(series.scans) if scan.num_positions == 1]
     if single and "positions" in params.learn:
-        raise ValueError(f"scan(s) {single} have a single probe position, which cannot constrain "
-                         "the learned positions; remove 'positions' from params.learn")
+        raise ValueError(
+            f"scan(s) {single} have a single probe position, which cannot constrain "
+            "the learned positions; remove 'positions' from params.learn"
+        )
 
 
 def _guarded_fit(series, state, params: JointParams, dev, seed: int, half: int | None):
     """:func:`_fit` under the stopping rule of :mod:`napari_ptychotomo.engine_guards`."""
-    guard = Divergence("end-to-end ptycho-tomography",
-                       "Lower rates['volume'].step (V) or the rates of what is learned.")
+    guard = Divergence(
+        "end-to-end ptycho-tomography", "Lower rates['volume'].step (V) or the rates of what is learned."
+    )
     return guard.run(_fit(series, state, params, dev, seed, half, guard))
 
 
@@ -104,13 +107,16 @@ def joint_steps(
         odd = half_indices(n, series.scans[k].scan_shape, 1)
         pos[odd] = second.positions[k][odd]
     first.loss_history = first.loss_history + second.loss_history
-    first.provenance["clamped"] = {name: first.provenance["clamped"][name] + second.provenance["clamped"][name]
-                                   for name in first.provenance["clamped"]}
+    first.provenance["clamped"] = {
+        name: first.provenance["clamped"][name] + second.provenance["clamped"][name]
+        for name in first.provenance["clamped"]
+    }
     return first
 
 
-def keep_windows_inside(positions: torch.Tensor, shift: torch.Tensor, low: torch.Tensor,
-                        high: torch.Tensor) -> tuple[int, int]:
+def keep_windows_inside(
+    positions: torch.Tensor, shift: torch.Tensor, low: torch.Tensor, high: torch.Tensor
+) -> tuple[int, int]:
     """Clamp one tilt's probe positions and alignment shift in place so that every probe
     window stays inside the volume: ``low <= positions - shift <= high`` per axis.
 
@@ -156,20 +162,20 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
     window = scans[0].detector_shape[0]
     num_modes = state.probes[0].shape[0]
     fixed, per_position = stem_bytes(state.shape, window, num_modes, params.num_slices)
-    batch_size = choose_batch_size(
-        "end-to-end ptycho-tomography", fixed, per_position, params.batch_size, dev, most=64
-    )
+    batch_size = choose_batch_size("end-to-end ptycho-tomography", fixed, per_position, params.batch_size, dev, most=64)
     slice_thickness = state.shape[0] / params.num_slices * voxel
-    propagator = fresnel_propagator((window, window), voxel, wavelength(cal.energy_eV), slice_thickness,
-                                    device=dev, band_limit=params.band_limit)
+    propagator = fresnel_propagator(
+        (window, window), voxel, wavelength(cal.energy_eV), slice_thickness, device=dev, band_limit=params.band_limit
+    )
 
     # data stay on the host, normalised so that each tilt's mean pattern sum is 1
     subsets, amplitudes, negative = [], [], 0
     for k, scan in enumerate(scans):
         n = scan.num_positions
         subsets.append(np.arange(n) if half is None else half_indices(n, scan.scan_shape, half))
-        patterns, clamped_k = checked_counts(torch.from_numpy(scan.patterns()),
-                                             f"scan {k} (tilt {scan.tilt_deg:g}°): intensities")
+        patterns, clamped_k = checked_counts(
+            torch.from_numpy(scan.patterns()), f"scan {k} (tilt {scan.tilt_deg:g}°): intensities"
+        )
         negative += clamped_k
         scale = float(patterns.sum((-2, -1)).mean())
         amplitudes.append(torch.sqrt(patterns / scale))
@@ -178,8 +184,13 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
     volume = torch.tensor(state.volume, device=dev).requires_grad_(True)
     probes = [torch.tensor(p, device=dev).requires_grad_(True) for p in state.probes]
     positions = [torch.tensor(p, dtype=torch.float32, device=dev).requires_grad_(True) for p in state.positions_px]
-    euler = [torch.tensor(np.deg2rad(e), dtype=torch.float32, device=dev).requires_grad_(True) for e in state.alignment.euler_deg]
-    shifts = [torch.tensor(s / voxel, dtype=torch.float32, device=dev).requires_grad_(True) for s in state.alignment.shifts]
+    euler = [
+        torch.tensor(np.deg2rad(e), dtype=torch.float32, device=dev).requires_grad_(True)
+        for e in state.alignment.euler_deg
+    ]
+    shifts = [
+        torch.tensor(s / voxel, dtype=torch.float32, device=dev).requires_grad_(True) for s in state.alignment.shifts
+    ]
     rates = params.rates
     low, high = _window_bounds(state.shape[1:], window, dev)
     clamped = {"shifts": 0, "positions": 0}
@@ -197,10 +208,21 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
     zero = torch.zeros_like(volume, requires_grad=True)
     local0 = torch.as_tensor(probe_batch[rank::size], dtype=torch.long)
     if len(local0):
-        model = _intensities(zero, euler[0].detach(), shifts[0].detach(), probes[0].detach(),
-                             positions[0].detach()[local0.to(dev)], propagator, params.num_slices, voxel, sigma,
-                             params.band_limit)
-        torch.sum(amplitude_residual(model, amplitudes[0][local0].to(dev), _FLOOR) ** 2).div(len(probe_batch)).backward()
+        model = _intensities(
+            zero,
+            euler[0].detach(),
+            shifts[0].detach(),
+            probes[0].detach(),
+            positions[0].detach()[local0.to(dev)],
+            propagator,
+            params.num_slices,
+            voxel,
+            sigma,
+            params.band_limit,
+        )
+        torch.sum(amplitude_residual(model, amplitudes[0][local0].to(dev), _FLOOR) ** 2).div(
+            len(probe_batch)
+        ).backward()
     all_reduce_grads([zero])
     volume_scale = float(zero.grad.abs().max()) if zero.grad is not None else 0.0
     del zero
@@ -218,12 +240,24 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
     saved: dict[str, Any] = {}  # what the current tilt learns, as it was before this tilt
 
     def good_state() -> JointResult:
-        own = {name: list(values) for name, values in
-               (("probes", probes), ("positions", positions), ("euler", euler), ("shifts", shifts))}
+        own = {
+            name: list(values)
+            for name, values in (("probes", probes), ("positions", positions), ("euler", euler), ("shifts", shifts))
+        }
         for name, value in saved.get("values", {}).items():
             own[name][saved["k"]] = value
-        return _result(torch.from_numpy(last_good.data), own["probes"], own["positions"], own["euler"],
-                       own["shifts"], state, losses, params, half, clamped)
+        return _result(
+            torch.from_numpy(last_good.data),
+            own["probes"],
+            own["positions"],
+            own["euler"],
+            own["shifts"],
+            state,
+            losses,
+            params,
+            half,
+            clamped,
+        )
 
     guard.last_good = good_state
     start_euler = np.asarray(state.alignment.euler_deg, float)
@@ -231,9 +265,18 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
         learn = {name: params.learns(name, it) for name in ("probe", "positions", "euler", "shifts")}
         for k in range(n_tilts):
             before = volume.detach().clone()
-            saved.update(k=k, values={name: values[k].detach().clone() for name, values in
-                                      (("probes", probes), ("positions", positions), ("euler", euler),
-                                       ("shifts", shifts))})
+            saved.update(
+                k=k,
+                values={
+                    name: values[k].detach().clone()
+                    for name, values in (
+                        ("probes", probes),
+                        ("positions", positions),
+                        ("euler", euler),
+                        ("shifts", shifts),
+                    )
+                },
+            )
             index = subsets[k]
             batches = [index[i : i + batch_size] for i in range(0, len(index), batch_size)]
             tilt_loss = 0.0
@@ -242,8 +285,18 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
                 local = torch.as_tensor(batch[rank::size], dtype=torch.long)
                 loss = torch.zeros((), device=dev)
                 if len(local):
-                    model = _intensities(volume, euler[k], shifts[k], probes[k], positions[k][local.to(dev)],
-                                         propagator, params.num_slices, voxel, sigma, params.band_limit)
+                    model = _intensities(
+                        volume,
+                        euler[k],
+                        shifts[k],
+                        probes[k],
+                        positions[k][local.to(dev)],
+                        propagator,
+                        params.num_slices,
+                        voxel,
+                        sigma,
+                        params.band_limit,
+                    )
                     target = amplitudes[k][local].to(dev)
                     loss = torch.sum(amplitude_residual(model, target, _FLOOR) ** 2) / len(batch)
                 tensors = [volume, probes[k], positions[k], euler[k], shifts[k]]
@@ -255,7 +308,12 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
                     volume_scale = max(volume_scale, float(volume.grad.abs().max())) or 1.0
                     velocity.mul_(params.momentum).add_(volume.grad, alpha=rates["volume"].step / volume_scale)
                     volume -= velocity
-                for name, opts in (("probe", opt_probe), ("positions", opt_pos), ("euler", opt_euler), ("shifts", opt_shift)):
+                for name, opts in (
+                    ("probe", opt_probe),
+                    ("positions", opt_pos),
+                    ("euler", opt_euler),
+                    ("shifts", opt_shift),
+                ):
                     if learn[name]:
                         opts[k].step()
                 if learn["shifts"] or learn["positions"]:
@@ -271,15 +329,22 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
                     beam = rotation_matrix(euler[k].detach())[2]  # beam direction in the volume frame
                     volume.copy_(before + reg.kz_filter(volume - before, beam, params.kz_beta))
                 if params.low_passes(it):
-                    volume.copy_(reg.butterworth_lowpass(volume, params.butterworth_cutoff, params.butterworth_order, voxel))
+                    volume.copy_(
+                        reg.butterworth_lowpass(volume, params.butterworth_cutoff, params.butterworth_order, voxel)
+                    )
                 if params.tv_weight and it >= params.tv_start:
                     volume.copy_(reg.tv_prox(volume, params.tv_weight))
             tilt_loss /= max(len(batches), 1)
             finite = bool(torch.isfinite(volume.detach()).all())
-            guard.check(f"pass {it + 1}, tilt {k + 1}", tilt_loss, key=k, problems=(
-                None if finite else "the volume holds NaN or infinite values",
-                angle_problem(np.rad2deg(euler[k].detach().cpu().numpy()), start_euler[k],
-                              f"euler_deg[{k}]")))
+            guard.check(
+                f"pass {it + 1}, tilt {k + 1}",
+                tilt_loss,
+                key=k,
+                problems=(
+                    None if finite else "the volume holds NaN or infinite values",
+                    angle_problem(np.rad2deg(euler[k].detach().cpu().numpy()), start_euler[k], f"euler_deg[{k}]"),
+                ),
+            )
             last_good = partial_volume(volume, voxel, {**provenance, "pass": it + 1, "tilt": k + 1})
             losses[it, k] = tilt_loss
             step = it * n_tilts + k + 1
@@ -291,15 +356,16 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
         warnings.warn(
             f"end-to-end: {clamped['shifts']} shift and {clamped['positions']} position updates were "
             f"clamped to keep the {window}-px probe window inside the {state.shape[1]}×{state.shape[2]}-voxel "
-            "volume; lower rates['shifts'] / rates['positions'] (Å) or enlarge volume_shape", stacklevel=2)
+            "volume; lower rates['shifts'] / rates['positions'] (Å) or enlarge volume_shape",
+            stacklevel=2,
+        )
     return _result(volume.detach(), probes, positions, euler, shifts, state, losses, params, half, clamped)
 
 
 def _intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma, band_limit):
     from .forward import stem_intensities
 
-    return stem_intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma,
-                            band_limit)
+    return stem_intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma, band_limit)
 
 
 def _sum_ranks(value: torch.Tensor) -> torch.Tensor:
@@ -320,18 +386,25 @@ def _result(volume, probes, positions, euler, shifts, state, losses, params, hal
     )
     finished = losses[~np.isnan(losses).any(1)] if losses.size else losses
     vol = Volume(
-        data=volume.cpu().numpy().astype(np.complex64), voxel_size=voxel, units="V",
+        data=volume.cpu().numpy().astype(np.complex64),
+        voxel_size=voxel,
+        units="V",
         provenance={"step": "end-to-end ptycho-tomography", "params": params.as_dict(), "half": half},
     )
     return JointResult(
-        volume=vol, probes=np.stack([p.detach().cpu().numpy() for p in probes]), positions=pos_angstrom,
-        alignment=alignment, loss_history=[float(v) for v in finished.mean(1)], loss_per_tilt=losses,
+        volume=vol,
+        probes=np.stack([p.detach().cpu().numpy() for p in probes]),
+        positions=pos_angstrom,
+        alignment=alignment,
+        loss_history=[float(v) for v in finished.mean(1)],
+        loss_per_tilt=losses,
         provenance={"num_slices": params.num_slices, "world_size": world()[1], "clamped": dict(clamped)},
     )
 
 
-def reconstruct_joint(series: TiltSeries, init: Any = None, params: JointParams | None = None, *,
-                      device: Any = "auto", seed: int = 0) -> JointResult:
+def reconstruct_joint(
+    series: TiltSeries, init: Any = None, params: JointParams | None = None, *, device: Any = "auto", seed: int = 0
+) -> JointResult:
     """End-to-end ptycho-tomography of a 4D-STEM tilt series (You et al. 2025, Algorithm 3).
 
     Parameters

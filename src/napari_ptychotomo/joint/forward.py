@@ -35,12 +35,23 @@ from ..physics import wavelength as electron_wavelength
 from ..physics.transfer import objective_transfer
 from ..tomo.rotation import bin_along_beam, rotate_volume
 
-__all__ = ["tilt_slices", "stage_axis_slices", "stem_intensities", "defocus_transfer", "series_transfer",
-           "focal_spread_weights", "plane_wave_images", "shift_ramp"]
+__all__ = [
+    "tilt_slices",
+    "stage_axis_slices",
+    "stem_intensities",
+    "defocus_transfer",
+    "series_transfer",
+    "focal_spread_weights",
+    "plane_wave_images",
+    "shift_ramp",
+]
 
 
 def tilt_slices(
-    volume: torch.Tensor, euler_rad: torch.Tensor, num_slices: int, voxel_size: float,
+    volume: torch.Tensor,
+    euler_rad: torch.Tensor,
+    num_slices: int,
+    voxel_size: float,
     stage_axis_matrix: bool = False,
 ) -> torch.Tensor:
     """Projected potential slices ``(num_slices, ny, nx)`` in V·Å of the rotated volume
@@ -51,8 +62,7 @@ def tilt_slices(
     ``stage_axis_matrix``, fixed angles about the stage axis alone (φ = ψ = 0, no gradient
     wanted) take :func:`stage_axis_slices` (equal to 1e-5, 1.8× faster).
     """
-    fixed = (stage_axis_matrix and not euler_rad.requires_grad
-             and bool(torch.all(euler_rad[..., [0, 2]] == 0)))
+    fixed = stage_axis_matrix and not euler_rad.requires_grad and bool(torch.all(euler_rad[..., [0, 2]] == 0))
     if fixed:
         slices = stage_axis_slices(volume, euler_rad[..., 1].reshape(-1).tolist(), num_slices)
         return (slices if euler_rad.dim() > 1 else slices[0]) * voxel_size
@@ -110,8 +120,9 @@ def _stage_axis_matrix(nz: int, nx: int, theta: float, num_slices: int, device: 
             cols.append((zi * nx + xi)[inside])
             weights.append((wz * wx)[inside])
     index = torch.stack([torch.cat(rows), torch.cat(cols)])
-    matrix = torch.sparse_coo_tensor(index, torch.cat(weights).to(torch.float32), (num_slices * nx, nz * nx),
-                                     check_invariants=False)
+    matrix = torch.sparse_coo_tensor(
+        index, torch.cat(weights).to(torch.float32), (num_slices * nx, nz * nx), check_invariants=False
+    )
     return matrix.coalesce().to(device)
 
 
@@ -163,14 +174,28 @@ def defocus_transfer(
     Å (positive = underfocus) of the wave's plane: aperture (mrad), aberrations (Å, rad),
     focal spread (Å, standard deviation) and illumination semi-angle (mrad, 1/e half-width)
     as :func:`~napari_ptychotomo.physics.transfer.objective_transfer`."""
-    return objective_transfer(shape, voxel_size, wavelength, defocus, aperture_mrad=aperture_mrad,
-                              aberrations=aberrations, focal_spread=focal_spread,
-                              illumination_semiangle_mrad=illumination_semiangle_mrad, device=device)
+    return objective_transfer(
+        shape,
+        voxel_size,
+        wavelength,
+        defocus,
+        aperture_mrad=aperture_mrad,
+        aberrations=aberrations,
+        focal_spread=focal_spread,
+        illumination_semiangle_mrad=illumination_semiangle_mrad,
+        device=device,
+    )
 
 
-def series_transfer(series: DefocusSeries, shape: tuple[int, int], voxel_size: float,
-                    box_depth: float, images=slice(None), device=None,
-                    focal_spread_samples: int = 0) -> torch.Tensor:
+def series_transfer(
+    series: DefocusSeries,
+    shape: tuple[int, int],
+    voxel_size: float,
+    box_depth: float,
+    images=slice(None),
+    device=None,
+    focal_spread_samples: int = 0,
+) -> torch.Tensor:
     """Transfer functions ``(D, ny, nx)`` of a series' images (``images`` indexes them) for
     a wave at the exit surface of a box ``box_depth`` Å deep whose centre is the rotation
     centre: the series' defocus is moved to that surface, its optics applied.
@@ -184,8 +209,9 @@ def series_transfer(series: DefocusSeries, shape: tuple[int, int], voxel_size: f
         nodes, _ = np.polynomial.hermite.hermgauss(int(focal_spread_samples))
         spread = optics.pop("focal_spread")
         defocus = (defocus[:, None] + np.sqrt(2.0) * spread * nodes[None]).ravel()
-    return defocus_transfer(shape, voxel_size, float(electron_wavelength(series.energy_eV)), defocus,
-                            device=device, **optics)
+    return defocus_transfer(
+        shape, voxel_size, float(electron_wavelength(series.energy_eV)), defocus, device=device, **optics
+    )
 
 
 def focal_spread_weights(samples: int, device=None) -> torch.Tensor:

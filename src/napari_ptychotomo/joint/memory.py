@@ -55,9 +55,7 @@ def plane_wave_bytes(volume_shape, num_slices: int, num_defocus: int) -> tuple[i
     return int(fixed), int(per_tilt)
 
 
-def choose_batch_size(
-    what: str, fixed: int, per_item: int, requested: int | None, device: Any, most: int
-) -> int:
+def choose_batch_size(what: str, fixed: int, per_item: int, requested: int | None, device: Any, most: int) -> int:
     """``requested`` after :func:`~napari_ptychotomo.engine.check_memory` (``MemoryError``
     with a batch size that fits when it does not), or the largest that fits, at most ``most``."""
     if requested is not None:

@@ -132,9 +132,7 @@ class JointParams:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} = {value!r}; expected a positive integer")
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1
-        ):
+        if self.batch_size is not None and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):
             raise ValueError(f"batch_size = {self.batch_size!r}; expected a positive integer or None")
         if self.volume_shape is not None:
             shape = tuple(self.volume_shape)
@@ -147,17 +145,13 @@ class JointParams:
                 )
         unknown = set(self.learn) - set(_LEARNED)
         if unknown or "volume" not in self.learn:
-            raise ValueError(
-                f"learn = {self.learn!r}; expected a tuple of {_LEARNED} that contains 'volume'"
-            )
+            raise ValueError(f"learn = {self.learn!r}; expected a tuple of {_LEARNED} that contains 'volume'")
         for name in _LEARNED:
             rate = self.rates.get(name)
             if not isinstance(rate, LearningRate):
                 raise ValueError(f"rates[{name!r}] = {rate!r}; expected LearningRate(step, start)")
             if not (np.isfinite(rate.step) and rate.step >= 0) or rate.start < 0:
-                raise ValueError(
-                    f"rates[{name!r}] = {rate!r}; expected a step >= 0 and a start iteration >= 0"
-                )
+                raise ValueError(f"rates[{name!r}] = {rate!r}; expected a step >= 0 and a start iteration >= 0")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum = {self.momentum!r}; expected 0 <= momentum < 1")
         for name in ("l1_imag", "kz_beta", "tv_weight", "plane_wave_step"):
@@ -189,8 +183,11 @@ class JointParams:
     def low_passes(self, iteration: int) -> bool:
         """Whether the Butterworth low-pass is applied at pass ``iteration``."""
         stop = self.butterworth_stop
-        return (self.butterworth_cutoff is not None and iteration >= self.butterworth_start
-                and (stop is None or iteration < stop))
+        return (
+            self.butterworth_cutoff is not None
+            and iteration >= self.butterworth_start
+            and (stop is None or iteration < stop)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (rates as ``{name: (step, start)}``) for provenance."""

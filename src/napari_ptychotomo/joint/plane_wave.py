@@ -46,8 +46,11 @@ def _check(series: Any) -> tuple[int, int, float, float]:
     first = series.scans[0]
     shape = tuple(first.images.shape[-2:])
     for k, s in enumerate(series.scans):
-        if tuple(s.images.shape[-2:]) != shape or not math.isclose(s.pixel_size, first.pixel_size, rel_tol=1e-6) \
-                or s.energy_eV != first.energy_eV:
+        if (
+            tuple(s.images.shape[-2:]) != shape
+            or not math.isclose(s.pixel_size, first.pixel_size, rel_tol=1e-6)
+            or s.energy_eV != first.energy_eV
+        ):
             raise ValueError(
                 f"tilt {k} has images {tuple(s.images.shape[-2:])} of {s.pixel_size} Å at {s.energy_eV} eV; "
                 f"expected {shape} of {first.pixel_size} Å at {first.energy_eV} eV like tilt 0"
@@ -61,8 +64,13 @@ def _check(series: Any) -> tuple[int, int, float, float]:
 
 
 def plane_wave_steps(
-    series: TiltSeries, init: Any = None, params: JointParams | None = None, *,
-    device: Any = "auto", seed: int = 0, focal_spread_samples: int = 0,
+    series: TiltSeries,
+    init: Any = None,
+    params: JointParams | None = None,
+    *,
+    device: Any = "auto",
+    seed: int = 0,
+    focal_spread_samples: int = 0,
 ) -> Generator[Progress, None, JointResult]:
     """Generator form of :func:`reconstruct_plane_wave`; one Progress per iteration, whose
     preview holds ``"volume"`` (the volume after that iteration as a partial
@@ -83,8 +91,7 @@ def plane_wave_steps(
     if len(alignment.euler_deg) != len(series):
         raise ValueError(f"init alignment has {len(alignment.euler_deg)} tilts; the series has {len(series)}")
     # memory first: a volume that cannot fit is refused before it is allocated
-    check_start_memory(shape, 0, 1, params.num_slices, start is not None, step="plane-wave",
-                       change="volume_shape")
+    check_start_memory(shape, 0, 1, params.num_slices, start is not None, step="plane-wave", change="volume_shape")
     fixed, per_tilt = plane_wave_bytes(shape, params.num_slices, max(len(s.defocus) for s in series.scans))
     choose_batch_size("plane-wave tomography", fixed, per_tilt, 1, dev, most=1)
     data = np.zeros(shape, np.complex64) if start is None else start_potential(start, energy, shape, voxel)
@@ -92,8 +99,9 @@ def plane_wave_steps(
     results = []
     for h in halves:
         guard = Divergence("plane-wave tomography", "Lower plane_wave_step or the rates of what is learned.")
-        result = yield from guard.run(_fit(series, data, alignment, params, shape, voxel, energy, dev, h,
-                                           guard, samples))
+        result = yield from guard.run(
+            _fit(series, data, alignment, params, shape, voxel, energy, dev, h, guard, samples)
+        )
         results.append(result)
     if len(results) == 1:
         return results[0]
@@ -119,10 +127,15 @@ def _subset(series: TiltSeries, half):
 
 
 def _samples(focal_spread_samples: Any) -> int:
-    if isinstance(focal_spread_samples, bool) or not isinstance(focal_spread_samples, (int, np.integer)) \
-            or not 0 <= focal_spread_samples <= 200:
-        raise ValueError(f"focal_spread_samples = {focal_spread_samples!r}; expected 0 (the focal spread as an "
-                         "envelope) or the number of defoci to sum over, e.g. 15 (at most 200)")
+    if (
+        isinstance(focal_spread_samples, bool)
+        or not isinstance(focal_spread_samples, (int, np.integer))
+        or not 0 <= focal_spread_samples <= 200
+    ):
+        raise ValueError(
+            f"focal_spread_samples = {focal_spread_samples!r}; expected 0 (the focal spread as an "
+            "envelope) or the number of defoci to sum over, e.g. 15 (at most 200)"
+        )
     return int(focal_spread_samples)
 
 
@@ -139,7 +152,7 @@ def _tilt_batches(mine: list[int], subsets, size: int) -> list[list[int]]:
     by_count: dict[int, list[int]] = {}
     for k in mine:
         by_count.setdefault(len(subsets[k]), []).append(k)
-    return [same[i:i + size] for same in by_count.values() for i in range(0, len(same), size)]
+    return [same[i : i + size] for same in by_count.values() for i in range(0, len(same), size)]
 
 
 def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev, half, guard, samples=0):
@@ -151,17 +164,42 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
     mine = [k for k in range(n_tilts) if k % size == rank and len(subsets[k])]
     groups = _tilt_batches(mine, subsets, _tilt_batch_size(shape, params, subsets, mine, dev, samples))
     weights = focal_spread_weights(samples, device=dev) if samples else None
-    targets = [torch.stack([torch.sqrt(torch.as_tensor(np.asarray(series.scans[k].images)[subsets[k]],
-                                                       dtype=torch.float32).clamp(min=0)) for k in g]).to(dev)
-               for g in groups]
+    targets = [
+        torch.stack(
+            [
+                torch.sqrt(
+                    torch.as_tensor(np.asarray(series.scans[k].images)[subsets[k]], dtype=torch.float32).clamp(min=0)
+                )
+                for k in g
+            ]
+        ).to(dev)
+        for g in groups
+    ]
     # the exit wave leaves the box's exit surface, shape[0]·voxel Å below its entrance; the
     # transfer functions are made once, not per iteration
-    transfers = [torch.stack([series_transfer(series.scans[k], shape[1:], voxel, shape[0] * voxel, subsets[k],
-                                              device=dev, focal_spread_samples=samples) for k in g]) for g in groups]
+    transfers = [
+        torch.stack(
+            [
+                series_transfer(
+                    series.scans[k],
+                    shape[1:],
+                    voxel,
+                    shape[0] * voxel,
+                    subsets[k],
+                    device=dev,
+                    focal_spread_samples=samples,
+                )
+                for k in g
+            ]
+        )
+        for g in groups
+    ]
     n_images = sum(len(s) for s in subsets)
     x = torch.tensor(data, device=dev)
     y = x.clone().requires_grad_(True)
-    euler = [torch.tensor(np.deg2rad(e), dtype=torch.float32, device=dev).requires_grad_(True) for e in alignment.euler_deg]
+    euler = [
+        torch.tensor(np.deg2rad(e), dtype=torch.float32, device=dev).requires_grad_(True) for e in alignment.euler_deg
+    ]
     shifts = [torch.tensor(s / voxel, dtype=torch.float32, device=dev).requires_grad_(True) for s in alignment.shifts]
     opt_euler = [torch.optim.Adam([e], lr=np.deg2rad(params.rates["euler"].step)) for e in euler]
     opt_shift = [torch.optim.Adam([s], lr=params.rates["shifts"].step / voxel) for s in shifts]
@@ -178,18 +216,27 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
             # fixed angles need no gradient; about the tilt axis alone they take the cached sparse rotation
             angles = torch.stack([euler[k] if fit_euler else euler[k].detach() for k in group])
             moves = torch.stack([shifts[k] if fit_shifts else shifts[k].detach() for k in group])
-            model = plane_wave_images(y, angles, moves, transfer, propagator, params.num_slices, voxel, sigma,
-                                      sample_weights=weights)
-            loss = torch.sum(amplitude_residual(model, target, _FLOOR) ** 2, dim=(1, 2, 3)) / (n_images * shape[1] * shape[2])
+            model = plane_wave_images(
+                y, angles, moves, transfer, propagator, params.num_slices, voxel, sigma, sample_weights=weights
+            )
+            loss = torch.sum(amplitude_residual(model, target, _FLOOR) ** 2, dim=(1, 2, 3)) / (
+                n_images * shape[1] * shape[2]
+            )
             loss.sum().backward()
             per_tilt[group] = loss.detach()
         all_reduce_grads([y, *euler, *shifts])
         all_reduce_sum(per_tilt)
         total = float(per_tilt.sum())
-        guard.check(f"iteration {it + 1}", total, problems=(
-            angle_problem(np.rad2deg(torch.stack(euler).detach().cpu().numpy()), alignment.euler_deg),
-            shift_problem(torch.stack(shifts).detach().cpu().numpy() * voxel, (shape[1] * voxel, shape[2] * voxel),
-                          "Å")))
+        guard.check(
+            f"iteration {it + 1}",
+            total,
+            problems=(
+                angle_problem(np.rad2deg(torch.stack(euler).detach().cpu().numpy()), alignment.euler_deg),
+                shift_problem(
+                    torch.stack(shifts).detach().cpu().numpy() * voxel, (shape[1] * voxel, shape[2] * voxel), "Å"
+                ),
+            ),
+        )
         good.update(euler=[e.detach().clone() for e in euler], shifts=[s.detach().clone() for s in shifts])
         losses[it] = per_tilt.cpu().numpy() * n_tilts
         with torch.no_grad():
@@ -211,8 +258,9 @@ def _fit(series, data, alignment, params: JointParams, shape, voxel, energy, dev
                 if params.learns(name, it):
                     for k in range(n_tilts):
                         opts[k].step()
-        current = partial_volume(x, voxel, {"step": "plane-wave tomography", "params": params.as_dict(),
-                                            "half": half, "iteration": it + 1})
+        current = partial_volume(
+            x, voxel, {"step": "plane-wave tomography", "params": params.as_dict(), "half": half, "iteration": it + 1}
+        )
         preview = {"volume": current}
         if (it + 1) % params.preview_every == 0 or it + 1 == params.iterations:
             preview.update(orthogonal_slices(current.data), loss_per_tilt=losses[it].copy())
@@ -239,15 +287,32 @@ def _result(x, euler, shifts, voxel, losses, params, half) -> JointResult:
         shifts=np.stack([s.detach().cpu().numpy() for s in shifts]).astype(float) * voxel,
     )
     done = losses[~np.isnan(losses).any(1)]
-    volume = Volume(data=x.detach().cpu().numpy().astype(np.complex64), voxel_size=voxel, units="V",
-                    provenance={"step": "plane-wave tomography", "params": params.as_dict(), "half": half})
-    return JointResult(volume=volume, probes=None, positions=None, alignment=alignment,
-                       loss_history=[float(v) for v in done.mean(1)], loss_per_tilt=losses,
-                       provenance={"num_slices": params.num_slices, "world_size": world()[1]})
+    volume = Volume(
+        data=x.detach().cpu().numpy().astype(np.complex64),
+        voxel_size=voxel,
+        units="V",
+        provenance={"step": "plane-wave tomography", "params": params.as_dict(), "half": half},
+    )
+    return JointResult(
+        volume=volume,
+        probes=None,
+        positions=None,
+        alignment=alignment,
+        loss_history=[float(v) for v in done.mean(1)],
+        loss_per_tilt=losses,
+        provenance={"num_slices": params.num_slices, "world_size": world()[1]},
+    )
 
 
-def reconstruct_plane_wave(series: TiltSeries, init: Any = None, params: JointParams | None = None, *,
-                           device: Any = "auto", seed: int = 0, focal_spread_samples: int = 0) -> JointResult:
+def reconstruct_plane_wave(
+    series: TiltSeries,
+    init: Any = None,
+    params: JointParams | None = None,
+    *,
+    device: Any = "auto",
+    seed: int = 0,
+    focal_spread_samples: int = 0,
+) -> JointResult:
     """Plane-wave multislice tomography of an HRTEM tilt × defocus series (Ren et al. 2018).
 
     Parameters
@@ -272,5 +337,6 @@ def reconstruct_plane_wave(series: TiltSeries, init: Any = None, params: JointPa
     -------
     JointResult with the volume (complex potential in V) and the alignment.
     """
-    return run(plane_wave_steps(series, init, params, device=device, seed=seed,
-                                focal_spread_samples=focal_spread_samples))
+    return run(
+        plane_wave_steps(series, init, params, device=device, seed=seed, focal_spread_samples=focal_spread_samples)
+    )

@@ -22,9 +22,7 @@ __all__ = ["shrink_imag", "clip_negative", "butterworth_lowpass", "kz_filter", "
 
 
 def _frequencies_3d(shape, voxel_size: float, device):
-    kz, ky, kx = (
-        torch.fft.fftfreq(n, d=voxel_size, device=device, dtype=torch.float32) for n in shape
-    )
+    kz, ky, kx = (torch.fft.fftfreq(n, d=voxel_size, device=device, dtype=torch.float32) for n in shape)
     return kz[:, None, None], ky[None, :, None], kx[None, None, :]
 
 
@@ -42,9 +40,7 @@ def clip_negative(volume: torch.Tensor) -> torch.Tensor:
     return volume.clamp(min=0)
 
 
-def butterworth_lowpass(
-    volume: torch.Tensor, cutoff: float, order: int, voxel_size: float
-) -> torch.Tensor:
+def butterworth_lowpass(volume: torch.Tensor, cutoff: float, order: int, voxel_size: float) -> torch.Tensor:
     """Filter Re V with 1 / (1 + (|k| / cutoff)^(2·order)), |k| in Å⁻¹; Im V is kept."""
     kz, ky, kx = _frequencies_3d(volume.shape, voxel_size, volume.device)
     k = torch.sqrt(kz**2 + ky**2 + kx**2)

@@ -61,5 +61,4 @@ def partial_volume(volume: Any, voxel_size: float, provenance: dict[str, Any]) -
     a detached host copy (complex potential in V, voxel size in Å) that later updates
     leave alone, with ``provenance`` and ``partial=True``."""
     data = volume.detach().to("cpu", copy=True).numpy().astype(np.complex64, copy=False)
-    return Volume(data=data, voxel_size=float(voxel_size), units="V",
-                  provenance={**provenance, "partial": True})
+    return Volume(data=data, voxel_size=float(voxel_size), units="V", provenance={**provenance, "partial": True})

@@ -23,8 +23,15 @@ import torch
 from ..data import Alignment, MSPResult, TiltSeries, Volume
 from ..physics import interaction_constant, make_probe, probe_modes
 
-__all__ = ["StartState", "split_init", "start_state", "start_potential", "half_indices", "lateral_need",
-           "check_start_memory"]
+__all__ = [
+    "StartState",
+    "split_init",
+    "start_state",
+    "start_potential",
+    "half_indices",
+    "lateral_need",
+    "check_start_memory",
+]
 
 #: units of a start volume that are a phase per Å (linear tomography of MSP phases; the
 #: tomography engines call their output "projection unit per Å" since they take any stack)
@@ -104,9 +111,17 @@ def lateral_need(positions_px: list[np.ndarray], shifts_px: np.ndarray, window: 
     return int(need[0]), int(need[1])
 
 
-def check_start_memory(shape, window: int, num_modes: int, num_slices: int, given: bool,
-                       device: Any = None, *, step: str = "end-to-end",
-                       change: str = "end_to_end.volume_shape, or bin the detector") -> None:
+def check_start_memory(
+    shape,
+    window: int,
+    num_modes: int,
+    num_slices: int,
+    given: bool,
+    device: Any = None,
+    *,
+    step: str = "end-to-end",
+    change: str = "end_to_end.volume_shape, or bin the detector",
+) -> None:
     """Refuse (``MemoryError``, naming the volume and what to ``change``) a start volume
     that would not fit, before it is allocated: on the host, the volume (complex64) and,
     for a given start volume, its converted copy; with ``device``, also the end-to-end
@@ -122,8 +137,9 @@ def check_start_memory(shape, window: int, num_modes: int, num_slices: int, give
         check_memory(what, fixed, per_position, 1, resolve_device(device))
 
 
-def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
-                volume_shape=None, device: Any = None) -> StartState:
+def start_state(
+    series: TiltSeries, init: Any, num_modes: int, num_slices: int, volume_shape=None, device: Any = None
+) -> StartState:
     """Check the series against ``init`` and build the starting state; a volume that would
     not fit in memory (on the host, and on ``device`` when given) is refused before it is
     allocated (:func:`check_start_memory`)."""
@@ -134,11 +150,11 @@ def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
     cal = first.calibration
     for k, scan in enumerate(scans):
         if scan.detector_shape != det:
-            raise ValueError(
-                f"scan {k} has detector shape {scan.detector_shape}; expected {det} like scan 0"
-            )
+            raise ValueError(f"scan {k} has detector shape {scan.detector_shape}; expected {det} like scan 0")
         if scan.calibration.energy_eV != cal.energy_eV:
-            raise ValueError(f"scan {k} has energy {scan.calibration.energy_eV} eV; expected {cal.energy_eV} like scan 0")
+            raise ValueError(
+                f"scan {k} has energy {scan.calibration.energy_eV} eV; expected {cal.energy_eV} like scan 0"
+            )
     if det[0] != det[1]:
         raise ValueError(f"detector shape {det}; the end-to-end step needs a square detector")
     dy, dx = cal.pixel_size(det)
@@ -153,7 +169,9 @@ def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
     for k, scan in enumerate(scans):
         pos = np.asarray(msp[k].positions if k in msp else scan.positions_angstrom(), float)
         if pos.shape != (scan.num_positions, 2):
-            raise ValueError(f"init MSP result of tilt {k} has positions {pos.shape}; expected ({scan.num_positions}, 2)")
+            raise ValueError(
+                f"init MSP result of tilt {k} has positions {pos.shape}; expected ({scan.num_positions}, 2)"
+            )
         centre = pos.mean(0)
         positions.append((pos - centre) / voxel)
         centres.append(centre)
@@ -185,8 +203,15 @@ def start_state(series: TiltSeries, init: Any, num_modes: int, num_slices: int,
     positions = [p + middle for p in positions]
     check_start_memory(shape, n, num_modes, num_slices, volume is not None, device)
     data = np.zeros(shape, np.complex64) if volume is None else start_potential(volume, cal.energy_eV, shape, voxel)
-    return StartState(voxel, shape, probes, positions, centres,
-                      Alignment(np.array(alignment.euler_deg, float), np.array(alignment.shifts, float)), data)
+    return StartState(
+        voxel,
+        shape,
+        probes,
+        positions,
+        centres,
+        Alignment(np.array(alignment.euler_deg, float), np.array(alignment.shifts, float)),
+        data,
+    )
 
 
 def start_potential(volume: Volume, energy_eV: float, shape, voxel: float) -> np.ndarray:

@@ -62,7 +62,8 @@ class _Multislice(torch.autograd.Function):
         for lo in range(0, batch, chunk):
             hi = min(lo + chunk, batch)
             entering, spectra, last = _slices_forward(
-                waves[lo:hi], patches[lo:hi], _rows_of(step, lo, hi), keep, learn_propagator)
+                waves[lo:hi], patches[lo:hi], _rows_of(step, lo, hi), keep, learn_propagator
+            )
             power = _power(last)
             torch.mul(power, _rows_of(weight, lo, hi, squeeze=True), out=intensities[lo:hi])
             if keep:
@@ -91,9 +92,9 @@ class _Multislice(torch.autograd.Function):
         batch = waves.shape[0]
         for index, lo in enumerate(range(0, batch, chunk)):
             hi = min(lo + chunk, batch)
-            last, power, *rest = saved[index * per_chunk:(index + 1) * per_chunk]
-            entering = [waves[lo:hi], *rest[:num - 1]]
-            spectra = rest[num - 1:]
+            last, power, *rest = saved[index * per_chunk : (index + 1) * per_chunk]
+            entering = [waves[lo:hi], *rest[: num - 1]]
+            spectra = rest[num - 1 :]
             g_i = grad_i[lo:hi]
             if d_weight is not None:
                 term = power * g_i
@@ -104,9 +105,16 @@ class _Multislice(torch.autograd.Function):
             # conj of the gradient of the last spectrum: 2·conj(X)·Ī·|P|²/N
             scale = 2.0 * g_i * _rows_of(weight, lo, hi, squeeze=True)
             g_spectrum = torch.conj_physical(last).mul_(scale[:, None])
-            g_psi = _slices_backward(g_spectrum, entering, spectra, patches[lo:hi], _rows_of(step, lo, hi),
-                                     None if grad_patches is None else grad_patches[lo:hi],
-                                     None if grad_step is None else _rows_of(grad_step, lo, hi), per_position)
+            g_psi = _slices_backward(
+                g_spectrum,
+                entering,
+                spectra,
+                patches[lo:hi],
+                _rows_of(step, lo, hi),
+                None if grad_patches is None else grad_patches[lo:hi],
+                None if grad_step is None else _rows_of(grad_step, lo, hi),
+                per_position,
+            )
             if grad_waves is not None:
                 torch.conj_physical(g_psi, out=grad_waves[lo:hi])
         grad_prop = None

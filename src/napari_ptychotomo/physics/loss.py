@@ -10,8 +10,7 @@ import torch
 __all__ = ["amplitude_residual"]
 
 
-def amplitude_residual(model_intensity: torch.Tensor, measured_amplitude: torch.Tensor,
-                       floor: float) -> torch.Tensor:
+def amplitude_residual(model_intensity: torch.Tensor, measured_amplitude: torch.Tensor, floor: float) -> torch.Tensor:
     """√(I_model + ``floor``) − ``measured_amplitude``, elementwise.
 
     ``floor`` (in the data's intensity unit) keeps the gradient 1 / (2√(I + floor)) finite

@@ -27,9 +27,7 @@ __all__ = [
 ]
 
 
-def transmission(
-    potential: torch.Tensor, sigma: float, sampling=None, band_limit: bool = True
-) -> torch.Tensor:
+def transmission(potential: torch.Tensor, sigma: float, sampling=None, band_limit: bool = True) -> torch.Tensor:
     """Transmission function exp(iσV) of projected potential slices ``V`` (V·Å).
 
     ``V`` may be complex (Im V = absorption: exp(iσV) = exp(iσ Re V − σ Im V)). With
@@ -58,7 +56,7 @@ class _Crop(torch.autograd.Function):
     def forward(ctx, obj, corners, n, m):
         ctx.corners, ctx.size, ctx.shape = corners, (n, m), obj.shape
         if obj.device.type == "cpu":
-            return torch.stack([obj[:, r:r + n, c:c + m] for r, c in corners.tolist()])
+            return torch.stack([obj[:, r : r + n, c : c + m] for r, c in corners.tolist()])
         return obj[:, _rows(corners[:, 0], n)[:, :, None], _rows(corners[:, 1], m)[:, None, :]].transpose(0, 1)
 
     @staticmethod
@@ -70,10 +68,13 @@ class _Crop(torch.autograd.Function):
         out = grad.new_zeros(ctx.shape)
         if grad.device.type == "cpu":
             for b, (r, c) in enumerate(corners.tolist()):
-                out[:, r:r + n, c:c + m] += grad[b]
+                out[:, r : r + n, c : c + m] += grad[b]
         else:
-            index = (torch.arange(ctx.shape[0], device=grad.device)[:, None, None, None],
-                     _rows(corners[:, 0], n)[None, :, :, None], _rows(corners[:, 1], m)[None, :, None, :])
+            index = (
+                torch.arange(ctx.shape[0], device=grad.device)[:, None, None, None],
+                _rows(corners[:, 0], n)[None, :, :, None],
+                _rows(corners[:, 1], m)[None, :, None, :],
+            )
             out.index_put_(index, grad.transpose(0, 1), accumulate=True)
         return (out.conj_physical_() if conj else out), None, None, None
 
@@ -90,8 +91,10 @@ def crop_patches(obj: torch.Tensor, corners: torch.Tensor, size) -> torch.Tensor
     n, m = (size, size) if isinstance(size, int) else size
     height, width = obj.shape[-2:]
     if corners.numel() and (
-        int(corners[:, 0].min()) < 0 or int(corners[:, 1].min()) < 0
-        or int(corners[:, 0].max()) + n > height or int(corners[:, 1].max()) + m > width
+        int(corners[:, 0].min()) < 0
+        or int(corners[:, 1].min()) < 0
+        or int(corners[:, 0].max()) + n > height
+        or int(corners[:, 1].max()) + m > width
     ):
         raise ValueError(
             f"probe window of {n}×{m} px at the given positions leaves the object "
@@ -175,9 +178,7 @@ def propagate(wave: torch.Tensor, propagator: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(torch.fft.fft2(wave) * propagator)
 
 
-def exit_wave(
-    transmission_slices: torch.Tensor, wave: torch.Tensor, propagator: torch.Tensor
-) -> torch.Tensor:
+def exit_wave(transmission_slices: torch.Tensor, wave: torch.Tensor, propagator: torch.Tensor) -> torch.Tensor:
     """Full-field multislice: transmit ``wave (..., H, W)`` through each slice of
     ``transmission_slices (S, H, W)`` and propagate after each (plane-wave / HRTEM use)."""
     for t in transmission_slices:

@@ -27,9 +27,13 @@ __all__ = [
 
 # (n, m) of each supported coefficient C_nm; angles are keyed "phi<nm>" in rad
 _ORDERS = {
-    "C10": (1, 0), "C12": (1, 2),
-    "C21": (2, 1), "C23": (2, 3),
-    "C30": (3, 0), "C32": (3, 2), "C34": (3, 4),
+    "C10": (1, 0),
+    "C12": (1, 2),
+    "C21": (2, 1),
+    "C23": (2, 3),
+    "C30": (3, 0),
+    "C32": (3, 2),
+    "C34": (3, 4),
     "C50": (5, 0),
 }
 
@@ -60,21 +64,19 @@ def aberration_phase(
     return 2.0 * math.pi / wavelength * chi
 
 
-def ctf(
-    ky: torch.Tensor, kx: torch.Tensor, wavelength: float, aberrations: Mapping[str, float]
-) -> torch.Tensor:
+def ctf(ky: torch.Tensor, kx: torch.Tensor, wavelength: float, aberrations: Mapping[str, float]) -> torch.Tensor:
     """Coherent transfer function exp(−iχ(k)) (no aperture), complex64."""
     chi = aberration_phase(ky, kx, wavelength, aberrations)
     return torch.polar(torch.ones_like(chi), -chi)
 
 
-def soft_aperture(
-    ky: torch.Tensor, kx: torch.Tensor, wavelength: float, semiangle_mrad: float
-) -> torch.Tensor:
+def soft_aperture(ky: torch.Tensor, kx: torch.Tensor, wavelength: float, semiangle_mrad: float) -> torch.Tensor:
     """Aperture amplitude with an edge one reciprocal pixel wide:
     clip((α_c − α)/Δα + ½, 0, 1), α = λ|k|, Δα = λ·Δk (as abTEM)."""
-    dk = max(float(ky.flatten()[1] - ky.flatten()[0]) if ky.numel() > 1 else 0.0,
-             float(kx.flatten()[1] - kx.flatten()[0]) if kx.numel() > 1 else 0.0)
+    dk = max(
+        float(ky.flatten()[1] - ky.flatten()[0]) if ky.numel() > 1 else 0.0,
+        float(kx.flatten()[1] - kx.flatten()[0]) if kx.numel() > 1 else 0.0,
+    )
     alpha = wavelength * torch.sqrt(ky**2 + kx**2)
     edge = wavelength * dk
     return torch.clamp((semiangle_mrad * 1e-3 - alpha) / edge + 0.5, 0.0, 1.0)
@@ -134,9 +136,7 @@ def orthogonalize_modes(modes: torch.Tensor) -> torch.Tensor:
     return rotated.reshape(modes.shape)
 
 
-def probe_modes(
-    probe: torch.Tensor, num_modes: int, power_fraction: float = 0.1
-) -> torch.Tensor:
+def probe_modes(probe: torch.Tensor, num_modes: int, power_fraction: float = 0.1) -> torch.Tensor:
     """Starting modes ``(num_modes, ny, nx)``: the probe and Hermite-like variants of it.
 
     Mode j > 0 is the probe multiplied by x^a y^b (a + b = 1, 2, ...), Gram–Schmidt

@@ -22,9 +22,7 @@ def rotation_matrix(euler_rad: torch.Tensor) -> torch.Tensor:
     """
     euler_rad = torch.as_tensor(euler_rad)
     if euler_rad.shape[-1:] != (3,):
-        raise ValueError(
-            f"euler_rad has shape {tuple(euler_rad.shape)}; expected (..., 3) as (φ, θ, ψ) in rad"
-        )
+        raise ValueError(f"euler_rad has shape {tuple(euler_rad.shape)}; expected (..., 3) as (φ, θ, ψ) in rad")
     phi, theta, psi = euler_rad.unbind(-1)
     one, zero = torch.ones_like(phi), torch.zeros_like(phi)
     c, s = torch.cos, torch.sin

@@ -44,15 +44,15 @@ from .probe import aberration_phase, soft_aperture
 __all__ = ["objective_transfer", "temporal_envelope", "spatial_envelope", "chi_gradient"]
 
 
-def temporal_envelope(ky: torch.Tensor, kx: torch.Tensor, wavelength: float,
-                      focal_spread: float) -> torch.Tensor:
+def temporal_envelope(ky: torch.Tensor, kx: torch.Tensor, wavelength: float, focal_spread: float) -> torch.Tensor:
     """E_t(k) = exp[−½(πλΔk²)²] for a defocus spread of standard deviation Δ Å."""
     k2 = ky**2 + kx**2
     return torch.exp(-0.5 * (math.pi * wavelength * focal_spread * k2) ** 2)
 
 
-def spatial_envelope(ky: torch.Tensor, kx: torch.Tensor, wavelength: float,
-                     aberrations: Mapping[str, Any], semiangle_mrad: float) -> torch.Tensor:
+def spatial_envelope(
+    ky: torch.Tensor, kx: torch.Tensor, wavelength: float, aberrations: Mapping[str, Any], semiangle_mrad: float
+) -> torch.Tensor:
     """E_s(k) = exp[−(β/(2λ))² |∇_k χ|²] for illumination semi-angle β (1/e half-width, mrad).
 
     ``aberrations`` as :func:`~.probe.aberration_phase`; ``C10`` may be a ``(D, 1, 1)``
@@ -63,8 +63,9 @@ def spatial_envelope(ky: torch.Tensor, kx: torch.Tensor, wavelength: float,
     return torch.exp(-((beta / (2.0 * wavelength)) ** 2) * (dy**2 + dx**2))
 
 
-def chi_gradient(ky: torch.Tensor, kx: torch.Tensor, wavelength: float,
-                 aberrations: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def chi_gradient(
+    ky: torch.Tensor, kx: torch.Tensor, wavelength: float, aberrations: Mapping[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """∇_k χ (rad·Å) on the grid. The defocus term πλC10k² gives 2πλ·C10·k exactly (so C10
     may carry a defocus axis); the others are differentiated automatically from the one χ
     of the package, so every aberration it knows enters."""
@@ -119,6 +120,5 @@ def objective_transfer(
     if focal_spread:
         amplitude = amplitude * temporal_envelope(ky, kx, wavelength, focal_spread)
     if illumination_semiangle_mrad:
-        amplitude = amplitude * spatial_envelope(ky, kx, wavelength, coefficients,
-                                                 illumination_semiangle_mrad)
+        amplitude = amplitude * spatial_envelope(ky, kx, wavelength, coefficients, illumination_semiangle_mrad)
     return torch.polar(amplitude, -chi).to(torch.complex64)

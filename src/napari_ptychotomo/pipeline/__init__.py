@@ -9,5 +9,13 @@ from .config import STEP_ORDER, ConfigError, load_config, validate_config
 from .runner import Pipeline, PlannedStep, make_input
 from .template import template
 
-__all__ = ["STEP_ORDER", "ConfigError", "load_config", "template", "validate_config",
-           "Pipeline", "PlannedStep", "make_input"]
+__all__ = [
+    "STEP_ORDER",
+    "ConfigError",
+    "load_config",
+    "template",
+    "validate_config",
+    "Pipeline",
+    "PlannedStep",
+    "make_input",
+]

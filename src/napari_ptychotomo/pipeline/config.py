@@ -19,8 +19,16 @@ from typing import Any
 
 from .step_table import STEP_ORDER, STEPS
 
-__all__ = ["ConfigError", "STEP_ORDER", "SAMPLES", "load_config", "validate_config",
-           "writable_folder", "check_optics", "OPTICS_KEYS"]
+__all__ = [
+    "ConfigError",
+    "STEP_ORDER",
+    "SAMPLES",
+    "load_config",
+    "validate_config",
+    "writable_folder",
+    "check_optics",
+    "OPTICS_KEYS",
+]
 
 SAMPLES = ("default", "nanoparticle", "core_shell", "none")
 CHOICES = {
@@ -76,8 +84,11 @@ def step_settings(step: str) -> dict[str, tuple[Any, str]]:
         for f in dataclasses.fields(target):
             if f.name in filled:
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            )
             settings[f.name] = (default, helps.get(f.name, ""))
     else:
         for p in inspect.signature(target).parameters.values():
@@ -113,11 +124,28 @@ def step_annotations(step: str) -> dict[str, str]:
 # --- validation ------------------------------------------------------------------------
 
 #: settings that count things or iterations: integers of at least 1
-POSITIVE_INTEGERS = {"iterations", "n_iter", "final_n_iter", "num_slices", "num_modes",
-                     "batch_size", "preview_every", "n_species"}
+POSITIVE_INTEGERS = {
+    "iterations",
+    "n_iter",
+    "final_n_iter",
+    "num_slices",
+    "num_modes",
+    "batch_size",
+    "preview_every",
+    "n_species",
+}
 #: settings that are a length, a weight or a step: numbers of at least 0
-NON_NEGATIVE = ("_weight", "_smoothness", "_step", "slice_thickness", "strength", "tolerance",
-                "threshold", "_window", "score_radius")
+NON_NEGATIVE = (
+    "_weight",
+    "_smoothness",
+    "_step",
+    "slice_thickness",
+    "strength",
+    "tolerance",
+    "threshold",
+    "_window",
+    "score_radius",
+)
 _NUMBER_TYPES = ("float", "int")
 
 
@@ -162,17 +190,25 @@ def _matches(value: Any, annotation: str) -> bool | None:
 
 
 def _want(annotation: str) -> str:
-    words = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
-             "tuple": "a list", "list": "a list", "Sequence": "a list", "dict": "a table"}
+    words = {
+        "int": "an integer",
+        "float": "a number",
+        "str": "a string",
+        "bool": "true or false",
+        "tuple": "a list",
+        "list": "a list",
+        "Sequence": "a list",
+        "dict": "a table",
+    }
     members = [m.strip().split("[", 1)[0] for m in annotation.split("|")]
     return " or ".join(dict.fromkeys(words[m] for m in members if m in words))
 
 
 def _check_items(field: str, value: Any, default: Any, annotation: str) -> None:
     """The items of a list setting: numbers where the default or annotation has numbers."""
-    numbers = (isinstance(default, (list, tuple)) and default
-               and all(_is_number(v) for v in default)) or re.search(
-                   r"(tuple|list)\[(float|int)", annotation or "")
+    numbers = (isinstance(default, (list, tuple)) and default and all(_is_number(v) for v in default)) or re.search(
+        r"(tuple|list)\[(float|int)", annotation or ""
+    )
     if numbers and isinstance(value, (list, tuple)):
         for k, item in enumerate(value):
             if not _is_number(item):
@@ -188,6 +224,7 @@ def _check_range(field: str, value: Any) -> None:
             raise ConfigError(f"{field} = {value}; expected a finite number")
         if (key.endswith(NON_NEGATIVE) or key in NON_NEGATIVE) and value < 0:
             raise ConfigError(f"{field} = {value}; expected a number ≥ 0")
+
 
 def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
@@ -229,17 +266,16 @@ def _check_value(field: str, value: Any, default: Any, annotation: str | None = 
         raise ConfigError(f"{field}: expected {want}, got {_describe(value)}")
 
 
-def _check_section(name: str, table: Any, allowed: dict[str, tuple[Any, str]],
-                   annotations: dict[str, str] | None = None) -> None:
+def _check_section(
+    name: str, table: Any, allowed: dict[str, tuple[Any, str]], annotations: dict[str, str] | None = None
+) -> None:
     if not isinstance(table, dict):
         raise ConfigError(f"[{name}] must be a table of settings, got {_describe(table)}")
     for key, value in table.items():
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"{name}.{key} is not a setting{hint} Allowed: {', '.join(sorted(allowed))}"
-            )
+            raise ConfigError(f"{name}.{key} is not a setting{hint} Allowed: {', '.join(sorted(allowed))}")
         _check_value(f"{name}.{key}", value, allowed[key][0], (annotations or {}).get(key))
 
 
@@ -301,10 +337,16 @@ def validate_config(config: dict[str, Any], base: Path | None = None) -> dict[st
         for key, value in out.get(step, {}).get("rates", {}).items():
             if not (isinstance(value, list) and len(value) == 2):
                 raise ConfigError(f"{step}.rates.{key}: expected [step, start iteration], got {_describe(value)}")
-            if not (_is_number(value[0]) and isinstance(value[1], int) and not isinstance(value[1], bool)
-                    and value[0] >= 0 and value[1] >= 0):
-                raise ConfigError(f"{step}.rates.{key} = {value!r}; expected [step ≥ 0, start "
-                                  "iteration ≥ 0 (an integer)]")
+            if not (
+                _is_number(value[0])
+                and isinstance(value[1], int)
+                and not isinstance(value[1], bool)
+                and value[0] >= 0
+                and value[1] >= 0
+            ):
+                raise ConfigError(
+                    f"{step}.rates.{key} = {value!r}; expected [step ≥ 0, start iteration ≥ 0 (an integer)]"
+                )
         if out.get(step):
             _check_engine_params(step, out[step])
     if "optics" in out.get("end_to_end", {}):
@@ -314,8 +356,11 @@ def validate_config(config: dict[str, Any], base: Path | None = None) -> dict[st
 
 #: the objective-lens settings of plane-wave data (fields of DefocusSeries) and their types
 OPTICS_KEYS: dict[str, str] = {
-    "aperture_mrad": "float", "aberrations": "dict", "focal_spread": "float",
-    "illumination_semiangle_mrad": "float", "defocus_reference": "str",
+    "aperture_mrad": "float",
+    "aberrations": "dict",
+    "focal_spread": "float",
+    "illumination_semiangle_mrad": "float",
+    "defocus_reference": "str",
 }
 
 
@@ -373,15 +418,19 @@ def writable_folder(folder: Path) -> Path | None:
 
 def _check_project_path(project: Path) -> None:
     if project.is_dir():
-        raise ConfigError(f"run.project = {str(project)!r} is a folder; expected the path of a "
-                          "project file, e.g. run.ptycho.h5 inside it")
+        raise ConfigError(
+            f"run.project = {str(project)!r} is a folder; expected the path of a "
+            "project file, e.g. run.ptycho.h5 inside it"
+        )
     if project.exists() and not project.is_file():
         raise ConfigError(f"run.project = {str(project)!r} is not a regular file")
     refused = writable_folder(project.parent)
     if refused is not None:
-        raise ConfigError(f"run.project = {str(project)!r}: cannot write in {str(refused)!r} "
-                          "(permission denied or not a folder); choose a folder you can write "
-                          "to, or fix its permissions")
+        raise ConfigError(
+            f"run.project = {str(project)!r}: cannot write in {str(refused)!r} "
+            "(permission denied or not a folder); choose a folder you can write "
+            "to, or fix its permissions"
+        )
 
 
 def load_config(path: Any) -> dict[str, Any]:
@@ -393,8 +442,9 @@ def load_config(path: Any) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
     except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; give the configuration file (a .toml), e.g. "
-                          f"{path / 'run.toml'}") from None
+        raise ConfigError(
+            f"{path}: is a folder; give the configuration file (a .toml), e.g. {path / 'run.toml'}"
+        ) from None
     except PermissionError:
         raise ConfigError(f"{path}: permission denied reading the configuration file") from None
     except UnicodeDecodeError as exc:

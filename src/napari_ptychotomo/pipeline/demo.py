@@ -20,15 +20,25 @@ def demo_config(output: Any, device: str = "auto", fast: bool = False) -> dict[s
         return max(2, int(round(n * scale)))
 
     raw = {
-        "run": {"project": str(Path(output) / "demo.ptycho.h5"), "device": device, "seed": 0,
-                "steps": list(STEP_ORDER)},
+        "run": {
+            "project": str(Path(output) / "demo.ptycho.h5"),
+            "device": device,
+            "seed": 0,
+            "steps": list(STEP_ORDER),
+        },
         "input": {"simulate": "default"},
         # the particle is ~14 Å thick: 2 slices of 8 Å; Pt columns reach ~1000 V·Å, so the
         # object step is large and constant (the recipe of tests/tomo/test_sequential.py: too
         # few iterations to decay it); the untilted particle needs no learned tilt or thickness
-        "msp": {"iterations": its(20), "num_slices": 2, "slice_thickness": 8.0,
-                "learn_tilt": False, "learn_thickness": False, "rates": {"object": [50.0, 0]},
-                "object_step_decay": 1.0},
+        "msp": {
+            "iterations": its(20),
+            "num_slices": 2,
+            "slice_thickness": 8.0,
+            "learn_tilt": False,
+            "learn_thickness": False,
+            "rates": {"object": [50.0, 0]},
+            "object_step_decay": 1.0,
+        },
         "denoise": {"method": "tv"},
         # the engine's default: projection matching for this particle in vacuum
         "align": {"final_n_iter": its(20)},

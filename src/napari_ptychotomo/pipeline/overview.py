@@ -46,8 +46,10 @@ def write_overview(project: Project, path: Path) -> Path:
         score = (atoms.provenance or {}).get("score")
         title = f"atoms traced in {name}: {len(atoms)}"
         if score:
-            title += (f"\nrecall {score['recall']:.2f}, {int(score['false_positives'])} false, "
-                      f"RMS {score['rms_error_3d']:.2f} Å")
+            title += (
+                f"\nrecall {score['recall']:.2f}, {int(score['false_positives'])} false, "
+                f"RMS {score['rms_error_3d']:.2f} Å"
+            )
         panels.append((title, "atoms", atoms))
     if not panels and project.series is not None:
         panels.append(("no results yet", "text", None))

@@ -54,16 +54,30 @@ def make_input(source: dict[str, Any], seed: int = 0) -> Project:
         import numpy as np
 
         particle = simulate.fcc_nanoparticle("Pt", size=20.0, shape="octahedron", vacuum=2.0)
-        series = simulate.simulate_tilt_series(particle, np.linspace(-60, 60, 9), seed=seed,
-                                               scan_shape=(20, 20), scan_step=0.5,
-                                               detector_shape=(64, 64), num_slices=4, dose=1e5)
+        series = simulate.simulate_tilt_series(
+            particle,
+            np.linspace(-60, 60, 9),
+            seed=seed,
+            scan_shape=(20, 20),
+            scan_step=0.5,
+            detector_shape=(64, 64),
+            num_slices=4,
+            dose=1e5,
+        )
     elif name == "core_shell":
         import numpy as np
 
         particle = simulate.core_shell_particle()
-        series = simulate.simulate_tilt_series(particle, np.linspace(-60, 60, 9), seed=seed,
-                                               scan_shape=(20, 20), scan_step=0.5,
-                                               detector_shape=(64, 64), num_slices=4, dose=1e5)
+        series = simulate.simulate_tilt_series(
+            particle,
+            np.linspace(-60, 60, 9),
+            seed=seed,
+            scan_shape=(20, 20),
+            scan_step=0.5,
+            detector_shape=(64, 64),
+            num_slices=4,
+            dose=1e5,
+        )
     else:
         raise ValueError(f"input.simulate = {name!r}; nothing to simulate")
     return Project(series=series)
@@ -78,8 +92,13 @@ class Pipeline:
     and the end-to-end step all-reduces its gradients; only rank 0 writes files.
     """
 
-    def __init__(self, config: dict[str, Any], *, report: Callable[[str], None] = print,
-                 progress: Callable[[str, Progress], None] | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        report: Callable[[str], None] = print,
+        progress: Callable[[str, Progress], None] | None = None,
+    ):
         self.config = validate_config(config) if "run" not in config or "input" not in config else config
         self.path = Path(self.config["run"]["project"])
         self.device = resolve_device(self.config["run"]["device"])
@@ -96,8 +115,9 @@ class Pipeline:
 
         return load(self.path, as_project=True, validate="none")
 
-    def plan(self, resume: bool = False, steps: list[str] | None = None,
-             restart: str | None = None) -> list[PlannedStep]:
+    def plan(
+        self, resume: bool = False, steps: list[str] | None = None, restart: str | None = None
+    ) -> list[PlannedStep]:
         """What :meth:`run` would do, without computing anything: per step whether it runs
         and, where it would do nothing or is refused, why (``detail`` lists the settings
         otherwise). ``restart`` as in :meth:`run`."""
@@ -146,8 +166,9 @@ class Pipeline:
             name = self.config.get("resolution", {}).get("volume", "end-to-end")
             if name == "end-to-end" and "end_to_end" in chosen:
                 if not self.config.get("end_to_end", {}).get("half_data", False):
-                    return ("end_to_end.half_data = false: the end-to-end volume will have no "
-                            "half-data volumes to compare")
+                    return (
+                        "end_to_end.half_data = false: the end-to-end volume will have no half-data volumes to compare"
+                    )
                 return None
             volume = project.volumes.get(name) if project is not None else None
             if volume is None or volume.halves is None:
@@ -174,8 +195,7 @@ class Pipeline:
 
             dist.barrier()
 
-    def run(self, resume: bool = False, steps: list[str] | None = None,
-            restart: str | None = None) -> Project:
+    def run(self, resume: bool = False, steps: list[str] | None = None, restart: str | None = None) -> Project:
         """Run the configured steps (or ``steps``) and return the project as saved.
 
         ``resume`` keeps results already in the project (finished steps, MSP tilts) when the
@@ -200,9 +220,18 @@ class Pipeline:
         self._barrier()
         from ..io import load
 
-        ctx = StepContext(path=self.path, project=load(self.path, as_project=True, validate="none"),
-                          options={}, device=self.device, seed=self.seed, resume=resume,
-                          rank=self.rank, world=self.world, report=self._say, progress=self.progress)
+        ctx = StepContext(
+            path=self.path,
+            project=load(self.path, as_project=True, validate="none"),
+            options={},
+            device=self.device,
+            seed=self.seed,
+            resume=resume,
+            rank=self.rank,
+            world=self.world,
+            report=self._say,
+            progress=self.progress,
+        )
         for step in chosen:
             ctx.options = dict(self.config.get(step, {}))
             ctx.settings = shaping_settings(step, self.config)
@@ -227,8 +256,7 @@ class Pipeline:
     @staticmethod
     def _check_restart(restart: str | None, chosen: list[str]) -> None:
         if restart is not None and restart not in chosen:
-            raise ConfigError(f"--restart-step {restart}: not among the steps of this run "
-                              f"(run.steps = {list(chosen)})")
+            raise ConfigError(f"--restart-step {restart}: not among the steps of this run (run.steps = {list(chosen)})")
 
     def _refuse_changed(self, chosen: list[str], restart: str | None) -> None:
         """Refuse to resume over results made with other settings, before any work."""
@@ -242,7 +270,8 @@ class Pipeline:
                     f"--resume: {_changes_text(*changed)}. Resuming would mix results made with "
                     f"different settings: re-run with --restart-step {step} to recompute {step} "
                     "and the steps after it (earlier results are kept), without --resume to "
-                    "recompute everything, or restore the old settings")
+                    "recompute everything, or restore the old settings"
+                )
 
     def _say(self, message: str) -> None:
         if self.rank == 0:

@@ -97,8 +97,7 @@ def sequential_tomography_steps(
         results = list(data)
     else:
         raise ValueError(
-            f"data is {type(data).__name__}; expected a 4D-STEM TiltSeries or a list of "
-            "MSPResult (one per tilt)"
+            f"data is {type(data).__name__}; expected a 4D-STEM TiltSeries or a list of MSPResult (one per tilt)"
         )
     if crop is None:  # the scanned field, where the objects are well determined
         crop = np.minimum(scan_field(results), largest_common_field(results))
@@ -121,27 +120,38 @@ def sequential_tomography_steps(
     for progress in align_tilt_series_steps(stack, angles, pixel_size, device=dev, **align_options):
         if progress.result is not None:
             alignment = progress.result[0]
-        yield Progress(progress.step, progress.total, progress.loss, progress.preview,
-                       f"align: {progress.message}")
+        yield Progress(progress.step, progress.total, progress.loss, progress.preview, f"align: {progress.message}")
     volume = None
     for progress in reconstruct_linear_steps(stack, alignment, pixel_size, device=dev, **(linear or {})):
         volume = progress.result or volume
-        yield Progress(progress.step, progress.total, progress.loss, progress.preview,
-                       f"linear tomography: {progress.message}")
+        yield Progress(
+            progress.step, progress.total, progress.loss, progress.preview, f"linear tomography: {progress.message}"
+        )
     # rad per Å → V (phase = σ ∫ V dz)
     sigma = float(interaction_constant(results[0].energy_eV))
     centre = (np.array(volume.shape) - 1) / 2 * volume.voxel_size
     volume = Volume(
-        data=(volume.data / sigma).astype(np.float32), voxel_size=volume.voxel_size, origin=-centre,
+        data=(volume.data / sigma).astype(np.float32),
+        voxel_size=volume.voxel_size,
+        origin=-centre,
         units="V",
-        provenance={**volume.provenance, "step": "sequential tomography (Romanov et al. 2025)",
-                    "denoise": denoise, "bin_factor": int(bin_factor),
-                    "interaction_constant": sigma,
-                    "frame": "voxel (n-1)/2 = rotation centre = scan centre of every tilt"},
+        provenance={
+            **volume.provenance,
+            "step": "sequential tomography (Romanov et al. 2025)",
+            "denoise": denoise,
+            "bin_factor": int(bin_factor),
+            "interaction_constant": sigma,
+            "frame": "voxel (n-1)/2 = rotation centre = scan centre of every tilt",
+        },
     )
     alignment.provenance.update(step="sequential tomography alignment", pixel_size=pixel_size)
-    yield Progress(1, 1, preview={"volume_slice": volume.data[volume.shape[0] // 2]},
-                   message="sequential tomography done", result=(alignment, volume, results))
+    yield Progress(
+        1,
+        1,
+        preview={"volume_slice": volume.data[volume.shape[0] // 2]},
+        message="sequential tomography done",
+        result=(alignment, volume, results),
+    )
     return alignment, volume, results
 
 

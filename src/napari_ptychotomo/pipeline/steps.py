@@ -88,8 +88,11 @@ def run_bright_field(ctx: StepContext) -> None:
     estimates = {}
     for k, scan in enumerate(_series(ctx).scans):
         estimate = estimate_defocus(scan)
-        estimates[k] = {key: (bool(v) if isinstance(v, (bool, np.bool_)) else float(v))
-                        for key, v in estimate.items() if np.isscalar(v)}
+        estimates[k] = {
+            key: (bool(v) if isinstance(v, (bool, np.bool_)) else float(v))
+            for key, v in estimate.items()
+            if np.isscalar(v)
+        }
         note = "" if estimates[k].get("reliable", True) else " (not reliable: MSP keeps its own start)"
         ctx.report(f"tilt {k}: bright-field defocus {estimates[k].get('defocus', float('nan')):.1f} Å{note}")
     if ctx.options.get("use_for_msp", True):
@@ -122,9 +125,10 @@ def run_msp(ctx: StepContext) -> None:
     tilts = _tilts(ctx, ctx.options.get("tilts", "all"))
     todo = [k for k in tilts if not (ctx.resume and k in ctx.project.msp)]
     bright_field = ctx.state.get("bright_field", {})
-    jobs = [(k, _series(ctx).scans[k],
-             msp_params(_series(ctx).scans[k].calibration, ctx.options, bright_field.get(k)))
-            for k in todo[ctx.rank::ctx.world]]  # every tilt's settings checked before the first runs
+    jobs = [
+        (k, _series(ctx).scans[k], msp_params(_series(ctx).scans[k].calibration, ctx.options, bright_field.get(k)))
+        for k in todo[ctx.rank :: ctx.world]
+    ]  # every tilt's settings checked before the first runs
     params_of = {k: params for k, _, params in jobs}
     done = []
 
@@ -134,9 +138,11 @@ def run_msp(ctx: StepContext) -> None:
             ctx.save(result, name=k)  # checkpoint: a killed run resumes after this tilt
         else:
             done.append((k, result))
-        ctx.report(f"tilt {k}: tilt ({result.tilt_mrad[0]:.2f}, {result.tilt_mrad[1]:.2f}) mrad, "
-                   f"slice {result.slice_thickness:.2f} Å, loss {result.loss_history[-1]:.4g}, "
-                   f"{seconds:.1f} s")
+        ctx.report(
+            f"tilt {k}: tilt ({result.tilt_mrad[0]:.2f}, {result.tilt_mrad[1]:.2f}) mrad, "
+            f"slice {result.slice_thickness:.2f} Å, loss {result.loss_history[-1]:.4g}, "
+            f"{seconds:.1f} s"
+        )
 
     def on_progress(progress) -> None:
         preview = progress.preview or {}
@@ -168,8 +174,12 @@ def _msp_projections(ctx: StepContext) -> tuple[np.ndarray, float]:
 
 
 def _projection_volume(stack: np.ndarray, pixel_size: float, prov: dict) -> Volume:
-    return Volume(data=stack.astype(np.float32), voxel_size=pixel_size, units="rad",
-                  provenance={**prov, "axes": "tilt, y, x (a projection stack, not a volume)"})
+    return Volume(
+        data=stack.astype(np.float32),
+        voxel_size=pixel_size,
+        units="rad",
+        provenance={**prov, "axes": "tilt, y, x (a projection stack, not a volume)"},
+    )
 
 
 def run_denoise(ctx: StepContext) -> None:
@@ -200,13 +210,13 @@ def run_align(ctx: StepContext) -> None:
     stack, pixel_size = _projections(ctx)
     with timed() as seconds:
         alignment, volume = run(
-            align_tilt_series_steps(stack, _angles(ctx), pixel_size, **ctx.options),
-            lambda p: ctx.progress("align", p))
+            align_tilt_series_steps(stack, _angles(ctx), pixel_size, **ctx.options), lambda p: ctx.progress("align", p)
+        )
     alignment.provenance = provenance("align", ctx.options, ctx.device, seconds[0], ctx.seed)
     volume.provenance = dict(alignment.provenance)
     ctx.save(alignment)
     ctx.save(volume, name="aligned (low resolution)")
-    ctx.report(f"alignment: shifts RMS {np.sqrt(np.mean(alignment.shifts ** 2)):.2f} Å, {seconds[0]:.1f} s")
+    ctx.report(f"alignment: shifts RMS {np.sqrt(np.mean(alignment.shifts**2)):.2f} Å, {seconds[0]:.1f} s")
 
 
 def run_linear(ctx: StepContext) -> None:
@@ -218,8 +228,9 @@ def run_linear(ctx: StepContext) -> None:
     stack, pixel_size = _projections(ctx)
     alignment = ctx.project.alignment or Alignment.from_angles(_angles(ctx))
     with timed() as seconds:
-        volume = run(reconstruct_linear_steps(stack, alignment, pixel_size, **ctx.options),
-                     lambda p: ctx.progress("linear", p))
+        volume = run(
+            reconstruct_linear_steps(stack, alignment, pixel_size, **ctx.options), lambda p: ctx.progress("linear", p)
+        )
     volume.provenance = provenance("linear", ctx.options, ctx.device, seconds[0], ctx.seed)
     ctx.save(volume, name="linear")
 
@@ -237,9 +248,11 @@ def run_end_to_end(ctx: StepContext) -> None:
         return run_plane_wave(ctx)
     options = dict(ctx.options)
     if options.pop("optics", None) or options.pop("focal_spread_samples", 0):
-        raise ValueError("end_to_end.optics and end_to_end.focal_spread_samples describe a plane-wave "
-                         "(HRTEM) objective lens; this project holds 4D-STEM scans, whose optics are "
-                         "their calibration")
+        raise ValueError(
+            "end_to_end.optics and end_to_end.focal_spread_samples describe a plane-wave "
+            "(HRTEM) objective lens; this project holds 4D-STEM scans, whose optics are "
+            "their calibration"
+        )
     given = options.pop("rates", {})
     # start from the sequential volume (You et al. 2025); not for half-data runs, whose two
     # halves must stay independent for an honest FSC
@@ -259,8 +272,10 @@ def run_end_to_end(ctx: StepContext) -> None:
     if from_linear:
         init.append(_start_volume(ctx))
     with timed() as seconds:
-        result = run(joint_steps(_series(ctx), init or None, params, device=ctx.device, seed=ctx.seed),
-                     lambda p: ctx.progress("end-to-end", p))
+        result = run(
+            joint_steps(_series(ctx), init or None, params, device=ctx.device, seed=ctx.seed),
+            lambda p: ctx.progress("end-to-end", p),
+        )
     volume = result.volume
     volume.provenance = provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
     if params.half_data:
@@ -298,17 +313,23 @@ def run_plane_wave(ctx: StepContext) -> None:
     series = with_optics(_series(ctx), optics)
     init = ctx.project.alignment
     with timed() as seconds:
-        result = run(plane_wave_steps(series, init, params, device=ctx.device, seed=ctx.seed,
-                                      focal_spread_samples=samples),
-                     lambda p: ctx.progress("plane-wave", p))
+        result = run(
+            plane_wave_steps(series, init, params, device=ctx.device, seed=ctx.seed, focal_spread_samples=samples),
+            lambda p: ctx.progress("plane-wave", p),
+        )
     volume = result.volume
     volume.provenance = provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
     first = series.scans[0]
-    volume.provenance.update(mode="plane-wave", optics=first.optics(),
-                             defocus_reference=first.defocus_reference, focal_spread_samples=samples)
+    volume.provenance.update(
+        mode="plane-wave",
+        optics=first.optics(),
+        defocus_reference=first.defocus_reference,
+        focal_spread_samples=samples,
+    )
     if params.half_data:
         volume.provenance["halves_share"] = ["one start volume (zero)"] + (
-            ["the alignment (fitted on all the data)"] if init is not None else [])
+            ["the alignment (fitted on all the data)"] if init is not None else []
+        )
     ctx.save(volume, name="end-to-end")
 
 
@@ -317,8 +338,10 @@ def _halves_share(ctx: StepContext, from_linear: bool) -> list[str]:
     makes their errors correlated, so their FSC is no measure of resolution. The engine
     starts both halves from one state (:func:`~napari_ptychotomo.joint.setup.start_state`):
     the same start volume, and whatever was fitted before on all the data."""
-    shared = ["one start volume" + (" (the linear volume, fitted on all the data)" if from_linear
-                                    else " (zero, not a random start per half)")]
+    shared = [
+        "one start volume"
+        + (" (the linear volume, fitted on all the data)" if from_linear else " (zero, not a random start per half)")
+    ]
     if ctx.project.msp and sorted(ctx.project.msp) == list(range(len(_series(ctx)))):  # the start used
         shared.append("MSP probes and positions (fitted on all the data)")
     if ctx.project.alignment is not None:
@@ -343,8 +366,9 @@ def run_resolution(ctx: StepContext) -> None:
     name = options.pop("volume", "end-to-end")
     volume = ctx.project.volumes.get(name)
     if volume is None or volume.halves is None:
-        ctx.report(f"resolution: volume {name!r} has no half-data reconstructions; skipped "
-                   "(set end_to_end.half_data = true)")
+        ctx.report(
+            f"resolution: volume {name!r} has no half-data reconstructions; skipped (set end_to_end.half_data = true)"
+        )
         _report_truth(ctx, name, volume)
         return
     import warnings
@@ -361,14 +385,20 @@ def run_resolution(ctx: StepContext) -> None:
         # the curve stays (to look at), the crossings go: they would read as a resolution
         result.crossings = {}
         result.directional = {}
-        ctx.report(f"resolution: the half-data volumes of {name!r} are not independent (both "
-                   f"halves share {'; '.join(shared)}), so their FSC measures agreement, not "
-                   "resolution: no resolution reported")
+        ctx.report(
+            f"resolution: the half-data volumes of {name!r} are not independent (both "
+            f"halves share {'; '.join(shared)}), so their FSC measures agreement, not "
+            "resolution: no resolution reported"
+        )
     else:
         nyquist = 1.0 / float(np.max(result.frequency))  # Å
-        ctx.report("resolution: " + ", ".join(
-            f"{k} {v:.2f} Å" if np.isfinite(v) else f"{k} < {nyquist:.2f} Å (no crossing up to Nyquist)"
-            for k, v in result.crossings.items()))
+        ctx.report(
+            "resolution: "
+            + ", ".join(
+                f"{k} {v:.2f} Å" if np.isfinite(v) else f"{k} < {nyquist:.2f} Å (no crossing up to Nyquist)"
+                for k, v in result.crossings.items()
+            )
+        )
     ctx.save(result, name=name)
     _report_truth(ctx, name, volume)
 
@@ -390,9 +420,11 @@ def _report_truth(ctx: StepContext, name: str, volume: Volume | None) -> None:
     crossing = comparison.fsc.crossings["0.5"]
     nyquist = 1.0 / float(np.max(comparison.fsc.frequency))
     where = f"{crossing:.2f} Å" if np.isfinite(crossing) else f"< {nyquist:.2f} Å (Nyquist)"
-    ctx.report(f"against the simulator's truth: FSC 0.5 at {where}, Pearson r "
-               f"{comparison.pearson_r:.2f} (both band-limited by a {comparison.band_sigma:g} Å "
-               f"Gaussian), after a shift of {np.round(comparison.offset_voxels, 2).tolist()} voxels")
+    ctx.report(
+        f"against the simulator's truth: FSC 0.5 at {where}, Pearson r "
+        f"{comparison.pearson_r:.2f} (both band-limited by a {comparison.band_sigma:g} Å "
+        f"Gaussian), after a shift of {np.round(comparison.offset_voxels, 2).tolist()} voxels"
+    )
     comparison.fsc.provenance.update(provenance("resolution", ctx.options, "cpu", 0.0, ctx.seed))
     comparison.fsc.provenance["pearson_r"] = comparison.pearson_r
     ctx.save(comparison.fsc, name=f"{name} vs truth")
@@ -407,8 +439,9 @@ def run_atoms(ctx: StepContext) -> None:
     radius = options.pop("score_radius", 0.5)
     volume = ctx.project.volumes.get(name)
     if volume is None:
-        raise ValueError(f"atoms.volume = {name!r}: the project has no such volume "
-                         f"(it has {sorted(ctx.project.volumes)})")
+        raise ValueError(
+            f"atoms.volume = {name!r}: the project has no such volume (it has {sorted(ctx.project.volumes)})"
+        )
     with timed() as seconds:
         atoms = trace_atoms(volume, device=ctx.device, **options)
     atoms.provenance = provenance("atoms", ctx.options, ctx.device, seconds[0], ctx.seed)
@@ -419,14 +452,20 @@ def run_atoms(ctx: StepContext) -> None:
         from ..analysis.truth import compare_with_truth
 
         true_atoms = np.asarray(truth["atoms"]["positions"], dtype=float)
-        score = compare_with_truth(volume, truth["volume"], atoms=atoms, true_atoms=true_atoms,
-                                   score_radius=radius).atoms
-        atoms.provenance["score"] = {key: (float(v) if np.isscalar(v) else np.asarray(v, float).tolist())
-                                     for key, v in score.items() if key != "matches"}
+        score = compare_with_truth(
+            volume, truth["volume"], atoms=atoms, true_atoms=true_atoms, score_radius=radius
+        ).atoms
+        atoms.provenance["score"] = {
+            key: (float(v) if np.isscalar(v) else np.asarray(v, float).tolist())
+            for key, v in score.items()
+            if key != "matches"
+        }
     ctx.save(atoms, name=name)
     ctx.report(f"atoms: {len(atoms)} traced in {name!r}")
     if score is not None:
-        ctx.report(f"atoms against the simulator's {score['n_truth']} true atoms (within "
-                   f"{radius:g} Å): {score['n_matched']} found (recall {score['recall']:.2f}), "
-                   f"{score['false_positives']} false positives, position error RMS "
-                   f"{score['rms_error_3d']:.2f} Å")
+        ctx.report(
+            f"atoms against the simulator's {score['n_truth']} true atoms (within "
+            f"{radius:g} Å): {score['n_matched']} found (recall {score['recall']:.2f}), "
+            f"{score['false_positives']} false positives, position error RMS "
+            f"{score['rms_error_3d']:.2f} Å"
+        )

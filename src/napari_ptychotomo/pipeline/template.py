@@ -30,17 +30,21 @@ EXAMPLES: dict[tuple[str, str], Any] = {
 
 #: an example (TOML text) for a table setting whose default is empty
 TABLE_EXAMPLES: dict[tuple[str, str], str] = {
-    ("end_to_end", "optics"): ('{aperture_mrad = 19.0, aberrations = {C30 = 1.2e5, C12 = 20.0, '
-                               'phi12 = 0.5}, focal_spread = 30.0, illumination_semiangle_mrad = 0.2}'),
+    ("end_to_end", "optics"): (
+        "{aperture_mrad = 19.0, aberrations = {C30 = 1.2e5, C12 = 20.0, "
+        "phi12 = 0.5}, focal_spread = 30.0, illumination_semiangle_mrad = 0.2}"
+    ),
 }
 
 #: what the engine's docstring leaves out and a user of this file needs to know
 HELP_NOTES: dict[tuple[str, str], str] = {
     ("bright_field", "astigmatism"): "also estimate the two-fold astigmatism (C12 in Å and its azimuth).",
     ("linear", "preview_every"): "show a preview of the volume every this many iterations.",
-    ("end_to_end", "half_data"): (" The halves share their start (and MSP probes, positions and "
-                                  "alignment when those steps ran), so the resolution step "
-                                  "reports them as not independent and prints no resolution."),
+    ("end_to_end", "half_data"): (
+        " The halves share their start (and MSP probes, positions and "
+        "alignment when those steps ran), so the resolution step "
+        "reports them as not independent and prints no resolution."
+    ),
 }
 
 #: settings that take a Python object (an array, an Alignment): set from Python only
@@ -76,8 +80,7 @@ def _help_lines(names: list[str], text: str) -> list[str]:
     import textwrap
 
     head = ", ".join(names) + ": " if len(names) > 1 else ""
-    return textwrap.wrap(head + plain_text(text), width=86, initial_indent="## ",
-                         subsequent_indent="##   ")
+    return textwrap.wrap(head + plain_text(text), width=86, initial_indent="## ", subsequent_indent="##   ")
 
 
 def _section_lines(name: str, settings: dict[str, tuple[Any, str]]) -> list[str]:
@@ -143,7 +146,6 @@ def template() -> str:
         if source is not None:
             helps = _docstring_help(source())
             settings = {key: (default, text or helps.get(key, "")) for key, (default, text) in settings.items()}
-        settings = {key: (default, text + HELP_NOTES.get((step, key), ""))
-                    for key, (default, text) in settings.items()}
+        settings = {key: (default, text + HELP_NOTES.get((step, key), "")) for key, (default, text) in settings.items()}
         lines += ["", *_section_lines(step, settings)]
     return "\n".join(lines) + "\n"

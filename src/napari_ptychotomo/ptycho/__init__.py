@@ -9,8 +9,7 @@ from .msp import msp_steps, reconstruct_msp
 from .params import LearningRate, MSPParams
 from .series import msp_series_steps
 
-__all__ = ["MSPParams", "LearningRate", "msp_steps", "msp_series_steps", "reconstruct_msp",
-           "estimate_defocus"]
+__all__ = ["MSPParams", "LearningRate", "msp_steps", "msp_series_steps", "reconstruct_msp", "estimate_defocus"]
 
 
 def __getattr__(name):

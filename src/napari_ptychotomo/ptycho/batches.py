@@ -36,7 +36,7 @@ def adjacent_batches(positions: np.ndarray, batch_size: int) -> list[np.ndarray]
     by_y = np.lexsort((positions[:, 1], positions[:, 0]))
     batches = []
     for r in range(rows):
-        row = by_y[bounds[r]:bounds[r + 1]]
+        row = by_y[bounds[r] : bounds[r + 1]]
         row = row[np.lexsort((positions[row, 0], positions[row, 1]))]
         batches.extend(np.array_split(row, per_row[r]))
     return batches

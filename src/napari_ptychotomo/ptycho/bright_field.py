@@ -26,8 +26,7 @@ def _virtual_images(scan, inner_fraction: float, device) -> tuple[torch.Tensor, 
     """Virtual bright-field images (nk, ny, nx) (contrast, zero mean) and the detector
     angle (nk, 2) as (y, x) in rad of each."""
     if scan.scan_shape is None or scan.num_positions != scan.scan_shape[0] * scan.scan_shape[1]:
-        raise ValueError("estimate_defocus needs a raster scan: give intensities as "
-                         "(Ny, Nx, Ky, Kx) or set scan_shape")
+        raise ValueError("estimate_defocus needs a raster scan: give intensities as (Ny, Nx, Ky, Kx) or set scan_shape")
     ny, nx = scan.scan_shape
     ky, kx = scan.detector_shape
     cal = scan.calibration
@@ -41,7 +40,8 @@ def _virtual_images(scan, inner_fraction: float, device) -> tuple[torch.Tensor, 
         raise ValueError(
             f"only {int(inside.sum())} detector pixels lie inside the bright-field disc of "
             f"{cal.semiangle_mrad} mrad at {cal.detector_sampling_mrad} mrad per pixel; "
-            "check semiangle_mrad and detector_sampling_mrad")
+            "check semiangle_mrad and detector_sampling_mrad"
+        )
     iy, ix = torch.nonzero(inside, as_tuple=True)
     images = patterns[:, :, iy, ix].permute(2, 0, 1)  # (nk, ny, nx)
     images = images / images.mean(dim=(-2, -1), keepdim=True).clamp(min=1e-12) - 1.0
@@ -75,16 +75,21 @@ def _astigmatism(spectra, fy, fx, angles, step, df, fine, extent) -> tuple[float
     while width > fine / 2:
         for i in (0, 1):
             trials = ab[i] + np.linspace(-4 * width, 4 * width, 9)
-            scores = [_contrast(spectra, fy, fx, angles, step, [df],
-                                (t, ab[1]) if i == 0 else (ab[0], t))[0] for t in trials]
+            scores = [
+                _contrast(spectra, fy, fx, angles, step, [df], (t, ab[1]) if i == 0 else (ab[0], t))[0] for t in trials
+            ]
             ab[i] = float(trials[int(np.argmax(scores))])
         width /= 4
     return ab[0], ab[1]
 
 
 def estimate_defocus(
-    scan: Any, search_range: tuple[float, float] = (-1000.0, 1000.0), device: Any = "auto",
-    min_gain: float = 2.0, max_spread: float = 0.15, astigmatism: bool = False,
+    scan: Any,
+    search_range: tuple[float, float] = (-1000.0, 1000.0),
+    device: Any = "auto",
+    min_gain: float = 2.0,
+    max_spread: float = 0.15,
+    astigmatism: bool = False,
 ) -> dict[str, Any]:
     """Defocus of the probe (Å, positive = underfocus) from the bright-field disc alone.
 
@@ -113,8 +118,10 @@ def estimate_defocus(
         raise ValueError("calibration.scan_step is None; estimate_defocus needs the raster step in Å")
     images, angles = _virtual_images(scan, 0.9, dev)
     ny, nx = images.shape[-2:]
-    taper = (torch.hann_window(ny, periodic=False, dtype=torch.float32, device=dev)[:, None]
-             * torch.hann_window(nx, periodic=False, dtype=torch.float32, device=dev)[None, :])
+    taper = (
+        torch.hann_window(ny, periodic=False, dtype=torch.float32, device=dev)[:, None]
+        * torch.hann_window(nx, periodic=False, dtype=torch.float32, device=dev)[None, :]
+    )
     padded = (2 * ny, 2 * nx)  # zero padding: shifted images do not wrap onto each other
     spectra = torch.fft.fft2(images * taper, s=padded)
     fy = torch.fft.fftfreq(padded[0], device=dev, dtype=torch.float32)[:, None]
@@ -128,8 +135,12 @@ def estimate_defocus(
     halves = [angles[:, 1] < 0, angles[:, 1] >= 0]
     parts = [_search(spectra[h], fy, fx, angles[h], step, lo, hi, fine)[0] for h in halves]
     spread = abs(parts[0] - parts[1])
-    out = {"defocus": float(best), "contrast_gain": float(gain), "spread": float(spread),
-           "reliable": bool(gain >= min_gain and spread <= max(max_spread * abs(best), 4 * fine))}
+    out = {
+        "defocus": float(best),
+        "contrast_gain": float(gain),
+        "spread": float(spread),
+        "reliable": bool(gain >= min_gain and spread <= max(max_spread * abs(best), 4 * fine)),
+    }
     if astigmatism:
         a, b = _astigmatism(spectra, fy, fx, angles, step, best, fine, max(abs(best), 50.0))
         # with the astigmatism known, refine the defocus once more
@@ -164,8 +175,11 @@ def start_defocus(scan: Any, params: Any) -> tuple[float, str]:
         return float(params.defocus), "given"
     if params.defocus == "estimate":
         return float(estimate_defocus(scan)["defocus"]), "bright-field estimate"
-    raster = (scan.scan_shape is not None and scan.calibration.scan_step is not None
-              and scan.num_positions == scan.scan_shape[0] * scan.scan_shape[1])
+    raster = (
+        scan.scan_shape is not None
+        and scan.calibration.scan_step is not None
+        and scan.num_positions == scan.scan_shape[0] * scan.scan_shape[1]
+    )
     if raster:
         estimate = estimate_defocus(scan)
         # the parallax refers the focus to a plane within the specimen: trust it only

@@ -44,8 +44,9 @@ def _gradient(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return gy, gx
 
 
-def local_slice_drift(potential: torch.Tensor, window_px: float, mask: torch.Tensor | None = None,
-                      regularisation: float = 0.05) -> torch.Tensor:
+def local_slice_drift(
+    potential: torch.Tensor, window_px: float, mask: torch.Tensor | None = None, regularisation: float = 0.05
+) -> torch.Tensor:
     """Drift field ``(2, H, W)`` (y, x) in pixels of slice s+1 against slice s.
 
     Parameters
@@ -81,8 +82,7 @@ def sample_field(field: torch.Tensor, positions_px: torch.Tensor) -> torch.Tenso
     H, W = field.shape[-2:]
     p = positions_px.to(field)
     grid = torch.stack([2 * p[:, 1] / (W - 1) - 1, 2 * p[:, 0] / (H - 1) - 1], dim=-1)
-    values = F.grid_sample(field[None], grid[None, None], mode="bilinear", align_corners=True,
-                           padding_mode="border")
+    values = F.grid_sample(field[None], grid[None, None], mode="bilinear", align_corners=True, padding_mode="border")
     return values[0, :, 0, :].T
 
 
@@ -94,8 +94,11 @@ def warp_slices(potential: torch.Tensor, drift_px: torch.Tensor) -> torch.Tensor
     """
     S, H, W = potential.shape
     dev = potential.device
-    yy, xx = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
-                            torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(H, device=dev, dtype=torch.float32),
+        torch.arange(W, device=dev, dtype=torch.float32),
+        indexing="ij",
+    )
     s = torch.arange(S, device=dev, dtype=torch.float32)[:, None, None]
     y = yy[None] + s * drift_px[0][None].float()
     x = xx[None] + s * drift_px[1][None].float()

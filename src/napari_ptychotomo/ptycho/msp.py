@@ -65,12 +65,19 @@ class _State:
         return {k: v.detach().clone() for k, v in self.tensors.items()}
 
     def finite(self) -> bool:
-        return all(bool(torch.isfinite(torch.view_as_real(v) if v.is_complex() else v).all())
-                   for v in self.tensors.values())
+        return all(
+            bool(torch.isfinite(torch.view_as_real(v) if v.is_complex() else v).all()) for v in self.tensors.values()
+        )
 
 
-def _result(values: dict[str, torch.Tensor], scan: ScanData, params: MSPParams, geometry,
-            losses: list[float], provenance: dict[str, Any]) -> MSPResult:
+def _result(
+    values: dict[str, torch.Tensor],
+    scan: ScanData,
+    params: MSPParams,
+    geometry,
+    losses: list[float],
+    provenance: dict[str, Any],
+) -> MSPResult:
     tilt = values["tilt"].cpu().numpy().astype(np.float64)
     tilt_map = None
     if params.tilt_map:
@@ -126,31 +133,39 @@ _FLOOR_COUNTS = 1e-8
 _THICKNESS_SETTLED = 2e-3
 
 
-def _converged(params: MSPParams, losses: list[float], tilts: list[np.ndarray],
-               thicknesses: list[float]) -> bool:
+def _converged(params: MSPParams, losses: list[float], tilts: list[np.ndarray], thicknesses: list[float]) -> bool:
     """The convergence rule of :class:`MSPParams` after the latest iteration: the means
     of the data error, the tilt and the thickness over the last ``convergence_window``
     iterations agree with those over the window before."""
     window, tol = params.convergence_window, params.convergence_tolerance
-    learned = [name for name, on in (("object", True), ("probe", params.learn_probe),
-                                     ("positions", params.learn_positions),
-                                     ("tilt", params.learn_tilt),
-                                     ("thickness", params.learn_thickness),
-                                     ("tilt_map", params.tilt_map)) if on]
+    learned = [
+        name
+        for name, on in (
+            ("object", True),
+            ("probe", params.learn_probe),
+            ("positions", params.learn_positions),
+            ("tilt", params.learn_tilt),
+            ("thickness", params.learn_thickness),
+            ("tilt_map", params.tilt_map),
+        )
+        if on
+    ]
     last_start = max(params.rate(name).start for name in learned)
     if tol <= 0 or len(losses) < last_start + 2 * window:
         return False
 
     def means(values):
-        values = np.asarray(values[-2 * window:], dtype=np.float64)
+        values = np.asarray(values[-2 * window :], dtype=np.float64)
         return values[:window].mean(0), values[window:].mean(0)
 
     loss_before, loss_now = means(losses)
     tilt_before, tilt_now = means(tilts)
     dz_before, dz_now = means(thicknesses)
-    return bool(loss_before - loss_now < tol * loss_before
-                and np.max(np.abs(tilt_now - tilt_before)) < _TILT_SETTLED_MRAD
-                and abs(dz_now - dz_before) < _THICKNESS_SETTLED * dz_now)
+    return bool(
+        loss_before - loss_now < tol * loss_before
+        and np.max(np.abs(tilt_now - tilt_before)) < _TILT_SETTLED_MRAD
+        and abs(dz_now - dz_before) < _THICKNESS_SETTLED * dz_now
+    )
 
 
 def _optimizer(state: _State, params: MSPParams, geometry, probe_scale: float):
@@ -169,8 +184,7 @@ def _optimizer(state: _State, params: MSPParams, geometry, probe_scale: float):
             tensor = state.tensors[name]
             tensor.requires_grad_(True)
             lr = params.rate(name).step * scale.get(name, 1.0)
-            groups.append({"params": [tensor], "lr": lr, "base_lr": lr,
-                           "name": name, "start": params.rate(name).start})
+            groups.append({"params": [tensor], "lr": lr, "base_lr": lr, "name": name, "start": params.rate(name).start})
     if params.optimizer == "adam":
         return torch.optim.Adam(groups)
     return torch.optim.SGD(groups)
@@ -208,16 +222,18 @@ def _check_single_pattern(scan: ScanData, params: MSPParams) -> None:
     position, so learning them there only fits noise."""
     if scan.num_positions > 1:
         return
-    asked = [name for name in ("learn_tilt", "learn_thickness", "learn_positions", "tilt_map")
-             if getattr(params, name)]
+    asked = [name for name in ("learn_tilt", "learn_thickness", "learn_positions", "tilt_map") if getattr(params, name)]
     if asked:
-        raise ValueError(f"the scan has a single pattern, which cannot constrain "
-                         f"{', '.join(asked)}; set {' and '.join(f'{n}=False' for n in asked)} "
-                         "(or scan more than one position)")
+        raise ValueError(
+            f"the scan has a single pattern, which cannot constrain "
+            f"{', '.join(asked)}; set {' and '.join(f'{n}=False' for n in asked)} "
+            "(or scan more than one position)"
+        )
 
 
-def _msp_steps(scan: ScanData, params: MSPParams | None, device: Any, seed: int,
-               guard: Divergence) -> Generator[Progress, None, MSPResult]:
+def _msp_steps(
+    scan: ScanData, params: MSPParams | None, device: Any, seed: int, guard: Divergence
+) -> Generator[Progress, None, MSPResult]:
     scan.validate()
     params = (params or MSPParams.from_calibration(scan.calibration)).validate()
     _check_single_pattern(scan, params)
@@ -261,11 +277,16 @@ def _msp_steps(scan: ScanData, params: MSPParams | None, device: Any, seed: int,
     # grid it would cut every measured pixel past 2/3 of the edge (2.6-19 % of the counts)
     band_limit = geometry.oversampling >= 2
     object_size = torch.tensor(geometry.object_shape, device=dev)
-    provenance = {"engine": "msp", "params": params.to_dict(), "seed": int(seed),
-                  "batch_size": batch_size, "defocus_start": defocus,
-                  "defocus_source": defocus_source,
-                  "object_origin": [float(v) for v in geometry.origin],
-                  "start_positions": (start_positions.cpu().numpy() * geometry.pixel_size).tolist()}
+    provenance = {
+        "engine": "msp",
+        "params": params.to_dict(),
+        "seed": int(seed),
+        "batch_size": batch_size,
+        "defocus_start": defocus,
+        "defocus_source": defocus_source,
+        "object_origin": [float(v) for v in geometry.origin],
+        "start_positions": (start_positions.cpu().numpy() * geometry.pixel_size).tolist(),
+    }
     losses: list[float] = []
     tilts: list[np.ndarray] = []
     thicknesses: list[float] = []
@@ -296,8 +317,9 @@ def _msp_steps(scan: ScanData, params: MSPParams | None, device: Any, seed: int,
             tilt = state.tilt
             if params.tilt_map:
                 tilt = tilt[None, :] + state.tilt_map[index]
-            propagator = fresnel_propagator(geometry.window, geometry.pixel_size, lam,
-                                            state.thickness, tilt, device=dev, band_limit=band_limit)
+            propagator = fresnel_propagator(
+                geometry.window, geometry.pixel_size, lam, state.thickness, tilt, device=dev, band_limit=band_limit
+            )
             # the transmission only of the region this batch touches (1 px spare for rounding)
             positions = state.positions[index]
             corner = torch.floor(positions.detach()).long() - window // 2
@@ -308,8 +330,15 @@ def _msp_steps(scan: ScanData, params: MSPParams | None, device: Any, seed: int,
             # each slice acts at its middle: the probe (given at the entrance surface)
             # first travels half a slice, so the thickness is not biased by where the
             # first slice sits (a thick slice's phase grating belongs at its centre)
-            half = fresnel_propagator(geometry.window, geometry.pixel_size, lam, 0.5 * state.thickness,
-                                      state.tilt, device=dev, band_limit=band_limit)
+            half = fresnel_propagator(
+                geometry.window,
+                geometry.pixel_size,
+                lam,
+                0.5 * state.thickness,
+                state.tilt,
+                device=dev,
+                band_limit=band_limit,
+            )
             probe = propagate(state.probe, half)
             model = geometry.measured(forward_intensities(t, probe, positions - lo.to(positions.dtype), propagator))
             residual = amplitude_residual(model, amplitudes[index], _FLOOR_COUNTS)
@@ -324,9 +353,11 @@ def _msp_steps(scan: ScanData, params: MSPParams | None, device: Any, seed: int,
                 diff = state.tilt_map[pairs[:, 0]] - state.tilt_map[pairs[:, 1]]
                 loss = loss + params.tilt_map_smoothness * len(index) / n_pos * torch.sum(diff**2)
             if not torch.isfinite(loss):
-                raise fail(f"reconstruction diverged (loss is {float(loss.detach())}) in iteration "
-                           f"{iteration + 1}; stopped with the state of iteration {iteration}. "
-                           "Lower the step sizes in params.rates.")
+                raise fail(
+                    f"reconstruction diverged (loss is {float(loss.detach())}) in iteration "
+                    f"{iteration + 1}; stopped with the state of iteration {iteration}. "
+                    "Lower the step sizes in params.rates."
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for group in optimizer.param_groups:
@@ -350,22 +381,36 @@ def _msp_steps(scan: ScanData, params: MSPParams | None, device: Any, seed: int,
             if params.num_modes > 1 and params.learn_probe:
                 state.probe.copy_(orthogonalize_modes(state.probe))
             if align_slices and iteration >= params.rate("tilt").start:
-                move_drift_into_tilt(state.object, state.tilt, state.thickness, geometry.pixel_size,
-                                     scan_lo, scan_hi)
+                move_drift_into_tilt(state.object, state.tilt, state.thickness, geometry.pixel_size, scan_lo, scan_hi)
             if map_slices and iteration >= params.rate("tilt_map").start:
                 move_local_drift_into_tilt_map(
-                    state.object, state.tilt, state.tilt_map, state.positions, state.thickness,
-                    geometry.pixel_size, params.tilt_map_window / geometry.pixel_size, scan_lo, scan_hi)
+                    state.object,
+                    state.tilt,
+                    state.tilt_map,
+                    state.positions,
+                    state.thickness,
+                    geometry.pixel_size,
+                    params.tilt_map_window / geometry.pixel_size,
+                    scan_lo,
+                    scan_hi,
+                )
         if not state.finite():
-            raise fail(f"reconstruction produced NaN or infinite values in iteration "
-                       f"{iteration + 1}; stopped with the state of iteration {iteration}. "
-                       "Lower the step sizes in params.rates.")
+            raise fail(
+                f"reconstruction produced NaN or infinite values in iteration "
+                f"{iteration + 1}; stopped with the state of iteration {iteration}. "
+                "Lower the step sizes in params.rates."
+            )
         tilt_now = state.tilt.detach().cpu().numpy()
         if params.tilt_map:
             tilt_now = tilt_now[None, :] + state.tilt_map.detach().cpu().numpy()
-        guard.check(f"iteration {iteration + 1}", error_sum / total_power, problems=(
-            tilt_problem(tilt_now, params.tilt_mrad),
-            thickness_problem(float(state.thickness.detach()), params.slice_thickness)))
+        guard.check(
+            f"iteration {iteration + 1}",
+            error_sum / total_power,
+            problems=(
+                tilt_problem(tilt_now, params.tilt_mrad),
+                thickness_problem(float(state.thickness.detach()), params.slice_thickness),
+            ),
+        )
         losses.append(error_sum / total_power)
         tilts.append(state.tilt.detach().cpu().numpy().astype(np.float64))
         thicknesses.append(float(state.thickness.detach()))
@@ -373,10 +418,14 @@ def _msp_steps(scan: ScanData, params: MSPParams | None, device: Any, seed: int,
         done = _converged(params, losses, tilts, thicknesses)
         provenance["converged"] = done
         provenance["iterations_run"] = iteration + 1
-        yield Progress(step=iteration + 1, total=params.iterations, loss=losses[-1],
-                       preview=_preview(state, sigma, losses),
-                       message=f"iteration {iteration + 1}/{params.iterations}: error {losses[-1]:.4g}"
-                               + (" (converged)" if done else ""))
+        yield Progress(
+            step=iteration + 1,
+            total=params.iterations,
+            loss=losses[-1],
+            preview=_preview(state, sigma, losses),
+            message=f"iteration {iteration + 1}/{params.iterations}: error {losses[-1]:.4g}"
+            + (" (converged)" if done else ""),
+        )
         if done:
             break
     return _result(good, scan, params, geometry, losses, provenance)

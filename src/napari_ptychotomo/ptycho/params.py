@@ -141,7 +141,8 @@ class MSPParams:
             if not np.isclose(float(slice_thickness) * num_slices, float(thickness), rtol=1e-6):
                 raise ValueError(
                     f"thickness = {thickness!r} Å and slice_thickness = {slice_thickness!r} Å × "
-                    f"{num_slices} slices disagree; give one of them")
+                    f"{num_slices} slices disagree; give one of them"
+                )
         if slice_thickness is None:
             slice_thickness = (15.0 * num_slices if thickness is None else float(thickness)) / num_slices
         params = cls(num_slices=num_slices, slice_thickness=float(slice_thickness))
@@ -159,6 +160,7 @@ class MSPParams:
 
     def validate(self) -> MSPParams:
         """Check every field; raise ``ValueError`` naming the field."""
+
         def positive_int(name):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -174,14 +176,19 @@ class MSPParams:
         if tilt.shape != (2,) or not np.all(np.isfinite(tilt)):
             raise ValueError(f"tilt_mrad = {self.tilt_mrad!r}; expected (θx, θy) in mrad")
         if np.any(np.abs(tilt) > 200):
-            raise ValueError(f"tilt_mrad = {self.tilt_mrad!r}; a specimen mistilt above 200 mrad "
-                             "is not a small mistilt (did you give degrees?)")
+            raise ValueError(
+                f"tilt_mrad = {self.tilt_mrad!r}; a specimen mistilt above 200 mrad "
+                "is not a small mistilt (did you give degrees?)"
+            )
         if not isinstance(self.convergence_window, (int, np.integer)) or self.convergence_window < 2:
-            raise ValueError(f"convergence_window = {self.convergence_window!r}; expected an "
-                             "integer number of iterations ≥ 2")
+            raise ValueError(
+                f"convergence_window = {self.convergence_window!r}; expected an integer number of iterations ≥ 2"
+            )
         if not (np.isfinite(self.convergence_tolerance) and self.convergence_tolerance >= 0):
-            raise ValueError(f"convergence_tolerance = {self.convergence_tolerance!r}; expected a "
-                             "relative change ≥ 0 (0 runs every iteration)")
+            raise ValueError(
+                f"convergence_tolerance = {self.convergence_tolerance!r}; expected a "
+                "relative change ≥ 0 (0 runs every iteration)"
+            )
         if not (self.max_position_step > 0):
             raise ValueError(f"max_position_step = {self.max_position_step!r}; expected a positive length in Å")
         if not (self.z_smoothness >= 0):
@@ -200,8 +207,7 @@ class MSPParams:
             raise ValueError(f"object_padding = {self.object_padding!r}; expected ≥ 0 pixels")
         if isinstance(self.defocus, str):
             if self.defocus not in ("auto", "estimate"):
-                raise ValueError(f"defocus = {self.defocus!r}; expected a length in Å, None, 'auto' "
-                                 "or 'estimate'")
+                raise ValueError(f"defocus = {self.defocus!r}; expected a length in Å, None, 'auto' or 'estimate'")
         elif self.defocus is not None and not np.isfinite(self.defocus):
             raise ValueError(f"defocus = {self.defocus!r}; expected a finite length in Å")
         expected = set(_default_rates())

@@ -44,9 +44,12 @@ def msp_series_steps(
         result = yield from _counted_in_series(steps, k, done, total)
         results[k] = result
         done += params.iterations
-        yield Progress(step=done, total=total, message=f"tilt {k} done",
-                       preview={"tilt_index": k, "result": result,
-                                "seconds": time.perf_counter() - started})
+        yield Progress(
+            step=done,
+            total=total,
+            message=f"tilt {k} done",
+            preview={"tilt_index": k, "result": result, "seconds": time.perf_counter() - started},
+        )
     return results
 
 
@@ -57,6 +60,10 @@ def _counted_in_series(steps: Generator, k: int, done: int, total: int) -> Gener
             progress = next(steps)
         except StopIteration as stop:
             return stop.value
-        yield Progress(step=done + progress.step, total=total, loss=progress.loss,
-                       preview=dict(progress.preview or {}, tilt_index=k),
-                       message=f"tilt {k}: {progress.message}")
+        yield Progress(
+            step=done + progress.step,
+            total=total,
+            loss=progress.loss,
+            preview=dict(progress.preview or {}, tilt_index=k),
+            message=f"tilt {k}: {progress.message}",
+        )

@@ -23,7 +23,7 @@ def _peak_offset(corr: torch.Tensor, radius: int) -> torch.Tensor:
     within ``radius`` pixels of zero, by a parabola through the peak and its neighbours."""
     local = torch.fft.fftshift(corr)
     cy, cx = local.shape[0] // 2, local.shape[1] // 2
-    window = local[cy - radius - 1:cy + radius + 2, cx - radius - 1:cx + radius + 2]
+    window = local[cy - radius - 1 : cy + radius + 2, cx - radius - 1 : cx + radius + 2]
     inner = window[1:-1, 1:-1]
     iy, ix = divmod(int(torch.argmax(inner)), inner.shape[1])
     iy, ix = iy + 1, ix + 1
@@ -47,11 +47,13 @@ def slice_drift(potential: torch.Tensor, lo, hi, radius: int = 3) -> torch.Tenso
     radius : largest shift searched, pixels (the drift per slice is small; a crystal's
         correlation repeats at lattice vectors, which this excludes).
     """
-    region = potential[:, lo[0]:hi[0], lo[1]:hi[1]].detach().float()
+    region = potential[:, lo[0] : hi[0], lo[1] : hi[1]].detach().float()
     region = region - region.mean(dim=(-2, -1), keepdim=True)
     ny, nx = region.shape[-2:]
-    taper = (torch.hann_window(ny, periodic=False, device=region.device)[:, None]
-             * torch.hann_window(nx, periodic=False, device=region.device)[None, :])
+    taper = (
+        torch.hann_window(ny, periodic=False, device=region.device)[:, None]
+        * torch.hann_window(nx, periodic=False, device=region.device)[None, :]
+    )
     spectra = torch.fft.fft2(region * taper)
     cross = spectra[1:] * spectra[:-1].conj()  # peak at the shift of s+1 against s
     corr = torch.fft.ifft2(cross.sum(0)).real
@@ -71,8 +73,9 @@ def shift_slices(potential: torch.Tensor, drift_px: torch.Tensor) -> torch.Tenso
     return torch.fft.ifft2(torch.fft.fft2(potential) * ramp).to(potential.dtype)
 
 
-def move_drift_into_tilt(obj: torch.Tensor, tilt: torch.Tensor, thickness: torch.Tensor,
-                         pixel_size: float, lo, hi) -> None:
+def move_drift_into_tilt(
+    obj: torch.Tensor, tilt: torch.Tensor, thickness: torch.Tensor, pixel_size: float, lo, hi
+) -> None:
     """In place: measure the mean slice drift of ``obj (S, H, W)`` over the pixel box
     [lo, hi), shift the slices back and add the drift to ``tilt (2,)`` (θx, θy) mrad as
     θ = atan(drift·pixel_size / Δz)."""
@@ -82,9 +85,17 @@ def move_drift_into_tilt(obj: torch.Tensor, tilt: torch.Tensor, thickness: torch
     tilt.add_(torch.atan(tan) * 1e3)
 
 
-def move_local_drift_into_tilt_map(obj: torch.Tensor, tilt: torch.Tensor, tilt_map: torch.Tensor,
-                                   positions_px: torch.Tensor, thickness: torch.Tensor,
-                                   pixel_size: float, window_px: float, lo, hi) -> None:
+def move_local_drift_into_tilt_map(
+    obj: torch.Tensor,
+    tilt: torch.Tensor,
+    tilt_map: torch.Tensor,
+    positions_px: torch.Tensor,
+    thickness: torch.Tensor,
+    pixel_size: float,
+    window_px: float,
+    lo,
+    hi,
+) -> None:
     """In place: measure the local slice drift field of ``obj (S, H, W)`` (Gaussian window
     of ``window_px`` pixels, scanned box [lo, hi)), warp the slices back, add the drift at
     each of ``positions_px (n, 2)`` to ``tilt_map (n, 2)`` (θx, θy) mrad, then move the
@@ -92,7 +103,7 @@ def move_local_drift_into_tilt_map(obj: torch.Tensor, tilt: torch.Tensor, tilt_m
     from .local_drift import local_slice_drift, sample_field, warp_slices
 
     mask = torch.zeros(obj.shape[-2:], device=obj.device)
-    mask[lo[0]:hi[0], lo[1]:hi[1]] = 1.0
+    mask[lo[0] : hi[0], lo[1] : hi[1]] = 1.0
     field = local_slice_drift(obj.real, window_px, mask)
     obj.copy_(warp_slices(obj, field))
     drift = sample_field(field, positions_px.detach())  # (n, 2) (y, x) px per slice

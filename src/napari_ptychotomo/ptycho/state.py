@@ -48,7 +48,7 @@ class MSPGeometry:
         """The detector's pixels ``(..., K, K)`` of centred model intensities ``(..., fK, fK)``."""
         (n, m), (k, l) = self.window, self.detector
         r, c = n // 2 - k // 2, m // 2 - l // 2
-        return intensities if (n, m) == (k, l) else intensities[..., r:r + k, c:c + l]
+        return intensities if (n, m) == (k, l) else intensities[..., r : r + k, c : c + l]
 
 
 def make_geometry(scan: Any, params: MSPParams) -> MSPGeometry:
@@ -60,8 +60,10 @@ def make_geometry(scan: Any, params: MSPParams) -> MSPGeometry:
     window = (factor * detector[0], factor * detector[1])
     dy, dx = dy / factor, dx / factor
     if abs(dy - dx) > 1e-6 * dx:
-        raise ValueError(f"detector shape {window} gives non-square pixels ({dy:.4g}, {dx:.4g}) Å; "
-                         "use a square detector (crop or pad the patterns)")
+        raise ValueError(
+            f"detector shape {window} gives non-square pixels ({dy:.4g}, {dx:.4g}) Å; "
+            "use a square detector (crop or pad the patterns)"
+        )
     positions = scan.positions_angstrom()
     lo = positions.min(axis=0)
     span = (positions.max(axis=0) - lo) / dx
@@ -78,15 +80,17 @@ def make_geometry(scan: Any, params: MSPParams) -> MSPGeometry:
     )
 
 
-def initial_probe(scan: Any, geometry: MSPGeometry, params: MSPParams, defocus: float,
-                  mean_counts: float, device) -> torch.Tensor:
+def initial_probe(
+    scan: Any, geometry: MSPGeometry, params: MSPParams, defocus: float, mean_counts: float, device
+) -> torch.Tensor:
     """Probe modes ``(M, K, K)`` complex64 from the calibration with ``defocus`` Å,
     orthogonal, with total power equal to the mean counts of a pattern."""
     cal = scan.calibration
     aberrations = cal.aberration_dict()
     aberrations["C10"] = -float(defocus)
-    probe = make_probe(geometry.window, geometry.pixel_size, cal.energy_eV, cal.semiangle_mrad,
-                       aberrations, device=device)
+    probe = make_probe(
+        geometry.window, geometry.pixel_size, cal.energy_eV, cal.semiangle_mrad, aberrations, device=device
+    )
     probe = probe * float(np.sqrt(mean_counts))
     modes = probe_modes(probe, params.num_modes, params.probe_mode_power)
     return orthogonalize_modes(modes).to(torch.complex64)

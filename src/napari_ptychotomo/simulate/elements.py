@@ -47,9 +47,7 @@ def atomic_number(element: str | int) -> int:
     if isinstance(element, (int, np.integer)):
         z = int(element)
         if not 1 <= z <= len(SYMBOLS):
-            raise ValueError(
-                f"atomic number {z} is out of range; expected 1 (H) to {len(SYMBOLS)} (Lr)"
-            )
+            raise ValueError(f"atomic number {z} is out of range; expected 1 (H) to {len(SYMBOLS)} (Lr)")
         return z
     key = str(element).strip()
     key = key[:1].upper() + key[1:].lower()
@@ -70,8 +68,7 @@ def atomic_numbers(elements: Any) -> np.ndarray:
         bad = (z < 1) | (z > len(SYMBOLS))
         if np.any(bad):
             raise ValueError(
-                f"numbers contains {int(bad.sum())} atomic number(s) outside 1..{len(SYMBOLS)}, "
-                f"e.g. {int(z[bad][0])}"
+                f"numbers contains {int(bad.sum())} atomic number(s) outside 1..{len(SYMBOLS)}, e.g. {int(z[bad][0])}"
             )
         return z
     return np.array([atomic_number(e) for e in np.ravel(elements)], dtype=np.int64)
@@ -80,9 +77,7 @@ def atomic_numbers(elements: Any) -> np.ndarray:
 def _check_parameterisation(name: str) -> str:
     key = str(name).lower()
     if key not in PARAMETERISATIONS:
-        raise ValueError(
-            f"parameterisation = {name!r}; expected one of {PARAMETERISATIONS}"
-        )
+        raise ValueError(f"parameterisation = {name!r}; expected one of {PARAMETERISATIONS}")
     return key
 
 

@@ -87,10 +87,17 @@ def simulate_hrtem_series(
     defoci = np.asarray(defocus_values, dtype=np.float64).ravel()
     if defoci.size == 0 or not np.all(np.isfinite(defoci)):
         raise ValueError(f"defocus_values = {defocus_values!r}; expected finite defoci in Å")
-    optics = DefocusSeries(np.zeros((len(defoci), 1, 1), np.float32), defoci, pixel_size, energy_eV,
-                           aperture_mrad=aperture_mrad, aberrations=dict(aberrations or {}),
-                           focal_spread=focal_spread, illumination_semiangle_mrad=illumination_semiangle_mrad,
-                           defocus_reference=defocus_reference).validate()
+    optics = DefocusSeries(
+        np.zeros((len(defoci), 1, 1), np.float32),
+        defoci,
+        pixel_size,
+        energy_eV,
+        aperture_mrad=aperture_mrad,
+        aberrations=dict(aberrations or {}),
+        focal_spread=focal_spread,
+        illumination_semiangle_mrad=illumination_semiangle_mrad,
+        defocus_reference=defocus_reference,
+    ).validate()
     lam = float(wavelength(energy_eV))
     shape = tuple(int(math.ceil(c / pixel_size)) for c in specimen.cell[1:])
     n_slices, dz = slicing(depth, num_slices, slice_thickness)
@@ -112,17 +119,30 @@ def simulate_hrtem_series(
             if dose is not None:
                 electrons = float(dose) * pixel_size**2
                 images = rng.poisson(np.clip(images, 0, None) * electrons) / electrons
-            series.append(dataclasses.replace(optics, images=images.astype(np.float32),
-                                              aberrations=dict(optics.aberrations), tilt_deg=float(angles[k])))
+            series.append(
+                dataclasses.replace(
+                    optics,
+                    images=images.astype(np.float32),
+                    aberrations=dict(optics.aberrations),
+                    tilt_deg=float(angles[k]),
+                )
+            )
         volume = truth_volume(specimen, pixel_size, parameterisation, absorption)
-    truth = {"euler_deg": euler, "shifts": shifts, "volume": volume,
-             "atoms": {"positions": specimen.positions.copy(), "numbers": specimen.numbers.copy()},
-             "slice_thickness": dz, "num_slices": n_slices, "absorption": float(absorption)}
+    truth = {
+        "euler_deg": euler,
+        "shifts": shifts,
+        "volume": volume,
+        "atoms": {"positions": specimen.positions.copy(), "numbers": specimen.numbers.copy()},
+        "slice_thickness": dz,
+        "num_slices": n_slices,
+        "absorption": float(absorption),
+    }
     return TiltSeries(scans=series, angles_deg=angles, truth=truth)
 
 
-def _imaging(optics: DefocusSeries, shape, pixel_size: float, centre_to_exit: float,
-             focal_spread_samples: int, device) -> Callable[[torch.Tensor], torch.Tensor]:
+def _imaging(
+    optics: DefocusSeries, shape, pixel_size: float, centre_to_exit: float, focal_spread_samples: int, device
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """``wave (ny, nx)`` at the slab's exit → images ``(D, ny, nx)`` through the objective.
 
     With ``focal_spread_samples`` the focal spread is an incoherent sum over defoci
@@ -156,12 +176,31 @@ def default_hrtem_sample(seed: int = 0) -> TiltSeries:
     shell), 12 tilts over a 180° range (−90° to 75° in 15° steps), 3 defoci (−100, 0,
     +100 Å) per tilt, 300 keV, 0.25 Å pixels, 2 Å slices, absorption 0.05, dose 1e4 e/Å².
     """
-    particle = core_shell_particle("Si", core_radius=5.0, shell_thickness=3.0, shell_elements=("Si", "O", "O"),
-                                   shell_density=0.066, min_distance=1.6, seed=seed, vacuum=4.0)
+    particle = core_shell_particle(
+        "Si",
+        core_radius=5.0,
+        shell_thickness=3.0,
+        shell_elements=("Si", "O", "O"),
+        shell_density=0.066,
+        min_distance=1.6,
+        seed=seed,
+        vacuum=4.0,
+    )
     side = float(particle.cell.max())  # a cubic box: square images, room at every tilt
-    particle = Specimen(particle.positions + (side - particle.cell) / 2, particle.numbers,
-                        np.full(3, side), dict(particle.info, name="Si@SiO2 core-shell"))
+    particle = Specimen(
+        particle.positions + (side - particle.cell) / 2,
+        particle.numbers,
+        np.full(3, side),
+        dict(particle.info, name="Si@SiO2 core-shell"),
+    )
     return simulate_hrtem_series(
-        particle, np.linspace(-90.0, 90.0, 12, endpoint=False), [-100.0, 0.0, 100.0],
-        pixel_size=0.25, slice_thickness=2.0, dose=1e4, absorption=0.05, shift_std=0.3, seed=seed,
+        particle,
+        np.linspace(-90.0, 90.0, 12, endpoint=False),
+        [-100.0, 0.0, 100.0],
+        pixel_size=0.25,
+        slice_thickness=2.0,
+        dose=1e4,
+        absorption=0.05,
+        shift_std=0.3,
+        seed=seed,
     )

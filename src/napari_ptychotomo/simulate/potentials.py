@@ -73,9 +73,7 @@ def atom_potential(r: Any, element: str | int, parameterisation: str = "lobato")
     return (POTENTIAL_PREFACTOR * terms.sum(axis=0)).reshape(radius.shape)
 
 
-def atom_projected_potential(
-    r: Any, element: str | int, parameterisation: str = "lobato"
-) -> np.ndarray:
+def atom_projected_potential(r: Any, element: str | int, parameterisation: str = "lobato") -> np.ndarray:
     """Projected potential v_z(ρ) = ∫ V dz in V·Å of a neutral atom at radii ``r`` > 0 Å.
 
     The integral runs over the whole atom (infinite projection); float64.
@@ -87,9 +85,7 @@ def atom_projected_potential(
     if key == "lobato":
         a, b = p
         beta = 2.0 * np.pi / np.sqrt(b)
-        terms = 2.0 * np.pi**2 * a / b**1.5 * (
-            2.0 * special.k0(beta * r) / beta + r * special.k1(beta * r)
-        )
+        terms = 2.0 * np.pi**2 * a / b**1.5 * (2.0 * special.k0(beta * r) / beta + r * special.k1(beta * r))
     else:
         a, b, c, d = p
         terms = 2.0 * np.pi * a * special.k0(2.0 * np.pi * np.sqrt(b) * r)
@@ -105,9 +101,7 @@ def _check_atoms(positions: Any, numbers: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("positions contains NaN or infinite values")
     z = atomic_numbers(numbers)
     if z.shape != (len(pos),):
-        raise ValueError(
-            f"numbers has {z.size} entries; expected one atomic number per atom ({len(pos)})"
-        )
+        raise ValueError(f"numbers has {z.size} entries; expected one atomic number per atom ({len(pos)})")
     return pos, z
 
 
@@ -159,7 +153,13 @@ def projected_potential_slices(
     numpy.ndarray (S, ny, nx) float32, V·Å.
     """
     out = slices_tensor(
-        positions, numbers, shape, sampling, slice_thickness, num_slices, parameterisation,
+        positions,
+        numbers,
+        shape,
+        sampling,
+        slice_thickness,
+        num_slices,
+        parameterisation,
         resolve_device(device),
     )
     return out.cpu().numpy()
@@ -212,5 +212,3 @@ def slices_tensor(
             spectrum[s] += form * (ey[rows].T @ ex[rows])
     out = torch.fft.ifft2(spectrum).real / (dy * dx)
     return out.to(torch.float32)
-
-

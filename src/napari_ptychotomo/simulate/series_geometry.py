@@ -19,8 +19,9 @@ from .volume import potential_volume
 __all__ = ["slicing", "tilt_geometry", "rotated", "truth_volume"]
 
 
-def slicing(thickness: float, num_slices: int | None, slice_thickness: float | None,
-            default: int = 6) -> tuple[int, float]:
+def slicing(
+    thickness: float, num_slices: int | None, slice_thickness: float | None, default: int = 6
+) -> tuple[int, float]:
     """Number of slices and slice thickness (Å) for a specimen ``thickness`` Å thick:
     slices of ``slice_thickness`` when given, else ``num_slices`` equal slices."""
     if slice_thickness is not None:
@@ -34,8 +35,14 @@ def slicing(thickness: float, num_slices: int | None, slice_thickness: float | N
     return num, thickness / num
 
 
-def tilt_geometry(specimen: Specimen, angles_deg: Any, euler_error_deg: float,
-                  tilt_axis_error_deg: float, shift_std: float, rng: np.random.Generator):
+def tilt_geometry(
+    specimen: Specimen,
+    angles_deg: Any,
+    euler_error_deg: float,
+    tilt_axis_error_deg: float,
+    shift_std: float,
+    rng: np.random.Generator,
+):
     """Nominal angles (n,), true Euler angles (n, 3) (φ, θ, ψ) in degrees, shifts (n, 2) Å
     and the depth (Å) of the slab that holds the specimen at every tilt."""
     angles = np.asarray(angles_deg, dtype=np.float64).ravel()
@@ -46,8 +53,7 @@ def tilt_geometry(specimen: Specimen, angles_deg: Any, euler_error_deg: float,
     euler[:, 2] = tilt_axis_error_deg
     if euler_error_deg:
         euler += rng.normal(scale=euler_error_deg, size=euler.shape)
-    shifts = (rng.normal(scale=shift_std, size=(len(angles), 2)) if shift_std
-              else np.zeros((len(angles), 2)))
+    shifts = rng.normal(scale=shift_std, size=(len(angles), 2)) if shift_std else np.zeros((len(angles), 2))
     # one slab thickness for all tilts, the specimen centre at its mid-depth
     radius = np.linalg.norm(specimen.positions - specimen.centre, axis=1).max() + 1.0
     return angles, euler, shifts, 2.0 * radius
@@ -62,16 +68,16 @@ def rotated(specimen: Specimen, euler_deg: Any, shift: Any, depth: float) -> Spe
     return Specimen(pos, specimen.numbers, np.array([depth, *specimen.cell[1:]]), dict(specimen.info))
 
 
-def truth_volume(specimen: Specimen, voxel_size: float, parameterisation: str,
-                 absorption: float = 0.0) -> Volume:
+def truth_volume(specimen: Specimen, voxel_size: float, parameterisation: str, absorption: float = 0.0) -> Volume:
     """The unrotated potential (V) on a cubic grid covering the specimen's cell, as a
     :class:`Volume`; complex (Im V = ``absorption``·Re V) when ``absorption`` is non-zero."""
     shape = tuple(int(math.ceil(c / voxel_size)) + 1 for c in specimen.cell)
-    data = potential_volume(
-        specimen.positions, specimen.numbers, shape, voxel_size, parameterisation, cutoff=3.0
-    )
+    data = potential_volume(specimen.positions, specimen.numbers, shape, voxel_size, parameterisation, cutoff=3.0)
     if absorption:
         data = (data * (1.0 + 1j * float(absorption))).astype(np.complex64)
-    return Volume(data=data, voxel_size=voxel_size, units="V",
-                  provenance={"source": "simulate", "parameterisation": parameterisation,
-                              "absorption": float(absorption)})
+    return Volume(
+        data=data,
+        voxel_size=voxel_size,
+        units="V",
+        provenance={"source": "simulate", "parameterisation": parameterisation, "absorption": float(absorption)},
+    )

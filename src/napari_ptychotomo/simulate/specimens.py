@@ -32,7 +32,13 @@ __all__ = [
 
 #: fcc lattice constants in Å (room temperature)
 LATTICE_CONSTANTS = {
-    "Al": 4.046, "Ni": 3.524, "Cu": 3.615, "Pd": 3.891, "Ag": 4.086, "Pt": 3.924, "Au": 4.078,
+    "Al": 4.046,
+    "Ni": 3.524,
+    "Cu": 3.615,
+    "Pd": 3.891,
+    "Ag": 4.086,
+    "Pt": 3.924,
+    "Au": 4.078,
 }
 #: diamond-structure lattice constants in Å
 DIAMOND_LATTICE_CONSTANTS = {"Si": 5.431, "Ge": 5.658, "C": 3.567}
@@ -54,10 +60,7 @@ class Specimen:
         self.numbers = atomic_numbers(np.asarray(self.numbers))
         self.cell = np.asarray(self.cell, dtype=np.float64).reshape(3)
         if len(self.numbers) != len(self.positions):
-            raise ValueError(
-                f"numbers has {len(self.numbers)} entries; expected one per atom "
-                f"({len(self.positions)})"
-            )
+            raise ValueError(f"numbers has {len(self.numbers)} entries; expected one per atom ({len(self.positions)})")
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -152,7 +155,10 @@ def _fcc_points(element: str, a: float | None, radius: float) -> tuple[np.ndarra
 
 
 def fcc_nanoparticle(
-    element: str = "Pt", size: float = 20.0, shape: str = "cuboctahedron", a: float | None = None,
+    element: str = "Pt",
+    size: float = 20.0,
+    shape: str = "cuboctahedron",
+    a: float | None = None,
     vacuum: float = 3.0,
 ) -> Specimen:
     """An fcc nanoparticle about ``size`` Å across, centred in a box with ``vacuum`` Å.
@@ -206,8 +212,12 @@ def _random_packing(rng, sampler, count, min_distance, existing=None, tries=30):
 
 
 def amorphous_blob(
-    elements: Any = ("Si", "O", "O"), radius: float = 10.0, density: float = 0.066,
-    min_distance: float = 1.6, seed: int = 0, vacuum: float = 3.0,
+    elements: Any = ("Si", "O", "O"),
+    radius: float = 10.0,
+    density: float = 0.066,
+    min_distance: float = 1.6,
+    seed: int = 0,
+    vacuum: float = 3.0,
 ) -> Specimen:
     """A random sphere of atoms (composition cycled from ``elements``) with ``density``
     atoms/Å³ and no two atoms closer than ``min_distance`` Å."""
@@ -220,8 +230,13 @@ def amorphous_blob(
 
 
 def core_shell_particle(
-    core: str = "Pt", core_radius: float = 7.0, shell_thickness: float = 4.0,
-    shell_density: float = 0.117, min_distance: float = 1.7, seed: int = 0, vacuum: float = 3.0,
+    core: str = "Pt",
+    core_radius: float = 7.0,
+    shell_thickness: float = 4.0,
+    shell_density: float = 0.117,
+    min_distance: float = 1.7,
+    seed: int = 0,
+    vacuum: float = 3.0,
     shell_elements: Any = ("Al", "Al", "O", "O", "O"),
 ) -> Specimen:
     """A Pt@Al₂O₃-like particle: a spherical crystalline ``core`` (fcc, or diamond for Si,
@@ -233,8 +248,11 @@ def core_shell_particle(
     r_out = core_radius + shell_thickness
     count = int(round(shell_density * 4.0 / 3.0 * np.pi * (r_out**3 - (core_radius + 1.0) ** 3)))
     shell = _random_packing(
-        rng, lambda m: _random_sphere_shell(rng, m, core_radius + 1.0, r_out), count,
-        min_distance, existing=xyz,
+        rng,
+        lambda m: _random_sphere_shell(rng, m, core_radius + 1.0, r_out),
+        count,
+        min_distance,
+        existing=xyz,
     )
     z_shell = np.resize(atomic_numbers(np.asarray(list(shell_elements))), len(shell))
     z = np.concatenate([np.full(len(xyz), atomic_numbers(np.array([core]))[0]), z_shell])
@@ -259,6 +277,10 @@ def two_grain_specimen(
     pos = base.positions.copy()
     for g in (0, 1):
         pos[grain == g] = base.tilt(mistilt_mrad[g]).positions[grain == g]
-    info = dict(base.info, name=f"two grains of {base.info.get('name', 'crystal')}", grain=grain,
-                grain_mistilt_mrad=np.asarray(mistilt_mrad, dtype=np.float64))
+    info = dict(
+        base.info,
+        name=f"two grains of {base.info.get('name', 'crystal')}",
+        grain=grain,
+        grain_mistilt_mrad=np.asarray(mistilt_mrad, dtype=np.float64),
+    )
     return Specimen(pos, base.numbers, base.cell, info)

@@ -98,7 +98,7 @@ def _field_potential(atoms, numbers, shape, pixel, dz, n_slices, parameterisatio
     moved = atoms[inside] + np.array([0.0, pad[0] * pixel[0], pad[1] * pixel[1]])
     big = (shape[0] + 2 * pad[0], shape[1] + 2 * pad[1])
     slices = slices_tensor(moved, numbers[inside], big, pixel, dz, n_slices, parameterisation, device)
-    return slices[:, pad[0]:pad[0] + shape[0], pad[1]:pad[1] + shape[1]].contiguous()
+    return slices[:, pad[0] : pad[0] + shape[0], pad[1] : pad[1] + shape[1]].contiguous()
 
 
 def simulate_scan(
@@ -175,17 +175,57 @@ def simulate_scan(
     dev = resolve_device(device)
     with cpu_threads(num_threads, dev):
         return _simulate_scan(
-            specimen, dev, energy_eV, semiangle_mrad, defocus, aberrations, scan_shape, scan_step,
-            detector_shape, detector_sampling_mrad, num_slices, slice_thickness, mistilt_mrad,
-            dose, source_size, position_jitter, tilt_deg, parameterisation, seed, batch_size,
-            float(absorption), oversampling, detector_binning,
+            specimen,
+            dev,
+            energy_eV,
+            semiangle_mrad,
+            defocus,
+            aberrations,
+            scan_shape,
+            scan_step,
+            detector_shape,
+            detector_sampling_mrad,
+            num_slices,
+            slice_thickness,
+            mistilt_mrad,
+            dose,
+            source_size,
+            position_jitter,
+            tilt_deg,
+            parameterisation,
+            seed,
+            batch_size,
+            float(absorption),
+            oversampling,
+            detector_binning,
         )
 
 
-def _simulate_scan(specimen, dev, energy_eV, semiangle_mrad, defocus, aberrations, scan_shape,
-                   scan_step, detector_shape, detector_sampling_mrad, num_slices, slice_thickness,
-                   mistilt_mrad, dose, source_size, position_jitter, tilt_deg, parameterisation,
-                   seed, batch_size, absorption, oversampling, detector_binning) -> ScanData:
+def _simulate_scan(
+    specimen,
+    dev,
+    energy_eV,
+    semiangle_mrad,
+    defocus,
+    aberrations,
+    scan_shape,
+    scan_step,
+    detector_shape,
+    detector_sampling_mrad,
+    num_slices,
+    slice_thickness,
+    mistilt_mrad,
+    dose,
+    source_size,
+    position_jitter,
+    tilt_deg,
+    parameterisation,
+    seed,
+    batch_size,
+    absorption,
+    oversampling,
+    detector_binning,
+) -> ScanData:
     rng = np.random.default_rng(seed)
     ky_n, kx_n = (int(v) for v in detector_shape)
     lam = float(wavelength(energy_eV))
@@ -194,9 +234,12 @@ def _simulate_scan(specimen, dev, energy_eV, semiangle_mrad, defocus, aberration
     if not (np.isfinite(absorption) and absorption >= 0):
         raise ValueError(f"absorption = {absorption!r}; expected Im V / Re V ≥ 0 (e.g. 0.05)")
     calibration = Calibration(
-        energy_eV=energy_eV, semiangle_mrad=semiangle_mrad,
-        detector_sampling_mrad=float(detector_sampling_mrad), defocus=float(defocus),
-        scan_step=float(scan_step), aberrations=dict(aberrations or {}),
+        energy_eV=energy_eV,
+        semiangle_mrad=semiangle_mrad,
+        detector_sampling_mrad=float(detector_sampling_mrad),
+        defocus=float(defocus),
+        scan_step=float(scan_step),
+        aberrations=dict(aberrations or {}),
     ).validate()
     factor, binning = check_sampling_factors(oversampling, detector_binning, (ky_n, kx_n))
     dy, dx = calibration.pixel_size((ky_n, kx_n))  # the detector's real-space pixel
@@ -223,8 +266,9 @@ def _simulate_scan(specimen, dev, energy_eV, semiangle_mrad, defocus, aberration
     tilts = _tilt_map(mistilt_mrad, true_positions - offset[1:], (ny_s, nx_s))
     uniform = bool(np.all(tilts == tilts[0]))
 
-    potential = _field_potential(atoms, specimen.numbers, (factor * height, factor * width), (fy, fx), dz,
-                                 n_slices, parameterisation, dev)
+    potential = _field_potential(
+        atoms, specimen.numbers, (factor * height, factor * width), (fy, fx), dz, n_slices, parameterisation, dev
+    )
     complex_potential = potential * (1.0 + 1j * absorption) if absorption else potential
     trans = transmission(complex_potential, float(interaction_constant(energy_eV)), sampling=(fy, fx))
     probe = make_probe(window, (fy, fx), energy_eV, semiangle_mrad, calibration.aberration_dict(), device=dev)
@@ -259,20 +303,39 @@ def _simulate_scan(specimen, dev, energy_eV, semiangle_mrad, defocus, aberration
         electrons = float(dose) * scan_step**2
         intensities = rng.poisson(np.clip(intensities, 0, None) * electrons).astype(np.float32)
     truth = {
-        "positions": true_positions, "mistilt_mrad": tilts.mean(0), "tilt_map_mrad": tilts,
-        "thickness": n_slices * dz, "slice_thickness": dz, "num_slices": n_slices,
-        "potential": average_to_coarse_pixels(potential, factor).cpu().numpy(), "absorption": absorption,
-        "pixel_size": (dy, dx), "defocus": float(defocus),
+        "positions": true_positions,
+        "mistilt_mrad": tilts.mean(0),
+        "tilt_map_mrad": tilts,
+        "thickness": n_slices * dz,
+        "slice_thickness": dz,
+        "num_slices": n_slices,
+        "potential": average_to_coarse_pixels(potential, factor).cpu().numpy(),
+        "absorption": absorption,
+        "pixel_size": (dy, dx),
+        "defocus": float(defocus),
         "atoms": {"positions": atoms, "numbers": specimen.numbers.copy()},
-        "probe": make_probe((ky_n, kx_n), (dy, dx), energy_eV, semiangle_mrad, calibration.aberration_dict(),
-                            device=dev).cpu().numpy(),
-        "dose": dose, "source_size": source_size, "position_jitter": position_jitter, "specimen_offset": offset,
-        "simulation_pixel_size": (fy, fx), "simulation_potential": potential.cpu().numpy(),
-        "oversampling": factor, "detector_binning": binning, "intensity_kept": kept.cpu().numpy(),
+        "probe": make_probe(
+            (ky_n, kx_n), (dy, dx), energy_eV, semiangle_mrad, calibration.aberration_dict(), device=dev
+        )
+        .cpu()
+        .numpy(),
+        "dose": dose,
+        "source_size": source_size,
+        "position_jitter": position_jitter,
+        "specimen_offset": offset,
+        "simulation_pixel_size": (fy, fx),
+        "simulation_potential": potential.cpu().numpy(),
+        "oversampling": factor,
+        "detector_binning": binning,
+        "intensity_kept": kept.cpu().numpy(),
     }
     return ScanData(
-        intensities=intensities.reshape(ny_s, nx_s, ky_n, kx_n), calibration=calibration,
-        positions=nominal, tilt_deg=float(tilt_deg), scan_shape=(ny_s, nx_s), truth=truth,
+        intensities=intensities.reshape(ny_s, nx_s, ky_n, kx_n),
+        calibration=calibration,
+        positions=nominal,
+        tilt_deg=float(tilt_deg),
+        scan_shape=(ny_s, nx_s),
+        truth=truth,
     )
 
 
@@ -315,8 +378,9 @@ def simulate_tilt_series(
     workers = min(int(workers), len(angles))
 
     def scan(k: int) -> ScanData:
-        options = dict(scan_options, seed=seed + 1000 * (k + 1), tilt_deg=float(angles[k]),
-                       num_threads=None)  # set once below: torch's thread count is global
+        options = dict(
+            scan_options, seed=seed + 1000 * (k + 1), tilt_deg=float(angles[k]), num_threads=None
+        )  # set once below: torch's thread count is global
         return simulate_scan(rotated(specimen, euler[k], shifts[k], depth), **options)
 
     with cpu_threads(threads, dev):
@@ -326,10 +390,18 @@ def simulate_tilt_series(
         else:
             scans = [scan(k) for k in range(len(angles))]
         pixel = scans[0].truth["pixel_size"][0]
-        volume = truth_volume(specimen, voxel_size or pixel, scan_options.get("parameterisation", "lobato"),
-                              scan_options.get("absorption", 0.0))
-    truth = {"euler_deg": euler, "shifts": shifts, "volume": volume,
-             "atoms": {"positions": specimen.positions.copy(), "numbers": specimen.numbers.copy()}}
+        volume = truth_volume(
+            specimen,
+            voxel_size or pixel,
+            scan_options.get("parameterisation", "lobato"),
+            scan_options.get("absorption", 0.0),
+        )
+    truth = {
+        "euler_deg": euler,
+        "shifts": shifts,
+        "volume": volume,
+        "atoms": {"positions": specimen.positions.copy(), "numbers": specimen.numbers.copy()},
+    }
     return TiltSeries(scans=scans, angles_deg=angles, truth=truth)
 
 
@@ -341,7 +413,15 @@ def default_sample(seed: int = 0) -> TiltSeries:
     r ≈ 0.94."""
     particle = fcc_nanoparticle("Pt", size=14.0, shape="cuboctahedron", vacuum=2.0)
     return simulate_tilt_series(
-        particle, np.linspace(-60, 60, 7), shift_std=0.5, seed=seed, scan_shape=(16, 16),
-        scan_step=1.0, defocus=80.0, semiangle_mrad=15.0, detector_shape=(32, 32),
-        num_slices=2, dose=1e6,
+        particle,
+        np.linspace(-60, 60, 7),
+        shift_std=0.5,
+        seed=seed,
+        scan_shape=(16, 16),
+        scan_step=1.0,
+        defocus=80.0,
+        semiangle_mrad=15.0,
+        detector_shape=(32, 32),
+        num_slices=2,
+        dose=1e6,
     )

@@ -106,9 +106,7 @@ def potential_volume(
     if origin.shape != (3,):
         raise ValueError(f"origin has shape {origin.shape}; expected (3,) in Å as (z, y, x)")
     if not (cutoff > 0) or int(supersample) < 1:
-        raise ValueError(
-            f"cutoff = {cutoff!r} Å and supersample = {supersample!r}; expected positive values"
-        )
+        raise ValueError(f"cutoff = {cutoff!r} Å and supersample = {supersample!r}; expected positive values")
     dev = resolve_device(device)
     d = float(voxel_size)
     volume = torch.zeros(int(np.prod(dims)), dtype=torch.float32, device=dev)
@@ -131,7 +129,8 @@ def potential_volume(
     nearest = torch.round(local).long()
     frac = ((local - nearest) * d).float()  # atom position relative to its nearest voxel, Å
     table = torch.as_tensor(
-        np.stack([radial_terms(int(e), key) for e in np.unique(z)]), dtype=torch.float32,
+        np.stack([radial_terms(int(e), key) for e in np.unique(z)]),
+        dtype=torch.float32,
         device=dev,
     )
     species = torch.as_tensor(np.searchsorted(np.unique(z), z), device=dev)

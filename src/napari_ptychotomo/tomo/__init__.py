@@ -20,8 +20,20 @@ from .rotation import bin_along_beam, rotate_volume, rotation_matrix
 from .tilt_axis import estimate_tilt_axis
 
 __all__ = [
-    "AlignStage", "align_tilt_series", "align_tilt_series_steps", "bin_along_beam",
-    "denoise_projections", "estimate_noise", "estimate_tilt_axis", "fourier_sparsity_filter",
-    "make_support_mask", "project", "project_mask", "projections_from_msp",
-    "reconstruct_linear", "reconstruct_linear_steps", "rotate_volume", "rotation_matrix",
+    "AlignStage",
+    "align_tilt_series",
+    "align_tilt_series_steps",
+    "bin_along_beam",
+    "denoise_projections",
+    "estimate_noise",
+    "estimate_tilt_axis",
+    "fourier_sparsity_filter",
+    "make_support_mask",
+    "project",
+    "project_mask",
+    "projections_from_msp",
+    "reconstruct_linear",
+    "reconstruct_linear_steps",
+    "rotate_volume",
+    "rotation_matrix",
 ]

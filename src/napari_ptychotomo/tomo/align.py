@@ -45,8 +45,7 @@ from .projector import project
 from .reconstruct import fit_volume, reconstruct_linear_steps
 from .tilt_axis import estimate_tilt_axis
 
-__all__ = ["AlignStage", "align_tilt_series", "align_tilt_series_steps", "default_method", "downsample",
-           "remove_gauge"]
+__all__ = ["AlignStage", "align_tilt_series", "align_tilt_series_steps", "default_method", "downsample", "remove_gauge"]
 
 _ANGLES = ("phi", "theta", "psi")
 _MATCHING_MIN_PX = 64  # smallest image side for which method=None picks the matching
@@ -152,7 +151,8 @@ def _check_inputs(projections, angles_deg, pixel_size):
     if len(distinct) < 2:
         raise ValueError(
             f"angles_deg holds {len(distinct)} distinct tilt angle(s) {distinct.tolist()}° for {len(proj)} "
-            "projection(s); alignment needs projections at 2 or more different tilt angles")
+            "projection(s); alignment needs projections at 2 or more different tilt angles"
+        )
     if not np.all(np.isfinite(proj)):
         raise ValueError("projections contains NaN or infinite values")
     if not (np.isfinite(pixel_size) and pixel_size > 0):
@@ -198,8 +198,19 @@ def align_tilt_series_steps(
         raise ValueError(f"coarse = {coarse!r}; expected 'auto', 'com', 'neighbours' or 'none'")
     if method == "matching":
         result = yield from _align_by_matching(
-            proj_np, euler0, pixel_size, coarse, estimate_axis, initial, matching or {},
-            nonnegative, tv_weight, edge_weight, final_n_iter, blur_sigma_px, dev,
+            proj_np,
+            euler0,
+            pixel_size,
+            coarse,
+            estimate_axis,
+            initial,
+            matching or {},
+            nonnegative,
+            tv_weight,
+            edge_weight,
+            final_n_iter,
+            blur_sigma_px,
+            dev,
         )
         return result
     stages = default_stages() if stages is None else list(stages)
@@ -208,8 +219,10 @@ def align_tilt_series_steps(
         if bad:
             raise ValueError(f"AlignStage.refine has {sorted(bad)}; allowed: shifts, {_ANGLES}")
     if not stages and final_n_iter <= 0:
-        raise ValueError("stages is empty and final_n_iter = 0: nothing to reconstruct; "
-                         "give at least one AlignStage or final_n_iter > 0")
+        raise ValueError(
+            "stages is empty and final_n_iter = 0: nothing to reconstruct; "
+            "give at least one AlignStage or final_n_iter > 0"
+        )
     full = torch.as_tensor(proj_np, dtype=torch.float32, device=dev)
     t, ny, nx = full.shape
     prepared = _threshold(full, threshold)
@@ -264,8 +277,16 @@ def align_tilt_series_steps(
         for _outer in range(stage.n_outer):
             current_euler = euler + (delta * angle_mask).expand(t, 3)
             fit = fit_volume(
-                target, current_euler, shift_param, shape, stage.n_inner, 0.05, volume,
-                nonnegative, tv_weight, edge_weight,
+                target,
+                current_euler,
+                shift_param,
+                shape,
+                stage.n_inner,
+                0.05,
+                volume,
+                nonnegative,
+                tv_weight,
+                edge_weight,
             )
             try:
                 while True:
@@ -284,37 +305,78 @@ def align_tilt_series_steps(
                 guard.step(opt)
                 with torch.no_grad():
                     shift_param.copy_(remove_gauge(shift_param, current_euler[:, 1]))
-            guard.check(where, float(align_loss.detach()), key=(stage_index, "alignment"), problems=(
-                shift_problem(shift_param.detach().cpu().numpy(), size, "px (downsampled)"),
-                angle_problem(np.rad2deg(current_euler.detach().cpu().numpy()),
-                              np.rad2deg(euler_start.cpu().numpy()))))
+            guard.check(
+                where,
+                float(align_loss.detach()),
+                key=(stage_index, "alignment"),
+                problems=(
+                    shift_problem(shift_param.detach().cpu().numpy(), size, "px (downsampled)"),
+                    angle_problem(
+                        np.rad2deg(current_euler.detach().cpu().numpy()), np.rad2deg(euler_start.cpu().numpy())
+                    ),
+                ),
+            )
             shifts_full = shift_param.detach() / factor
-            good.update(euler_deg=np.rad2deg(current_euler.detach().cpu().numpy()),
-                        shifts_px=shifts_full.cpu().numpy(), volume=volume.detach())
+            good.update(
+                euler_deg=np.rad2deg(current_euler.detach().cpu().numpy()),
+                shifts_px=shifts_full.cpu().numpy(),
+                volume=volume.detach(),
+            )
             step += 1
-            yield Progress(step, total, float(align_loss.detach()), preview=snapshot(current_euler),
-                           message=f"alignment at {size[1]}×{size[0]} px: {', '.join(stage.refine)}")
+            yield Progress(
+                step,
+                total,
+                float(align_loss.detach()),
+                preview=snapshot(current_euler),
+                message=f"alignment at {size[1]}×{size[0]} px: {', '.join(stage.refine)}",
+            )
         euler = (euler + (delta * angle_mask).expand(t, 3)).detach()
     alignment = Alignment(
         euler_deg=np.rad2deg(euler.cpu().numpy().astype(np.float64)),
         shifts=shifts_full.cpu().numpy().astype(np.float64) * pixel_size,
     )
     if final_n_iter > 0:
-        result = _final_volume(proj_np, alignment, pixel_size, final_n_iter, nonnegative, tv_weight,
-                               edge_weight, blur_sigma_px, dev)
+        result = _final_volume(
+            proj_np, alignment, pixel_size, final_n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, dev
+        )
     else:  # the last stage's volume, at its coarse sampling (voxel = pixel × ny / size)
         coarse = pixel_size * ny / volume.shape[1]
-        result = Volume(data=(volume / coarse).cpu().numpy().astype(np.float32), voxel_size=coarse,
-                        units="projection unit per Å", provenance={"step": "alignment volume"})
+        result = Volume(
+            data=(volume / coarse).cpu().numpy().astype(np.float32),
+            voxel_size=coarse,
+            units="projection unit per Å",
+            provenance={"step": "alignment volume"},
+        )
     result.provenance.update(step="aligned linear tomography (You et al. 2025, Algorithm 2)")
-    yield Progress(total, total, preview={"volume_slice": result.data[result.shape[0] // 2],
-                                          "shifts": alignment.shifts, "euler_deg": alignment.euler_deg},
-                   message="final reconstruction", result=(alignment, result))
+    yield Progress(
+        total,
+        total,
+        preview={
+            "volume_slice": result.data[result.shape[0] // 2],
+            "shifts": alignment.shifts,
+            "euler_deg": alignment.euler_deg,
+        },
+        message="final reconstruction",
+        result=(alignment, result),
+    )
     return alignment, result
 
 
-def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initial, options,
-                       nonnegative, tv_weight, edge_weight, final_n_iter, blur_sigma_px, dev):
+def _align_by_matching(
+    proj_np,
+    euler0,
+    pixel_size,
+    coarse,
+    estimate_axis,
+    initial,
+    options,
+    nonnegative,
+    tv_weight,
+    edge_weight,
+    final_n_iter,
+    blur_sigma_px,
+    dev,
+):
     """Coarse shifts (centre of mass or neighbouring tilts), then projection matching at
     the projections' pixel size (:func:`.projection_matching.match_projections_steps`),
     then the final full-resolution reconstruction."""
@@ -339,11 +401,18 @@ def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initi
             shifts = neighbour_shifts(full, euler)
         else:
             shifts = torch.zeros(len(full), 2, dtype=torch.float32, device=dev)
-    names = {"com": "centre of mass", "neighbours": "cross-correlation of neighbouring tilts",
-             "none": "zero shifts", "initial alignment": "initial alignment"}
-    yield Progress(1, total, preview={"shifts": shifts.cpu().numpy() * pixel_size,
-                                      "euler_deg": np.rad2deg(euler.cpu().numpy())},
-                   message=f"coarse shifts: {names[how]}")
+    names = {
+        "com": "centre of mass",
+        "neighbours": "cross-correlation of neighbouring tilts",
+        "none": "zero shifts",
+        "initial alignment": "initial alignment",
+    }
+    yield Progress(
+        1,
+        total,
+        preview={"shifts": shifts.cpu().numpy() * pixel_size, "euler_deg": np.rad2deg(euler.cpu().numpy())},
+        message=f"coarse shifts: {names[how]}",
+    )
     guard = Divergence("alignment", "Start from other coarse shifts (coarse=...) or use method='gradient'.")
     good = {"euler_deg": np.rad2deg(euler.cpu().numpy()), "shifts_px": shifts.cpu().numpy(), "volume": None}
     guard.last_good = lambda: _partial_result(good, pixel_size, full.shape[1], "projection matching")
@@ -355,35 +424,61 @@ def _align_by_matching(proj_np, euler0, pixel_size, coarse, estimate_axis, initi
             match = stop.value
             break
         except EngineError as exc:  # its own errors carry no alignment
-            raise EngineError(f"alignment stopped: {exc}; the last good alignment is in .partial",
-                              partial=guard.last_good()) from exc
+            raise EngineError(
+                f"alignment stopped: {exc}; the last good alignment is in .partial", partial=guard.last_good()
+            ) from exc
         preview = progress.preview
         if preview is not None:
-            guard.check(f"matching round {progress.step}", problems=(
-                shift_problem(preview["shifts_px"], full.shape[1:], "px"),
-                angle_problem(preview["euler_deg"], np.rad2deg(euler.cpu().numpy()))))
+            guard.check(
+                f"matching round {progress.step}",
+                problems=(
+                    shift_problem(preview["shifts_px"], full.shape[1:], "px"),
+                    angle_problem(preview["euler_deg"], np.rad2deg(euler.cpu().numpy())),
+                ),
+            )
             good.update(euler_deg=preview["euler_deg"], shifts_px=preview["shifts_px"])
-            preview = {"volume_slice": preview["volume_slice"], "shifts": preview["shifts_px"] * pixel_size,
-                       "euler_deg": preview["euler_deg"]}
+            preview = {
+                "volume_slice": preview["volume_slice"],
+                "shifts": preview["shifts_px"] * pixel_size,
+                "euler_deg": preview["euler_deg"],
+            }
         yield Progress(1 + progress.step, total, progress.loss, preview=preview, message=progress.message)
     alignment = Alignment(
         euler_deg=np.rad2deg(match.euler_rad.cpu().numpy().astype(np.float64)),
         shifts=match.shifts_px.cpu().numpy().astype(np.float64) * pixel_size,
-        provenance={"method": "projection matching", "coarse": names[how], "rounds": match.rounds,
-                    "converged": match.converged, "history": match.history, "seconds": match.seconds},
+        provenance={
+            "method": "projection matching",
+            "coarse": names[how],
+            "rounds": match.rounds,
+            "converged": match.converged,
+            "history": match.history,
+            "seconds": match.seconds,
+        },
     )
     if final_n_iter > 0:
-        result = _final_volume(proj_np, alignment, pixel_size, final_n_iter, nonnegative, tv_weight,
-                               edge_weight, blur_sigma_px, dev)
+        result = _final_volume(
+            proj_np, alignment, pixel_size, final_n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, dev
+        )
     else:  # the last round's SIRT volume, binned (voxel = pixel × bin)
         coarse_voxel = pixel_size * match.volume_bin
-        result = Volume(data=(match.volume / coarse_voxel).cpu().numpy().astype(np.float32),
-                        voxel_size=coarse_voxel, units="projection unit per Å",
-                        provenance={"step": "alignment volume"})
+        result = Volume(
+            data=(match.volume / coarse_voxel).cpu().numpy().astype(np.float32),
+            voxel_size=coarse_voxel,
+            units="projection unit per Å",
+            provenance={"step": "alignment volume"},
+        )
     result.provenance.update(step="aligned linear tomography (projection matching)")
-    yield Progress(total, total, preview={"volume_slice": result.data[result.shape[0] // 2],
-                                          "shifts": alignment.shifts, "euler_deg": alignment.euler_deg},
-                   message="final reconstruction", result=(alignment, result))
+    yield Progress(
+        total,
+        total,
+        preview={
+            "volume_slice": result.data[result.shape[0] // 2],
+            "shifts": alignment.shifts,
+            "euler_deg": alignment.euler_deg,
+        },
+        message="final reconstruction",
+        result=(alignment, result),
+    )
     return alignment, result
 
 
@@ -391,15 +486,21 @@ def _partial_result(good: dict[str, Any], pixel_size: float, ny: int, method: st
     """The last good state of an alignment that stopped, as its result type: the Alignment
     and the coarse volume of the stage that made it (voxel = pixel × ny / its side), or
     ``None`` where no stage had made one yet."""
-    alignment = Alignment(euler_deg=np.asarray(good["euler_deg"], np.float64),
-                          shifts=np.asarray(good["shifts_px"], np.float64) * pixel_size,
-                          provenance={"method": method, "partial": True})
+    alignment = Alignment(
+        euler_deg=np.asarray(good["euler_deg"], np.float64),
+        shifts=np.asarray(good["shifts_px"], np.float64) * pixel_size,
+        provenance={"method": method, "partial": True},
+    )
     volume = good["volume"]
     if volume is None:
         return alignment, None
     voxel = pixel_size * ny / volume.shape[1]
-    return alignment, Volume(data=(volume / voxel).cpu().numpy().astype(np.float32), voxel_size=voxel,
-                             units="projection unit per Å", provenance={"step": "alignment volume", "partial": True})
+    return alignment, Volume(
+        data=(volume / voxel).cpu().numpy().astype(np.float32),
+        voxel_size=voxel,
+        units="projection unit per Å",
+        provenance={"step": "alignment volume", "partial": True},
+    )
 
 
 def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> tuple[Alignment, Volume]:
@@ -448,13 +549,22 @@ def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> t
     return run(align_tilt_series_steps(projections, angles_deg, pixel_size, **kwargs))
 
 
-def _final_volume(projections, alignment, pixel_size, n_iter, nonnegative, tv_weight, edge_weight,
-                  blur_sigma_px, device):
+def _final_volume(
+    projections, alignment, pixel_size, n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, device
+):
     """Linear tomography at full resolution with the found alignment."""
     result = None
     for progress in reconstruct_linear_steps(
-        projections, alignment, pixel_size, n_iter=n_iter, lr=0.2, nonnegative=nonnegative,
-        tv_weight=tv_weight, edge_weight=edge_weight, blur_sigma_px=blur_sigma_px, device=device,
+        projections,
+        alignment,
+        pixel_size,
+        n_iter=n_iter,
+        lr=0.2,
+        nonnegative=nonnegative,
+        tv_weight=tv_weight,
+        edge_weight=edge_weight,
+        blur_sigma_px=blur_sigma_px,
+        device=device,
     ):
         result = progress.result or result
     return result

@@ -37,7 +37,10 @@ def remove_translation(shifts_px: torch.Tensor, euler_rad: torch.Tensor) -> torc
 
 
 def centre_of_mass_shifts(
-    stack: torch.Tensor, euler_rad: torch.Tensor, radius_px: float | None = None, n_rounds: int = 4,
+    stack: torch.Tensor,
+    euler_rad: torch.Tensor,
+    radius_px: float | None = None,
+    n_rounds: int = 4,
     floor: float | None = 0.0,
 ) -> torch.Tensor:
     """Shifts (T, 2) (y, x) in pixels from the projections' centres of mass, gauge removed.
@@ -110,8 +113,7 @@ def neighbour_shifts(stack: torch.Tensor, euler_rad: torch.Tensor, upsample: int
             # output pixel u samples input at centre + (u - centre) / stretch (x only)
             matrix = np.diag([1.0, 1.0 / stretch])
             moved = affine_transform(data[b], matrix, offset=centre - matrix @ centre, order=1)
-            found, _, _ = phase_cross_correlation(data[a], moved, upsample_factor=upsample,
-                                                  normalization=None)
+            found, _, _ = phase_cross_correlation(data[a], moved, upsample_factor=upsample, normalization=None)
             # the stretched image b is image a displaced by s_b·(1, stretch) − s_a
             shifts[b] = (shifts[a] - found) * np.array([1.0, 1.0 / stretch])
             i += direction

@@ -72,7 +72,11 @@ def _denoise_one(img: np.ndarray, method: str, sigma: float, strength: float) ->
         from skimage.restoration import denoise_nl_means
 
         return denoise_nl_means(
-            img, h=0.8 * strength * sigma, sigma=sigma, patch_size=5, patch_distance=6,
+            img,
+            h=0.8 * strength * sigma,
+            sigma=sigma,
+            patch_size=5,
+            patch_distance=6,
             fast_mode=True,
         )
     from skimage.restoration import denoise_tv_chambolle

@@ -87,8 +87,9 @@ def _subtract_edge_median(image: np.ndarray, width: int = 2) -> np.ndarray:
     return image - np.median(image[frame])
 
 
-def projections_from_msp(results: Any, crop: tuple[int, int] | None = None, centre: str = "scan",
-                         background: str | None = "edge"):
+def projections_from_msp(
+    results: Any, crop: tuple[int, int] | None = None, centre: str = "scan", background: str | None = "edge"
+):
     """Summed phase per tilt, on a common field centred on each tilt's scan centre.
 
     Parameters

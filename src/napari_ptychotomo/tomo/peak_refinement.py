@@ -27,8 +27,14 @@ from .rotation import rotation_matrix
 __all__ = ["PeakFit", "refine_peak_model", "render_blobs"]
 
 
-def render_blobs(positions_px: torch.Tensor, heights: torch.Tensor, euler_rad: torch.Tensor,
-                 shifts_px: torch.Tensor, shape: tuple[int, int], sigma_px: float) -> torch.Tensor:
+def render_blobs(
+    positions_px: torch.Tensor,
+    heights: torch.Tensor,
+    euler_rad: torch.Tensor,
+    shifts_px: torch.Tensor,
+    shape: tuple[int, int],
+    sigma_px: float,
+) -> torch.Tensor:
     """Projections (T, ny, nx) of Gaussian blobs (σ in image pixels) at ``positions_px``
     (n, 3) (x, y, z) in image pixels from the volume centre, rotated by R(euler) and
     shifted by ``shifts_px`` (T, 2) (y, x); differentiable in every argument."""
@@ -37,8 +43,8 @@ def render_blobs(positions_px: torch.Tensor, heights: torch.Tensor, euler_rad: t
     y = torch.arange(ny, dtype=dt, device=positions_px.device) - (ny - 1) / 2
     x = torch.arange(nx, dtype=dt, device=positions_px.device) - (nx - 1) / 2
     moved = torch.einsum("tij,nj->tni", rotation_matrix(euler_rad.to(dt)), positions_px)  # (T, n, 3)
-    gx = torch.exp(-(x[None, None] - moved[..., 0:1] - shifts_px[:, None, 1:2]) ** 2 / (2 * sigma_px**2))
-    gy = torch.exp(-(y[None, None] - moved[..., 1:2] - shifts_px[:, None, 0:1]) ** 2 / (2 * sigma_px**2))
+    gx = torch.exp(-((x[None, None] - moved[..., 0:1] - shifts_px[:, None, 1:2]) ** 2) / (2 * sigma_px**2))
+    gy = torch.exp(-((y[None, None] - moved[..., 1:2] - shifts_px[:, None, 0:1]) ** 2) / (2 * sigma_px**2))
     return torch.einsum("tny,tnx->tyx", gy * heights[None, :, None], gx)
 
 

@@ -33,8 +33,16 @@ from .peak_refinement import refine_peak_model
 from .projector import project
 
 __all__ = [
-    "MatchResult", "centre_of_mass_shifts", "is_isolated", "match_projections_steps",
-    "neighbour_shifts", "peak_model", "register_shifts", "remove_translation", "render_peaks", "sirt",
+    "MatchResult",
+    "centre_of_mass_shifts",
+    "is_isolated",
+    "match_projections_steps",
+    "neighbour_shifts",
+    "peak_model",
+    "register_shifts",
+    "remove_translation",
+    "render_peaks",
+    "sirt",
 ]
 
 
@@ -85,8 +93,9 @@ def sirt(
     return v
 
 
-def register_shifts(data: torch.Tensor, model: torch.Tensor, upsample: int = 20,
-                    lowpass_px: float = 0.0) -> torch.Tensor:
+def register_shifts(
+    data: torch.Tensor, model: torch.Tensor, upsample: int = 20, lowpass_px: float = 0.0
+) -> torch.Tensor:
     """Shift (T, 2) (y, x) in pixels by which each ``data`` image is displaced from its
     ``model`` image: a global search by cross-correlation over the whole image, refined
     by upsampled DFT (skimage ``phase_cross_correlation``, Guizar-Sicairos et al. 2008)."""
@@ -130,8 +139,9 @@ def peak_model(volume: torch.Tensor, min_distance: int = 3, threshold: float = 0
     return zyx[:, ::-1].copy(), v[tuple(peaks.T)]
 
 
-def render_peaks(positions: np.ndarray, heights: np.ndarray, euler_rad, shape: tuple[int, int],
-                 sigma_px: float, scale: float = 1.0) -> np.ndarray:
+def render_peaks(
+    positions: np.ndarray, heights: np.ndarray, euler_rad, shape: tuple[int, int], sigma_px: float, scale: float = 1.0
+) -> np.ndarray:
     """Projections (T, ny, nx) of Gaussian blobs at ``positions`` (n, 3) (x, y, z) in volume
     voxels (× ``scale`` = image pixels) after rotation by R(euler) (docs/conventions.md), unshifted."""
     from .rotation import rotation_matrix
@@ -185,8 +195,14 @@ def _correlation_at(cross: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.nda
     return (ey @ cross @ ex).real
 
 
-def _register(data: np.ndarray, template: np.ndarray, upsample: int, lowpass_px: float,
-              guess_px=(0.0, 0.0), max_shift_fraction: float = 0.1):
+def _register(
+    data: np.ndarray,
+    template: np.ndarray,
+    upsample: int,
+    lowpass_px: float,
+    guess_px=(0.0, 0.0),
+    max_shift_fraction: float = 0.1,
+):
     """Shift (y, x) in pixels of ``data`` against ``template`` (data ≈ template moved by
     +shift) and the normalised correlation at it.
 
@@ -321,8 +337,14 @@ def match_projections_steps(
 
     def fit_volume(euler_try, shifts_try, start=None):
         began = time.perf_counter()
-        vol = sirt(small, euler_try.to(small.dtype).to(dev), (shifts_try / b).to(small.dtype).to(dev), shape,
-                   n_sirt if start is None else n_sirt_warm, start)
+        vol = sirt(
+            small,
+            euler_try.to(small.dtype).to(dev),
+            (shifts_try / b).to(small.dtype).to(dev),
+            shape,
+            n_sirt if start is None else n_sirt_warm,
+            start,
+        )
         pos, hts = peak_model(vol, min_peak_distance, peak_threshold)
         if len(hts) == 0:
             raise EngineError("projection matching found no peaks in the volume; lower peak_threshold")
@@ -355,34 +377,70 @@ def match_projections_steps(
         volume, positions, heights, new, _ = matched(euler, shifts, volume, upsample)
         change = float((new - shifts).pow(2).mean().sqrt())
         shifts = new
-        history.append({"rms_change_px": change, "psi_deg": float(np.rad2deg(euler[:, 2].mean())),
-                        "n_peaks": len(heights)})
-        yield Progress(round_, total, change, preview=_preview(volume, shifts, euler),
-                       message=f"projection matching round {round_}: shifts moved {change:.3f} px RMS, "
-                               f"{len(heights)} peaks")
+        history.append(
+            {"rms_change_px": change, "psi_deg": float(np.rad2deg(euler[:, 2].mean())), "n_peaks": len(heights)}
+        )
+        yield Progress(
+            round_,
+            total,
+            change,
+            preview=_preview(volume, shifts, euler),
+            message=f"projection matching round {round_}: shifts moved {change:.3f} px RMS, {len(heights)} peaks",
+        )
         if change < tolerance_px:
             converged = True
             break
     for cycle in range(1, n_fit_cycles + 1):
         volume, positions, heights = fit_volume(euler, shifts, volume)
         began = time.perf_counter()
-        fit = refine_peak_model(stack, positions * b, heights, euler, shifts, sigma, fit_iter,
-                                refine_psi=refine_axis, refine_tilts=refine_tilts)
+        fit = refine_peak_model(
+            stack,
+            positions * b,
+            heights,
+            euler,
+            shifts,
+            sigma,
+            fit_iter,
+            refine_psi=refine_axis,
+            refine_tilts=refine_tilts,
+        )
         seconds["joint fits"] += time.perf_counter() - began
         euler = fit.euler_rad
         new = remove_translation(fit.shifts_px, euler)
         change = float((new - shifts).pow(2).mean().sqrt())
         shifts = new
-        history.append({"rms_change_px": change, "psi_deg": float(np.rad2deg(euler[:, 2].mean())),
-                        "n_peaks": len(heights), "misfit": fit.misfit_end})
-        yield Progress(n_rounds + cycle, total, fit.misfit_end, preview=_preview(volume, shifts, euler),
-                       message=f"joint fit of peaks and geometry {cycle}: shifts moved {change:.3f} px RMS, "
-                               f"ψ {history[-1]['psi_deg']:.2f}°, misfit {fit.misfit_start:.4f} → "
-                               f"{fit.misfit_end:.4f}")
-    return MatchResult(shifts.to(stack.dtype).to(dev), euler.to(dev), round_, converged, history, volume, b,
-                       {k: round(v, 2) for k, v in seconds.items()})
+        history.append(
+            {
+                "rms_change_px": change,
+                "psi_deg": float(np.rad2deg(euler[:, 2].mean())),
+                "n_peaks": len(heights),
+                "misfit": fit.misfit_end,
+            }
+        )
+        yield Progress(
+            n_rounds + cycle,
+            total,
+            fit.misfit_end,
+            preview=_preview(volume, shifts, euler),
+            message=f"joint fit of peaks and geometry {cycle}: shifts moved {change:.3f} px RMS, "
+            f"ψ {history[-1]['psi_deg']:.2f}°, misfit {fit.misfit_start:.4f} → "
+            f"{fit.misfit_end:.4f}",
+        )
+    return MatchResult(
+        shifts.to(stack.dtype).to(dev),
+        euler.to(dev),
+        round_,
+        converged,
+        history,
+        volume,
+        b,
+        {k: round(v, 2) for k, v in seconds.items()},
+    )
 
 
 def _preview(volume, shifts, euler):
-    return {"volume_slice": volume[volume.shape[0] // 2].cpu().numpy(), "shifts_px": shifts.numpy(),
-            "euler_deg": np.rad2deg(euler.numpy())}
+    return {
+        "volume_slice": volume[volume.shape[0] // 2].cpu().numpy(),
+        "shifts_px": shifts.numpy(),
+        "euler_deg": np.rad2deg(euler.numpy()),
+    }

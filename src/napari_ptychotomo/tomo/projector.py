@@ -101,18 +101,14 @@ def project(
         raise ValueError(f"volume has shape {tuple(volume.shape)}; expected (nz, ny, nx)")
     euler = torch.as_tensor(euler_rad, device=volume.device)
     if euler.ndim != 2 or euler.shape[1] != 3:
-        raise ValueError(
-            f"euler_rad has shape {tuple(euler.shape)}; expected (n_tilts, 3) as (φ, θ, ψ) in rad"
-        )
+        raise ValueError(f"euler_rad has shape {tuple(euler.shape)}; expected (n_tilts, 3) as (φ, θ, ψ) in rad")
     euler = euler.to(volume.real.dtype)
     t = euler.shape[0]
     if shifts is None:
         shifts = torch.zeros(t, 2, dtype=euler.dtype, device=volume.device)
     shifts = torch.as_tensor(shifts, device=volume.device).to(euler.dtype)
     if tuple(shifts.shape) != (t, 2):
-        raise ValueError(
-            f"shifts has shape {tuple(shifts.shape)}; expected ({t}, 2) as (y, x) in pixels"
-        )
+        raise ValueError(f"shifts has shape {tuple(shifts.shape)}; expected ({t}, 2) as (y, x) in pixels")
     out_shape = tuple(out_shape or volume.shape[1:])
     per_tilt = projector_bytes_per_tilt(volume.shape, out_shape, volume.is_complex())
     if batch_size is None:

@@ -39,9 +39,7 @@ def gaussian_blur3d(volume: torch.Tensor, sigma_px: float) -> torch.Tensor:
         shape[2 + dim] = -1
         pad = [0, 0, 0, 0, 0, 0]
         pad[2 * (2 - dim)] = pad[2 * (2 - dim) + 1] = radius
-        out = torch.nn.functional.conv3d(
-            torch.nn.functional.pad(out, pad), kernel.reshape(shape)
-        )
+        out = torch.nn.functional.conv3d(torch.nn.functional.pad(out, pad), kernel.reshape(shape))
     return out[0, 0]
 
 
@@ -201,8 +199,18 @@ def reconstruct_linear_steps(
     euler = torch.as_tensor(np.deg2rad(alignment.euler_deg), dtype=torch.float32, device=dev)
     shifts = torch.as_tensor(np.asarray(alignment.shifts) / pixel_size, dtype=torch.float32, device=dev)
     fit = fit_volume(
-        proj, euler, shifts, shape, n_iter, lr, None, nonnegative, tv_weight, edge_weight,
-        blur_sigma_px=blur_sigma_px, support=sup,
+        proj,
+        euler,
+        shifts,
+        shape,
+        n_iter,
+        lr,
+        None,
+        nonnegative,
+        tv_weight,
+        edge_weight,
+        blur_sigma_px=blur_sigma_px,
+        support=sup,
     )
     step = 0
     while True:

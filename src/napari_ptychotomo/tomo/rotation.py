@@ -67,16 +67,12 @@ def rotate_volume(
     dev, dt = volume.device, euler.dtype
     half = torch.tensor([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2], dtype=dt, device=dev)
     # output voxel displacement from the centre, (x, y, z) in voxels
-    zz, yy, xx = torch.meshgrid(
-        *(torch.arange(n, dtype=dt, device=dev) for n in (nz, ny, nx)), indexing="ij"
-    )
+    zz, yy, xx = torch.meshgrid(*(torch.arange(n, dtype=dt, device=dev) for n in (nz, ny, nx)), indexing="ij")
     out = torch.stack([xx, yy, zz], -1) - half  # (nz, ny, nx, 3)
     shift_xyz = torch.stack([shift[:, 1], shift[:, 0], torch.zeros_like(shift[:, 0])], -1)
     rot = rotation_matrix(euler)  # (B, 3, 3)
     # content at r moves to R r + t, so output(r') = input(R^T (r' - t))
-    src = torch.einsum("bji,zyxj->bzyxi", rot, out) - torch.einsum("bji,bj->bi", rot, shift_xyz)[
-        :, None, None, None
-    ]
+    src = torch.einsum("bji,zyxj->bzyxi", rot, out) - torch.einsum("bji,bj->bi", rot, shift_xyz)[:, None, None, None]
     grid = src / half.clamp(min=0.5)  # align_corners=True normalisation
     real, is_complex = _as_real_channels(volume)
     sampled = F.grid_sample(

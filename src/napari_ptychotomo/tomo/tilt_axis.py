@@ -148,7 +148,11 @@ def _refine(stack: torch.Tensor, psi_deg: float, shifts: torch.Tensor, k_max: fl
     with torch.no_grad():
         norm = float(_axis_spectra(stack, np.deg2rad(psi_deg), k_max).abs().pow(2).mean())
     opt = torch.optim.LBFGS(
-        [psi, s], lr=1, max_iter=n_iter, tolerance_grad=1e-12, tolerance_change=1e-15,
+        [psi, s],
+        lr=1,
+        max_iter=n_iter,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
         line_search_fn="strong_wolfe",
     )
 
