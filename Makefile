@@ -19,7 +19,7 @@ SYSTEM_PACKAGES := xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-
 	libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 \
 	libxcb-shape0 libxcb-xinerama0 libxcb-xfixes0 libdbus-1-3 libfontconfig1
 
-.PHONY: demo test test-quick test-fresh-gui system-deps benchmarks clean
+.PHONY: demo test lint test-quick test-fresh-gui system-deps benchmarks clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,13 @@ system-deps:
 demo: $(VENV)/.gui-installed
 	$(VENV)/bin/ptychotomo demo --output $(DEMO_OUTPUT)
 
-test: system-deps $(VENV)/.test-installed
+test: system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff's lint and format check (settings in pyproject.toml); `ruff format .` fixes the format
+lint: $(VENV)/.test-installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # the MSP widget in a fresh process, in the demo's environment (its torch), with only the
 # test runner added: an import-order crash there is what a user of that torch would meet
