@@ -335,29 +335,11 @@ def align_tilt_series_steps(
         euler_deg=np.rad2deg(euler.cpu().numpy().astype(np.float64)),
         shifts=shifts_full.cpu().numpy().astype(np.float64) * pixel_size,
     )
-    if final_n_iter > 0:
-        result = _final_volume(
-            proj_np, alignment, pixel_size, final_n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, dev
-        )
-    else:  # the last stage's volume, at its coarse sampling (voxel = pixel × ny / size)
-        coarse = pixel_size * ny / volume.shape[1]
-        result = Volume(
-            data=(volume / coarse).cpu().numpy().astype(np.float32),
-            voxel_size=coarse,
-            units="projection unit per Å",
-            provenance={"step": "alignment volume"},
-        )
-    result.provenance.update(step="aligned linear tomography (You et al. 2025, Algorithm 2)")
-    yield Progress(
-        total,
-        total,
-        preview={
-            "volume_slice": result.data[result.shape[0] // 2],
-            "shifts": alignment.shifts,
-            "euler_deg": alignment.euler_deg,
-        },
-        message="final reconstruction",
-        result=(alignment, result),
+    # without a final reconstruction, the last stage's volume at its coarse sampling
+    # (voxel = pixel × ny / size)
+    final = (proj_np, pixel_size, final_n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, dev)
+    result = yield from _finish(
+        alignment, final, volume, pixel_size * ny / volume.shape[1], "You et al. 2025, Algorithm 2", total
     )
     return alignment, result
 
@@ -455,19 +437,31 @@ def _align_by_matching(
             "seconds": match.seconds,
         },
     )
+    # without a final reconstruction, the last round's SIRT volume, binned (voxel = pixel × bin)
+    final = (proj_np, pixel_size, final_n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, dev)
+    result = yield from _finish(
+        alignment, final, match.volume, pixel_size * match.volume_bin, "projection matching", total
+    )
+    return alignment, result
+
+
+def _finish(alignment: Alignment, final: tuple, volume, coarse_voxel: float, how: str, total: int):
+    """The aligned linear volume: a final reconstruction at the projections' sampling when
+    ``final_n_iter`` (``final[2]``) > 0, else ``volume`` at ``coarse_voxel`` Å; yields the
+    last Progress and returns the Volume."""
+    proj_np, pixel_size, final_n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, dev = final
     if final_n_iter > 0:
         result = _final_volume(
             proj_np, alignment, pixel_size, final_n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, dev
         )
-    else:  # the last round's SIRT volume, binned (voxel = pixel × bin)
-        coarse_voxel = pixel_size * match.volume_bin
+    else:
         result = Volume(
-            data=(match.volume / coarse_voxel).cpu().numpy().astype(np.float32),
+            data=(volume / coarse_voxel).cpu().numpy().astype(np.float32),
             voxel_size=coarse_voxel,
             units="projection unit per Å",
             provenance={"step": "alignment volume"},
         )
-    result.provenance.update(step="aligned linear tomography (projection matching)")
+    result.provenance.update(step=f"aligned linear tomography ({how})")
     yield Progress(
         total,
         total,
@@ -479,7 +473,7 @@ def _align_by_matching(
         message="final reconstruction",
         result=(alignment, result),
     )
-    return alignment, result
+    return result
 
 
 def _partial_result(good: dict[str, Any], pixel_size: float, ny: int, method: str) -> tuple[Alignment, Volume | None]:
