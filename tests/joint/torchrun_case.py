@@ -6,6 +6,7 @@ Rank 0 writes the 4D-STEM and plane-wave volumes to OUT.npz.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -65,3 +66,9 @@ if __name__ == "__main__":
         # active exception") when the interpreter exits with the group still alive
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+        # Even so, about 1 run in 8 of the plane-wave part aborts the same way during the
+        # interpreter's teardown on a loaded machine (after every result is written; no
+        # Python frame left). What this test checks is the ranks' numbers, so the process
+        # ends here without the teardown; the abort is a known open defect.
+        sys.stdout.flush()
+        os._exit(0)
