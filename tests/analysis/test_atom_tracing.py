@@ -175,7 +175,7 @@ def test_positions_are_in_the_volume_frame_with_its_origin():
     true = np.array([[3.1, 4.2, 5.3], [6.4, 3.3, 4.0]])
     origin = np.array([10.0, -2.0, 1.0])
     data = potential_volume(true + origin, [29, 29], (32, 32, 32), 0.3, origin=origin)
-    traced = trace_atoms(Volume(data, voxel_size=0.3, origin=origin))
+    traced = trace_atoms(Volume(data, voxel_size=0.3, origin=origin), min_neighbours=0)  # two atoms only
     score = score_atoms(traced, true + origin, radius=0.5)
     assert score["n_matched"] == 2 and score["false_positives"] == 0
     assert score["rms_error_3d"] < 0.05
@@ -277,6 +277,48 @@ def test_a_fit_much_broader_than_the_typical_atom_is_dropped_when_asked():
     assert np.min(np.linalg.norm(kept.positions - blob, axis=1)) < 0.3
     score = score_atoms(trace_atoms(volume, voxel_size=voxel, max_relative_width=1.5), corners, radius=0.5)
     assert score["n_matched"] == 8 and score["false_positives"] == 0
+
+
+def test_atoms_alone_in_the_vacuum_are_dropped_and_a_facet_atom_kept():
+    """A small fcc cluster (Au-like Gaussians, σ 0.25 Å) with a light atom 1.9 Å above a
+    facet, and ghost peaks as bright as the cluster's atoms in the vacuum around it (a
+    pair 4.1 Å apart and a single one), as too few tilts leave them: the ghosts have at
+    most one other site within 6 Å and go; every real atom stays. With the test off
+    (``min_neighbours=0``) the ghosts are traced as atoms."""
+    voxel, n = 0.25, 96
+    axis = np.arange(n) * voxel
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    a = 4.08
+    cell = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    lattice = np.array([[i, j, k] for i in range(2) for j in range(2) for k in range(2)])
+    cluster = np.unique(np.round(((lattice[:, None] + cell[None]).reshape(-1, 3)) * a, 3), axis=0)
+    cluster = cluster[np.all(cluster <= a + 0.01, axis=1)] + 8.0  # 2 × 2 × 2 cells' corners and faces
+    light = np.array([cluster[:, 0].max() + 1.9, 8.0 + a / 4, 8.0 + a / 4])
+    truth = np.vstack([cluster, light])
+    ghosts = np.array(
+        [[8.0 + a / 2, 8.0 + a / 2 - 2.05, 20.5], [8.0 + a / 2, 8.0 + a / 2 + 2.05, 20.5], [20.5, 10.0, 10.0]]
+    )
+
+    def gaussian(c, height, sigma=0.25):
+        return height * np.exp(-((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) / (2 * sigma**2))
+
+    volume = sum(gaussian(c, 100.0) for c in np.vstack([cluster, ghosts])) + gaussian(light, 30.0)
+    volume = (volume + np.random.default_rng(4).normal(size=volume.shape)).astype(np.float32)
+    score = score_atoms(trace_atoms(volume, voxel_size=voxel, device="cpu"), truth, radius=0.5)
+    assert score["n_matched"] == len(truth) and score["false_positives"] == 0, score
+    loose = score_atoms(trace_atoms(volume, voxel_size=voxel, device="cpu", min_neighbours=0), truth, radius=0.5)
+    assert loose["n_matched"] == len(truth) and loose["false_positives"] == len(ghosts), loose
+
+
+def test_auto_relative_width_follows_the_volumes_tilt_range():
+    from napari_ptychotomo.analysis.atom_tracing import relative_width_limit
+
+    full = Volume(np.zeros((8, 8, 8)), 0.3, provenance={"tilt_range_deg": [-90.0, 90.0]})
+    wedge = Volume(np.zeros((8, 8, 8)), 0.3, provenance={"tilt_range_deg": [-70.0, 70.0]})
+    assert relative_width_limit(full, "auto") == 1.5
+    assert relative_width_limit(wedge, "auto") is None
+    assert relative_width_limit(np.zeros((8, 8, 8)), "auto") is None  # an array says nothing
+    assert relative_width_limit(full, None) is None and relative_width_limit(wedge, 2.0) == 2.0
 
 
 def test_a_broad_blob_does_not_take_a_species_class_of_its_own():

@@ -30,15 +30,13 @@ def reconstruction():
 
 
 def test_plane_wave_reconstruction_is_traced_without_ghost_atoms(reconstruction):
-    """The issue's targets: heavy recall ≥ 99.5 %, false positives ≤ 1 % of the true atoms,
-    RMS ≤ 0.1 Å, light recall ≥ 90 %, species ≥ 97 %. Measured: 46 / 46 Au, 3 / 3 light,
-    RMS 0.049 Å, species all right, and 1 false atom (2.0 % of 49; 1 % would be none): a
-    weak bump 2.6 Å off the surface (0.12 of an Au atom's intensity, the light ones 0.23 to
-    0.29), pinned at its measured level."""
+    """The targets: heavy recall ≥ 99.5 %, false positives ≤ 1 % of the true atoms (here:
+    none), RMS ≤ 0.1 Å, light recall ≥ 90 %, species ≥ 97 %. Measured: 46 / 46 Au, 3 / 3
+    light, RMS 0.048 Å, species all right, no false atom."""
     volume, truth, numbers = reconstruction
     score, heavy, light = split_score(trace_atoms(volume, device="cpu"), truth, numbers)
     assert heavy >= 0.995
-    assert score["false_positives"] <= 1
+    assert score["false_positives"] == 0
     assert score["rms_error_3d"] <= 0.06
     assert light >= 0.9
     assert score["species_accuracy"] >= 0.97

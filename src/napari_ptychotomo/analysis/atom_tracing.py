@@ -73,7 +73,9 @@ _DEFAULTS = dict(
     min_distance=None,
     min_relative_intensity=0.1,
     max_width=1.5,
-    max_relative_width=None,
+    max_relative_width="auto",
+    min_neighbours=2,
+    neighbour_radius=6.0,
     max_bridge=0.2,
     bridge_radius=3.0,
     bridge_contrast=1.5,
@@ -91,22 +93,44 @@ def _check_params(params: dict[str, Any], voxel_size: float) -> dict[str, Any]:
         # Ren et al. merge within 2.25 voxels; at fine sampling a true potential's misfit
         # residue reaches ~1 Å, so never less than that
         p["min_distance"] = max(2.25 * voxel_size, 1.0)
-    for name in ("threshold_sigma", "min_distance", "max_width", "max_bridge", "bridge_radius", "bridge_contrast"):
+    names = ("threshold_sigma", "min_distance", "max_width", "max_bridge", "bridge_radius", "bridge_contrast")
+    for name in names + ("neighbour_radius",):
         if not (np.isfinite(p[name]) and p[name] > 0):
             raise ValueError(f"{name} = {p[name]!r}; expected a positive number")
     sigmas = np.asarray(p["dog_sigmas"], dtype=float)
     if sigmas.shape != (2,) or not (0 < sigmas[0] < sigmas[1]):
         raise ValueError(f"dog_sigmas = {p['dog_sigmas']!r}; expected (small, large) voxels with 0 < small < large")
     width = p["max_relative_width"]
+    if isinstance(width, str) and width == "auto":
+        return p
     if width is not None and not (np.isfinite(width) and width > 0):
         raise ValueError(
-            f"max_relative_width = {width!r}; expected a positive multiple of the median fitted width, or None"
+            f"max_relative_width = {width!r}; expected a positive multiple of the median fitted width, 'auto' or None"
         )
+    if int(p["min_neighbours"]) != p["min_neighbours"] or p["min_neighbours"] < 0:
+        raise ValueError(f"min_neighbours = {p['min_neighbours']!r}; expected a whole number ≥ 0 (0 switches it off)")
     if not (0 <= p["accept_fraction"] <= 1):
         raise ValueError(f"accept_fraction = {p['accept_fraction']!r}; expected a fraction from 0 to 1")
     if int(p["window"]) < 1 or int(p["iterations"]) < 1:
         raise ValueError("window and iterations must be at least 1 (voxels, iterations)")
     return p
+
+
+# tilts spanning at least this many degrees leave no missing wedge: every atom is blurred alike
+FULL_TILT_RANGE_DEG = 170.0
+# a fit this many times broader than the median in such a volume is a merged blob or a streak end
+EVEN_BLUR_MAX_RELATIVE_WIDTH = 1.5
+
+
+def relative_width_limit(volume: Any, requested: Any) -> float | None:
+    """``max_relative_width`` for ``volume``: ``"auto"`` gives 1.5 where the volume's
+    provenance says its tilts span at least 170° (``tilt_range_deg``: no missing wedge, so
+    every atom is blurred alike), else no limit; a number or ``None`` is kept."""
+    if not (isinstance(requested, str) and requested == "auto"):
+        return requested
+    provenance = getattr(volume, "provenance", None) or {}
+    low, high = provenance.get("tilt_range_deg", (0.0, 0.0))
+    return EVEN_BLUR_MAX_RELATIVE_WIDTH if high - low >= FULL_TILT_RANGE_DEG else None
 
 
 def _merge_close(centres: np.ndarray, intensity: np.ndarray, min_distance_vox: float) -> np.ndarray:
@@ -120,6 +144,16 @@ def _merge_close(centres: np.ndarray, intensity: np.ndarray, min_distance_vox: f
         weaker = np.where(intensity[i] < intensity[j], i, j)
         keep[weaker] = False
     return keep
+
+
+def _neighbour_counts(centres: np.ndarray, radius_vox: float) -> np.ndarray:
+    """How many other sites lie within ``radius_vox`` of each site."""
+    from scipy.spatial import cKDTree
+
+    if len(centres) == 0:
+        return np.zeros(0, int)
+    tree = cKDTree(centres)
+    return np.asarray(tree.query_ball_point(centres, radius_vox, return_length=True)) - 1
 
 
 def _species_measure(heights: torch.Tensor, widths: torch.Tensor) -> np.ndarray:
@@ -141,6 +175,7 @@ def trace_atoms_steps(
     iteration (``preview`` = current positions (n, 3) in Å) and returns the ``Atoms``."""
     array, size, origin = volume_array(volume, voxel_size)
     p = _check_params(params, size)
+    p["max_relative_width"] = relative_width_limit(volume, p["max_relative_width"])
     dev = resolve_device(device)
     raw = torch.as_tensor(np.real(array).astype(np.float32), device=dev)
     smooth = gaussian_blur(raw, p["fit_blur"])
@@ -230,6 +265,13 @@ def trace_atoms_steps(
         )
         if added == 0 and removed == 0 and rms_change < p["tolerance"] and rounds_left == 0:
             break
+    if p["min_neighbours"] > 0 and len(state[0]):
+        # an atom of a solid, or on its surface, has neighbours within a few Å (bonds are
+        # 1-3 Å); a peak alone in the vacuum is a ghost (the aliasing of too few tilts).
+        # Tested once all atoms are found: a hidden neighbour comes with the residual search
+        counts = _neighbour_counts(state[0].cpu().numpy(), p["neighbour_radius"] / size)
+        alone = torch.as_tensor(counts < p["min_neighbours"], device=dev)
+        state = tuple(t[~alone] for t in state)
     centres, heights, widths, _ = state
     intensity = (heights * (2 * np.pi) ** 1.5 * widths**3).double().cpu().numpy() * size**3
     labels, *_ = classify_species(_species_measure(heights, widths), p["n_species"])
@@ -240,6 +282,12 @@ def trace_atoms_steps(
         intensities=intensity,
         widths=atom_width,
         names=list(p["names"]) if p["names"] is not None else None,
+        provenance={
+            "step": "atom tracing",
+            "max_relative_width": p["max_relative_width"],
+            "min_neighbours": int(p["min_neighbours"]),
+            "neighbour_radius_A": float(p["neighbour_radius"]),
+        },
     ).validate()
 
 
@@ -275,11 +323,20 @@ def trace_atoms(volume: Any, *, voxel_size: float | None = None, device: Any = "
         intensity (0.1: O beside Pt or Au measures 0.12–0.3 of the heavy atoms in the
         tests' volumes and reconstructions, streak remnants and noise peaks less).
     max_width : largest fitted σ in Å of an atom (1.5).
-    max_relative_width : largest fitted σ as a multiple of the median fitted σ (not set:
-        no such limit). For volumes that blur every atom alike, such as a plane-wave
+    max_relative_width : largest fitted σ as a multiple of the median fitted σ, or ``None``
+        for no such limit ("auto": 1.5 for a ``Volume`` whose provenance says its tilts
+        span at least 170°, as :func:`~napari_ptychotomo.joint.reconstruct_plane_wave`
+        records, else none). For volumes that blur every atom alike, such as a plane-wave
         reconstruction from tilts over ±90°, 1.5 drops merged blobs and streak ends; in a
         volume with a missing wedge or blurred unevenly (the demo's linear tomography)
         real atoms are that broad too.
+    min_neighbours, neighbour_radius : fewest other traced sites within
+        ``neighbour_radius`` Å an atom must have (2 within 6 Å; 0 switches the test off).
+        In a solid or on its surface every atom has neighbours that close (bonds are
+        1–3 Å; measured within 6 Å: an Au atom 20 or more, a light atom on an Au facet 9
+        or more, one of a random packing at 0.03 atoms/Å³ at least 8), while the ghosts
+        that too few tilts leave in the vacuum around a particle, up to an Au atom's
+        intensity and width, have at most one. Set 0 for a few isolated atoms in a box.
     max_bridge : largest bridge to a brighter site, as a fraction of the site's own height,
         above the noise allowance of 3 σ of the smoothed volume (0.2; see
         :func:`~napari_ptychotomo.analysis.peak_filters.bridge_fractions`).

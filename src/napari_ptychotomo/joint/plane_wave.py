@@ -287,11 +287,18 @@ def _result(x, euler, shifts, voxel, losses, params, half) -> JointResult:
         shifts=np.stack([s.detach().cpu().numpy() for s in shifts]).astype(float) * voxel,
     )
     done = losses[~np.isnan(losses).any(1)]
+    tilts = alignment.euler_deg[:, 1]
     volume = Volume(
         data=x.detach().cpu().numpy().astype(np.complex64),
         voxel_size=voxel,
         units="V",
-        provenance={"step": "plane-wave tomography", "params": params.as_dict(), "half": half},
+        provenance={
+            "step": "plane-wave tomography",
+            "params": params.as_dict(),
+            "half": half,
+            # what the atom tracer reads: tilts over ±90° blur every atom alike
+            "tilt_range_deg": [float(tilts.min()), float(tilts.max())],
+        },
     )
     return JointResult(
         volume=volume,
