@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_ptychotomo._napari.analysis_widgets import resolution_table, score_line
+from napari_ptychotomo._napari.widgets.atoms import score_line
+from napari_ptychotomo._napari.widgets.fsc import resolution_table
 from napari_ptychotomo.data import Atoms, Resolution, Volume
 
 
@@ -39,7 +40,7 @@ def test_resolution_table_lists_crossings_per_threshold_and_direction():
 @pytest.mark.gui
 def test_fsc_widget_finds_higher_resolution_for_less_noise(viewer, qtbot):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.analysis_widgets import ResolutionWidget
+    from napari_ptychotomo._napari.widgets.fsc import ResolutionWidget
 
     volume, _ = gaussian_atoms()
     rng = np.random.default_rng(0)
@@ -65,7 +66,7 @@ def test_fsc_widget_finds_higher_resolution_for_less_noise(viewer, qtbot):
 @pytest.mark.gui
 def test_atom_tracing_widget_finds_the_lattice_atoms_and_scores_them(viewer, not_blank):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.analysis_widgets import AtomTracingWidget
+    from napari_ptychotomo._napari.widgets.atoms import AtomTracingWidget
 
     volume, truth = gaussian_atoms()
     show(volume, viewer, name="linear")
@@ -98,7 +99,7 @@ def test_score_line_names_recall_false_positives_rms_and_species():
 @pytest.mark.gui
 def test_atom_tracing_widget_drops_broad_blobs_when_given_a_width_limit(viewer):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.analysis_widgets import AtomTracingWidget
+    from napari_ptychotomo._napari.widgets.atoms import AtomTracingWidget
 
     volume, truth = gaussian_atoms(sigma=0.3)
     grid = np.arange(volume.shape[0]) * volume.voxel_size
@@ -122,7 +123,7 @@ def test_atom_tracing_widget_drops_broad_blobs_when_given_a_width_limit(viewer):
 @pytest.mark.gui
 def test_atom_tracing_widget_scores_species_against_a_truth_layer(viewer):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.analysis_widgets import AtomTracingWidget
+    from napari_ptychotomo._napari.widgets.atoms import AtomTracingWidget
 
     volume, truth = gaussian_atoms(light=0.3)
     show(volume, viewer, name="linear")
@@ -143,7 +144,7 @@ def test_atom_tracing_widget_scores_against_a_simulated_series_truth_in_another_
     larger on every side, its centre at the specimen centre) in its own: the score moves
     the true atoms into the volume's frame first (unmoved, every atom would be 2 Å off)."""
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.analysis_widgets import AtomTracingWidget
+    from napari_ptychotomo._napari.widgets.atoms import AtomTracingWidget
     from napari_ptychotomo.data import DefocusSeries, TiltSeries
 
     truth_volume, truth = gaussian_atoms(light=0.3)

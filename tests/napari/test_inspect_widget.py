@@ -59,7 +59,7 @@ def test_region_statistics_of_two_grains():
 @pytest.mark.gui
 def test_inspect_volume_views_follow_cursor_profile_and_spectrum(viewer, qtbot):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.inspect_widget import InspectWidget
+    from napari_ptychotomo._napari.widgets.inspect import InspectWidget
 
     show(Volume(data=blob(), voxel_size=0.5, origin=np.array([0.0, 0.0, 1.0])), viewer, name="blob")
     widget = InspectWidget(viewer)
@@ -90,7 +90,7 @@ def test_inspect_volume_views_follow_cursor_profile_and_spectrum(viewer, qtbot):
 @pytest.mark.gui
 def test_inspect_tilt_map_overlay_and_region_statistics(viewer, not_blank, tiny_msp):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.inspect_widget import InspectWidget
+    from napari_ptychotomo._napari.widgets.inspect import InspectWidget
 
     show(tiny_msp, viewer, name="2")
     widget = InspectWidget(viewer)
@@ -117,7 +117,7 @@ def test_inspect_tilt_map_overlay_and_region_statistics(viewer, not_blank, tiny_
 
 @pytest.mark.gui
 def test_inspect_explains_what_is_missing(viewer):
-    from napari_ptychotomo._napari.inspect_widget import InspectWidget
+    from napari_ptychotomo._napari.widgets.inspect import InspectWidget
 
     widget = InspectWidget(viewer)
     widget.stats_button.clicked.emit()

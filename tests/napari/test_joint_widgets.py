@@ -37,7 +37,7 @@ def centre_offset_of_maximum(volume):
 @pytest.mark.gui
 def test_end_to_end_widget_fits_the_series_from_viewer_layers(viewer, not_blank, tiny_stem_series):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.joint_widgets import NOMINAL, EndToEndWidget
+    from napari_ptychotomo._napari.widgets.end_to_end import NOMINAL, EndToEndWidget
 
     show(tiny_stem_series, viewer)
     # an alignment left by an earlier step in a layer's metadata is offered as the start
@@ -85,7 +85,7 @@ def run_and_stop_at(widget, step: int) -> None:
 @pytest.mark.gui
 def test_end_to_end_stop_keeps_the_last_good_volume(viewer, tiny_stem_series):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.joint_widgets import EndToEndWidget
+    from napari_ptychotomo._napari.widgets.end_to_end import EndToEndWidget
 
     show(tiny_stem_series, viewer)
     widget = EndToEndWidget(viewer, synchronous=True)
@@ -109,7 +109,7 @@ def test_end_to_end_starts_from_a_linear_tomography_layer(viewer, tiny_stem_seri
     """The Linear tomography widget's volume (phase per Å, its own grid) as the start: the
     engine gets it in V on its own grid, not rad/Å taken for V (1500× too small)."""
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.joint_widgets import ZERO_VOLUME, EndToEndWidget
+    from napari_ptychotomo._napari.widgets.end_to_end import ZERO_VOLUME, EndToEndWidget
     from napari_ptychotomo.physics import interaction_constant
 
     show(tiny_stem_series, viewer)
@@ -136,7 +136,7 @@ def test_end_to_end_starts_from_a_linear_tomography_layer(viewer, tiny_stem_seri
 @pytest.mark.gui
 def test_plane_wave_widget_reconstructs_the_tilt_defocus_series(viewer, tiny_hrtem_series):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.joint_widgets import PlaneWaveWidget
+    from napari_ptychotomo._napari.widgets.plane_wave import PlaneWaveWidget
 
     show(tiny_hrtem_series, viewer)
     widget = PlaneWaveWidget(viewer, synchronous=True)
@@ -154,7 +154,7 @@ def test_plane_wave_widget_reconstructs_the_tilt_defocus_series(viewer, tiny_hrt
 
 @pytest.mark.gui
 def test_joint_widget_explains_a_missing_series(viewer):
-    from napari_ptychotomo._napari.joint_widgets import EndToEndWidget
+    from napari_ptychotomo._napari.widgets.end_to_end import EndToEndWidget
 
     widget = EndToEndWidget(viewer, synchronous=True)
     widget.runner.run()
@@ -164,7 +164,7 @@ def test_joint_widget_explains_a_missing_series(viewer):
 @pytest.mark.gui
 def test_threaded_end_to_end_stop_keeps_the_volume_read_in_the_worker(viewer, qtbot, tiny_stem_series):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.joint_widgets import EndToEndWidget
+    from napari_ptychotomo._napari.widgets.end_to_end import EndToEndWidget
 
     show(tiny_stem_series, viewer)
     widget = EndToEndWidget(viewer)
@@ -183,8 +183,8 @@ def test_threaded_end_to_end_stop_keeps_the_volume_read_in_the_worker(viewer, qt
 @pytest.mark.gui
 def test_half_data_volumes_go_straight_into_the_fsc_widget(viewer, tiny_hrtem_series):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.analysis_widgets import ResolutionWidget
-    from napari_ptychotomo._napari.joint_widgets import PlaneWaveWidget
+    from napari_ptychotomo._napari.widgets.fsc import ResolutionWidget
+    from napari_ptychotomo._napari.widgets.plane_wave import PlaneWaveWidget
 
     show(tiny_hrtem_series, viewer)
     widget = PlaneWaveWidget(viewer, synchronous=True)
@@ -205,7 +205,7 @@ def test_half_data_volumes_go_straight_into_the_fsc_widget(viewer, tiny_hrtem_se
 @pytest.mark.gui
 def test_plane_wave_stop_keeps_the_current_volume(viewer, tiny_hrtem_series):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.joint_widgets import PlaneWaveWidget
+    from napari_ptychotomo._napari.widgets.plane_wave import PlaneWaveWidget
 
     show(tiny_hrtem_series, viewer)
     widget = PlaneWaveWidget(viewer, synchronous=True)

@@ -8,7 +8,7 @@ from napari_ptychotomo.data import MSPResult, TiltSeries
 
 def make_widget(viewer, data, synchronous=True, iterations=2):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.msp_widget import MSPWidget
+    from napari_ptychotomo._napari.widgets.msp import MSPWidget
 
     show(data, viewer)
     widget = MSPWidget(viewer, synchronous=synchronous)
@@ -160,7 +160,7 @@ def test_msp_widget_reports_a_bad_start_defocus_in_the_status_line(viewer, small
 
 @pytest.mark.gui
 def test_msp_widget_defaults_are_the_engines_and_every_start_defocus_mode_is_accepted(viewer, small_simulated_scan):
-    from napari_ptychotomo._napari.msp_widget import parse_defocus
+    from napari_ptychotomo._napari.widgets.msp import parse_defocus
     from napari_ptychotomo.ptycho import MSPParams
 
     widget = make_widget(viewer, small_simulated_scan)

@@ -31,7 +31,7 @@ def _with_lens(series):
 @pytest.mark.gui
 def test_optics_fields_show_the_series_lens_with_units_and_tooltips(viewer, tiny_hrtem_series):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.joint_widgets import PlaneWaveWidget
+    from napari_ptychotomo._napari.widgets.plane_wave import PlaneWaveWidget
 
     show(_with_lens(tiny_hrtem_series), viewer)
     widget = PlaneWaveWidget(viewer, synchronous=True)
@@ -50,7 +50,7 @@ def test_optics_fields_show_the_series_lens_with_units_and_tooltips(viewer, tiny
 def test_edited_optics_reach_the_engine_and_keep_the_other_aberrations(viewer, tiny_hrtem_series, monkeypatch):
     import napari_ptychotomo.joint as joint
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.joint_widgets import PlaneWaveWidget
+    from napari_ptychotomo._napari.widgets.plane_wave import PlaneWaveWidget
 
     seen, seen_samples = [], []
     original = joint.plane_wave_steps

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_ptychotomo._napari.tomo_widgets import parse_angles
+from napari_ptychotomo._napari.widgets._stack import parse_angles
 from napari_ptychotomo.data import Alignment, Volume
 
 
@@ -22,7 +22,7 @@ def add_stack(viewer, blob_projections, noise=0.0):
 
 @pytest.mark.gui
 def test_denoise_widget_lowers_the_error_against_the_clean_stack(viewer, blob_projections):
-    from napari_ptychotomo._napari.tomo_widgets import DenoiseWidget
+    from napari_ptychotomo._napari.widgets.denoise import DenoiseWidget
 
     add_stack(viewer, blob_projections, noise=0.1)
     widget = DenoiseWidget(viewer, synchronous=True)
@@ -39,7 +39,7 @@ def test_denoise_widget_lowers_the_error_against_the_clean_stack(viewer, blob_pr
 
 @pytest.mark.gui
 def test_linear_tomography_widget_reconstructs_blobs_at_their_places(viewer, not_blank, blob_projections):
-    from napari_ptychotomo._napari.tomo_widgets import LinearTomographyWidget
+    from napari_ptychotomo._napari.widgets.linear import LinearTomographyWidget
 
     add_stack(viewer, blob_projections)
     widget = LinearTomographyWidget(viewer, synchronous=True)
@@ -75,7 +75,7 @@ def test_linear_tomography_widget_reconstructs_blobs_at_their_places(viewer, not
 
 @pytest.mark.gui
 def test_align_widget_gives_alignment_volume_and_aligned_stack(viewer, blob_projections):
-    from napari_ptychotomo._napari.tomo_widgets import AlignWidget
+    from napari_ptychotomo._napari.widgets.align import AlignWidget
 
     add_stack(viewer, blob_projections)
     widget = AlignWidget(viewer, synchronous=True)
@@ -102,8 +102,8 @@ def test_projections_from_msp_stack_the_summed_phases_with_their_tilts(viewer, t
     from dataclasses import replace
 
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.msp_projections_widget import ProjectionsFromMSPWidget
-    from napari_ptychotomo._napari.tomo_widgets import DenoiseWidget
+    from napari_ptychotomo._napari.widgets.denoise import DenoiseWidget
+    from napari_ptychotomo._napari.widgets.msp_projections import ProjectionsFromMSPWidget
     from napari_ptychotomo.tomo import projections_from_msp
 
     widget = ProjectionsFromMSPWidget(viewer, synchronous=True)

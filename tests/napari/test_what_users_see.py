@@ -134,7 +134,7 @@ def test_project_opens_at_its_latest_volume_fitted_without_unit_warnings(viewer,
 @pytest.mark.gui
 def test_msp_run_beside_a_tilt_series_raises_no_unit_warnings(viewer, qtbot, unit_warnings, small_simulated_scan):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.msp_widget import MSPWidget
+    from napari_ptychotomo._napari.widgets.msp import MSPWidget
     from napari_ptychotomo.data import TiltSeries
 
     show(TiltSeries(scans=[small_simulated_scan] * 2, angles_deg=[-10.0, 10.0]), viewer)
@@ -167,8 +167,9 @@ def test_msp_run_beside_a_tilt_series_raises_no_unit_warnings(viewer, qtbot, uni
 @pytest.mark.gui
 def test_fsc_and_atom_widgets_list_volumes_only_and_colour_atoms_by_element(viewer, qtbot):
     from napari_ptychotomo import show
-    from napari_ptychotomo._napari.analysis_widgets import AtomTracingWidget, ResolutionWidget
     from napari_ptychotomo._napari.sample_data import make_core_shell_potential
+    from napari_ptychotomo._napari.widgets.atoms import AtomTracingWidget
+    from napari_ptychotomo._napari.widgets.fsc import ResolutionWidget
 
     volume, truth = make_core_shell_potential(voxel_size=0.5)
     show(_demo_like_project(), viewer)

@@ -15,6 +15,7 @@ PACKAGE = "napari_ptychotomo"
 # floor of each top-level part; a module may import its own floor and those below
 FLOORS = {
     "optics": 0,
+    "params_meta": 0,
     "_version": 0,
     "data": 0,
     "io": 0,

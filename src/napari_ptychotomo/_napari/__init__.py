@@ -9,8 +9,10 @@ Modules: ``layers`` / ``scan_views`` (data objects → layer tuples, pure), ``sh
 pure), ``_runner`` (Run / Stop frame, throttled previews), ``plots`` (live matplotlib
 plots, text fallback), ``previews`` (orthogonal-slice mosaic, a stopped engine's state,
 pure), ``inspection`` (slice views, line profiles, region statistics, pure), the docked
-widgets ``msp_widget``, ``msp_projections_widget``, ``tomo_widgets``, ``joint_widgets``,
-``analysis_widgets``, ``inspect_widget``, and ``choices`` (layer look-ups for combo boxes).
+widgets in ``widgets/``, one per module (``msp``, ``msp_projections``, ``denoise``,
+``align``, ``linear``, ``end_to_end``, ``plane_wave``, ``fsc``, ``atoms``, ``inspect``; what
+several share in ``_stack``, ``_joint``, ``_volume``; their engine fields from
+``widgets/fields.py``), and ``choices`` (layer look-ups for combo boxes).
 """
 
 from .show import show

@@ -22,7 +22,9 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
-__all__ = ["EngineRunner", "format_progress"]
+from ..engine import Progress
+
+__all__ = ["EngineRunner", "format_progress", "one_step"]
 
 StartFn = Callable[[], Generator]
 
@@ -233,3 +235,11 @@ class EngineRunner:
         self.worker = None
         self.status.value = text
         self.run_button.enabled, self.stop_button.enabled = True, False
+
+
+def one_step(function, *args: Any, message: str = "working…", **kwargs: Any) -> Generator:
+    """A one-step engine around a plain function (for the Run / Stop frame)."""
+    yield Progress(step=0, total=1, message=message)
+    result = function(*args, **kwargs)
+    yield Progress(step=1, total=1, result=result, message="done")
+    return result

@@ -41,6 +41,7 @@ import torch
 
 from ..data import Atoms
 from ..engine import Progress, resolve_device, run
+from ..params_meta import describes, ui
 from .gaussian_fit import refine_gaussians, render_model, window_offsets
 from .peak_filters import (
     bridge_fractions,
@@ -168,6 +169,22 @@ def _species_measure(heights: torch.Tensor, widths: torch.Tensor) -> np.ndarray:
     return (heights * capped**3).double().cpu().numpy()
 
 
+@describes(
+    docs="trace_atoms",
+    n_species=ui("species", min=1, max=10, default=_DEFAULTS["n_species"]),
+    threshold_sigma=ui("threshold (noise σ)", min=0.5, max=100.0, step=0.5, default=_DEFAULTS["threshold_sigma"]),
+    iterations=ui("iterations", min=1, max=200, default=_DEFAULTS["iterations"]),
+    max_relative_width=ui(
+        "max width (× median)",
+        min=0.0,
+        max=10.0,
+        step=0.1,
+        none=0.0,
+        default=_DEFAULTS["max_relative_width"],
+        tooltip="drop fits broader than this multiple of the median width (merged blobs, streak ends); 0: no limit. "
+        "1.5 suits volumes that blur every atom alike, such as a plane-wave reconstruction from tilts over ±90°",
+    ),
+)
 def trace_atoms_steps(
     volume: Any, *, voxel_size: float | None = None, device: Any = "auto", **params: Any
 ) -> Generator[Progress, None, Atoms]:

@@ -3,11 +3,13 @@ tilt series of either (conventions in :mod:`napari_ptychotomo.data`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..params_meta import param, ui
 from .checks import (
     _check_aberrations,
     _check_finite,
@@ -253,11 +255,77 @@ class DefocusSeries:
     pixel_size: float
     energy_eV: float
     tilt_deg: float = 0.0
-    aperture_mrad: float | None = None
-    aberrations: dict[str, float] = field(default_factory=dict)
-    focal_spread: float = 0.0
-    illumination_semiangle_mrad: float = 0.0
-    defocus_reference: str = "centre"
+    aperture_mrad: float | None = param(
+        None,
+        label="objective aperture",
+        unit="mrad",
+        min=0.0,
+        max=999.0,
+        step=0.5,
+        none=0.0,
+        tooltip="Objective aperture semi-angle in mrad; 0 = no aperture (every frequency of the grid is imaged). "
+        "Soft edge one reciprocal pixel wide.",
+    )
+    aberrations: dict[str, float] = param(
+        default_factory=dict,
+        label="aberrations",
+        parts={
+            "C30": ui(
+                "C30 = Cs",
+                unit="Å",
+                min=-1e9,
+                max=1e9,
+                step=1e4,
+                default=0.0,
+                tooltip="Spherical aberration C30 in Å (1 mm = 1e7 Å), as Calibration.aberrations['C30'].",
+            ),
+            "C12": ui(
+                "C12 astigmatism",
+                unit="Å",
+                min=0.0,
+                max=1e6,
+                step=1.0,
+                default=0.0,
+                tooltip="Two-fold astigmatism C12 in Å, as Calibration.aberrations['C12'].",
+            ),
+            "phi12": ui(
+                "phi12",
+                unit="rad",
+                min=-math.pi,
+                max=math.pi,
+                step=0.05,
+                default=0.0,
+                tooltip="Azimuth of the two-fold astigmatism in rad, as Calibration.aberrations['phi12'].",
+            ),
+        },
+    )
+    focal_spread: float = param(
+        0.0,
+        label="focal spread",
+        unit="Å",
+        min=0.0,
+        max=9999.0,
+        step=1.0,
+        tooltip="Standard deviation of the defocus in Å (chromatic spread, lens current): the temporal-coherence "
+        "envelope exp[-½(πλΔk²)²]; 0 = coherent.",
+    )
+    illumination_semiangle_mrad: float = param(
+        0.0,
+        label="illumination semi-angle",
+        unit="mrad",
+        min=0.0,
+        max=9.99,
+        step=0.05,
+        tooltip="Beam divergence in mrad (1/e half-width of the incidence angles): the spatial-coherence envelope "
+        "exp[-(β/2λ)²|∇χ|²]; 0 = parallel beam.",
+    )
+    defocus_reference: str = param(
+        "centre",
+        label="defocus measured from",
+        choices=("centre", "exit"),
+        tooltip="centre: the plane through the rotation centre (the same for any box); exit: the exit surface of "
+        "the reconstruction's box.",
+    )
 
     def optics(self) -> dict[str, Any]:
         """The imaging optics as keywords of

@@ -8,14 +8,15 @@ everything before any computation, with messages that name the field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from ..engine import LearningRate
+from ..params_meta import param, ui
 
-__all__ = ["JointParams", "LearningRate"]
+__all__ = ["JointParams", "LearningRate", "PLANE_WAVE_DEFAULTS"]
 
 
 #: volume step, V per update, from a zero volume
@@ -39,6 +40,10 @@ def _default_rates() -> dict[str, LearningRate]:
         "shifts": LearningRate(0.05, 2),
     }
 
+
+#: where the plane-wave mode starts away from JointParams' defaults: TV 1 V (as
+#: ``plane_wave_steps`` without params) and 20 passes (the plane-wave widget's start)
+PLANE_WAVE_DEFAULTS: dict[str, Any] = {"iterations": 20, "tv_weight": 1.0}
 
 _LEARNED = ("volume", "probe", "positions", "euler", "shifts")
 
@@ -100,16 +105,30 @@ class JointParams:
         (0.44 → 0.47 Å).
     """
 
-    iterations: int = 10
-    num_slices: int = 4
-    batch_size: int | None = None
-    num_modes: int = 1
+    iterations: int = param(10, label="iterations (passes)", min=1, max=10000)
+    num_slices: int = param(4, label="slices along the beam", min=1, max=1000)
+    batch_size: int | None = param(None, label="batch size (0 = auto)", min=0, max=100000, none=0)
+    num_modes: int = param(1, label="probe modes", min=1, max=20)
     volume_shape: tuple[int, int, int] | None = None
-    rates: dict[str, LearningRate] = field(default_factory=_default_rates)
+    rates: dict[str, LearningRate] = param(
+        default_factory=_default_rates,
+        label="learning rates",
+        parts={
+            "volume": ui(
+                "volume step",
+                unit="V",
+                min=0.01,
+                max=1000.0,
+                step=0.5,
+                tooltip="The most any voxel of the volume moves in one update, V: 5 V from a zero volume, 1 V from a "
+                "start volume (a larger step undoes a good start). Follows the start volume until you set it.",
+            )
+        },
+    )
     learn: tuple[str, ...] = ("volume",)
-    l1_imag: float = 0.0
+    l1_imag: float = param(0.0, label="L1 of Im V", unit="V", min=0.0, max=100.0, step=0.01)
     l1_start: int = 0
-    nonnegative: bool = True
+    nonnegative: bool = param(True, label="non-negative")
     nonnegative_start: int = 0
     butterworth_cutoff: float | None = None
     butterworth_order: int = 2
@@ -117,11 +136,11 @@ class JointParams:
     butterworth_stop: int | None = None
     kz_beta: float = 0.0
     kz_start: int = 0
-    tv_weight: float = 0.0
+    tv_weight: float = param(0.0, label="TV weight", unit="V", min=0.0, max=100.0, step=0.01)
     tv_start: int = 0
-    half_data: bool = False
-    fista: bool = True
-    plane_wave_step: float = 1.0
+    half_data: bool = param(False, label="half-data volumes (for FSC)")
+    fista: bool = param(True, label="FISTA acceleration")
+    plane_wave_step: float = param(1.0, label="gradient step", unit="V", min=0.001, max=1000.0, step=0.1)
     momentum: float = 0.5
     preview_every: int = 1
     band_limit: bool = False

@@ -23,6 +23,7 @@ import torch
 from ..data import Alignment, DefocusSeries, TiltSeries, Volume
 from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem, checked_counts, shift_problem, warn_negative
+from ..params_meta import describes, ui
 from ..physics import fresnel_propagator, interaction_constant, wavelength
 from ..physics.loss import amplitude_residual
 from . import regularizers as reg
@@ -63,6 +64,10 @@ def _check(series: Any) -> tuple[int, int, float, float]:
     return shape[0], shape[1], float(first.pixel_size), float(first.energy_eV)
 
 
+@describes(
+    docs="reconstruct_plane_wave",
+    focal_spread_samples=ui("focal-spread samples (0 = envelope)", min=0, max=200),
+)
 def plane_wave_steps(
     series: TiltSeries,
     init: Any = None,

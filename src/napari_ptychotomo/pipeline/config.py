@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..params_meta import docstring_entries
 from .step_table import STEP_ORDER, STEPS
 
 __all__ = [
@@ -56,15 +57,8 @@ INPUT_KEYS: dict[str, tuple[Any, str]] = {
 }
 
 
-def _docstring_help(obj: Any) -> dict[str, str]:
-    """``name : text`` entries of a numpydoc Parameters section."""
-    doc = inspect.getdoc(obj) or ""
-    found: dict[str, str] = {}
-    for match in re.finditer(r"^([\w, ]+?) : (.+?)(?=^\S|\Z)", doc, re.M | re.S):
-        text = " ".join(match.group(2).split())
-        for name in match.group(1).split(","):
-            found[name.strip()] = text
-    return found
+#: ``name : text`` entries of a numpydoc Parameters section (the widgets' tooltips read the same)
+_docstring_help = docstring_entries
 
 
 def step_settings(step: str) -> dict[str, tuple[Any, str]]:

@@ -8,12 +8,13 @@ computation, with messages that name the field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
 from ..engine import LearningRate
+from ..params_meta import param, ui
 
 __all__ = ["MSPParams", "LearningRate", "OBJECT_STEP_PER_ANGSTROM"]
 
@@ -98,27 +99,73 @@ class MSPParams:
         detector pixel); with 2 or more, with the usual 2/3 antialias of its own grid.
     """
 
-    num_slices: int = 6
-    slice_thickness: float = 15.0
-    num_modes: int = 1
-    iterations: int = 300
+    num_slices: int = param(6, label="slices", min=1, max=500)
+    slice_thickness: float = param(15.0, label="slice thickness", unit="Å", min=0.1, max=1e4, step=0.5)
+    num_modes: int = param(1, label="probe modes", min=1, max=20)
+    iterations: int = param(300, label="iterations", min=1, max=10000)
     convergence_window: int = 20
     convergence_tolerance: float = 2e-3
     batch_size: int | None = None
     tilt_mrad: tuple[float, float] = (0.0, 0.0)
-    learn_tilt: bool = True
-    learn_thickness: bool = True
-    tilt_map: bool = False
+    learn_tilt: bool = param(True, label="learn tilt")
+    learn_thickness: bool = param(True, label="learn thickness")
+    tilt_map: bool = param(False, label="tilt map")
     tilt_map_smoothness: float = 1e-3
-    tilt_map_window: float = 3.0
-    z_smoothness: float = 0.03
+    tilt_map_window: float = param(
+        3.0,
+        label="tilt map window σ",
+        unit="Å",
+        min=0.1,
+        max=1e3,
+        step=0.5,
+        tooltip="Standard deviation (Å) of the Gaussian window over which the local drift of adjacent slices is "
+        "measured: the lateral resolution of the tilt map. Used only when 'tilt map' is checked.",
+    )
+    z_smoothness: float = param(
+        0.03,
+        label="z smoothness (weight)",
+        min=0.0,
+        max=100.0,
+        step=0.001,
+        tooltip="Weight (dimensionless, loss units) of the penalty Σ|V(s+1) − V(s)|² / Σ|V(s)|² between adjacent "
+        "slices; it couples the slices so that the data determine the tilt. 0 switches it off.",
+    )
     object_step_decay: float = 0.1
-    learn_positions: bool = False
+    learn_positions: bool = param(False, label="refine positions")
     max_position_step: float = 0.05
     learn_probe: bool = True
     optimizer: str = "adam"
-    rates: dict[str, LearningRate] = field(default_factory=_default_rates)
-    defocus: float | str | None = "auto"
+    rates: dict[str, LearningRate] = param(
+        default_factory=_default_rates,
+        label="learning rates",
+        parts={
+            "object": ui(
+                "object step",
+                unit="V·Å",
+                min=0.0,
+                max=1e5,
+                step=1.0,
+                tooltip="Learning rate of the object's projected potential per slice, V·Å per update. Follows the "
+                "slice thickness (2 V × Δz, the engine's default) until you set it.",
+            ),
+            "tilt": ui(
+                "tilt step",
+                unit="mrad",
+                min=0.0,
+                max=100.0,
+                step=0.05,
+                tooltip="Learning rate of the global specimen tilt (θx, θy), mrad per update.",
+            ),
+        },
+    )
+    defocus: float | str | None = param(
+        "auto",
+        label="start defocus",
+        unit="Å",
+        tooltip="Start defocus of the probe: 'auto' (bright-field estimate when reliable, else the calibration's), "
+        "'estimate' (bright-field estimate, raster scans), 'calibration' (the calibration's value) or a number in Å "
+        "(positive = underfocus).",
+    )
     probe_mode_power: float = 0.1
     object_padding: int = 2
     oversampling: int = 1

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from ..data import Alignment, Volume
 from ..engine import EngineError, Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem, shift_problem
+from ..params_meta import describes, param, ui
 from .projection_matching import (
     centre_of_mass_shifts,
     is_isolated,
@@ -63,7 +64,14 @@ class AlignStage:
 
     scale: float
     refine: tuple[str, ...]
-    n_outer: int = 15
+    n_outer: int = param(
+        15,
+        label="outer iterations per stage (gradient)",
+        min=1,
+        max=1000,
+        tooltip="Outer iterations of a gradient stage: each an alignment step (shifts, angles) with the volume "
+        "fixed after a volume fit with the alignment fixed.",
+    )
     n_inner: int = 10
     n_align: int = 5
     lr_shift_px: float = 0.3
@@ -160,6 +168,13 @@ def _check_inputs(projections, angles_deg, pixel_size):
     return proj, euler
 
 
+@describes(
+    docs="align_tilt_series",
+    method=ui("method", choices=("auto", "matching", "gradient"), none="auto"),
+    threshold=ui("threshold (fraction of max, gradient)", min=0.0, max=0.95, step=0.05),
+    estimate_axis=ui("estimate tilt axis"),
+    final_n_iter=ui("final iterations", min=1, max=5000),
+)
 def align_tilt_series_steps(
     projections,
     angles_deg,

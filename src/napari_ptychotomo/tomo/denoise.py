@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from ..params_meta import describes, ui
+
 __all__ = ["denoise_projections", "estimate_noise", "fourier_sparsity_filter"]
 
 _METHODS = ("bm3d", "nlm", "tv")
@@ -92,6 +94,11 @@ def _bm3d_available() -> bool:
     return True
 
 
+@describes(
+    method=ui("method", choices=("nlm", "bm3d", "tv")),
+    strength=ui("strength", min=0.05, max=20.0, step=0.1),
+    fourier_sparsity=ui("Fourier sparsity (kept fraction, 0 = off)", min=0.0, max=1.0, step=0.05, none=0.0),
+)
 def denoise_projections(
     stack,
     method: str = "nlm",

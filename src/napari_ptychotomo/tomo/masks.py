@@ -12,12 +12,23 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Alignment, Volume
+from ..params_meta import describes, ui
 from .projector import project
 from .reconstruct import gaussian_blur3d
 
 __all__ = ["make_support_mask", "project_mask"]
 
 
+@describes(
+    threshold=ui(
+        "mask threshold (fraction of max)",
+        min=0.01,
+        max=0.99,
+        step=0.05,
+        tooltip="Voxels above this fraction of the volume maximum seed the support mask (then blurred, which "
+        "dilates it, and thresholded again).",
+    )
+)
 def make_support_mask(
     volume,
     threshold: float = 0.2,

@@ -20,6 +20,7 @@ import torch
 
 from ..data import Alignment, Volume
 from ..engine import Progress, resolve_device, run
+from ..params_meta import describes, ui
 from .projector import project
 
 __all__ = ["fit_volume", "fit_volume_cgls", "gaussian_blur3d", "reconstruct_linear", "reconstruct_linear_steps"]
@@ -164,6 +165,18 @@ def _as_tensor(array, name, ndim, device, dtype=torch.float32):
     return out
 
 
+@describes(
+    docs="reconstruct_linear",
+    n_iter=ui("iterations", min=1, max=5000, tooltip="Adam iterations of the volume fit."),
+    nonnegative=ui("non-negative", tooltip="Clip the volume at zero after each update."),
+    tv_weight=ui(
+        "TV weight",
+        min=0.0,
+        max=10.0,
+        step=0.01,
+        tooltip="Weight of the total-variation penalty of the volume, in units of the projection error; 0 = off.",
+    ),
+)
 def reconstruct_linear_steps(
     projections,
     alignment: Alignment,

@@ -16,15 +16,16 @@ from collections.abc import Generator
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, SpinBox
 
-from ..data import ScanData, TiltSeries
-from ..engine import Progress
-from ._runner import EngineRunner
-from .choices import objects_in
-from .layers import msp_layers, summed_phase_layer
-from .plots import LivePlot, Panel
-from .show import put_layer, put_layers
+from ...data import ScanData, TiltSeries
+from ...engine import Progress
+from .._runner import EngineRunner
+from ..choices import objects_in
+from ..layers import msp_layers, summed_phase_layer
+from ..plots import LivePlot, Panel
+from ..show import put_layer, put_layers
+from .fields import field_widget
 
 __all__ = ["MSPWidget", "parse_defocus"]
 
@@ -62,81 +63,27 @@ class MSPWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
-        from ..ptycho import MSPParams
+        from ...ptycho import MSPParams
 
-        engine = MSPParams()  # every default below is the engine's own
+        # every field (default, label, range, tooltip) is the engine's own
         self.viewer = viewer
         self.dataset = ComboBox(label="dataset", choices=self._dataset_names, name="dataset")
         self.tilt = SpinBox(label="tilt index", min=0, max=0, name="tilt")
         self.all_tilts = CheckBox(text="all tilts", value=False, name="all_tilts")
-        self.iterations = SpinBox(label="iterations", min=1, max=10000, value=engine.iterations, name="iterations")
-        self.num_slices = SpinBox(label="slices", min=1, max=500, value=engine.num_slices, name="num_slices")
-        self.slice_thickness = FloatSpinBox(
-            label="slice thickness (Å)",
-            min=0.1,
-            max=1e4,
-            value=engine.slice_thickness,
-            step=0.5,
-            name="slice_thickness",
-        )
-        self.num_modes = SpinBox(label="probe modes", min=1, max=20, value=engine.num_modes, name="num_modes")
-        self.learn_tilt = CheckBox(text="learn tilt", value=engine.learn_tilt, name="learn_tilt")
-        self.learn_thickness = CheckBox(text="learn thickness", value=engine.learn_thickness, name="learn_thickness")
-        self.tilt_map = CheckBox(text="tilt map", value=engine.tilt_map, name="tilt_map")
-        self.tilt_map_window = FloatSpinBox(
-            label="tilt map window σ (Å)",
-            min=0.1,
-            max=1e3,
-            value=engine.tilt_map_window,
-            step=0.5,
-            name="tilt_map_window",
-            enabled=False,
-            tooltip="Standard deviation (Å) of the Gaussian window over which the local drift "
-            "of adjacent slices is measured: the lateral resolution of the tilt map. "
-            "Used only when 'tilt map' is checked.",
-        )
-        self.z_smoothness = FloatSpinBox(
-            label="z smoothness (weight)",
-            min=0.0,
-            max=100.0,
-            value=engine.z_smoothness,
-            step=0.001,
-            name="z_smoothness",
-            tooltip="Weight (dimensionless, loss units) of the penalty Σ|V(s+1) − V(s)|² / Σ|V(s)|² "
-            "between adjacent slices; it couples the slices so that the data determine "
-            "the tilt. 0 switches it off.",
-        )
-        self.defocus = LineEdit(
-            label="start defocus (Å)",
-            value=str(engine.defocus),
-            name="defocus",
-            tooltip="Start defocus of the probe: 'auto' (bright-field estimate when reliable, "
-            "else the calibration's), 'estimate' (bright-field estimate, raster scans), "
-            "'calibration' (the calibration's value) or a number in Å "
-            "(positive = underfocus).",
-        )
-        self.learn_positions = CheckBox(text="refine positions", value=engine.learn_positions, name="learn_positions")
+        self.iterations = field_widget(MSPParams, "iterations")
+        self.num_slices = field_widget(MSPParams, "num_slices")
+        self.slice_thickness = field_widget(MSPParams, "slice_thickness")
+        self.num_modes = field_widget(MSPParams, "num_modes")
+        self.learn_tilt = field_widget(MSPParams, "learn_tilt")
+        self.learn_thickness = field_widget(MSPParams, "learn_thickness")
+        self.tilt_map = field_widget(MSPParams, "tilt_map")
+        self.tilt_map_window = field_widget(MSPParams, "tilt_map_window", enabled=False)
+        self.z_smoothness = field_widget(MSPParams, "z_smoothness")
+        self.defocus = field_widget(MSPParams, "defocus")
+        self.learn_positions = field_widget(MSPParams, "learn_positions")
         self.show_advanced = CheckBox(text="advanced", value=False, name="show_advanced")
-        self.object_step = FloatSpinBox(
-            label="object step (V·Å)",
-            min=0.0,
-            max=1e5,
-            value=engine.rate("object").step,
-            step=1.0,
-            name="object_step",
-            tooltip="Learning rate of the object's projected potential per slice, V·Å per "
-            "update. Follows the slice thickness (2 V × Δz, the engine's default) "
-            "until you set it.",
-        )
-        self.tilt_step = FloatSpinBox(
-            label="tilt step (mrad)",
-            min=0.0,
-            max=100.0,
-            value=engine.rate("tilt").step,
-            step=0.05,
-            name="tilt_step",
-            tooltip="Learning rate of the global specimen tilt (θx, θy), mrad per update.",
-        )
+        self.object_step = field_widget(MSPParams, "rates.object", name="object_step")
+        self.tilt_step = field_widget(MSPParams, "rates.tilt", name="tilt_step")
         self.advanced = Container(
             widgets=[self.object_step, self.tilt_step], name="advanced", label="learning rates", visible=False
         )
@@ -229,7 +176,7 @@ class MSPWidget(Container):
         """The default object step follows the slice thickness (2 V × Δz) until set by hand."""
         if not self._object_step_set:
             with self.object_step.changed.blocked():
-                from ..ptycho.params import OBJECT_STEP_PER_ANGSTROM
+                from ...ptycho.params import OBJECT_STEP_PER_ANGSTROM
 
                 self.object_step.value = OBJECT_STEP_PER_ANGSTROM * float(value)
 
@@ -244,7 +191,7 @@ class MSPWidget(Container):
 
         Raises ``ValueError`` naming the field (shown in the status line by the runner).
         """
-        from ..ptycho import LearningRate, MSPParams
+        from ...ptycho import LearningRate, MSPParams
 
         default = MSPParams()
         slices = int(self.num_slices.value)
@@ -273,7 +220,7 @@ class MSPWidget(Container):
         tilts = list(range(len(scans))) if self.all_tilts.value else [int(self.tilt.value)]
         jobs = [(k, scans[k], self.params(scans[k])) for k in tilts]  # check all before running
         self.finished, self.loss_curves = {}, {}
-        from ..ptycho import msp_series_steps
+        from ...ptycho import msp_series_steps
 
         return msp_series_steps(jobs, device=str(self.device.value))
 
@@ -341,7 +288,7 @@ class MSPWidget(Container):
         self.fitted.value = f"tilt {k}: θ = ({tx:.2f}, {ty:.2f}) mrad, slice {thickness:.2f} Å"
 
     def _show_result(self, results: Any) -> None:
-        from ..data import MSPResult
+        from ...data import MSPResult
 
         if isinstance(results, MSPResult):  # the last good state of a diverged tilt
             results = {self._current: results}

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 
-from ..data import MSPResult
-from .inspection import line_profile, orthogonal_views, points_in_shape, region_statistics, world_to_index
-from .layers import summed_phase_layer
-from .plots import LivePlot, Panel
-from .show import put_layer
+from ...data import MSPResult
+from ..inspection import line_profile, orthogonal_views, points_in_shape, region_statistics, world_to_index
+from ..layers import summed_phase_layer
+from ..plots import LivePlot, Panel
+from ..show import put_layer
 
 __all__ = ["InspectWidget"]
 
@@ -206,8 +206,8 @@ class InspectWidget(Container):
 
     def show_spectrum(self) -> None:
         """Per-axis power spectra with their last-peak resolution, and 2D projections."""
-        from ..analysis import axis_power_spectra
-        from .analysis_widgets import layer_volume
+        from ...analysis import axis_power_spectra
+        from ._volume import layer_volume
 
         volume = layer_volume(self._layer(self.volume.value, "volume"))
         spectra = axis_power_spectra(volume, device="cpu")

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import Container, Label
 
-from ._runner import EngineRunner
-from .choices import msp_results
-from .show import put_layer
-from .tomo_widgets import one_step
+from .._runner import EngineRunner, one_step
+from ..choices import msp_results
+from ..show import put_layer
 
 __all__ = ["ProjectionsFromMSPWidget", "LAYER_NAME"]
 
@@ -47,7 +46,7 @@ class ProjectionsFromMSPWidget(Container):
         )
 
     def _start(self) -> Generator:
-        from ..tomo import projections_from_msp
+        from ...tomo import projections_from_msp
 
         results = msp_results(self.viewer)
         if not results:
