@@ -84,6 +84,15 @@ def test_atom_tracing_widget_finds_the_lattice_atoms_and_scores_them(viewer, not
     not_blank(viewer)
 
 
+def test_max_width_text_is_auto_off_or_a_positive_number():
+    from napari_ptychotomo.analysis.atom_tracing import parse_relative_width
+
+    assert parse_relative_width(" Auto ") == "auto" and parse_relative_width("off") is None
+    assert parse_relative_width("1.5") == 1.5
+    with pytest.raises(ValueError, match="max width"):
+        parse_relative_width("-1")
+
+
 def test_score_line_names_recall_false_positives_rms_and_species():
     score = {
         "recall": 0.995,
@@ -113,9 +122,10 @@ def test_atom_tracing_widget_drops_broad_blobs_when_given_a_width_limit(viewer):
     show(truth, viewer, name="truth")
     widget = AtomTracingWidget(viewer, synchronous=True)
     widget.volume.value, widget.n_species.value, widget.device.value = "Volume (with blob)", 1, "cpu"
+    assert widget.max_relative_width.value == "auto"  # an array layer says no tilt range: no limit
     widget.runner.run()
     assert "false positives 1 " in widget.score.value, widget.score.value
-    widget.max_relative_width.value = 1.5
+    widget.max_relative_width.value = "1.5"
     widget.runner.run()
     assert widget.score.value.startswith("recall 1.00, false positives 0 "), widget.score.value
 

@@ -101,8 +101,10 @@ def _check_params(params: dict[str, Any], voxel_size: float) -> dict[str, Any]:
     sigmas = np.asarray(p["dog_sigmas"], dtype=float)
     if sigmas.shape != (2,) or not (0 < sigmas[0] < sigmas[1]):
         raise ValueError(f"dog_sigmas = {p['dog_sigmas']!r}; expected (small, large) voxels with 0 < small < large")
+    if isinstance(p["max_relative_width"], str):
+        p["max_relative_width"] = parse_relative_width(p["max_relative_width"])
     width = p["max_relative_width"]
-    if isinstance(width, str) and width == "auto":
+    if width == "auto":
         return p
     if width is not None and not (np.isfinite(width) and width > 0):
         raise ValueError(
@@ -121,6 +123,24 @@ def _check_params(params: dict[str, Any], voxel_size: float) -> dict[str, Any]:
 FULL_TILT_RANGE_DEG = 170.0
 # a fit this many times broader than the median in such a volume is a merged blob or a streak end
 EVEN_BLUR_MAX_RELATIVE_WIDTH = 1.5
+
+
+def parse_relative_width(text: Any) -> float | str | None:
+    """``max_relative_width`` from text: ``"auto"``, ``"off"`` / ``"none"`` (no limit) or a
+    positive number (a multiple of the median fitted width)."""
+    value = str(text).strip().lower()
+    if value in ("auto", "off", "none", ""):
+        return "auto" if value == "auto" else None
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not (np.isfinite(number) and number > 0):
+        raise ValueError(
+            f"max_relative_width (max width × median) = {text!r}; expected 'auto', 'off' or a positive "
+            "multiple of the median fitted width"
+        )
+    return number
 
 
 def relative_width_limit(volume: Any, requested: Any) -> float | None:
@@ -176,13 +196,10 @@ def _species_measure(heights: torch.Tensor, widths: torch.Tensor) -> np.ndarray:
     iterations=ui("iterations", min=1, max=200, default=_DEFAULTS["iterations"]),
     max_relative_width=ui(
         "max width (× median)",
-        min=0.0,
-        max=10.0,
-        step=0.1,
-        none=0.0,
         default=_DEFAULTS["max_relative_width"],
-        tooltip="drop fits broader than this multiple of the median width (merged blobs, streak ends); 0: no limit. "
-        "1.5 suits volumes that blur every atom alike, such as a plane-wave reconstruction from tilts over ±90°",
+        tooltip="drop fits broader than this multiple of the median fitted width (merged blobs, streak ends): "
+        "'auto' (1.5 where the volume's tilts span 180°, as a plane-wave reconstruction over ±90°; "
+        "else no limit), 'off', or a number such as 1.5",
     ),
 )
 def trace_atoms_steps(

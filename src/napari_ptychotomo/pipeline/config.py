@@ -248,6 +248,8 @@ def _check_value(field: str, value: Any, default: Any, annotation: str | None = 
         ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
     elif isinstance(default, str):
         ok, want = isinstance(value, str) or (field == "msp.tilts" and isinstance(value, list)), "a string"
+        if default == "auto":
+            ok, want = ok or _is_number(value), "'auto', a number or another keyword the setting names"
     elif isinstance(default, (tuple, list)):
         ok, want = isinstance(value, (list, tuple)), f"a list like {list(default)!r}"
         if ok and isinstance(default, tuple) and len(default) and len(value) != len(default):

@@ -444,7 +444,7 @@ def run_atoms(ctx: StepContext) -> None:
         )
     with timed() as seconds:
         atoms = trace_atoms(volume, device=ctx.device, **options)
-    atoms.provenance = provenance("atoms", ctx.options, ctx.device, seconds[0], ctx.seed)
+    atoms.provenance = {**atoms.provenance, **provenance("atoms", ctx.options, ctx.device, seconds[0], ctx.seed)}
     atoms.provenance["score_radius"] = radius
     truth = _truth(ctx)
     score = None

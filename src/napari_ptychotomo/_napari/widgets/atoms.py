@@ -48,6 +48,7 @@ class AtomTracingWidget(_VolumeWidget):
 
     def _start(self) -> Generator:
         from ...analysis import trace_atoms_steps
+        from ...analysis.atom_tracing import parse_relative_width
 
         self._target = self._layer(self.volume.value)
         self._volume = layer_volume(self._target)
@@ -57,7 +58,7 @@ class AtomTracingWidget(_VolumeWidget):
             n_species=int(self.n_species.value),
             threshold_sigma=float(self.threshold_sigma.value),
             iterations=int(self.iterations.value),
-            max_relative_width=float(self.max_relative_width.value) or None,
+            max_relative_width=parse_relative_width(self.max_relative_width.value),
         )
 
     def _progress(self, progress: Progress) -> None:
