@@ -25,6 +25,7 @@ import torch
 from ..data import MSPResult, ScanData
 from ..engine import EngineError, Progress, resolve_device, run
 from ..engine_guards import Divergence, checked_counts, thickness_problem, tilt_problem, warn_negative
+from ..optics import phase_shift
 from ..physics import (
     forward_intensities,
     fresnel_propagator,
@@ -100,7 +101,7 @@ def _result(
 
 def _preview(state: _State, sigma: float, losses: list[float]) -> dict[str, Any]:
     with torch.no_grad():
-        phase_slices = sigma * state.object.real
+        phase_slices = phase_shift(state.object, sigma)
         stride = max(1, int(np.ceil(max(phase_slices.shape[-2:]) / _PREVIEW_SIDE)))
         return {
             "phase": phase_slices.sum(0).cpu().numpy(),
