@@ -49,7 +49,7 @@ class MSPResult:
         from ..optics import interaction_constant, phase_shift
 
         sigma = float(interaction_constant(self.energy_eV))
-        return phase_shift(np.asarray(self.object), sigma).sum(axis=0).astype(np.float32)
+        return phase_shift(np.real(np.asarray(self.object)).sum(axis=0), sigma).astype(np.float32)
 
     def validate(self) -> MSPResult:
         obj = np.asarray(self.object)
