@@ -56,8 +56,8 @@ _Z_SMOOTHNESS_FLOOR = 1e-6
 #: the slice thickness is kept at or above this fraction of its start value (a thickness
 #: driven to 0 leaves no propagation to fit; the stopping rule still refuses ≤ 0 and > 10×)
 _MIN_THICKNESS_FRACTION = 0.05
-#: px kept between a learned probe window and the object's edge on each side (the window's
-#: corner is floor(p) − n//2: one spare pixel keeps a position that rounds up inside)
+#: px kept between a learned probe window and the object's edge on each side: a spare pixel
+#: against the rounding of the window's corner floor(p) − n//2
 _POSITION_MARGIN_PX = 1.0
 #: spare px around the object region a batch touches, for the rounding of the patch corners
 _REGION_SPARE_PX = 1
