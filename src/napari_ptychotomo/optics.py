@@ -1,5 +1,6 @@
 """Electron-optical constants: relativistic wavelength, interaction constant, and the
-conversion between scattering angles (mrad) and spatial frequencies (Å⁻¹).
+conversion between scattering angles (mrad) and spatial frequencies (Å⁻¹), and the
+phase σ·Re V of a projected potential.
 
 A leaf module, so the data objects, the readers and the physics core share one copy.
 CODATA 2018 constants. Both functions accept Python numbers, numpy arrays or torch tensors
@@ -10,7 +11,13 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["wavelength", "interaction_constant", "mrad_to_inverse_angstrom", "inverse_angstrom_to_mrad"]
+__all__ = [
+    "wavelength",
+    "interaction_constant",
+    "phase_shift",
+    "mrad_to_inverse_angstrom",
+    "inverse_angstrom_to_mrad",
+]
 
 PLANCK = 6.62607015e-34  # J s
 ELECTRON_MASS = 9.1093837015e-31  # kg
@@ -42,6 +49,14 @@ def interaction_constant(energy_eV):
     lam_m = wavelength(energy_eV) * 1e-10
     sigma_per_m = 2.0 * math.pi * gamma * ELECTRON_MASS * ELEMENTARY_CHARGE * lam_m / PLANCK**2
     return sigma_per_m * 1e-10
+
+
+def phase_shift(potential, sigma: float):
+    """Phase σ·Re V in rad of projected potential ``V`` (V·Å; complex, Im V = absorption,
+    or real) for an interaction constant ``sigma`` in rad / (V·Å): the phase of the
+    transmission exp(iσV). A numpy array or a torch tensor, of any shape; returns the same kind.
+    """
+    return sigma * potential.real
 
 
 def mrad_to_inverse_angstrom(angle_mrad, energy_eV):

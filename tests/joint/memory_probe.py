@@ -113,6 +113,7 @@ def plane_wave(side: int) -> dict:
 
 
 def msp(window: int) -> dict:
+    from napari_ptychotomo.physics.fused import pass_bytes_per_position
     from napari_ptychotomo.ptycho import MSPParams, reconstruct_msp
     from napari_ptychotomo.ptycho.state import fixed_memory, make_geometry, memory_per_pattern
 
@@ -123,8 +124,12 @@ def msp(window: int) -> dict:
     scan = _stem_scan(window, 12)
     measured = _measure(lambda: reconstruct_msp(scan, params(), device="cpu"))
     geometry = make_geometry(scan, params())
-    estimate = fixed_memory(params(), geometry, scan.num_positions) + 64 * memory_per_pattern(params(), geometry.window)
-    return {"estimate": estimate, "measured": measured}
+    fixed = fixed_memory(params(), geometry, scan.num_positions)
+    estimate = fixed + 64 * memory_per_pattern(params(), geometry.window)
+    # the fused pass's own model alone, without MSP's margin (the model the end-to-end step uses)
+    pixels = geometry.window[0] * geometry.window[1]
+    shared = fixed + 64 * pass_bytes_per_position(pixels, params().num_modes, params().num_slices)
+    return {"estimate": estimate, "estimate_pass_model": shared, "measured": measured}
 
 
 if __name__ == "__main__":

@@ -32,9 +32,13 @@ def test_memory_estimate_is_within_a_factor_of_the_measured_peak(engine, size):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     numbers = json.loads(done.stdout.strip().splitlines()[-1])
-    estimate, measured = numbers["estimate"], numbers["measured"]
+    measured = numbers["measured"]
     assert measured > 20 << 20, f"{engine}: peak {measured / 2**20:.0f} MiB is too small to compare"
-    ratio = estimate / measured
-    assert LOW <= ratio <= HIGH, (
-        f"{engine}: estimate {estimate / 2**20:.0f} MiB, measured peak {measured / 2**20:.0f} MiB (ratio {ratio:.2f})"
-    )
+    # "estimate" is the engine's; MSP also reports the fused pass's shared model alone
+    for name in [key for key in numbers if key.startswith("estimate")]:
+        estimate = numbers[name]
+        ratio = estimate / measured
+        assert LOW <= ratio <= HIGH, (
+            f"{engine} ({name}): estimate {estimate / 2**20:.0f} MiB, measured peak "
+            f"{measured / 2**20:.0f} MiB (ratio {ratio:.2f})"
+        )

@@ -283,13 +283,13 @@ def msp_layers(result: MSPResult, tilt_index: int = 0) -> list[LayerData]:
     k]`` and ``MSP tilt map θy [tilt k]``: ``(Ny, Nx)`` in mrad on the scan raster with a
     diverging colormap centred on zero (Points coloured by θx off a raster).
     """
-    from ..optics import interaction_constant
+    from ..optics import interaction_constant, phase_shift
 
     sigma = float(interaction_constant(result.energy_eV))
     p, dz = float(result.pixel_size), float(result.slice_thickness)
     tag = f" [tilt {tilt_index}]"
     meta = _meta(result, "msp", tilt_index=tilt_index, tilt_deg=float(result.tilt_deg))
-    phase = (sigma * np.real(np.asarray(result.object))).astype(np.float32)
+    phase = phase_shift(np.asarray(result.object), sigma).astype(np.float32)
     modes = np.abs(np.asarray(result.probe)).astype(np.float32)
     probe = np.concatenate(list(modes), axis=-1)
     positions = np.asarray(result.positions, dtype=np.float64)

@@ -46,10 +46,10 @@ class MSPResult:
 
     def phase(self) -> np.ndarray:
         """Summed object phase ``(ny, nx)`` in rad: σ · Σ Re V."""
-        from ..optics import interaction_constant
+        from ..optics import interaction_constant, phase_shift
 
         sigma = float(interaction_constant(self.energy_eV))
-        return (sigma * np.real(np.asarray(self.object)).sum(axis=0)).astype(np.float32)
+        return phase_shift(np.real(np.asarray(self.object)).sum(axis=0), sigma).astype(np.float32)
 
     def validate(self) -> MSPResult:
         obj = np.asarray(self.object)

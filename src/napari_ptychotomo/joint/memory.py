@@ -16,7 +16,9 @@ Counted per voxel of the volume (complex64, 8 bytes; the rotation's sampling gri
   differences of the volume): 4 × 8 bytes.
 
 Each scan position of a 4D-STEM minibatch adds its object patches and the waves kept for
-the backward pass at every slice and mode. The measured diffraction data stay on the
+the backward pass at every slice and mode: the fused pass's own model,
+:func:`~napari_ptychotomo.physics.fused.pass_bytes_per_position`, which MSP's estimate
+starts from too. The measured diffraction data stay on the
 host and are streamed to the device batch by batch. The host copies are counted as if
 they shared the device's memory (as they do on a CPU), so on a GPU the estimate is a
 little high. ``tests/joint/test_memory_estimates.py`` checks the estimates against the
@@ -28,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine import available_memory, check_memory
+from ..physics.fused import pass_bytes_per_position
 
 __all__ = ["stem_bytes", "choose_batch_size", "plane_wave_bytes"]
 
@@ -41,8 +44,7 @@ def stem_bytes(volume_shape, window: int, num_modes: int, num_slices: int) -> tu
     nz, ny, nx = volume_shape
     voxels = nz * ny * nx
     fixed = voxels * (7 * _COMPLEX + _ROTATION + _REGULARISERS) + 4 * num_slices * ny * nx * _COMPLEX
-    per_position = window * window * _COMPLEX * (num_slices * (3 * num_modes + 2) + 4 * num_modes)
-    return int(fixed), int(per_position)
+    return int(fixed), int(pass_bytes_per_position(window * window, num_modes, num_slices))
 
 
 def plane_wave_bytes(volume_shape, num_slices: int, num_defocus: int) -> tuple[int, int]:

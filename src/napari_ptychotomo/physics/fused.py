@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["multislice_intensities"]
+__all__ = ["multislice_intensities", "pass_bytes_per_position"]
+
+#: bytes of one complex64 value
+_COMPLEX_BYTES = 8
 
 # On a CPU the slice loop runs over chunks of ~1 MiB of waves, so that a chunk's wave, patch
 # and spectrum stay in a core's cache from one slice operation to the next; measured (CPU
@@ -201,3 +204,15 @@ def multislice_intensities(
     if waves.device.type == "cpu":
         chunk = max(1, min(batch, _CPU_CHUNK_BYTES // (modes * waves[0, 0].nbytes)))
     return _Multislice.apply(waves, patches, prop, checkerboard, chunk)
+
+
+def pass_bytes_per_position(pixels: int, num_modes: int, num_slices: int) -> int:
+    """Bytes one scan position adds to a forward + backward pass of
+    :func:`multislice_intensities` (with the crop of its object patches and the probe's
+    Fourier shift before it) on a window of ``pixels`` px: per slice and mode three waves,
+    per slice two object patches, per mode four waves more (complex64). The one memory
+    model of this pass: MSP and the end-to-end step add to it what they hold besides
+    (``ptycho/state.py``, ``joint/memory.py``); ``tests/joint/test_memory_estimates.py``
+    checks it against the measured peak of both.
+    """
+    return pixels * _COMPLEX_BYTES * (num_slices * (3 * num_modes + 2) + 4 * num_modes)
