@@ -63,13 +63,13 @@ def tilt_slices(
     wanted) take :func:`stage_axis_slices` (equal to 1e-5, 1.8× faster).
     """
     fixed = stage_axis_matrix and not euler_rad.requires_grad and bool(torch.all(euler_rad[..., [0, 2]] == 0))
-    if fixed:
-        slices = stage_axis_slices(volume, euler_rad[..., 1].reshape(-1).tolist(), num_slices)
-        return (slices if euler_rad.dim() > 1 else slices[0]) * voxel_size
+    if fixed:  # the voxel size is folded into the cached map: no pass over the slices for it
+        slices = stage_axis_slices(volume, euler_rad[..., 1].reshape(-1).tolist(), num_slices, scale=voxel_size)
+        return slices if euler_rad.dim() > 1 else slices[0]
     return bin_along_beam(rotate_volume(volume, euler_rad), num_slices) * voxel_size
 
 
-def stage_axis_slices(volume: torch.Tensor, theta_rad: Any, num_slices: int) -> torch.Tensor:
+def stage_axis_slices(volume: torch.Tensor, theta_rad: Any, num_slices: int, scale: float = 1.0) -> torch.Tensor:
     """``bin_along_beam(rotate_volume(volume, (0, θ, 0)), num_slices)`` (V·voxel) as one
     sparse matrix product: about the tilt axis the trilinear resampling has y weights 0 or
     1, so rotation and binning are one fixed linear map of each (z, x) plane, the same for
@@ -77,11 +77,12 @@ def stage_axis_slices(volume: torch.Tensor, theta_rad: Any, num_slices: int) -> 
 
     ``theta_rad`` one angle, or a sequence of B angles for ``(B, num_slices, ny, nx)``:
     their maps are stacked into one matrix, so the volume is rearranged once and the
-    backward pass writes its gradient once, not once per angle.
+    backward pass writes its gradient once, not once per angle. ``scale`` multiplies the
+    map (the voxel size in Å gives V·Å).
     """
     nz, ny, nx = volume.shape
     thetas = [float(t) for t in np.atleast_1d(theta_rad)]
-    matrix = _stage_axis_stack(nz, nx, tuple(thetas), int(num_slices), str(volume.device))
+    matrix = _stage_axis_stack(nz, nx, tuple(thetas), int(num_slices), str(volume.device), float(scale))
     planes = torch.view_as_real(volume.to(torch.complex64)).permute(0, 2, 1, 3).reshape(nz * nx, ny * 2)
     out = torch.sparse.mm(matrix, planes).reshape(len(thetas), num_slices, nx, ny, 2).permute(0, 1, 3, 2, 4)
     out = torch.view_as_complex(out.contiguous())
@@ -89,11 +90,13 @@ def stage_axis_slices(volume: torch.Tensor, theta_rad: Any, num_slices: int) -> 
 
 
 @functools.lru_cache(maxsize=16)
-def _stage_axis_stack(nz: int, nx: int, thetas: tuple[float, ...], num_slices: int, device: str) -> torch.Tensor:
-    """The maps of :func:`_stage_axis_matrix` for several angles, one above the other."""
-    if len(thetas) == 1:
-        return _stage_axis_matrix(nz, nx, thetas[0], num_slices, device)
-    return torch.cat([_stage_axis_matrix(nz, nx, t, num_slices, device) for t in thetas]).coalesce()
+def _stage_axis_stack(
+    nz: int, nx: int, thetas: tuple[float, ...], num_slices: int, device: str, scale: float = 1.0
+) -> torch.Tensor:
+    """The maps of :func:`_stage_axis_matrix` for several angles, one above the other,
+    times ``scale``."""
+    stack = torch.cat([_stage_axis_matrix(nz, nx, t, num_slices, device) for t in thetas]).coalesce()
+    return stack if scale == 1.0 else (stack * scale).coalesce()
 
 
 @functools.lru_cache(maxsize=64)
@@ -253,8 +256,10 @@ def plane_wave_images(
     euler_rad, shift = euler_rad.reshape(-1, 3), shift.reshape(-1, 2)
     transfer = transfer.reshape(-1, *transfer.shape[-3:])
     slices = tilt_slices(volume, euler_rad, num_slices, voxel_size, stage_axis_matrix=True)  # (B, S, ny, nx)
-    trans = transmission(slices, sigma).transpose(0, 1)  # (S, B, ny, nx): one slice for all tilts
-    wave = exit_wave(trans[:-1], torch.ones_like(trans[0]), propagator) * trans[-1]
+    # (S, B, ny, nx): one slice for all tilts, unbound once (indexing the first S - 1 and
+    # the last apart would make the backward pass fill and copy two full-size gradients)
+    *body, last = transmission(slices, sigma).transpose(0, 1).unbind(0)
+    wave = exit_wave(body, torch.ones_like(last), propagator) * last
     spectrum = torch.fft.fft2(wave) * propagator * shift_ramp(shift, wave.shape[-2:])
     images = torch.fft.ifft2(spectrum[:, None] * transfer)
     images = images.real**2 + images.imag**2
