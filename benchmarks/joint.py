@@ -123,7 +123,8 @@ def main():
         num_modes=modes,
         batch_size=batch,
         volume_shape=(n_volume,) * 3,
-        learn=("volume", "probe", "positions"),
+        learn_probe=True,
+        learn_positions=True,
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

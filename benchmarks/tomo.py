@@ -114,7 +114,7 @@ def bench_size(n, n_tilts, device, repeats):
 
     recon = timed(recon_iteration, device, repeats)
 
-    stage = AlignStage(scale=1.0, refine=("shifts",), n_outer=2, min_size=n)
+    stage = AlignStage(scale=1.0, learn_shifts=True, n_outer=2, min_size=n)
 
     def align_two_outer():
         gen = align_tilt_series_steps(

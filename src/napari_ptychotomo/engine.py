@@ -26,8 +26,11 @@ class LearningRate:
     """Step size and first iteration (0-based) of one learned quantity, in every engine.
 
     ``step`` is in the quantity's unit per update: V·Å for an MSP object slice, V for a
-    volume voxel, relative amplitude for a probe, Å for positions and shifts, mrad for a
-    specimen tilt or tilt map, Å for a slice thickness, degrees for Euler angles.
+    volume voxel, relative amplitude for a probe, Å for positions and shifts (px of the
+    downsampled projections for the shifts of an alignment stage), mrad for a specimen
+    tilt or tilt map, Å for a slice thickness, degrees for Euler angles. Every parameter
+    class holds them as ``rates`` (name → LearningRate) and says whether a quantity is
+    learned at all with a switch ``learn_<name>`` (docs/conventions.md, "Engines").
     """
 
     step: float

@@ -102,7 +102,8 @@ def plane_wave(side: int) -> dict:
             tv_weight=0.01,
             butterworth_cutoff=2.0,
             l1_imag=0.1,
-            learn=("volume", "euler", "shifts"),
+            learn_euler=True,
+            learn_shifts=True,
         )
 
     reconstruct_plane_wave(series(32), params=params(32), device="cpu")

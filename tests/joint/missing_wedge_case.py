@@ -22,7 +22,7 @@ One simulated case, shared by ``test_achievements.py`` (small) and ``benchmarks/
   10⁻², and TV-denoising the sequential volume afterwards, 0.01 to 1 V, left the NRMSE at
   0.210 or above);
 * end-to-end: :func:`~napari_ptychotomo.reconstruct_joint` started from the MSP probes and
-  positions and the nominal alignment, refining the volume and the probes (``learn``; the
+  positions and the nominal alignment, refining the volume and the probes (``learn_probe``; the
   simulator clips the 15 mrad probe at the 13.1 mrad band limit of its grid, which the
   calibration probe does not, so a fixed probe leaves a loss floor), with proximal TV
   (``tv_weight``) after every tilt, from a zero volume (You et al. 2025, section 2.3;
@@ -94,7 +94,7 @@ SMALL = dict(
     tv_weight=0.01,
     batch_size=50,
     start="zero",
-    learn=("volume", "probe"),
+    learn_probe=True,
 )
 
 
@@ -321,7 +321,7 @@ def run_case(**overrides) -> dict:
         num_slices=cfg["slices"],
         batch_size=cfg["batch_size"],
         volume_shape=shape,
-        learn=tuple(cfg["learn"]),
+        learn_probe=cfg["learn_probe"],
         tv_weight=cfg["tv_weight"],
         band_limit=cfg["band_limit"],
     )

@@ -97,7 +97,7 @@ def test_coarse_to_fine_shift_refinement_reduces_1px_errors_on_simulator_data():
             num_slices=4,
             batch_size=13,
             volume_shape=(28, 28, 28),
-            learn=("volume", "shifts"),
+            learn_shifts=True,
             band_limit=True,
             **kw,
         )
@@ -135,7 +135,7 @@ def test_refining_shifts_reduces_1px_alignment_errors():
     start = Alignment.from_angles(angles)
     start.shifts = errors.copy()
     params = JointParams(
-        iterations=30, num_slices=4, batch_size=13, volume_shape=shape, learn=("volume", "shifts"), band_limit=True
+        iterations=30, num_slices=4, batch_size=13, volume_shape=shape, learn_shifts=True, band_limit=True
     )
     params.rates["shifts"] = LearningRate(0.05, 5)
     result = reconstruct_joint(series, init=start, params=params, device="cpu")

@@ -44,14 +44,26 @@ def _params(**kw):
 def test_params_validate_names_the_field():
     with pytest.raises(ValueError, match="num_slices"):
         JointParams(num_slices=5, volume_shape=(24, 24, 24)).validate()
-    with pytest.raises(ValueError, match="learn"):
-        JointParams(learn=("probe",)).validate()
+    with pytest.raises(ValueError, match="learn_probe"):
+        JointParams(learn_probe="yes").validate()
     with pytest.raises(ValueError, match="rates\\['shifts'\\]"):
         JointParams(rates={**JointParams().rates, "shifts": LearningRate(-1.0)}).validate()
     with pytest.raises(ValueError, match="momentum"):
         JointParams(momentum=1.5).validate()
     with pytest.raises(ValueError, match="butterworth_stop"):
         JointParams(butterworth_cutoff=0.3, butterworth_start=5, butterworth_stop=5).validate()
+
+
+def test_learned_quantities_are_switched_on_by_learn_fields_and_start_at_their_rate():
+    params = JointParams(learn_shifts=True).validate()
+    assert params.learned == ("volume", "shifts")
+    start = params.rates["shifts"].start
+    assert not params.learns("shifts", start - 1) and params.learns("shifts", start)
+    assert params.learns("volume", 0) and not params.learns("euler", 100) and not params.learns("probe", 100)
+    params.rates["shifts"] = LearningRate(0.0, 0)  # a zero step learns nothing
+    assert not params.learns("shifts", 100)
+    with pytest.raises(ValueError, match="not a learned quantity"):
+        params.learns("tilt", 0)
 
 
 def test_low_pass_runs_from_its_start_to_its_stop_pass():
@@ -216,7 +228,7 @@ def test_refining_euler_angles_reduces_an_in_plane_angle_error(small_case):
     start = Alignment.from_angles(series.angles_deg)
     errors = np.array([4.0, -4.0, 4.0])
     start.euler_deg[:, 2] = errors
-    params = _params(iterations=6, learn=("volume", "euler"))
+    params = _params(iterations=6, learn_euler=True)
     params.rates["volume"] = LearningRate(0.5, 0)
     params.rates["euler"] = LearningRate(0.5, 0)
     result = reconstruct_joint(series, init=[Volume(volume, VOXEL), start], params=params, device="cpu")
@@ -231,7 +243,7 @@ def test_a_runaway_shift_is_clamped_so_the_probe_window_stays_inside(small_case)
     2.5 px on the other. Now the run finishes, the shifts end at the edge of what fits
     (−1.2495 … 0.2495 Å, measured: 23 clamped updates in 3 passes) and a warning says so."""
     _, series = small_case
-    params = _params(iterations=3, learn=("volume", "shifts"))
+    params = _params(iterations=3, learn_shifts=True)
     params.rates["shifts"] = LearningRate(2.0, 0)
     with pytest.warns(UserWarning, match=r"\d+ shift and 0 position updates were clamped"):
         result = reconstruct_joint(series, params=params, device="cpu")

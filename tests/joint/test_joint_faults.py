@@ -79,7 +79,7 @@ def test_a_loss_that_grows_past_the_limit_stops_with_a_joint_result(stem):
 
 
 def test_euler_angles_that_run_away_stop_with_the_angles_of_the_last_good_state(stem):
-    params = _params(learn=("volume", "euler"))
+    params = _params(learn_euler=True)
     params.rates["euler"] = LearningRate(100.0, 0)
     limit = rf"euler_deg\[\d\] moved .* more than {MAX_ANGLE_CHANGE_DEG:g}°"
     with pytest.raises(EngineError, match=limit) as info:
@@ -92,7 +92,7 @@ def test_euler_angles_that_run_away_stop_with_the_angles_of_the_last_good_state(
 
 @pytest.mark.parametrize("name", ["volume", "probe"])
 def test_an_overflowing_step_becomes_an_engine_error_with_a_joint_result(stem, name):
-    params = _params(learn=("volume", name) if name != "volume" else ("volume",))
+    params = _params(**({f"learn_{name}": True} if name != "volume" else {}))
     params.rates[name] = LearningRate(1e38, 0)
     with pytest.raises(EngineError, match="overflowed") as info:
         reconstruct_joint(stem, params=params, device="cpu")
@@ -106,8 +106,8 @@ def test_learning_positions_of_a_single_position_scan_is_refused():
         for a in (-30.0, 30.0)
     ]
     series = TiltSeries(scans, [-30.0, 30.0])
-    with pytest.raises(ValueError, match=r"scan\(s\) \[0, 1\] have a single probe position.*'positions'"):
-        reconstruct_joint(series, params=_params(learn=("volume", "positions")), device="cpu")
+    with pytest.raises(ValueError, match=r"scan\(s\) \[0, 1\] have a single probe position.*learn_positions"):
+        reconstruct_joint(series, params=_params(learn_positions=True), device="cpu")
 
 
 def test_plane_wave_images_without_counts_are_refused_naming_the_tilt(hrtem):
@@ -126,7 +126,7 @@ def test_plane_wave_blow_up_stops_with_a_joint_result(hrtem):
 
 
 def test_plane_wave_shifts_beyond_the_field_of_view_stop_the_run(hrtem):
-    params = JointParams(iterations=4, num_slices=4, learn=("volume", "shifts"))
+    params = JointParams(iterations=4, num_slices=4, learn_shifts=True)
     params.rates["shifts"] = LearningRate(1e3, 0)
     with pytest.raises(EngineError, match=r"shifts reached .* Å, beyond the field of view \(10 × 10 Å\)") as info:
         reconstruct_plane_wave(hrtem, params=params, device="cpu")

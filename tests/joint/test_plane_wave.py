@@ -102,7 +102,6 @@ def test_msp_results_give_the_starting_probe_and_positions():
         num_slices=4,
         batch_size=9,
         volume_shape=shape,
-        learn=("volume",),
         rates={**JointParams().rates, "volume": LearningRate(1.0)},
     )
     result = reconstruct_joint(series, init=msp, params=params, device="cpu")

@@ -69,7 +69,7 @@ def test_end_to_end_refines_the_shifts_found_by_the_alignment():
     params = JointParams(
         iterations=20,
         num_slices=2,
-        learn=("volume", "shifts"),
+        learn_shifts=True,
         band_limit=True,
         butterworth_cutoff=0.3,
         butterworth_stop=8,

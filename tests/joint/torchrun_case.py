@@ -37,7 +37,9 @@ def case():
         num_slices=4,
         batch_size=5,
         volume_shape=SHAPE,
-        learn=("volume", "probe", "positions", "shifts"),
+        learn_probe=True,
+        learn_positions=True,
+        learn_shifts=True,
         band_limit=True,
     )
     for name in ("probe", "positions", "shifts"):

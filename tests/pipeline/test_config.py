@@ -37,6 +37,7 @@ def test_template_is_valid_toml_listing_every_step_and_validates():
         ({"msp": {"iterations": "ten"}}, "msp.iterations: expected an integer, got 'ten'"),
         ({"msp": {"tilt_mrad": [1.0]}}, "msp.tilt_mrad: expected a list of 2 values"),
         ({"msp": {"learn_tilt": 1}}, "msp.learn_tilt: expected true or false"),
+        ({"end_to_end": {"learn_shifts": 1}}, "end_to_end.learn_shifts: expected true or false"),
         ({"denoise": {"method": "wavelet"}}, "denoise.method = 'wavelet'; allowed values: 'bm3d', 'nlm', 'tv'"),
         ({"run": {"project": "x.ptycho.h5", "steps": ["msp", "magic"]}}, "run.steps: 'magic' is not a step"),
         ({"run": {"project": "x.ptycho.h5", "device": "tpu"}}, "run.device"),
@@ -50,6 +51,24 @@ def test_config_errors_name_the_field_and_the_allowed_values(sections, message):
     with pytest.raises(ConfigError) as info:
         validate_config(_base(**sections))
     assert message in str(info.value)
+
+
+def test_an_old_learn_list_is_refused_naming_the_switches_that_replaced_it(tmp_path):
+    config = tmp_path / "old.toml"
+    config.write_text(
+        '[run]\nproject = "x.ptycho.h5"\nsteps = ["end_to_end"]\n[end_to_end]\nlearn = ["volume", "probe", "shifts"]\n'
+    )
+    from napari_ptychotomo.pipeline import load_config
+
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    message = str(info.value)
+    assert message.startswith("end_to_end.learn is no longer a setting")
+    for key in ("learn_probe", "learn_positions", "learn_euler", "learn_shifts"):
+        assert key in message
+    assert "Write learn_probe = true, learn_shifts = true instead" in message
+    validated = validate_config(_base(end_to_end={"learn_probe": True, "learn_shifts": True}))
+    assert validated["end_to_end"] == {"learn_probe": True, "learn_shifts": True}
 
 
 def test_steps_run_in_pipeline_order_whatever_order_is_given():

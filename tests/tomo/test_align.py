@@ -96,7 +96,7 @@ def test_common_line_finds_axis_angle_and_shifts_along_it_without_noise(make_til
 def test_generator_yields_progress_with_previews(misaligned):
     from napari_ptychotomo.tomo import AlignStage
 
-    stages = [AlignStage(scale=0.1, refine=("shifts",), n_outer=2, n_inner=3, n_align=2)]
+    stages = [AlignStage(scale=0.1, learn_shifts=True, n_outer=2, n_inner=3, n_align=2)]
     steps = list(align_tilt_series_steps(misaligned[0], ANGLES, 1.0, stages=stages, final_n_iter=2, device="cpu"))
     assert all(isinstance(p, Progress) for p in steps) and len(steps) == 3
     first = steps[0].preview

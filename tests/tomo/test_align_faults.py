@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from napari_ptychotomo.data import Alignment, Volume
-from napari_ptychotomo.engine import EngineError
+from napari_ptychotomo.engine import EngineError, LearningRate
 from napari_ptychotomo.engine_guards import MAX_ANGLE_CHANGE_DEG
 from napari_ptychotomo.tomo import AlignStage, align_tilt_series
 
@@ -26,7 +26,6 @@ def stack(make_tilt_series):
 def _stage(**kw):
     return AlignStage(
         scale=1.0,
-        refine=kw.pop("refine", ("shifts",)),
         n_outer=kw.pop("n_outer", 4),
         n_inner=2,
         n_align=2,
@@ -49,7 +48,7 @@ def test_fewer_than_two_distinct_tilt_angles_are_refused(stack, angles):
 
 def test_shifts_that_leave_the_field_of_view_stop_with_the_last_good_alignment(stack):
     with pytest.raises(EngineError, match=r"alignment diverged: shifts reached .* beyond the field of view") as info:
-        _run(stack, stages=[_stage(lr_shift_px=1e4)])
+        _run(stack, stages=[_stage(rates={"shifts": LearningRate(1e4), "angles": LearningRate(0.2)})])
     alignment, volume = info.value.partial
     assert isinstance(alignment, Alignment) and alignment.provenance["partial"]
     assert np.abs(alignment.shifts).max() <= 24
@@ -57,7 +56,15 @@ def test_shifts_that_leave_the_field_of_view_stop_with_the_last_good_alignment(s
 
 
 def test_angles_that_run_away_stop_with_an_alignment_and_its_stage_volume(stack):
-    stages = [_stage(n_outer=2), _stage(refine=("theta",), lr_angle_deg=200.0, per_tilt_angles=True)]
+    stages = [
+        _stage(n_outer=2),
+        _stage(
+            learn_shifts=False,
+            learn_theta=True,
+            rates={"shifts": LearningRate(0.3), "angles": LearningRate(200.0)},
+            per_tilt_angles=True,
+        ),
+    ]
     with pytest.raises(EngineError, match=rf"euler_deg moved .* more than {MAX_ANGLE_CHANGE_DEG:g}°") as info:
         _run(stack, stages=stages)
     alignment, volume = info.value.partial
@@ -68,7 +75,7 @@ def test_angles_that_run_away_stop_with_an_alignment_and_its_stage_volume(stack)
 
 def test_an_overflowing_step_becomes_an_engine_error_with_the_alignment(stack):
     with pytest.raises(EngineError, match="overflowed") as info:
-        _run(stack, stages=[_stage(lr_shift_px=1e38)])
+        _run(stack, stages=[_stage(rates={"shifts": LearningRate(1e38), "angles": LearningRate(0.2)})])
     assert isinstance(info.value.partial[0], Alignment)
 
 
@@ -77,3 +84,28 @@ def test_a_matching_that_finds_no_peaks_stops_with_the_coarse_alignment(stack):
         _run(stack, method="matching", matching={"peak_threshold": 2.0, "n_rounds": 1})
     alignment, volume = info.value.partial
     assert isinstance(alignment, Alignment) and alignment.shifts.shape == (7, 2) and volume is None
+
+
+def test_a_stage_says_what_it_learns_with_learn_fields_and_its_steps_in_rates():
+    stage = AlignStage(scale=0.1).validate()
+    assert stage.learned == ("shifts",)
+    assert stage.rates == {"shifts": LearningRate(0.3, 0), "angles": LearningRate(0.2, 0)}
+    angles = AlignStage(
+        scale=0.2, learn_shifts=False, learn_psi=True, rates={**stage.rates, "angles": LearningRate(0.2, 3)}
+    )
+    assert angles.learned == ("psi",)
+    assert not angles.learns("psi", 2) and angles.learns("psi", 3) and not angles.learns("shifts", 3)
+    with pytest.raises(ValueError, match="learn_theta"):
+        AlignStage(scale=0.1, learn_theta="yes").validate()
+    with pytest.raises(ValueError, match=r"rates has keys \['shifts'\]"):
+        AlignStage(scale=0.1, rates={"shifts": LearningRate(0.3)}).validate()
+    with pytest.raises(ValueError, match=r"rates\['angles'\]"):
+        AlignStage(scale=0.1, rates={"shifts": LearningRate(0.3), "angles": LearningRate(-1.0)}).validate()
+
+
+def test_shifts_are_not_learned_before_their_start(stack):
+    late = _stage(n_outer=2, rates={"shifts": LearningRate(0.3, 2), "angles": LearningRate(0.2)})
+    alignment, _volume = _run(stack, stages=[late])
+    assert np.all(alignment.shifts == 0)
+    alignment, _volume = _run(stack, stages=[_stage(n_outer=2)])
+    assert np.abs(alignment.shifts).max() > 0

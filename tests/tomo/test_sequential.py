@@ -191,7 +191,7 @@ def test_existing_msp_results_skip_the_msp_step_and_progress_names_each_stage(ch
             crop=(56, 56),
             bin_factor=2,
             device="cpu",
-            align={"stages": [AlignStage(0.1, ("shifts",), n_outer=1, n_inner=2, n_align=1)]},
+            align={"stages": [AlignStage(0.1, learn_shifts=True, n_outer=1, n_inner=2, n_align=1)]},
             linear={"n_iter": 2},
         )
     )

@@ -67,10 +67,10 @@ def _check_series(series: Any) -> TiltSeries:
 def _check_learnable(series: TiltSeries, params: JointParams) -> None:
     """A tilt scanned at a single position cannot place its probe: refuse learning it."""
     single = [k for k, scan in enumerate(series.scans) if scan.num_positions == 1]
-    if single and "positions" in params.learn:
+    if single and params.learn_positions:
         raise ValueError(
             f"scan(s) {single} have a single probe position, which cannot constrain "
-            "the learned positions; remove 'positions' from params.learn"
+            "the learned positions; set params.learn_positions = False"
         )
 
 

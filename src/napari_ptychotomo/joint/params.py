@@ -64,12 +64,15 @@ class JointParams:
     volume_shape : (nz, ny, nx) voxels; ``None`` makes a cube that holds the scan and the
         probe window (4D-STEM) or the images (plane wave).
     rates : :class:`LearningRate` per learned quantity: ``volume``, ``probe``, ``positions``,
-        ``euler``, ``shifts``. A quantity is learned only when listed in ``learn``. The
-        volume step (the most any voxel moves in one update, V) defaults to 5 V, for a zero
-        start; from a sequential start use about 1 V (the pipeline and the widget do): 5 V
-        undoes part of it (tests/joint/missing_wedge_case.py: NRMSE 0.236 against 0.199).
-    learn : the learned quantities (``volume`` always). The paper keeps Euler angles and
-        shifts fixed; refining them is this package's step beyond it.
+        ``euler``, ``shifts``. A quantity other than the volume is learned only when its
+        ``learn_<name>`` switch is on. The volume step (the most any voxel moves in one
+        update, V) defaults to 5 V, for a zero start; from a sequential start use about 1 V
+        (the pipeline and the widget do): 5 V undoes part of it
+        (tests/joint/missing_wedge_case.py: NRMSE 0.236 against 0.199).
+    learn_probe, learn_positions, learn_euler, learn_shifts : refine the probe modes, the
+        scan positions, the Euler angles or the shifts of the tilts, each from its
+        ``rates`` entry's start (the volume is always learned). The paper keeps Euler
+        angles and shifts fixed; refining them is this package's step beyond it.
     l1_imag, l1_start : weight (V per update, the shrinkage threshold of You et al. eq. 17)
         and start iteration of the L1 shrinkage of Im V.
     nonnegative, nonnegative_start : clip Re V and Im V at zero after each update.
@@ -125,7 +128,27 @@ class JointParams:
             )
         },
     )
-    learn: tuple[str, ...] = ("volume",)
+    learn_probe: bool = param(
+        False,
+        label="refine probes",
+        tooltip="Refine the probe modes (4D-STEM), from the start pass of rates['probe']; the volume is always "
+        "learned.",
+    )
+    learn_positions: bool = param(
+        False,
+        label="refine positions",
+        tooltip="Refine the scan positions of every tilt (4D-STEM), from the start pass of rates['positions'].",
+    )
+    learn_euler: bool = param(
+        False,
+        label="refine Euler angles",
+        tooltip="Refine the Euler angles (φ, θ, ψ) of every tilt, from the start pass of rates['euler'].",
+    )
+    learn_shifts: bool = param(
+        False,
+        label="refine shifts",
+        tooltip="Refine the shift (y, x) of every tilt, from the start pass of rates['shifts'].",
+    )
     l1_imag: float = param(0.0, label="L1 of Im V", unit="V", min=0.0, max=100.0, step=0.01)
     l1_start: int = 0
     nonnegative: bool = param(True, label="non-negative")
@@ -162,9 +185,10 @@ class JointParams:
                     f"num_slices = {self.num_slices} does not divide the volume depth "
                     f"nz = {shape[0]} of volume_shape; choose a divisor of nz"
                 )
-        unknown = set(self.learn) - set(_LEARNED)
-        if unknown or "volume" not in self.learn:
-            raise ValueError(f"learn = {self.learn!r}; expected a tuple of {_LEARNED} that contains 'volume'")
+        for name in _LEARNED[1:]:
+            value = getattr(self, f"learn_{name}")
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"learn_{name} = {value!r}; expected True or False")
         for name in _LEARNED:
             rate = self.rates.get(name)
             if not isinstance(rate, LearningRate):
@@ -196,8 +220,18 @@ class JointParams:
         return self
 
     def learns(self, name: str, iteration: int) -> bool:
-        """Whether ``name`` is learned at pass ``iteration``."""
-        return name in self.learn and iteration >= self.rates[name].start and self.rates[name].step > 0
+        """Whether ``name`` (one of ``volume``, ``probe``, ``positions``, ``euler``,
+        ``shifts``) is learned at pass ``iteration``: its switch ``learn_<name>`` is on (the
+        volume's always is), the pass is at or after its rate's start and its step is > 0."""
+        if name not in _LEARNED:
+            raise ValueError(f"{name!r} is not a learned quantity; expected one of {_LEARNED}")
+        switched_on = name == "volume" or getattr(self, f"learn_{name}")
+        return bool(switched_on) and iteration >= self.rates[name].start and self.rates[name].step > 0
+
+    @property
+    def learned(self) -> tuple[str, ...]:
+        """The quantities this run learns, ``volume`` first (switches only, not rates)."""
+        return tuple(name for name in _LEARNED if name == "volume" or getattr(self, f"learn_{name}"))
 
     def low_passes(self, iteration: int) -> bool:
         """Whether the Butterworth low-pass is applied at pass ``iteration``."""

@@ -337,7 +337,8 @@ def reconstruct_plane_wave(
     init : an Alignment and/or a starting Volume (a potential in V or a phase per Å, see
         :func:`~napari_ptychotomo.joint.setup.start_potential`).
     params : :class:`JointParams` (``iterations``, ``num_slices`` = N_B, ``plane_wave_step``,
-        ``fista``, ``tv_weight``, ``l1_imag``, ``nonnegative``, ``learn``); default TV 1 V.
+        ``fista``, ``tv_weight``, ``l1_imag``, ``nonnegative``, ``learn_euler``,
+        ``learn_shifts``); default TV 1 V.
     device : ``"auto"``, ``"cpu"``, ``"cuda"``; seed : unused (the method is deterministic).
     focal_spread_samples : 0 models the focal spread by its envelope; M > 0 by the exact
         incoherent sum of each image over M defoci (Gauss–Hermite; M times the imaging

@@ -262,12 +262,32 @@ def _check_value(field: str, value: Any, default: Any, annotation: str | None = 
         raise ConfigError(f"{field}: expected {want}, got {_describe(value)}")
 
 
+#: settings of earlier versions that were replaced: (section, key) → the settings now
+REPLACED: dict[tuple[str, str], str] = {
+    ("end_to_end", "learn"): "learn_probe, learn_positions, learn_euler, learn_shifts",
+}
+
+
+def _replaced(name: str, key: str, value: Any) -> ConfigError:
+    """The error for a setting of an earlier version, naming the settings that replaced it."""
+    new = REPLACED[(name, key)]
+    message = f"{name}.{key} is no longer a setting: it was replaced by {new}"
+    if (name, key) == ("end_to_end", "learn"):
+        message += " (one switch each, true or false; the volume is always learned)"
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            switches = [f"learn_{v} = true" for v in value if v != "volume"]
+            message += f". Write {', '.join(switches)} instead" if switches else ". Remove it: nothing else is learned"
+    return ConfigError(message)
+
+
 def _check_section(
     name: str, table: Any, allowed: dict[str, tuple[Any, str]], annotations: dict[str, str] | None = None
 ) -> None:
     if not isinstance(table, dict):
         raise ConfigError(f"[{name}] must be a table of settings, got {_describe(table)}")
     for key, value in table.items():
+        if (name, key) in REPLACED and key not in allowed:
+            raise _replaced(name, key, value)
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -29,9 +29,10 @@ class EndToEndWidget(_JointWidget):
         self.volume_step = self._param_field("rates.volume", name="volume_step")
         self.batch_size = self._param_field("batch_size")
         self.num_modes = self._param_field("num_modes")
-        self.learn_probe = CheckBox(text="refine probes", value=False, name="learn_probe")
-        self.learn_positions = CheckBox(text="refine positions", value=False, name="learn_positions")
-        self.learn_alignment = CheckBox(text="refine Euler angles and shifts", value=False, name="learn_alignment")
+        self.learn_probe = self._param_field("learn_probe")
+        self.learn_positions = self._param_field("learn_positions")
+        self.learn_euler = self._param_field("learn_euler")
+        self.learn_shifts = self._param_field("learn_shifts")
         super().__init__(
             viewer,
             [
@@ -41,7 +42,8 @@ class EndToEndWidget(_JointWidget):
                 self.num_modes,
                 self.learn_probe,
                 self.learn_positions,
-                self.learn_alignment,
+                self.learn_euler,
+                self.learn_shifts,
             ],
             synchronous,
         )
@@ -73,15 +75,14 @@ class EndToEndWidget(_JointWidget):
 
         rates = JointParams().rates
         rates["volume"] = LearningRate(float(self.volume_step.value), 0)
-        learn = ["volume"]
-        learn += ["probe"] if self.learn_probe.value else []
-        learn += ["positions"] if self.learn_positions.value else []
-        learn += ["euler", "shifts"] if self.learn_alignment.value else []
         return self.common_params(
             batch_size=int(self.batch_size.value) or None,
             num_modes=int(self.num_modes.value),
             rates=rates,
-            learn=tuple(learn),
+            learn_probe=bool(self.learn_probe.value),
+            learn_positions=bool(self.learn_positions.value),
+            learn_euler=bool(self.learn_euler.value),
+            learn_shifts=bool(self.learn_shifts.value),
         )
 
     def engine(self, series: TiltSeries) -> Generator:

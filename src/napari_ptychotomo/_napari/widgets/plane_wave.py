@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from magicgui.widgets import CheckBox
-
 from ...data import DefocusSeries, TiltSeries
 from ...joint.params import PLANE_WAVE_DEFAULTS
 from ._joint import _JointWidget
@@ -30,9 +28,10 @@ class PlaneWaveWidget(_JointWidget):
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
         self.step = self._param_field("plane_wave_step", name="step")
         self.fista = self._param_field("fista")
-        self.learn_alignment = CheckBox(text="refine Euler angles and shifts", value=False, name="learn_alignment")
+        self.learn_euler = self._param_field("learn_euler")
+        self.learn_shifts = self._param_field("learn_shifts")
         optics = self._optics_fields()
-        super().__init__(viewer, [self.step, self.fista, self.learn_alignment, *optics], synchronous)
+        super().__init__(viewer, [self.step, self.fista, self.learn_euler, self.learn_shifts, *optics], synchronous)
         self.dataset.changed.connect(self._fill_optics)
         self._fill_optics()
 
@@ -97,8 +96,12 @@ class PlaneWaveWidget(_JointWidget):
         return float(series.scans[0].pixel_size)
 
     def params(self):
-        learn = ("volume", "euler", "shifts") if self.learn_alignment.value else ("volume",)
-        return self.common_params(plane_wave_step=float(self.step.value), fista=bool(self.fista.value), learn=learn)
+        return self.common_params(
+            plane_wave_step=float(self.step.value),
+            fista=bool(self.fista.value),
+            learn_euler=bool(self.learn_euler.value),
+            learn_shifts=bool(self.learn_shifts.value),
+        )
 
     def engine(self, series: TiltSeries) -> Generator:
         from ...joint import plane_wave_steps
