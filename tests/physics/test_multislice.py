@@ -216,3 +216,17 @@ def test_amplitude_residual_has_a_finite_gradient_where_the_model_predicts_nothi
     np.testing.assert_allclose(residual.detach().numpy(), [1e-4 - 1.0, 1.0], rtol=1e-6)
     residual.sum().backward()
     np.testing.assert_allclose(model.grad.numpy(), [0.5 / 1e-4, 0.25], rtol=1e-4)
+
+
+def test_transmission_of_a_complex_potential_has_the_gradient_of_exp_i_sigma_v():
+    """Its hand-written backward (−iσ·conj(t)·ḡ) against autograd of torch.exp(iσV) and a
+    numerical gradient."""
+    from napari_ptychotomo.physics import transmission
+
+    rng = np.random.default_rng(0)
+    v = torch.as_tensor(rng.normal(size=(3, 8, 8)) + 1j * rng.uniform(size=(3, 8, 8))).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: transmission(x, 0.7, band_limit=False), (v,))
+    weight = torch.as_tensor(rng.normal(size=(3, 8, 8)) + 1j * rng.normal(size=(3, 8, 8)))
+    ours = torch.autograd.grad((transmission(v, 0.7, band_limit=False) * weight).real.sum(), v)[0]
+    plain = torch.autograd.grad((torch.exp(0.7j * v) * weight).real.sum(), v)[0]
+    assert torch.allclose(ours, plain, atol=1e-12)
