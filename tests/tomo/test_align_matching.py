@@ -57,8 +57,7 @@ def test_pt_particle_axis_rotated_2_deg_and_tilts_off_by_1_deg_at_full_size():
     """ψ = 2° and each true tilt off its nominal value by up to ±1°; only the nominal tilts
     are given; 144 px of 0.22 Å. The axis angle comes from the joint fit of the peak
     model with the geometry; seeds 0-4 in ``benchmarks/results/tomo.json``: ψ within
-    0.14° for all, shifts 0.08-0.29 px RMS for seeds 0-3 but 0.316 px for seed 4 (the
-    error is across the axis, where the ±1° tilt errors, not refined, act)."""
+    0.13° for all, shifts 0.09-0.24 px RMS (the exact-axis case 0.12-0.17 px)."""
     projections, shifts, euler = pt_tilt_series(144, 0.22, ANGLES, psi_deg=2.0, angle_error_deg=1.0, seed=0)
     alignment, _ = align_tilt_series(projections, ANGLES, 0.22, final_n_iter=0, device="cpu")
     rms, along, across = shift_errors(alignment, shifts, euler, 0.22)
