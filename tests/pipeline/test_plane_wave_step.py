@@ -63,6 +63,9 @@ def test_plane_wave_project_runs_with_the_series_optics_or_the_configured_ones(t
     assert volume.provenance["mode"] == "plane-wave"
     assert volume.provenance["optics"]["aperture_mrad"] == 15.0
     assert volume.provenance["focal_spread_samples"] == 5
+    # the engine's own record stays under the step's: the atom tracer reads the tilt range
+    assert volume.provenance["step"] == "end_to_end" and volume.provenance["engine"]["step"] == "plane-wave tomography"
+    assert len(volume.provenance["tilt_range_deg"]) == 2
     assert load(project, as_project=True).series.scans[0].aperture_mrad == 20.0  # the data stay as recorded
 
 

@@ -370,7 +370,9 @@ def trace_atoms(volume: Any, *, voxel_size: float | None = None, device: Any = "
         1–3 Å; measured within 6 Å: an Au atom 20 or more, a light atom on an Au facet 9
         or more, one of a random packing at 0.03 atoms/Å³ at least 8), while the ghosts
         that too few tilts leave in the vacuum around a particle, up to an Au atom's
-        intensity and width, have at most one. Set 0 for a few isolated atoms in a box.
+        intensity and width, have at most one. Set 0 for a few isolated atoms in a box;
+        in a sparse random packing (0.018 atoms/Å³) about 2 atoms in 10⁴, at the box's
+        faces, have fewer and go too.
     max_bridge : largest bridge to a brighter site, as a fraction of the site's own height,
         above the noise allowance of 3 σ of the smoothed volume (0.2; see
         :func:`~napari_ptychotomo.analysis.peak_filters.bridge_fractions`).

@@ -202,6 +202,18 @@ def _projections(ctx: StepContext) -> tuple[np.ndarray, float]:
     return _msp_projections(ctx)
 
 
+def with_engine(engine: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """A step's provenance record on top of what the engine recorded of its result (e.g.
+    the alignment's method and history, a plane-wave volume's tilt range, which the atom
+    tracer reads): the step's keys win, engine values they replace are kept under
+    ``"engine"``."""
+    replaced = {key: value for key, value in engine.items() if key in record and record[key] != value}
+    merged = {**engine, **record}
+    if replaced:
+        merged["engine"] = replaced
+    return merged
+
+
 def run_align(ctx: StepContext) -> None:
     """Joint rigid alignment and low-resolution tomography (You et al. 2025, Algorithm 2)."""
     from ..engine import run
@@ -212,8 +224,10 @@ def run_align(ctx: StepContext) -> None:
         alignment, volume = run(
             align_tilt_series_steps(stack, _angles(ctx), pixel_size, **ctx.options), lambda p: ctx.progress("align", p)
         )
-    alignment.provenance = provenance("align", ctx.options, ctx.device, seconds[0], ctx.seed)
-    volume.provenance = dict(alignment.provenance)
+    alignment.provenance = with_engine(
+        alignment.provenance, provenance("align", ctx.options, ctx.device, seconds[0], ctx.seed)
+    )
+    volume.provenance = with_engine(volume.provenance, alignment.provenance)
     ctx.save(alignment)
     ctx.save(volume, name="aligned (low resolution)")
     ctx.report(f"alignment: shifts RMS {np.sqrt(np.mean(alignment.shifts**2)):.2f} Å, {seconds[0]:.1f} s")
@@ -231,7 +245,9 @@ def run_linear(ctx: StepContext) -> None:
         volume = run(
             reconstruct_linear_steps(stack, alignment, pixel_size, **ctx.options), lambda p: ctx.progress("linear", p)
         )
-    volume.provenance = provenance("linear", ctx.options, ctx.device, seconds[0], ctx.seed)
+    volume.provenance = with_engine(
+        volume.provenance, provenance("linear", ctx.options, ctx.device, seconds[0], ctx.seed)
+    )
     ctx.save(volume, name="linear")
 
 
@@ -277,7 +293,9 @@ def run_end_to_end(ctx: StepContext) -> None:
             lambda p: ctx.progress("end-to-end", p),
         )
     volume = result.volume
-    volume.provenance = provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
+    volume.provenance = with_engine(
+        volume.provenance, provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
+    )
     if params.half_data:
         volume.provenance["halves_share"] = _halves_share(ctx, from_linear)
     ctx.save(volume, name="end-to-end")
@@ -318,7 +336,9 @@ def run_plane_wave(ctx: StepContext) -> None:
             lambda p: ctx.progress("plane-wave", p),
         )
     volume = result.volume
-    volume.provenance = provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
+    volume.provenance = with_engine(
+        volume.provenance, provenance("end_to_end", params, ctx.device, seconds[0], ctx.seed)
+    )
     first = series.scans[0]
     volume.provenance.update(
         mode="plane-wave",
@@ -444,7 +464,7 @@ def run_atoms(ctx: StepContext) -> None:
         )
     with timed() as seconds:
         atoms = trace_atoms(volume, device=ctx.device, **options)
-    atoms.provenance = {**atoms.provenance, **provenance("atoms", ctx.options, ctx.device, seconds[0], ctx.seed)}
+    atoms.provenance = with_engine(atoms.provenance, provenance("atoms", ctx.options, ctx.device, seconds[0], ctx.seed))
     atoms.provenance["score_radius"] = radius
     truth = _truth(ctx)
     score = None
