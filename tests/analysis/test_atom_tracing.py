@@ -213,6 +213,10 @@ def test_bad_parameters_are_reported():
         trace_atoms(np.zeros((8, 8, 8), np.float32), voxel_size=0.3, max_relative_width=0.0)
     with pytest.raises(ValueError, match="max_bridge"):
         trace_atoms(np.zeros((8, 8, 8), np.float32), voxel_size=0.3, max_bridge=-1.0)
+    # checked whatever max_relative_width is (its default "auto" included)
+    for bad in (dict(min_neighbours=-1), dict(min_neighbours=1.5), dict(neighbour_radius=0.0), dict(accept_fraction=2)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            trace_atoms(np.zeros((8, 8, 8), np.float32), voxel_size=0.3, **bad)
 
 
 def _row_with_streak(ghost: bool):

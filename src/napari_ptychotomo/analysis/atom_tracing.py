@@ -104,9 +104,7 @@ def _check_params(params: dict[str, Any], voxel_size: float) -> dict[str, Any]:
     if isinstance(p["max_relative_width"], str):
         p["max_relative_width"] = parse_relative_width(p["max_relative_width"])
     width = p["max_relative_width"]
-    if width == "auto":
-        return p
-    if width is not None and not (np.isfinite(width) and width > 0):
+    if width not in (None, "auto") and not (np.isfinite(width) and width > 0):
         raise ValueError(
             f"max_relative_width = {width!r}; expected a positive multiple of the median fitted width, 'auto' or None"
         )
