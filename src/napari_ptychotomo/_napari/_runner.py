@@ -95,6 +95,7 @@ class EngineRunner:
             ],
             labels=False,
             name="runner",
+            label="",  # its Run / Stop buttons say what it is
         )
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)

@@ -31,7 +31,7 @@ from ..layers import volume_layers
 from ..plots import LivePlot, Panel
 from ..previews import orthogonal_mosaic
 from ..show import put_layer, put_layers
-from .fields import field_widget
+from .fields import device_field, field_widget
 
 __all__ = ["NOMINAL", "ZERO_VOLUME"]
 
@@ -58,7 +58,7 @@ class _JointWidget(Container):
         self.l1_imag = self._param_field("l1_imag")
         self.nonnegative = self._param_field("nonnegative")
         self.half_data = self._param_field("half_data")
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto", name="device")
+        self.device = device_field()
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0, name="seed")
         self.loss_plot = LivePlot(name="loss_plot", label="loss")
         self.runner = EngineRunner(
@@ -68,7 +68,6 @@ class _JointWidget(Container):
             on_stopped=self._partial,
             synchronous=synchronous,
         )
-        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(
             widgets=[
                 self.dataset,

@@ -17,6 +17,7 @@ from .._runner import EngineRunner
 from ..choices import image_layers
 from ..show import put_layer
 from ..view import wanted_units
+from .fields import device_field
 
 __all__ = ["parse_angles"]
 
@@ -42,7 +43,7 @@ class _StackWidget(Container):
         self.viewer = viewer
         self.stack = ComboBox(label="projections", choices=self._stack_names, name="stack")
         self.angles = LineEdit(label="angles (°)", value="", name="angles")
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto", name="device")
+        self.device = device_field()
         self.runner = EngineRunner(
             self._start,
             on_progress=self._progress,
@@ -50,7 +51,6 @@ class _StackWidget(Container):
             on_stopped=self._stopped,
             synchronous=synchronous,
         )
-        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[self.stack, self.angles, *fields, self.device, self.runner.widget])
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)

@@ -42,7 +42,6 @@ class _VolumeWidget(Container):
         self.runner = EngineRunner(
             self._start, on_result=self._result, on_progress=self._progress, synchronous=synchronous
         )
-        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[*fields, self.runner.widget])
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)

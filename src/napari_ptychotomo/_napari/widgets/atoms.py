@@ -19,7 +19,7 @@ from ...engine import Progress
 from ..layers import atoms_layers
 from ..show import put_layer, put_layers
 from ._volume import _VolumeWidget, layer_volume
-from .fields import field_widget
+from .fields import device_field, field_widget
 
 __all__ = ["AtomTracingWidget", "SCORE_RADIUS", "score_line"]
 
@@ -36,7 +36,7 @@ class AtomTracingWidget(_VolumeWidget):
         self.threshold_sigma = field_widget(trace_atoms_steps, "threshold_sigma")
         self.iterations = field_widget(trace_atoms_steps, "iterations")
         self.max_relative_width = field_widget(trace_atoms_steps, "max_relative_width")
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto", name="device")
+        self.device = device_field()
         self.score = Label(value="", name="score", label="against the truth")
         super().__init__(
             viewer,

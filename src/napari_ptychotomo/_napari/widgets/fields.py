@@ -14,7 +14,12 @@ from magicgui.widgets.bases import ValueWidget
 
 from ...params_meta import Setting, setting
 
-__all__ = ["field_widget", "widget_setting"]
+__all__ = ["device_field", "field_widget", "widget_setting"]
+
+
+def device_field() -> ComboBox:
+    """The device every engine runs on: ``"auto"`` (CUDA when there is one), CPU or CUDA."""
+    return ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto", name="device")
 
 
 def widget_setting(widget: ValueWidget) -> Setting:

@@ -25,7 +25,7 @@ from ..choices import objects_in
 from ..layers import msp_layers, summed_phase_layer
 from ..plots import LivePlot, Panel
 from ..show import put_layer, put_layers
-from .fields import field_widget
+from .fields import device_field, field_widget
 
 __all__ = ["MSPWidget", "parse_defocus"]
 
@@ -87,7 +87,7 @@ class MSPWidget(Container):
         self.advanced = Container(
             widgets=[self.object_step, self.tilt_step], name="advanced", label="learning rates", visible=False
         )
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto", name="device")
+        self.device = device_field()
         self.fitted = Label(value="", name="fitted", label="fitted values")
         self.loss_plot = LivePlot(name="loss_plot", label="loss")
         self.runner = EngineRunner(
@@ -98,7 +98,6 @@ class MSPWidget(Container):
             synchronous=synchronous,
             must_show=lambda p: "result" in (p.preview or {}),
         )
-        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(
             widgets=[
                 self.dataset,

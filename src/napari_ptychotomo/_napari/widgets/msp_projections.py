@@ -33,7 +33,6 @@ class ProjectionsFromMSPWidget(Container):
         self.runner = EngineRunner(
             self._start, on_result=self._result, synchronous=synchronous, run_text="Make projection stack"
         )
-        self.runner.widget.label = ""  # its Run / Stop buttons say what it is
         super().__init__(widgets=[self.found, self.runner.widget])
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
