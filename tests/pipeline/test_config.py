@@ -171,13 +171,14 @@ def test_cli_and_denoise_widget_share_the_nlm_default():
 
 
 def test_every_template_setting_has_help():
-    from napari_ptychotomo.pipeline.config import _docstring_help, step_settings
+    from napari_ptychotomo.params_meta import docstring_entries
+    from napari_ptychotomo.pipeline.config import step_settings
     from napari_ptychotomo.pipeline.step_table import STEPS
     from napari_ptychotomo.pipeline.template import HELP_NOTES, PYTHON_ONLY
 
     for step in STEP_ORDER:
         source = STEPS[step].docs
-        helps = _docstring_help(source()) if source else {}
+        helps = docstring_entries(source()) if source else {}
         bare = [
             key
             for key, (_default, text) in step_settings(step).items()

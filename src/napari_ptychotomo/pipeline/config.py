@@ -57,10 +57,6 @@ INPUT_KEYS: dict[str, tuple[Any, str]] = {
 }
 
 
-#: ``name : text`` entries of a numpydoc Parameters section (the widgets' tooltips read the same)
-_docstring_help = docstring_entries
-
-
 def step_settings(step: str) -> dict[str, tuple[Any, str]]:
     """Allowed keys of a step section: name → (default, help)."""
     step_ = STEPS[step]
@@ -69,7 +65,7 @@ def step_settings(step: str) -> dict[str, tuple[Any, str]]:
         target = source()
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"[{step}]: this installation cannot run the step ({exc})") from None
-    helps = _docstring_help(target)
+    helps = docstring_entries(target)
     settings: dict[str, tuple[Any, str]] = {}
     if isinstance(target, dict):
         for name, default in target.items():
@@ -249,7 +245,7 @@ def _check_value(field: str, value: Any, default: Any, annotation: str | None = 
     elif isinstance(default, str):
         ok, want = isinstance(value, str) or (field == "msp.tilts" and isinstance(value, list)), "a string"
         if default == "auto":
-            ok, want = ok or _is_number(value), "'auto', a number or another keyword the setting names"
+            ok, want = ok or _is_number(value), "'auto', 'off' or a number"
     elif isinstance(default, (tuple, list)):
         ok, want = isinstance(value, (list, tuple)), f"a list like {list(default)!r}"
         if ok and isinstance(default, tuple) and len(default) and len(value) != len(default):

@@ -8,7 +8,8 @@ import dataclasses
 import re
 from typing import Any
 
-from .config import INPUT_KEYS, _docstring_help, step_settings
+from ..params_meta import docstring_entries
+from .config import INPUT_KEYS, step_settings
 from .step_table import STEP_ORDER, STEPS
 
 __all__ = ["template", "plain_text"]
@@ -144,7 +145,7 @@ def template() -> str:
         settings = step_settings(step)
         source = STEPS[step].docs
         if source is not None:
-            helps = _docstring_help(source())
+            helps = docstring_entries(source())
             settings = {key: (default, text or helps.get(key, "")) for key, (default, text) in settings.items()}
         settings = {key: (default, text + HELP_NOTES.get((step, key), "")) for key, (default, text) in settings.items()}
         lines += ["", *_section_lines(step, settings)]
