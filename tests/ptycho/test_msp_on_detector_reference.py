@@ -24,8 +24,7 @@ from napari_ptychotomo.physics import (
     transmission,
     wavelength,
 )
-from napari_ptychotomo.ptycho import msp as msp_module
-from napari_ptychotomo.ptycho import reconstruct_msp
+from napari_ptychotomo.ptycho import msp_update, reconstruct_msp
 from napari_ptychotomo.ptycho.params import MSPParams
 from napari_ptychotomo.ptycho.state import initial_probe, make_geometry
 
@@ -80,7 +79,7 @@ def test_models_that_predict_the_whole_detector_fit_abtem_data_3x_better(tilted,
     for oversampling in (1, 2):
         result = reconstruct_msp(tilted, _params(tilted, oversampling=oversampling), device="cpu")
         errors[oversampling] = result.loss_history[-1]
-    monkeypatch.setattr(msp_module, "fresnel_propagator", functools.partial(_band_limited, fresnel_propagator))
+    monkeypatch.setattr(msp_update, "fresnel_propagator", functools.partial(_band_limited, fresnel_propagator))
     cut = reconstruct_msp(tilted, _params(tilted), device="cpu").loss_history[-1]
     assert cut > 3.0 * errors[2], (errors, cut)
     assert cut > 2.4 * errors[1], (errors, cut)

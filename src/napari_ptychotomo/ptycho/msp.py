@@ -28,66 +28,27 @@ from ..engine import EngineError, Progress, resolve_device, run
 from ..engine_guards import Divergence, checked_counts, thickness_problem, tilt_problem, warn_negative
 from ..optics import phase_shift
 from ..physics import (
-    forward_intensities,
-    fresnel_propagator,
     interaction_constant,
-    orthogonalize_modes,
-    propagate,
-    transmission,
     wavelength,
 )
-from ..physics.loss import amplitude_residual
+from . import msp_update as update
 from .batches import adjacent_batches, neighbour_pairs
 from .bright_field import start_defocus
 from .params import MSPParams
-from .slice_alignment import move_drift_into_tilt, move_local_drift_into_tilt_map
 from .state import MSPGeometry, choose_batch_size, initial_probe, make_geometry
 
 __all__ = ["msp_steps", "reconstruct_msp"]
 
-# Named constants of the iteration (units in the names or the comments)
+# Named constants of the iteration (units in the names or the comments; those of one
+# update are in :mod:`.msp_update`)
 #: the per-slice preview is subsampled to at most this many pixels a side (px)
 _PREVIEW_SIDE = 128
-#: intensity floor of the amplitude residual, detector counts (far below one count)
-_FLOOR_COUNTS = 1e-8
-#: added to Σ|V|² in the denominator of the z-smoothness penalty, (V·Å)²: keeps the penalty
-#: finite at the all-zero start object and is negligible once the object holds any potential
-_Z_SMOOTHNESS_FLOOR = 1e-6
-#: the slice thickness is kept at or above this fraction of its start value (a thickness
-#: driven to 0 leaves no propagation to fit; the stopping rule still refuses ≤ 0 and > 10×)
-_MIN_THICKNESS_FRACTION = 0.05
 #: px kept between a learned probe window and the object's edge on each side: a spare pixel
 #: against the rounding of the window's corner floor(p) − n//2
 _POSITION_MARGIN_PX = 1.0
-#: spare px around the object region a batch touches, for the rounding of the patch corners
-_REGION_SPARE_PX = 1
 #: adjacent slices' drift is registered on the scanned area when it spans at least this many
 #: px along each axis, else on the whole object (too few pixels to register on)
 _MIN_REGISTRATION_PX = 8
-
-
-class _State:
-    """The learned tensors of one reconstruction (object V, probe, positions, tilt,
-    thickness, tilt-map offsets)."""
-
-    names = ("object", "probe", "positions", "tilt", "thickness", "tilt_map")
-
-    def __init__(self, **tensors: torch.Tensor):
-        self.tensors = tensors
-
-    def __getattr__(self, name):
-        try:
-            return self.__dict__["tensors"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.tensors.items()}
-
-    def finite(self) -> bool:
-        return all(
-            bool(torch.isfinite(torch.view_as_real(v) if v.is_complex() else v).all()) for v in self.tensors.values()
-        )
 
 
 def _result(
@@ -118,7 +79,7 @@ def _result(
     )
 
 
-def _preview(state: _State, sigma: float, losses: list[float]) -> dict[str, Any]:
+def _preview(state: update.State, sigma: float, losses: list[float]) -> dict[str, Any]:
     with torch.no_grad():
         phase_slices = phase_shift(state.object, sigma)
         stride = max(1, int(np.ceil(max(phase_slices.shape[-2:]) / _PREVIEW_SIDE)))
@@ -186,7 +147,7 @@ def _converged(params: MSPParams, losses: list[float], tilts: list[np.ndarray], 
     )
 
 
-def _optimizer(state: _State, params: MSPParams, geometry, probe_scale: float):
+def _optimizer(state: update.State, params: MSPParams, geometry, probe_scale: float):
     learned = {
         "object": True,
         "probe": params.learn_probe,
@@ -197,7 +158,7 @@ def _optimizer(state: _State, params: MSPParams, geometry, probe_scale: float):
     }
     scale = {"probe": probe_scale, "positions": 1.0 / geometry.pixel_size}
     groups = []
-    for name in _State.names:
+    for name in update.State.names:
         if learned[name] and params.rate(name).step > 0:
             tensor = state.tensors[name]
             tensor.requires_grad_(True)
@@ -270,22 +231,22 @@ def _msp_steps(
         error_sum = 0.0
         for b in rng.permutation(len(run.batches)):
             index = torch.as_tensor(run.batches[b], device=run.device)
-            data_error = _data_error(run, state, index)
+            data_error = update.data_error(run, state, index)
             loss = data_error / (len(index) * run.mean_counts)
-            for penalty in _penalties(run, state, index):
+            for penalty in update.penalties(run, state, index):
                 loss = loss + penalty
             if not torch.isfinite(loss):
                 raise EngineError(
                     _stopped(f"diverged (loss is {float(loss.detach())})", iteration), partial=last_good()
                 )
-            before = _descend(optimizer, loss, state)
+            before = update.descend(optimizer, loss, state)
             with torch.no_grad():
-                _constrain(run, state, before)
-                _recentre_tilt_map(params, state)
+                update.constrain(run, state, before)
+                update.recentre_tilt_map(params, state)
             error_sum += float(data_error.detach())
         with torch.no_grad():
-            _orthogonalise_probe(params, state)
-            _move_slice_drift_into_tilts(run, state, iteration)
+            update.orthogonalise_probe(params, state)
+            update.move_slice_drift_into_tilts(run, state, iteration)
         if not state.finite():
             raise EngineError(_stopped("produced NaN or infinite values", iteration), partial=last_good())
         guard.check(f"iteration {iteration + 1}", error_sum / run.total_power, problems=_range_problems(params, state))
@@ -310,37 +271,7 @@ def _msp_steps(
 # ---- setup: what a run fixes before its first iteration
 
 
-@dataclass
-class _Setup:
-    """What one run fixes before its first iteration; the loop only reads it (except the
-    provenance's ``converged`` and ``iterations_run``)."""
-
-    params: MSPParams
-    geometry: MSPGeometry
-    device: torch.device
-    sigma: float  # interaction constant, rad / (V·Å)
-    wavelength: float  # Å
-    amplitudes: torch.Tensor  # (n, K, K) √counts of the measured patterns
-    total_power: float  # counts in all patterns
-    mean_counts: float  # counts of one pattern, on average
-    band_limit: bool  # the 2/3 antialias of the model's grid
-    batches: list[np.ndarray]  # adjacent positions per batch
-    pairs: torch.Tensor  # (P, 2) indices of neighbouring positions (tilt-map smoothness)
-    window_px: torch.Tensor  # (2,) model window, px
-    object_px: torch.Tensor  # (2,) object grid, px
-    max_step_px: float  # largest position change per update, px
-    position_lo: torch.Tensor  # (2,) lowest probe centre, px
-    position_hi: torch.Tensor  # (2,) highest probe centre, px
-    register_lo: np.ndarray  # (2,) the area adjacent slices are registered on, px
-    register_hi: np.ndarray
-    provenance: dict[str, Any]
-
-    @property
-    def num_positions(self) -> int:
-        return int(self.amplitudes.shape[0])
-
-
-def _setup(scan: ScanData, params: MSPParams, dev: torch.device, seed: int) -> tuple[_Setup, _State]:
+def _setup(scan: ScanData, params: MSPParams, dev: torch.device, seed: int) -> tuple[update.Setup, update.State]:
     """Geometry, batch size (checked against memory before the data are read), measured
     amplitudes, start probe and state, and the constants of the iteration."""
     geometry = make_geometry(scan, params)
@@ -367,7 +298,7 @@ def _setup(scan: ScanData, params: MSPParams, dev: torch.device, seed: int) -> t
         "start_positions": (state.positions.detach().cpu().numpy() * geometry.pixel_size).tolist(),
         "converged": False,
     }
-    run = _Setup(
+    run = update.Setup(
         params=params,
         geometry=geometry,
         device=dev,
@@ -401,11 +332,11 @@ def _measured_amplitudes(scan: ScanData, dev: torch.device) -> torch.Tensor:
     return torch.sqrt(patterns)
 
 
-def _start_state(params: MSPParams, geometry: MSPGeometry, probe: torch.Tensor, n_pos: int, dev) -> _State:
+def _start_state(params: MSPParams, geometry: MSPGeometry, probe: torch.Tensor, n_pos: int, dev) -> update.State:
     """Zero object (V·Å), the start probe, positions (px), tilt (mrad), thickness (Å), and a
     zero tilt map (mrad)."""
     S, (H, W) = params.num_slices, geometry.object_shape
-    return _State(
+    return update.State(
         object=torch.zeros((S, H, W), dtype=torch.complex64, device=dev),
         probe=probe,
         positions=torch.as_tensor(geometry.positions_px, dtype=torch.float32, device=dev).clone(),
@@ -433,156 +364,6 @@ def _schedule_steps(optimizer: torch.optim.Optimizer, iteration: int, params: MS
             group["lr"] = group["base_lr"] * _decay(iteration, params.iterations, params.object_step_decay)
 
 
-# ---- the loss of one batch: the data term and the penalties
-
-
-def _batch_intensities(run: _Setup, state: _State, index: torch.Tensor) -> torch.Tensor:
-    """Model intensities ``(B, K, K)`` at the detector for the positions ``index``: the
-    multislice of the object region the batch touches with the tilted propagator (Sha et al.
-    2022, eq. 3; one tilt per position with a tilt map)."""
-    geometry = run.geometry
-    tilt = state.tilt
-    if run.params.tilt_map:
-        tilt = tilt[None, :] + state.tilt_map[index]
-    propagator = fresnel_propagator(
-        geometry.window,
-        geometry.pixel_size,
-        run.wavelength,
-        state.thickness,
-        tilt,
-        device=run.device,
-        band_limit=run.band_limit,
-    )
-    positions = state.positions[index]
-    lo, hi = _batch_region(run, positions)
-    (r0, c0), (r1, c1) = lo.tolist(), hi.tolist()
-    t = transmission(state.object[:, r0:r1, c0:c1], run.sigma, band_limit=False)
-    # each slice acts at its middle: the probe (given at the entrance surface) first travels
-    # half a slice, so the thickness is not biased by where the first slice sits (a thick
-    # slice's phase grating belongs at its centre)
-    half = fresnel_propagator(
-        geometry.window,
-        geometry.pixel_size,
-        run.wavelength,
-        0.5 * state.thickness,
-        state.tilt,
-        device=run.device,
-        band_limit=run.band_limit,
-    )
-    probe = propagate(state.probe, half)
-    return geometry.measured(forward_intensities(t, probe, positions - lo.to(positions.dtype), propagator))
-
-
-def _batch_region(run: _Setup, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel bounds (lo, hi) of the object region the windows at ``positions`` touch, with
-    ``_REGION_SPARE_PX`` to spare, inside the object: the transmission is computed there only."""
-    corner = torch.floor(positions.detach()).long() - run.window_px // 2
-    lo = torch.clamp(corner.amin(0) - _REGION_SPARE_PX, min=0)
-    hi = torch.minimum(corner.amax(0) + run.window_px + _REGION_SPARE_PX, run.object_px)
-    return lo, hi
-
-
-def _data_error(run: _Setup, state: _State, index: torch.Tensor) -> torch.Tensor:
-    """Σ (√I_model − √I_measured)² of one batch, in counts (You et al. 2025, Algorithm 1)."""
-    model = _batch_intensities(run, state, index)
-    residual = amplitude_residual(model, run.amplitudes[index], _FLOOR_COUNTS)
-    return torch.sum(residual**2)
-
-
-def _penalties(run: _Setup, state: _State, index: torch.Tensor):
-    """The regularisers' terms of one batch's loss, in the order they are added."""
-    params = run.params
-    if params.z_smoothness > 0 and params.num_slices > 1:
-        yield _z_smoothness(state.object, params.z_smoothness)
-    if params.tilt_map and len(run.pairs) and params.tilt_map_smoothness > 0:
-        # the whole map's penalty, shared among the batches in proportion to their size
-        weight = params.tilt_map_smoothness * len(index) / run.num_positions
-        yield _tilt_map_smoothness(state.tilt_map, run.pairs, weight)
-
-
-def _z_smoothness(obj: torch.Tensor, weight: float) -> torch.Tensor:
-    """``weight`` · Σ|V_{s+1} − V_s|² / Σ|V_s|² (the denominator held fixed): a simple k_z
-    prior that couples the slices, so a tilt is not mimicked by sliding them (MSPParams)."""
-    # |z|² as re² + im² (abs and its gradient sgn are slow for complex tensors)
-    jump = torch.sum(torch.view_as_real(obj[1:] - obj[:-1]) ** 2)
-    return weight * jump / (torch.sum(torch.view_as_real(obj.detach()) ** 2) + _Z_SMOOTHNESS_FLOOR)
-
-
-def _tilt_map_smoothness(tilt_map: torch.Tensor, pairs: torch.Tensor, weight: float) -> torch.Tensor:
-    """``weight`` · Σ (θ_i − θ_j)² over neighbouring positions (i, j), mrad²."""
-    diff = tilt_map[pairs[:, 0]] - tilt_map[pairs[:, 1]]
-    return weight * torch.sum(diff**2)
-
-
-def _descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, state: _State) -> torch.Tensor:
-    """One optimiser step on ``loss``; quantities whose start iteration lies ahead keep their
-    values. Returns the positions before the step (px)."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    for group in optimizer.param_groups:
-        if not group["active"]:
-            for p in group["params"]:
-                p.grad = None
-    before = state.positions.detach().clone()
-    optimizer.step()
-    return before
-
-
-# ---- constraints and gauge moves (in place, under no_grad)
-
-
-def _constrain(run: _Setup, state: _State, before: torch.Tensor) -> None:
-    """Physical constraints after each update: a position moves at most
-    ``max_position_step`` and keeps its window inside the object; absorption Im V ≥ 0; the
-    slice thickness stays ≥ ``_MIN_THICKNESS_FRACTION`` of its start."""
-    params = run.params
-    if params.learn_positions:
-        step = torch.clamp(state.positions - before, -run.max_step_px, run.max_step_px)
-        state.positions.copy_(torch.maximum(torch.minimum(before + step, run.position_hi), run.position_lo))
-    state.object.imag.clamp_(min=0.0)
-    state.thickness.clamp_(min=_MIN_THICKNESS_FRACTION * params.slice_thickness)
-
-
-def _recentre_tilt_map(params: MSPParams, state: _State) -> None:
-    """Gauge: a common offset of the tilt map is a global tilt; move the map's mean there."""
-    if params.tilt_map:
-        mean = state.tilt_map.mean(0)
-        state.tilt_map.sub_(mean)
-        state.tilt.add_(mean)
-
-
-def _orthogonalise_probe(params: MSPParams, state: _State) -> None:
-    """Gauge of the mixed state: the modes are defined up to a unitary mix; keep them
-    orthogonal (Thibault & Menzel 2013)."""
-    if params.num_modes > 1 and params.learn_probe:
-        state.probe.copy_(orthogonalize_modes(state.probe))
-
-
-def _move_slice_drift_into_tilts(run: _Setup, state: _State, iteration: int) -> None:
-    """Gauge: a lateral drift of adjacent slices is what a tilt does (the tilted propagator
-    is the untilted one times a shift); move the global drift into the tilt and, with a tilt
-    map, the local drift into the map (:mod:`.slice_alignment`)."""
-    params, geometry = run.params, run.geometry
-    if params.num_slices < 2:
-        return
-    if params.learn_tilt and iteration >= params.rate("tilt").start:
-        move_drift_into_tilt(
-            state.object, state.tilt, state.thickness, geometry.pixel_size, run.register_lo, run.register_hi
-        )
-    if params.tilt_map and iteration >= params.rate("tilt_map").start:
-        move_local_drift_into_tilt_map(
-            state.object,
-            state.tilt,
-            state.tilt_map,
-            state.positions,
-            state.thickness,
-            geometry.pixel_size,
-            params.tilt_map_window / geometry.pixel_size,
-            run.register_lo,
-            run.register_hi,
-        )
-
-
 # ---- checks and the record of each iteration
 
 
@@ -593,7 +374,7 @@ def _stopped(what: str, iteration: int) -> str:
     )
 
 
-def _range_problems(params: MSPParams, state: _State) -> tuple[str | None, str | None]:
+def _range_problems(params: MSPParams, state: update.State) -> tuple[str | None, str | None]:
     """The learned tilt (with the tilt map, every position's) and thickness against their
     physical ranges (:mod:`napari_ptychotomo.engine_guards`)."""
     tilt_now = state.tilt.detach().cpu().numpy()
@@ -613,7 +394,7 @@ class _History:
     tilts: list[np.ndarray] = field(default_factory=list)
     thicknesses: list[float] = field(default_factory=list)
 
-    def record(self, loss: float, state: _State) -> None:
+    def record(self, loss: float, state: update.State) -> None:
         self.losses.append(loss)
         self.tilts.append(state.tilt.detach().cpu().numpy().astype(np.float64))
         self.thicknesses.append(float(state.thickness.detach()))
