@@ -27,7 +27,8 @@ def _described_settings():
     from napari_ptychotomo.joint import JointParams
     from napari_ptychotomo.joint.plane_wave import plane_wave_steps
     from napari_ptychotomo.ptycho import MSPParams
-    from napari_ptychotomo.tomo.align import AlignStage, align_tilt_series_steps
+    from napari_ptychotomo.tomo.align import align_tilt_series_steps
+    from napari_ptychotomo.tomo.align_params import AlignStage
     from napari_ptychotomo.tomo.denoise import denoise_projections
     from napari_ptychotomo.tomo.masks import make_support_mask
     from napari_ptychotomo.tomo.reconstruct import reconstruct_linear_steps
@@ -94,7 +95,7 @@ def test_every_engine_field_of_a_widget_starts_at_the_engines_default(viewer, mo
     import importlib
 
     from napari_ptychotomo.joint.params import PLANE_WAVE_DEFAULTS
-    from napari_ptychotomo.tomo.align import default_stages
+    from napari_ptychotomo.tomo.align_params import default_stages
 
     cls = getattr(importlib.import_module(f"napari_ptychotomo._napari.widgets.{module}"), name)
     widget = cls(viewer, synchronous=True)

@@ -10,7 +10,8 @@
   :func:`napari_ptychotomo.pipeline.sequential.sequential_tomography`.
 """
 
-from .align import AlignStage, align_tilt_series, align_tilt_series_steps
+from .align import align_tilt_series, align_tilt_series_steps
+from .align_params import AlignStage
 from .denoise import denoise_projections, estimate_noise, fourier_sparsity_filter
 from .from_msp import projections_from_msp
 from .masks import make_support_mask, project_mask

@@ -32,7 +32,7 @@ class AlignWidget(_StackWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer, synchronous: bool = False):
         from ...tomo import align_tilt_series_steps
-        from ...tomo.align import AlignStage, default_stages
+        from ...tomo.align_params import AlignStage, default_stages
 
         engine = align_tilt_series_steps
         self.method = field_widget(engine, "method")
@@ -54,7 +54,8 @@ class AlignWidget(_StackWidget):
         from dataclasses import replace
 
         from ...tomo import align_tilt_series_steps
-        from ...tomo.align import default_method, default_stages
+        from ...tomo.align import default_method
+        from ...tomo.align_params import default_stages
 
         self._layer, data, angles, self._pixel = self.inputs()
         self._angles = angles
