@@ -200,15 +200,37 @@ def slices_tensor(
     ky = _frequencies(ny, dy, dev)
     kx = _frequencies(nx, dx, dev)
     q = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
-    spectrum = torch.zeros((num_slices, ny, nx), dtype=torch.complex128, device=dev)
+    # per element: its form factor on the grid, the atoms' phase factors and slices
+    elements = []
     for element in np.unique(z):
-        form = POTENTIAL_PREFACTOR * scattering_factor(q, int(element), key)
         members = z == element
-        ey = _phase_factors(pos[members, 1], ky)  # (m, ny)
-        ex = _phase_factors(pos[members, 2], kx)  # (m, nx)
-        index = torch.as_tensor(slice_index[members], device=dev)
-        for s in torch.unique(index).tolist():
+        elements.append(
+            (
+                POTENTIAL_PREFACTOR * scattering_factor(q, int(element), key),
+                _phase_factors(pos[members, 1], ky),  # (m, ny)
+                _phase_factors(pos[members, 2], kx),  # (m, nx)
+                torch.as_tensor(slice_index[members], device=dev),
+            )
+        )
+    # one slice's spectrum at a time (complex128 for the whole stack would be 16 bytes a
+    # pixel); a slice whose atoms (y, x, Z) repeat an earlier slice's, as every plane of an
+    # untilted crystal does, is copied from it
+    out = torch.zeros((num_slices, ny, nx), dtype=torch.float32, device=dev)
+    order = np.lexsort((pos[:, 2], pos[:, 1], z))
+    done: dict[bytes, int] = {}
+    for s in range(num_slices):
+        mine = order[slice_index[order] == s]
+        key = z[mine].tobytes() + pos[mine, 1:].tobytes()
+        if key in done:
+            out[s] = out[done[key]]
+            continue
+        done[key] = s
+        spectrum = None
+        for form, ey, ex, index in elements:
             rows = index == s
-            spectrum[s] += form * (ey[rows].T @ ex[rows])
-    out = torch.fft.ifft2(spectrum).real / (dy * dx)
-    return out.to(torch.float32)
+            if bool(rows.any()):
+                term = form * (ey[rows].T @ ex[rows])
+                spectrum = term if spectrum is None else spectrum + term
+        if spectrum is not None:
+            out[s] = torch.fft.ifft2(spectrum).real / (dy * dx)
+    return out
