@@ -41,6 +41,14 @@ def abtem_detector_reference():
         yield fh
 
 
+@pytest.fixture(scope="session")
+def abtem_detector_converged():
+    """The same case by abTEM on a grid fine enough to have converged (1536² pixels of
+    0.016 Å), at the four corner positions (``tests/data/abtem_detector_converged.h5``)."""
+    with _open_reference("abtem_detector_converged.h5") as fh:
+        yield fh
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

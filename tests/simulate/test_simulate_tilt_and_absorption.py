@@ -67,8 +67,10 @@ def test_two_grain_data_carry_each_grains_mistilt_as_a_tilted_propagator_would()
         own = _relative_difference(data, by_propagator.intensities.reshape(12, 48, 48))
         other_tilt = simulate_scan(base.tilt(mistilts[1 - g]), **options).intensities.reshape(12, 48, 48)
         other = _relative_difference(data, other_tilt)
+        # measured: own ≤ 1e-5, the other grain's tilt 0.078 (above 0.08 when the simulator
+        # stopped at the detector's least oversampling, 3; the search takes 8 here)
         assert own[deep[g]].max() < 0.02, own
-        assert other[deep[g]].min() > 0.08, other
+        assert other[deep[g]].min() > 0.06, other
         assert own[deep[g]].max() < 0.2 * other[deep[g]].min()
 
 
@@ -78,11 +80,14 @@ def test_absorption_removes_the_beam_fraction_of_exp_minus_2_sigma_im_v():
     a = 0.05
     clear = simulate_scan(atom, **options)
     dark = simulate_scan(atom, absorption=a, **options)
-    kept = dark.intensities.sum(axis=(2, 3)).ravel() / clear.intensities.sum(axis=(2, 3)).ravel()
+    # the whole simulated beam (the detector misses the high angles, where the absorbing
+    # core scatters most: its share of the loss is 0.0449 against 0.0500 on the atom)
+    assert dark.truth["oversampling"] == clear.truth["oversampling"] == 5
+    kept = dark.truth["intensity_kept"] / clear.truth["intensity_kept"]
     # independent estimate: |t|² averaged over the probe's intensity, on the grid the
     # patterns were simulated on, t = exp(iσ(1 + i·a)V) limited to 2/3 of its Nyquist
     # frequency as in the multislice, relative to the same without absorption (measured:
-    # 0.0486 against 0.0454 on the atom, 7 %; exp(−2σ a V) without the limit says 0.0519)
+    # 0.04998 against 0.05002 on the atom; exp(−2σ a V) without the limit says 0.0519)
     truth = dark.truth
     dy, dx = truth["simulation_pixel_size"]
     n = 48 * truth["oversampling"]
@@ -103,7 +108,7 @@ def test_absorption_removes_the_beam_fraction_of_exp_minus_2_sigma_im_v():
         expected.append((probe * np.abs(t[window]) ** 2).sum() / (probe * np.abs(t_clear[window]) ** 2).sum())
     loss, expected_loss = 1 - kept, 1 - np.array(expected)
     assert expected_loss.max() > 0.01  # a loss worth measuring
-    np.testing.assert_allclose(loss, expected_loss, rtol=0.1)
+    np.testing.assert_allclose(loss, expected_loss, rtol=0.01)
     assert truth["absorption"] == a and clear.truth["absorption"] == 0.0
     with pytest.raises(ValueError, match="absorption"):
         simulate_scan(atom, absorption=-0.1, **options)

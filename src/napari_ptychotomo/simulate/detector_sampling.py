@@ -16,6 +16,13 @@ needs a wider window than the detector's, ``binning`` (b) times wider:
 b must be odd: with an even b the centre of the detector's zero-frequency pixel would fall
 between simulated pixels. Both factors are integers ≥ 1; f = 1, b = 1 is simulating on the
 detector's own grid.
+
+The detector alone sets the least f (:func:`automatic_oversampling`). The specimen may ask
+for more: a thick crystal of heavy atoms scatters a fifth of the beam past that grid's
+antialias, and what leaves the grid no longer scatters back into the detector. The
+simulator's default therefore refines f by :func:`next_oversampling` until the patterns
+stop changing (:func:`pattern_distance` ≤ :data:`CONVERGED_DISTANCE` between f and the
+next f), measured at one probe position before the scan.
 """
 
 from __future__ import annotations
@@ -27,7 +34,11 @@ import torch
 
 __all__ = [
     "ANTIALIAS_MARGIN",
+    "CONVERGED_DISTANCE",
+    "MAX_SIMULATION_PIXELS",
     "automatic_oversampling",
+    "next_oversampling",
+    "pattern_distance",
     "check_sampling_factors",
     "crop_and_bin",
     "average_to_coarse_pixels",
@@ -35,6 +46,15 @@ __all__ = [
 
 #: default ratio of the simulation's antialias radius to the detector's corner radius
 ANTIALIAS_MARGIN = 1.25
+
+#: patterns count as converged in the sampling when refining the grid 1.5× moves them by at
+#: most this much (:func:`pattern_distance`, a sum over the pattern of the absolute change
+#: of each pixel's share of the counts). Measured on 82 Å of Au at 200 keV: 5e-3 between
+#: f = 18 and 27, and f = 18 lies 1.1e-3 from abTEM converged at 0.016 Å pixels.
+CONVERGED_DISTANCE = 5e-3
+
+#: the simulation window's largest side (pixels) the automatic refinement goes to
+MAX_SIMULATION_PIXELS = 2048
 
 
 def automatic_oversampling(detector_shape: tuple[int, int], margin: float = ANTIALIAS_MARGIN) -> int:
@@ -51,17 +71,35 @@ def automatic_oversampling(detector_shape: tuple[int, int], margin: float = ANTI
     return max(1, math.ceil(1.5 * margin * math.hypot(ny, nx) / min(ny, nx) - 1e-9))
 
 
+def next_oversampling(factor: int) -> int:
+    """The next f of the convergence search, ⌈1.5 f⌉: 3, 5, 8, 12, 18, 27, …"""
+    return math.ceil(1.5 * int(factor))
+
+
+def pattern_distance(a: Any, b: Any) -> float:
+    """Mean over patterns of Σ|a/Σa − b/Σb| (0: the same shape; 2: disjoint), for arrays
+    ``(..., K_y, K_x)`` of equal shape: how far two simulations of the same patterns lie
+    apart whatever their total counts."""
+    a = torch.as_tensor(a, dtype=torch.float64).reshape(-1, *a.shape[-2:])
+    b = torch.as_tensor(b, dtype=torch.float64).reshape(-1, *b.shape[-2:])
+    share_a = a / a.sum(dim=(-2, -1), keepdim=True)
+    share_b = b / b.sum(dim=(-2, -1), keepdim=True)
+    return float((share_a - share_b).abs().sum(dim=(-2, -1)).mean())
+
+
 def check_sampling_factors(oversampling: Any, binning: Any, detector_shape: tuple[int, int]) -> tuple[int, int]:
-    """``(f, b)`` as ints: ``oversampling`` "auto" (see :func:`automatic_oversampling`) or
+    """``(f, b)`` as ints: ``oversampling`` "auto" or "detector" (both give the detector's
+    least f, :func:`automatic_oversampling`; "auto" is refined further by the simulator) or
     an integer ≥ 1, ``binning`` an odd integer ≥ 1; ValueError otherwise."""
     if isinstance(oversampling, str):
-        if oversampling != "auto":
-            raise ValueError(f"oversampling = {oversampling!r}; expected 'auto' or an integer ≥ 1")
+        if oversampling not in ("auto", "detector"):
+            raise ValueError(f"oversampling = {oversampling!r}; expected 'auto', 'detector' or an integer ≥ 1")
         oversampling = automatic_oversampling(detector_shape)
     if not _is_int(oversampling) or int(oversampling) < 1:
         raise ValueError(
-            f"oversampling = {oversampling!r}; expected 'auto' or an integer ≥ 1 (simulation "
-            "pixel = detector real-space pixel / oversampling; 1 simulates on the detector grid)"
+            f"oversampling = {oversampling!r}; expected 'auto', 'detector' or an integer ≥ 1 "
+            "(simulation pixel = detector real-space pixel / oversampling; 1 simulates on the "
+            "detector grid)"
         )
     if not _is_int(binning) or int(binning) < 1 or int(binning) % 2 == 0:
         raise ValueError(
@@ -111,11 +149,14 @@ def average_to_coarse_pixels(fine: torch.Tensor, factor: int) -> torch.Tensor:
     if f == 1:
         return fine
     half = f // 2
-    weights = [1.0] * f if f % 2 else [0.5] + [1.0] * (f - 1) + [0.5]
     out = fine
     for axis in (-2, -1):
-        acc = torch.zeros_like(out)
-        for k, w in zip(range(-half, -half + len(weights)), weights):
-            acc += w * torch.roll(out, -k, dims=axis)
-        out = (acc / f).index_select(axis, torch.arange(0, out.shape[axis], f, device=out.device))
+        # fine pixels f·i − half … f·i − half + f − 1 (the block around f·i for odd f)
+        rolled = torch.roll(out, half, dims=axis).movedim(axis, -1)
+        blocks = rolled.reshape(*rolled.shape[:-1], -1, f)
+        total = blocks.sum(dim=-1)
+        if f % 2 == 0:  # half weight on the first tap (f·i − half) and on f·i + half
+            first = blocks[..., 0]
+            total = total + 0.5 * (torch.roll(first, -1, dims=-1) - first)
+        out = (total / f).movedim(-1, axis)
     return out.contiguous()
