@@ -206,19 +206,18 @@ def _slices_backward(g_spectrum, entering, spectra, windows, step, grad_obj, gra
     the waves entering slice 0."""
     num = len(windows.runs)
     g_psi = None
+    product = torch.empty_like(g_spectrum)  # reused: fresh memory per slice costs page faults
     for s in reversed(range(num)):
         g_x = torch.fft.fft2(g_spectrum)  # conj(x̄) = F conj(X̄)
         if grad_obj is not None:
-            if g_x.shape[1] == 1:
-                windows.add(grad_obj, s, g_x * entering[s])
-            else:
-                windows.add(grad_obj, s, (g_x * entering[s]).sum(1))
+            torch.mul(g_x, entering[s], out=product)
+            windows.add(grad_obj, s, product if product.shape[1] == 1 else product.sum(1))
         g_psi = g_x.mul_(windows.cut(s))
         if s == 0:
             break
         g_y = torch.fft.ifft2(g_psi, norm="forward")  # conj of the gradient of the propagated wave
         if grad_step is not None:
-            term = g_y * spectra[s - 1]
+            term = torch.mul(g_y, spectra[s - 1], out=product)
             grad_step += term.sum(dim=1, keepdim=True) if per_position else term.sum(dim=(0, 1))
         g_spectrum = g_y.mul_(step)
     return g_psi
