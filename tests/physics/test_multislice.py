@@ -146,7 +146,7 @@ def test_forward_model_gradients_agree_with_finite_differences_in_float64():
 def test_fused_backward_equals_autograd_of_the_plain_loop(per_position_propagator, positions_per_chunk, monkeypatch):
     from napari_ptychotomo.physics import fused
     from napari_ptychotomo.physics.fused import multislice_intensities
-    from napari_ptychotomo.physics.multislice import propagate
+    from napari_ptychotomo.physics.multislice import crop_patches, propagate
 
     if positions_per_chunk:  # cache-sized chunks on the CPU (2 of 3: a short last chunk)
         monkeypatch.setattr(fused, "_CPU_CHUNK_BYTES", positions_per_chunk * 2 * 12 * 12 * 16)
@@ -154,19 +154,21 @@ def test_fused_backward_equals_autograd_of_the_plain_loop(per_position_propagato
     torch.manual_seed(2)
     b, m, s, n = 3, 2, 3, 12
     waves = torch.randn(b, m, n, n, dtype=torch.complex128, requires_grad=True)
-    patches = torch.randn(b, s, n, n, dtype=torch.complex128, requires_grad=True)
+    obj = torch.randn(s, n + 4, n + 5, dtype=torch.complex128, requires_grad=True)
+    corners = torch.tensor([[0, 1], [3, 5], [2, 4]])  # the windows overlap
     shape = (b, n, n) if per_position_propagator else (n, n)
     prop = torch.randn(*shape, dtype=torch.complex128, requires_grad=True)
     weights = torch.rand(b, n, n, dtype=torch.float64)
 
-    fused = torch.sum(weights * multislice_intensities(waves, patches, prop))
-    fused_grads = torch.autograd.grad(fused, (waves, patches, prop))
+    fused = torch.sum(weights * multislice_intensities(waves, obj, corners, prop))
+    fused_grads = torch.autograd.grad(fused, (waves, obj, prop))
 
     psi, p = waves, (prop if prop.ndim == 2 else prop[:, None])
+    patches = crop_patches(obj, corners, n)
     for k in range(s):
         psi = propagate(psi * patches[:, k, None], p)
     plain = torch.sum(weights * torch.sum(torch.abs(far_field(psi)) ** 2, dim=1))
-    plain_grads = torch.autograd.grad(plain, (waves, patches, prop))
+    plain_grads = torch.autograd.grad(plain, (waves, obj, prop))
     assert fused.item() == pytest.approx(plain.item(), rel=1e-12)
     for a, b_ in zip(fused_grads, plain_grads):
         assert torch.allclose(a, b_, rtol=1e-10, atol=1e-12)
@@ -193,19 +195,18 @@ def test_checkerboard_waves_give_the_same_intensities_and_gradients(per_position
     torch.manual_seed(3)
     b, m, s, n = 2, 2, 3, 8
     waves = torch.randn(b, m, n, n, dtype=torch.complex128, requires_grad=True)
-    patches = torch.randn(b, s, n, n, dtype=torch.complex128, requires_grad=True)
+    obj = torch.randn(s, n + 3, n + 2, dtype=torch.complex128, requires_grad=True)
+    corners = torch.tensor([[1, 0], [3, 2]])
     prop = torch.randn(*((b, n, n) if per_position_propagator else (n, n)), dtype=torch.complex128, requires_grad=True)
     weights = torch.rand(b, n, n, dtype=torch.float64)
     sign = (-1.0) ** (torch.arange(n)[:, None] + torch.arange(n)[None, :])
-    plain = torch.sum(weights * multislice_intensities(waves, patches, prop))
-    checker = torch.sum(weights * multislice_intensities(waves * sign, patches, prop, checkerboard=True))
+    plain = torch.sum(weights * multislice_intensities(waves, obj, corners, prop))
+    checker = torch.sum(weights * multislice_intensities(waves * sign, obj, corners, prop, checkerboard=True))
     assert checker.item() == pytest.approx(plain.item(), rel=1e-12)
-    for a, b_ in zip(
-        torch.autograd.grad(checker, (waves, patches, prop)), torch.autograd.grad(plain, (waves, patches, prop))
-    ):
+    for a, b_ in zip(torch.autograd.grad(checker, (waves, obj, prop)), torch.autograd.grad(plain, (waves, obj, prop))):
         assert torch.allclose(a, b_, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="even window"):
-        multislice_intensities(waves[..., :7, :7], patches[..., :7, :7], prop[..., :7, :7], checkerboard=True)
+        multislice_intensities(waves[..., :7, :7], obj, corners, prop[..., :7, :7], checkerboard=True)
 
 
 def test_amplitude_residual_has_a_finite_gradient_where_the_model_predicts_nothing():

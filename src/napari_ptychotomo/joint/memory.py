@@ -15,7 +15,7 @@ Counted per voxel of the volume (complex64, 8 bytes; the rotation's sampling gri
 * the regularisers' workspace (k_z filter, TV, Butterworth: Fourier transforms and
   differences of the volume): 4 × 8 bytes.
 
-Each scan position of a 4D-STEM minibatch adds its object patches and the waves kept for
+Each scan position of a 4D-STEM minibatch adds the waves kept for
 the backward pass at every slice and mode: the fused pass's own model,
 :func:`~napari_ptychotomo.physics.fused.pass_bytes_per_position`, which MSP's estimate
 starts from too. The measured diffraction data stay on the

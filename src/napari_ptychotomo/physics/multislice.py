@@ -86,9 +86,6 @@ class _Crop(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (n, m), corners = ctx.size, ctx.corners
-        conj = grad.is_conj()  # the fused pass hands over a conjugate view: add the plain data
-        if conj:
-            grad = grad.conj()
         out = grad.new_zeros(ctx.shape)
         if grad.device.type == "cpu":
             for b, (r, c) in enumerate(corners.tolist()):
@@ -100,7 +97,7 @@ class _Crop(torch.autograd.Function):
                 _rows(corners[:, 1], m)[None, :, None, :],
             )
             out.index_put_(index, grad.transpose(0, 1), accumulate=True)
-        return (out.conj_physical_() if conj else out), None, None, None
+        return out, None, None, None
 
 
 def _rows(start: torch.Tensor, length: int) -> torch.Tensor:
@@ -113,6 +110,14 @@ def crop_patches(obj: torch.Tensor, corners: torch.Tensor, size) -> torch.Tensor
     Differentiable; gradients of overlapping patches add.
     """
     n, m = (size, size) if isinstance(size, int) else size
+    _check_inside(obj, corners, n, m)
+    if not corners.numel():
+        return obj.new_zeros((0, obj.shape[0], n, m))
+    return _Crop.apply(obj, corners, n, m)
+
+
+def _check_inside(obj: torch.Tensor, corners: torch.Tensor, n: int, m: int) -> None:
+    """Refuse windows of n × m px at ``corners`` that leave ``obj (S, H, W)``."""
     height, width = obj.shape[-2:]
     if corners.numel() and (
         int(corners[:, 0].min()) < 0
@@ -124,9 +129,6 @@ def crop_patches(obj: torch.Tensor, corners: torch.Tensor, size) -> torch.Tensor
             f"probe window of {n}×{m} px at the given positions leaves the object "
             f"({height}×{width} px); pad the object or move the positions inside it"
         )
-    if not corners.numel():
-        return obj.new_zeros((0, obj.shape[0], n, m))
-    return _Crop.apply(obj, corners, n, m)
 
 
 def shift_waves(waves: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
@@ -239,13 +241,14 @@ def forward_intensities(
     n, m = probes.shape[-2:]
     whole = torch.floor(positions_px.detach())
     corners = whole.long() - torch.tensor([n // 2, m // 2], device=positions_px.device)
-    patches = crop_patches(transmission_slices, corners, (n, m))  # (B, S, n, m)
     fraction = positions_px - whole
     if not return_exit_waves:
+        _check_inside(transmission_slices, corners, n, m)
         # an even window takes the waves times (−1)^(y+x): the far field comes out centred
         checkerboard = n % 2 == 0 and m % 2 == 0
         waves = _shift_waves(probes, fraction, checkerboard)  # (B, M, n, m)
-        return multislice_intensities(waves, patches, propagator, checkerboard)
+        return multislice_intensities(waves, transmission_slices, corners, propagator, checkerboard)
+    patches = crop_patches(transmission_slices, corners, (n, m))  # (B, S, n, m)
     waves = shift_waves(probes, fraction)  # (B, M, n, m)
     prop = propagator if propagator.ndim == 2 else propagator[:, None]
     for patch in patches.unbind(1):

@@ -108,16 +108,17 @@ def memory_per_pattern(params: MSPParams, window: tuple[int, int]) -> float:
     """Bytes one diffraction pattern of a batch needs during a forward + backward pass.
 
     The fused pass's own model (:func:`~napari_ptychotomo.physics.fused.pass_bytes_per_position`,
-    which the end-to-end estimate uses too) plus a margin of M(S + 2) + S waves per pattern
+    which the end-to-end estimate uses too) plus a margin of M(S + 2) waves per pattern
     (M modes, S slices; complex64). The margin is what an older model of autograd's copies
-    counted beyond the fused pass; it stays so that the batch sizes MSP chooses, and so its
-    results, are those of earlier versions. Measured (``tests/joint/test_memory_estimates.py``,
-    64-px window, 8 slices, 2 modes, 64 patterns), the estimate with it is 1.65× the peak
-    and 1.2× without it.
+    counted beyond the fused pass (it was M(S + 2) + S while the pass stored a stack of
+    patches and one of their gradients, 2S waves per pattern; where memory decides the batch
+    size, MSP now chooses larger batches than before). Measured
+    (``tests/joint/test_memory_estimates.py``, 64-px window, 8 slices, 2 modes, 64 patterns),
+    the estimate with it is 1.9× the peak and 1.4× without it.
     """
     pixels = window[0] * window[1]
     modes, slices = params.num_modes, params.num_slices
-    margin = modes * (slices + 2) + slices  # waves
+    margin = modes * (slices + 2)  # waves
     return pass_bytes_per_position(pixels, modes, slices) + 8.0 * pixels * margin
 
 
