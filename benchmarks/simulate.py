@@ -154,7 +154,7 @@ def main() -> None:
             "ffts_per_pattern": 2 * OPTIONS["num_slices"] + 1,
             "fft_size": window,
             "intensity_kept_mean": round(float(np.mean(truth["intensity_kept"])), 4),
-            "oversampling_per_tilt": [scan.truth["oversampling"] for scan in series],
+            "oversampling_per_tilt": [scan.truth["oversampling"] for scan in series.scans],
             "one_scan": one,
         }
     result = {

@@ -114,8 +114,8 @@ def test_coarse_to_fine_shift_refinement_reduces_1px_errors_on_simulator_data():
         refine(butterworth_cutoff=0.3, butterworth_stop=20), angles
     )
     assert fine[1] > before[1]  # measured 0.94 against 0.50
-    # measured 0.123 against 0.44 and y 0.052 against 0.50 on the converged simulator's data
-    # (its search took f = 8, 5, 5, 5, 3, 8 over the tilts); 0.057 and 0.010 when the data
+    # measured 0.124 against 0.44 and y 0.052 against 0.50 on the converged simulator's data
+    # (its search took f = 8, 5, 5, 5, 5, 8 over the tilts); 0.057 and 0.010 when the data
     # were simulated at the detector's least oversampling (3): the model, cut at 2/3 of this
     # 16-px detector's grid, explains the converged data less well. The y bound was 0.1×
     assert coarse_to_fine[0] < 0.4 * before[0]

@@ -113,22 +113,32 @@ def _field_potential(atoms, numbers, shape, pixel, dz, n_slices, parameterisatio
     return slices[:, pad[0] : pad[0] + shape[0], pad[1] : pad[1] + shape[1]].contiguous()
 
 
-def _centre_tilt(mistilt_mrad: Any, specimen: Specimen, scan_shape, scan_step: float) -> tuple[float, float]:
-    """The specimen tilt (mrad) at the scan position nearest the raster's centre."""
+def _pilot_raster(mistilt_mrad: Any, specimen: Specimen, scan_shape, scan_step: float):
+    """Where the sampling search looks: up to 3×3 positions spanning the scan (its corners,
+    edge middles and centre), as ``(shape, step)`` of a raster centred like the scan's, and
+    the specimen tilt (mrad) at each, ``(k, 2)``, taken from the scan position nearest it."""
     ny, nx = (int(v) for v in scan_shape)
+    shape = (min(ny, 3), min(nx, 3))
+    spans = [n - 1 for n in (ny, nx) if n > 1]
+    step = scan_step * min(spans) / 2 if spans else scan_step
     iy, ix = np.meshgrid(np.arange(ny) - (ny - 1) / 2, np.arange(nx) - (nx - 1) / 2, indexing="ij")
     offsets = np.stack([iy.ravel(), ix.ravel()], 1) * scan_step
     tilts = _tilt_map(mistilt_mrad, offsets + specimen.centre[1:], (ny, nx))
-    nearest = int(np.argmin(np.hypot(*offsets.T)))
-    return float(tilts[nearest, 0]), float(tilts[nearest, 1])
+    py, px = np.meshgrid(
+        np.arange(shape[0]) - (shape[0] - 1) / 2, np.arange(shape[1]) - (shape[1] - 1) / 2, indexing="ij"
+    )
+    pilot = np.stack([py.ravel(), px.ravel()], 1) * step
+    nearest = np.argmin(np.hypot(*(pilot[:, None, :] - offsets[None]).transpose(2, 0, 1)), axis=1)
+    return shape, step, tilts[nearest]
 
 
-def _converged_oversampling(pattern_at, start: int, window_side: int) -> tuple[int, list]:
-    """The least f from ``start`` up (3, 5, 8, 12, …) whose pattern ``pattern_at(f)`` moves
-    by at most :data:`CONVERGED_DISTANCE` when the grid is refined to the next f, and the
-    search as ``[(f, distance to the next f), …]``. Stops with a warning where the next
-    window (``window_side`` · f pixels) would exceed :data:`MAX_SIMULATION_PIXELS`."""
-    factor, pattern, search = start, pattern_at(start), []
+def _converged_oversampling(patterns_at, start: int, window_side: int) -> tuple[int, list]:
+    """The least f from ``start`` up (3, 5, 8, 12, …) at which no pattern of
+    ``patterns_at(f)`` ``(k, K_y, K_x)`` moves by more than :data:`CONVERGED_DISTANCE` when
+    the grid is refined to the next f, and the search as ``[(f, largest distance to the next
+    f), …]``. Stops with a warning where the next window (``window_side`` · f pixels) would
+    exceed :data:`MAX_SIMULATION_PIXELS`."""
+    factor, patterns, search = start, patterns_at(start), []
     while True:
         finer = next_oversampling(factor)
         if finer * window_side > MAX_SIMULATION_PIXELS:
@@ -139,11 +149,12 @@ def _converged_oversampling(pattern_at, start: int, window_side: int) -> tuple[i
                 stacklevel=4,
             )
             return factor, search
-        finer_pattern = pattern_at(finer)
-        search.append((factor, pattern_distance(pattern, finer_pattern)))
-        if search[-1][1] <= CONVERGED_DISTANCE:
+        finer_patterns = patterns_at(finer)
+        moved = max(pattern_distance(a, b) for a, b in zip(patterns, finer_patterns))
+        search.append((factor, moved))
+        if moved <= CONVERGED_DISTANCE:
             return factor, search
-        factor, pattern = finer, finer_pattern
+        factor, patterns = finer, finer_patterns
 
 
 def simulate_scan(
@@ -178,15 +189,16 @@ def simulate_scan(
     The scan raster (``scan_shape`` × ``scan_step`` Å) is centred on the specimen centre (y, x).
     Detector: ``detector_shape`` pixels of ``detector_sampling_mrad`` (default: the detector
     spans ±2 semi-angles); its real-space pixel is 1/(N Δk). The multislice runs on a finer
-    grid (:mod:`.detector_sampling`): pixels ``oversampling`` times smaller and a window ``detector_binning`` (odd) times wider than the detector's
-    1/Δk when the probe needs more room; the far field is cropped to the detector and
+    grid (:mod:`.detector_sampling`): pixels ``oversampling`` times smaller and a window
+    ``detector_binning`` (odd) times wider than the detector's 1/Δk when the probe needs
+    more room; the far field is cropped to the detector and
     summed in binning × binning blocks. ``oversampling``: "auto" converges in the sampling:
     from the least f the detector needs (the smallest integer that puts the 2/3 antialias
     1.25× beyond the detector's corner, 3 for a square detector) it refines f (3, 5, 8, 12,
-    …) until one pattern at the scan's centre changes by at most
+    …) until no pattern at up to 3×3 positions spanning the scan changes by more than
     :data:`.detector_sampling.CONVERGED_DISTANCE` (Σ|ΔI/ΣI|) at the next f; thin or light
-    specimens stop at 3-5, 117 Å of SrTiO3 at 300 keV at 8, 82 Å of Au at 200 keV at 18
-    (that search costs a few single-position runs). "detector" takes the detector's least
+    specimens stop at 3-5, 117 Å of SrTiO3 at 300 keV at 12, 82 Å of Au at 200 keV at 18
+    (the search costs one run of those few positions per f it tries). "detector" takes the detector's least
     f without the search (quicker, not converged for thick crystals of heavy atoms); an
     integer sets f (1 simulates on the detector's own grid, whose band limit cuts inside
     the detector). Slices: the cell's z extent in ``num_slices``
@@ -296,19 +308,19 @@ def _simulate_scan(
     factor, binning = check_sampling_factors(oversampling, detector_binning, (ky_n, kx_n))
     search: list = []
     if oversampling == "auto":
+        pilot_shape, pilot_step, pilot_tilts = _pilot_raster(mistilt_mrad, specimen, scan_shape, scan_step)
 
-        def pattern_at(f: int) -> np.ndarray:
-            # one noise-free pattern at the scan's centre, with the tilt there
+        def patterns_at(f: int) -> np.ndarray:
+            # noise-free patterns at up to 3×3 positions spanning the scan, with their tilts
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 return _simulate_scan(
-                    specimen, dev, energy_eV, semiangle_mrad, defocus, aberrations, (1, 1), scan_step,
-                    detector_shape, detector_sampling_mrad, num_slices, slice_thickness,
-                    _centre_tilt(mistilt_mrad, specimen, scan_shape, scan_step), None, 0.0, 0.0,
-                    tilt_deg, parameterisation, seed, batch_size, absorption, f, binning,
-                ).intensities  # fmt: skip
+                    specimen, dev, energy_eV, semiangle_mrad, defocus, aberrations, pilot_shape, pilot_step,
+                    detector_shape, detector_sampling_mrad, num_slices, slice_thickness, pilot_tilts, None,
+                    0.0, 0.0, tilt_deg, parameterisation, seed, batch_size, absorption, f, binning,
+                ).intensities.reshape(-1, ky_n, kx_n)  # fmt: skip
 
-        factor, search = _converged_oversampling(pattern_at, factor, binning * max(ky_n, kx_n))
+        factor, search = _converged_oversampling(patterns_at, factor, binning * max(ky_n, kx_n))
     dy, dx = calibration.pixel_size((ky_n, kx_n))  # the detector's real-space pixel
     fy, fx = dy / factor, dx / factor  # the simulation's pixel
     window = (factor * binning * ky_n, factor * binning * kx_n)
