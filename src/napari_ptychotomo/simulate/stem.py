@@ -136,16 +136,24 @@ def _converged_oversampling(patterns_at, start: int, window_side: int) -> tuple[
     """The least f from ``start`` up (3, 5, 8, 12, …) at which no pattern of
     ``patterns_at(f)`` ``(k, K_y, K_x)`` moves by more than :data:`CONVERGED_DISTANCE` when
     the grid is refined to the next f, and the search as ``[(f, largest distance to the next
-    f), …]``. Stops with a warning where the next window (``window_side`` · f pixels) would
-    exceed :data:`MAX_SIMULATION_PIXELS`."""
+    f), …]``. Where the next window (``window_side`` · f pixels) would exceed
+    :data:`MAX_SIMULATION_PIXELS` it stops at f, with a warning that says how far the
+    patterns were from converged (or that it could not check)."""
+    if next_oversampling(start) * window_side > MAX_SIMULATION_PIXELS:
+        warnings.warn(
+            f"oversampling {start}, the detector's least, is used unchecked: a finer grid would "
+            f"exceed {MAX_SIMULATION_PIXELS} pixels a side; set oversampling to an integer to choose",
+            stacklevel=4,
+        )
+        return start, []
     factor, patterns, search = start, patterns_at(start), []
     while True:
         finer = next_oversampling(factor)
         if finer * window_side > MAX_SIMULATION_PIXELS:
             warnings.warn(
                 f"the patterns still change by {search[-1][1]:.1e} when the simulation grid is "
-                f"refined to oversampling {factor}; the next step would exceed "
-                f"{MAX_SIMULATION_PIXELS} pixels a side, so oversampling {factor} is used",
+                f"refined from oversampling {search[-1][0]} to {factor}; the next step would "
+                f"exceed {MAX_SIMULATION_PIXELS} pixels a side, so oversampling {factor} is used",
                 stacklevel=4,
             )
             return factor, search
@@ -191,18 +199,19 @@ def simulate_scan(
     spans ±2 semi-angles); its real-space pixel is 1/(N Δk). The multislice runs on a finer
     grid (:mod:`.detector_sampling`): pixels ``oversampling`` times smaller and a window
     ``detector_binning`` (odd) times wider than the detector's 1/Δk when the probe needs
-    more room; the far field is cropped to the detector and
-    summed in binning × binning blocks. ``oversampling``: "auto" converges in the sampling:
-    from the least f the detector needs (the smallest integer that puts the 2/3 antialias
-    1.25× beyond the detector's corner, 3 for a square detector) it refines f (3, 5, 8, 12,
-    …) until no pattern at up to 3×3 positions spanning the scan changes by more than
+    more room; the far field is cropped to the detector and summed in binning × binning
+    blocks. ``oversampling``: "auto" converges in the sampling: from the least f the
+    detector needs (the smallest integer that puts the 2/3 antialias 1.25× beyond the
+    detector's corner, 3 for a square detector) it refines f (3, 5, 8, 12, …) until no
+    pattern at up to 3×3 positions spanning the scan changes by more than
     :data:`.detector_sampling.CONVERGED_DISTANCE` (Σ|ΔI/ΣI|) at the next f; thin or light
     specimens stop at 3-5, 117 Å of SrTiO3 at 300 keV at 12, 82 Å of Au at 200 keV at 18
-    (the search costs one run of those few positions per f it tries). "detector" takes the detector's least
-    f without the search (quicker, not converged for thick crystals of heavy atoms); an
+    (the search costs one run of those few positions per f it tries, and up to (5/3)² ≈ 2.8
+    times the memory of the run at the f it chooses, for the field at the next f). "detector" takes the detector's least f
+    without the search (quicker, not converged for thick crystals of heavy atoms); an
     integer sets f (1 simulates on the detector's own grid, whose band limit cuts inside
-    the detector). Slices: the cell's z extent in ``num_slices``
-    slices (or slices of ``slice_thickness`` Å).
+    the detector). Slices: the cell's z extent in ``num_slices`` slices (or slices of
+    ``slice_thickness`` Å).
 
     ``mistilt_mrad`` is the specimen tilt (θ_x, θ_y) in mrad in the propagator: one (2,)
     tilt, a tilt map ``(n_positions, 2)`` or ``(Ny, Nx, 2)`` in raster order, or a function
