@@ -49,6 +49,14 @@ def abtem_detector_converged():
         yield fh
 
 
+@pytest.fixture(scope="session")
+def abtem_srtio3_reference():
+    """abTEM 4D-STEM of 117 Å of SrTiO3 [001] at 300 keV, mistilt (4, 0) mrad, converged in
+    the sampling and cropped to a 64² detector (``tests/data/abtem_srtio3_reference.h5``)."""
+    with _open_reference("abtem_srtio3_reference.h5") as fh:
+        yield fh
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
