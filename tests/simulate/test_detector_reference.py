@@ -205,20 +205,20 @@ def test_automatic_oversampling_refines_until_the_patterns_stop_changing():
 
 
 def test_sampling_search_stops_at_the_largest_grid_and_says_so(monkeypatch):
-    from napari_ptychotomo.simulate import stem
+    from napari_ptychotomo.simulate import detector_sampling
 
     def patterns_at(f):  # a pattern that changes by 0.02 at every refinement
         pattern = np.zeros((1, 4, 4))
         pattern[0, 0, 0], pattern[0, 1, 1] = 1.0, 0.01 * f
         return pattern
 
-    monkeypatch.setattr(stem, "MAX_SIMULATION_PIXELS", 12 * 64)
+    monkeypatch.setattr(detector_sampling, "MAX_SIMULATION_PIXELS", 12 * 64)
     with pytest.warns(UserWarning, match="from oversampling 8 to 12"):
-        f, search = stem._converged_oversampling(patterns_at, 3, 64)
+        f, search = detector_sampling.converged_oversampling(patterns_at, 3, 64)
     assert f == 12 and [k for k, _ in search] == [3, 5, 8]
     # a detector so large that the least f already fills the largest grid: no search
     with pytest.warns(UserWarning, match="unchecked"):
-        assert stem._converged_oversampling(patterns_at, 3, 256) == (3, [])
+        assert detector_sampling.converged_oversampling(patterns_at, 3, 256) == (3, [])
 
 
 def test_binned_far_field_keeps_the_zero_frequency_pixel_and_the_counts():

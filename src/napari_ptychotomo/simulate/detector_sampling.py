@@ -28,6 +28,7 @@ next f), measured at up to 3×3 probe positions spanning the scan before it.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -40,6 +41,7 @@ __all__ = [
     "next_oversampling",
     "pattern_distance",
     "check_sampling_factors",
+    "converged_oversampling",
     "crop_and_bin",
     "average_to_coarse_pixels",
 ]
@@ -86,6 +88,39 @@ def pattern_distance(a: Any, b: Any) -> float:
     share_a = a / a.sum(dim=(-2, -1), keepdim=True)
     share_b = b / b.sum(dim=(-2, -1), keepdim=True)
     return float((share_a - share_b).abs().sum(dim=(-2, -1)).mean())
+
+
+def converged_oversampling(patterns_at, start: int, window_side: int) -> tuple[int, list]:
+    """The least f from ``start`` up (3, 5, 8, 12, …) at which no pattern of
+    ``patterns_at(f)`` ``(k, K_y, K_x)`` moves by more than :data:`CONVERGED_DISTANCE` when
+    the grid is refined to the next f, and the search as ``[(f, largest distance to the next
+    f), …]``. Where the next window (``window_side`` · f pixels) would exceed
+    :data:`MAX_SIMULATION_PIXELS` it stops at f, with a warning that says how far the
+    patterns were from converged (or that it could not check)."""
+    if next_oversampling(start) * window_side > MAX_SIMULATION_PIXELS:
+        warnings.warn(
+            f"oversampling {start}, the detector's least, is used unchecked: a finer grid would "
+            f"exceed {MAX_SIMULATION_PIXELS} pixels a side; set oversampling to an integer to choose",
+            stacklevel=4,
+        )
+        return start, []
+    factor, patterns, search = start, patterns_at(start), []
+    while True:
+        finer = next_oversampling(factor)
+        if finer * window_side > MAX_SIMULATION_PIXELS:
+            warnings.warn(
+                f"the patterns still change by {search[-1][1]:.1e} when the simulation grid is "
+                f"refined from oversampling {search[-1][0]} to {factor}; the next step would "
+                f"exceed {MAX_SIMULATION_PIXELS} pixels a side, so oversampling {factor} is used",
+                stacklevel=4,
+            )
+            return factor, search
+        finer_patterns = patterns_at(finer)
+        moved = max(pattern_distance(a, b) for a, b in zip(patterns, finer_patterns))
+        search.append((factor, moved))
+        if moved <= CONVERGED_DISTANCE:
+            return factor, search
+        factor, patterns = finer, finer_patterns
 
 
 def check_sampling_factors(oversampling: Any, binning: Any, detector_shape: tuple[int, int]) -> tuple[int, int]:

@@ -29,16 +29,9 @@ from ..physics import (
     wavelength,
 )
 from ..threads import cpu_threads
-from .detector_sampling import (
-    CONVERGED_DISTANCE,
-    MAX_SIMULATION_PIXELS,
-    average_to_coarse_pixels,
-    check_sampling_factors,
-    crop_and_bin,
-    next_oversampling,
-    pattern_distance,
-)
+from .detector_sampling import average_to_coarse_pixels, check_sampling_factors, converged_oversampling, crop_and_bin
 from .potentials import slices_tensor
+from .scan_raster import pilot_raster, source_offsets, tilt_map
 from .series_geometry import rotated, slicing, tilt_geometry, truth_volume
 from .specimens import Specimen, fcc_nanoparticle
 
@@ -49,39 +42,6 @@ _TAIL = 3.0  # Å of atoms outside the field whose potential still reaches into 
 # detector's least oversampling (3) 117 Å of SrTiO3 at 300 keV loses 10 %, 82 Å of Au at
 # 200 keV 17 %; at the converged oversampling both keep more than 99 %
 _LOSS_WARNING = 0.05
-
-
-def _source_offsets(source_size: float) -> tuple[np.ndarray, np.ndarray]:
-    """Probe shifts (k, 2) Å and weights for a Gaussian source of std ``source_size`` Å
-    (3×3 Gauss-Hermite quadrature of the incoherent average over source points)."""
-    if source_size <= 0:
-        return np.zeros((1, 2)), np.ones(1)
-    nodes, weights = np.polynomial.hermite_e.hermegauss(3)
-    yy, xx = np.meshgrid(nodes, nodes, indexing="ij")
-    w = np.outer(weights, weights).ravel()
-    return np.stack([yy.ravel(), xx.ravel()], 1) * source_size, w / w.sum()
-
-
-def _tilt_map(mistilt_mrad: Any, positions: np.ndarray, scan_shape: tuple[int, int]) -> np.ndarray:
-    """Specimen tilt (θ_x, θ_y) mrad at each probe position, ``(n, 2)`` float64.
-
-    ``mistilt_mrad``: (2,) for one tilt; ``(n, 2)`` or ``(Ny, Nx, 2)`` per position (raster
-    order); or a function of ``positions`` (n, 2) Å (y, x) in the specimen's frame
-    returning (n, 2) or (2,) mrad.
-    """
-    n = len(positions)
-    value = mistilt_mrad(positions.copy()) if callable(mistilt_mrad) else mistilt_mrad
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.shape == (2,):
-        arr = np.broadcast_to(arr, (n, 2))
-    elif arr.shape == (*scan_shape, 2):
-        arr = arr.reshape(n, 2)
-    if arr.shape != (n, 2) or not np.all(np.isfinite(arr)):
-        raise ValueError(
-            f"mistilt_mrad gives shape {np.shape(value)}; expected (θx, θy) in mrad as (2,), "
-            f"(n_positions={n}, 2) or {(*scan_shape, 2)}, or a function of positions (n, 2) Å"
-        )
-    return np.array(arr)
 
 
 def _batch(batch_size: int | None, window: tuple[int, int]) -> int:
@@ -111,58 +71,6 @@ def _field_potential(atoms, numbers, shape, pixel, dz, n_slices, parameterisatio
     big = tuple(next_fast_len(n + 2 * p) for n, p in zip(shape, pad))
     slices = slices_tensor(moved, numbers[inside], big, pixel, dz, n_slices, parameterisation, device)
     return slices[:, pad[0] : pad[0] + shape[0], pad[1] : pad[1] + shape[1]].contiguous()
-
-
-def _pilot_raster(mistilt_mrad: Any, specimen: Specimen, scan_shape, scan_step: float):
-    """Where the sampling search looks: up to 3×3 positions spanning the scan (its corners,
-    edge middles and centre), as ``(shape, step)`` of a raster centred like the scan's, and
-    the specimen tilt (mrad) at each, ``(k, 2)``, taken from the scan position nearest it."""
-    ny, nx = (int(v) for v in scan_shape)
-    shape = (min(ny, 3), min(nx, 3))
-    spans = [n - 1 for n in (ny, nx) if n > 1]
-    step = scan_step * min(spans) / 2 if spans else scan_step
-    iy, ix = np.meshgrid(np.arange(ny) - (ny - 1) / 2, np.arange(nx) - (nx - 1) / 2, indexing="ij")
-    offsets = np.stack([iy.ravel(), ix.ravel()], 1) * scan_step
-    tilts = _tilt_map(mistilt_mrad, offsets + specimen.centre[1:], (ny, nx))
-    py, px = np.meshgrid(
-        np.arange(shape[0]) - (shape[0] - 1) / 2, np.arange(shape[1]) - (shape[1] - 1) / 2, indexing="ij"
-    )
-    pilot = np.stack([py.ravel(), px.ravel()], 1) * step
-    nearest = np.argmin(np.hypot(*(pilot[:, None, :] - offsets[None]).transpose(2, 0, 1)), axis=1)
-    return shape, step, tilts[nearest]
-
-
-def _converged_oversampling(patterns_at, start: int, window_side: int) -> tuple[int, list]:
-    """The least f from ``start`` up (3, 5, 8, 12, …) at which no pattern of
-    ``patterns_at(f)`` ``(k, K_y, K_x)`` moves by more than :data:`CONVERGED_DISTANCE` when
-    the grid is refined to the next f, and the search as ``[(f, largest distance to the next
-    f), …]``. Where the next window (``window_side`` · f pixels) would exceed
-    :data:`MAX_SIMULATION_PIXELS` it stops at f, with a warning that says how far the
-    patterns were from converged (or that it could not check)."""
-    if next_oversampling(start) * window_side > MAX_SIMULATION_PIXELS:
-        warnings.warn(
-            f"oversampling {start}, the detector's least, is used unchecked: a finer grid would "
-            f"exceed {MAX_SIMULATION_PIXELS} pixels a side; set oversampling to an integer to choose",
-            stacklevel=4,
-        )
-        return start, []
-    factor, patterns, search = start, patterns_at(start), []
-    while True:
-        finer = next_oversampling(factor)
-        if finer * window_side > MAX_SIMULATION_PIXELS:
-            warnings.warn(
-                f"the patterns still change by {search[-1][1]:.1e} when the simulation grid is "
-                f"refined from oversampling {search[-1][0]} to {factor}; the next step would "
-                f"exceed {MAX_SIMULATION_PIXELS} pixels a side, so oversampling {factor} is used",
-                stacklevel=4,
-            )
-            return factor, search
-        finer_patterns = patterns_at(finer)
-        moved = max(pattern_distance(a, b) for a, b in zip(patterns, finer_patterns))
-        search.append((factor, moved))
-        if moved <= CONVERGED_DISTANCE:
-            return factor, search
-        factor, patterns = finer, finer_patterns
 
 
 def simulate_scan(
@@ -317,7 +225,7 @@ def _simulate_scan(
     factor, binning = check_sampling_factors(oversampling, detector_binning, (ky_n, kx_n))
     search: list = []
     if oversampling == "auto":
-        pilot_shape, pilot_step, pilot_tilts = _pilot_raster(mistilt_mrad, specimen, scan_shape, scan_step)
+        pilot_shape, pilot_step, pilot_tilts = pilot_raster(mistilt_mrad, specimen, scan_shape, scan_step)
 
         def patterns_at(f: int) -> np.ndarray:
             # noise-free patterns at up to 3×3 positions spanning the scan, with their tilts
@@ -329,7 +237,7 @@ def _simulate_scan(
                     0.0, 0.0, tilt_deg, parameterisation, seed, batch_size, absorption, f, binning,
                 ).intensities.reshape(-1, ky_n, kx_n)  # fmt: skip
 
-        factor, search = _converged_oversampling(patterns_at, factor, binning * max(ky_n, kx_n))
+        factor, search = converged_oversampling(patterns_at, factor, binning * max(ky_n, kx_n))
     dy, dx = calibration.pixel_size((ky_n, kx_n))  # the detector's real-space pixel
     fy, fx = dy / factor, dx / factor  # the simulation's pixel
     window = (factor * binning * ky_n, factor * binning * kx_n)
@@ -351,7 +259,7 @@ def _simulate_scan(
     true_positions = nominal.copy()
     if position_jitter > 0:
         true_positions += rng.normal(scale=position_jitter, size=nominal.shape)
-    tilts = _tilt_map(mistilt_mrad, true_positions - offset[1:], (ny_s, nx_s))
+    tilts = tilt_map(mistilt_mrad, true_positions - offset[1:], (ny_s, nx_s))
     uniform = bool(np.all(tilts == tilts[0]))
 
     potential = _field_potential(
@@ -362,7 +270,7 @@ def _simulate_scan(
     probe = make_probe(window, (fy, fx), energy_eV, semiangle_mrad, calibration.aberration_dict(), device=dev)
     tilt_t = torch.as_tensor(tilts, dtype=torch.float32, device=dev)
     prop = fresnel_propagator(window, (fy, fx), lam, dz, tilt_t[0], device=dev) if uniform else None
-    shifts, weights = _source_offsets(source_size)
+    shifts, weights = source_offsets(source_size)
     out = torch.zeros((len(nominal), ky_n, kx_n), dtype=torch.float32, device=dev)
     kept = torch.zeros(len(nominal), dtype=torch.float32, device=dev)
     scale = torch.tensor([fy, fx], dtype=torch.float32, device=dev)
