@@ -48,8 +48,9 @@ system-deps:
 demo: $(VENV)/.gui-installed
 	$(VENV)/bin/ptychotomo demo --output $(DEMO_OUTPUT)
 
+# --durations: the slowest tests, so that the suite's cost stays visible in CI's log
 test: system-deps lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 # ruff's lint and format check (settings in pyproject.toml); `ruff format .` fixes the format
 lint: $(VENV)/.test-installed
