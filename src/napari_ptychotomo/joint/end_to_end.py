@@ -14,13 +14,17 @@ Gradients come from autograd (eq. 18-19 are what it computes); each learned per-
 quantity has its own Adam optimiser per tilt. Learned shifts and positions are kept where
 the probe window stays inside the volume's lateral extent (:func:`keep_windows_inside`);
 how often that clamped them is in the result's provenance and a warning.
+
+This module holds the public driver (:func:`joint_steps`, :func:`reconstruct_joint`) and
+the loop over passes and tilts with its checks and result; the per-run setup, the learned
+tensors and the window constraint are in :mod:`.fit_state`, one minibatch's loss, update
+and regularisers in :mod:`.fit_step`.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,30 +32,15 @@ import torch
 
 from ..data import Alignment, TiltSeries, Volume
 from ..engine import Progress, resolve_device, run
-from ..engine_guards import Divergence, angle_problem, checked_counts, warn_negative
-from ..physics import fresnel_propagator, interaction_constant, wavelength
-from ..physics.loss import amplitude_residual
-from ..tomo.rotation import rotation_matrix
-from . import regularizers as reg
-from .distributed import all_reduce_grads, init_from_environment, rank_device, world
-from .memory import choose_batch_size, stem_bytes
+from ..engine_guards import Divergence, angle_problem
+from .distributed import init_from_environment, rank_device, world
+from .fit_state import _keep_inside, _Learned, _Setup, _setup, keep_windows_inside
+from .fit_step import _after_minibatch, _after_tilt, _batch_loss, _descend, _gradient_scale, _minibatches, _sum_ranks
 from .params import JointParams
 from .result import JointResult, orthogonal_slices, partial_volume
 from .setup import half_indices, start_state
 
 __all__ = ["joint_steps", "reconstruct_joint", "keep_windows_inside"]
-
-# Named constants of the fit (units in the comments)
-#: intensity floor of the amplitude residual, in units of the mean pattern sum
-_FLOOR = 1e-10
-#: voxels: a clamp that moves a shift or position less than this is rounding, not counted
-_COUNTED = 1e-3
-#: voxels: the window bounds lie this far inside, so that (bound + shift) − shift rounded in
-#: float32 stays inside
-_INSIDE_MARGIN = 1e-3
-#: the most scan positions per minibatch when the batch size comes from memory (You et al.
-#: use small minibatches of adjacent positions; larger ones update the volume less often)
-_MOST_PER_BATCH = 64
 
 
 def _check_series(series: Any) -> TiltSeries:
@@ -121,44 +110,6 @@ def joint_steps(
         for name in first.provenance["clamped"]
     }
     return first
-
-
-def keep_windows_inside(
-    positions: torch.Tensor, shift: torch.Tensor, low: torch.Tensor, high: torch.Tensor
-) -> tuple[int, int]:
-    """Clamp one tilt's probe positions and alignment shift in place so that every probe
-    window stays inside the volume: ``low <= positions - shift <= high`` per axis.
-
-    ``positions`` (K, 2) and ``shift`` (2,) are in voxels (y, x); ``low``, ``high`` (2,) are
-    the extreme probe centres whose window still fits (see :func:`_window_bounds`). The
-    shift is clamped first (a learned shift moves the whole scan), into the range where
-    the whole scan fits when there is one; then single positions. Returns the number of
-    shift axes and of positions that were moved (by more than 1e-3 voxel: a start given in
-    Å may sit a rounding error outside).
-    """
-    with torch.no_grad():
-        fits_low = positions.max(0).values - high  # smallest shift that keeps the scan inside
-        fits_high = positions.min(0).values - low
-        target = torch.where(fits_low <= fits_high, torch.minimum(torch.maximum(shift, fits_low), fits_high), shift)
-        shift_clamped = int(((target - shift).abs() > _COUNTED).sum())
-        shift.copy_(target)
-        inside = torch.minimum(torch.maximum(positions, low + shift), high + shift)
-        positions_clamped = int(((inside - positions).abs() > _COUNTED).any(1).sum())
-        positions.copy_(inside)
-    return shift_clamped, positions_clamped
-
-
-def _window_bounds(lateral: tuple[int, int], window: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Extreme probe centres (voxels) whose ``window`` fits in a ``lateral`` (ny, nx) grid.
-
-    :func:`~napari_ptychotomo.physics.forward_intensities` crops from ``floor(p) − n//2``
-    to ``floor(p) − n//2 + n``, so ``n//2 <= p < size − n + n//2 + 1``; both bounds move
-    ``_INSIDE_MARGIN`` (1e-3 voxel) inwards so that ``(bound + shift) − shift`` rounded in
-    float32 stays inside.
-    """
-    low = torch.full((2,), window // 2 + _INSIDE_MARGIN, device=device)
-    high = torch.tensor([size - window + window // 2 + 1 - _INSIDE_MARGIN for size in lateral], device=device)
-    return low, high
 
 
 def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, guard: Divergence):
@@ -238,256 +189,6 @@ def _fit(series, state, params: JointParams, dev, seed: int, half: int | None, g
     )
 
 
-# ---- setup: constants and data of one fit, the learned tensors and their optimisers
-
-
-@dataclass
-class _Setup:
-    """What one fit fixes before its first pass (``clamped`` counts as it goes)."""
-
-    params: JointParams
-    device: torch.device
-    rank: int  # this process among ``size`` (torchrun), 0 of 1 otherwise
-    size: int
-    voxel: float  # Å
-    sigma: float  # interaction constant, rad / (V·Å)
-    window: int  # probe window, px (the detector's)
-    batch_size: int  # positions per minibatch
-    propagator: torch.Tensor  # (window, window) slice-to-slice Fresnel propagator
-    subsets: list[np.ndarray]  # the positions of each tilt this fit uses (all, or one half)
-    amplitudes: list[torch.Tensor]  # per tilt (n, K, K) on the host, each tilt's mean pattern sum 1
-    low: torch.Tensor  # (2,) extreme probe centres whose window fits, voxels
-    high: torch.Tensor
-    clamped: dict[str, int] = field(default_factory=lambda: {"shifts": 0, "positions": 0})
-
-    @property
-    def num_tilts(self) -> int:
-        return len(self.subsets)
-
-
-def _setup(series, state, params: JointParams, dev, half: int | None) -> _Setup:
-    """Batch size (checked against memory before the data are read), propagator, data."""
-    rank, size = world()
-    scans = series.scans
-    cal = scans[0].calibration
-    voxel = state.voxel_size
-    window = scans[0].detector_shape[0]
-    num_modes = state.probes[0].shape[0]
-    fixed, per_position = stem_bytes(state.shape, window, num_modes, params.num_slices)
-    batch_size = choose_batch_size(
-        "end-to-end ptycho-tomography", fixed, per_position, params.batch_size, dev, most=_MOST_PER_BATCH
-    )
-    slice_thickness = state.shape[0] / params.num_slices * voxel
-    propagator = fresnel_propagator(
-        (window, window), voxel, wavelength(cal.energy_eV), slice_thickness, device=dev, band_limit=params.band_limit
-    )
-    subsets, amplitudes = _host_amplitudes(scans, half)
-    low, high = _window_bounds(state.shape[1:], window, dev)
-    return _Setup(
-        params=params,
-        device=dev,
-        rank=rank,
-        size=size,
-        voxel=voxel,
-        sigma=float(interaction_constant(cal.energy_eV)),
-        window=window,
-        batch_size=batch_size,
-        propagator=propagator,
-        subsets=subsets,
-        amplitudes=amplitudes,
-        low=low,
-        high=high,
-    )
-
-
-def _host_amplitudes(scans, half: int | None) -> tuple[list[np.ndarray], list[torch.Tensor]]:
-    """The positions of each tilt this fit uses and the measured amplitudes, checked
-    (finite, with counts; negatives set to 0 with one warning), kept on the host and
-    normalised so that each tilt's mean pattern sum is 1."""
-    subsets, amplitudes, negative = [], [], 0
-    for k, scan in enumerate(scans):
-        n = scan.num_positions
-        subsets.append(np.arange(n) if half is None else half_indices(n, scan.scan_shape, half))
-        patterns, clamped_k = checked_counts(
-            torch.from_numpy(scan.patterns()), f"scan {k} (tilt {scan.tilt_deg:g}°): intensities"
-        )
-        negative += clamped_k
-        scale = float(patterns.sum((-2, -1)).mean())
-        amplitudes.append(torch.sqrt(patterns / scale))
-    warn_negative(negative, sum(a.numel() for a in amplitudes), "intensities of the tilt series")
-    return subsets, amplitudes
-
-
-@dataclass
-class _Learned:
-    """The learned tensors: the volume (V) with its heavy-ball velocity and gradient scale,
-    and per tilt the probe modes, positions (voxels), Euler angles (rad) and shift (voxels),
-    each with its own Adam optimiser."""
-
-    # the per-tilt quantities in the order their optimisers step
-    per_tilt_names = ("probe", "positions", "euler", "shifts")
-
-    volume: torch.Tensor
-    velocity: torch.Tensor
-    probes: list[torch.Tensor]
-    positions: list[torch.Tensor]
-    euler: list[torch.Tensor]
-    shifts: list[torch.Tensor]
-    optimisers: dict[str, list[torch.optim.Optimizer]]
-    volume_scale: float = 0.0
-
-    @classmethod
-    def start(cls, state, params: JointParams, dev) -> _Learned:
-        voxel = state.voxel_size
-        volume = torch.tensor(state.volume, device=dev).requires_grad_(True)
-        probes = [torch.tensor(p, device=dev).requires_grad_(True) for p in state.probes]
-        positions = [torch.tensor(p, dtype=torch.float32, device=dev).requires_grad_(True) for p in state.positions_px]
-        euler = [
-            torch.tensor(np.deg2rad(e), dtype=torch.float32, device=dev).requires_grad_(True)
-            for e in state.alignment.euler_deg
-        ]
-        shifts = [
-            torch.tensor(s / voxel, dtype=torch.float32, device=dev).requires_grad_(True)
-            for s in state.alignment.shifts
-        ]
-        rates = params.rates
-        optimisers = {
-            "probe": [torch.optim.Adam([p], lr=rates["probe"].step * float(p.detach().abs().max())) for p in probes],
-            "positions": [torch.optim.Adam([p], lr=rates["positions"].step / voxel) for p in positions],
-            "euler": [torch.optim.Adam([e], lr=np.deg2rad(rates["euler"].step)) for e in euler],
-            "shifts": [torch.optim.Adam([s], lr=rates["shifts"].step / voxel) for s in shifts],
-        }
-        return cls(volume, torch.zeros_like(volume), probes, positions, euler, shifts, optimisers)
-
-    def tensors_of_tilt(self, k: int) -> list[torch.Tensor]:
-        return [self.volume, self.probes[k], self.positions[k], self.euler[k], self.shifts[k]]
-
-    def per_tilt_lists(self) -> dict[str, list[torch.Tensor]]:
-        return {
-            "probes": list(self.probes),
-            "positions": list(self.positions),
-            "euler": list(self.euler),
-            "shifts": list(self.shifts),
-        }
-
-    def values_of_tilt(self, k: int) -> dict[str, torch.Tensor]:
-        """Copies of what tilt ``k`` learns, as they are now."""
-        return {name: values[k].detach().clone() for name, values in self.per_tilt_lists().items()}
-
-
-def _gradient_scale(run: _Setup, fit: _Learned) -> float:
-    """max |∂L/∂V| of the first minibatch at V = 0 (then the largest seen), so that no voxel
-    moves more than ``rates['volume'].step`` V in one update and a converged start stays put."""
-    first = run.subsets[0][: run.batch_size]
-    zero = torch.zeros_like(fit.volume, requires_grad=True)
-    local = _local(run, first)
-    if len(local):
-        _data_loss(
-            run,
-            zero,
-            fit.euler[0].detach(),
-            fit.shifts[0].detach(),
-            fit.probes[0].detach(),
-            fit.positions[0].detach(),
-            0,
-            local,
-            len(first),
-        ).backward()
-    all_reduce_grads([zero])
-    return float(zero.grad.abs().max()) if zero.grad is not None else 0.0
-
-
-# ---- the loss of one minibatch and the update
-
-
-def _minibatches(index: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Adjacent positions in runs of ``batch_size`` (the order of the runs is shuffled)."""
-    return [index[i : i + batch_size] for i in range(0, len(index), batch_size)]
-
-
-def _local(run: _Setup, batch: np.ndarray) -> torch.Tensor:
-    """This process's share of a minibatch's positions."""
-    return torch.as_tensor(batch[run.rank :: run.size], dtype=torch.long)
-
-
-def _data_loss(run: _Setup, volume, euler, shift, probes, positions, k: int, local, batch_len: int) -> torch.Tensor:
-    """‖√I_model − √I‖² of this process's positions ``local`` of a minibatch of
-    ``batch_len`` positions of tilt ``k``, per position (the amplitude loss, eq. 14-15)."""
-    model = _intensities(
-        volume,
-        euler,
-        shift,
-        probes,
-        positions[local.to(run.device)],
-        run.propagator,
-        run.params.num_slices,
-        run.voxel,
-        run.sigma,
-        run.params.band_limit,
-    )
-    target = run.amplitudes[k][local].to(run.device)
-    return torch.sum(amplitude_residual(model, target, _FLOOR) ** 2) / batch_len
-
-
-def _batch_loss(run: _Setup, fit: _Learned, k: int, batch: np.ndarray) -> torch.Tensor:
-    """The data loss of one minibatch of tilt ``k`` (0 where this process holds none of it)."""
-    local = _local(run, batch)
-    if not len(local):
-        return torch.zeros((), device=run.device)
-    return _data_loss(
-        run, fit.volume, fit.euler[k], fit.shifts[k], fit.probes[k], fit.positions[k], k, local, len(batch)
-    )
-
-
-def _descend(run: _Setup, fit: _Learned, k: int, loss: torch.Tensor, learn: dict[str, bool]) -> None:
-    """Gradients (summed over the processes), a heavy-ball step of the volume scaled so that
-    no voxel moves more than ``rates['volume'].step`` V, and an Adam step of each per-tilt
-    quantity learned in this pass."""
-    tensors = fit.tensors_of_tilt(k)
-    for t in tensors:
-        t.grad = None
-    loss.backward()
-    all_reduce_grads(tensors)
-    params = run.params
-    with torch.no_grad():
-        fit.volume_scale = max(fit.volume_scale, float(fit.volume.grad.abs().max())) or 1.0
-        fit.velocity.mul_(params.momentum).add_(fit.volume.grad, alpha=params.rates["volume"].step / fit.volume_scale)
-        fit.volume.sub_(fit.velocity)
-    for name in _Learned.per_tilt_names:
-        if learn[name]:
-            fit.optimisers[name][k].step()
-
-
-# ---- constraints and regularisers (in place)
-
-
-def _keep_inside(run: _Setup, fit: _Learned, k: int) -> None:
-    """Constraint: tilt ``k``'s probe windows stay inside the volume (counted in ``run.clamped``)."""
-    n_shift, n_positions = keep_windows_inside(fit.positions[k], fit.shifts[k], run.low, run.high)
-    run.clamped["shifts"] += n_shift
-    run.clamped["positions"] += n_positions
-
-
-def _after_minibatch(volume: torch.Tensor, params: JointParams, it: int) -> None:
-    """After each minibatch: L1 shrinkage of Im V (You et al. eq. 17) and non-negativity."""
-    if params.l1_imag and it >= params.l1_start:
-        volume.copy_(reg.shrink_imag(volume, params.l1_imag))
-    if params.nonnegative and it >= params.nonnegative_start:
-        volume.copy_(reg.clip_negative(volume))
-
-
-def _after_tilt(volume: torch.Tensor, before: torch.Tensor, euler: torch.Tensor, params: JointParams, it: int, voxel):
-    """After each tilt: the k_z kernel on the tilt's update (along its beam), the Butterworth
-    low-pass and the proximal total variation."""
-    if params.kz_beta and it >= params.kz_start:
-        beam = rotation_matrix(euler.detach())[2]  # beam direction in the volume frame
-        volume.copy_(before + reg.kz_filter(volume - before, beam, params.kz_beta))
-    if params.low_passes(it):
-        volume.copy_(reg.butterworth_lowpass(volume, params.butterworth_cutoff, params.butterworth_order, voxel))
-    if params.tv_weight and it >= params.tv_start:
-        volume.copy_(reg.tv_prox(volume, params.tv_weight))
-
-
 # ---- checks
 
 
@@ -510,18 +211,6 @@ def _warn_clamped(run: _Setup, state) -> None:
             "volume; lower rates['shifts'] / rates['positions'] (Å) or enlarge volume_shape",
             stacklevel=3,
         )
-
-
-def _intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma, band_limit):
-    from .forward import stem_intensities
-
-    return stem_intensities(volume, euler, shift, probes, positions, propagator, num_slices, voxel, sigma, band_limit)
-
-
-def _sum_ranks(value: torch.Tensor) -> torch.Tensor:
-    from .distributed import all_reduce_sum
-
-    return all_reduce_sum(value.clone())
 
 
 def _result(volume, probes, positions, euler, shifts, state, losses, params, half, clamped) -> JointResult:
