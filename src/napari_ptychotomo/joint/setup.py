@@ -100,7 +100,7 @@ def lateral_need(positions_px: list[np.ndarray], shifts_px: np.ndarray, window: 
     ``positions_px`` per tilt (K, 2) relative to the scan centre and ``shifts_px`` (n, 2),
     both in voxels: the window of centre ``p`` at ``(size − 1) / 2 + p − shift`` spans
     ``floor(·) − n//2 … + n`` and must stay inside, up to 1e-3 voxel (rounding of shifts
-    given in Å), which the engine's clamp (:func:`.end_to_end.keep_windows_inside`) takes
+    given in Å), which the engine's clamp (:func:`.fit_state.keep_windows_inside`) takes
     back at the start: a state the engine kept inside is accepted again as a start.
     """
     rel = np.concatenate([p - s for p, s in zip(positions_px, shifts_px)])
