@@ -20,6 +20,10 @@ at the projections' own pixel size (:mod:`.projection_matching`); ``"gradient"``
 downsampled gradient stages below (taken when ``stages`` are given). With few tilts a
 voxel volume absorbs the shifts across the axis, so gradient steps on them against it
 do not leave a wrong start.
+
+This module holds the public functions, the input checks and the gradient stages' loop;
+the matching method is in :mod:`.align_matching`, the final volume and the partial
+results of a stopped run in :mod:`.align_result`.
 """
 
 from __future__ import annotations
@@ -32,23 +36,17 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Alignment, Volume
-from ..engine import EngineError, Progress, resolve_device, run
+from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem, shift_problem
 from ..params_meta import describes, ui
+from .align_matching import _align_by_matching, default_method
 from .align_params import ANGLES, AlignStage, default_stages
-from .projection_matching import (
-    centre_of_mass_shifts,
-    is_isolated,
-    match_projections_steps,
-    neighbour_shifts,
-)
+from .align_result import _finish, _partial_result
 from .projector import project
-from .reconstruct import fit_volume, reconstruct_linear_steps
+from .reconstruct import fit_volume
 from .tilt_axis import estimate_tilt_axis
 
 __all__ = ["align_tilt_series", "align_tilt_series_steps", "default_method", "downsample", "remove_gauge"]
-
-_MATCHING_MIN_PX = 64  # smallest image side for which method=None picks the matching
 
 
 def downsample(stack: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -72,19 +70,6 @@ def _threshold(stack: torch.Tensor, fraction: float) -> torch.Tensor:
         return stack
     cut = fraction * stack.amax()
     return torch.where(stack >= cut, stack, torch.zeros_like(stack))
-
-
-def default_method(projections) -> str:
-    """The method ``align_tilt_series`` takes for ``projections`` (T, ny, nx) when none is
-    given: ``"matching"`` for an object in vacuum at least 64 px across, else
-    ``"gradient"``."""
-    # the sparse model of the matching needs an object in vacuum sampled finely enough
-    # to show its features (measured: fails on 28 px binned MSP phases and finds ψ
-    # 1° off on 40 px); elsewhere the gradient stages
-    proj = np.asarray(projections)
-    if min(proj.shape[1:]) < _MATCHING_MIN_PX:
-        return "gradient"
-    return "matching" if is_isolated(torch.as_tensor(proj, dtype=torch.float32)) else "gradient"
 
 
 def _check_inputs(projections, angles_deg, pixel_size):
@@ -316,159 +301,6 @@ def align_tilt_series_steps(
     return alignment, result
 
 
-def _align_by_matching(
-    proj_np,
-    euler0,
-    pixel_size,
-    coarse,
-    estimate_axis,
-    initial,
-    options,
-    nonnegative,
-    tv_weight,
-    edge_weight,
-    final_n_iter,
-    blur_sigma_px,
-    dev,
-):
-    """Coarse shifts (centre of mass or neighbouring tilts), then projection matching at
-    the projections' pixel size (:func:`.projection_matching.match_projections_steps`),
-    then the final full-resolution reconstruction."""
-    full = torch.as_tensor(proj_np, dtype=torch.float32, device=dev)
-    euler = torch.as_tensor(np.deg2rad(euler0), dtype=torch.float32, device=dev)
-    options = dict(options)
-    options.setdefault("refine_axis", bool(estimate_axis))
-    n_rounds = int(options.setdefault("n_rounds", 4))
-    total = n_rounds + int(options.setdefault("n_fit_cycles", 4)) + 2
-    if initial is not None:
-        initial.validate()
-        euler = torch.as_tensor(np.deg2rad(initial.euler_deg), dtype=torch.float32, device=dev)
-        shifts = torch.as_tensor(np.asarray(initial.shifts) / pixel_size, dtype=torch.float32, device=dev)
-        how = "initial alignment"
-    else:
-        how = coarse
-        if coarse == "auto":
-            how = "com" if is_isolated(full) else "neighbours"
-        if how == "com":
-            shifts = centre_of_mass_shifts(full, euler)
-        elif how == "neighbours":
-            shifts = neighbour_shifts(full, euler)
-        else:
-            shifts = torch.zeros(len(full), 2, dtype=torch.float32, device=dev)
-    names = {
-        "com": "centre of mass",
-        "neighbours": "cross-correlation of neighbouring tilts",
-        "none": "zero shifts",
-        "initial alignment": "initial alignment",
-    }
-    yield Progress(
-        1,
-        total,
-        preview={"shifts": shifts.cpu().numpy() * pixel_size, "euler_deg": np.rad2deg(euler.cpu().numpy())},
-        message=f"coarse shifts: {names[how]}",
-    )
-    guard = Divergence("alignment", "Start from other coarse shifts (coarse=...) or use method='gradient'.")
-    good = {"euler_deg": np.rad2deg(euler.cpu().numpy()), "shifts_px": shifts.cpu().numpy(), "volume": None}
-    guard.last_good = lambda: _partial_result(good, pixel_size, full.shape[1], "projection matching")
-    matcher = match_projections_steps(full, euler, shifts, **options)
-    while True:
-        try:
-            progress = next(matcher)
-        except StopIteration as stop:
-            match = stop.value
-            break
-        except EngineError as exc:  # its own errors carry no alignment
-            raise EngineError(
-                f"alignment stopped: {exc}; the last good alignment is in .partial", partial=guard.last_good()
-            ) from exc
-        preview = progress.preview
-        if preview is not None:
-            guard.check(
-                f"matching round {progress.step}",
-                problems=(
-                    shift_problem(preview["shifts_px"], full.shape[1:], "px"),
-                    angle_problem(preview["euler_deg"], np.rad2deg(euler.cpu().numpy())),
-                ),
-            )
-            good.update(euler_deg=preview["euler_deg"], shifts_px=preview["shifts_px"])
-            preview = {
-                "volume_slice": preview["volume_slice"],
-                "shifts": preview["shifts_px"] * pixel_size,
-                "euler_deg": preview["euler_deg"],
-            }
-        yield Progress(1 + progress.step, total, progress.loss, preview=preview, message=progress.message)
-    alignment = Alignment(
-        euler_deg=np.rad2deg(match.euler_rad.cpu().numpy().astype(np.float64)),
-        shifts=match.shifts_px.cpu().numpy().astype(np.float64) * pixel_size,
-        provenance={
-            "method": "projection matching",
-            "coarse": names[how],
-            "rounds": match.rounds,
-            "converged": match.converged,
-            "history": match.history,
-            "seconds": match.seconds,
-        },
-    )
-    # without a final reconstruction, the last round's SIRT volume, binned (voxel = pixel × bin)
-    final = (proj_np, pixel_size, final_n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, dev)
-    result = yield from _finish(
-        alignment, final, match.volume, pixel_size * match.volume_bin, "projection matching", total
-    )
-    return alignment, result
-
-
-def _finish(alignment: Alignment, final: tuple, volume, coarse_voxel: float, how: str, total: int):
-    """The aligned linear volume: a final reconstruction at the projections' sampling when
-    ``final_n_iter`` (``final[2]``) > 0, else ``volume`` at ``coarse_voxel`` Å; yields the
-    last Progress and returns the Volume."""
-    proj_np, pixel_size, final_n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, dev = final
-    if final_n_iter > 0:
-        result = _final_volume(
-            proj_np, alignment, pixel_size, final_n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, dev
-        )
-    else:
-        result = Volume(
-            data=(volume / coarse_voxel).cpu().numpy().astype(np.float32),
-            voxel_size=coarse_voxel,
-            units="projection unit per Å",
-            provenance={"step": "alignment volume"},
-        )
-    result.provenance.update(step=f"aligned linear tomography ({how})")
-    yield Progress(
-        total,
-        total,
-        preview={
-            "volume_slice": result.data[result.shape[0] // 2],
-            "shifts": alignment.shifts,
-            "euler_deg": alignment.euler_deg,
-        },
-        message="final reconstruction",
-        result=(alignment, result),
-    )
-    return result
-
-
-def _partial_result(good: dict[str, Any], pixel_size: float, ny: int, method: str) -> tuple[Alignment, Volume | None]:
-    """The last good state of an alignment that stopped, as its result type: the Alignment
-    and the coarse volume of the stage that made it (voxel = pixel × ny / its side), or
-    ``None`` where no stage had made one yet."""
-    alignment = Alignment(
-        euler_deg=np.asarray(good["euler_deg"], np.float64),
-        shifts=np.asarray(good["shifts_px"], np.float64) * pixel_size,
-        provenance={"method": method, "partial": True},
-    )
-    volume = good["volume"]
-    if volume is None:
-        return alignment, None
-    voxel = pixel_size * ny / volume.shape[1]
-    return alignment, Volume(
-        data=(volume / voxel).cpu().numpy().astype(np.float32),
-        voxel_size=voxel,
-        units="projection unit per Å",
-        provenance={"step": "alignment volume", "partial": True},
-    )
-
-
 def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> tuple[Alignment, Volume]:
     """Joint rigid alignment and linear tomography (You et al. 2025, Algorithm 2).
 
@@ -513,24 +345,3 @@ def align_tilt_series(projections, angles_deg, pixel_size: float, **kwargs) -> t
     the full-resolution volume in projection units per Å.
     """
     return run(align_tilt_series_steps(projections, angles_deg, pixel_size, **kwargs))
-
-
-def _final_volume(
-    projections, alignment, pixel_size, n_iter, nonnegative, tv_weight, edge_weight, blur_sigma_px, device
-):
-    """Linear tomography at full resolution with the found alignment."""
-    result = None
-    for progress in reconstruct_linear_steps(
-        projections,
-        alignment,
-        pixel_size,
-        n_iter=n_iter,
-        lr=0.2,
-        nonnegative=nonnegative,
-        tv_weight=tv_weight,
-        edge_weight=edge_weight,
-        blur_sigma_px=blur_sigma_px,
-        device=device,
-    ):
-        result = progress.result or result
-    return result
