@@ -165,7 +165,11 @@ def test_shifts_found_within_half_a_voxel_after_removing_the_gauge(chain):
 
 def test_in_plane_axis_error_of_2_deg_is_found_from_msp_phases():
     """The stage's tilt axis turned by ψ = 2° in the images: the common line on the
-    unbinned MSP phases finds it (measured 2.14°) and the volume still matches."""
+    unbinned MSP phases finds it and the volume still matches. Measured ψ over the series'
+    seeds 1-4: 2.30, 2.01, 2.05, 2.13° (before the probe shift's float32 rounding changed,
+    2026-12: 2.21, 1.97, 2.08, 2.27°): 8 MSP iterations on 16² px scans leave ~0.1° of
+    spread, and a rounding-level change moves one seed by as much, so the bound is 0.4°
+    (it was 0.3°, which seed 1 now misses by 0.004°). Without the step ψ would be 0."""
     torch.set_num_threads(1)
     particle, series = _series(9, psi_deg=2.0)
     alignment, volume, _results = sequential_tomography(
@@ -176,7 +180,7 @@ def test_in_plane_axis_error_of_2_deg_is_found_from_msp_phases():
         bin_factor=2,
         device="cpu",
     )
-    np.testing.assert_allclose(alignment.euler_deg[:, 2], 2.0, atol=0.3)
+    np.testing.assert_allclose(alignment.euler_deg[:, 2], 2.0, atol=0.4)
     truth = truth_on_grid(series.truth["volume"], particle.centre, volume)
     r, _offset = registered_r(volume.data, truth, volume.voxel_size)
     assert r >= 0.8  # measured 0.918
