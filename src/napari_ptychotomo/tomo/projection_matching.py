@@ -9,7 +9,8 @@ search in place of gradient steps on the shifts); then fit the model's peaks
 together with the shifts and the axis angle (:mod:`.peak_refinement`). See
 :func:`match_projections_steps` for why a sparse model and not the voxel volume, and for
 the axis angle. The coarse start (centre of mass, neighbouring tilts) is in
-:mod:`.coarse_alignment`.
+:mod:`.coarse_alignment`; the volume fit and its sparse model in :mod:`.sparse_model`;
+the registration of each tilt against its re-projection in :mod:`.registration`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..engine import EngineError, Progress
 from .coarse_alignment import (
@@ -30,7 +30,8 @@ from .coarse_alignment import (
     remove_translation,
 )
 from .peak_refinement import refine_peak_model
-from .projector import project
+from .registration import _register, register_shifts
+from .sparse_model import downsample, peak_model, render_peaks, sirt
 
 __all__ = [
     "MatchResult",
@@ -44,119 +45,6 @@ __all__ = [
     "render_peaks",
     "sirt",
 ]
-
-
-def sirt(
-    projections: torch.Tensor,
-    euler_rad: torch.Tensor,
-    shifts_px: torch.Tensor,
-    shape: tuple[int, int, int],
-    n_iter: int = 20,
-    volume: torch.Tensor | None = None,
-    nonnegative: bool = True,
-    relaxation: float = 1.0,
-) -> torch.Tensor:
-    """Simultaneous iterative reconstruction (SIRT) of a volume, optionally non-negative.
-
-    v ← max(0, v + λ C Aᵀ R (p − A v)) with R = 1 / (A 1) per ray and C = 1 / (Aᵀ 1) per
-    voxel (Gilbert 1972), A the projector at the given alignment. ``projections``
-    (T, ny, nx); returns (nz, ny, nx) in projection units per voxel.
-    """
-    dev, dt = projections.device, projections.dtype
-    euler_rad, shifts_px = euler_rad.detach().to(dt), shifts_px.detach().to(dt)
-    out_shape = tuple(projections.shape[-2:])
-
-    def forward(v):
-        return project(v, euler_rad, shifts_px, out_shape)
-
-    # the projector is linear in the volume: one recorded graph gives the adjoint of every
-    # residual (its backward pass depends on the ray geometry only)
-    with torch.enable_grad():
-        probe = torch.zeros(shape, dtype=dt, device=dev, requires_grad=True)
-        recorded = forward(probe)
-
-    def adjoint(r):
-        (grad,) = torch.autograd.grad(recorded, probe, r, retain_graph=True)
-        return grad
-
-    with torch.no_grad():
-        ones = torch.ones(shape, dtype=dt, device=dev)
-        ray = forward(ones)
-        row = torch.where(ray > 1e-3 * ray.max(), 1 / ray.clamp(min=1e-12), torch.zeros_like(ray))
-        col = adjoint(torch.ones_like(projections))
-        col = torch.where(col > 1e-6, 1 / col.clamp(min=1e-12), torch.zeros_like(col))
-        v = torch.zeros(shape, dtype=dt, device=dev) if volume is None else volume.detach().clone()
-        for _ in range(n_iter):
-            v = v + relaxation * col * adjoint(row * (projections - forward(v)))
-            if nonnegative:
-                v = v.clamp(min=0)
-    return v
-
-
-def register_shifts(
-    data: torch.Tensor, model: torch.Tensor, upsample: int = 20, lowpass_px: float = 0.0
-) -> torch.Tensor:
-    """Shift (T, 2) (y, x) in pixels by which each ``data`` image is displaced from its
-    ``model`` image: a global search by cross-correlation over the whole image, refined
-    by upsampled DFT (skimage ``phase_cross_correlation``, Guizar-Sicairos et al. 2008)."""
-    from scipy.ndimage import gaussian_filter
-    from skimage.registration import phase_cross_correlation
-
-    out = np.zeros((data.shape[0], 2))
-    d, m = data.detach().cpu().double().numpy(), model.detach().cpu().double().numpy()
-    for k in range(len(d)):
-        a, b = d[k], m[k]
-        if lowpass_px > 0:
-            a, b = gaussian_filter(a, lowpass_px), gaussian_filter(b, lowpass_px)
-        shift, _, _ = phase_cross_correlation(b, a, upsample_factor=upsample, normalization=None)
-        out[k] = -shift  # skimage: the shift that moves data onto model
-    return torch.as_tensor(out, dtype=data.dtype, device=data.device)
-
-
-def downsample(stack: torch.Tensor, factor: int) -> torch.Tensor:
-    """Average ``factor`` × ``factor`` pixel blocks (centre (n − 1)/2 kept in place when the
-    sides are multiples of ``factor``)."""
-    if factor == 1:
-        return stack
-    return F.avg_pool2d(stack[:, None], factor)[:, 0]
-
-
-def peak_model(volume: torch.Tensor, min_distance: int = 3, threshold: float = 0.3):
-    """Local maxima of a volume as a sparse model: positions (n, 3) (x, y, z) in voxels from
-    the volume centre (refined to the weighted centroid of their 3×3×3 neighbourhood) and
-    their heights (n,)."""
-    from skimage.feature import peak_local_max
-
-    v = volume.detach().cpu().double().numpy()
-    peaks = peak_local_max(v, min_distance=int(min_distance), threshold_rel=threshold, exclude_border=False)
-    if len(peaks) == 0:
-        return np.zeros((0, 3)), np.zeros(0)
-    offsets = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    idx = np.clip(peaks[:, None, :] + offsets[None], 0, np.array(v.shape) - 1)
-    weight = v[idx[..., 0], idx[..., 1], idx[..., 2]].clip(min=0)
-    zyx = (idx * weight[..., None]).sum(1) / weight.sum(1).clip(min=1e-30)[:, None]
-    zyx = zyx - (np.array(v.shape) - 1) / 2
-    return zyx[:, ::-1].copy(), v[tuple(peaks.T)]
-
-
-def render_peaks(
-    positions: np.ndarray, heights: np.ndarray, euler_rad, shape: tuple[int, int], sigma_px: float, scale: float = 1.0
-) -> np.ndarray:
-    """Projections (T, ny, nx) of Gaussian blobs at ``positions`` (n, 3) (x, y, z) in volume
-    voxels (× ``scale`` = image pixels) after rotation by R(euler) (docs/conventions.md), unshifted."""
-    from .rotation import rotation_matrix
-
-    rot = rotation_matrix(torch.as_tensor(np.asarray(euler_rad), dtype=torch.float64)).numpy()
-    ny, nx = shape
-    y = np.arange(ny) - (ny - 1) / 2
-    x = np.arange(nx) - (nx - 1) / 2
-    out = np.empty((len(rot), ny, nx))
-    for k in range(len(rot)):
-        moved = positions @ rot[k].T * scale
-        gx = np.exp(-((x[None] - moved[:, 0:1]) ** 2) / (2 * sigma_px**2))
-        gy = np.exp(-((y[None] - moved[:, 1:2]) ** 2) / (2 * sigma_px**2))
-        out[k] = (heights[:, None] * gy).T @ gx
-    return out
 
 
 @dataclass
@@ -182,67 +70,6 @@ def _volume_bin(ny: int, nx: int, max_size: int) -> int:
         if max(ny, nx) / b <= max_size and ny % b == 0 and nx % b == 0:
             return b
     return 1
-
-
-def _correlation_at(cross: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
-    """Cross-correlation Σ_k X(k) exp(2πi k·s) at the shifts sy × sx (pixels), by a
-    matrix DFT of the cross-power spectrum ``cross`` (an upsampled DFT, as Guizar-Sicairos
-    et al. 2008, on a small grid only)."""
-    ky = np.fft.fftfreq(cross.shape[0])
-    kx = np.fft.fftfreq(cross.shape[1])
-    ey = np.exp(2j * np.pi * sy[:, None] * ky[None, :])
-    ex = np.exp(2j * np.pi * kx[:, None] * sx[None, :])
-    return (ey @ cross @ ex).real
-
-
-def _register(
-    data: np.ndarray,
-    template: np.ndarray,
-    upsample: int,
-    lowpass_px: float,
-    guess_px=(0.0, 0.0),
-    max_shift_fraction: float = 0.1,
-):
-    """Shift (y, x) in pixels of ``data`` against ``template`` (data ≈ template moved by
-    +shift) and the normalised correlation at it.
-
-    A search of the cross-correlation of both images low-passed by a Gaussian of
-    ``lowpass_px`` (which removes the periodic detail of a crystal lattice, whose
-    correlation peaks a lattice vector away can beat the right one) over shifts within
-    ``max_shift_fraction`` of the image sides of ``guess_px`` (y, x), then the full-band
-    correlation maximised within ±1.5 px of it to 1/``upsample`` px.
-    """
-    d = np.fft.fft2(data - data.mean())
-    t = np.fft.fft2(template - template.mean())
-    cross = d * t.conj()
-    ky = np.fft.fftfreq(data.shape[0])[:, None]
-    kx = np.fft.fftfreq(data.shape[1])[None, :]
-    k2 = ky**2 + kx**2
-    # a band: above it the lattice, below it a phase image's smooth background and halo
-    smooth = np.exp(-2 * np.pi**2 * lowpass_px**2 * k2)
-    coarse = np.fft.ifft2(cross * smooth).real
-    size = np.array(data.shape)
-    # only shifts near the guess (the coarse stage's error is a few pixels): further out
-    # the low-passed correlation of a phase image's smooth background and halo with the
-    # template, or a particle's outline one row of columns over, can win (measured: jumps
-    # of 40 px and of 18 px on the demo's MSP phases of 84 px)
-    lag_y = (np.fft.fftfreq(size[0]) * size[0] - guess_px[0] + size[0] / 2) % size[0] - size[0] / 2
-    lag_x = (np.fft.fftfreq(size[1]) * size[1] - guess_px[1] + size[1] / 2) % size[1] - size[1] / 2
-    reach = (lag_y[:, None] / size[0]) ** 2 + (lag_x[None, :] / size[1]) ** 2 <= max_shift_fraction**2
-    coarse = np.where(reach, coarse, -np.inf)
-    peak = np.array(np.unravel_index(int(np.argmax(coarse)), coarse.shape), dtype=float)
-    peak = np.where(peak > size // 2, peak - size, peak)
-    centre, radius, step = peak, 1.5, 0.1
-    while True:
-        grid = np.arange(-radius, radius + step / 2, step)
-        values = _correlation_at(cross, centre[0] + grid, centre[1] + grid)
-        iy, ix = np.unravel_index(int(np.argmax(values)), values.shape)
-        centre = centre + grid[[iy, ix]]
-        if step <= 1.0 / upsample:
-            break
-        radius, step = 1.5 * step, max(step / 10, 1.0 / upsample)
-    norm = np.sqrt((np.abs(d) ** 2).sum() * (np.abs(t) ** 2).sum())
-    return centre, float(values.max() / norm) if norm > 0 else 0.0
 
 
 def _axis_scan(matched, euler, shifts, search_deg, step_deg, warm):
