@@ -11,7 +11,9 @@ ways) plus the probe's sub-pixel shift (1 each way), 24 instead of 26 per patter
 On a shared machine the best iteration of several is the code's speed (the mean is kept
 too), and the CPU-time ratio (iteration CPU time against the FFTs' CPU time) is the one a
 loaded machine distorts least; the load average is recorded. The floor takes the fastest
-per-transform time of batches of 8, 32 and up to 256 FFTs. With ``--accuracy`` also the full reconstruction from
+per-transform time of batches of 8, 32 and up to 256 FFTs, timed after every iteration;
+each iteration's ratio to the floor timed right after it is reported too (median and
+range), since the shared machine's speed drifts by a few per cent within a minute. With ``--accuracy`` also the full reconstruction from
 (0, 0) mrad and 80 % thickness (tilt, thickness, Pearson r); without it an earlier accuracy
 entry in the JSON is kept.
 
@@ -69,7 +71,7 @@ def fft_seconds(batch: int, n: int, repeats: int = 30) -> tuple[float, float]:
     return wall / batch, cpu / batch
 
 
-def time_iterations(scan, modes: int, iterations: int = 6, oversampling: int = 1) -> dict:
+def time_iterations(scan, modes: int, iterations: int = 10, oversampling: int = 1) -> dict:
     """Seconds per iteration of the model MSP runs: with ``oversampling`` f its window is
     f K pixels (the FFT floor is counted at that size), the detector's K × K in the loss."""
     params = MSPParams.from_calibration(
@@ -85,22 +87,30 @@ def time_iterations(scan, modes: int, iterations: int = 6, oversampling: int = 1
     )
     steps = msp_steps(scan, params, device="cpu")
     next(steps)  # warm-up iteration
-    walls, cpus = [], []
+    n = scan.num_positions
+    k = scan.detector_shape[0] * oversampling
+    ffts = (2 * SLICES + 1) * 2 * n * modes
+    model_ffts = (2 * (2 * SLICES - 1) + 2) * n * modes
+
+    def fft_floor() -> tuple[float, float]:
+        # the fastest FFT: batches of 8 and 32 stay in cache (at 128² a batch of 256,
+        # 32 MiB, ran 3-7× slower per transform on the shared machine)
+        timings = [fft_seconds(b, k, repeats=10) for b in (8, 32, min(n * modes, 256))]
+        return min(t[0] for t in timings), min(t[1] for t in timings)
+
+    # the floor is timed after every iteration: the shared machine's speed drifts by a few
+    # per cent within a minute, so each iteration is also compared with its own floor
+    walls, cpus, floors = [], [], []
     for _ in range(iterations):
         start, cpu = time.perf_counter(), time.process_time()
         next(steps)
         walls.append(time.perf_counter() - start)
         cpus.append(time.process_time() - cpu)  # wall ≫ cpu/threads: a shared machine
+        floors.append(fft_floor())
     seconds = min(walls)
-    n = scan.num_positions
-    k = scan.detector_shape[0] * oversampling
-    ffts = (2 * SLICES + 1) * 2 * n * modes
-    model_ffts = (2 * (2 * SLICES - 1) + 2) * n * modes
-    # the floor is the fastest FFT: batches of 8 and 32 stay in cache (at 128² a batch of
-    # 256, 32 MiB, ran 3-7× slower per transform on the shared machine)
-    timings = [fft_seconds(b, k) for b in (8, 32, min(n * modes, 256))]
-    wall_fft, cpu_fft = min(t[0] for t in timings), min(t[1] for t in timings)
+    wall_fft, cpu_fft = min(f[0] for f in floors), min(f[1] for f in floors)
     floor, cpu_floor = ffts * wall_fft, ffts * cpu_fft
+    paired = [w / (model_ffts * f[0]) for w, f in zip(walls, floors)]
     return {
         "modes": modes,
         "slices": SLICES,
@@ -117,6 +127,9 @@ def time_iterations(scan, modes: int, iterations: int = 6, oversampling: int = 1
         "ratio_to_fft_floor": seconds / floor,
         # the floor of the FFTs the model runs (24 per pattern and mode, not 26)
         "ratio_to_model_fft_floor": seconds / (floor * model_ffts / ffts),
+        # each iteration against the floor timed right after it: median and range
+        "paired_ratio_to_model_fft_floor": float(np.median(paired)),
+        "paired_ratio_range": [float(min(paired)), float(max(paired))],
         "cpu_ratio_to_fft_floor": min(cpus) / cpu_floor,
     }
 

@@ -219,6 +219,22 @@ def test_amplitude_residual_has_a_finite_gradient_where_the_model_predicts_nothi
     np.testing.assert_allclose(model.grad.numpy(), [0.5 / 1e-4, 0.25], rtol=1e-4)
 
 
+def test_amplitude_error_is_the_sum_of_squared_residuals_with_their_gradient():
+    """The written-out loss against the hand value at a zero-intensity pixel (where the
+    floor sets the gradient (√ε − a)/√ε) and a float64 numerical gradient."""
+    from napari_ptychotomo.physics.loss import amplitude_error
+
+    model = torch.tensor([0.0, 4.0], requires_grad=True)
+    error = amplitude_error(model, torch.tensor([1.0, 1.0]), floor=1e-8)
+    assert error.item() == pytest.approx((1e-4 - 1.0) ** 2 + 1.0, rel=1e-6)
+    error.backward()
+    np.testing.assert_allclose(model.grad.numpy(), [(1e-4 - 1.0) / 1e-4, 1.0 / 2.0], rtol=1e-5)
+    rng = np.random.default_rng(1)
+    intensity = torch.as_tensor(rng.uniform(0.1, 5.0, size=(3, 4, 4))).requires_grad_(True)
+    amplitude = torch.as_tensor(rng.uniform(0.0, 2.0, size=(3, 4, 4)))
+    assert torch.autograd.gradcheck(lambda i: amplitude_error(i, amplitude, 1e-3), (intensity,))
+
+
 def test_transmission_of_a_complex_potential_has_the_gradient_of_exp_i_sigma_v():
     """Its hand-written backward (−iσ·conj(t)·ḡ) against autograd of torch.exp(iσV) and a
     numerical gradient."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..physics.loss import amplitude_residual
+from ..physics.loss import amplitude_error
 from ..tomo.rotation import rotation_matrix
 from . import regularizers as reg
 from .distributed import all_reduce_grads
@@ -73,7 +73,7 @@ def _data_loss(run: _Setup, volume, euler, shift, probes, positions, k: int, loc
         run.params.band_limit,
     )
     target = run.amplitudes[k][local].to(run.device)
-    return torch.sum(amplitude_residual(model, target, _FLOOR) ** 2) / batch_len
+    return amplitude_error(model, target, _FLOOR) / batch_len
 
 
 def _batch_loss(run: _Setup, fit: _Learned, k: int, batch: np.ndarray) -> torch.Tensor:

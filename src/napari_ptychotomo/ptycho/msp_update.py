@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..physics import forward_intensities, fresnel_propagator, orthogonalize_modes, propagate, transmission
-from ..physics.loss import amplitude_residual
+from ..physics.loss import amplitude_error
 from .params import MSPParams
 from .slice_alignment import move_drift_into_tilt, move_local_drift_into_tilt_map
 from .state import MSPGeometry
@@ -138,8 +138,7 @@ def batch_region(run: Setup, positions: torch.Tensor) -> tuple[torch.Tensor, tor
 def data_error(run: Setup, state: State, index: torch.Tensor) -> torch.Tensor:
     """Σ (√I_model − √I_measured)² of one batch, in counts (You et al. 2025, Algorithm 1)."""
     model = batch_intensities(run, state, index)
-    residual = amplitude_residual(model, run.amplitudes[index], FLOOR_COUNTS)
-    return torch.sum(residual**2)
+    return amplitude_error(model, run.amplitudes[index], FLOOR_COUNTS)
 
 
 def penalties(run: Setup, state: State, index: torch.Tensor):
