@@ -1,6 +1,7 @@
-"""Plain data objects shared by every layer of the package: the inputs (:mod:`.inputs`),
-the results of the reconstruction steps (:mod:`.results`) and their field checks
-(:mod:`.checks`), all imported from here.
+"""Plain data objects shared by every layer of the package: the inputs (:mod:`.inputs`, with
+the 4D-STEM scan in :mod:`.scan` and the plane-wave defocus series in
+:mod:`.defocus_series`), the results of the reconstruction steps (:mod:`.results`) and
+their field checks (:mod:`.checks`), all imported from here.
 
 Each object holds numpy arrays (or lazy h5py datasets for big raw data) with units in the
 field names or docstrings, and a ``validate()`` method that raises ``ValueError`` naming the
