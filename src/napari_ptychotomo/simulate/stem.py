@@ -1,24 +1,24 @@
-"""4D-STEM scans and tilt series with their ground truth.
+"""4D-STEM scans with their ground truth.
 
 Everything runs through the physics core shared with the reconstructions: the probe
 (:func:`physics.make_probe`), the tilted Fresnel propagator (Sha et al. 2022, eq. 3), the
 transmission exp(iσV) with complex V (Im V = absorption) and the batched multislice forward
-model. Potentials come from :mod:`.potentials`; the tilt geometry from
-:mod:`.series_geometry`.
+model. Potentials come from :mod:`.potentials` (the field's slices from
+:mod:`.field_potential`); the tilt geometry from :mod:`.series_geometry`. The tilt series
+(:func:`simulate_tilt_series`, :func:`default_sample`) live in :mod:`.stem_series` and are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.fft import next_fast_len
 
-from ..data import Calibration, ScanData, TiltSeries
+from ..data import Calibration, ScanData
 from ..engine import resolve_device
 from ..physics import (
     forward_intensities,
@@ -30,14 +30,14 @@ from ..physics import (
 )
 from ..threads import cpu_threads
 from .detector_sampling import average_to_coarse_pixels, check_sampling_factors, converged_oversampling, crop_and_bin
-from .potentials import slices_tensor
+from .field_potential import _TAIL, _field_potential  # noqa: F401  (_TAIL re-exported)
 from .scan_raster import pilot_raster, source_offsets, tilt_map
-from .series_geometry import rotated, slicing, tilt_geometry, truth_volume
-from .specimens import Specimen, fcc_nanoparticle
+from .series_geometry import slicing
+from .specimens import Specimen
+from .stem_series import default_sample, simulate_tilt_series
 
 __all__ = ["simulate_scan", "simulate_tilt_series", "default_sample"]
 
-_TAIL = 3.0  # Å of atoms outside the field whose potential still reaches into it
 # warn when more of the beam than this leaves the antialias (without absorption): at the
 # detector's least oversampling (3) 117 Å of SrTiO3 at 300 keV loses 10 %, 82 Å of Au at
 # 200 keV 17 %; at the converged oversampling both keep more than 99 %
@@ -52,25 +52,6 @@ def _batch(batch_size: int | None, window: tuple[int, int]) -> int:
     if int(batch_size) < 1:
         raise ValueError(f"batch_size = {batch_size!r}; expected a positive number of positions")
     return int(batch_size)
-
-
-def _field_potential(atoms, numbers, shape, pixel, dz, n_slices, parameterisation, device):
-    """Slices (S, H, W) V·Å of the atoms within the field of ``shape`` pixels.
-
-    The slices are periodic, so they are built on the field padded by at least ``_TAIL``
-    Å and cropped: atoms just outside the field add their tails, atoms farther out are
-    left out instead of wrapping around into it.
-    """
-    pad = (int(math.ceil(_TAIL / pixel[0])), int(math.ceil(_TAIL / pixel[1])))
-    lo = -np.array(pad) * pixel
-    hi = (np.array(shape) + pad) * pixel
-    inside = np.all((atoms[:, 1:] >= lo) & (atoms[:, 1:] < hi), axis=1)
-    moved = atoms[inside] + np.array([0.0, pad[0] * pixel[0], pad[1] * pixel[1]])
-    # at least the padded field, grown to a size whose FFT is quick (a prime factor such as
-    # 41 in 2050 makes it several times slower); the growth is empty space
-    big = tuple(next_fast_len(n + 2 * p) for n, p in zip(shape, pad))
-    slices = slices_tensor(moved, numbers[inside], big, pixel, dz, n_slices, parameterisation, device)
-    return slices[:, pad[0] : pad[0] + shape[0], pad[1] : pad[1] + shape[1]].contiguous()
 
 
 def simulate_scan(
@@ -333,93 +314,4 @@ def _simulate_scan(
         tilt_deg=float(tilt_deg),
         scan_shape=(ny_s, nx_s),
         truth=truth,
-    )
-
-
-def simulate_tilt_series(
-    specimen: Specimen,
-    angles_deg: Any,
-    *,
-    euler_error_deg: float = 0.0,
-    tilt_axis_error_deg: float = 0.0,
-    shift_std: float = 0.0,
-    voxel_size: float | None = None,
-    seed: int = 0,
-    workers: int | None = None,
-    **scan_options: Any,
-) -> TiltSeries:
-    """A 4D-STEM tilt series: at tilt k the atoms move to R_k·r about the specimen centre
-    (R = R_z(ψ) R_y(θ) R_x(φ), θ = the nominal tilt plus errors), then shift by a random
-    (y, x) of std ``shift_std`` Å, and are scanned by :func:`simulate_scan` (same options).
-
-    On a CPU the tilts are simulated ``workers`` at a time in threads, each with
-    ``num_threads`` torch threads (default 1; ``workers`` defaults to torch's thread count
-    divided by that, so the cores work on separate tilts rather than synchronising on
-    small operations). The result does not depend on ``workers``: each tilt has its own
-    seed. With ``oversampling="auto"`` each tilt searches its own sampling (a tilted view
-    of a crystal may need a different one); ``truth["oversampling"]`` of each scan says.
-
-    ``truth``: euler_deg (n, 3) as (φ, θ, ψ), shifts (n, 2) Å, volume (the unrotated
-    potential, :class:`Volume` in V with voxel ``voxel_size``, default the object pixel;
-    complex with ``absorption``), atoms (positions (z, y, x) in the volume frame, numbers).
-    """
-    rng = np.random.default_rng(seed)
-    angles, euler, shifts, depth = tilt_geometry(
-        specimen, angles_deg, euler_error_deg, tilt_axis_error_deg, shift_std, rng
-    )
-    dev = resolve_device(scan_options.get("device", "cpu"))
-    threads = scan_options.get("num_threads", 1)
-    if workers is None:
-        workers = max(1, torch.get_num_threads() // threads) if dev.type == "cpu" and threads else 1
-    if int(workers) < 1:
-        raise ValueError(f"workers = {workers!r}; expected a positive number of threads")
-    workers = min(int(workers), len(angles))
-
-    def scan(k: int) -> ScanData:
-        options = dict(
-            scan_options, seed=seed + 1000 * (k + 1), tilt_deg=float(angles[k]), num_threads=None
-        )  # set once below: torch's thread count is global
-        return simulate_scan(rotated(specimen, euler[k], shifts[k], depth), **options)
-
-    with cpu_threads(threads, dev):
-        if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                scans = list(pool.map(scan, range(len(angles))))
-        else:
-            scans = [scan(k) for k in range(len(angles))]
-        pixel = scans[0].truth["pixel_size"][0]
-        volume = truth_volume(
-            specimen,
-            voxel_size or pixel,
-            scan_options.get("parameterisation", "lobato"),
-            scan_options.get("absorption", 0.0),
-        )
-    truth = {
-        "euler_deg": euler,
-        "shifts": shifts,
-        "volume": volume,
-        "atoms": {"positions": specimen.positions.copy(), "numbers": specimen.numbers.copy()},
-    }
-    return TiltSeries(scans=scans, angles_deg=angles, truth=truth)
-
-
-def default_sample(seed: int = 0) -> TiltSeries:
-    """A small, quick 4D-STEM tilt series: a ~1.4 nm Pt cuboctahedron, 7 tilts over ±60°,
-    16×16 scan at 1 Å (the scan covers the particle), 80 Å underfocus for overlapping probe
-    discs, 15 mrad, 32×32 detector at 300 keV, 2 slices, dose 1e6 e/Å², 0.5 Å random shifts
-    per tilt. The recipe of the sequential-tomography test, which recovers the volume at
-    r ≈ 0.94."""
-    particle = fcc_nanoparticle("Pt", size=14.0, shape="cuboctahedron", vacuum=2.0)
-    return simulate_tilt_series(
-        particle,
-        np.linspace(-60, 60, 7),
-        shift_std=0.5,
-        seed=seed,
-        scan_shape=(16, 16),
-        scan_step=1.0,
-        defocus=80.0,
-        semiangle_mrad=15.0,
-        detector_shape=(32, 32),
-        num_slices=2,
-        dose=1e6,
     )
