@@ -17,7 +17,6 @@ centre (this removes a bias of the fitted thickness).
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,17 +24,19 @@ import torch
 
 from ..data import MSPResult, ScanData
 from ..engine import EngineError, Progress, resolve_device, run
-from ..engine_guards import Divergence, checked_counts, thickness_problem, tilt_problem, warn_negative
+from ..engine_guards import Divergence, thickness_problem, tilt_problem
 from ..optics import phase_shift
-from ..physics import (
-    interaction_constant,
-    wavelength,
-)
 from . import msp_update as update
-from .batches import adjacent_batches, neighbour_pairs
-from .bright_field import start_defocus
+from .convergence import _THICKNESS_SETTLED as _THICKNESS_SETTLED
+from .convergence import _TILT_SETTLED_MRAD as _TILT_SETTLED_MRAD
+from .convergence import _converged, _History
+from .msp_setup import _MIN_REGISTRATION_PX as _MIN_REGISTRATION_PX
+from .msp_setup import _POSITION_MARGIN_PX as _POSITION_MARGIN_PX
+from .msp_setup import _measured_amplitudes as _measured_amplitudes
+from .msp_setup import _registration_area as _registration_area
+from .msp_setup import _setup
+from .msp_setup import _start_state as _start_state
 from .params import MSPParams
-from .state import MSPGeometry, choose_batch_size, initial_probe, make_geometry
 
 __all__ = ["msp_steps", "reconstruct_msp"]
 
@@ -43,12 +44,6 @@ __all__ = ["msp_steps", "reconstruct_msp"]
 # update are in :mod:`.msp_update`)
 #: the per-slice preview is subsampled to at most this many pixels a side (px)
 _PREVIEW_SIDE = 128
-#: px kept between a learned probe window and the object's edge on each side: a spare pixel
-#: against the rounding of the window's corner floor(p) − n//2
-_POSITION_MARGIN_PX = 1.0
-#: adjacent slices' drift is registered on the scanned area when it spans at least this many
-#: px along each axis, else on the whole object (too few pixels to register on)
-_MIN_REGISTRATION_PX = 8
 
 
 def _result(
@@ -104,47 +99,6 @@ def _decay(iteration: int, iterations: int, final: float) -> float:
     if iterations < 2 or final >= 1:
         return 1.0
     return final + (1 - final) * 0.5 * (1 + np.cos(np.pi * iteration / (iterations - 1)))
-
-
-# the means of the last two windows of iterations must agree this well (minibatch updates
-# make single iterations jitter by ~0.1 mrad and ~0.1 %): tilt in mrad, thickness relative
-_TILT_SETTLED_MRAD = 0.05
-_THICKNESS_SETTLED = 2e-3
-
-
-def _converged(params: MSPParams, losses: list[float], tilts: list[np.ndarray], thicknesses: list[float]) -> bool:
-    """The convergence rule of :class:`MSPParams` after the latest iteration: the means
-    of the data error, the tilt and the thickness over the last ``convergence_window``
-    iterations agree with those over the window before."""
-    window, tol = params.convergence_window, params.convergence_tolerance
-    learned = [
-        name
-        for name, on in (
-            ("object", True),
-            ("probe", params.learn_probe),
-            ("positions", params.learn_positions),
-            ("tilt", params.learn_tilt),
-            ("thickness", params.learn_thickness),
-            ("tilt_map", params.tilt_map),
-        )
-        if on
-    ]
-    last_start = max(params.rate(name).start for name in learned)
-    if tol <= 0 or len(losses) < last_start + 2 * window:
-        return False
-
-    def means(values):
-        values = np.asarray(values[-2 * window :], dtype=np.float64)
-        return values[:window].mean(0), values[window:].mean(0)
-
-    loss_before, loss_now = means(losses)
-    tilt_before, tilt_now = means(tilts)
-    dz_before, dz_now = means(thicknesses)
-    return bool(
-        loss_before - loss_now < tol * loss_before
-        and np.max(np.abs(tilt_now - tilt_before)) < _TILT_SETTLED_MRAD
-        and abs(dz_now - dz_before) < _THICKNESS_SETTLED * dz_now
-    )
 
 
 def _optimizer(state: update.State, params: MSPParams, geometry, probe_scale: float):
@@ -268,94 +222,6 @@ def _msp_steps(
     return last_good()
 
 
-# ---- setup: what a run fixes before its first iteration
-
-
-def _setup(scan: ScanData, params: MSPParams, dev: torch.device, seed: int) -> tuple[update.Setup, update.State]:
-    """Geometry, batch size (checked against memory before the data are read), measured
-    amplitudes, start probe and state, and the constants of the iteration."""
-    geometry = make_geometry(scan, params)
-    n_pos = scan.num_positions
-    batch_size = choose_batch_size(params, geometry, n_pos, dev)
-    cal = scan.calibration
-    amplitudes = _measured_amplitudes(scan, dev)
-    total_power = float(torch.sum(amplitudes**2))
-    mean_counts = total_power / n_pos
-    defocus, defocus_source = start_defocus(scan, params)
-    probe = initial_probe(scan, geometry, params, defocus, mean_counts, dev)
-    state = _start_state(params, geometry, probe, n_pos, dev)
-    window = torch.tensor(geometry.window, device=dev)
-    position_lo = window // 2 + _POSITION_MARGIN_PX
-    register_lo, register_hi = _registration_area(geometry)
-    provenance = {
-        "engine": "msp",
-        "params": params.to_dict(),
-        "seed": int(seed),
-        "batch_size": batch_size,
-        "defocus_start": defocus,
-        "defocus_source": defocus_source,
-        "object_origin": [float(v) for v in geometry.origin],
-        "start_positions": (state.positions.detach().cpu().numpy() * geometry.pixel_size).tolist(),
-        "converged": False,
-    }
-    run = update.Setup(
-        params=params,
-        geometry=geometry,
-        device=dev,
-        sigma=float(interaction_constant(cal.energy_eV)),
-        wavelength=float(wavelength(cal.energy_eV)),
-        amplitudes=amplitudes,
-        total_power=total_power,
-        mean_counts=mean_counts,
-        # the 2/3 antialias only where it lies beyond the detector's edge: on the detector's own
-        # grid it would cut every measured pixel past 2/3 of the edge (2.6-19 % of the counts)
-        band_limit=geometry.oversampling >= 2,
-        batches=adjacent_batches(geometry.positions_px, batch_size),
-        pairs=torch.as_tensor(neighbour_pairs(geometry.positions_px), device=dev),
-        window_px=window,
-        object_px=torch.tensor(geometry.object_shape, device=dev),
-        max_step_px=params.max_position_step / geometry.pixel_size,
-        position_lo=position_lo,
-        position_hi=torch.tensor(geometry.object_shape, device=dev) - position_lo - _POSITION_MARGIN_PX,
-        register_lo=register_lo,
-        register_hi=register_hi,
-        provenance=provenance,
-    )
-    return run, state
-
-
-def _measured_amplitudes(scan: ScanData, dev: torch.device) -> torch.Tensor:
-    """√counts ``(n, K, K)`` of the patterns, checked (finite, with counts) and with negative
-    counts set to 0 (one warning)."""
-    patterns, negative = checked_counts(torch.as_tensor(scan.patterns(), device=dev), "intensities")
-    warn_negative(negative, patterns.numel(), "intensities")
-    return torch.sqrt(patterns)
-
-
-def _start_state(params: MSPParams, geometry: MSPGeometry, probe: torch.Tensor, n_pos: int, dev) -> update.State:
-    """Zero object (V·Å), the start probe, positions (px), tilt (mrad), thickness (Å), and a
-    zero tilt map (mrad)."""
-    S, (H, W) = params.num_slices, geometry.object_shape
-    return update.State(
-        object=torch.zeros((S, H, W), dtype=torch.complex64, device=dev),
-        probe=probe,
-        positions=torch.as_tensor(geometry.positions_px, dtype=torch.float32, device=dev).clone(),
-        tilt=torch.as_tensor(params.tilt_mrad, dtype=torch.float32, device=dev).clone(),
-        thickness=torch.tensor(float(params.slice_thickness), dtype=torch.float32, device=dev),
-        tilt_map=torch.zeros((n_pos, 2), dtype=torch.float32, device=dev),
-    )
-
-
-def _registration_area(geometry: MSPGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel bounds (lo, hi) of the scanned area, on which the drift of adjacent slices is
-    measured; the whole object when the scan spans fewer than ``_MIN_REGISTRATION_PX``."""
-    lo = np.floor(geometry.positions_px.min(0)).astype(int)
-    hi = np.ceil(geometry.positions_px.max(0)).astype(int) + 1
-    if np.any(hi - lo < _MIN_REGISTRATION_PX):
-        return np.zeros(2, int), np.array(geometry.object_shape)
-    return lo, hi
-
-
 def _schedule_steps(optimizer: torch.optim.Optimizer, iteration: int, params: MSPParams) -> None:
     """Which quantities learn in this iteration (their start) and the decayed steps."""
     for group in optimizer.param_groups:
@@ -364,7 +230,7 @@ def _schedule_steps(optimizer: torch.optim.Optimizer, iteration: int, params: MS
             group["lr"] = group["base_lr"] * _decay(iteration, params.iterations, params.object_step_decay)
 
 
-# ---- checks and the record of each iteration
+# ---- checks of each iteration
 
 
 def _stopped(what: str, iteration: int) -> str:
@@ -384,20 +250,6 @@ def _range_problems(params: MSPParams, state: update.State) -> tuple[str | None,
         tilt_problem(tilt_now, params.tilt_mrad),
         thickness_problem(float(state.thickness.detach()), params.slice_thickness),
     )
-
-
-@dataclass
-class _History:
-    """Per iteration: the relative data error, the global tilt (mrad), the thickness (Å)."""
-
-    losses: list[float] = field(default_factory=list)
-    tilts: list[np.ndarray] = field(default_factory=list)
-    thicknesses: list[float] = field(default_factory=list)
-
-    def record(self, loss: float, state: update.State) -> None:
-        self.losses.append(loss)
-        self.tilts.append(state.tilt.detach().cpu().numpy().astype(np.float64))
-        self.thicknesses.append(float(state.thickness.detach()))
 
 
 def reconstruct_msp(
