@@ -72,7 +72,9 @@ def test_coarse_to_fine_shift_refinement_reduces_1px_errors_on_simulator_data():
     The model is cut at 2/3 of the detector grid (``band_limit=True``): this 16-px detector's
     edge (19.7 mrad) is close to the 12 mrad probe, so without the cut what scatters past
     the edge wraps around in the model, and the shifts do not converge (0.44 → 0.47 Å,
-    measured on the fine-grid simulator's data).
+    measured on the fine-grid simulator's data). Once they have converged with the cut, a
+    second stage without it, which predicts the whole detector, lowers the y error further
+    (0.052 → 0.025 Å).
     """
     voxel, window = VOXEL, 16
     specimen = fcc_nanoparticle("Pt", size=8.0, shape="cuboctahedron", vacuum=2.0).translate(np.full(3, voxel / 2))
@@ -93,26 +95,27 @@ def test_coarse_to_fine_shift_refinement_reduces_1px_errors_on_simulator_data():
     start = Alignment.from_angles(angles)
     start.shifts = errors.copy()
 
-    def refine(**kw):
+    def refine(init=start, iterations=50, band_limit=True, volume_step=None, **kw):
         params = JointParams(
-            iterations=50,
+            iterations=iterations,
             num_slices=4,
             batch_size=13,
             volume_shape=(28, 28, 28),
             learn_shifts=True,
-            band_limit=True,
+            band_limit=band_limit,
             **kw,
         )
         params.rates["shifts"] = LearningRate(0.05, 3)
+        if volume_step is not None:
+            params.rates["volume"] = LearningRate(volume_step, 0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the runaway case is clamped at the volume edge
-            return reconstruct_joint(series, init=start, params=params, device="cpu").alignment.shifts
+            return reconstruct_joint(series, init=init, params=params, device="cpu")
 
     before = shift_errors_up_to_a_volume_translation(errors, angles)  # (0.44, 0.50, 0.37)
-    fine = shift_errors_up_to_a_volume_translation(refine(), angles)
-    coarse_to_fine = shift_errors_up_to_a_volume_translation(
-        refine(butterworth_cutoff=0.3, butterworth_stop=20), angles
-    )
+    fine = shift_errors_up_to_a_volume_translation(refine().alignment.shifts, angles)
+    first = refine(butterworth_cutoff=0.3, butterworth_stop=20)
+    coarse_to_fine = shift_errors_up_to_a_volume_translation(first.alignment.shifts, angles)
     assert fine[1] > before[1]  # measured 0.94 against 0.50
     # measured 0.124 against 0.44 and y 0.052 against 0.50 on the converged simulator's data
     # (its search took f = 8, 5, 5, 5, 5, 8 over the tilts); 0.057 and 0.010 when the data
@@ -121,6 +124,14 @@ def test_coarse_to_fine_shift_refinement_reduces_1px_errors_on_simulator_data():
     assert coarse_to_fine[0] < 0.4 * before[0]
     assert coarse_to_fine[1] < 0.15 * before[1]
     assert coarse_to_fine[2] < 0.6 * before[2]  # measured 0.080 against 0.37
+    # a second stage without the cut, from that alignment and volume (30 passes, volume
+    # step 1 V): the model now predicts the detector's edge and the y error halves.
+    # Measured 0.113 overall, y 0.025, x 0.158 (0.123, 0.052, 0.166 with the cut kept;
+    # a 2× finer model grid gave 0.116, 0.033: not what the data need here)
+    second = refine(init=[first.alignment, first.volume], iterations=30, band_limit=False, volume_step=1.0)
+    cut_free = shift_errors_up_to_a_volume_translation(second.alignment.shifts, angles)
+    assert cut_free[1] < 0.1 * before[1]
+    assert cut_free[0] < 0.3 * before[0]
 
 
 def test_refining_shifts_reduces_1px_alignment_errors():
