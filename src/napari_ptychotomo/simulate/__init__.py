@@ -25,7 +25,8 @@ from .specimens import (
     srtio3_slab,
     two_grain_specimen,
 )
-from .stem import default_sample, simulate_scan, simulate_tilt_series
+from .stem import simulate_scan
+from .stem_series import default_sample, simulate_tilt_series
 from .volume import potential_volume
 
 __all__ = [

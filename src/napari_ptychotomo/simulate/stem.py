@@ -4,9 +4,8 @@ Everything runs through the physics core shared with the reconstructions: the pr
 (:func:`physics.make_probe`), the tilted Fresnel propagator (Sha et al. 2022, eq. 3), the
 transmission exp(iσV) with complex V (Im V = absorption) and the batched multislice forward
 model. Potentials come from :mod:`.potentials` (the field's slices from
-:mod:`.field_potential`); the tilt geometry from :mod:`.series_geometry`. The tilt series
-(:func:`simulate_tilt_series`, :func:`default_sample`) live in :mod:`.stem_series` and are
-re-exported here.
+:mod:`.field_potential`); the tilt geometry from :mod:`.series_geometry`. Tilt series of
+these scans are :mod:`.stem_series`.
 """
 
 from __future__ import annotations
@@ -34,9 +33,8 @@ from .field_potential import _TAIL, _field_potential  # noqa: F401  (_TAIL re-ex
 from .scan_raster import pilot_raster, source_offsets, tilt_map
 from .series_geometry import slicing
 from .specimens import Specimen
-from .stem_series import default_sample, simulate_tilt_series
 
-__all__ = ["simulate_scan", "simulate_tilt_series", "default_sample"]
+__all__ = ["simulate_scan"]
 
 # warn when more of the beam than this leaves the antialias (without absorption): at the
 # detector's least oversampling (3) 117 Å of SrTiO3 at 300 keV loses 10 %, 82 Å of Au at

@@ -1,6 +1,5 @@
 """4D-STEM tilt series with their ground truth: the specimen rotated to each tilt and scanned by
-:func:`.stem.simulate_scan`; the tilt geometry comes from :mod:`.series_geometry`.
-:mod:`.stem` re-exports both functions."""
+:func:`.stem.simulate_scan`; the tilt geometry comes from :mod:`.series_geometry`."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from ..engine import resolve_device
 from ..threads import cpu_threads
 from .series_geometry import rotated, tilt_geometry, truth_volume
 from .specimens import Specimen, fcc_nanoparticle
+from .stem import simulate_scan
 
 __all__ = ["simulate_tilt_series", "default_sample"]
 
@@ -46,8 +46,6 @@ def simulate_tilt_series(
     potential, :class:`Volume` in V with voxel ``voxel_size``, default the object pixel;
     complex with ``absorption``), atoms (positions (z, y, x) in the volume frame, numbers).
     """
-    from .stem import simulate_scan  # here, not at the top: stem re-exports this module
-
     rng = np.random.default_rng(seed)
     angles, euler, shifts, depth = tilt_geometry(
         specimen, angles_deg, euler_error_deg, tilt_axis_error_deg, shift_std, rng
