@@ -12,6 +12,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per CPU, at most 4 (each holds its own simulated data); all of a
+# file's tests run in one worker, so a module's fixtures (simulated data) are made once
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 DEMO_OUTPUT ?= demo-output
 
 # Debian packages for a virtual X server with Mesa OpenGL and the Qt 6 xcb platform
@@ -50,7 +53,7 @@ demo: $(VENV)/.gui-installed
 
 # --durations: the slowest tests, so that the suite's cost stays visible in CI's log
 test: system-deps lint
-	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # ruff's lint and format check (settings in pyproject.toml); `ruff format .` fixes the format
 lint: $(VENV)/.test-installed
@@ -64,7 +67,7 @@ test-fresh-gui: system-deps $(VENV)/.gui-installed
 	$(PY) -m pytest -p no:cacheprovider -q tests/napari/test_fresh_process.py
 
 test-quick: $(VENV)/.test-installed
-	$(PY) -m pytest -m "not slow and not gui" -x -q $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not gui" -x -q $(PYTEST_ARGS)
 
 benchmarks: $(VENV)/.gui-installed
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
