@@ -192,7 +192,12 @@ def test_starting_from_the_true_volume_keeps_it(small_case, one_pass):
     assert result.loss_history[0] < 0.03 * from_zero.loss_history[0]
 
 
-def test_half_data_gives_two_independent_volumes_and_their_mean(small_case):
+def test_half_data_gives_two_volumes_their_mean_and_what_they_share(small_case):
+    """Each half fits its own half of the positions, from one start state; that shared
+    start is recorded, so the halves' FSC is not taken for a resolution
+    (``resolution_of`` warns)."""
+    from napari_ptychotomo.analysis import resolution_of
+
     volume, series = small_case
     params = _params(iterations=3, half_data=True)
     result = reconstruct_joint(series, params=params, device="cpu")
@@ -202,6 +207,37 @@ def test_half_data_gives_two_independent_volumes_and_their_mean(small_case):
     corr = np.corrcoef(a.real.ravel(), b.real.ravel())[0, 1]
     assert corr > 0.5
     assert len(result.positions[0]) == 16
+    assert result.volume.provenance["halves_share"] == ["one start volume (zero)"]
+    with pytest.warns(UserWarning, match="not independent"):
+        assert resolution_of(result.volume).provenance["independent"] is False
+
+
+def test_halves_share_names_every_start_given_in_init():
+    from napari_ptychotomo.data import MSPResult
+    from napari_ptychotomo.joint.setup import halves_share
+
+    msp = MSPResult(
+        object=np.zeros((1, 4, 4), np.complex64),
+        probe=np.ones((1, 4, 4), np.complex64),
+        positions=np.zeros((1, 2)),
+        tilt_mrad=np.zeros(2),
+        slice_thickness=1.0,
+        pixel_size=VOXEL,
+        energy_eV=300e3,
+    )
+    alignment = Alignment.from_angles([0.0])
+    start = Volume(np.zeros((2, 4, 4), np.complex64), VOXEL)
+    assert halves_share(None) == ["one start volume (zero)"]
+    assert halves_share([[msp], alignment, start]) == [
+        "one start volume (the one given in init)",
+        "the MSP probes and positions given in init",
+        "the alignment given in init",
+    ]
+    # the plane-wave engine takes no probes or positions from MSP
+    assert halves_share([[msp], alignment], uses_msp=False) == [
+        "one start volume (zero)",
+        "the alignment given in init",
+    ]
 
 
 def test_same_seed_same_result(small_case, one_pass):

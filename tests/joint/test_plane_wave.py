@@ -61,6 +61,7 @@ def test_plane_wave_half_data_splits_the_defocus_images(hrtem_case):
     )
     a, b = result.volume.halves
     assert not np.allclose(a, b) and np.allclose(result.volume.data, (a + b) / 2)
+    assert result.volume.provenance["halves_share"] == ["one start volume (zero)"]
 
 
 def test_plane_wave_rejects_4d_stem_data_and_mixed_images(hrtem_case):

@@ -108,7 +108,9 @@ class Volume:
 
     ``data`` is real (e.g. a phase or potential in V) or complex (complex potential, Im =
     absorption). ``origin`` is the position in Å of voxel (0, 0, 0)'s centre as (z, y, x).
-    ``halves`` optionally holds two independent half-data reconstructions for FSC.
+    ``halves`` optionally holds two half-data reconstructions for FSC;
+    ``provenance["halves_share"]`` lists what they have in common besides the data (their
+    start), if anything, in which case their FSC is no resolution.
     """
 
     data: Any

@@ -38,7 +38,7 @@ from .fit_state import _keep_inside, _Learned, _Setup, _setup, keep_windows_insi
 from .fit_step import _after_minibatch, _after_tilt, _batch_loss, _descend, _gradient_scale, _minibatches, _sum_ranks
 from .params import JointParams
 from .result import JointResult, orthogonal_slices, partial_volume
-from .setup import half_indices, start_state
+from .setup import half_indices, halves_share, start_state
 
 __all__ = ["joint_steps", "reconstruct_joint", "keep_windows_inside"]
 
@@ -100,6 +100,7 @@ def joint_steps(
     first.volume.data = ((a + b) / 2).astype(np.complex64)
     first.volume.halves = (a, b)
     first.volume.provenance["half_data"] = True
+    first.volume.provenance["halves_share"] = halves_share(init)
     for k, pos in enumerate(first.positions):
         n = len(pos)
         odd = half_indices(n, series.scans[k].scan_shape, 1)

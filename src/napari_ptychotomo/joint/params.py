@@ -89,8 +89,12 @@ class JointParams:
         tilt (4D-STEM) or each FISTA step (plane wave). For 4D-STEM at 0.5 Å voxels,
         0.01 V lowered the error to the truth by 8-16 % in the missing-wedge cases
         (tests/joint/missing_wedge_case.py), 0.1 V already over-smooths.
-    half_data : reconstruct two independent halves of the data (alternate positions or
-        defocus images) for the FSC; the result volume is their mean, ``halves`` both.
+    half_data : reconstruct the two halves of the data (alternate positions or defocus
+        images) separately for the FSC; the result volume is their mean, ``halves`` both.
+        Both halves start from one state (the start volume, zero by default, and what
+        ``init`` gives); ``volume.provenance["halves_share"]`` lists it, and
+        :func:`~napari_ptychotomo.analysis.resolution_of` warns that their FSC then
+        overstates the resolution.
     fista : Nesterov (FISTA) acceleration in the plane-wave mode (Ren et al. 2018).
     plane_wave_step : gradient step of the plane-wave mode in V per unit normalised
         gradient.

@@ -32,7 +32,7 @@ from .forward import focal_spread_weights, plane_wave_images, series_transfer
 from .memory import choose_batch_size, plane_wave_bytes
 from .params import JointParams
 from .result import JointResult, orthogonal_slices, partial_volume
-from .setup import check_start_memory, split_init, start_potential
+from .setup import check_start_memory, halves_share, split_init, start_potential
 
 __all__ = ["plane_wave_steps", "reconstruct_plane_wave"]
 
@@ -114,6 +114,7 @@ def plane_wave_steps(
     out = results[0]
     out.volume.data = ((a + b) / 2).astype(np.complex64)
     out.volume.halves = (a, b)
+    out.volume.provenance["halves_share"] = halves_share(init, uses_msp=False)
     out.loss_history = out.loss_history + results[1].loss_history
     return out
 

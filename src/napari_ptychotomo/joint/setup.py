@@ -26,6 +26,7 @@ from ..physics import interaction_constant, make_probe, probe_modes
 __all__ = [
     "StartState",
     "split_init",
+    "halves_share",
     "start_state",
     "start_potential",
     "half_indices",
@@ -82,6 +83,22 @@ def split_init(init: Any) -> tuple[dict[int, MSPResult], Alignment | None, Volum
                 "MSPResult or a list), an Alignment, a Volume, or a list of those"
             )
     return msp, alignment, volume
+
+
+def halves_share(init: Any, uses_msp: bool = True) -> list[str]:
+    """What the two half-data reconstructions of a run from ``init`` start from in common
+    (both halves start from one state): each shared start correlates their errors, so the
+    FSC of the halves then measures agreement, not resolution (recorded as the volume's
+    ``provenance["halves_share"]``, which :func:`~napari_ptychotomo.analysis.resolution_of`
+    reads). ``uses_msp``: whether the engine takes probes and positions from MSP results
+    (the plane-wave engine does not)."""
+    msp, alignment, volume = split_init(init)
+    shared = ["one start volume (" + ("the one given in init" if volume is not None else "zero") + ")"]
+    if msp and uses_msp:
+        shared.append("the MSP probes and positions given in init")
+    if alignment is not None:
+        shared.append("the alignment given in init")
+    return shared
 
 
 def half_indices(n: int, scan_shape, half: int) -> np.ndarray:
