@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -191,6 +192,38 @@ def test_append_needs_an_existing_project_and_a_tilt_index(tmp_path, project):
     path = save(project, tmp_path / "study.ptycho.h5")
     with pytest.raises(TypeError, match="tilt index"):
         append_result(path, project.msp[1])
+    with pytest.raises(TypeError, match="tilt index"):
+        save(project.msp[1], path)  # into a project: which tilt is not guessed
+
+
+def test_saving_a_result_again_where_it_was_saved_alone_overwrites_it(tmp_path, project):
+    """A script re-run saves its result to the same file: the file holds the new result
+    (and loads as that result), never a project of both, and no error."""
+    path = tmp_path / "tilt0.ptycho.h5"
+    first = project.msp[1]
+    second = dataclasses.replace(first, tilt_mrad=first.tilt_mrad + 1.0, loss_history=[0.5])
+    save(first, path)
+    save(second, path)
+    again = load(path)
+    assert isinstance(again, type(second))
+    assert_identical(second, again)
+    volume = tmp_path / "volume.ptycho.h5"
+    save(project.volumes["linear"], volume)
+    newer = Volume(np.ones((2, 3, 4), np.float32), 0.5, units="rad")
+    save(newer, volume)
+    assert_identical(newer, load(volume))
+    # a file of another kind, or one results were added to, is a project: appended to
+    save(newer, path, name="extra")
+    both = load(path, as_project=True)
+    assert list(both.volumes) == ["extra"] and list(both.msp) == [0]
+    # a file not written by this package is never overwritten
+    foreign = tmp_path / "raw.ptycho.h5"  # named like ours, written by another program
+    with h5py.File(foreign, "w") as fh:
+        fh["data"] = np.zeros(3)
+    with pytest.raises(PtychoFormatError, match="not a napari-ptychotomo project"):
+        save(newer, foreign)
+    with h5py.File(foreign, "r") as fh:
+        assert list(fh) == ["data"]
 
 
 def test_invalid_objects_are_refused_before_writing(tmp_path, project):

@@ -67,7 +67,9 @@ def save_native(obj: Any, path: Any, *, name: Any = None, compression: dict | No
     """Save a data object or a :class:`Project` as one self-contained ``.ptycho.h5`` file.
 
     When ``path`` is an existing project and ``obj`` is a result (MSPResult, Alignment,
-    Volume, Resolution, Atoms) the result is added with :func:`append_result` instead; a
+    Volume, Resolution, Atoms) the result is added with :func:`append_result` instead
+    (an existing file that holds just one object of ``obj``'s kind, as saving it alone
+    wrote it, is replaced: saving a result again where it was saved overwrites it); a
     Project whose tilt series was loaded lazily from ``path`` itself and is unchanged is
     saved by rewriting the results sidecar only. Otherwise the file is written anew
     (atomically), copying raw intensities in bounded slabs or, from a file written by this
@@ -83,7 +85,8 @@ def save_native(obj: Any, path: Any, *, name: Any = None, compression: dict | No
     compression : h5py dataset options; default gzip level 4 with shuffle.
     """
     path = Path(path)
-    if path.exists() and isinstance(obj, (MSPResult, Alignment, Volume, Resolution, Atoms)):
+    is_result = isinstance(obj, (MSPResult, Alignment, Volume, Resolution, Atoms))
+    if path.exists() and is_result and not _holds_one(path, type(obj).__name__):
         return append_result(path, obj, name=name, compression=compression)
     project, kind = wrap(obj, name)
     check(project, path)
@@ -147,6 +150,18 @@ def _same(a: Any, b: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------- reading
+def _holds_one(path: Path, kind: str) -> bool:
+    """Whether ``path`` is a file of this package that holds a single object of ``kind``
+    (saved alone, no result added since). Anything else, a foreign or damaged file
+    included, is not, so it is never overwritten by a result."""
+    try:
+        with open_h5(path) as fh:
+            alone = get_text(fh, "root_object", "Project") == kind and get_text(fh, "uuid") is not None
+    except (OSError, PtychoFormatError):
+        return False
+    return alone and not sidecar_path(path).exists()
+
+
 def load_native(path: Any, *, lazy: bool = True, validate: str = "sample", as_project: bool = False) -> Any:
     """Open a ``.ptycho.h5`` file; 4D-STEM intensities stay on disk (lazy).
 
