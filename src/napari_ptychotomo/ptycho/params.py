@@ -56,7 +56,11 @@ class MSPParams:
         picks one from the available memory.
     tilt_mrad : start value of the specimen mistilt (θx, θy) in mrad.
     learn_tilt, learn_thickness : learn the global tilt / slice thickness (adaptive
-        propagator, Sha et al. 2022).
+        propagator, Sha et al. 2022). Only a specimen thick enough for them to change the
+        patterns determines them: on the 14 Å default sample the defaults learned a tilt
+        of (4.3, −0.2) mrad for the true (0, 0) (4 mrad moves the wave by 0.06 Å across
+        it); from 2 slices and 16 Å in all, (−9.8, 3.3) mrad and 5.8 Å at the data error
+        reached with the tilt held at 0. Turn them off for thin specimens (README).
     tilt_map : learn a per-position tilt offset on top of the global tilt.
     z_smoothness : weight of the penalty Σ|V_{s+1} − V_s|² / Σ|V_s|² between adjacent
         slices. A free multislice object can mimic a tilt exactly by shifting its slices
