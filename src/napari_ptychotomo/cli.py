@@ -86,11 +86,13 @@ def _pipeline(config: dict, quiet: bool):
 
 def cmd_config(args) -> int:
     from .pipeline import template
+    from .pipeline.demo import demo_toml
 
-    if not args.template:
-        print("use: ptychotomo config --template > run.toml")
+    if args.template == args.demo:
+        print("use: ptychotomo config --template > run.toml (every setting, commented), or")
+        print("     ptychotomo config --demo > run.toml (the demo's settings for its bundled sample)")
         return EXIT_USAGE
-    sys.stdout.write(template())
+    sys.stdout.write(template() if args.template else demo_toml())
     return EXIT_OK
 
 
@@ -237,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("config", help="print a commented configuration template")
-    p.add_argument("--template", action="store_true")
+    p = sub.add_parser("config", help="print a configuration: every setting commented, or the demo's")
+    p.add_argument("--template", action="store_true", help="every setting with its default and help, commented")
+    p.add_argument("--demo", action="store_true", help="the settings of `ptychotomo demo`, ready to run")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("run", help="run the pipeline of a TOML configuration")

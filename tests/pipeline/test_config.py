@@ -99,6 +99,29 @@ def test_cli_template_and_dry_run_print_the_plan_without_computing(tmp_path):
     assert not (tmp_path / "run.ptycho.h5").exists()
 
 
+def test_cli_demo_config_is_the_demos_settings_ready_to_run(tmp_path):
+    """``ptychotomo config --demo`` prints the demo's settings as a file that validates to
+    the demo's configuration (project file and run options aside) and dry-runs; with
+    neither flag the command says how to use it."""
+    from napari_ptychotomo.pipeline.demo import demo_config
+
+    done = _cli("config", "--demo")
+    assert done.returncode == 0, done.stderr
+    config = tmp_path / "run.toml"
+    config.write_text(done.stdout)
+    ours = validate_config(tomllib.loads(done.stdout))
+    demo = demo_config(tmp_path)
+    for section in demo:
+        if section != "run":
+            assert ours[section] == demo[section], section
+    assert ours["run"]["steps"] == demo["run"]["steps"] and ours["run"]["project"] == "run.ptycho.h5"
+    done = _cli("run", config, "--dry-run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "run.ptycho.h5").exists()
+    done = _cli("config")
+    assert done.returncode == 2 and "--demo" in done.stdout and "--template" in done.stdout
+
+
 def test_cli_exit_codes_say_what_went_wrong(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('[run]\nproject = "p.ptycho.h5"\n[msp]\niterations = "many"\n')

@@ -8,12 +8,36 @@ from typing import Any
 
 from ..data import Project
 from .config import STEP_ORDER, validate_config
+from .template import toml_value
 
-__all__ = ["demo_config", "write_outputs"]
+__all__ = ["demo_config", "demo_settings", "demo_toml", "write_outputs"]
 
 
 def demo_config(output: Any, device: str = "auto", fast: bool = False) -> dict[str, Any]:
     """Configuration of the demo (``fast`` cuts iterations further, for tests)."""
+    return validate_config(demo_settings(output, device, fast))
+
+
+def demo_toml() -> str:
+    """The demo's settings as a configuration file (``ptychotomo config --demo``): a
+    start for one's own runs that, as it stands, runs the demo's chain into
+    ``run.ptycho.h5``."""
+    raw = demo_settings(".")
+    raw["run"] = {key: value for key, value in raw["run"].items() if key not in ("device", "seed")}
+    raw["run"]["project"] = "run.ptycho.h5"
+    lines = [
+        "## napari-ptychotomo: the settings of `ptychotomo demo` for its bundled sample (a ~14 Å Pt",
+        "## particle, 7 tilts). Every other setting has its default (`ptychotomo config --template`",
+        "## lists them with their help). Lengths in Å, angles in degrees, mistilt in mrad.",
+    ]
+    for section, settings in raw.items():
+        lines += ["", f"[{section}]"]
+        lines += [f"{key} = {toml_value(value)}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def demo_settings(output: Any, device: str = "auto", fast: bool = False) -> dict[str, Any]:
+    """The demo's configuration as written, before defaults are filled in."""
     scale = 0.34 if fast else 1.0
 
     def its(n: int) -> int:
@@ -51,7 +75,7 @@ def demo_config(output: Any, device: str = "auto", fast: bool = False) -> dict[s
         "resolution": {"volume": "end-to-end"},
         "atoms": {"volume": "linear", "min_relative_intensity": 0.25},
     }
-    return validate_config(raw)
+    return raw
 
 
 def write_outputs(project: Project, folder: Path) -> list[Path]:

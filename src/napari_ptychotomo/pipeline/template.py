@@ -12,7 +12,7 @@ from ..params_meta import docstring_entries
 from .config import INPUT_KEYS, step_settings
 from .step_table import STEP_ORDER, STEPS
 
-__all__ = ["template", "plain_text"]
+__all__ = ["template", "plain_text", "toml_value"]
 
 #: a value to show for a setting whose default is "not set" (TOML has no null): the line
 #: must still be a valid setting when uncommented as it stands
@@ -65,15 +65,16 @@ def plain_text(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"\1", text)
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """``value`` (bool, str, number, list, dict) as TOML (a dict as an inline table)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{}"
+        return "{" + ", ".join(f"{key} = {toml_value(v)}" for key, v in value.items()) + "}"
     return repr(value)
 
 
@@ -109,11 +110,11 @@ def _section_lines(name: str, settings: dict[str, tuple[Any, str]]) -> list[str]
                 if example is None:
                     lines.append(f"## {key}: not set by default")
                     continue
-                lines.append(f"# {key} = {_toml_value(example)}  # an example; not set by default")
+                lines.append(f"# {key} = {toml_value(example)}  # an example; not set by default")
             elif dataclasses.is_dataclass(default) or (isinstance(default, dict) and default):
                 lines.append(f"## {key}: a table, see the documentation")
             else:
-                lines.append(f"# {key} = {_toml_value(default)}")
+                lines.append(f"# {key} = {toml_value(default)}")
         k += len(group)
     if skipped:
         lines.append(f"## from Python only (not in this file): {', '.join(skipped)}")
@@ -137,7 +138,7 @@ def template() -> str:
         "## seed of every random choice (runs are reproducible)",
         "# seed = 0",
         "## steps to run (in pipeline order whatever the order here)",
-        f"# steps = {_toml_value(list(STEP_ORDER))}",
+        f"# steps = {toml_value(list(STEP_ORDER))}",
         "",
     ]
     lines += _section_lines("input", INPUT_KEYS)
