@@ -208,3 +208,30 @@ def test_one_depth_setting_gives_one_parameter_object_from_widget_toml_and_pytho
     assert from_widget == from_toml == from_python
     with pytest.raises(ValueError, match="disagree"):
         MSPParams.from_calibration(calibration, num_slices=2, thickness=16.0, slice_thickness=5.0)
+
+
+@pytest.mark.gui
+def test_msp_widget_takes_the_settings_the_nanoparticle_sample_suggests(viewer, small_simulated_scan):
+    """The thin particle cannot fix its tilt or thickness (sample_data.NANOPARTICLE_MSP):
+    choosing the sample sets the fields it suggests, once; later edits stay when layers
+    come and go, and a dataset without suggestions changes nothing."""
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.sample_data import NANOPARTICLE_MSP
+    from napari_ptychotomo._napari.widgets.msp import MSPWidget
+
+    show(small_simulated_scan, viewer)
+    widget = MSPWidget(viewer, synchronous=True)
+    first = widget.dataset.value
+    defaults = (widget.num_slices.value, widget.learn_tilt.value)
+    assert "suggested" not in widget.runner.status.value
+    viewer.open_sample("napari-ptychotomo", "nanoparticle_series")
+    assert widget.dataset.value == first and (widget.num_slices.value, widget.learn_tilt.value) == defaults
+    sample = next(layer.name for layer in viewer.layers if layer.metadata.get("msp_settings"))
+    widget.dataset.value = sample
+    for name, value in NANOPARTICLE_MSP.items():
+        assert getattr(widget, name).value == value, name
+    assert widget.object_step.value == pytest.approx(2.0 * NANOPARTICLE_MSP["slice_thickness"])
+    assert f"suggested by {sample!r}" in widget.runner.status.value
+    widget.num_slices.value = 3
+    viewer.add_image(np.zeros((4, 4)), name="other")
+    assert widget.num_slices.value == 3

@@ -125,6 +125,7 @@ class MSPWidget(Container):
         self.finished: dict[int, Any] = {}
         self.loss_curves: dict[int, np.ndarray] = {}
         self._current = 0
+        self._suggested_for: str | None = None  # the dataset whose suggested settings were taken
         self.dataset.changed.connect(self._dataset_changed)
         self.tilt_map.changed.connect(self._tilt_map_changed)
         self.show_advanced.changed.connect(self._show_advanced_changed)
@@ -167,6 +168,20 @@ class MSPWidget(Container):
             return
         self.tilt.max = len(scans) - 1
         self.all_tilts.enabled = len(scans) > 1
+        if self.dataset.value != self._suggested_for:  # once per choice: later edits stay
+            self._suggested_for = self.dataset.value
+            self._take_suggested_settings()
+
+    def _take_suggested_settings(self) -> None:
+        """Set the fields a dataset's layer suggests (``metadata["msp_settings"]``: the
+        sample data's settings that suit it) and say so in the status line."""
+        layer = self.viewer.layers[self.dataset.value]
+        suggested = layer.metadata.get("msp_settings") or {}
+        for name, value in suggested.items():
+            getattr(self, name).value = value
+        if suggested:
+            said = ", ".join(f"{name} = {value}" for name, value in suggested.items())
+            self.runner.status.value = f"settings suggested by {layer.name!r}: {said}"
 
     def _tilt_map_changed(self, *_: Any) -> None:
         self.tilt_map_window.enabled = bool(self.tilt_map.value)
