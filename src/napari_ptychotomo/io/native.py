@@ -149,7 +149,6 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and (a == b or (a != a and b != b))
 
 
-# ---------------------------------------------------------------------------- reading
 def _holds_one(path: Path, kind: str) -> bool:
     """Whether ``path`` is a file of this package that holds a single object of ``kind``
     (saved alone, no result added since). Anything else, a foreign or damaged file
@@ -162,6 +161,7 @@ def _holds_one(path: Path, kind: str) -> bool:
     return alone and not sidecar_path(path).exists()
 
 
+# ---------------------------------------------------------------------------- reading
 def load_native(path: Any, *, lazy: bool = True, validate: str = "sample", as_project: bool = False) -> Any:
     """Open a ``.ptycho.h5`` file; 4D-STEM intensities stay on disk (lazy).
 
