@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..optics import ELECTRON_MASS, ELEMENTARY_CHARGE, PLANCK
-from .element_data import KIRKLAND, LOBATO, SYMBOLS
+from .element_data import SYMBOLS
+from .kirkland_data import KIRKLAND
+from .lobato_data import LOBATO
 
 __all__ = [
     "PARAMETERISATIONS",
