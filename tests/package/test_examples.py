@@ -94,20 +94,15 @@ def test_notebook_makes_the_calls_of_the_script_with_its_settings():
     notebook_tree = ast.parse("\n".join(cells))  # each cell is plain Python
     script_only = {("mkdir", "parents", "True"), ("mkdir", "exist_ok", "True")}  # the script's output folder
     assert _settings(notebook_tree) == _settings(main) - script_only
-    called = {
+    assert _package_calls(notebook_tree) == _package_calls(main)
+
+
+def _package_calls(tree: ast.AST) -> set[str]:
+    """Names of the ``pt.<name>(...)`` calls in ``tree``."""
+    return {
         node.func.attr
-        for tree in (main, notebook_tree)
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
         and getattr(node.func.value, "id", "") == "pt"
     }
-    for tree in (main, notebook_tree):
-        own = {
-            node.func.attr
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and getattr(node.func.value, "id", "") == "pt"
-        }
-        assert own == called, called ^ own
