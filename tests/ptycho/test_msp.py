@@ -146,6 +146,13 @@ def test_bad_parameters_name_the_field(field, value, words):
         MSPParams(**{field: value}).validate()
 
 
+@pytest.mark.parametrize("num_slices", [0, -2, 2.7, "3"])
+def test_from_calibration_refuses_a_slice_count_that_is_not_a_positive_integer(num_slices):
+    scan = make_scan(scan_shape=(4, 4), planes=2, dose=None)
+    with pytest.raises(ValueError, match=rf"num_slices = {num_slices!r}; expected a positive integer"):
+        MSPParams.from_calibration(scan.calibration, thickness=8.0, num_slices=num_slices)
+
+
 def test_bad_scan_is_refused_before_any_computation():
     scan = make_scan(scan_shape=(4, 4), planes=2, dose=None)
     scan.positions = scan.positions[:, :1]

@@ -186,7 +186,11 @@ class MSPParams:
         the same parameters whichever way it is written.
         """
         calibration.validate()
-        num_slices = int(overrides.pop("num_slices", 6))
+        num_slices = overrides.pop("num_slices", 6)
+        # checked before it divides the thickness (int() would also turn 2.7 into 2)
+        if not isinstance(num_slices, (int, np.integer)) or isinstance(num_slices, bool) or num_slices < 1:
+            raise ValueError(f"num_slices = {num_slices!r}; expected a positive integer")
+        num_slices = int(num_slices)
         slice_thickness = overrides.pop("slice_thickness", None)
         if slice_thickness is not None and thickness is not None:
             if not np.isclose(float(slice_thickness) * num_slices, float(thickness), rtol=1e-6):
