@@ -11,7 +11,7 @@ import pytest
 
 from napari_ptychotomo import load, save
 from napari_ptychotomo.data import Atoms, Calibration, ScanData, Volume
-from napari_ptychotomo.io import append_result, sidecar_path
+from napari_ptychotomo.io import PtychoFormatError, append_result, sidecar_path
 
 CAL = Calibration(energy_eV=300e3, semiangle_mrad=25.0, detector_sampling_mrad=1.0, scan_step=0.5)
 
@@ -43,6 +43,16 @@ def _interrupt_renames(monkeypatch):
         raise KeyboardInterrupt("killed before the rename")
 
     monkeypatch.setattr(os, "replace", interrupted)
+
+
+@pytest.mark.parametrize("kind", sorted(WRITES))
+def test_write_into_a_missing_folder_names_the_file_and_the_folder_not_a_temporary(tmp_path, kind):
+    name, make = WRITES[kind]
+    path = tmp_path / "missing" / name
+    with pytest.raises(PtychoFormatError, match="the folder .*missing' does not exist") as info:
+        save(make(1.0), path)
+    assert str(info.value).startswith(str(path)) and ".tmp" not in str(info.value)
+    assert not (tmp_path / "missing").exists()
 
 
 @pytest.mark.parametrize("kind", sorted(WRITES))

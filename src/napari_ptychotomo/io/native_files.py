@@ -69,6 +69,10 @@ def atomic_file(path: Any) -> Iterator[Path]:
     damaged ``path``.
     """
     path = Path(path)
+    if not path.parent.is_dir():
+        # else the writer fails naming the temporary file, which the caller never chose
+        hint = " (a leading ~ is not expanded; give the full path)" if str(path).startswith("~") else ""
+        raise PtychoFormatError(path, f"cannot write: the folder {str(path.parent)!r} does not exist{hint}")
     remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuidlib.uuid4().hex[:8]}.tmp")
     try:
