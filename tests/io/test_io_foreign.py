@@ -271,6 +271,18 @@ def test_csv_round_trips(tmp_path, atoms):
     assert back.names == atoms.names
 
 
+@pytest.mark.parametrize("text", ["hello world\n", "", "x,y,z\n"])
+def test_csv_without_the_position_columns_is_refused_even_without_rows(tmp_path, text):
+    (tmp_path / "b.csv").write_text(text)
+    with pytest.raises(PtychoFormatError, match="b.csv: not an atoms CSV.*z_angstrom"):
+        load(tmp_path / "b.csv")
+
+
+def test_header_only_csv_is_no_atoms(tmp_path):
+    save(Atoms(np.zeros((0, 3)), np.zeros(0, int)), tmp_path / "a.csv")
+    assert len(load(tmp_path / "a.csv")) == 0
+
+
 def test_unnamed_classes_are_dummy_atoms(tmp_path):
     atoms = Atoms(np.zeros((2, 3)), np.array([0, 1]))
     save(atoms, tmp_path / "x.xyz")

@@ -157,7 +157,12 @@ def load_csv(path: Any) -> Atoms:
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+        # checked on the header too: a file without the columns and without rows is no atoms
+        missing = [k for k in ("z_angstrom", "y_angstrom", "x_angstrom") if k not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"no column(s) {', '.join(missing)} in the header {reader.fieldnames or []}")
         pos = np.array(
             [[float(r["z_angstrom"]), float(r["y_angstrom"]), float(r["x_angstrom"])] for r in rows], dtype=float
         ).reshape(len(rows), 3)
