@@ -81,6 +81,21 @@ def test_missing_input_file_is_refused_before_compute(tmp_path):
         validate_config({"run": {"project": "p.ptycho.h5"}, "input": {"path": "nowhere.npy"}}, base=tmp_path)
 
 
+def test_a_new_project_not_named_ptycho_h5_is_refused_before_the_input_is_made(tmp_path):
+    with pytest.raises(ConfigError, match=r"run.project = .*x.h5': a new project is written as a .ptycho.h5 file"):
+        validate_config({"run": {"project": "x.h5"}, "input": {"simulate": "default"}}, base=tmp_path)
+
+
+def test_a_data_file_given_as_the_project_is_refused_naming_it_not_with_a_traceback(tmp_path):
+    np.save(tmp_path / "scan.npy", np.ones((4, 8, 8), np.float32))
+    (tmp_path / "run.toml").write_text('[run]\nproject = "scan.npy"\n')
+    for args in (("run", tmp_path / "run.toml"), ("msp", tmp_path / "scan.npy")):
+        done = _cli(*args)
+        assert done.returncode == 3, done.stderr
+        assert "scan.npy: not a napari-ptychotomo project (.ptycho.h5)" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def _cli(*args, cwd=None):
     exe = Path(sys.executable).with_name("ptychotomo")
     return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd)

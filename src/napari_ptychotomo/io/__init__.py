@@ -131,6 +131,8 @@ def load(path: Any, **kwargs: Any) -> Any:
         )
     if suffix in _HDF5:
         return _load_hdf5(path, **kwargs)
+    if kwargs.get("as_project"):
+        raise _not_a_project(path)
     if suffix in (".npy", ".npz"):
         from .stem_numpy import load_stem_numpy
 
@@ -158,6 +160,16 @@ def load(path: Any, **kwargs: Any) -> Any:
     )
 
 
+def _not_a_project(path: Path) -> PtychoFormatError:
+    """A data file where a project was asked for (the pipeline's run.project)."""
+    return PtychoFormatError(
+        path,
+        "not a napari-ptychotomo project (.ptycho.h5) but a data file; import it into a new "
+        f"project first: a run configuration with input.path = {str(path)!r} and run.project = "
+        "'<name>.ptycho.h5' (ptychotomo config --template)",
+    )
+
+
 def _load_hdf5(path: Path, **kwargs: Any) -> Any:
     from .lazy import open_h5
     from .stem_emd import is_emd, load_emd
@@ -167,6 +179,8 @@ def _load_hdf5(path: Path, **kwargs: Any) -> Any:
         emd = not native and is_emd(fh)
     if native:
         return load_native(path, **kwargs)
+    if (emd or path.suffix.lower() == ".emd") and kwargs.get("as_project"):
+        raise _not_a_project(path)
     if emd:
         return load_emd(path, **kwargs)
     if path.suffix.lower() == ".emd":  # Velox / FEI EMD: a different format of the same name

@@ -181,6 +181,13 @@ def validate_config(config: dict[str, Any], base: Path | None = None) -> dict[st
     _check_project_path(Path(run["project"]))
     if source["simulate"] == "none" and not source.get("path") and not Path(run["project"]).exists():
         raise ConfigError("input: give input.path or input.simulate, or an existing run.project")
+    if not Path(run["project"]).exists() and not run["project"].lower().endswith(".ptycho.h5"):
+        # the input step would simulate or import first and only then fail to write it
+        suggestion = Path(run["project"]).name.split(".")[0] or "run"
+        raise ConfigError(
+            f"run.project = {run['project']!r}: a new project is written as a .ptycho.h5 "
+            f"file; name it e.g. {suggestion + '.ptycho.h5'!r}"
+        )
     out = {"run": run, "input": source}
     for step in STEP_ORDER:
         table = config.get(step, {})
