@@ -120,6 +120,14 @@ def cmd_step(args) -> int:
     from .pipeline import validate_config
 
     step = STEP_COMMANDS[args.command]
+    if not args.project.exists():  # else the config check speaks of input.path and run.project
+        from .io import PtychoFormatError
+
+        raise PtychoFormatError(
+            args.project,
+            "no such project file; make one with `ptychotomo simulate` or `ptychotomo run` "
+            "(a configuration from `ptychotomo config --demo`)",
+        )
     config = validate_config(
         {
             "run": {"project": str(args.project), "device": args.device or "auto", "seed": args.seed, "steps": [step]},

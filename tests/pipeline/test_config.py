@@ -96,6 +96,12 @@ def test_a_data_file_given_as_the_project_is_refused_naming_it_not_with_a_traceb
         assert "Traceback" not in done.stderr
 
 
+def test_a_step_command_on_a_missing_project_says_so(tmp_path):
+    done = _cli("msp", tmp_path / "absent.ptycho.h5")
+    assert done.returncode == 3
+    assert "absent.ptycho.h5: no such project file" in done.stderr and "input.path" not in done.stderr
+
+
 def _cli(*args, cwd=None):
     exe = Path(sys.executable).with_name("ptychotomo")
     return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd)
