@@ -110,6 +110,17 @@ def test_empty_npy_is_refused_naming_the_file_by_the_reader_hook_and_load(tmp_pa
         load(path, **{"energy_eV": 300e3, "semiangle_mrad": 25.0, "detector_sampling_mrad": 1.0})
 
 
+@pytest.mark.parametrize("name", ["scan.npy", "scan.npz"])
+def test_another_format_named_npy_is_refused_without_numpys_pickle_advice(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # a PNG renamed
+    with pytest.raises(
+        PtychoFormatError, match=r"scan\.np[yz]: not a numpy \.np[yz] file: it starts with b'\\x89P"
+    ) as info:
+        load(path, energy_eV=300e3, semiangle_mrad=25.0, detector_sampling_mrad=1.0)
+    assert "pickle" not in str(info.value)
+
+
 # ------------------------------------------------------------------ 4. types in native files
 @pytest.mark.parametrize("dtype, name", [(np.complex64, "complex64"), (np.bool_, "bool")])
 def test_complex_or_bool_intensities_in_a_project_are_refused(tmp_path, monkeypatch, dtype, name):

@@ -42,6 +42,15 @@ def load_stem_numpy(path: Any, *, validate: str = "sample", **kwargs: Any) -> Sc
     require_readable(path)
     if path.stat().st_size == 0:
         raise PtychoFormatError(path, "file is empty (0 bytes): the save or copy that wrote it did not finish")
+    # else numpy takes any other file for a pickle and advises allow_pickle=True
+    magic = b"\x93NUMPY" if path.suffix.lower() == ".npy" else b"PK"
+    with open(path, "rb") as fh:
+        head = fh.read(len(magic))
+    if head != magic:
+        raise PtychoFormatError(
+            path,
+            f"not a numpy {path.suffix.lower()} file: it starts with {head!r}, not {magic!r} (another format renamed?)",
+        )
     file_values: dict[str, Any] = {}
     try:
         if path.suffix.lower() == ".npy":
