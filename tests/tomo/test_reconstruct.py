@@ -111,3 +111,9 @@ def test_projections_from_msp_put_each_scan_centre_on_the_middle_pixel():
 def test_reconstruct_rejects_mismatched_alignment(clean_series):
     with pytest.raises(ValueError, match="alignment has 3 tilts"):
         reconstruct_linear(clean_series, Alignment.from_angles([0, 1, 2]), 1.0)
+
+
+@pytest.mark.parametrize("field, value", [("n_iter", 0), ("n_iter", 2.5), ("preview_every", 0)])
+def test_reconstruct_rejects_an_iteration_count_that_is_not_a_positive_integer(clean_series, field, value):
+    with pytest.raises(ValueError, match=rf"{field} = {value!r}; expected a positive integer"):
+        reconstruct_linear(clean_series, Alignment.from_angles(ANGLES), 0.5, device="cpu", **{field: value})

@@ -204,6 +204,9 @@ def reconstruct_linear_steps(
         )
     if not (np.isfinite(pixel_size) and pixel_size > 0):
         raise ValueError(f"pixel_size = {pixel_size!r}; expected a positive size in Å")
+    for name, value in (("n_iter", n_iter), ("preview_every", preview_every)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} = {value!r}; expected a positive integer (iterations)")
     t, ny, nx = proj.shape
     shape = tuple(shape or (nx, ny, nx))
     if projection_mask is not None:
