@@ -54,6 +54,15 @@ def test_params_validate_names_the_field():
         JointParams(butterworth_cutoff=0.3, butterworth_start=5, butterworth_stop=5).validate()
 
 
+def test_a_misspelt_or_missing_rate_is_refused_naming_it():
+    params = JointParams(learn_shifts=True)
+    params.rates["shift"] = LearningRate(0.05, 2)  # would be ignored, the default step used
+    with pytest.raises(ValueError, match=r"rates has unknown key\(s\) \['shift'\]"):
+        params.validate()
+    with pytest.raises(ValueError, match=r"rates has no 'volume'; .*params.rates\['volume'\] = LearningRate"):
+        JointParams(rates={"shifts": LearningRate(0.05, 2)}).validate()
+
+
 def test_learned_quantities_are_switched_on_by_learn_fields_and_start_at_their_rate():
     params = JointParams(learn_shifts=True).validate()
     assert params.learned == ("volume", "shifts")

@@ -45,6 +45,11 @@ def test_template_is_valid_toml_listing_every_step_and_validates():
         ({"mps": {}}, "[mps] is not a section; did you mean [msp]?"),
         ({"input": {"simulate": "graphene"}}, "input.simulate = 'graphene'; allowed values"),
         ({"end_to_end": {"rates": {"volume": 1.0}}}, "end_to_end.rates.volume: expected [step, start iteration]"),
+        (
+            {"end_to_end": {"rates": {"shift": [0.05, 2]}}},
+            "end_to_end.rates.shift is not a learned quantity; did you mean 'shifts'?",
+        ),
+        ({"msp": {"rates": {"objet": [50.0, 0]}}}, "msp.rates.objet is not a learned quantity; did you mean 'object'?"),
     ],
 )
 def test_config_errors_name_the_field_and_the_allowed_values(sections, message):

@@ -153,6 +153,13 @@ def test_from_calibration_refuses_a_slice_count_that_is_not_a_positive_integer(n
         MSPParams.from_calibration(scan.calibration, thickness=8.0, num_slices=num_slices)
 
 
+def test_rates_name_the_unknown_or_missing_key():
+    with pytest.raises(ValueError, match=r"rates has unknown key\(s\) \['objet'\]"):
+        MSPParams(rates={**MSPParams().rates, "objet": LearningRate(1.0, 0)}).validate()
+    with pytest.raises(ValueError, match=r"rates has no \['positions', .*params.rates\['tilt'\] = LearningRate"):
+        MSPParams(rates={"object": LearningRate(1.0, 0)}).validate()
+
+
 def test_bad_scan_is_refused_before_any_computation():
     scan = make_scan(scan_shape=(4, 4), planes=2, dose=None)
     scan.positions = scan.positions[:, :1]

@@ -193,8 +193,16 @@ class JointParams:
             value = getattr(self, f"learn_{name}")
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"learn_{name} = {value!r}; expected True or False")
+        unknown = sorted(set(self.rates) - set(_LEARNED))
+        if unknown:  # else a misspelt key is ignored and the default step used
+            raise ValueError(f"rates has unknown key(s) {unknown}; expected {list(_LEARNED)}")
         for name in _LEARNED:
             rate = self.rates.get(name)
+            if rate is None:
+                raise ValueError(
+                    f"rates has no {name!r}; rates holds every learned quantity: change one of the "
+                    f"defaults, e.g. params.rates[{name!r}] = LearningRate(step, start)"
+                )
             if not isinstance(rate, LearningRate):
                 raise ValueError(f"rates[{name!r}] = {rate!r}; expected LearningRate(step, start)")
             if not (np.isfinite(rate.step) and rate.step >= 0) or rate.start < 0:

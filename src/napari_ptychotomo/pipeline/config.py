@@ -195,7 +195,13 @@ def validate_config(config: dict[str, Any], base: Path | None = None) -> dict[st
             _check_section(step, table, step_settings(step), step_annotations(step))
         out[step] = dict(table)
     for step in ("msp", "end_to_end"):
-        for key, value in out.get(step, {}).get("rates", {}).items():
+        rates = out.get(step, {}).get("rates", {})
+        learned = sorted(STEPS[step].settings()().rates) if rates else []
+        for key, value in rates.items():
+            if key not in learned:
+                close = difflib.get_close_matches(key, learned, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{step}.rates.{key} is not a learned quantity{hint} Allowed: {', '.join(learned)}")
             if not (isinstance(value, list) and len(value) == 2):
                 raise ConfigError(f"{step}.rates.{key}: expected [step, start iteration], got {_describe(value)}")
             if not (

@@ -268,8 +268,14 @@ class MSPParams:
         expected = set(_default_rates())
         missing = expected - set(self.rates)
         unknown = set(self.rates) - expected
-        if missing or unknown:
-            raise ValueError(f"rates has keys {sorted(self.rates)}; expected {sorted(expected)}")
+        if unknown:
+            raise ValueError(f"rates has unknown key(s) {sorted(unknown)}; expected {sorted(expected)}")
+        if missing:
+            raise ValueError(
+                f"rates has no {sorted(missing)}; rates holds every learned quantity: change one of the "
+                "defaults, e.g. params.rates['tilt'] = LearningRate(step, start), or pass rates= to "
+                "MSPParams.from_calibration, which merges it with them"
+            )
         for name, rate in self.rates.items():
             if isinstance(rate, (tuple, list)):
                 rate = self.rates[name] = LearningRate(*rate)
