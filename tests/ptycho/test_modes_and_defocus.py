@@ -85,6 +85,14 @@ def test_estimate_defocus_needs_a_raster():
         estimate_defocus(scan)
 
 
+def test_patterns_with_the_beam_at_the_corner_are_called_uncentred_not_miscalibrated():
+    scan = make_scan(scan_shape=(4, 4), planes=2, dose=None)
+    scan.intensities = np.fft.ifftshift(np.asarray(scan.intensities), axes=(-2, -1))
+    with pytest.raises(ValueError, match="mean pattern is dark: the patterns must be centred") as info:
+        estimate_defocus(scan)
+    assert "check semiangle_mrad" not in str(info.value)
+
+
 def test_reconstruction_can_start_from_the_bright_field_estimate():
     scan = make_scan(
         scan_shape=(20, 20), step=0.8, detector=64, mrad_per_px=2.0, planes=2, defocus=200.0, mistilt=(0.0, 0.0), seed=1

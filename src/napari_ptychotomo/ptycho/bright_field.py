@@ -37,10 +37,18 @@ def _virtual_images(scan, inner_fraction: float, device) -> tuple[torch.Tensor, 
     angle = torch.sqrt(ay[:, None] ** 2 + ax[None, :] ** 2)
     inside = (angle <= inner_fraction * cal.semiangle_mrad * 1e-3) & (mean > 0.2 * mean.max())
     if int(inside.sum()) < 5:
+        # a dark centre pixel: the disc is elsewhere (e.g. patterns stored with the beam at the corner)
+        centred = bool(mean[ky // 2, kx // 2] > 0.2 * mean.max())
         raise ValueError(
             f"only {int(inside.sum())} detector pixels lie inside the bright-field disc of "
             f"{cal.semiangle_mrad} mrad at {cal.detector_sampling_mrad} mrad per pixel; "
-            "check semiangle_mrad and detector_sampling_mrad"
+            + (
+                "check semiangle_mrad and detector_sampling_mrad"
+                if centred
+                else f"the centre pixel ({ky // 2}, {kx // 2}) of the mean pattern is dark: the patterns must "
+                "be centred, the bright-field disc in the middle of the detector (np.fft.fftshift "
+                "patterns stored with the beam at the corner)"
+            )
         )
     iy, ix = torch.nonzero(inside, as_tuple=True)
     images = patterns[:, :, iy, ix].permute(2, 0, 1)  # (nk, ny, nx)
