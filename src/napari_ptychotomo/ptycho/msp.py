@@ -44,6 +44,8 @@ __all__ = ["msp_steps", "reconstruct_msp"]
 # update are in :mod:`.msp_update`)
 #: the per-slice preview is subsampled to at most this many pixels a side (px)
 _PREVIEW_SIDE = 128
+#: learned only while the slices are tied (MSPParams.slice_period), then held
+_HELD = ("tilt", "thickness")
 
 
 def _result(
@@ -180,14 +182,16 @@ def _msp_steps(
         return _result(good, scan, params, run.geometry, history.losses, run.provenance)
 
     guard.last_good = last_good
+    tied = params.slice_period > 0
+    stage_start = 0  # the iteration where the convergence rule's history begins
     for iteration in range(params.iterations):
-        _schedule_steps(optimizer, iteration, params)
+        _schedule_steps(optimizer, iteration, params, held=() if tied or not params.slice_period else _HELD)
         error_sum = 0.0
         for b in rng.permutation(len(run.batches)):
             index = torch.as_tensor(run.batches[b], device=run.device)
             data_error = update.data_error(run, state, index)
             loss = data_error / (len(index) * run.mean_counts)
-            for penalty in update.penalties(run, state, index):
+            for penalty in update.penalties(run, state, index, tied):
                 loss = loss + penalty
             if not torch.isfinite(loss):
                 raise EngineError(
@@ -196,17 +200,29 @@ def _msp_steps(
             before = update.descend(optimizer, loss, state)
             with torch.no_grad():
                 update.constrain(run, state, before)
+                if tied:
+                    update.tie_slices(state.object, params.slice_period)
                 update.recentre_tilt_map(params, state)
             error_sum += float(data_error.detach())
         with torch.no_grad():
             update.orthogonalise_probe(params, state)
-            update.move_slice_drift_into_tilts(run, state, iteration)
+            if not params.slice_period:  # tied slices do not drift; released ones hold the tilt
+                update.move_slice_drift_into_tilts(run, state, iteration)
         if not state.finite():
             raise EngineError(_stopped("produced NaN or infinite values", iteration), partial=last_good())
         guard.check(f"iteration {iteration + 1}", error_sum / run.total_power, problems=_range_problems(params, state))
         history.record(error_sum / run.total_power, state)
         good = state.snapshot()
-        done = _converged(params, history.losses, history.tilts, history.thicknesses)
+        done = _converged(
+            params, history.losses[stage_start:], history.tilts[stage_start:], history.thicknesses[stage_start:]
+        )
+        stage = " (slices tied)" if tied else ""
+        if tied:
+            run.provenance["tied_stage"] = {"iterations": iteration + 1, "released": False}
+        if done and tied:
+            tied, done, stage_start = False, False, iteration + 1
+            _release_slices(run, state, history, params.convergence_window)
+            stage = " (tied slices converged: tilt and thickness held, slices released)"
         run.provenance["converged"] = done
         run.provenance["iterations_run"] = iteration + 1
         yield Progress(
@@ -215,19 +231,36 @@ def _msp_steps(
             loss=history.losses[-1],
             preview=_preview(state, run.sigma, history.losses),
             message=f"iteration {iteration + 1}/{params.iterations}: error {history.losses[-1]:.4g}"
-            + (" (converged)" if done else ""),
+            + (" (converged)" if done else stage),
         )
         if done:
             break
     return last_good()
 
 
-def _schedule_steps(optimizer: torch.optim.Optimizer, iteration: int, params: MSPParams) -> None:
-    """Which quantities learn in this iteration (their start) and the decayed steps."""
+def _schedule_steps(optimizer: torch.optim.Optimizer, iteration: int, params: MSPParams, held=()) -> None:
+    """Which quantities learn in this iteration (their start, unless ``held``) and the
+    decayed steps."""
     for group in optimizer.param_groups:
-        group["active"] = iteration >= group["start"]
+        group["active"] = iteration >= group["start"] and group["name"] not in held
         if group["name"] in _DECAYING:
             group["lr"] = group["base_lr"] * _decay(iteration, params.iterations, params.object_step_decay)
+
+
+def _release_slices(run, state: update.State, history: _History, window: int) -> None:
+    """End of the tied stage (MSPParams.slice_period): the tilt and thickness are held at
+    their means over the last window (Adam jitters them by about a step), the slices
+    learn freely from here; the provenance records the stage."""
+    with torch.no_grad():
+        state.tilt.copy_(torch.as_tensor(np.mean(history.tilts[-window:], axis=0), dtype=state.tilt.dtype))
+        state.thickness.fill_(float(np.mean(history.thicknesses[-window:])))
+    run.provenance["tied_stage"] = {
+        "iterations": len(history.losses),
+        "released": True,
+        "data_error": float(history.losses[-1]),
+        "tilt_mrad": [float(v) for v in state.tilt.detach().cpu()],
+        "slice_thickness": float(state.thickness.detach()),
+    }
 
 
 # ---- checks of each iteration

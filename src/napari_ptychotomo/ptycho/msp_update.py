@@ -141,10 +141,12 @@ def data_error(run: Setup, state: State, index: torch.Tensor) -> torch.Tensor:
     return amplitude_error(model, run.amplitudes[index], FLOOR_COUNTS)
 
 
-def penalties(run: Setup, state: State, index: torch.Tensor):
-    """The regularisers' terms of one batch's loss, in the order they are added."""
+def penalties(run: Setup, state: State, index: torch.Tensor, tied: bool = False):
+    """The regularisers' terms of one batch's loss, in the order they are added (none
+    between slices while they are ``tied``: the tie is the stronger prior, and with a
+    period above 1 the neighbours differ by right)."""
     params = run.params
-    if params.z_smoothness > 0 and params.num_slices > 1:
+    if params.z_smoothness > 0 and params.num_slices > 1 and not tied:
         yield z_smoothness(state.object, params.z_smoothness)
     if params.tilt_map and len(run.pairs) and params.tilt_map_smoothness > 0:
         # the whole map's penalty, shared among the batches in proportion to their size
@@ -193,6 +195,13 @@ def constrain(run: Setup, state: State, before: torch.Tensor) -> None:
         state.positions.copy_(torch.maximum(torch.minimum(before + step, run.position_hi), run.position_lo))
     state.object.imag.clamp_(min=0.0)
     state.thickness.clamp_(min=MIN_THICKNESS_FRACTION * params.slice_thickness)
+
+
+def tie_slices(obj: torch.Tensor, period: int) -> None:
+    """Prior of a crystal on a zone axis (MSPParams.slice_period): every slice becomes the
+    mean of the slices ``period`` apart from it, so the stack repeats with that period."""
+    cells = obj.reshape(obj.shape[0] // period, period, *obj.shape[1:])
+    cells.copy_(cells.mean(0, keepdim=True).expand_as(cells))
 
 
 def recentre_tilt_map(params: MSPParams, state: State) -> None:
