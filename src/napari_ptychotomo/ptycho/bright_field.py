@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data import ScanData
+from ..data.checks import check_type
 from ..engine import resolve_device
 
 __all__ = ["estimate_defocus", "start_defocus"]
@@ -119,6 +121,7 @@ def estimate_defocus(
     :func:`~napari_ptychotomo.physics.aberration_phase`), from the same contrast
     maximum with the parallax A·α of χ = (π/λ) α² (C10 + C12 cos 2(φ − φ12)).
     """
+    check_type("scan", scan, ScanData, "wrap the patterns as ScanData(intensities, Calibration(...))")
     scan.validate()
     dev = resolve_device(device)
     step = scan.calibration.scan_step

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..data import Alignment, Volume
+from ..data.checks import check_type
 from ..engine import Progress, resolve_device, run
 from ..params_meta import describes, ui
 from .projector import project
@@ -196,6 +197,7 @@ def reconstruct_linear_steps(
     """Generator form of :func:`reconstruct_linear`: yields Progress, returns the Volume."""
     dev = resolve_device(device)
     proj = _as_tensor(projections, "projections", 3, dev)
+    check_type("alignment", alignment, Alignment, "Alignment.from_angles(angles_deg) builds one from nominal tilts")
     alignment.validate()
     if len(alignment.euler_deg) != proj.shape[0]:
         raise ValueError(
