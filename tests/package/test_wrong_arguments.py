@@ -39,6 +39,12 @@ def test_a_calibration_that_is_not_a_calibration_is_a_type_error(calibration, fo
         pt.ScanData(PATTERNS, calibration)
 
 
+def test_a_scan_without_positions_says_so_not_that_the_detector_is_small():
+    for shape in [(0, 4, 16, 16), (0, 16, 16)]:
+        with pytest.raises(ValueError, match=r"the scan has no positions; expected at least one diffraction pattern"):
+            pt.ScanData(np.zeros(shape, np.float32), CAL).validate()
+
+
 def test_msp_refuses_an_array_for_the_scan_and_a_dict_for_the_params(scan):
     with pytest.raises(TypeError, match=r"scan is a ndarray; expected ScanData; wrap the patterns as ScanData\("):
         pt.reconstruct_msp(PATTERNS, pt.MSPParams(iterations=1))

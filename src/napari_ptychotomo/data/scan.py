@@ -189,6 +189,10 @@ class ScanData:
         shape = tuple(self.intensities.shape)
         if len(shape) not in (3, 4):
             raise _shape_error("intensities", self.intensities, "(Ny, Nx, Ky, Kx) or (n, Ky, Kx) diffraction patterns")
+        if int(np.prod(shape[:-2])) == 0:
+            raise ValueError(
+                f"intensities has shape {shape}: the scan has no positions; expected at least one diffraction pattern"
+            )
         if min(shape) < 1 or shape[-1] < 8 or shape[-2] < 8:
             raise _shape_error("intensities", self.intensities, "at least 8×8 detector pixels")
         kind = np.dtype(self.intensities.dtype).kind
