@@ -117,3 +117,7 @@ def test_a_bright_field_disc_far_beyond_the_detector_is_refused_naming_the_calib
     with pytest.raises(ValueError, match=message):
         estimate_defocus(scan, device="cpu")
 
+
+def test_a_negative_thickness_is_named_as_given_not_as_the_slice_thickness(small_scan):
+    with pytest.raises(ValueError, match=r"^thickness = -100; expected a positive number in Å$"):
+        MSPParams.from_calibration(small_scan.calibration, thickness=-100)
