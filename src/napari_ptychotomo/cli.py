@@ -104,8 +104,9 @@ def cmd_run(args) -> int:
         config["run"]["device"] = args.device
     pipeline, bars = _pipeline(config, args.quiet)
     if args.dry_run:
+        plan = pipeline.plan(resume=args.resume, restart=args.restart_step)  # opens the input's headers
         print(f"project: {pipeline.path}   device: {pipeline.device}   seed: {pipeline.seed}")
-        for k, planned in enumerate(pipeline.plan(resume=args.resume, restart=args.restart_step), 1):
+        for k, planned in enumerate(plan, 1):
             print(f"{k}. {planned.step:<13} {planned.status:<28} {planned.detail}")
         return EXIT_OK
     try:

@@ -175,6 +175,17 @@ def test_unsampled_nan_is_reported_by_info_refused_when_read_and_by_the_reader(t
         read_path(str(path))
 
 
+def test_nan_in_a_sampled_npy_pattern_names_the_file_once(tmp_path):
+    intensities = np.ones((4, 4, 8, 8), np.float32)
+    intensities[0, 0, 3, 3] = np.nan
+    np.save(tmp_path / "nan.npy", intensities)
+    with pytest.raises(PtychoFormatError) as info:
+        load(tmp_path / "nan.npy", energy_eV=300e3, semiangle_mrad=25.0, detector_sampling_mrad=1.0, scan_step=0.5)
+    assert str(info.value).count("nan.npy") == 1
+    assert str(info.value) == f"{tmp_path / 'nan.npy'}: {info.value.reason}"
+    assert info.value.reason.startswith("intensities: pattern(s) [0] hold NaN")
+
+
 # ------------------------------------------------------------------ 5. MRC values
 def _mrc(path, data, voxel):
     with mrcfile.new(path, overwrite=True) as mrc:

@@ -206,7 +206,11 @@ def test_dry_run_says_per_step_whether_it_runs_and_why_not(tmp_path, capsys):
     config.write_text(
         '[run]\nproject = "p.ptycho.h5"\nsteps = ["end_to_end", "resolution"]\n[input]\npath = "scan.npy"\n'
     )
-    np.save(tmp_path / "scan.npy", np.ones((2, 2, 4, 4), np.float32))
+    np.save(tmp_path / "scan.npy", np.ones((2, 2, 16, 16), np.float32))
+    # the dry run opens the input's header: the data need their calibration
+    (tmp_path / "scan.json").write_text(
+        '{"energy_eV": 300e3, "semiangle_mrad": 25.0, "detector_sampling_mrad": 1.0, "scan_step": 0.5}'
+    )
     assert cli.main(["run", str(config), "--dry-run"]) == cli.EXIT_OK
     lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()}
     assert "skip (nothing to do)" in lines["resolution"] and "half_data = false" in lines["resolution"]

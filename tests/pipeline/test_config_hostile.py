@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 
+import numpy as np
 import pytest
 
 from napari_ptychotomo import cli
@@ -133,3 +134,24 @@ def test_permission_error_names_the_file(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "cmd_info", _failing_info(denied))
     assert cli.main(["info", str(tmp_path / "x")]) == cli.EXIT_DATA
     assert f"permission denied: {tmp_path / 'p.ptycho.h5'}" in capsys.readouterr().err
+
+
+def _dry_run_of(tmp_path, name):
+    config = tmp_path / "run.toml"
+    config.write_text(f'[run]\nproject = "p.ptycho.h5"\nsteps = ["msp"]\n[input]\npath = "{name}"\n')
+    return cli.main(["run", str(config), "--dry-run"])
+
+
+def test_dry_run_opens_the_input_header_and_refuses_what_the_run_could_not_read(tmp_path, capsys):
+    (tmp_path / "scan.h5").write_text("not an HDF5 file")
+    assert _dry_run_of(tmp_path, "scan.h5") == cli.EXIT_DATA
+    assert "scan.h5: not a readable HDF5 file" in capsys.readouterr().err
+    np.save(tmp_path / "scan.npy", np.ones((4, 4, 16, 16), np.float32))
+    assert _dry_run_of(tmp_path, "scan.npy") == cli.EXIT_DATA
+    err = capsys.readouterr().err
+    assert "scan.npy: missing calibration: energy_eV, semiangle_mrad, detector_sampling_mrad" in err
+    (tmp_path / "scan.json").write_text(
+        '{"energy_eV": 300e3, "semiangle_mrad": 25.0, "detector_sampling_mrad": 1.0, "scan_step": 0.5}'
+    )
+    assert _dry_run_of(tmp_path, "scan.npy") == cli.EXIT_OK
+    assert "1. input" in capsys.readouterr().out and not (tmp_path / "p.ptycho.h5").exists()

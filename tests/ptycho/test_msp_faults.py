@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from msp_data import make_scan
 
-from napari_ptychotomo.data import MSPResult
+from napari_ptychotomo.data import Calibration, MSPResult, ScanData
 from napari_ptychotomo.engine import EngineError
 from napari_ptychotomo.engine_guards import MAX_TILT_CHANGE_MRAD, MIN_MEAN_COUNTS
-from napari_ptychotomo.ptycho import LearningRate, MSPParams, reconstruct_msp
+from napari_ptychotomo.ptycho import LearningRate, MSPParams, estimate_defocus, reconstruct_msp
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +99,25 @@ def test_a_single_pattern_is_not_asked_to_learn_tilt_thickness_or_positions():
         reconstruct_msp(one, params, device="cpu")
     fixed = _params(one, iterations=1, learn_tilt=False, learn_thickness=False)
     assert isinstance(reconstruct_msp(one, fixed, device="cpu"), MSPResult)
+
+
+def test_a_bright_field_disc_far_beyond_the_detector_is_refused_naming_the_calibration():
+    # detector_sampling_mrad given in rad: the 25 mrad disc would be 25 000 px in radius on
+    # a 16-px detector (MSP ran and returned a pixel size of 1230 Å)
+    intensities = np.random.default_rng(0).random((6, 6, 16, 16)).astype(np.float32) + 1
+    scan = ScanData(intensities, Calibration(300e3, 25.0, 0.001, scan_step=0.4))
+    message = (
+        r"semiangle_mrad = 25\.0 mrad at detector_sampling_mrad = 0\.001 mrad per pixel is 2\.5e\+04 px "
+        r"in radius, more than 4 × the 8-px half-width of the 16×16 detector"
+    )
+    for defocus in (None, "auto"):
+        params = MSPParams.from_calibration(scan.calibration, iterations=1, defocus=defocus)
+        with pytest.raises(ValueError, match=message):
+            reconstruct_msp(scan, params, device="cpu")
+    with pytest.raises(ValueError, match=message):
+        estimate_defocus(scan, device="cpu")
+
+
+def test_a_negative_thickness_is_named_as_given_not_as_the_slice_thickness(small_scan):
+    with pytest.raises(ValueError, match=r"^thickness = -100; expected a positive number in Å$"):
+        MSPParams.from_calibration(small_scan.calibration, thickness=-100)

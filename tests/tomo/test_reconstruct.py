@@ -117,3 +117,11 @@ def test_reconstruct_rejects_mismatched_alignment(clean_series):
 def test_reconstruct_rejects_an_iteration_count_that_is_not_a_positive_integer(clean_series, field, value):
     with pytest.raises(ValueError, match=rf"{field} = {value!r}; expected a positive integer"):
         reconstruct_linear(clean_series, Alignment.from_angles(ANGLES), 0.5, device="cpu", **{field: value})
+
+
+def test_a_volume_too_big_for_memory_is_refused_before_allocating_naming_its_shape():
+    # 4096³ float32 is 256 GiB a copy; torch's allocator said only "can't allocate memory"
+    projections = np.ones((3, 16, 16), np.float32)
+    alignment = Alignment.from_angles([0.0, 10.0, 20.0])
+    with pytest.raises(MemoryError, match=r"linear tomography of a 4096×4096×4096-voxel volume .*smaller shape"):
+        reconstruct_linear(projections, alignment, 0.5, shape=(4096,) * 3, device="cpu")

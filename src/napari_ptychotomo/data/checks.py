@@ -1,5 +1,6 @@
-"""Field checks shared by the data objects: each raises ``ValueError`` naming the field,
-what was expected and what was found."""
+"""Field checks shared by the data objects and the engines: each raises ``ValueError``
+(``TypeError`` for an argument of the wrong type) naming the field, what was expected and
+what was found."""
 
 from __future__ import annotations
 
@@ -27,6 +28,31 @@ _ABERRATION_NAMES = {
 
 def _shape_error(name: str, found: Any, expected: str) -> ValueError:
     return ValueError(f"{name} has shape {tuple(np.shape(found))}; expected {expected}")
+
+
+def check_type(name: str, value: Any, expected: type | tuple[type, ...], hint: str = "") -> None:
+    """Raise ``TypeError`` naming ``name`` and the ``expected`` type(s) unless ``value`` is
+    an instance of one; ``hint`` says how to build one (appended after "; ")."""
+    if isinstance(value, expected):
+        return
+    types = expected if isinstance(expected, tuple) else (expected,)
+    names = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+    found = "None" if value is None else f"a {type(value).__name__}"
+    raise TypeError(f"{name} is {found}; expected {names}" + (f"; {hint}" if hint else ""))
+
+
+def as_array(name: str, value: Any, expected: str) -> Any:
+    """``value`` when it is an array (numpy, h5py dataset: anything with a shape and a
+    dtype, kept lazy), a numpy array for a list or tuple (as positions and angles are
+    taken); else ``TypeError`` naming ``name`` and what was ``expected``."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return value
+    if isinstance(value, (list, tuple)):
+        try:
+            return np.asarray(value)
+        except ValueError:  # ragged
+            raise ValueError(f"{name} is a ragged {type(value).__name__}; expected {expected}") from None
+    raise TypeError(f"{name} is a {type(value).__name__}; expected an array of {expected}")
 
 
 def _check_finite(name: str, array: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..params_meta import param, ui
-from .checks import _check_aberrations, _check_finite, _number, _positive, _shape_error
+from .checks import _check_aberrations, _check_finite, _number, _positive, _shape_error, as_array
 
 __all__ = ["DEFOCUS_REFERENCES", "DefocusSeries"]
 
@@ -127,6 +127,9 @@ class DefocusSeries:
         tooltip="centre: the plane through the rotation centre (the same for any box); exit: the exit surface of "
         "the reconstruction's box.",
     )
+
+    def __post_init__(self) -> None:
+        self.images = as_array("images", self.images, "(n_defocus, ny, nx) intensities")
 
     def optics(self) -> dict[str, Any]:
         """The imaging optics as keywords of

@@ -14,8 +14,10 @@ from .checks import (
     _number,
     _positive,
     _shape_error,
+    as_array,
     check_negative_counts,
     check_scan_shape,
+    check_type,
 )
 
 __all__ = ["Calibration", "ScanData"]
@@ -104,6 +106,15 @@ class ScanData:
     truth: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        self.intensities = as_array(
+            "intensities", self.intensities, "(Ny, Nx, Ky, Kx) or (n, Ky, Kx) diffraction patterns"
+        )
+        check_type(
+            "calibration",
+            self.calibration,
+            Calibration,
+            "give Calibration(energy_eV, semiangle_mrad, detector_sampling_mrad, scan_step=...)",
+        )
         shape = tuple(self.intensities.shape)
         if self.scan_shape is None and len(shape) == 4:
             self.scan_shape = (int(shape[0]), int(shape[1]))
@@ -178,6 +189,10 @@ class ScanData:
         shape = tuple(self.intensities.shape)
         if len(shape) not in (3, 4):
             raise _shape_error("intensities", self.intensities, "(Ny, Nx, Ky, Kx) or (n, Ky, Kx) diffraction patterns")
+        if int(np.prod(shape[:-2])) == 0:
+            raise ValueError(
+                f"intensities has shape {shape}: the scan has no positions; expected at least one diffraction pattern"
+            )
         if min(shape) < 1 or shape[-1] < 8 or shape[-2] < 8:
             raise _shape_error("intensities", self.intensities, "at least 8×8 detector pixels")
         kind = np.dtype(self.intensities.dtype).kind

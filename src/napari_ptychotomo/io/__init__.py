@@ -47,6 +47,7 @@ __all__ = [
     "sidecar_path",
     "read_angles",
     "is_supported",
+    "may_hold_scans",
     "READ_EXTENSIONS",
     "WRITE_EXTENSIONS",
 ]
@@ -98,6 +99,12 @@ def _suffix(path: Path) -> str:
 def is_supported(path: Any) -> bool:
     """True when :func:`load` knows the file's extension."""
     return _suffix(Path(path)) in READ_EXTENSIONS
+
+
+def may_hold_scans(path: Any) -> bool:
+    """True unless the file's extension is a volume's or an atom list's (MRC, TIFF, XYZ,
+    CSV): its reader may give 4D-STEM data and takes ``validate``."""
+    return _suffix(Path(path)) not in (*_MRC, *_TIFF, *_XYZ, ".csv")
 
 
 def load(path: Any, **kwargs: Any) -> Any:

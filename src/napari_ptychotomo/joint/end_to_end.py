@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..data import Alignment, TiltSeries, Volume
+from ..data.checks import check_type
 from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem
 from .distributed import init_from_environment, rank_device, world
@@ -84,6 +85,7 @@ def joint_steps(
     partial :class:`~napari_ptychotomo.data.Volume` (what Stop keeps); every
     ``preview_every`` tilts also the orthogonal slices of Re V (``"yx"``, ``"zx"``,
     ``"zy"``) and ``"loss_per_tilt"`` of the current pass."""
+    check_type("params", params, (JointParams, type(None)), "JointParams(**settings) builds one")
     params = (params or JointParams()).validate()
     series = _check_series(series)
     _check_learnable(series, params)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..data import Alignment, DefocusSeries, TiltSeries, Volume
+from ..data.checks import check_type
 from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem, checked_counts, shift_problem, warn_negative
 from ..params_meta import describes, ui
@@ -81,6 +82,7 @@ def plane_wave_steps(
     preview holds ``"volume"`` (the volume after that iteration as a partial
     :class:`~napari_ptychotomo.data.Volume`, what Stop keeps) and, every
     ``preview_every`` iterations, the orthogonal slices and ``"loss_per_tilt"``."""
+    check_type("params", params, (JointParams, type(None)), "JointParams(**settings) builds one")
     params = (params or JointParams(tv_weight=1.0)).validate()
     samples = _samples(focal_spread_samples)
     ny, nx, voxel, energy = _check(series)

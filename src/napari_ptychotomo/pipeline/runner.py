@@ -26,25 +26,32 @@ class PlannedStep:
     detail: str = ""
 
 
+def open_input(source: dict[str, Any], validate: str = "sample") -> Project:
+    """The file or folder of scans ``source["path"]`` as a Project, by the io readers;
+    ``validate="none"`` opens only the headers (shapes, dtype, calibration) and reads no
+    counts (the dry run's check; close the result with :func:`~napari_ptychotomo.io.close`)."""
+    from ..io import load, load_tilt_series, may_hold_scans
+
+    path = Path(source["path"])
+    if path.is_dir():
+        series = load_tilt_series(path, angles=source.get("angles") or None, validate=validate)
+        return Project(series=series)
+    loaded = load(path, validate=validate) if may_hold_scans(path) else load(path)
+    if isinstance(loaded, Project):
+        return loaded
+    from ..data import ScanData, TiltSeries
+
+    if isinstance(loaded, ScanData):
+        return Project(series=TiltSeries(scans=[loaded], angles_deg=[loaded.tilt_deg]))
+    if isinstance(loaded, TiltSeries):
+        return Project(series=loaded)
+    raise ValueError(f"input.path = {path}: holds a {type(loaded).__name__}, not 4D-STEM data")
+
+
 def make_input(source: dict[str, Any], seed: int = 0) -> Project:
     """The project's starting content: a simulated sample or an imported file."""
     if source.get("path"):
-        from ..io import load, load_tilt_series
-
-        path = Path(source["path"])
-        if path.is_dir():
-            series = load_tilt_series(path, angles=source.get("angles") or None)
-            return Project(series=series)
-        loaded = load(path)
-        if isinstance(loaded, Project):
-            return loaded
-        from ..data import ScanData, TiltSeries
-
-        if isinstance(loaded, ScanData):
-            return Project(series=TiltSeries(scans=[loaded], angles_deg=[loaded.tilt_deg]))
-        if isinstance(loaded, TiltSeries):
-            return Project(series=loaded)
-        raise ValueError(f"input.path = {path}: holds a {type(loaded).__name__}, not 4D-STEM data")
+        return open_input(source)
     from .. import simulate
 
     name = source.get("simulate", "default")
@@ -128,6 +135,10 @@ class Pipeline:
         planned = []
         if project is None:
             source = self.config["input"]
+            if source.get("path"):  # the input's headers, so that a file the run cannot read fails here
+                from ..io import close
+
+                close(open_input(source, validate="none"))
             what = source.get("path") or f"simulate the {source['simulate']!r} sample"
             planned.append(PlannedStep("input", "run", f"{what} → {self.path}"))
         for step in chosen:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Alignment, MSPResult, TiltSeries, Volume
+from ..data.checks import check_type
 from ..engine import Progress, resolve_device, run
 from ..tomo.align import align_tilt_series_steps
 from ..tomo.denoise import denoise_projections
@@ -56,6 +57,12 @@ def _run_msp(series: TiltSeries, msp_params, device, seed) -> Generator[Progress
 
     def params_of(scan):
         params = msp_params(scan) if callable(msp_params) else msp_params
+        check_type(
+            "msp_params",
+            params,
+            (MSPParams, type(None)),
+            "MSPParams.from_calibration(scan.calibration, **settings) builds one",
+        )
         return MSPParams.from_calibration(scan.calibration) if params is None else params
 
     jobs = [(k, scan, params_of(scan)) for k, scan in enumerate(series.scans)]

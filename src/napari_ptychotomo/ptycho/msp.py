@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..data import MSPResult, ScanData
+from ..data.checks import check_type
 from ..engine import EngineError, Progress, resolve_device, run
 from ..engine_guards import Divergence, thickness_problem, tilt_problem
 from ..optics import phase_shift
@@ -169,6 +170,10 @@ def _check_single_pattern(scan: ScanData, params: MSPParams) -> None:
 def _msp_steps(
     scan: ScanData, params: MSPParams | None, device: Any, seed: int, guard: Divergence
 ) -> Generator[Progress, None, MSPResult]:
+    check_type("scan", scan, ScanData, "wrap the patterns as ScanData(intensities, Calibration(...))")
+    check_type(
+        "params", params, (MSPParams, type(None)), "MSPParams.from_calibration(scan.calibration, **settings) builds one"
+    )
     scan.validate()
     params = (params or MSPParams.from_calibration(scan.calibration)).validate()
     _check_single_pattern(scan, params)

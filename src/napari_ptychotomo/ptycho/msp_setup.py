@@ -16,7 +16,7 @@ from ..physics import (
 )
 from . import msp_update as update
 from .batches import adjacent_batches, neighbour_pairs
-from .bright_field import start_defocus
+from .bright_field import check_disc_on_detector, start_defocus
 from .params import MSPParams
 from .state import MSPGeometry, choose_batch_size, initial_probe, make_geometry
 
@@ -31,6 +31,7 @@ _MIN_REGISTRATION_PX = 8
 def _setup(scan: ScanData, params: MSPParams, dev: torch.device, seed: int) -> tuple[update.Setup, update.State]:
     """Geometry, batch size (checked against memory before the data are read), measured
     amplitudes, start probe and state, and the constants of the iteration."""
+    check_disc_on_detector(scan.calibration, scan.detector_shape)
     geometry = make_geometry(scan, params)
     n_pos = scan.num_positions
     batch_size = choose_batch_size(params, geometry, n_pos, dev)

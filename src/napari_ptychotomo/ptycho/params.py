@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.checks import _positive
 from ..engine import LearningRate
 from ..params_meta import param, ui
 
@@ -205,6 +206,8 @@ class MSPParams:
         the same parameters whichever way it is written.
         """
         calibration.validate()
+        if thickness is not None:  # named as given, before it is split into slices
+            _positive("thickness", thickness, "Å")
         num_slices = overrides.pop("num_slices", 6)
         # checked before it divides the thickness (int() would also turn 2.7 into 2)
         if not isinstance(num_slices, (int, np.integer)) or isinstance(num_slices, bool) or num_slices < 1:

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Alignment, Volume
+from ..data.checks import check_type
 from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem, shift_problem
 from ..params_meta import describes, ui
@@ -181,6 +182,7 @@ def align_tilt_series_steps(
     shifts_full = torch.zeros(t, 2, dtype=torch.float32, device=dev)  # px of full size
     euler = torch.as_tensor(np.deg2rad(euler0), dtype=torch.float32, device=dev)
     if initial is not None:
+        check_type("initial", initial, Alignment, "Alignment.from_angles(angles_deg) builds one from nominal tilts")
         initial.validate()
         euler = torch.as_tensor(np.deg2rad(initial.euler_deg), dtype=torch.float32, device=dev)
         shifts_full = torch.as_tensor(np.asarray(initial.shifts) / pixel_size, dtype=torch.float32, device=dev)

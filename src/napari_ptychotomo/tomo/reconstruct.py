@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from ..data import Alignment, Volume
-from ..engine import Progress, resolve_device, run
+from ..data.checks import check_type
+from ..engine import Progress, check_memory, resolve_device, run
 from ..params_meta import describes, ui
-from .projector import project
+from .projector import project, projector_bytes_per_tilt
 
 __all__ = ["fit_volume", "fit_volume_cgls", "gaussian_blur3d", "reconstruct_linear", "reconstruct_linear_steps"]
 
@@ -158,6 +159,27 @@ def fit_volume_cgls(
     return x * mask, float(r.pow(2).mean())
 
 
+def linear_bytes(
+    shape: tuple[int, int, int],
+    projections_shape: tuple[int, int, int],
+    blur_sigma_px: float = 0.0,
+    tv_weight: float = 0.0,
+    edge_weight: float = 0.0,
+    support: bool = False,
+) -> int:
+    """Rough bytes :func:`fit_volume` needs (float32): volume-sized tensors (the volume,
+    its gradient, Adam's two moments and the zero start; the blur's padded copies kept for
+    the backward pass; the support and its product; the edge map; the TV differences),
+    five projection stacks (measured, target, model, residual, its gradient) and the
+    projector's smallest chunk of tilts (an eighth of them, see :func:`.projector.project`)."""
+    voxels = int(np.prod([int(n) for n in shape], dtype=np.int64))
+    volumes = 5 + (4 if blur_sigma_px > 0 else 0) + (2 if support else 0) + (1 if edge_weight else 0)
+    volumes += 6 if tv_weight else 0
+    t, ny, nx = projections_shape
+    per_tilt = projector_bytes_per_tilt(shape, (ny, nx))
+    return 4 * (volumes * voxels + 5 * t * ny * nx) + per_tilt * max(1, t // 8)
+
+
 def _as_tensor(array, name, ndim, device, dtype=torch.float32):
     out = torch.as_tensor(np.asarray(array), dtype=dtype, device=device)
     if out.ndim != ndim:
@@ -196,6 +218,7 @@ def reconstruct_linear_steps(
     """Generator form of :func:`reconstruct_linear`: yields Progress, returns the Volume."""
     dev = resolve_device(device)
     proj = _as_tensor(projections, "projections", 3, dev)
+    check_type("alignment", alignment, Alignment, "Alignment.from_angles(angles_deg) builds one from nominal tilts")
     alignment.validate()
     if len(alignment.euler_deg) != proj.shape[0]:
         raise ValueError(
@@ -209,6 +232,15 @@ def reconstruct_linear_steps(
             raise ValueError(f"{name} = {value!r}; expected a positive integer (iterations)")
     t, ny, nx = proj.shape
     shape = tuple(shape or (nx, ny, nx))
+    need = linear_bytes(shape, (t, ny, nx), blur_sigma_px, tv_weight, edge_weight, support is not None)
+    check_memory(
+        f"linear tomography of a {'×'.join(str(int(n)) for n in shape)}-voxel volume from {t} projections of "
+        f"{ny}×{nx} px (a smaller shape, or binned projections)",
+        need,
+        0,
+        1,
+        dev,
+    )
     if projection_mask is not None:
         proj = proj * _as_tensor(projection_mask, "projection_mask", 3, dev)
     sup = None if support is None else _as_tensor(support, "support", 3, dev)
