@@ -121,6 +121,7 @@ def cmd_step(args) -> int:
     from .pipeline import validate_config
 
     step = STEP_COMMANDS[args.command]
+    settings = _settings(args.set)  # a usage error first, whatever the project
     if not args.project.exists():  # else the config check speaks of input.path and run.project
         from .io import PtychoFormatError
 
@@ -133,7 +134,7 @@ def cmd_step(args) -> int:
         {
             "run": {"project": str(args.project), "device": args.device or "auto", "seed": args.seed, "steps": [step]},
             "input": {"simulate": "none"},
-            step: _settings(args.set),
+            step: settings,
         }
     )
     pipeline, bars = _pipeline(config, args.quiet)
