@@ -159,6 +159,21 @@ def test_msp_widget_reports_a_bad_start_defocus_in_the_status_line(viewer, small
 
 
 @pytest.mark.gui
+def test_msp_widget_passes_the_slice_period_and_refuses_one_that_does_not_divide_the_slices(
+    viewer, small_simulated_scan
+):
+    widget = make_widget(viewer, small_simulated_scan)
+    widget.slice_period.value = 3  # of 2 slices
+    widget.runner.run()
+    assert "slice_period = 3 does not divide num_slices = 2" in widget.runner.status.value
+    widget.slice_period.value = 1
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    result = widget.finished[0]
+    assert result.provenance["params"]["slice_period"] == 1 and "tied_stage" in result.provenance
+
+
+@pytest.mark.gui
 def test_msp_widget_defaults_are_the_engines_and_every_start_defocus_mode_is_accepted(viewer, small_simulated_scan):
     from napari_ptychotomo._napari.widgets.msp import parse_defocus
     from napari_ptychotomo.ptycho import MSPParams
@@ -171,6 +186,7 @@ def test_msp_widget_defaults_are_the_engines_and_every_start_defocus_mode_is_acc
     )
     assert built.defocus == engine.defocus == "auto"
     assert built.z_smoothness == engine.z_smoothness and built.tilt_map_window == engine.tilt_map_window
+    assert built.slice_period == engine.slice_period == 0
     # object 2 V × slice thickness from iteration 0 (follows the thickness box), tilt 0.2 mrad from 2, …
     assert built.rates == engine.rates
     assert widget.object_step.value == pytest.approx(2.0 * widget.slice_thickness.value)

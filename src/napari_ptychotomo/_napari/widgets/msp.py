@@ -79,6 +79,7 @@ class MSPWidget(Container):
         self.tilt_map = field_widget(MSPParams, "tilt_map")
         self.tilt_map_window = field_widget(MSPParams, "tilt_map_window", enabled=False)
         self.z_smoothness = field_widget(MSPParams, "z_smoothness")
+        self.slice_period = field_widget(MSPParams, "slice_period")
         self.defocus = field_widget(MSPParams, "defocus")
         self.learn_positions = field_widget(MSPParams, "learn_positions")
         self.show_advanced = CheckBox(text="advanced", value=False, name="show_advanced")
@@ -111,6 +112,7 @@ class MSPWidget(Container):
                 self.learn_tilt,
                 self.learn_thickness,
                 self.z_smoothness,
+                self.slice_period,
                 self.tilt_map,
                 self.tilt_map_window,
                 self.learn_positions,
@@ -220,6 +222,7 @@ class MSPWidget(Container):
             tilt_map=bool(self.tilt_map.value),
             tilt_map_window=float(self.tilt_map_window.value),
             z_smoothness=float(self.z_smoothness.value),
+            slice_period=int(self.slice_period.value),
             defocus=parse_defocus(self.defocus.value),
             learn_positions=bool(self.learn_positions.value),
             rates={
