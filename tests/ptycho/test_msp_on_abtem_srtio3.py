@@ -27,7 +27,7 @@ def test_defaults_find_the_thickness_of_abtem_srtio3_within_5_percent(abtem_srti
     The tilt is not within the 0.3 mrad that the same defaults reach on our simulator's
     SrTiO3: (3.41, −0.33) mrad for (4, 0); noise-free (3.60, −0.33). A free multislice
     object can carry part of a tilt as a drift of its slices (see the Au tilt test in
-    test_msp_on_detector_reference.py); the bound here is 1 mrad. With the slices tied
+    test_msp_au_tilt.py); the bound here is 1 mrad. With the slices tied
     (``slice_period=1``) the tilt comes to (3.65, −0.15) but the thickness to −3.5 %; with
     15 slices of two cells (3.76, −0.07) and +4.7 % (README)."""
     ref = abtem_srtio3_reference

@@ -14,8 +14,8 @@ import functools
 import numpy as np
 import pytest
 import torch
+from au_reference import au_params, au_scan
 
-from napari_ptychotomo.data import Calibration, ScanData
 from napari_ptychotomo.physics import (
     forward_intensities,
     fresnel_propagator,
@@ -28,47 +28,10 @@ from napari_ptychotomo.ptycho import msp_update, reconstruct_msp
 from napari_ptychotomo.ptycho.params import MSPParams
 from napari_ptychotomo.ptycho.state import initial_probe, make_geometry
 
-ITERATIONS = 60
-#: the converged data error of the former model (cut at 2/3 of the detector grid's Nyquist),
-#: measured by the test of the two models below
-FORMER_MODEL_ERROR = {"mistilt_p0_p0": 0.2045, "mistilt_p2_m1": 0.2024}
-
-
-def _scan(reference, group: str) -> ScanData:
-    a = reference.attrs
-    calibration = Calibration(
-        energy_eV=float(a["energy_eV"]),
-        semiangle_mrad=float(a["semiangle_mrad"]),
-        detector_sampling_mrad=float(a["detector_sampling_mrad"]),
-        defocus=float(a["defocus_A"]),
-        scan_step=float(a["scan_step_A"]),
-    )
-    return ScanData(
-        intensities=reference[group]["intensities"][...],
-        calibration=calibration,
-        positions=reference["positions_yx_A"][...],
-        scan_shape=(8, 8),
-    )
-
-
-def _params(scan: ScanData, **overrides) -> MSPParams:
-    """10 slices over the known 81.6 Å, probe from the calibration (defocus 100 Å),
-    positions fixed, a fixed number of iterations so the two models are compared alike."""
-    options = dict(
-        num_slices=10,
-        iterations=ITERATIONS,
-        defocus=None,
-        batch_size=16,
-        learn_thickness=False,
-        convergence_tolerance=0.0,
-    )
-    options.update(overrides)
-    return MSPParams.from_calibration(scan.calibration, thickness=81.6, **options)
-
 
 @pytest.fixture(scope="module")
 def tilted(abtem_detector_reference):
-    return _scan(abtem_detector_reference, "mistilt_p2_m1")
+    return au_scan(abtem_detector_reference, "mistilt_p2_m1")
 
 
 @pytest.mark.slow
@@ -81,11 +44,11 @@ def test_models_that_predict_the_whole_detector_fit_abtem_data_3x_better(abtem_d
     0.2045 (240), 4.0×; (2, −1) mrad 0.0380 (365) against 0.2024 (513), 5.3×. After a
     fixed 60 iterations the gap is smaller (0.088 against 0.23 on the tilted group, 2.6×;
     0.060 at oversampling 2, 3.8×). ~35-50 s per group on one core."""
-    scan = _scan(abtem_detector_reference, group)
+    scan = au_scan(abtem_detector_reference, group)
     converged = dict(iterations=1500, convergence_tolerance=MSPParams.convergence_tolerance)
-    default = reconstruct_msp(scan, _params(scan, **converged), device="cpu")
+    default = reconstruct_msp(scan, au_params(scan, **converged), device="cpu")
     monkeypatch.setattr(msp_update, "fresnel_propagator", functools.partial(_band_limited, fresnel_propagator))
-    cut = reconstruct_msp(scan, _params(scan, **converged), device="cpu")
+    cut = reconstruct_msp(scan, au_params(scan, **converged), device="cpu")
     assert default.converged and cut.converged
     assert cut.loss_history[-1] > 3.0 * default.loss_history[-1], (default.loss_history[-1], cut.loss_history[-1])
 
@@ -93,33 +56,6 @@ def test_models_that_predict_the_whole_detector_fit_abtem_data_3x_better(abtem_d
 def _band_limited(propagator, *args, band_limit=True, **kwargs):
     """The former model: the propagator cut at 2/3 of the detector grid's Nyquist."""
     return propagator(*args, band_limit=True, **kwargs)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("group", "truth"), [("mistilt_p0_p0", (0.0, 0.0)), ("mistilt_p2_m1", (2.0, -1.0))])
-def test_learned_tilt_of_abtem_au_within_0p3_mrad_with_tied_slices(abtem_detector_reference, group, truth):
-    """Free slices cannot give the tilt: a free multislice object carries any tilt as a
-    lateral drift of its slices (the tilted propagator is the untilted one times a shift),
-    so the data fix only tilt + shear. Converged from (0, 0) with these settings and free
-    slices the (2, −1) group gave (0.28, −1.17) mrad at E 0.038; 40 slices, abTEM's
-    converged patterns, 256 positions, a fixed probe or the slices tied for the first 200
-    iterations did no better (sessions 9–12).
-
-    Tied slices (``slice_period=1``: 10 slices of two unit cells each) cannot shear. With
-    the tilt learned from (0, 0) until the tied slices converge, then held while the slices
-    are released (MSP's rule, at most 1500 iterations). Measured with seeds 0 / 1 / 2:
-    (2, −1) group (1.951, −1.140) / (1.786, −1.047) / (1.913, −1.024) mrad, tied stage
-    358 / 466 / 625 iterations; untilted (−0.153, −0.189) / (−0.066, −0.096) /
-    (−0.102, −0.017). The released slices fit to E 0.021 / 0.022 (seed 0; still falling at
-    1500 iterations, so not converged by the rule), 9.5× below the former model's
-    converged 0.20 (test above). ~90 s per group on one core."""
-    scan = _scan(abtem_detector_reference, group)
-    params = _params(scan, slice_period=1, iterations=1500, convergence_tolerance=MSPParams.convergence_tolerance)
-    result = reconstruct_msp(scan, params, device="cpu")
-    stage = result.provenance["tied_stage"]
-    assert stage["released"] and stage["iterations"] < 1000, stage
-    assert np.all(np.abs(result.tilt_mrad - truth) < 0.3), result.tilt_mrad
-    assert result.loss_history[-1] < FORMER_MODEL_ERROR[group] / 3, result.loss_history[-1]
 
 
 def _true_slices(reference, geometry, num_slices: int) -> torch.Tensor:
@@ -171,7 +107,7 @@ def test_abtem_au_tilt_is_where_the_true_unsheared_slices_fit_best(tilted, abtem
     parabola through ±0.5 mrad puts it at (2.06, −0.99); E 0.062 there). A free object
     can carry any tilt as a lateral drift of its slices (a shear), so what a reconstruction
     learns depends on how that drift is pinned."""
-    params = _params(tilted, oversampling=2)
+    params = au_params(tilted, oversampling=2)
     geometry = make_geometry(tilted, params)
     slices = _true_slices(abtem_detector_reference, geometry, params.num_slices)
     probe = initial_probe(

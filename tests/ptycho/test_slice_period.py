@@ -1,7 +1,7 @@
 """The crystal prior of MSP (``MSPParams.slice_period``): tied slices, then released.
 
 The accuracy it buys on data we did not simulate is tested on abTEM's Au
-(test_msp_on_detector_reference.py); here, what the two stages do.
+(test_msp_au_tilt.py); here, what the two stages do.
 """
 
 from __future__ import annotations
