@@ -321,6 +321,13 @@ def test_tilt_series_from_a_list_of_files_with_angles(tmp_path, rng):
     assert float(np.asarray(series.scans[0].intensities).mean()) == 3.0
 
 
+def test_tilt_angles_in_radians_are_warned_of(tmp_path, rng):
+    folder = _folder_of_scans(tmp_path / "series", rng)
+    (folder / "angles.txt").write_text("-0.698\n0\n0.698\n")  # ±40° in radians
+    with pytest.warns(UserWarning, match=r"angles_deg spans only -0.698° to 0.698°: were they given in radians"):
+        load(folder, scan_step=0.5, **CAL)
+
+
 def test_tilt_count_must_match_angles(tmp_path, rng):
     folder = _folder_of_scans(tmp_path / "series", rng)
     with pytest.raises(PtychoFormatError, match=r"series.*3 data file\(s\) but 2 tilt angle"):

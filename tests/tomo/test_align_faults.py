@@ -36,7 +36,14 @@ def _stage(**kw):
 
 def _run(stack, **kw):
     return align_tilt_series(
-        stack, ANGLES, 1.0, estimate_axis=False, final_n_iter=0, device="cpu", method=kw.pop("method", "gradient"), **kw
+        stack,
+        kw.pop("angles", ANGLES),
+        1.0,
+        estimate_axis=False,
+        final_n_iter=0,
+        device="cpu",
+        method=kw.pop("method", "gradient"),
+        **kw,
     )
 
 
@@ -44,6 +51,23 @@ def _run(stack, **kw):
 def test_fewer_than_two_distinct_tilt_angles_are_refused(stack, angles):
     with pytest.raises(ValueError, match=r"angles_deg holds 1 distinct tilt angle.*at 2 or more different"):
         align_tilt_series(stack[: len(angles)], angles, 1.0, device="cpu")
+
+
+def test_tilt_angles_given_in_radians_are_warned_of(stack):
+    with pytest.warns(UserWarning, match=r"spans only -1.05° to 1.05°: were they given in radians"):
+        _run(stack, stages=[_stage(n_outer=1)], angles=np.deg2rad(ANGLES))
+
+
+def test_tilt_angles_in_degrees_are_not_warned_of_even_when_they_span_little():
+    import warnings
+
+    from napari_ptychotomo.data.checks import warn_if_radians
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_radians("angles_deg", ANGLES)
+        warn_if_radians("angles_deg", [-2.0, 0.0, 2.0])  # a small but plain degree series
+        warn_if_radians("angles_deg", [0.0, 1.0])  # two tilts: too few to judge
 
 
 def test_shifts_that_leave_the_field_of_view_stop_with_the_last_good_alignment(stack):

@@ -141,3 +141,22 @@ def check_negative_counts(values: np.ndarray, what: str) -> None:
         UserWarning,
         stacklevel=3,
     )
+
+
+#: tilt angles that all lie within ±π/2 in degrees look like radians (a tilt series in degrees
+#: spans tens of degrees)
+_RADIAN_LIMIT_DEG = float(np.pi / 2)
+
+
+def warn_if_radians(name: str, angles_deg: Any) -> None:
+    """Warn when three or more distinct tilt angles all lie within ±π/2 "degrees": angles
+    in radians given where degrees are expected (a ±60° series would read ±1.05)."""
+    angles = np.asarray(angles_deg, dtype=float).ravel()
+    distinct = np.unique(np.round(angles, 6))
+    if len(distinct) >= 3 and np.abs(angles).max() <= _RADIAN_LIMIT_DEG:
+        warnings.warn(
+            f"{name} spans only {angles.min():.3g}° to {angles.max():.3g}°: were they given in radians? "
+            f"Tilt angles are in degrees (np.rad2deg converts)",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import _check_finite
+from .checks import _check_finite, warn_if_radians
 from .defocus_series import DEFOCUS_REFERENCES, DefocusSeries, _optional_range  # noqa: F401  (re-exported)
 from .scan import Calibration, ScanData
 
@@ -51,6 +51,7 @@ class TiltSeries:
                 f"{len(self.scans)} scan(s); give one tilt angle in degrees per scan"
             )
         _check_finite("angles_deg", angles)
+        warn_if_radians("angles_deg", angles)
         if np.any(np.abs(angles) > 90):
             raise ValueError(
                 f"angles_deg ranges to {np.abs(angles).max():.1f}; expected stage tilts "

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Alignment, Volume
-from ..data.checks import check_type
+from ..data.checks import check_type, warn_if_radians
 from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem, shift_problem
 from ..params_meta import describes, ui
@@ -96,6 +96,7 @@ def _check_inputs(projections, angles_deg, pixel_size):
     if np.abs(euler).max() > 360 or not np.all(np.isfinite(euler)):
         raise ValueError("angles_deg must be finite angles in degrees")
     distinct = np.unique(np.round(euler[:, 1], 3))
+    warn_if_radians("the tilt angles (angles_deg)", euler[:, 1])
     if len(distinct) < 2:
         raise ValueError(
             f"angles_deg holds {len(distinct)} distinct tilt angle(s) {distinct.tolist()}° for {len(proj)} "
