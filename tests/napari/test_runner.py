@@ -127,3 +127,17 @@ def test_progress_that_must_show_is_never_held_back(qtbot):
     runner.run()
     qtbot.waitUntil(lambda: not runner.running, timeout=10000)
     assert [p.step for p in rec.progress] == [1, 10, 20, 30]
+
+
+def test_run_pressed_while_a_stop_is_pending_keeps_the_stopped_partial_result(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(1000, delay=0.05))
+    runner.run()
+    qtbot.waitUntil(lambda: len(rec.progress) >= 1, timeout=10000)
+    runner.stop()  # the engine is still in its step when Run is pressed again
+    runner._start = lambda: counting_engine(2, tag="B")
+    runner.run()
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    qtbot.wait(200)  # the stopped worker's own "aborted" arrives late and is dropped
+    assert len(rec.results) == 2 and rec.results[0].startswith("from preview ('A'"), rec.results
+    assert rec.results[1] == "B final"

@@ -7,7 +7,8 @@ and hands every step to the widget's callbacks on the GUI thread. Runs are tagge
 id, as in napari-cryoet-data-portal's task worker: a new Run cancels the old one and
 anything the old one still sends is dropped. Stop keeps the partial result: the last
 ``Progress.result`` when there is one, else the widget builds it from the last
-``Progress.preview``. ``synchronous=True`` runs the generator in the calling thread (tests).
+``Progress.preview``, also when Run is pressed again before the stopped engine has
+finished its step. ``synchronous=True`` runs the generator in the calling thread (tests).
 
 Previews are throttled: a threaded run hands at most one Progress per ``min_interval``
 seconds to ``on_progress`` (the progress bar and status line follow every step), so a
@@ -113,6 +114,10 @@ class EngineRunner:
 
     def run(self, *_args: Any) -> None:
         """Start a run (cancelling the one in progress, whose output is then dropped)."""
+        if self.worker is not None and self._stop_requested:
+            # Stop was pressed and the engine is still in its step: keep what it had
+            # reached now, as its own "aborted" would, before this run drops it
+            self._aborted(self._run_id)
         self._cancel_worker()
         self._run_id += 1
         self.result, self.error, self.last, self._stop_requested = None, None, None, False
