@@ -141,3 +141,28 @@ def test_run_pressed_while_a_stop_is_pending_keeps_the_stopped_partial_result(qt
     qtbot.wait(200)  # the stopped worker's own "aborted" arrives late and is dropped
     assert len(rec.results) == 2 and rec.results[0].startswith("from preview ('A'"), rec.results
     assert rec.results[1] == "B final"
+
+
+def test_run_with_refused_inputs_leaves_the_run_in_progress_going(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(20, delay=0.02))
+    runner.run()
+    qtbot.waitUntil(lambda: len(rec.progress) >= 1, timeout=10000)
+
+    def refused():
+        raise ValueError("iterations = 0; expected at least 1")
+
+    runner._start = refused
+    runner.run()
+    assert runner.status.value == "cannot start: iterations = 0; expected at least 1; the run in progress goes on"
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    assert rec.results == ["A final"] and runner.status.value.startswith("done")
+
+
+def test_memory_error_without_a_message_is_said_in_words(qtbot):
+    def start():
+        raise MemoryError()
+
+    runner = Recorder().runner(start, synchronous=True)
+    runner.run()
+    assert runner.status.value == "cannot start: out of memory"

@@ -39,6 +39,15 @@ def format_progress(progress: Any) -> str:
     return text
 
 
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words: the message, "out of memory" for a MemoryError that
+    does not say so, else the exception's name (a bare ``MemoryError()`` has no message)."""
+    text = str(exc).strip()
+    if isinstance(exc, MemoryError) and "memory" not in text.lower():
+        text = f"out of memory: {text}" if text else "out of memory"
+    return text or type(exc).__name__
+
+
 def _relay(generator: Generator) -> Generator:
     """Yield every Progress of ``generator`` and return its return value."""
     return (yield from generator)
@@ -118,18 +127,24 @@ class EngineRunner:
             # Stop was pressed and the engine is still in its step: keep what it had
             # reached now, as its own "aborted" would, before this run drops it
             self._aborted(self._run_id)
-        self._cancel_worker()
-        self._run_id += 1
-        self.result, self.error, self.last, self._stop_requested = None, None, None, False
-        self._held, self._shown_at = None, -float("inf")
         from .._triton import load_triton_safely
 
         load_triton_safely()  # here on the GUI thread, before an engine's optimiser needs it
         try:
             generator = self._start()
         except (ValueError, TypeError, MemoryError) as exc:
-            self._finish(f"cannot start: {exc}", error=exc)
+            if self.worker is not None:  # inputs the engine refuses do not end the run in progress
+                self.error = exc
+                self.status.value = f"cannot start: {_reason(exc)}; the run in progress goes on"
+                return
+            self._run_id += 1
+            self.result, self.last, self._stop_requested = None, None, False
+            self._finish(f"cannot start: {_reason(exc)}", error=exc)
             return
+        self._cancel_worker()
+        self._run_id += 1
+        self.result, self.error, self.last, self._stop_requested = None, None, None, False
+        self._held, self._shown_at = None, -float("inf")
         self.progress.max, self.progress.value = 1, 0
         self.status.value = "starting…"
         self.run_button.enabled, self.stop_button.enabled = True, True
