@@ -166,3 +166,15 @@ def test_memory_error_without_a_message_is_said_in_words(qtbot):
     runner = Recorder().runner(start, synchronous=True)
     runner.run()
     assert runner.status.value == "cannot start: out of memory"
+
+
+def test_an_error_without_a_partial_keeps_the_state_of_the_last_step(qtbot):
+    def out_of_memory_at_step_4():
+        yield from counting_engine(3)
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    rec = Recorder()
+    runner = rec.runner(out_of_memory_at_step_4, synchronous=True)
+    runner.run()
+    assert rec.results == ["from preview ('A', 3)"]
+    assert runner.status.value == "failed: CUDA out of memory. Tried to allocate 2.00 GiB; last good state kept"

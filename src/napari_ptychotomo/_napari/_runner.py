@@ -63,9 +63,11 @@ class EngineRunner:
     on_progress : called with every :class:`Progress` (GUI thread), e.g. to update preview
         layers.
     on_result : called with the final result, or with the partial one after Stop or an
-        :class:`~napari_ptychotomo.engine.EngineError` that carries one.
-    on_stopped : called with the last Progress after Stop when it has no ``result``;
-        returns the partial result to hand to ``on_result`` (or ``None``).
+        error (an :class:`~napari_ptychotomo.engine.EngineError`'s ``partial``, else as
+        after Stop).
+    on_stopped : called with the last Progress after Stop (or an error without a
+        ``partial``) when it has no ``result``; returns the partial result to hand to
+        ``on_result`` (or ``None``).
     synchronous : run in the calling thread instead of a worker thread.
     min_interval : seconds between two ``on_progress`` calls of a threaded run (0: every
         step); synchronous runs relay every step.
@@ -241,10 +243,16 @@ class EngineRunner:
             return
         self._flush()
         partial = getattr(exc, "partial", None)
+        if partial is None and self.last is not None:
+            # an error that carries no state (out of memory, a torch error) keeps, as Stop
+            # does, what the last step reached
+            partial = self.last.result
+            if partial is None and self._on_stopped is not None:
+                partial = self._on_stopped(self.last)
         if partial is not None:
             self._deliver(partial)
         kept = "; last good state kept" if partial is not None else ""
-        self._finish(f"failed: {exc}{kept}", error=exc)
+        self._finish(f"failed: {_reason(exc)}{kept}", error=exc)
 
     def _deliver(self, value: Any) -> None:
         self.result = value
