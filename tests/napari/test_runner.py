@@ -178,3 +178,29 @@ def test_an_error_without_a_partial_keeps_the_state_of_the_last_step(qtbot):
     runner.run()
     assert rec.results == ["from preview ('A', 3)"]
     assert runner.status.value == "failed: CUDA out of memory. Tried to allocate 2.00 GiB; last good state kept"
+
+
+def test_a_result_that_cannot_be_shown_still_ends_the_run_and_says_why(qtbot):
+    def cannot_show(result):
+        raise ValueError("zero-size array to reduction operation minimum which has no identity")
+
+    runner = EngineRunner(lambda: counting_engine(3, delay=0.01), on_result=cannot_show)
+    runner.run()
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    assert runner.result == "A final" and runner.run_button.enabled and not runner.stop_button.enabled
+    assert runner.status.value == (
+        "done: A step 3/3, loss 0.3333; the result could not be shown: "
+        "zero-size array to reduction operation minimum which has no identity"
+    )
+
+
+def test_a_preview_that_cannot_be_shown_does_not_stop_the_run(qtbot):
+    def cannot_show(progress):
+        raise KeyError("MSP phase [tilt 0]")
+
+    rec = Recorder()
+    runner = EngineRunner(lambda: counting_engine(3), on_progress=cannot_show, on_result=rec.results.append)
+    runner.synchronous = True
+    runner.run()
+    assert rec.results == ["A final"] and runner.status.value.startswith("done")
+    assert isinstance(runner.display_error, KeyError)

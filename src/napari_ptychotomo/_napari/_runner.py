@@ -114,6 +114,7 @@ class EngineRunner:
         self.worker: Any = None
         self.result: Any = None
         self.error: BaseException | None = None
+        self.display_error: Exception | None = None  # the last failure of on_progress / on_result
         self.last: Any = None
         self._run_id = 0
         self._stop_requested = False
@@ -146,6 +147,7 @@ class EngineRunner:
         self._cancel_worker()
         self._run_id += 1
         self.result, self.error, self.last, self._stop_requested = None, None, None, False
+        self.display_error = None
         self._held, self._shown_at = None, -float("inf")
         self.progress.max, self.progress.value = 1, 0
         self.status.value = "starting…"
@@ -205,15 +207,24 @@ class EngineRunner:
         now = self.clock()
         if self.synchronous or now - self._shown_at >= self.min_interval or self._must_show(progress):
             self._held, self._shown_at = None, now
-            self._on_progress(progress)
+            self._show(progress)
         else:
             self._held = progress
+
+    def _show(self, progress: Any) -> None:
+        """``on_progress``; a preview that cannot be shown is said in the status line and
+        the run goes on."""
+        try:
+            self._on_progress(progress)
+        except Exception as exc:  # noqa: BLE001 (said in the status line, not left as a traceback)
+            self.display_error = exc
+            self.status.value = f"{format_progress(progress)}; the preview could not be shown: {_reason(exc)}"
 
     def _flush(self) -> None:
         """Hand the Progress held back by the throttle to ``on_progress``."""
         held, self._held = self._held, None
         if held is not None and self._on_progress is not None:
-            self._on_progress(held)
+            self._show(held)
 
     def _returned(self, value: Any, run_id: int) -> None:
         if run_id != self._run_id:
@@ -222,8 +233,8 @@ class EngineRunner:
         if value is None and self.last is not None:
             value = self.last.result
         self.progress.value = self.progress.max
-        self._deliver(value)
-        self._finish("done" if self.last is None else f"done: {format_progress(self.last)}")
+        not_shown = self._deliver(value)
+        self._finish(("done" if self.last is None else f"done: {format_progress(self.last)}") + not_shown)
 
     def _aborted(self, run_id: int) -> None:
         if run_id != self._run_id:
@@ -234,9 +245,9 @@ class EngineRunner:
             partial = self.last.result
             if partial is None and self._on_stopped is not None:
                 partial = self._on_stopped(self.last)
-        self._deliver(partial)
+        not_shown = self._deliver(partial)
         where = "" if self.last is None else f" at step {self.last.step}/{self.last.total}"
-        self._finish(f"stopped{where}; partial result kept" if partial is not None else "stopped")
+        self._finish((f"stopped{where}; partial result kept" if partial is not None else "stopped") + not_shown)
 
     def _errored(self, exc: BaseException, run_id: int) -> None:
         if run_id != self._run_id:
@@ -249,15 +260,22 @@ class EngineRunner:
             partial = self.last.result
             if partial is None and self._on_stopped is not None:
                 partial = self._on_stopped(self.last)
-        if partial is not None:
-            self._deliver(partial)
+        not_shown = self._deliver(partial) if partial is not None else ""
         kept = "; last good state kept" if partial is not None else ""
-        self._finish(f"failed: {_reason(exc)}{kept}", error=exc)
+        self._finish(f"failed: {_reason(exc)}{kept}{not_shown}", error=exc)
 
-    def _deliver(self, value: Any) -> None:
+    def _deliver(self, value: Any) -> str:
+        """Hand ``value`` to ``on_result``; returns what to add to the status line when
+        showing it failed (the run still finishes: its buttons come back, ``result`` holds it)."""
         self.result = value
-        if value is not None and self._on_result is not None:
+        if value is None or self._on_result is None:
+            return ""
+        try:
             self._on_result(value)
+        except Exception as exc:  # noqa: BLE001 (said in the status line, not left as a traceback)
+            self.display_error = exc
+            return f"; the result could not be shown: {_reason(exc)}"
+        return ""
 
     def _finish(self, text: str, error: BaseException | None = None) -> None:
         self.error = error
