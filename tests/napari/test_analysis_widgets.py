@@ -173,3 +173,18 @@ def test_atom_tracing_widget_scores_against_a_simulated_series_truth_in_another_
     assert widget.score.value.startswith("recall 1.00, false positives 0 (0.0 %)"), widget.score.value
     assert widget.score.value.endswith("species 100.0 % right")
     assert viewer.layers["Atoms (traced)"].metadata["result"].names == ["O", "Au"]
+
+
+@pytest.mark.gui
+def test_atom_tracing_widget_shows_a_trace_that_found_no_atoms(viewer):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.widgets.atoms import AtomTracingWidget
+
+    volume, _atoms = gaussian_atoms(n=16)
+    show(volume, viewer, name="lattice")
+    widget = AtomTracingWidget(viewer, synchronous=True)
+    widget.device.value, widget.threshold_sigma.value = "cpu", widget.threshold_sigma.max
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    traced = viewer.layers["Atoms (traced)"]
+    assert len(traced.data) == 0 and len(traced.metadata["result"]) == 0
