@@ -173,3 +173,34 @@ def test_atom_tracing_widget_scores_against_a_simulated_series_truth_in_another_
     assert widget.score.value.startswith("recall 1.00, false positives 0 (0.0 %)"), widget.score.value
     assert widget.score.value.endswith("species 100.0 % right")
     assert viewer.layers["Atoms (traced)"].metadata["result"].names == ["O", "Au"]
+
+
+@pytest.mark.gui
+def test_atom_tracing_widget_shows_a_trace_that_found_no_atoms(viewer):
+    from napari_ptychotomo import show
+    from napari_ptychotomo._napari.widgets.atoms import AtomTracingWidget
+
+    volume, _atoms = gaussian_atoms(n=16)
+    show(volume, viewer, name="lattice")
+    widget = AtomTracingWidget(viewer, synchronous=True)
+    widget.device.value, widget.threshold_sigma.value = "cpu", widget.threshold_sigma.max
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    traced = viewer.layers["Atoms (traced)"]
+    assert len(traced.data) == 0 and len(traced.metadata["result"]) == 0
+
+
+@pytest.mark.gui
+def test_volume_widgets_offer_no_rgb_picture_and_name_a_non_volume_plainly(viewer):
+    from napari_ptychotomo._napari.widgets.atoms import AtomTracingWidget
+    from napari_ptychotomo._napari.widgets.fsc import ResolutionWidget
+
+    viewer.add_image(np.zeros((8, 8, 3), np.float32), name="photo", rgb=True)
+    viewer.add_image(np.zeros((7, 24, 24), np.float32), name="phases", scale=(1.0, 0.5, 0.5))
+    assert list(ResolutionWidget(viewer, synchronous=True).volume2.choices) == ["phases"]
+    widget = AtomTracingWidget(viewer, synchronous=True)
+    widget.runner.run()
+    assert widget.runner.status.value == (
+        "cannot start: layer 'phases' has shape (7, 24, 24) and scale (1, 0.5, 0.5); "
+        "expected a volume (nz, ny, nx) with cubic voxels"
+    )

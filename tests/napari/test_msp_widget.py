@@ -251,3 +251,35 @@ def test_msp_widget_takes_the_settings_the_nanoparticle_sample_suggests(viewer, 
     widget.num_slices.value = 3
     viewer.add_image(np.zeros((4, 4)), name="other")
     assert widget.num_slices.value == 3
+
+
+@pytest.mark.gui
+def test_msp_previews_keep_the_running_scan_when_the_dataset_is_changed_or_removed(viewer, small_simulated_scan):
+    from dataclasses import replace
+
+    from napari_ptychotomo import show
+
+    widget = make_widget(viewer, small_simulated_scan, iterations=2)
+    viewer.layers["Virtual bright field"].name = "running"
+    finer = replace(
+        small_simulated_scan, calibration=replace(small_simulated_scan.calibration, detector_sampling_mrad=5.0)
+    )
+    show(finer, viewer)[0].name = "finer"
+    widget.dataset.reset_choices()
+    widget.dataset.value = "running"
+    show_progress, scales = widget.runner._on_progress, []
+
+    def change_then_remove_the_dataset(progress):
+        if progress.step == 1:
+            widget.dataset.value = "finer"  # another pixel size
+        else:
+            viewer.layers.remove("running")
+        show_progress(progress)
+        if "result" not in (progress.preview or {}):
+            scales.append(tuple(viewer.layers["MSP phase [tilt 0]"].scale))
+
+    widget.runner._on_progress = change_then_remove_the_dataset
+    widget.runner.run()
+    assert widget.runner.status.value.startswith("done"), widget.runner.status.value
+    result = viewer.layers["MSP phase [tilt 0]"].metadata["result"]
+    assert len(scales) == 2 and all(s[1:] == pytest.approx((result.pixel_size,) * 2) for s in scales), scales

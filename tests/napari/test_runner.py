@@ -127,3 +127,80 @@ def test_progress_that_must_show_is_never_held_back(qtbot):
     runner.run()
     qtbot.waitUntil(lambda: not runner.running, timeout=10000)
     assert [p.step for p in rec.progress] == [1, 10, 20, 30]
+
+
+def test_run_pressed_while_a_stop_is_pending_keeps_the_stopped_partial_result(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(1000, delay=0.05))
+    runner.run()
+    qtbot.waitUntil(lambda: len(rec.progress) >= 1, timeout=10000)
+    runner.stop()  # the engine is still in its step when Run is pressed again
+    runner._start = lambda: counting_engine(2, tag="B")
+    runner.run()
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    qtbot.wait(200)  # the stopped worker's own "aborted" arrives late and is dropped
+    assert len(rec.results) == 2 and rec.results[0].startswith("from preview ('A'"), rec.results
+    assert rec.results[1] == "B final"
+
+
+def test_run_with_refused_inputs_leaves_the_run_in_progress_going(qtbot):
+    rec = Recorder()
+    runner = rec.runner(lambda: counting_engine(20, delay=0.02))
+    runner.run()
+    qtbot.waitUntil(lambda: len(rec.progress) >= 1, timeout=10000)
+
+    def refused():
+        raise ValueError("iterations = 0; expected at least 1")
+
+    runner._start = refused
+    runner.run()
+    assert runner.status.value == "cannot start: iterations = 0; expected at least 1; the run in progress goes on"
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    assert rec.results == ["A final"] and runner.status.value.startswith("done")
+
+
+def test_memory_error_without_a_message_is_said_in_words(qtbot):
+    def start():
+        raise MemoryError()
+
+    runner = Recorder().runner(start, synchronous=True)
+    runner.run()
+    assert runner.status.value == "cannot start: out of memory"
+
+
+def test_an_error_without_a_partial_keeps_the_state_of_the_last_step(qtbot):
+    def out_of_memory_at_step_4():
+        yield from counting_engine(3)
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    rec = Recorder()
+    runner = rec.runner(out_of_memory_at_step_4, synchronous=True)
+    runner.run()
+    assert rec.results == ["from preview ('A', 3)"]
+    assert runner.status.value == "failed: CUDA out of memory. Tried to allocate 2.00 GiB; last good state kept"
+
+
+def test_a_result_that_cannot_be_shown_still_ends_the_run_and_says_why(qtbot):
+    def cannot_show(result):
+        raise ValueError("zero-size array to reduction operation minimum which has no identity")
+
+    runner = EngineRunner(lambda: counting_engine(3, delay=0.01), on_result=cannot_show)
+    runner.run()
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    assert runner.result == "A final" and runner.run_button.enabled and not runner.stop_button.enabled
+    assert runner.status.value == (
+        "done: A step 3/3, loss 0.3333; the result could not be shown: "
+        "zero-size array to reduction operation minimum which has no identity"
+    )
+
+
+def test_a_preview_that_cannot_be_shown_does_not_stop_the_run(qtbot):
+    def cannot_show(progress):
+        raise KeyError("MSP phase [tilt 0]")
+
+    rec = Recorder()
+    runner = EngineRunner(lambda: counting_engine(3), on_progress=cannot_show, on_result=rec.results.append)
+    runner.synchronous = True
+    runner.run()
+    assert rec.results == ["A final"] and runner.status.value.startswith("done")
+    assert isinstance(runner.display_error, KeyError)

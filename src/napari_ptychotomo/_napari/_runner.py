@@ -7,7 +7,8 @@ and hands every step to the widget's callbacks on the GUI thread. Runs are tagge
 id, as in napari-cryoet-data-portal's task worker: a new Run cancels the old one and
 anything the old one still sends is dropped. Stop keeps the partial result: the last
 ``Progress.result`` when there is one, else the widget builds it from the last
-``Progress.preview``. ``synchronous=True`` runs the generator in the calling thread (tests).
+``Progress.preview``, also when Run is pressed again before the stopped engine has
+finished its step. ``synchronous=True`` runs the generator in the calling thread (tests).
 
 Previews are throttled: a threaded run hands at most one Progress per ``min_interval``
 seconds to ``on_progress`` (the progress bar and status line follow every step), so a
@@ -38,6 +39,15 @@ def format_progress(progress: Any) -> str:
     return text
 
 
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words: the message, "out of memory" for a MemoryError that
+    does not say so, else the exception's name (a bare ``MemoryError()`` has no message)."""
+    text = str(exc).strip()
+    if isinstance(exc, MemoryError) and "memory" not in text.lower():
+        text = f"out of memory: {text}" if text else "out of memory"
+    return text or type(exc).__name__
+
+
 def _relay(generator: Generator) -> Generator:
     """Yield every Progress of ``generator`` and return its return value."""
     return (yield from generator)
@@ -53,9 +63,11 @@ class EngineRunner:
     on_progress : called with every :class:`Progress` (GUI thread), e.g. to update preview
         layers.
     on_result : called with the final result, or with the partial one after Stop or an
-        :class:`~napari_ptychotomo.engine.EngineError` that carries one.
-    on_stopped : called with the last Progress after Stop when it has no ``result``;
-        returns the partial result to hand to ``on_result`` (or ``None``).
+        error (an :class:`~napari_ptychotomo.engine.EngineError`'s ``partial``, else as
+        after Stop).
+    on_stopped : called with the last Progress after Stop (or an error without a
+        ``partial``) when it has no ``result``; returns the partial result to hand to
+        ``on_result`` (or ``None``).
     synchronous : run in the calling thread instead of a worker thread.
     min_interval : seconds between two ``on_progress`` calls of a threaded run (0: every
         step); synchronous runs relay every step.
@@ -102,6 +114,7 @@ class EngineRunner:
         self.worker: Any = None
         self.result: Any = None
         self.error: BaseException | None = None
+        self.display_error: Exception | None = None  # the last failure of on_progress / on_result
         self.last: Any = None
         self._run_id = 0
         self._stop_requested = False
@@ -113,18 +126,29 @@ class EngineRunner:
 
     def run(self, *_args: Any) -> None:
         """Start a run (cancelling the one in progress, whose output is then dropped)."""
-        self._cancel_worker()
-        self._run_id += 1
-        self.result, self.error, self.last, self._stop_requested = None, None, None, False
-        self._held, self._shown_at = None, -float("inf")
+        if self.worker is not None and self._stop_requested:
+            # Stop was pressed and the engine is still in its step: keep what it had
+            # reached now, as its own "aborted" would, before this run drops it
+            self._aborted(self._run_id)
         from .._triton import load_triton_safely
 
         load_triton_safely()  # here on the GUI thread, before an engine's optimiser needs it
         try:
             generator = self._start()
         except (ValueError, TypeError, MemoryError) as exc:
-            self._finish(f"cannot start: {exc}", error=exc)
+            if self.worker is not None:  # inputs the engine refuses do not end the run in progress
+                self.error = exc
+                self.status.value = f"cannot start: {_reason(exc)}; the run in progress goes on"
+                return
+            self._run_id += 1
+            self.result, self.last, self._stop_requested = None, None, False
+            self._finish(f"cannot start: {_reason(exc)}", error=exc)
             return
+        self._cancel_worker()
+        self._run_id += 1
+        self.result, self.error, self.last, self._stop_requested = None, None, None, False
+        self.display_error = None
+        self._held, self._shown_at = None, -float("inf")
         self.progress.max, self.progress.value = 1, 0
         self.status.value = "starting…"
         self.run_button.enabled, self.stop_button.enabled = True, True
@@ -183,15 +207,24 @@ class EngineRunner:
         now = self.clock()
         if self.synchronous or now - self._shown_at >= self.min_interval or self._must_show(progress):
             self._held, self._shown_at = None, now
-            self._on_progress(progress)
+            self._show(progress)
         else:
             self._held = progress
+
+    def _show(self, progress: Any) -> None:
+        """``on_progress``; a preview that cannot be shown is said in the status line and
+        the run goes on."""
+        try:
+            self._on_progress(progress)
+        except Exception as exc:  # noqa: BLE001 (said in the status line, not left as a traceback)
+            self.display_error = exc
+            self.status.value = f"{format_progress(progress)}; the preview could not be shown: {_reason(exc)}"
 
     def _flush(self) -> None:
         """Hand the Progress held back by the throttle to ``on_progress``."""
         held, self._held = self._held, None
         if held is not None and self._on_progress is not None:
-            self._on_progress(held)
+            self._show(held)
 
     def _returned(self, value: Any, run_id: int) -> None:
         if run_id != self._run_id:
@@ -200,8 +233,8 @@ class EngineRunner:
         if value is None and self.last is not None:
             value = self.last.result
         self.progress.value = self.progress.max
-        self._deliver(value)
-        self._finish("done" if self.last is None else f"done: {format_progress(self.last)}")
+        not_shown = self._deliver(value)
+        self._finish(("done" if self.last is None else f"done: {format_progress(self.last)}") + not_shown)
 
     def _aborted(self, run_id: int) -> None:
         if run_id != self._run_id:
@@ -212,24 +245,37 @@ class EngineRunner:
             partial = self.last.result
             if partial is None and self._on_stopped is not None:
                 partial = self._on_stopped(self.last)
-        self._deliver(partial)
+        not_shown = self._deliver(partial)
         where = "" if self.last is None else f" at step {self.last.step}/{self.last.total}"
-        self._finish(f"stopped{where}; partial result kept" if partial is not None else "stopped")
+        self._finish((f"stopped{where}; partial result kept" if partial is not None else "stopped") + not_shown)
 
     def _errored(self, exc: BaseException, run_id: int) -> None:
         if run_id != self._run_id:
             return
         self._flush()
         partial = getattr(exc, "partial", None)
-        if partial is not None:
-            self._deliver(partial)
+        if partial is None and self.last is not None:
+            # an error that carries no state (out of memory, a torch error) keeps, as Stop
+            # does, what the last step reached
+            partial = self.last.result
+            if partial is None and self._on_stopped is not None:
+                partial = self._on_stopped(self.last)
+        not_shown = self._deliver(partial) if partial is not None else ""
         kept = "; last good state kept" if partial is not None else ""
-        self._finish(f"failed: {exc}{kept}", error=exc)
+        self._finish(f"failed: {_reason(exc)}{kept}{not_shown}", error=exc)
 
-    def _deliver(self, value: Any) -> None:
+    def _deliver(self, value: Any) -> str:
+        """Hand ``value`` to ``on_result``; returns what to add to the status line when
+        showing it failed (the run still finishes: its buttons come back, ``result`` holds it)."""
         self.result = value
-        if value is not None and self._on_result is not None:
+        if value is None or self._on_result is None:
+            return ""
+        try:
             self._on_result(value)
+        except Exception as exc:  # noqa: BLE001 (said in the status line, not left as a traceback)
+            self.display_error = exc
+            return f"; the result could not be shown: {_reason(exc)}"
+        return ""
 
     def _finish(self, text: str, error: BaseException | None = None) -> None:
         self.error = error

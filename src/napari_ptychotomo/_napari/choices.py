@@ -27,11 +27,14 @@ def objects_in(viewer: Any, *types: type) -> list[tuple[str, Any]]:
 
 
 def image_layers(viewer: Any, ndim: int | None = None) -> list[tuple[str, Any]]:
-    """``(name, layer)`` for the image layers (of ``ndim`` dimensions when given)."""
+    """``(name, layer)`` for the image layers (of ``ndim`` dimensions when given); an RGB
+    image ``(ny, nx, 3)`` is a picture, never a stack or a volume, and is left out."""
     return [
         (layer.name, layer)
         for layer in viewer.layers
-        if type(layer).__name__ == "Image" and (ndim is None or np.ndim(layer.data) == ndim)
+        if type(layer).__name__ == "Image"
+        and not getattr(layer, "rgb", False)
+        and (ndim is None or np.ndim(layer.data) == ndim)
     ]
 
 

@@ -71,7 +71,8 @@ def atoms_layers(atoms: Atoms, name: str = "traced", translate=(0.0, 0.0, 0.0)) 
         "intensity": nan if atoms.intensities is None else np.asarray(atoms.intensities, float),
         "width": nan if atoms.widths is None else np.asarray(atoms.widths, float),
     }
-    colours = atom_colours(atoms) if n else np.zeros((0, 4))
+    # napari cannot take an empty colour array: a trace that found nothing gets a colour name
+    colours = atom_colours(atoms) if n else "white"
     return [
         (
             positions,

@@ -27,7 +27,7 @@ def layer_volume(layer: Any) -> Volume:
     if np.ndim(layer.data) != 3 or not np.allclose(scale, scale[-1], rtol=1e-6):
         raise ValueError(
             f"layer {layer.name!r} has shape {np.shape(layer.data)} and scale "
-            f"{tuple(scale)}; expected a volume (nz, ny, nx) with cubic voxels"
+            f"({', '.join(f'{v:g}' for v in scale)}); expected a volume (nz, ny, nx) with cubic voxels"
         )
     return Volume(
         data=np.asarray(layer.data, dtype=np.float32),

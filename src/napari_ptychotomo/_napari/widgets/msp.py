@@ -237,6 +237,9 @@ class MSPWidget(Container):
         tilts = list(range(len(scans))) if self.all_tilts.value else [int(self.tilt.value)]
         jobs = [(k, scans[k], self.params(scans[k])) for k in tilts]  # check all before running
         self.finished, self.loss_curves = {}, {}
+        # the previews are drawn at the pixel size of the scans being reconstructed, even
+        # when the dataset is changed or its layer removed while the run goes on
+        self._scans = scans
         from ...ptycho import msp_series_steps
 
         return msp_series_steps(jobs, device=str(self.device.value))
@@ -263,8 +266,7 @@ class MSPWidget(Container):
         )
 
     def _show_preview(self, k: int, preview: dict) -> None:
-        scans, _ = self.selected()
-        scan = scans[k]
+        scan = self._scans[k]
         pixel = scan.calibration.pixel_size(scan.detector_shape)[1]
         stride = preview["phase"].shape[-1] / preview["slices"].shape[-1]
         thickness = float(preview.get("slice_thickness", self.slice_thickness.value))
