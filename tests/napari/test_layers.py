@@ -126,7 +126,7 @@ def test_atoms_become_points_sized_and_coloured_by_species():
         intensities=np.array([1.0, 5.0, 6.0]),
         names=["O", "Pt"],
     )
-    ((data, kw, kind),) = atoms_layers(atoms, "traced", translate=(1.0, 1.0, 1.0))
+    ((data, kw, kind),) = atoms_layers(atoms, "traced")
     assert kind == "points" and kw["name"] == "Atoms (traced)" and data.shape == (3, 3)
     assert list(kw["features"]["element"]) == ["O", "Pt", "Pt"]
     assert np.all(np.isnan(kw["features"]["width"]))
@@ -135,7 +135,7 @@ def test_atoms_become_points_sized_and_coloured_by_species():
     unnamed = Atoms(positions=atoms.positions, species=atoms.species)
     np.testing.assert_array_equal(atoms_layers(unnamed)[0][1]["face_color"], SPECIES_COLOURS[[0, 1, 1]])
     assert kw["text"]["visible"] is False  # "display text" unticked until asked for
-    assert kw["size"][1] > kw["size"][0] and kw["translate"] == (1.0, 1.0, 1.0)
+    assert kw["size"][1] > kw["size"][0] and "translate" not in kw  # the positions are where they are drawn
 
 
 def test_project_layers_carry_alignment_and_resolution_in_volume_metadata(tiny_msp):
@@ -154,7 +154,31 @@ def test_project_layers_carry_alignment_and_resolution_in_volume_metadata(tiny_m
     assert "MSP phase [tilt 0]" in layers and "Atoms (linear)" in layers
     assert layers["Volume (linear)"]["metadata"]["resolution"] is resolution
     assert layers["Volume (linear)"]["metadata"]["alignment"] is project.alignment
-    assert layers["Atoms (linear)"]["translate"] == (1.0, 1.0, 1.0)
+    assert "translate" not in layers["Atoms (linear)"]  # positions include the origin
+
+
+def test_traced_atoms_of_a_volume_with_an_origin_sit_on_its_peaks_in_the_viewer():
+    """trace_atoms gives positions with the Volume's origin in them, as the volume layer's
+    translate places its voxels; the atoms layer must not add the origin again (it did,
+    up to 10 Å off here)."""
+    from napari_ptychotomo.analysis import trace_atoms
+
+    voxel, origin = 0.5, np.array([10.0, -4.0, 7.0])
+    r = np.array([3.0, 6.0, 9.0])  # Å from voxel 0: 27 Gaussian atoms on a 3 Å lattice
+    centres = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+    axis = np.arange(24) * voxel
+    g = [np.exp(-((axis[None] - centres[:, k, None]) ** 2) / (2 * 0.5**2)) for k in range(3)]
+    volume = Volume(data=np.einsum("az,ay,ax->zyx", *g).astype(np.float32), voxel_size=voxel, origin=origin)
+    atoms = trace_atoms(volume, device="cpu")
+    project = Project(volumes={"v": volume}, atoms={"v": atoms})
+    layers = {kw["name"]: (data, kw) for data, kw, _ in project_layers(project)}
+    volume_kw = layers["Volume (v)"][1]
+    points, points_kw = layers["Atoms (v)"]
+    truth_world = np.asarray(volume_kw["translate"]) + centres  # where the viewer draws the peaks
+    points_world = points + np.asarray(points_kw.get("translate", (0.0, 0.0, 0.0)))
+    assert len(points_world) == len(centres)
+    nearest = np.linalg.norm(points_world[:, None] - truth_world[None], axis=-1).min(1)
+    assert nearest.max() < 0.1, nearest.max()
 
 
 def test_unknown_objects_are_refused_with_a_clear_message():

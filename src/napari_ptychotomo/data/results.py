@@ -171,8 +171,9 @@ class Resolution:
 
 @dataclass
 class Atoms:
-    """Atoms in a volume: ``positions`` ``(n, 3)`` in Å as (z, y, x) in the volume frame
-    (origin at the centre of voxel (0, 0, 0)); ``species`` integer classes ordered by
+    """Atoms in a volume: ``positions`` ``(n, 3)`` in Å as (z, y, x) in the volume's frame,
+    where voxel (i, j, k)'s centre lies at ``origin + (i, j, k) · voxel_size`` (so a
+    Volume's origin is included; 0 for a volume whose origin is 0); ``species`` integer classes ordered by
     increasing scattering strength; ``intensities`` integrated intensity per atom;
     ``widths`` fitted Gaussian σ in Å; ``names`` optional element symbol per class.
     """

@@ -57,8 +57,10 @@ def atom_colours(atoms: Atoms) -> np.ndarray:
     return colours
 
 
-def atoms_layers(atoms: Atoms, name: str = "traced", translate=(0.0, 0.0, 0.0)) -> list[LayerData]:
-    """``Atoms (name)``: Points at the atom positions (z, y, x) in Å, size 1 Å + 0.3 Å per
+def atoms_layers(atoms: Atoms, name: str = "traced") -> list[LayerData]:
+    """``Atoms (name)``: Points at the atom positions (z, y, x) in Å, in the frame of the
+    volume layers (the positions include a Volume's origin, as the layers' translate does),
+    size 1 Å + 0.3 Å per
     species class, colour by species (:data:`SPECIES_COLOURS`); features ``species``,
     ``element``, ``intensity`` and ``width`` (Å, NaN when not fitted)."""
     positions = np.asarray(atoms.positions, dtype=np.float64).reshape(-1, 3)
@@ -86,7 +88,6 @@ def atoms_layers(atoms: Atoms, name: str = "traced", translate=(0.0, 0.0, 0.0)) 
                 "text": {"string": "{element}", "visible": False, "size": 8, "color": "white"},
                 "size": 1.0 + 0.3 * species if n else 1.0,
                 "border_width": 0.0,
-                "translate": tuple(float(v) for v in translate),
                 "axis_labels": ("z", "y", "x"),
                 "units": (ANGSTROM, ANGSTROM, ANGSTROM),
                 "metadata": _meta(atoms, "atoms", atoms_name=name),

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ...data import Alignment, Atoms, MSPResult, Project, Resolution, ScanData, TiltSeries, Volume
 from .atoms import atoms_layers
 from .common import LayerData
@@ -19,8 +17,8 @@ from .volume import volume_layers
 
 def project_layers(project: Project) -> list[LayerData]:
     """Every layer of a project: the series, each MSP result, each volume (with the
-    alignment and the resolution of the same name in its metadata) and each atom set
-    (placed in the frame of the volume of the same name, else of the first volume)."""
+    alignment and the resolution of the same name in its metadata) and each atom set (its
+    positions are in the volumes' frame already, origin included)."""
     layers: list[LayerData] = []
     if project.series is not None:
         layers += scan_layers(project.series)
@@ -28,7 +26,6 @@ def project_layers(project: Project) -> list[LayerData]:
             kwargs["metadata"]["alignment"] = project.alignment
     for k in sorted(project.msp):
         layers += msp_layers(project.msp[k], tilt_index=k)
-    first = next(iter(project.volumes.values()), None)
     for name, volume in project.volumes.items():
         for data, kwargs, kind in volume_layers(volume, name):
             kwargs["metadata"]["alignment"] = project.alignment
@@ -37,10 +34,8 @@ def project_layers(project: Project) -> list[LayerData]:
                 resolution = next(iter(project.resolution.values()))
             kwargs["metadata"]["resolution"] = resolution
             layers.append((data, kwargs, kind))
-    for name, atoms in project.atoms.items():
-        frame = project.volumes.get(name, first)
-        origin = (0.0, 0.0, 0.0) if frame is None else np.asarray(frame.origin, dtype=float)
-        layers += atoms_layers(atoms, name, translate=origin)
+    for name, atoms in project.atoms.items():  # their positions include the volume's origin
+        layers += atoms_layers(atoms, name)
     _latest_visible(layers)
     return layers
 
