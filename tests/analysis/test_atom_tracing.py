@@ -181,6 +181,20 @@ def test_positions_are_in_the_volume_frame_with_its_origin():
     assert score["rms_error_3d"] < 0.05
 
 
+def test_the_last_progress_line_counts_the_atoms_returned_after_lone_ones_are_removed():
+    from napari_ptychotomo import engine
+    from napari_ptychotomo.analysis import trace_atoms_steps
+    from napari_ptychotomo.simulate import potential_volume
+
+    true = np.array([[3.1, 4.2, 5.3], [6.4, 3.3, 4.0]])  # two atoms, each with one neighbour
+    data = potential_volume(true, [29, 29], (32, 32, 32), 0.3)
+    progress = []
+    traced = engine.run(trace_atoms_steps(Volume(data, voxel_size=0.3), device="cpu"), progress.append)
+    assert len(traced) == 0  # min_neighbours 2 by default
+    assert progress[-1].message.startswith("0 atoms; 2 removed with fewer than 2 neighbours within 6 Å")
+    assert len(progress[-1].preview) == 0
+
+
 def test_species_mixture_orders_classes_by_intensity():
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.normal(10, 1, 300), rng.normal(40, 3, 100), rng.normal(25, 2, 50)])

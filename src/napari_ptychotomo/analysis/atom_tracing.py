@@ -304,6 +304,15 @@ def trace_atoms_steps(
         counts = _neighbour_counts(state[0].cpu().numpy(), p["neighbour_radius"] / size)
         alone = torch.as_tensor(counts < p["min_neighbours"], device=dev)
         state = tuple(t[~alone] for t in state)
+        if bool(alone.any()):  # the last line a user reads gives the count returned
+            yield Progress(
+                step=total,
+                total=total,
+                loss=rms_change * size,
+                preview=origin + state[0].double().cpu().numpy() * size,
+                message=f"{len(state[0])} atoms; {int(alone.sum())} removed with fewer than "
+                f"{p['min_neighbours']} neighbours within {p['neighbour_radius']:g} Å",
+            )
     centres, heights, widths, _ = state
     intensity = (heights * (2 * np.pi) ** 1.5 * widths**3).double().cpu().numpy() * size**3
     labels, *_ = classify_species(_species_measure(heights, widths), p["n_species"])
