@@ -99,6 +99,14 @@ def test_an_overflowing_step_becomes_an_engine_error_with_a_joint_result(stem, n
     assert isinstance(info.value.partial, JointResult)
 
 
+def test_a_detector_sampling_given_in_rad_is_refused_naming_the_scan(stem):
+    series = copy.deepcopy(stem)
+    cal = series.scans[1].calibration
+    series.scans[1].calibration = Calibration(ENERGY, cal.semiangle_mrad, cal.detector_sampling_mrad * 1e-3, 1.0)
+    with pytest.raises(ValueError, match=r"scan 1 \(tilt 30°\): the bright-field disc .*\(mrad per pixel, not rad\)"):
+        reconstruct_joint(series, params=_params(), device="cpu")
+
+
 def test_learning_positions_of_a_single_position_scan_is_refused():
     cal = Calibration(ENERGY, 12.0, detector_sampling_mrad(12, VOXEL), scan_step=1.0)
     scans = [

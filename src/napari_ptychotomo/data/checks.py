@@ -160,3 +160,28 @@ def warn_if_radians(name: str, angles_deg: Any) -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+#: a bright-field disc more than this many detector half-widths in radius is refused
+MAX_DISC_RADIUS_HALF_WIDTHS = 4.0
+
+
+def check_disc_on_detector(calibration: Any, detector_shape: tuple[int, int]) -> None:
+    """Raise ``ValueError`` when the bright-field disc (``semiangle_mrad`` /
+    ``detector_sampling_mrad`` px in radius) is more than
+    :data:`MAX_DISC_RADIUS_HALF_WIDTHS` times the detector's half-width: a calibration in
+    the wrong unit (rad or µrad per pixel), never a measurement."""
+    radius_px = calibration.semiangle_mrad / calibration.detector_sampling_mrad
+    half_width_px = min(detector_shape) / 2
+    # Safe: the reconstruction pixel λ/(K Δα) is (radius / half-width) × λ/(2α), so beyond 4
+    # half-widths it exceeds 2λ/α, wider than the whole probe (1.22 λ/α across): a detector
+    # that sees only the inside of the disc cannot be used for ptychography this way
+    if radius_px > MAX_DISC_RADIUS_HALF_WIDTHS * half_width_px:
+        raise ValueError(
+            f"the bright-field disc of semiangle_mrad = {calibration.semiangle_mrad} mrad at "
+            f"detector_sampling_mrad = {calibration.detector_sampling_mrad} mrad per pixel is "
+            f"{radius_px:.4g} px in radius, more than {MAX_DISC_RADIUS_HALF_WIDTHS:g} × the "
+            f"{half_width_px:g}-px half-width of the {detector_shape[0]}×{detector_shape[1]} detector, "
+            "which then sees only the inside of the disc; check semiangle_mrad and "
+            "detector_sampling_mrad (mrad per pixel, not rad)"
+        )

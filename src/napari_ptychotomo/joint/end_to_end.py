@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..data import Alignment, TiltSeries, Volume
-from ..data.checks import check_type
+from ..data.checks import check_disc_on_detector, check_type
 from ..engine import Progress, resolve_device, run
 from ..engine_guards import Divergence, angle_problem
 from .distributed import init_from_environment, rank_device, world
@@ -51,7 +51,13 @@ def _check_series(series: Any) -> TiltSeries:
 
     if any(isinstance(s, DefocusSeries) for s in series.scans):
         raise ValueError("series holds DefocusSeries (plane-wave data); use reconstruct_plane_wave")
-    return series.validate()
+    series = series.validate()
+    for k, scan in enumerate(series.scans):
+        try:
+            check_disc_on_detector(scan.calibration, scan.detector_shape)
+        except ValueError as exc:
+            raise ValueError(f"scan {k} (tilt {series.angles_deg[k]:g}°): {exc}") from None
+    return series
 
 
 def _check_learnable(series: TiltSeries, params: JointParams) -> None:
