@@ -69,11 +69,13 @@ def test_restart_step_recomputes_that_step(tmp_path, study, write_config):
     assert json.loads(result.provenance["settings"])["msp.iterations"] == 2
 
 
-def test_device_and_tilt_choice_do_not_block_resume(tmp_path, study, write_config):
+def test_device_and_tilt_choice_do_not_block_resume(tmp_path, study, write_config, capsys):
     assert _run(_config(tmp_path, study, write_config, iterations=1, tilts=[0])) == 0
     first = load(study).msp[0]
     config = _config(tmp_path, study, write_config, iterations=1, tilts=[0, 1])
-    assert _run(config, "--resume", "--device", "cpu") == 0
+    capsys.readouterr()
+    assert cli.main(["run", str(config), "--resume", "--device", "cpu"]) == 0
+    assert "msp: tilt(s) 0 done already (resume); 1 to do" in capsys.readouterr().out
     project = load(study)
     assert sorted(project.msp) == [0, 1]
     assert project.msp[0].provenance["finished"] == first.provenance["finished"]  # kept
