@@ -95,3 +95,27 @@ def test_killed_append_keeps_raw_data_and_earlier_results(tmp_path):
     assert list(loaded.volumes) == ["linear", "earlier"]
     assert_identical(earlier, loaded.volumes["earlier"])
     assert_identical(project.series, loaded.series)
+
+
+def test_two_processes_appending_at_once_lose_no_result(tmp_path):
+    """Each append reads the sidecar and renames a copy with its result into place; two
+    writers at once (a second run on the same project) take turns instead of dropping
+    each other's results."""
+    path = save(make_project(), tmp_path / "study.ptycho.h5")
+    go = tmp_path / "go"
+    script = textwrap.dedent("""
+        import os, sys, time
+        import numpy as np
+        from napari_ptychotomo.data import Volume
+        from napari_ptychotomo.io import append_result
+        path, tag, go = sys.argv[1:]
+        while not os.path.exists(go):
+            time.sleep(0.01)
+        for i in range(12):
+            append_result(path, Volume(np.full((16, 32, 32), i, np.float32), 0.5), name=f"{tag}{i}")
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), tag, str(go)]) for tag in "ab"]
+    go.touch()
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    names = set(load(path).volumes)
+    assert {f"{tag}{i}" for tag in "ab" for i in range(12)} <= names

@@ -69,11 +69,13 @@ def test_restart_step_recomputes_that_step(tmp_path, study, write_config):
     assert json.loads(result.provenance["settings"])["msp.iterations"] == 2
 
 
-def test_device_and_tilt_choice_do_not_block_resume(tmp_path, study, write_config):
+def test_device_and_tilt_choice_do_not_block_resume(tmp_path, study, write_config, capsys):
     assert _run(_config(tmp_path, study, write_config, iterations=1, tilts=[0])) == 0
     first = load(study).msp[0]
     config = _config(tmp_path, study, write_config, iterations=1, tilts=[0, 1])
-    assert _run(config, "--resume", "--device", "cpu") == 0
+    capsys.readouterr()
+    assert cli.main(["run", str(config), "--resume", "--device", "cpu"]) == 0
+    assert "msp: tilt(s) 0 done already (resume); 1 to do" in capsys.readouterr().out
     project = load(study)
     assert sorted(project.msp) == [0, 1]
     assert project.msp[0].provenance["finished"] == first.provenance["finished"]  # kept
@@ -112,3 +114,28 @@ def test_restart_step_plans_that_step_and_the_later_ones_again(tmp_path, study, 
     assert "msp           run " in out and "refused" not in out
     assert Pipeline._redo("denoise", "msp") and Pipeline._redo("msp", "msp")
     assert not Pipeline._redo("bright_field", "msp") and not Pipeline._redo("msp", None)
+
+
+def test_resume_recomputes_a_step_whose_results_predate_its_input(tmp_path, study, write_config, capsys):
+    """A run without --resume that was stopped after recomputing MSP leaves the old
+    denoised projections, made from the MSP results it replaced: --resume recomputes
+    them (and says why) rather than keeping them as done."""
+    import time
+
+    config = write_config(
+        tmp_path / "run.toml", study, steps=("msp", "denoise"), msp={"num_slices": 2, "iterations": 1}
+    )
+    assert _run(config) == 0
+    old = load(study).volumes["projections (denoised)"].provenance["finished"]
+    time.sleep(1.1)  # finishing times are kept to the second
+    msp_only = write_config(tmp_path / "msp.toml", study, msp={"num_slices": 2, "iterations": 1})
+    assert _run(msp_only) == 0  # MSP recomputed, the run stopped before denoise
+    capsys.readouterr()
+    assert _run(config, "--dry-run", "--resume") == 0
+    assert "run (older than its input)" in capsys.readouterr().out
+    assert cli.main(["run", str(config), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "denoise: its results predate the msp results they were made from; recomputing" in out
+    project = load(study)
+    newest_msp = max(result.provenance["finished"] for result in project.msp.values())
+    assert project.volumes["projections (denoised)"].provenance["finished"] >= newest_msp > old

@@ -28,6 +28,7 @@ from .errors import PtychoFormatError
 __all__ = [
     "atomic_h5",
     "atomic_file",
+    "results_lock",
     "remove_stale_temps",
     "sidecar_path",
     "wrap",
@@ -48,6 +49,29 @@ def sidecar_path(path: Any) -> Path:
     name = path.name
     stem = name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name
     return path.with_name(f"{stem}.ptycho-results.h5")
+
+
+@contextlib.contextmanager
+def results_lock(path: Any) -> Iterator[None]:
+    """Hold the lock of project ``path``'s results while reading and rewriting its sidecar.
+
+    Adding a result reads the sidecar, copies it with the new result and renames the copy
+    into place; two processes doing so at once would each drop the other's result. The
+    lock (``flock`` on the hidden file ``.<sidecar name>.lock`` next to the project, which
+    stays) makes them take turns; where ``flock`` is missing (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    side = sidecar_path(path)
+    fd = os.open(side.with_name(f".{side.name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager

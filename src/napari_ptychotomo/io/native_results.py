@@ -14,7 +14,7 @@ from ..data import Alignment, MSPResult, Project
 from .errors import PtychoFormatError
 from .h5tree import copy_group, get_text, set_text, write_value
 from .lazy import open_h5
-from .native_files import NAMED, RESULT_FIELDS, atomic_h5, check, sidecar_path
+from .native_files import NAMED, RESULT_FIELDS, atomic_h5, check, results_lock, sidecar_path
 from .native_schema import FORMAT_VERSION, Codec
 
 __all__ = ["append_result", "read_sidecar", "write_results"]
@@ -39,14 +39,20 @@ def append_result(path: Any, obj: Any, *, name: Any = None, compression: dict | 
     The results sidecar (see the module docstring) is rewritten atomically: earlier
     results are copied chunk by chunk, ``obj`` is added under ``name`` (tilt index for an
     MSPResult; name for a Volume, Resolution or Atoms; none for the Alignment). A crash at
-    any moment leaves the project file untouched and the previous sidecar intact.
+    any moment leaves the project file untouched and the previous sidecar intact. Writers
+    in several processes take turns (:func:`~.native_files.results_lock`), so none loses
+    another's result.
     """
     path = Path(path)
     field, key = _result_slot(obj, name)
     check(obj, path)
     if not path.exists():
         raise PtychoFormatError(path, "no project file to add a result to; save the project first")
-    codec = Codec(compression)
+    with results_lock(path):
+        return _append(path, field, key, obj, Codec(compression))
+
+
+def _append(path: Path, field: str, key: Any, obj: Any, codec: Codec) -> Path:
     with open_h5(path) as fh:
         file_id = get_text(fh, "uuid")
         if get_text(fh, "format_version") is None or file_id is None:
@@ -121,7 +127,7 @@ def write_results(path: Path, project: Project, compression: dict | None) -> Pat
     codec = Codec(compression)
     with open_h5(path) as fh:
         file_id = get_text(fh, "uuid")
-    with atomic_h5(sidecar_path(path)) as out:
+    with results_lock(path), atomic_h5(sidecar_path(path)) as out:
         _start_sidecar(out, file_id)
         codec.write_members(out, [(f, getattr(project, f)) for f in RESULT_FIELDS])
     return path

@@ -149,7 +149,8 @@ class Pipeline:
         """One step of :meth:`plan`; ``keep``: its results in the project are kept (resume)."""
         options = self.config.get(step, {})
         done = project is not None and STEPS[step].complete(project, options)
-        status = "skip (done)" if (keep and done) else "run"
+        stale = self._newer_input(step, project) if keep and done else None
+        status = "skip (done)" if (keep and done and stale is None) else "run"
         if keep and step == "msp" and project is not None and project.msp and not done:
             status = f"run (resumes: {len(project.msp)} tilt(s) done)"
         detail = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
@@ -161,7 +162,28 @@ class Pipeline:
             status, detail = "run (truth only)", f"{reason}; FSC against the simulator's truth only"
         elif reason is not None:
             status, detail = "skip (nothing to do)", reason
+        elif stale is not None:
+            status = "run (older than its input)"
+            detail = f"its results predate the {stale} results they were made from; {detail}"
         return PlannedStep(step, status, detail)
+
+    def _newer_input(self, step: str, project: Project) -> str | None:
+        """The earlier step whose stored results were finished after ``step``'s, else None.
+
+        Such results were made from inputs that have since been replaced (a run without
+        ``--resume`` or ``--restart-step`` stopped after recomputing an earlier step), so
+        ``--resume`` recomputes them. Results without a finishing time are kept.
+        """
+        from .config import STEP_ORDER
+
+        own = _finished(STEPS[step].stored(project, self.config.get(step, {})))
+        if not own:
+            return None
+        for earlier in STEP_ORDER[: STEP_ORDER.index(step)]:
+            theirs = _finished(STEPS[earlier].stored(project, self.config.get(earlier, {})))
+            if theirs and max(theirs) > min(own):
+                return earlier
+        return None
 
     def _has_truth(self, project: Project | None) -> bool:
         """Whether the project has (or the input will give it) a simulator's truth volume."""
@@ -248,8 +270,11 @@ class Pipeline:
             ctx.settings = shaping_settings(step, self.config)
             ctx.resume = resume and not self._redo(step, restart)
             if ctx.resume and STEPS[step].complete(ctx.project, ctx.options):
-                self._say(f"{step}: done already (resume)")
-                continue
+                stale = self._newer_input(step, ctx.project)
+                if stale is None:
+                    self._say(f"{step}: done already (resume)")
+                    continue
+                self._say(f"{step}: its results predate the {stale} results they were made from; recomputing")
             self._say(f"{step} ...")
             started = time.perf_counter()
             STEPS[step].run(ctx)
@@ -293,3 +318,14 @@ def _changes_text(what: str, changes: list[tuple[str, Any, Any]]) -> str:
     """``msp tilt 0 was made with other settings: msp.iterations 2 → 4, …``"""
     listed = "; ".join(f"{key} {old!r} → {new!r}" for key, old, new in changes)
     return f"{what} was made with other settings ({listed})"
+
+
+def _finished(stored: list[tuple[str, Any]]) -> list[str]:
+    """The finishing times (ISO 8601, UTC, comparable as text) of stored results."""
+    times = []
+    for _what, result in stored:
+        record = getattr(result, "provenance", None)
+        when = record.get("finished") if isinstance(record, dict) else None
+        if isinstance(when, str):
+            times.append(when)
+    return times

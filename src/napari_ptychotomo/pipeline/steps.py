@@ -87,6 +87,9 @@ def run_msp(ctx: StepContext) -> None:
 
     tilts = _tilts(ctx, ctx.options.get("tilts", "all"))
     todo = [k for k in tilts if not (ctx.resume and k in ctx.project.msp)]
+    kept = [k for k in tilts if k not in todo]
+    if kept:
+        ctx.report(f"msp: tilt(s) {', '.join(map(str, kept))} done already (resume); {len(todo)} to do")
     bright_field = ctx.state.get("bright_field", {})
     jobs = [
         (k, _series(ctx).scans[k], msp_params(_series(ctx).scans[k].calibration, ctx.options, bright_field.get(k)))
