@@ -347,13 +347,19 @@ def _os_error_message(exc: OSError) -> str:
 
     found = re.search(r"name = '([^']*)'", str(exc))
     where = exc.filename or (found.group(1) if found else None)
+    if where:  # the writers' temporary file .<name>.<pid>.<hex>.tmp stands for <name>
+        temporary = re.fullmatch(r"(.*?)\.([^/\\]+)\.\d+\.[0-9a-f]{8}\.tmp", os.fspath(where))
+        where = temporary.group(1) + temporary.group(2) if temporary else where
     where = f" {where}:" if where else ""
     if isinstance(exc, PermissionError) or exc.errno == errno.EACCES or "errno = 13" in str(exc):
         return (
             f"error: permission denied:{where} this user may not read or write it; fix its "
             "permissions or choose another path"
         )
-    return f"error:{where} {exc.strerror or _first_line(exc)}"
+    kept = ""
+    if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+        kept = "; what was saved before is kept: free space, then re-run (a run continues with --resume)"
+    return f"error:{where} {exc.strerror or _first_line(exc)}{kept}"
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -82,6 +82,15 @@ def test_disk_full_names_the_file(tmp_path, capsys, monkeypatch):
     assert f"{tmp_path / 'p.ptycho.h5'}: No space left on device" in capsys.readouterr().err
 
 
+def test_disk_full_while_writing_names_the_project_not_the_temporary_file(tmp_path, capsys, monkeypatch):
+    temporary = tmp_path / ".p.ptycho-results.h5.3753.35fe63d1.tmp"
+    exc = OSError(errno.ENOSPC, "No space left on device", str(temporary))
+    assert _main_with(monkeypatch, tmp_path, exc) == cli.EXIT_DATA
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'p.ptycho-results.h5'}: No space left on device" in err, err
+    assert ".tmp" not in err and "what was saved before is kept" in err and "--resume" in err
+
+
 def _run(script: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
