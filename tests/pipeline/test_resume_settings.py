@@ -139,3 +139,15 @@ def test_resume_recomputes_a_step_whose_results_predate_its_input(tmp_path, stud
     project = load(study)
     newest_msp = max(result.provenance["finished"] for result in project.msp.values())
     assert project.volumes["projections (denoised)"].provenance["finished"] >= newest_msp > old
+
+
+def test_align_saved_without_its_volume_is_not_done():
+    """The align step saves the alignment and its low-resolution volume in two writes; a
+    run stopped between them left the volume missing while --resume skipped align."""
+    from napari_ptychotomo.data import Alignment, Project, Volume
+    from napari_ptychotomo.pipeline.step_table import STEPS
+
+    project = Project(alignment=Alignment.from_angles([-30.0, 0.0, 30.0]))
+    assert not STEPS["align"].complete(project, {})
+    project.volumes["aligned (low resolution)"] = Volume(data=np.zeros((2, 2, 2), np.float32), voxel_size=1.0)
+    assert STEPS["align"].complete(project, {})

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..data import Project
 from . import steps as run
-from .steps import DENOISED
+from .steps import ALIGNED, DENOISED
 
 __all__ = ["Step", "STEPS", "STEP_ORDER"]
 
@@ -89,7 +89,13 @@ def _msp_complete(project: Project, options: dict[str, Any]) -> bool:
 
 
 def _alignment_stored(project: Project, options: dict[str, Any]) -> list[tuple[str, Any]]:
-    return [("align", project.alignment)] if project.alignment is not None else []
+    found = [("align", project.alignment)] if project.alignment is not None else []
+    return found + ([(ALIGNED, project.volumes[ALIGNED])] if ALIGNED in project.volumes else [])
+
+
+def _alignment_complete(project: Project, options: dict[str, Any]) -> bool:
+    # saved in two writes: a run stopped between them has the alignment without its volume
+    return project.alignment is not None and ALIGNED in project.volumes
 
 
 def _volume_stored(name: str) -> Stored:
@@ -153,6 +159,7 @@ _ORDERED = (
         ("projections", "angles_deg", "pixel_size"),
         docs=_function("..tomo", "align_tilt_series"),
         stored=_alignment_stored,
+        complete=_alignment_complete,
     ),
     _step(
         "linear",

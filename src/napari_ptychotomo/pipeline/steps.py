@@ -27,6 +27,7 @@ __all__ = ["StepContext", "msp_params"]
 
 PROJECTIONS = "projections"
 DENOISED = "projections (denoised)"
+ALIGNED = "aligned (low resolution)"
 
 
 def _angles(ctx: StepContext) -> np.ndarray:
@@ -183,7 +184,7 @@ def run_align(ctx: StepContext) -> None:
     )
     volume.provenance = with_engine(volume.provenance, alignment.provenance)
     ctx.save(alignment)
-    ctx.save(volume, name="aligned (low resolution)")
+    ctx.save(volume, name=ALIGNED)
     ctx.report(f"alignment: shifts RMS {np.sqrt(np.mean(alignment.shifts**2)):.2f} Å, {seconds[0]:.1f} s")
 
 
