@@ -188,9 +188,10 @@ def _msp_steps(
 
     guard.last_good = last_good
     tied = params.slice_period > 0
+    held: tuple[str, ...] = ()  # what the tied stage learned, once the slices are released
     stage_start = 0  # the iteration where the convergence rule's history begins
     for iteration in range(params.iterations):
-        _schedule_steps(optimizer, iteration, params, held=() if tied or not params.slice_period else _HELD)
+        _schedule_steps(optimizer, iteration, params, held)
         error_sum = 0.0
         for b in rng.permutation(len(run.batches)):
             index = torch.as_tensor(run.batches[b], device=run.device)
@@ -225,7 +226,7 @@ def _msp_steps(
         if tied:
             run.provenance["tied_stage"] = {"iterations": iteration + 1, "released": False}
         if done and tied:
-            tied, done, stage_start = False, False, iteration + 1
+            tied, done, held, stage_start = False, False, _HELD, iteration + 1
             _release_slices(run, state, history, params.convergence_window)
             stage = " (tied slices converged: tilt and thickness held, slices released)"
         run.provenance["converged"] = done

@@ -200,7 +200,7 @@ def constrain(run: Setup, state: State, before: torch.Tensor) -> None:
 def tie_slices(obj: torch.Tensor, period: int) -> None:
     """Prior of a crystal on a zone axis (MSPParams.slice_period): every slice becomes the
     mean of the slices ``period`` apart from it, so the stack repeats with that period."""
-    cells = obj.reshape(obj.shape[0] // period, period, *obj.shape[1:])
+    cells = obj.view(obj.shape[0] // period, period, *obj.shape[1:])  # a view: writes reach obj
     cells.copy_(cells.mean(0, keepdim=True).expand_as(cells))
 
 
